@@ -1,0 +1,592 @@
+/*
+ * config.c: the table-driven configuration.
+ *
+ * One table (config_options) defines every option: section, name, type,
+ * default, bounds, whether SIGHUP reloads it, and its help text.  The same
+ * table drives parsing (inih), validation, `config-check`, `--dump` and
+ * docs/configuration.md.  A missing file means "embedded defaults only" only
+ * when no --config was given; an explicit file that is missing is an error.
+ * Runs on the main thread at startup and on reload; never on a worker.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#include "k8sauth.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR "/var"
+#endif
+
+enum config_type {
+	CT_STRING,
+	CT_INT,
+	CT_BOOL
+};
+
+struct config_option {
+	const char	*section;
+	const char	*name;
+	enum config_type type;
+	size_t		 offset;
+	const char	*def;		/* NULL: unset */
+	long		 min;
+	long		 max;
+	int		 reloadable;
+	const char	*help;
+};
+
+#define O(f) offsetof(struct config, f)
+static const struct config_option config_options[] = {
+	{ "server", "listen", CT_STRING, O(listen), "https://0.0.0.0:5050",
+	  0, 0, 0, "Comma-separated listen URLs (https://HOST:PORT or "
+	  "http://HOST:PORT); IPv6 hosts in brackets." },
+	{ "server", "tls_cert", CT_STRING, O(tls_cert), NULL, 0, 0, 1,
+	  "PEM certificate chain for https:// listeners." },
+	{ "server", "tls_key", CT_STRING, O(tls_key), NULL, 0, 0, 1,
+	  "PEM private key for https:// listeners." },
+	{ "server", "workers", CT_INT, O(workers), "0", 0, 256, 0,
+	  "Worker threads; 0 means one per CPU." },
+	{ "server", "max_body_size", CT_INT, O(max_body_size), "65536",
+	  1024, 16777216, 0, "Largest request body in bytes (413 above)." },
+	{ "server", "max_header_size", CT_INT, O(max_header_size), "16384",
+	  1024, 1048576, 0, "Largest request header block in bytes." },
+	{ "server", "max_connections", CT_INT, O(max_connections), "1024",
+	  1, 1000000, 0, "Open client connections per process; above it "
+	  "new connections wait in the kernel backlog." },
+	{ "server", "request_timeout", CT_INT, O(request_timeout), "30", 1,
+	  3600, 0, "Seconds a request may take in total before 503." },
+	{ "server", "idle_timeout", CT_INT, O(idle_timeout), "60", 1, 3600, 0,
+	  "Seconds a connection may be idle (reading or writing)." },
+	{ "server", "public_url", CT_STRING, O(public_url), NULL, 0, 0, 1,
+	  "The URL clients use, for links and WWW-Authenticate; default "
+	  "from the Host header." },
+	{ "database", "connection", CT_STRING, O(db_connection),
+	  "sqlite://" LOCALSTATEDIR "/lib/keystone-k8s-auth/"
+	  "keystone-k8s-auth.db", 0, 0, 0,
+	  "Database URL: sqlite:///ABSOLUTE/PATH." },
+	{ "fernet_tokens", "key_repository", CT_STRING,
+	  O(fernet_key_repository), "/etc/keystone/fernet-keys/", 0, 0, 1,
+	  "Keystone's Fernet key repository (shared with Keystone)." },
+	{ "fernet_tokens", "max_active_keys", CT_INT,
+	  O(fernet_max_active_keys), "3", 1, 100, 1,
+	  "Keys kept by fernet-rotate, as in keystone.conf." },
+	{ "credential", "key_repository", CT_STRING,
+	  O(credential_key_repository),
+	  SYSCONFDIR "/keystone-k8s-auth/credential-keys/", 0, 0, 0,
+	  "Keys encrypting reviewer tokens at rest (credential-setup)." },
+	{ "token", "expiration", CT_INT, O(token_expiration), "3600", 60,
+	  604800, 1, "Longest lifetime of an issued token in seconds." },
+	{ "token", "payload", CT_STRING, O(token_payload_name), "restricted",
+	  0, 0, 1, "restricted (version 11, roles from the restriction) or "
+	  "project_scoped (version 2, validated by any Keystone)." },
+	{ "token", "cap_to_jwt_expiry", CT_BOOL, O(token_cap_to_jwt_expiry),
+	  "true", 0, 0, 1, "Never let a token outlive the JWT it came from." },
+	{ "auth", "methods", CT_STRING, O(auth_methods),
+	  "external,password,token,oauth1,mapped,application_credential", 0,
+	  0, 0, "Keystone's [auth] methods list, same order (bitmask)." },
+	{ "auth", "method", CT_STRING, O(auth_method), "mapped", 0, 0, 0,
+	  "Method stamped into issued tokens; must be in methods." },
+	{ "k8s_auth", "connect_timeout", CT_INT, O(k8s_connect_timeout), "2",
+	  1, 60, 1, "Seconds to connect to a cluster's API server." },
+	{ "k8s_auth", "review_timeout", CT_INT, O(k8s_review_timeout), "5", 1,
+	  120, 1, "Seconds a TokenReview may take in total (504 above)." },
+	{ "k8s_auth", "clock_skew", CT_INT, O(k8s_clock_skew), "60", 0, 600,
+	  1, "Seconds of clock skew tolerated on exp, nbf and iat." },
+	{ "k8s_auth", "local_sa_dir", CT_STRING, O(k8s_local_sa_dir),
+	  "/var/run/secrets/kubernetes.io/serviceaccount", 0, 0, 1,
+	  "Directory of this server's own service-account token and ca.crt." },
+	{ "k8s_auth", "max_jwt_size", CT_INT, O(k8s_max_jwt_size), "16384",
+	  256, 1048576, 1, "Largest accepted JWT in bytes." },
+	{ "k8s_auth", "max_response_size", CT_INT, O(k8s_max_response_size),
+	  "1048576", 4096, 67108864, 1,
+	  "Largest TokenReview response body in bytes." },
+	{ "k8s_auth", "max_concurrent_reviews", CT_INT,
+	  O(k8s_max_concurrent_reviews), "256", 1, 100000, 1,
+	  "TokenReviews in flight per worker (503 above)." },
+	{ "k8s_auth", "allow_legacy_tokens", CT_BOOL,
+	  O(k8s_allow_legacy_tokens), "false", 0, 0, 1,
+	  "Accept JWTs without exp (legacy secret-based tokens)." },
+	{ "k8s_auth", "allow_insecure_http", CT_BOOL,
+	  O(k8s_allow_insecure_http), "false", 0, 0, 1,
+	  "Allow http:// instance hosts (development only)." },
+	{ "policy", "dir", CT_STRING, O(policy_dir),
+	  SYSCONFDIR "/keystone-k8s-auth/policy", 0, 0, 1,
+	  "Directory of api.lua and login.lua; missing files fall back to "
+	  "the built-in defaults." },
+	{ "policy", "lua_dir", CT_STRING, O(policy_lua_dir), NULL, 0, 0, 1,
+	  "Extra directory searched by require (after the built-in lua/)." },
+	{ "policy", "instruction_limit", CT_INT, O(policy_instruction_limit),
+	  "1000000", 1000, 1000000000, 1,
+	  "Lua VM instructions one policy call may run." },
+	{ "policy", "memory_limit", CT_INT, O(policy_memory_limit),
+	  "16777216", 1048576, 1073741824, 1,
+	  "Bytes one worker's Lua state may allocate." },
+	{ "policy", "protected_roles", CT_STRING, O(policy_protected_roles),
+	  "admin", 0, 0, 1, "Comma-separated role names only an admin may "
+	  "put into a token restriction." },
+	{ "keystone", "url", CT_STRING, O(keystone_url), NULL, 0, 0, 0,
+	  "Keystone identity endpoint for validating admin callers." },
+	{ "keystone", "ca_file", CT_STRING, O(keystone_ca_file), NULL, 0, 0, 1,
+	  "CA bundle for Keystone; default the system store." },
+	{ "keystone", "application_credential_id", CT_STRING,
+	  O(keystone_app_cred_id), NULL, 0, 0, 1,
+	  "This service's application credential id." },
+	{ "keystone", "application_credential_secret_file", CT_STRING,
+	  O(keystone_app_cred_secret_file), NULL, 0, 0, 1,
+	  "File holding the application credential secret." },
+	{ "keystone", "cache_ttl", CT_INT, O(keystone_cache_ttl), "300", 0,
+	  86400, 1, "Seconds a validated admin token is cached at most." },
+	{ "keystone", "verify_user_enabled", CT_BOOL,
+	  O(keystone_verify_user_enabled), "true", 0, 0, 1,
+	  "Refuse logins whose restriction user is disabled in Keystone." },
+	{ "bootstrap", "admin_token_file", CT_STRING, O(admin_token_file),
+	  SYSCONFDIR "/keystone-k8s-auth/admin-token", 0, 0, 1,
+	  "File holding the bootstrap admin token (mode 0600)." },
+	{ "log", "level", CT_STRING, O(log_level_name), "info", 0, 0, 1,
+	  "debug, info, warning or error." },
+	{ "log", "format", CT_STRING, O(log_format), "text", 0, 0, 0,
+	  "text or json (one JSON object per line)." },
+	{ "log", "audit_file", CT_STRING, O(log_audit_file), NULL, 0, 0, 1,
+	  "File for the JSON audit trail; default stderr." },
+	{ "metrics", "enabled", CT_BOOL, O(metrics_enabled), "true", 0, 0, 1,
+	  "Serve /metrics." },
+	{ "metrics", "require_auth", CT_BOOL, O(metrics_require_auth),
+	  "false", 0, 0, 1, "Require an admin X-Auth-Token on /metrics." },
+};
+#undef O
+#define CONFIG_NOPTIONS (sizeof config_options / sizeof *config_options)
+
+/* State while inih walks one file: collects every error. */
+struct config_parse {
+	struct config	*cfg;
+	char		*errors;
+};
+
+/* The default configuration file path. */
+const char *
+config_default_path(void)
+{
+	return (SYSCONFDIR "/keystone-k8s-auth/keystone-k8s-auth.conf");
+}
+
+/* Append one line to an error list. */
+static void
+config_add_error(char **errors, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*line, *joined;
+
+	va_start(ap, fmt);
+	xvasprintf(&line, fmt, ap);
+	va_end(ap);
+	if (*errors == NULL) {
+		*errors = line;
+		return;
+	}
+	xasprintf(&joined, "%s\n%s", *errors, line);
+	free(*errors);
+	free(line);
+	*errors = joined;
+}
+
+/* Find an option by section and name. */
+static const struct config_option *
+config_find(const char *section, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < CONFIG_NOPTIONS; i++) {
+		if (strcmp(config_options[i].section, section) == 0 &&
+		    strcmp(config_options[i].name, name) == 0)
+			return (&config_options[i]);
+	}
+	return (NULL);
+}
+
+/* Parse a boolean the way oslo.config does. */
+static int
+config_parse_bool(const char *v, int *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+	size_t	 i;
+
+	for (i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = 1;
+			return (0);
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = 0;
+			return (0);
+		}
+	}
+	return (-1);
+}
+
+/* Store one value into the structure, checking its type and bounds. */
+static int
+config_store(struct config *cfg, const struct config_option *o,
+    const char *value, char **cause)
+{
+	char	*p = (char *)cfg + o->offset;
+	long	 l;
+	int	 b;
+
+	switch (o->type) {
+	case CT_STRING:
+		free(*(char **)p);
+		*(char **)p = (value == NULL || *value == '\0') ? NULL :
+		    xstrdup(value);
+		return (0);
+	case CT_INT:
+		if (util_parse_long(value, o->min, o->max, &l) != 0) {
+			xasprintf(cause, "[%s] %s: \"%s\" is not a whole number "
+			    "from %ld to %ld", o->section, o->name, value,
+			    o->min, o->max);
+			return (-1);
+		}
+		*(long *)p = l;
+		return (0);
+	case CT_BOOL:
+		if (config_parse_bool(value, &b) != 0) {
+			xasprintf(cause, "[%s] %s: \"%s\" is not a boolean "
+			    "(true/false)", o->section, o->name, value);
+			return (-1);
+		}
+		*(int *)p = b;
+		return (0);
+	}
+	return (-1);
+}
+
+/* Set one option by section and name; used by the parser and tests. */
+int
+config_set(struct config *cfg, const char *section, const char *name,
+    const char *value, char **cause)
+{
+	const struct config_option	*o;
+
+	if ((o = config_find(section, name)) == NULL) {
+		xasprintf(cause, "[%s] %s: unknown option", section, name);
+		return (-1);
+	}
+	return (config_store(cfg, o, value, cause));
+}
+
+/* A new configuration holding every default. */
+struct config *
+config_new(void)
+{
+	struct config	*cfg;
+	size_t		 i;
+	char		*cause = NULL;
+
+	cfg = xcalloc(1, sizeof *cfg);
+	for (i = 0; i < CONFIG_NOPTIONS; i++) {
+		if (config_options[i].def == NULL)
+			continue;
+		if (config_store(cfg, &config_options[i],
+		    config_options[i].def, &cause) != 0)
+			fatalx("bad built-in default: %s", cause);
+	}
+	/* Sets the enums; https without a certificate is caught at load. */
+	config_validate(cfg, &cause);
+	free(cause);
+	return (cfg);
+}
+
+/* Free a configuration and every string it owns. */
+void
+config_free(struct config *cfg)
+{
+	size_t	 i;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < CONFIG_NOPTIONS; i++) {
+		if (config_options[i].type == CT_STRING)
+			free(*(char **)((char *)cfg +
+			    config_options[i].offset));
+	}
+	free(cfg);
+}
+
+/* inih callback: one name = value line. */
+static int
+config_ini_cb(void *arg, const char *section, const char *name,
+    const char *value)
+{
+	struct config_parse	*cp = arg;
+	char			*cause = NULL;
+
+	if (*section == '\0') {
+		config_add_error(&cp->errors, "%s: option outside any section",
+		    name);
+		return (1);
+	}
+	if (config_set(cp->cfg, section, name, value, &cause) != 0) {
+		config_add_error(&cp->errors, "%s", cause);
+		free(cause);
+	}
+	return (1);
+}
+
+/* Does a comma-separated list contain an item? */
+static int
+config_list_has(const char *list, const char *item)
+{
+	const char	*p = list, *end;
+	size_t		 n = strlen(item);
+
+	while (*p != '\0') {
+		while (*p == ' ' || *p == ',')
+			p++;
+		end = p;
+		while (*end != '\0' && *end != ',')
+			end++;
+		while (end > p && end[-1] == ' ')
+			end--;
+		if ((size_t)(end - p) == n && strncmp(p, item, n) == 0)
+			return (1);
+		p = end;
+		while (*p != '\0' && *p != ',')
+			p++;
+	}
+	return (0);
+}
+
+/* Check one listen URL's form: scheme://host:port. */
+static int
+config_check_listen_url(const char *url)
+{
+	const char	*rest, *colon;
+	long		 port;
+
+	if (strncmp(url, "https://", 8) == 0)
+		rest = url + 8;
+	else if (strncmp(url, "http://", 7) == 0)
+		rest = url + 7;
+	else
+		return (-1);
+	if ((colon = strrchr(rest, ':')) == NULL || colon == rest)
+		return (-1);
+	if (*rest == '[' && colon[-1] != ']')
+		return (-1);
+	return (util_parse_long(colon + 1, 1, 65535, &port));
+}
+
+/* Check the listen list; reports the first bad URL. */
+static void
+config_check_listen(struct config *cfg, char **errors)
+{
+	char	*copy, *p, *url;
+	int	 https = 0;
+
+	copy = xstrdup(cfg->listen);
+	p = copy;
+	while ((url = strsep(&p, ",")) != NULL) {
+		url = util_trim(url);
+		if (*url == '\0')
+			continue;
+		if (config_check_listen_url(url) != 0)
+			config_add_error(errors, "[server] listen: \"%s\" is "
+			    "not http(s)://HOST:PORT", url);
+		if (strncmp(url, "https://", 8) == 0)
+			https = 1;
+	}
+	free(copy);
+	if (https && (cfg->tls_cert == NULL || cfg->tls_key == NULL))
+		config_add_error(errors, "[server] tls_cert and tls_key: "
+		    "required by an https:// listen URL");
+}
+
+/* Cross-option checks that one table row cannot express. */
+int
+config_validate(struct config *cfg, char **cause)
+{
+	char	*errors = NULL;
+
+	if (cfg->listen == NULL)
+		config_add_error(&errors, "[server] listen: required");
+	else
+		config_check_listen(cfg, &errors);
+	if (cfg->token_payload_name == NULL)
+		config_add_error(&errors, "[token] payload: required");
+	else if (strcmp(cfg->token_payload_name, "restricted") == 0)
+		cfg->token_payload = TOKEN_PAYLOAD_RESTRICTED;
+	else if (strcmp(cfg->token_payload_name, "project_scoped") == 0)
+		cfg->token_payload = TOKEN_PAYLOAD_PROJECT_SCOPED;
+	else
+		config_add_error(&errors, "[token] payload: \"%s\" is not "
+		    "restricted or project_scoped", cfg->token_payload_name);
+	if (cfg->auth_methods == NULL || cfg->auth_method == NULL)
+		config_add_error(&errors, "[auth] methods and method: required");
+	else if (!config_list_has(cfg->auth_methods, cfg->auth_method))
+		config_add_error(&errors, "[auth] method: \"%s\" is not in "
+		    "[auth] methods", cfg->auth_method);
+	if (cfg->log_level_name == NULL ||
+	    log_level_parse(cfg->log_level_name, &cfg->log_level) != 0)
+		config_add_error(&errors, "[log] level: must be debug, info, "
+		    "warning or error");
+	if (cfg->log_format == NULL || (strcmp(cfg->log_format, "text") != 0 &&
+	    strcmp(cfg->log_format, "json") != 0))
+		config_add_error(&errors, "[log] format: must be text or json");
+	if (cfg->db_connection == NULL ||
+	    strncmp(cfg->db_connection, "sqlite:///", 10) != 0)
+		config_add_error(&errors, "[database] connection: must be "
+		    "sqlite:///ABSOLUTE/PATH");
+	if (cfg->public_url != NULL &&
+	    strncmp(cfg->public_url, "https://", 8) != 0 &&
+	    strncmp(cfg->public_url, "http://", 7) != 0)
+		config_add_error(&errors, "[server] public_url: must be an "
+		    "http(s):// URL");
+	if (cfg->keystone_url != NULL &&
+	    strncmp(cfg->keystone_url, "https://", 8) != 0 &&
+	    strncmp(cfg->keystone_url, "http://", 7) != 0)
+		config_add_error(&errors, "[keystone] url: must be an "
+		    "http(s):// URL");
+	if (errors != NULL) {
+		*cause = errors;
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Load a file over the defaults already in cfg.  Every problem is
+ * reported (one per line in *cause), not just the first.
+ */
+int
+config_load(struct config *cfg, const char *path, char **cause)
+{
+	struct config_parse	 cp = { cfg, NULL };
+	char			*text = NULL, *vcause = NULL, *readcause = NULL;
+	int			 line;
+
+	if (util_read_file(path, 1024 * 1024, &text, NULL, &readcause) != 0) {
+		*cause = readcause;
+		return (-1);
+	}
+	line = ini_parse_string(text, config_ini_cb, &cp);
+	free(text);
+	if (line > 0)
+		config_add_error(&cp.errors, "%s:%d: syntax error", path, line);
+	if (config_validate(cfg, &vcause) != 0) {
+		config_add_error(&cp.errors, "%s", vcause);
+		free(vcause);
+	}
+	if (cp.errors != NULL) {
+		*cause = cp.errors;
+		return (-1);
+	}
+	return (0);
+}
+
+/* config-check: print every problem of a file; 0 when it is good. */
+int
+config_check_file(const char *path, FILE *out)
+{
+	struct config	*cfg;
+	char		*cause = NULL;
+	int		 rc;
+
+	cfg = config_new();
+	rc = config_load(cfg, path, &cause);
+	if (rc == 0)
+		fprintf(out, "%s: ok\n", path);
+	else
+		fprintf(out, "%s\n", cause);
+	free(cause);
+	config_free(cfg);
+	return (rc == 0 ? 0 : -1);
+}
+
+/* Print the effective configuration (no secrets live in it). */
+void
+config_dump(const struct config *cfg, FILE *out)
+{
+	const char	*last = "";
+	const char	*p;
+	size_t		 i;
+
+	for (i = 0; i < CONFIG_NOPTIONS; i++) {
+		const struct config_option *o = &config_options[i];
+
+		p = (const char *)cfg + o->offset;
+		if (strcmp(last, o->section) != 0)
+			fprintf(out, "%s[%s]\n", i == 0 ? "" : "\n",
+			    o->section);
+		last = o->section;
+		switch (o->type) {
+		case CT_STRING:
+			if (*(char *const *)p != NULL)
+				fprintf(out, "%s = %s\n", o->name,
+				    *(char *const *)p);
+			else
+				fprintf(out, "# %s =\n", o->name);
+			break;
+		case CT_INT:
+			fprintf(out, "%s = %ld\n", o->name, *(const long *)p);
+			break;
+		case CT_BOOL:
+			fprintf(out, "%s = %s\n", o->name,
+			    *(const int *)p ? "true" : "false");
+			break;
+		}
+	}
+}
+
+/* Write the options table as Markdown (docs/configuration.md). */
+void
+config_write_docs(FILE *out)
+{
+	static const char *const types[] = { "string", "integer", "boolean" };
+	const char	*last = "";
+	size_t		 i;
+
+	for (i = 0; i < CONFIG_NOPTIONS; i++) {
+		const struct config_option *o = &config_options[i];
+
+		if (strcmp(last, o->section) != 0) {
+			fprintf(out, "\n### [%s]\n\n", o->section);
+			fprintf(out, "| option | type | default | range | "
+			    "reload | meaning |\n|---|---|---|---|---|---|\n");
+		}
+		last = o->section;
+		fprintf(out, "| `%s` | %s | %s%s%s | ", o->name, types[o->type],
+		    o->def ? "`" : "", o->def ? o->def : "(unset)",
+		    o->def ? "`" : "");
+		if (o->type == CT_INT)
+			fprintf(out, "%ld..%ld", o->min, o->max);
+		fprintf(out, " | %s | %s |\n", o->reloadable ? "yes" : "no",
+		    o->help);
+	}
+}
+
+/* The SQLite file path from [database] connection (allocated). */
+char *
+config_db_path(const struct config *cfg, char **cause)
+{
+	const char	*p = cfg->db_connection;
+
+	if (p == NULL || strncmp(p, "sqlite:///", 10) != 0) {
+		xasprintf(cause, "[database] connection: must be "
+		    "sqlite:///ABSOLUTE/PATH");
+		return (NULL);
+	}
+	return (xstrdup(p + 9));
+}

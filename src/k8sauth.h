@@ -1,0 +1,540 @@
+/*
+ * keystone-k8s-auth: the index header.
+ *
+ * Shared types and every cross-file prototype, grouped under one banner per
+ * source file (tmux style).  A type used by a single file stays in that file.
+ * Read this header top to bottom to find where things live:
+ *
+ *   main.c          argv, subcommands, startup order
+ *   server.c        process-wide state, signals, reload, worker start/stop
+ *   worker.c        one thread: event_base, evhttp, SQLite connection
+ *   tls.c           SSL_CTX build/reload and the evhttp bufferevent callback
+ *   http.c          routing table, limits, request context, replies
+ *   auth.c          who is calling (X-Auth-Token) and the authorization gate
+ *   api_*.c         handlers, one file per resource
+ *   store_*.c       typed data access over db.c
+ *   fernet.c        Keystone Fernet tokens (where a token is minted)
+ *   k8s_review.c    the TokenReview call (login issue)
+ */
+#ifndef K8SAUTH_H
+#define K8SAUTH_H
+
+#include <sys/types.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#ifndef __dead
+#define __dead __attribute__((__noreturn__))
+#endif
+#define printflike(a, b) __attribute__((format(printf, a, b)))
+
+#define K8SAUTH_NAME "keystone-k8s-auth"
+#ifndef K8SAUTH_VERSION
+#define K8SAUTH_VERSION "0.1.0"
+#endif
+
+#define ID_LEN 32		/* Keystone "simple" UUID: 32 lowercase hex */
+#define TIMESTAMP_LEN 27	/* 2026-11-28T13:00:00.000000Z */
+
+struct worker;
+struct server;
+struct request;
+struct db;
+struct event_base;
+struct evhttp;
+struct evhttp_request;
+
+/* xmalloc.c */
+void		*xmalloc(size_t);
+void		*xcalloc(size_t, size_t);
+void		*xreallocarray(void *, size_t, size_t);
+char		*xstrdup(const char *);
+char		*xstrndup(const char *, size_t);
+int		 xasprintf(char **, const char *, ...) printflike(2, 3);
+int		 xvasprintf(char **, const char *, va_list) printflike(2, 0);
+void		 freezero_str(char *);
+
+/* log.c */
+enum log_level {
+	LOGL_DEBUG,
+	LOGL_INFO,
+	LOGL_WARN,
+	LOGL_ERR
+};
+void		 log_open(enum log_level, int json);
+void		 log_set_level(enum log_level);
+enum log_level	 log_get_level(void);
+int		 log_level_parse(const char *, enum log_level *);
+void		 log_debug(const char *, ...) printflike(1, 2);
+void		 log_info(const char *, ...) printflike(1, 2);
+void		 log_warn(const char *, ...) printflike(1, 2);
+void		 log_err(const char *, ...) printflike(1, 2);
+void		 log_msg(enum log_level, const char *, ...) printflike(2, 3);
+void		 log_vmsg(enum log_level, const char *, va_list) printflike(2, 0);
+__dead void	 fatal(const char *, ...) printflike(1, 2);
+__dead void	 fatalx(const char *, ...) printflike(1, 2);
+char		*log_escape(const char *, size_t);
+void		 log_secret_id(const char *, char [9]);
+
+/* embed.c -- generated from lua/ and policy/ by tools/embed.sh */
+struct embed_file {
+	const char		*name;
+	const unsigned char	*data;
+	size_t			 len;
+};
+extern const struct embed_file embed_files[];
+extern const size_t embed_nfiles;
+const struct embed_file *embed_find(const char *);
+
+/* util.c */
+void		 util_random_bytes(void *, size_t);
+void		 util_new_id(char [ID_LEN + 1]);
+int		 util_is_id(const char *);
+void		 util_timestamp(char [TIMESTAMP_LEN + 1]);
+void		 util_format_time(double, char [TIMESTAMP_LEN + 1]);
+double		 util_now(void);
+uint64_t	 util_monotonic_us(void);
+int		 util_ct_equal(const void *, size_t, const void *, size_t);
+int		 util_parse_long(const char *, long, long, long *);
+int		 util_read_file(const char *, size_t, char **, size_t *,
+		     char **);
+int		 util_write_file_atomic(const char *, const void *, size_t,
+		     mode_t, char **);
+int		 util_mkdir_p(const char *, mode_t);
+char		*util_b64url_encode(const void *, size_t);
+int		 util_b64url_decode(const char *, size_t, unsigned char **,
+		     size_t *);
+void		 util_sha256_hex(const void *, size_t, char [65]);
+char		*util_trim(char *);
+
+/* config.c */
+enum token_payload {
+	TOKEN_PAYLOAD_RESTRICTED,
+	TOKEN_PAYLOAD_PROJECT_SCOPED
+};
+struct config {
+	/* [server] */
+	char		*listen;
+	char		*tls_cert;
+	char		*tls_key;
+	long		 workers;
+	long		 max_body_size;
+	long		 max_header_size;
+	long		 max_connections;
+	long		 request_timeout;
+	long		 idle_timeout;
+	char		*public_url;
+	/* [database] */
+	char		*db_connection;
+	/* [fernet_tokens] */
+	char		*fernet_key_repository;
+	long		 fernet_max_active_keys;
+	/* [credential] */
+	char		*credential_key_repository;
+	/* [token] */
+	long		 token_expiration;
+	char		*token_payload_name;
+	enum token_payload token_payload;
+	int		 token_cap_to_jwt_expiry;
+	/* [auth] */
+	char		*auth_methods;
+	char		*auth_method;
+	/* [k8s_auth] */
+	long		 k8s_connect_timeout;
+	long		 k8s_review_timeout;
+	long		 k8s_clock_skew;
+	char		*k8s_local_sa_dir;
+	long		 k8s_max_jwt_size;
+	long		 k8s_max_response_size;
+	int		 k8s_allow_legacy_tokens;
+	int		 k8s_allow_insecure_http;
+	long		 k8s_max_concurrent_reviews;
+	/* [policy] */
+	char		*policy_dir;
+	char		*policy_lua_dir;
+	long		 policy_instruction_limit;
+	long		 policy_memory_limit;
+	char		*policy_protected_roles;
+	/* [keystone] */
+	char		*keystone_url;
+	char		*keystone_ca_file;
+	char		*keystone_app_cred_id;
+	char		*keystone_app_cred_secret_file;
+	long		 keystone_cache_ttl;
+	int		 keystone_verify_user_enabled;
+	/* [bootstrap] */
+	char		*admin_token_file;
+	/* [log] */
+	char		*log_level_name;
+	enum log_level	 log_level;
+	char		*log_format;
+	char		*log_audit_file;
+	/* [metrics] */
+	int		 metrics_enabled;
+	int		 metrics_require_auth;
+};
+struct config	*config_new(void);
+void		 config_free(struct config *);
+int		 config_load(struct config *, const char *, char **);
+int		 config_set(struct config *, const char *, const char *,
+		     const char *, char **);
+int		 config_validate(struct config *, char **);
+int		 config_check_file(const char *, FILE *);
+void		 config_write_docs(FILE *);
+void		 config_dump(const struct config *, FILE *);
+char		*config_db_path(const struct config *, char **);
+const char	*config_default_path(void);
+
+/* db.c -- one SQLite connection, owned by one thread */
+struct db	*db_open(const char *, char **);
+void		 db_close(struct db *);
+int		 db_migrate(struct db *, char **);
+int		 db_schema_version(struct db *);
+int		 db_begin(struct db *);
+int		 db_commit(struct db *);
+void		 db_rollback(struct db *);
+void		*db_handle(struct db *);	/* sqlite3 * */
+
+/* secret.c -- at-rest encryption of reviewer tokens */
+int		 secret_setup(const char *, char **);
+int		 secret_load(const char *, char **);
+int		 secret_loaded(void);
+char		*secret_encrypt(const char *, char **);
+char		*secret_decrypt(const char *, char **);
+
+/* store.c, store_*.c -- typed data access; results are STORE_* codes */
+enum store_result {
+	STORE_OK = 0,
+	STORE_NOT_FOUND = -1,
+	STORE_CONFLICT = -2,
+	STORE_IN_USE = -3,
+	STORE_ERROR = -4
+};
+struct strlist {
+	char		**v;
+	size_t		 n;
+};
+struct instance {
+	char		 id[ID_LEN + 1];
+	char		*domain_id;
+	char		*name;			/* NULL when unset */
+	char		*host;
+	char		*ca_cert;		/* NULL when unset */
+	char		*reviewer_jwt;		/* plaintext, only from _get */
+	int		 reviewer_jwt_set;
+	int		 disable_local_ca_jwt;
+	int		 enabled;
+	char		 created_at[TIMESTAMP_LEN + 1];
+	char		 updated_at[TIMESTAMP_LEN + 1];
+};
+struct role {
+	char		 id[ID_LEN + 1];
+	char		 auth_instance_id[ID_LEN + 1];
+	char		*domain_id;
+	char		*name;
+	int		 enabled;
+	struct strlist	 bound_sa_names;
+	struct strlist	 bound_sa_namespaces;
+	char		*bound_audience;	/* NULL when unset */
+	struct strlist	*bound_pod_names;	/* NULL when unset */
+	long		 token_ttl;		/* 0 when unset */
+	char		*token_restriction_id;
+	char		 created_at[TIMESTAMP_LEN + 1];
+	char		 updated_at[TIMESTAMP_LEN + 1];
+};
+struct restriction_role {
+	char		*id;
+	char		*name;			/* NULL when unknown */
+};
+struct restriction {
+	char		 id[ID_LEN + 1];
+	char		*domain_id;
+	char		*user_id;		/* NULL when unset */
+	char		*project_id;		/* NULL when unset */
+	struct restriction_role *roles;
+	size_t		 nroles;
+	int		 allow_renew;
+	int		 allow_rescope;
+	char		 created_at[TIMESTAMP_LEN + 1];
+	char		 updated_at[TIMESTAMP_LEN + 1];
+};
+/* A list query: exact-match filters, keyset pagination by id. */
+struct store_query {
+	const char	*filter_names[8];
+	const char	*filter_values[8];
+	size_t		 nfilters;
+	const char	*marker;		/* NULL: from the start */
+	long		 limit;			/* > 0 */
+};
+void		 strlist_free(struct strlist *);
+void		 strlist_copy(struct strlist *, const struct strlist *);
+void		 instance_free(struct instance *);
+void		 role_free(struct role *);
+void		 restriction_free(struct restriction *);
+int		 store_instance_create(struct db *, struct instance *);
+int		 store_instance_get(struct db *, const char *,
+		     struct instance **);
+int		 store_instance_list(struct db *, const struct store_query *,
+		     struct instance ***, size_t *, int *);
+int		 store_instance_update(struct db *, struct instance *);
+int		 store_instance_delete(struct db *, const char *);
+int		 store_role_create(struct db *, struct role *);
+int		 store_role_get(struct db *, const char *, const char *,
+		     struct role **);
+int		 store_role_list(struct db *, const struct store_query *,
+		     struct role ***, size_t *, int *);
+int		 store_role_update(struct db *, struct role *);
+int		 store_role_delete(struct db *, const char *);
+int		 store_restriction_create(struct db *, struct restriction *);
+int		 store_restriction_get(struct db *, const char *,
+		     struct restriction **);
+int		 store_restriction_list(struct db *,
+		     const struct store_query *, struct restriction ***,
+		     size_t *, int *);
+int		 store_restriction_update(struct db *, struct restriction *);
+int		 store_restriction_delete(struct db *, const char *);
+
+/* json.c -- cJSON helpers: strict, bounded, typed */
+cJSON		*json_parse(const char *, size_t, char **);
+char		*json_print(const cJSON *);
+int		 json_check_fields(const cJSON *, const char *const *,
+		     char **);
+void		 json_add_string_or_null(cJSON *, const char *,
+		     const char *);
+cJSON		*json_strlist(const struct strlist *);
+
+/* server.c -- process-wide state, read-mostly, shared by workers */
+struct server {
+	struct config	*cfg;
+	const char	*config_path;
+	char		*admin_token;		/* bootstrap admin token */
+	void		*ssl_ctx;		/* SSL_CTX *, swapped on reload */
+	struct worker	**workers;
+	int		 nworkers;
+	volatile int	 stopping;
+	time_t		 started;
+};
+extern struct server *server;
+int		 server_run(struct config *, const char *);
+void		*server_ssl_ctx_ref(void);	/* SSL_CTX *, up-ref'd */
+
+/* tls.c */
+void		*tls_ctx_new(const char *, const char *, char **);
+void		 tls_ctx_free(void *);
+
+/* worker.c */
+struct worker {
+	int		 id;
+	struct server	*srv;
+	struct event_base *base;
+	struct evhttp	*http;
+	struct db	*db;
+	void		*thread;		/* pthread_t * */
+	long		 inflight;
+};
+
+/* http.c -- the request context and replies */
+enum http_method {
+	HM_GET = 1,
+	HM_HEAD = 2,
+	HM_POST = 4,
+	HM_PUT = 8,
+	HM_PATCH = 16,
+	HM_DELETE = 32
+};
+enum caller_kind {
+	CALLER_NONE,
+	CALLER_BOOTSTRAP,
+	CALLER_KEYSTONE,
+	CALLER_RESTRICTED
+};
+struct caller {
+	enum caller_kind kind;
+	int		 is_admin;
+	char		*user_id;
+	char		*user_domain_id;
+	char		*project_id;
+	char		*project_domain_id;
+	char		*domain_id;
+	int		 system;
+	struct strlist	 roles;
+};
+#define HTTP_MAX_PARAMS 4
+struct request {
+	struct worker	*worker;
+	struct evhttp_request *req;
+	enum http_method method;
+	char		*path;			/* decoded path, no query */
+	void		*query;			/* struct evkeyvalq * */
+	char		*params[HTTP_MAX_PARAMS]; /* path segments matched */
+	const char	*route;			/* route pattern, for metrics */
+	char		 client_ip[64];
+	struct caller	 caller;
+	uint64_t	 start_us;
+	int		 status;		/* once replied */
+	int		 replied;
+	int		 references;
+	void		*deadline;		/* struct event * */
+	void		*data;			/* handler's own state */
+	void		(*cancel)(struct request *); /* on deadline */
+};
+typedef void (*http_handler)(struct request *);
+const char	*http_query(struct request *, const char *);
+const char	*http_header(struct request *, const char *);
+void		 http_set_header(struct request *, const char *,
+		     const char *);
+int		 http_body_json(struct request *, const char *, cJSON **);
+void		 http_reply_json(struct request *, int, cJSON *);
+void		 http_reply_empty(struct request *, int);
+void		 http_reply_error(struct request *, int, const char *,
+		     const char *, ...) printflike(4, 5);
+void		 http_ref(struct request *);
+void		 http_unref(struct request *);
+const char	*http_status_title(int);
+char		*http_public_url(struct request *);
+int		 http_list_query(struct request *, const char *const *,
+		     struct store_query *);
+cJSON		*http_list_links(struct request *, const char *, int);
+
+/* auth.c -- who is calling, and may they do it */
+int		 auth_caller(struct request *);
+int		 auth_authorize(struct request *, const char *, const cJSON *,
+		     char **);
+int		 auth_require(struct request *, const char *, const cJSON *);
+void		 caller_clear(struct caller *);
+int		 auth_bootstrap(const char *, int, char **);
+char		*auth_load_admin_token(const char *, char **);
+
+/* api_service.c */
+void		 api_version(struct request *);
+void		 api_healthz(struct request *);
+void		 api_readyz(struct request *);
+
+/* api_instance.c */
+void		 api_instance_create(struct request *);
+void		 api_instance_list(struct request *);
+void		 api_instance_show(struct request *);
+void		 api_instance_update(struct request *);
+void		 api_instance_delete(struct request *);
+cJSON		*api_instance_json(const struct instance *);
+
+/* api_role.c */
+void		 api_role_create(struct request *);
+void		 api_role_list(struct request *);
+void		 api_role_list_all(struct request *);
+void		 api_role_show(struct request *);
+void		 api_role_update(struct request *);
+void		 api_role_delete(struct request *);
+cJSON		*api_role_json(const struct role *);
+
+/* api_restriction.c */
+void		 api_restriction_create(struct request *);
+void		 api_restriction_list(struct request *);
+void		 api_restriction_show(struct request *);
+void		 api_restriction_update(struct request *);
+void		 api_restriction_delete(struct request *);
+cJSON		*api_restriction_json(const struct restriction *);
+
+/* fernet.c -- Keystone Fernet tokens (login issue) */
+struct fernet_payload {
+	int		 version;		/* 2, 9 or 11 */
+	char		*user_id;
+	uint64_t	 methods;
+	char		*project_id;
+	char		*restriction_id;	/* version 11 */
+	char		*app_cred_id;		/* version 9 */
+	double		 expires_at;
+	int		 allow_renew;
+	int		 allow_rescope;
+	char		 audit_id[23];		/* urlsafe b64, no padding */
+	double		 issued_at;		/* Fernet timestamp */
+};
+struct fernet_keys;
+struct fernet_keys *fernet_keys_load(const char *, char **);
+void		 fernet_keys_free(struct fernet_keys *);
+size_t		 fernet_keys_count(const struct fernet_keys *);
+char		*fernet_encode(const struct fernet_keys *,
+		     const struct fernet_payload *, char **);
+int		 fernet_decode(const struct fernet_keys *, const char *,
+		     struct fernet_payload *, char **);
+void		 fernet_payload_clear(struct fernet_payload *);
+int		 fernet_setup(const char *, long, char **);
+int		 fernet_rotate(const char *, long, char **);
+int		 fernet_methods_mask(const char *, const char *, uint64_t *,
+		     char **);
+
+/* jwt.c -- service-account JWTs: structure and claims, no signature trust */
+struct jwt {
+	char		*alg;
+	int		 has_exp, has_nbf, has_iat;
+	double		 exp, nbf, iat;
+	struct strlist	 aud;
+	char		*iss;
+	char		*sub;
+	int		 legacy;	/* kubernetes.io/serviceaccount/... keys */
+	char		*namespace;
+	char		*sa_name;
+	char		*sa_uid;	/* NULL when absent */
+	char		*pod_name;	/* NULL when absent */
+	char		*pod_uid;
+	char		*node_name;
+	char		*node_uid;
+	cJSON		*claims;	/* every claim, unverified */
+};
+int		 jwt_parse(const char *, size_t, size_t, struct jwt **,
+		     char **);
+void		 jwt_free(struct jwt *);
+int		 jwt_has_audience(const struct jwt *, const char *);
+int		 glob_match_any(const struct strlist *, const char *);
+
+/* fetch.c -- outbound HTTPS on a worker's event loop (libcurl multi) */
+enum fetch_error {
+	FETCH_OK,		/* a response arrived; see status */
+	FETCH_CONNECT,		/* refused, reset, DNS: cluster unavailable */
+	FETCH_TIMEOUT,		/* connect or total timeout */
+	FETCH_TLS,		/* handshake or verification failed */
+	FETCH_TOO_LARGE,	/* response above max_response */
+	FETCH_OTHER
+};
+struct fetch_request {
+	const char	*method;	/* "GET" or "POST" */
+	const char	*url;
+	const char	*body;		/* POST body (JSON) or NULL */
+	size_t		 bodylen;
+	const char	*bearer;	/* Authorization: Bearer, or NULL */
+	const char	*auth_token;	/* X-Auth-Token, or NULL */
+	const char	*subject_token;	/* X-Subject-Token, or NULL */
+	const char	*ca_pem;	/* sole trust anchor when set */
+	const char	*ca_file;	/* CA bundle file when set */
+	long		 connect_timeout_ms;
+	long		 timeout_ms;
+	size_t		 max_response;
+	int		 allow_http;	/* permit http:// (tests, dev) */
+};
+struct fetch_result {
+	enum fetch_error error;
+	long		 status;	/* HTTP status, 0 without response */
+	const char	*body;		/* NUL-terminated, valid in callback */
+	size_t		 bodylen;
+	const char	*retry_after;	/* Retry-After header or NULL */
+	const char	*subject_token;	/* X-Subject-Token header or NULL */
+	const char	*errmsg;	/* curl's message, never secret */
+	double		 seconds;	/* total time */
+};
+struct fetch;
+struct fetch_transfer;
+typedef void (*fetch_cb)(const struct fetch_result *, void *);
+struct fetch	*fetch_create(struct event_base *, long);
+void		 fetch_destroy(struct fetch *);
+struct fetch_transfer *fetch_start(struct fetch *,
+		     const struct fetch_request *, fetch_cb, void *, char **);
+void		 fetch_cancel(struct fetch_transfer *);
+long		 fetch_inflight(const struct fetch *);
+
+#endif /* K8SAUTH_H */

@@ -1,0 +1,267 @@
+/*
+ * log.c: the one logging module.
+ *
+ * Lines go to stderr (journald under systemd) as text or JSON, one write(2)
+ * per line so lines from different threads never interleave.  Messages are
+ * formatted by the caller; anything that came from the network must pass
+ * through log_escape() first.  Secrets are never logged: log_secret_id()
+ * gives the first 8 hex digits of a secret's SHA-256 for correlation.
+ * Safe from any thread; never blocks beyond the write to stderr.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "k8sauth.h"
+
+static enum log_level	 log_level = LOGL_INFO;
+static int		 log_json;
+
+static const char *const log_level_names[] = {
+	"debug", "info", "warning", "error"
+};
+
+/* Set the level and format; may be called again on reload. */
+void
+log_open(enum log_level level, int json)
+{
+	log_level = level;
+	log_json = json;
+}
+
+/* Change the level. */
+void
+log_set_level(enum log_level level)
+{
+	log_level = level;
+}
+
+/* Return the level. */
+enum log_level
+log_get_level(void)
+{
+	return (log_level);
+}
+
+/* Parse a level name; returns 0 or -1. */
+int
+log_level_parse(const char *s, enum log_level *out)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof log_level_names / sizeof *log_level_names;
+	    i++) {
+		if (strcasecmp(s, log_level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return (0);
+		}
+	}
+	if (strcasecmp(s, "warn") == 0) {
+		*out = LOGL_WARN;
+		return (0);
+	}
+	if (strcasecmp(s, "err") == 0) {
+		*out = LOGL_ERR;
+		return (0);
+	}
+	return (-1);
+}
+
+/*
+ * Escape a string for a log line: control characters, quotes, backslashes
+ * and non-ASCII bytes become \xNN or \", so a hostile string can neither
+ * forge a line nor break JSON.  At most max input bytes are kept (0: 256).
+ */
+char *
+log_escape(const char *s, size_t max)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	char			*out, *o;
+	size_t			 n, i;
+
+	if (s == NULL)
+		return (xstrdup("(null)"));
+	if (max == 0)
+		max = 256;
+	n = strnlen(s, max);
+	o = out = xmalloc(n * 4 + 4);
+	for (i = 0; i < n; i++) {
+		unsigned char	 c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+		} else if (c < 0x20 || c >= 0x7f) {
+			*o++ = '\\';
+			*o++ = 'x';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 0xf];
+		} else
+			*o++ = (char)c;
+	}
+	if (s[n] != '\0') {
+		memcpy(o, "...", 3);
+		o += 3;
+	}
+	*o = '\0';
+	return (out);
+}
+
+/* First 8 hex digits of a secret's SHA-256: safe to log, good to match. */
+void
+log_secret_id(const char *secret, char out[9])
+{
+	char	 hex[65];
+
+	util_sha256_hex(secret, strlen(secret), hex);
+	memcpy(out, hex, 8);
+	out[8] = '\0';
+}
+
+/* Write one whole line with a single write(2). */
+static void
+log_write(const char *line, size_t len)
+{
+	ssize_t	 n;
+
+	while (len > 0) {
+		n = write(STDERR_FILENO, line, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		line += n;
+		len -= (size_t)n;
+	}
+}
+
+/* JSON-escape msg (already free of control characters from callers). */
+static char *
+log_json_string(const char *msg)
+{
+	cJSON	*s;
+	char	*out;
+
+	s = cJSON_CreateString(msg);
+	if (s == NULL)
+		fatalx("log: out of memory");
+	out = cJSON_PrintUnformatted(s);
+	cJSON_Delete(s);
+	if (out == NULL)
+		fatalx("log: out of memory");
+	return (out);
+}
+
+/* Format and write one line at a level. */
+void
+log_vmsg(enum log_level level, const char *fmt, va_list ap)
+{
+	char	 ts[TIMESTAMP_LEN + 1], *msg, *line, *js;
+	int	 n;
+
+	if (level < log_level)
+		return;
+	util_timestamp(ts);
+	xvasprintf(&msg, fmt, ap);
+	if (log_json) {
+		js = log_json_string(msg);
+		n = xasprintf(&line,
+		    "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":%s}\n", ts,
+		    log_level_names[level], js);
+		free(js);
+	} else
+		n = xasprintf(&line, "%s %s: %s\n", ts,
+		    log_level_names[level], msg);
+	log_write(line, (size_t)n);
+	free(line);
+	free(msg);
+}
+
+/* Log at a level. */
+void
+log_msg(enum log_level level, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(level, fmt, ap);
+	va_end(ap);
+}
+
+/* Log at debug level. */
+void
+log_debug(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOGL_DEBUG, fmt, ap);
+	va_end(ap);
+}
+
+/* Log at info level. */
+void
+log_info(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOGL_INFO, fmt, ap);
+	va_end(ap);
+}
+
+/* Log at warning level. */
+void
+log_warn(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOGL_WARN, fmt, ap);
+	va_end(ap);
+}
+
+/* Log at error level. */
+void
+log_err(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOGL_ERR, fmt, ap);
+	va_end(ap);
+}
+
+/* Log an error with errno's text and exit. */
+__dead void
+fatal(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+	int	 saved = errno;
+
+	va_start(ap, fmt);
+	xvasprintf(&msg, fmt, ap);
+	va_end(ap);
+	log_err("fatal: %s: %s", msg, strerror(saved));
+	exit(1);
+}
+
+/* Log an error and exit. */
+__dead void
+fatalx(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		msg = NULL;
+	va_end(ap);
+	log_err("fatal: %s", msg != NULL ? msg : fmt);
+	exit(1);
+}

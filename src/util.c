@@ -1,0 +1,419 @@
+/*
+ * util.c: small helpers shared by every module.
+ *
+ * Random ids, Keystone-style timestamps, constant-time compare, number
+ * parsing with bounds, whole-file read and atomic write, base64url and
+ * SHA-256.  Pure functions or short file I/O; safe from any thread.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "k8sauth.h"
+
+/* Fill buf with cryptographically strong random bytes or die. */
+void
+util_random_bytes(void *buf, size_t len)
+{
+	if (len > INT_MAX || RAND_bytes(buf, (int)len) != 1)
+		fatalx("RAND_bytes failed");
+}
+
+/* A new UUIDv4 in Keystone's simple form: 32 lowercase hex digits. */
+void
+util_new_id(char out[ID_LEN + 1])
+{
+	static const char	 hex[] = "0123456789abcdef";
+	unsigned char		 b[16];
+	size_t			 i;
+
+	util_random_bytes(b, sizeof b);
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	for (i = 0; i < sizeof b; i++) {
+		out[i * 2] = hex[b[i] >> 4];
+		out[i * 2 + 1] = hex[b[i] & 0xf];
+	}
+	out[ID_LEN] = '\0';
+}
+
+/* Is s exactly 32 lowercase hex digits? */
+int
+util_is_id(const char *s)
+{
+	size_t	 i;
+
+	for (i = 0; i < ID_LEN; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return (0);
+	}
+	return (s[ID_LEN] == '\0');
+}
+
+/* Wall-clock time in seconds with microseconds. */
+double
+util_now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+}
+
+/* Monotonic microseconds, for durations. */
+uint64_t
+util_monotonic_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000);
+}
+
+/* Format a broken-down UTC time and microseconds, Keystone style. */
+static void
+util_format_tm(const struct tm *tm, long usec, char out[TIMESTAMP_LEN + 1])
+{
+	char	 buf[96];
+
+	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
+	    tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday, tm->tm_hour,
+	    tm->tm_min, tm->tm_sec, usec);
+	memcpy(out, buf, TIMESTAMP_LEN);
+	out[TIMESTAMP_LEN] = '\0';
+}
+
+/* Format Unix seconds as 2026-11-28T13:00:00.000000Z. */
+void
+util_format_time(double t, char out[TIMESTAMP_LEN + 1])
+{
+	struct tm	 tm;
+	time_t		 sec = (time_t)t;
+	long		 usec = (long)((t - (double)sec) * 1e6 + 0.5);
+
+	if (usec >= 1000000)
+		usec = 999999;
+	if (usec < 0)
+		usec = 0;
+	gmtime_r(&sec, &tm);
+	util_format_tm(&tm, usec, out);
+}
+
+/* The current time as a Keystone timestamp. */
+void
+util_timestamp(char out[TIMESTAMP_LEN + 1])
+{
+	struct timespec	 ts;
+	struct tm	 tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	util_format_tm(&tm, ts.tv_nsec / 1000, out);
+}
+
+/* Compare two byte strings in time independent of where they differ. */
+int
+util_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+	unsigned char	 da[32], db[32];
+	unsigned int	 len = 0;
+
+	/* Hash first so that the comparison length never depends on input. */
+	if (EVP_Digest(a, alen, da, &len, EVP_sha256(), NULL) != 1 ||
+	    EVP_Digest(b, blen, db, &len, EVP_sha256(), NULL) != 1)
+		fatalx("EVP_Digest failed");
+	return (CRYPTO_memcmp(da, db, sizeof da) == 0 && alen == blen);
+}
+
+/* Parse a decimal integer within [min, max]; 0 or -1. */
+int
+util_parse_long(const char *s, long min, long max, long *out)
+{
+	char	*end;
+	long	 v;
+
+	if (s == NULL || *s == '\0')
+		return (-1);
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return (-1);
+	*out = v;
+	return (0);
+}
+
+/*
+ * Read a whole regular file of at most max bytes, NUL-terminated.
+ * Returns 0, or -1 with *cause set.
+ */
+int
+util_read_file(const char *path, size_t max, char **out, size_t *outlen,
+    char **cause)
+{
+	struct stat	 st;
+	char		*buf = NULL;
+	size_t		 have = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		xasprintf(cause, "%s: not a regular file", path);
+		goto fail;
+	}
+	if ((size_t)st.st_size > max) {
+		xasprintf(cause, "%s: larger than %zu bytes", path, max);
+		goto fail;
+	}
+	buf = xmalloc(max + 1);
+	for (;;) {
+		n = read(fd, buf + have, max + 1 - have);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			xasprintf(cause, "%s: %s", path, strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		have += (size_t)n;
+		if (have > max) {
+			xasprintf(cause, "%s: larger than %zu bytes", path,
+			    max);
+			goto fail;
+		}
+	}
+	close(fd);
+	buf[have] = '\0';
+	*out = buf;
+	if (outlen != NULL)
+		*outlen = have;
+	return (0);
+fail:
+	if (buf != NULL) {
+		explicit_bzero(buf, max + 1);
+		free(buf);
+	}
+	close(fd);
+	return (-1);
+}
+
+/* Write a file atomically: temporary file, fsync, rename. */
+int
+util_write_file_atomic(const char *path, const void *data, size_t len,
+    mode_t mode, char **cause)
+{
+	char		*tmp;
+	const char	*p = data;
+	ssize_t		 n;
+	int		 fd;
+
+	xasprintf(&tmp, "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    mode);
+	if (fd == -1) {
+		xasprintf(cause, "%s: %s", tmp, strerror(errno));
+		free(tmp);
+		return (-1);
+	}
+	fchmod(fd, mode);
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			xasprintf(cause, "%s: %s", tmp, strerror(errno));
+			goto fail;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fsync(fd) == -1 || close(fd) == -1) {
+		fd = -1;
+		xasprintf(cause, "%s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) == -1) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	free(tmp);
+	return (0);
+fail:
+	if (fd != -1)
+		close(fd);
+	unlink(tmp);
+	free(tmp);
+	return (-1);
+}
+
+/* mkdir -p with a mode for the directories it creates. */
+int
+util_mkdir_p(const char *path, mode_t mode)
+{
+	char	*copy, *p;
+	int	 rc = 0;
+
+	copy = xstrdup(path);
+	for (p = copy + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, mode) == -1 && errno != EEXIST)
+			rc = -1;
+		*p = '/';
+	}
+	if (rc == 0 && mkdir(copy, mode) == -1 && errno != EEXIST)
+		rc = -1;
+	free(copy);
+	return (rc);
+}
+
+/* urlsafe base64 without padding. */
+char *
+util_b64url_encode(const void *data, size_t len)
+{
+	static const char	 tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	const unsigned char	*in = data;
+	char			*out, *o;
+	size_t			 i;
+	uint32_t		 v;
+
+	o = out = xmalloc((len + 2) / 3 * 4 + 1);
+	for (i = 0; i + 2 < len; i += 3) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		*o++ = tab[(v >> 18) & 63];
+		*o++ = tab[(v >> 12) & 63];
+		*o++ = tab[(v >> 6) & 63];
+		*o++ = tab[v & 63];
+	}
+	if (len - i == 1) {
+		v = (uint32_t)in[i] << 16;
+		*o++ = tab[(v >> 18) & 63];
+		*o++ = tab[(v >> 12) & 63];
+	} else if (len - i == 2) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+		*o++ = tab[(v >> 18) & 63];
+		*o++ = tab[(v >> 12) & 63];
+		*o++ = tab[(v >> 6) & 63];
+	}
+	*o = '\0';
+	return (out);
+}
+
+/* Value of one base64url (or standard) character, or -1. */
+static int
+util_b64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return (c - 'A');
+	if (c >= 'a' && c <= 'z')
+		return (c - 'a' + 26);
+	if (c >= '0' && c <= '9')
+		return (c - '0' + 52);
+	if (c == '-' || c == '+')
+		return (62);
+	if (c == '_' || c == '/')
+		return (63);
+	return (-1);
+}
+
+/*
+ * Decode base64url, padded or not (standard alphabet also accepted).
+ * Returns 0, or -1 on any invalid character or length.
+ */
+int
+util_b64url_decode(const char *s, size_t len, unsigned char **out,
+    size_t *outlen)
+{
+	unsigned char	*buf;
+	uint32_t	 acc = 0;
+	size_t		 i, n = 0, bits = 0;
+	int		 v;
+
+	while (len > 0 && s[len - 1] == '=')
+		len--;
+	if (len % 4 == 1)
+		return (-1);
+	buf = xmalloc(len / 4 * 3 + 3);
+	for (i = 0; i < len; i++) {
+		if ((v = util_b64_value(s[i])) == -1) {
+			free(buf);
+			return (-1);
+		}
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			buf[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	*out = buf;
+	*outlen = n;
+	return (0);
+}
+
+/* SHA-256 as 64 lowercase hex digits. */
+void
+util_sha256_hex(const void *data, size_t len, char out[65])
+{
+	static const char	 hex[] = "0123456789abcdef";
+	unsigned char		 md[32];
+	unsigned int		 mdlen = 0;
+	size_t			 i;
+
+	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+		fatalx("EVP_Digest failed");
+	for (i = 0; i < 32; i++) {
+		out[i * 2] = hex[md[i] >> 4];
+		out[i * 2 + 1] = hex[md[i] & 0xf];
+	}
+	out[64] = '\0';
+}
+
+/* Strip leading and trailing white space in place. */
+char *
+util_trim(char *s)
+{
+	char	*end;
+
+	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' ||
+	    end[-1] == '\n' || end[-1] == '\r'))
+		end--;
+	*end = '\0';
+	return (s);
+}
+
+/* Find a file embedded in the binary by its path (lua/x.lua, policy/x.lua). */
+const struct embed_file *
+embed_find(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < embed_nfiles; i++) {
+		if (strcmp(embed_files[i].name, name) == 0)
+			return (&embed_files[i]);
+	}
+	return (NULL);
+}

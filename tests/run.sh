@@ -1,0 +1,77 @@
+#!/bin/sh
+# tests/run.sh [unit|lua|integration]...: run the test layers and print one
+# closing line "N passed, N failed" for all of them.  Exit status is 0 only
+# when nothing failed and at least one test ran.
+#
+# Each layer reports its own counts: cmocka binaries ([ OK ]/[ FAILED ]
+# lines), busted (TAP), the Python integration runner (its closing line).
+set -u
+cd "$(dirname "$0")/.." || exit 2
+PYTHON=${PYTHON:-python3}
+layers=${*:-unit lua integration}
+passed=0
+failed=0
+mkdir -p tests/tmp
+out=tests/tmp/layer.out
+
+add() {
+	passed=$((passed + $1))
+	failed=$((failed + $2))
+}
+
+run_unit() {
+	for t in tests/unit/test_*; do
+		case "$t" in *.c|*.o|*.d) continue ;; esac
+		[ -x "$t" ] || continue
+		echo "== unit: $t"
+		"./$t" > "$out" 2>&1
+		rc=$?
+		cat "$out"
+		ok=$(grep -c '^\[       OK \]' "$out")
+		bad=$(grep -cE '^\[  (FAILED|ERROR)   ?\] [a-z_]' "$out")
+		if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+			bad=1
+			echo "unit: $t exited with $rc"
+		fi
+		add "$ok" "$bad"
+	done
+}
+
+run_lua() {
+	ls tests/lua/*_spec.lua >/dev/null 2>&1 || return 0
+	echo "== lua: busted"
+	busted --lua=lua5.4 -o TAP tests/lua > "$out" 2>&1
+	rc=$?
+	cat "$out"
+	ok=$(grep -c '^ok ' "$out")
+	bad=$(grep -c '^not ok ' "$out")
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	add "$ok" "$bad"
+}
+
+run_integration() {
+	ls tests/integration/test_*.py >/dev/null 2>&1 || return 0
+	echo "== integration"
+	"$PYTHON" tests/integration/runner.py > "$out" 2>&1
+	rc=$?
+	cat "$out"
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+	ok=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+	bad=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+	ok=${ok:-0}
+	bad=${bad:-0}
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	add "$ok" "$bad"
+}
+
+for layer in $layers; do
+	case "$layer" in
+	unit) run_unit ;;
+	lua) run_lua ;;
+	integration) run_integration ;;
+	*) echo "run.sh: unknown layer $layer" >&2; exit 2 ;;
+	esac
+done
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
