@@ -278,6 +278,7 @@ int		 secret_load(const char *, char **);
 int		 secret_loaded(void);
 char		*secret_encrypt(const char *, char **);
 char		*secret_decrypt(const char *, char **);
+void		 secret_clear(void);
 
 /* store.c, store_*.c -- typed data access; results are STORE_* codes */
 enum store_result {

@@ -182,6 +182,13 @@ secret_load(const char *dir, char **cause)
 	return (0);
 }
 
+/* Forget (and wipe) the loaded keys, at exit or in tests. */
+void
+secret_clear(void)
+{
+	secret_table_clear(&secret_table);
+}
+
 /* Are credential keys loaded? */
 int
 secret_loaded(void)
