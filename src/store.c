@@ -214,6 +214,8 @@ store_error(struct db *db, int rc, int fk_result, const char *what)
 		log_debug("store: %s: conflict: %s", what, db_errmsg(db));
 		return (STORE_CONFLICT);
 	case SQLITE_CONSTRAINT_FOREIGNKEY:
+	/* ON DELETE RESTRICT is a built-in trigger: RAISE(ABORT) */
+	case SQLITE_CONSTRAINT_TRIGGER:
 		log_debug("store: %s: foreign key: %s", what, db_errmsg(db));
 		return (fk_result);
 	default:
