@@ -135,6 +135,7 @@ secret_read_dir(const char *dir, struct secret_table *t, char **cause)
 {
 	DIR		*d;
 	struct dirent	*de;
+	struct stat	 st;
 	long		 id;
 
 	if ((d = opendir(dir)) == NULL) {
@@ -142,6 +143,10 @@ secret_read_dir(const char *dir, struct secret_table *t, char **cause)
 		    strerror(errno));
 		return (-1);
 	}
+	if (fstat(dirfd(d), &st) == 0 && (st.st_mode & 077) != 0)
+		log_warn("credential key repository %s is accessible by "
+		    "group or others (mode %04o); it should be 0700", dir,
+		    (unsigned)(st.st_mode & 07777));
 	while ((de = readdir(d)) != NULL) {
 		if (!secret_key_name(de->d_name, &id))
 			continue;

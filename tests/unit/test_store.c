@@ -373,7 +373,7 @@ static void
 test_instance_delete_cascades(void **state)
 {
 	struct fixture	*f = *state;
-	struct instance	*a, *b;
+	struct instance	*a, *b, *gone;
 	struct role	*r1, *r2, *r3, *got;
 	struct restriction *rs;
 	char		 rid[ID_LEN + 1];
@@ -391,7 +391,9 @@ test_instance_delete_cascades(void **state)
 	assert_int_equal(store_role_create(f->db, r3), STORE_OK);
 
 	assert_int_equal(store_instance_delete(f->db, a->id), STORE_OK);
-	assert_int_equal(store_instance_get(f->db, a->id, &a), STORE_NOT_FOUND);
+	assert_int_equal(store_instance_get(f->db, a->id, &gone),
+	    STORE_NOT_FOUND);
+	assert_null(gone);
 	assert_int_equal(store_role_get(f->db, NULL, r1->id, &got),
 	    STORE_NOT_FOUND);
 	assert_int_equal(store_role_get(f->db, NULL, r2->id, &got),
@@ -405,6 +407,7 @@ test_instance_delete_cascades(void **state)
 	role_free(r1);
 	role_free(r2);
 	role_free(r3);
+	instance_free(a);
 	instance_free(b);
 }
 
