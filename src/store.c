@@ -331,7 +331,7 @@ store_list_filters(const struct store_list_def *def,
 	for (j = 0; j < q->nfilters && j < 8; j++) {
 		i = store_filter_index(def->filters, q->filter_names[j]);
 		v = q->filter_values[j];
-		if (i == -1 || values[i] != NULL || v == NULL ||
+		if (i < 0 || i >= 8 || values[i] != NULL || v == NULL ||
 		    (def->filters[i].boolean && strcmp(v, "1") != 0 &&
 		    strcmp(v, "0") != 0)) {
 			esc = log_escape(q->filter_names[j], 64);
