@@ -41,6 +41,7 @@
 
 #define FETCH_MAX_HEADER_BYTES	65536	/* all response headers */
 #define FETCH_MAX_HEADER_VALUE	8192	/* one kept header value */
+#define FETCH_MAX_RESPONSE	(1024L * 1024 * 1024)	/* 1 GiB */
 
 /* A socket curl asked us to watch. */
 struct fetch_sock {
@@ -549,8 +550,9 @@ fetch_check_request(const struct fetch_request *req, char **cause)
 		why = "body with GET";
 	else if (req->timeout_ms <= 0)
 		why = "timeout_ms must be positive";
-	else if (req->max_response == 0)
-		why = "max_response must be positive";
+	else if (req->max_response == 0 ||
+	    req->max_response > FETCH_MAX_RESPONSE)
+		why = "max_response must be between 1 byte and 1 GiB";
 	else if (fetch_bad_header_value(req->bearer) ||
 	    fetch_bad_header_value(req->auth_token) ||
 	    fetch_bad_header_value(req->subject_token))

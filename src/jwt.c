@@ -220,8 +220,8 @@ jwt_check_header(struct jwt *jwt, const cJSON *hdr, char **cause)
 }
 
 /*
- * Optional string member: absent or null leaves *out NULL; any other
- * non-string type is an error.
+ * Optional string member: absent leaves *out NULL; any other type than a
+ * string (null included) is an error.
  */
 static int
 jwt_opt_string(const cJSON *obj, const char *name, char **out)

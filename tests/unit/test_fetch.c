@@ -798,6 +798,9 @@ test_invalid_requests(void **state)
 	r.max_response = 0;
 	assert_null(fetch_start(e->f, &r, got_cb, NULL, &cause));
 	free(cause);
+	r.max_response = (size_t)-1;
+	assert_null(fetch_start(e->f, &r, got_cb, NULL, &cause));
+	free(cause);
 	req_init(&r, "https://127.0.0.1:1/");
 	r.method = "GET";
 	assert_null(fetch_start(e->f, &r, got_cb, NULL, &cause));
