@@ -1071,6 +1071,28 @@ test_sequential_from_callback(void **state)
 	free(u);
 }
 
+static void
+test_cancel_self_in_callback(void **state)
+{
+	struct env		*e = *state;
+	struct fetch_request	 r;
+	struct got		 g;
+	char			*u = url(e, e->https_port, "/echo");
+
+	memset(&g, 0, sizeof g);
+	g.env = e;
+	req_init(&r, u);
+	g.cancel_other = fetch_start(e->f, &r, got_cb, &g, NULL);
+	assert_non_null(g.cancel_other);
+	fetch_cancel(NULL);
+	run_done(e, 1, 5000);
+	assert_int_equal(g.called, 1);
+	assert_int_equal(g.error, FETCH_OK);
+	assert_int_equal(fetch_inflight(e->f), 0);
+	got_clear(&g);
+	free(u);
+}
+
 int
 main(void)
 {
@@ -1100,6 +1122,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_max_transfers, env_setup,
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_sequential_from_callback,
+		    env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_self_in_callback,
 		    env_setup, env_teardown),
 	};
 
