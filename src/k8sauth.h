@@ -308,6 +308,29 @@ int		 json_check_fields(const cJSON *, const char *const *,
 void		 json_add_string_or_null(cJSON *, const char *,
 		     const char *);
 cJSON		*json_strlist(const struct strlist *);
+#define JSON_MAX_DEPTH 64	/* nesting accepted by json_parse */
+#define JSON_MAX_FIELDS 32	/* longest allowed-field list */
+#define JSON_ABSENT 0		/* typed getters: field not present */
+#define JSON_SET 1		/* present with a valid value */
+#define JSON_NULL 2		/* present as null (nullable fields) */
+int		 json_check_fields_at(const cJSON *, const char *,
+		     const char *const *, char **);
+const char	*json_find_field(const cJSON *, const char *const *);
+int		 json_get_string(const cJSON *, const char *, size_t, size_t,
+		     int, char **, char **);
+int		 json_get_bool(const cJSON *, const char *, int *, char **);
+int		 json_get_long(const cJSON *, const char *, long, long, int,
+		     long *, char **);
+int		 json_get_strlist(const cJSON *, const char *, size_t, size_t,
+		     int, struct strlist *, char **);
+void		 json_strlist_clear(struct strlist *);
+
+/* validate.c -- field rules shared by the admin API handlers */
+#define VALIDATE_MAX_PEM (64 * 1024)
+int		 validate_host(const char *, int, char **);
+int		 validate_pem(const char *, char **);
+int		 validate_role_name(const char *, char **);
+int		 validate_globs(const char *, const struct strlist *, char **);
 
 /* server.c -- process-wide state, read-mostly, shared by workers */
 struct server {
