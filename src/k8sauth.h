@@ -439,6 +439,30 @@ void		 api_version(struct request *);
 void		 api_healthz(struct request *);
 void		 api_readyz(struct request *);
 
+/* api_common.c -- plumbing shared by the admin API handlers */
+void		 api_bad_request(struct request *, const char *, char *);
+int		 api_check_body(struct request *, const cJSON *,
+		     const char *const *, const char *const *,
+		     const char *const *);
+int		 api_check_required(struct request *, const cJSON *,
+		     const char *const *);
+void		 api_store_fail(struct request *, int, const char *,
+		     const char *, const char *);
+void		 api_log_change(struct request *, const char *,
+		     const char *);
+void		 api_reply_created(struct request *, const char *,
+		     const char *, cJSON *);
+void		 api_reply_object(struct request *, const char *, cJSON *);
+void		 api_reply_list(struct request *, const char *, cJSON *,
+		     const char *, int);
+int		 api_list_query(struct request *, const char *const *,
+		     struct store_query *, cJSON **);
+void		 api_query_add(struct store_query *, const char *,
+		     const char *);
+cJSON		*api_target(const char *, cJSON *, const char *, cJSON *,
+		     const cJSON *);
+const char	*api_or_null(const char *);
+
 /* api_instance.c */
 void		 api_instance_create(struct request *);
 void		 api_instance_list(struct request *);
@@ -446,6 +470,7 @@ void		 api_instance_show(struct request *);
 void		 api_instance_update(struct request *);
 void		 api_instance_delete(struct request *);
 cJSON		*api_instance_json(const struct instance *);
+struct instance	*api_instance_load(struct request *, const char *);
 
 /* api_role.c */
 void		 api_role_create(struct request *);
