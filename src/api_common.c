@@ -170,6 +170,35 @@ api_reply_object(struct request *r, const char *wrapper, cJSON *obj)
 	http_reply_json(r, 200, body);
 }
 
+/* Authorize a delete with target, then delete id and reply 204. */
+void
+api_delete(struct request *r, const char *action, const char *kind,
+    const char *id, int (*del)(struct db *, const char *),
+    const cJSON *target)
+{
+	int	 rc;
+
+	if (auth_require(r, action, target) != 0)
+		return;
+	if ((rc = del(r->worker->db, id)) != STORE_OK) {
+		api_store_fail(r, rc, kind, id, NULL);
+		return;
+	}
+	api_log_change(r, action, id);
+	http_reply_empty(r, 204);
+}
+
+/* Authorize a show with target, then reply 200 {wrapper: obj} (owned). */
+void
+api_show(struct request *r, const char *action, const char *wrapper,
+    const cJSON *target, cJSON *obj)
+{
+	if (auth_require(r, action, target) == 0)
+		api_reply_object(r, wrapper, obj);
+	else
+		cJSON_Delete(obj);
+}
+
 /* 200 with {plural: array, links: {...}}; next marker is last_id. */
 void
 api_reply_list(struct request *r, const char *plural, cJSON *array,

@@ -207,18 +207,14 @@ void
 api_instance_show(struct request *r)
 {
 	struct instance	*in;
-	cJSON		*target, *obj;
+	cJSON		*target;
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
-	obj = api_instance_json(in);
-	target = api_target("instance", cJSON_Duplicate(obj, 1), NULL, NULL,
+	target = api_target("instance", api_instance_json(in), NULL, NULL,
 	    NULL);
-	if (auth_require(r, "k8s_auth:instance:show", target) == 0) {
-		api_reply_object(r, "instance", obj);
-		obj = NULL;
-	}
-	cJSON_Delete(obj);
+	api_show(r, "k8s_auth:instance:show", "instance", target,
+	    api_instance_json(in));
 	cJSON_Delete(target);
 	instance_free(in);
 }
@@ -259,21 +255,13 @@ api_instance_delete(struct request *r)
 {
 	struct instance	*in;
 	cJSON		*target;
-	int		 rc;
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
 	target = api_target("instance", api_instance_json(in), NULL, NULL,
 	    NULL);
-	if (auth_require(r, "k8s_auth:instance:delete", target) == 0) {
-		rc = store_instance_delete(r->worker->db, in->id);
-		if (rc != STORE_OK)
-			api_store_fail(r, rc, "instance", in->id, NULL);
-		else {
-			api_log_change(r, "k8s_auth:instance:delete", in->id);
-			http_reply_empty(r, 204);
-		}
-	}
+	api_delete(r, "k8s_auth:instance:delete", "instance", in->id,
+	    store_instance_delete, target);
 	cJSON_Delete(target);
 	instance_free(in);
 }

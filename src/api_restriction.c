@@ -279,8 +279,8 @@ api_restriction_show(struct request *r)
 		return;
 	target = api_target("restriction", api_restriction_json(rs), NULL,
 	    NULL, NULL);
-	if (auth_require(r, "token_restriction:show", target) == 0)
-		api_reply_object(r, "restriction", api_restriction_json(rs));
+	api_show(r, "token_restriction:show", "restriction", target,
+	    api_restriction_json(rs));
 	cJSON_Delete(target);
 	restriction_free(rs);
 }
@@ -397,21 +397,13 @@ api_restriction_delete(struct request *r)
 {
 	struct restriction	*rs;
 	cJSON			*target;
-	int			 rc;
 
 	if ((rs = api_restriction_load(r)) == NULL)
 		return;
 	target = api_target("restriction", api_restriction_json(rs), NULL,
 	    NULL, NULL);
-	if (auth_require(r, "token_restriction:delete", target) == 0) {
-		rc = store_restriction_delete(r->worker->db, rs->id);
-		if (rc != STORE_OK)
-			api_store_fail(r, rc, "restriction", rs->id, NULL);
-		else {
-			api_log_change(r, "token_restriction:delete", rs->id);
-			http_reply_empty(r, 204);
-		}
-	}
+	api_delete(r, "token_restriction:delete", "restriction", rs->id,
+	    store_restriction_delete, target);
 	cJSON_Delete(target);
 	restriction_free(rs);
 }

@@ -318,8 +318,7 @@ api_role_show(struct request *r)
 		return;
 	target = api_target("role", api_role_json(ro), "instance",
 	    api_instance_json(in), NULL);
-	if (auth_require(r, "k8s_auth:role:show", target) == 0)
-		api_reply_object(r, "role", api_role_json(ro));
+	api_show(r, "k8s_auth:role:show", "role", target, api_role_json(ro));
 	cJSON_Delete(target);
 	role_free(ro);
 	instance_free(in);
@@ -361,21 +360,13 @@ api_role_delete(struct request *r)
 	struct instance	*in;
 	struct role	*ro;
 	cJSON		*target;
-	int		 rc;
 
 	if (api_role_load(r, &in, &ro) != 0)
 		return;
 	target = api_target("role", api_role_json(ro), "instance",
 	    api_instance_json(in), NULL);
-	if (auth_require(r, "k8s_auth:role:delete", target) == 0) {
-		rc = store_role_delete(r->worker->db, ro->id);
-		if (rc != STORE_OK)
-			api_store_fail(r, rc, "role", ro->id, NULL);
-		else {
-			api_log_change(r, "k8s_auth:role:delete", ro->id);
-			http_reply_empty(r, 204);
-		}
-	}
+	api_delete(r, "k8s_auth:role:delete", "role", ro->id,
+	    store_role_delete, target);
 	cJSON_Delete(target);
 	role_free(ro);
 	instance_free(in);

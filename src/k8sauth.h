@@ -478,6 +478,11 @@ void		 api_log_change(struct request *, const char *,
 void		 api_reply_created(struct request *, const char *,
 		     const char *, cJSON *);
 void		 api_reply_object(struct request *, const char *, cJSON *);
+void		 api_delete(struct request *, const char *, const char *,
+		     const char *, int (*)(struct db *, const char *),
+		     const cJSON *);
+void		 api_show(struct request *, const char *, const char *,
+		     const cJSON *, cJSON *);
 void		 api_reply_list(struct request *, const char *, cJSON *,
 		     const char *, int);
 int		 api_list_query(struct request *, const char *const *,
