@@ -135,8 +135,8 @@ api_restriction_unique(const struct restriction_role *v, size_t n,
 		for (j = 0; j < i; j++) {
 			if (strcmp(v[i].id, v[j].id) != 0)
 				continue;
-			xasprintf(&msg, "roles[%zu].id duplicates roles[%zu].id",
-			    i, j);
+			xasprintf(&msg, "roles[%zu].id duplicates "
+			    "roles[%zu].id", i, j);
 			return (api_restriction_fail(e, "invalid_value", msg));
 		}
 	}

@@ -284,7 +284,8 @@ validate_globs(const char *field, const struct strlist *sl, char **cause)
 	for (i = 0; i < sl->n; i++) {
 		if (validate_glob(sl->v[i]) != 0) {
 			xasprintf(cause, "%s[%zu] must be a name or a glob "
-			    "(printable, no spaces, brackets closed)", field, i);
+			    "(printable, no spaces, brackets closed)", field,
+			    i);
 			return (-1);
 		}
 	}
