@@ -187,6 +187,7 @@ int		 config_set(struct config *, const char *, const char *,
 int		 config_validate(struct config *, char **);
 int		 config_check_file(const char *, FILE *);
 void		 config_write_docs(FILE *);
+void		 config_write_sample(FILE *);
 void		 config_dump(const struct config *, FILE *);
 char		*config_db_path(const struct config *, char **);
 const char	*config_default_path(void);
