@@ -414,6 +414,29 @@ int		 json_check_fields(const cJSON *, const char *const *,
 void		 json_add_string_or_null(cJSON *, const char *,
 		     const char *);
 cJSON		*json_strlist(const struct strlist *);
+#define JSON_MAX_DEPTH 64	/* nesting accepted by json_parse */
+#define JSON_MAX_FIELDS 32	/* longest allowed-field list */
+#define JSON_ABSENT 0		/* typed getters: field not present */
+#define JSON_SET 1		/* present with a valid value */
+#define JSON_NULL 2		/* present as null (nullable fields) */
+int		 json_check_fields_at(const cJSON *, const char *,
+		     const char *const *, char **);
+const char	*json_find_field(const cJSON *, const char *const *);
+int		 json_get_string(const cJSON *, const char *, size_t, size_t,
+		     int, char **, char **);
+int		 json_get_bool(const cJSON *, const char *, int *, char **);
+int		 json_get_long(const cJSON *, const char *, long, long, int,
+		     long *, char **);
+int		 json_get_strlist(const cJSON *, const char *, size_t, size_t,
+		     int, struct strlist *, char **);
+void		 json_strlist_clear(struct strlist *);
+
+/* validate.c -- field rules shared by the admin API handlers */
+#define VALIDATE_MAX_PEM (64 * 1024)
+int		 validate_host(const char *, int, char **);
+int		 validate_pem(const char *, char **);
+int		 validate_role_name(const char *, char **);
+int		 validate_globs(const char *, const struct strlist *, char **);
 
 /* server.c -- process-wide state, read-mostly, shared by workers */
 struct server {
@@ -551,6 +574,35 @@ void		 api_version(struct request *);
 void		 api_healthz(struct request *);
 void		 api_readyz(struct request *);
 
+/* api_common.c -- plumbing shared by the admin API handlers */
+void		 api_bad_request(struct request *, const char *, char *);
+int		 api_check_body(struct request *, const cJSON *,
+		     const char *const *, const char *const *,
+		     const char *const *);
+int		 api_check_required(struct request *, const cJSON *,
+		     const char *const *);
+void		 api_store_fail(struct request *, int, const char *,
+		     const char *, const char *);
+void		 api_log_change(struct request *, const char *,
+		     const char *);
+void		 api_reply_created(struct request *, const char *,
+		     const char *, cJSON *);
+void		 api_reply_object(struct request *, const char *, cJSON *);
+void		 api_delete(struct request *, const char *, const char *,
+		     const char *, int (*)(struct db *, const char *),
+		     const cJSON *);
+void		 api_show(struct request *, const char *, const char *,
+		     const cJSON *, cJSON *);
+void		 api_reply_list(struct request *, const char *, cJSON *,
+		     const char *, int);
+int		 api_list_query(struct request *, const char *const *,
+		     struct store_query *, cJSON **);
+void		 api_query_add(struct store_query *, const char *,
+		     const char *);
+cJSON		*api_target(const char *, cJSON *, const char *, cJSON *,
+		     const cJSON *);
+const char	*api_or_null(const char *);
+
 /* api_instance.c */
 void		 api_instance_create(struct request *);
 void		 api_instance_list(struct request *);
@@ -558,6 +610,7 @@ void		 api_instance_show(struct request *);
 void		 api_instance_update(struct request *);
 void		 api_instance_delete(struct request *);
 cJSON		*api_instance_json(const struct instance *);
+struct instance	*api_instance_load(struct request *, const char *);
 
 /* api_role.c */
 void		 api_role_create(struct request *);
