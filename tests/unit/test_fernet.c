@@ -706,27 +706,56 @@ test_tampered(void **state)
 	fernet_keys_free(fk);
 }
 
-/* Padded input is accepted as well as unpadded. */
+/* A version 2 token whose user id is n characters long. */
+static char *
+sized_token(const struct fernet_keys *fk, size_t n)
+{
+	struct fernet_payload	 p;
+	char			 id[64], *t, *cause = NULL;
+
+	assert_true(n > 0 && n < sizeof id);
+	memset(id, 'u', n);
+	id[n] = '\0';
+	memset(&p, 0, sizeof p);
+	p.version = 2;
+	p.user_id = id;
+	p.project_id = UUID_B;
+	p.methods = 16;
+	p.expires_at = 2e9;
+	assert_non_null(t = fernet_encode(fk, &p, &cause));
+	return (t);
+}
+
+/* Padded input is accepted as well as unpadded; wrong padding is not. */
 static void
 test_padded_input(void **state)
 {
 	struct fernet_keys	*fk = td_keys();
 	struct fernet_payload	 p;
-	char			*t = good_token(fk), *padded, *cause = NULL;
-	size_t			 pad = (4 - strlen(t) % 4) % 4;
+	char			*t, *padded, *cause = NULL;
+	size_t			 n, pad, seen[4] = { 0 };
 
-	xasprintf(&padded, "%s%.*s", t, (int)pad, "==");
-	assert_int_equal(strlen(padded) % 4, 0);
-	assert_int_equal(fernet_decode(fk, padded, &p, &cause), 0);
-	assert_string_equal(p.user_id, UUID_A);
-	fernet_payload_clear(&p);
-	if (pad > 0) {		/* pad is 1 or 2 for these lengths */
-		padded[strlen(padded) - 1] = '\0';
-		if (pad == 2)
+	for (n = 1; n <= 48; n++) {
+		t = sized_token(fk, n);
+		pad = (4 - strlen(t) % 4) % 4;
+		seen[pad]++;
+		xasprintf(&padded, "%s%.*s", t, (int)pad, "==");
+		assert_int_equal(strlen(padded) % 4, 0);
+		assert_int_equal(fernet_decode(fk, padded, &p, &cause), 0);
+		assert_int_equal(strlen(p.user_id), n);
+		fernet_payload_clear(&p);
+		free(padded);
+		xasprintf(&padded, "%s%.*s", t, (int)pad + 1, "===");
+		must_fail(fk, padded);		/* one '=' too many */
+		free(padded);
+		if (pad == 2) {			/* one '=' too few */
+			xasprintf(&padded, "%s=", t);
 			must_fail(fk, padded);
+			free(padded);
+		}
+		free(t);
 	}
-	free(padded);
-	free(t);
+	assert_true(seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
 	fernet_keys_free(fk);
 }
 
