@@ -159,7 +159,8 @@ fernet_scan(const char *dir, struct fernet_stamp **out, size_t *nout,
 		free(path);
 	}
 	closedir(d);
-	qsort(v, n, sizeof *v, fernet_stamp_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof *v, fernet_stamp_cmp);
 	for (i = 1; i < n; i++) {
 		if (v[i].number == v[i - 1].number) {
 			xasprintf(cause, "key repository %s: two files for key "
@@ -961,6 +962,98 @@ fernet_read_payload(const msgpack_object *root, struct fernet_payload *p)
 	return (-1);
 }
 
+/* Read an n-byte big-endian length at b. */
+static size_t
+fernet_mp_len(const unsigned char *b, size_t n)
+{
+	size_t	 v = 0, i;
+
+	for (i = 0; i < n; i++)
+		v = v << 8 | b[i];
+	return (v);
+}
+
+/*
+ * Skip one msgpack value at *off, checking it fits in len.  msgpack-c
+ * allocates a container's elements from the count in its header before
+ * reading them, so a count larger than the bytes left (every element takes
+ * at least one) is refused here first, as is nesting deeper than 4.
+ */
+static int
+fernet_mp_skip(const unsigned char *b, size_t len, size_t *off, int depth)
+{
+	static const unsigned char	 lenbytes[] = { 1, 2, 4 };
+	size_t				 n = 0, items = 0, fixed, i;
+	unsigned char			 c;
+
+	if (*off >= len || depth > 4)
+		return (-1);
+	c = b[(*off)++];
+	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+		return (0);
+	if (c >= 0x80 && c <= 0x9f) {
+		items = (size_t)(c & 0x0f) * (c < 0x90 ? 2 : 1);
+		goto items;
+	}
+	if (c >= 0xa0 && c <= 0xbf) {
+		n = c & 0x1f;
+		goto bytes;
+	}
+	switch (c) {
+	case 0xc4: case 0xc5: case 0xc6:	/* bin 8, 16, 32 */
+	case 0xd9: case 0xda: case 0xdb:	/* str 8, 16, 32 */
+		fixed = lenbytes[c >= 0xd9 ? c - 0xd9 : c - 0xc4];
+		if (len - *off < fixed)
+			return (-1);
+		n = fernet_mp_len(b + *off, fixed);
+		*off += fixed;
+		goto bytes;
+	case 0xc7: case 0xc8: case 0xc9:	/* ext 8, 16, 32 */
+		fixed = lenbytes[c - 0xc7];
+		if (len - *off < fixed)
+			return (-1);
+		n = fernet_mp_len(b + *off, fixed) + 1;
+		*off += fixed;
+		goto bytes;
+	case 0xca: case 0xcb:			/* float 32, 64 */
+		n = c == 0xca ? 4 : 8;
+		goto bytes;
+	case 0xcc: case 0xcd: case 0xce: case 0xcf:	/* uint */
+	case 0xd0: case 0xd1: case 0xd2: case 0xd3:	/* int */
+		n = (size_t)1 << (c & 0x03);
+		goto bytes;
+	case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: /* fixext */
+		n = ((size_t)1 << (c - 0xd4)) + 1;
+		goto bytes;
+	case 0xdc: case 0xdd: case 0xde: case 0xdf:	/* array, map */
+		fixed = (c & 1) ? 4 : 2;
+		if (len - *off < fixed)
+			return (-1);
+		items = fernet_mp_len(b + *off, fixed);
+		*off += fixed;
+		if (c >= 0xde) {
+			if (items > (len - *off) / 2)
+				return (-1);
+			items *= 2;
+		}
+		goto items;
+	}
+	return (-1);				/* 0xc1: never used */
+bytes:
+	if (n > len - *off)
+		return (-1);
+	*off += n;
+	return (0);
+items:
+	if (items > len - *off)
+		return (-1);
+	for (i = 0; i < items; i++) {
+		if (fernet_mp_skip(b, len, off, depth + 1) != 0)
+			return (-1);
+	}
+	return (0);
+}
+
 /* Unpack the payload bytes (one msgpack value, nothing after it). */
 static int
 fernet_unpack(const unsigned char *buf, size_t len, struct fernet_payload *p)
@@ -969,6 +1062,9 @@ fernet_unpack(const unsigned char *buf, size_t len, struct fernet_payload *p)
 	size_t			 off = 0;
 	int			 rc = -1;
 
+	if (fernet_mp_skip(buf, len, &off, 0) != 0 || off != len)
+		return (-1);
+	off = 0;
 	msgpack_unpacked_init(&up);
 	if (msgpack_unpack_next(&up, (const char *)buf, len, &off) ==
 	    MSGPACK_UNPACK_SUCCESS && off == len)

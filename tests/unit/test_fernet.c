@@ -901,6 +901,15 @@ test_bad_payloads(void **state)
 	msgpack_pack_uint64(&pk, 2000000000);	/* int time: accepted */
 	pk_audit(&pk, 1, 16);
 	crafted(fk, &sb, -1);
+	msgpack_sbuffer_write(&sb,		/* huge counts: no OOM */
+	    "\x96\x02\xdd\xff\xff\xff\xff\x10", 8);
+	crafted(fk, &sb, -1);
+	msgpack_sbuffer_write(&sb, "\xdf\x7f\xff\xff\xff\x01\x02", 7);
+	crafted(fk, &sb, -1);
+	msgpack_sbuffer_write(&sb, "\x91\xc6\xff\xff\xff\xf0", 6);
+	crafted(fk, &sb, -1);
+	msgpack_sbuffer_write(&sb, "\x91\x91\x91\x91\x91\x91\x02", 7);
+	crafted(fk, &sb, -1);			/* too deep */
 	msgpack_pack_map(&pk, 0);		/* not an array */
 	crafted(fk, &sb, -1);
 	msgpack_pack_array(&pk, 9);		/* v11, bools as ints */
