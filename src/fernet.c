@@ -245,6 +245,10 @@ fernet_key_read(const char *dir, struct fernet_stamp *stamp,
 		xasprintf(cause, "key file %s: %s", path, strerror(errno));
 		goto out;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		xasprintf(cause, "key file %s: not a regular file", path);
+		goto out;
+	}
 	fernet_stamp_set(stamp, stamp->number, &st);
 	if ((n = fernet_read_fd(fd, buf, sizeof buf)) == -1) {
 		xasprintf(cause, "key file %s: %s", path, strerror(errno));
@@ -470,6 +474,10 @@ fernet_payload_check(const struct fernet_payload *p, char **cause)
 	    (p->version == 11 && !fernet_id_ok(p->restriction_id))) {
 		xasprintf(cause, "payload version %d: missing or oversized id",
 		    p->version);
+		return (-1);
+	}
+	if (p->methods == 0) {
+		xasprintf(cause, "payload: no auth method bit set");
 		return (-1);
 	}
 	if (!isfinite(p->expires_at) || p->expires_at < 1 ||

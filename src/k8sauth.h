@@ -466,9 +466,11 @@ int		 fernet_keys_changed(const char *, const struct fernet_keys *);
 /* fills in issued_at (0 = now) and audit_id ("" = fresh) */
 char		*fernet_encode(const struct fernet_keys *,
 		     struct fernet_payload *, char **);
+/* fills the payload (issued_at = Fernet timestamp); expiry not checked */
 int		 fernet_decode(const struct fernet_keys *, const char *,
 		     struct fernet_payload *, char **);
 void		 fernet_payload_clear(struct fernet_payload *);
+/* leaves a repository that already holds keys alone and returns 0 */
 int		 fernet_setup(const char *, long, char **);
 int		 fernet_rotate(const char *, long, char **);
 int		 fernet_methods_mask(const char *, const char *, uint64_t *,

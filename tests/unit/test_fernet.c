@@ -597,6 +597,10 @@ test_encode_fields(void **state)
 	assert_null(fernet_encode(fk, &p, &cause));
 	free(cause);
 	p.user_id = UUID_A;
+	p.methods = 0;
+	assert_null(fernet_encode(fk, &p, &cause));
+	free(cause);
+	p.methods = 16;
 	p.expires_at = NAN;
 	assert_null(fernet_encode(fk, &p, &cause));
 	free(cause);
