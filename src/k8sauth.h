@@ -643,15 +643,22 @@ struct fernet_payload {
 	char		 audit_id[23];		/* urlsafe b64, no padding */
 	double		 issued_at;		/* Fernet timestamp */
 };
-struct fernet_keys;
+#define FERNET_TOKEN_MAX 1024	/* longer input tokens are invalid */
+struct fernet_keys;		/* immutable once loaded: share read-only */
 struct fernet_keys *fernet_keys_load(const char *, char **);
 void		 fernet_keys_free(struct fernet_keys *);
 size_t		 fernet_keys_count(const struct fernet_keys *);
+long		 fernet_keys_primary(const struct fernet_keys *);
+/* 1 when the repository differs from the set loaded; call <= once a second */
+int		 fernet_keys_changed(const char *, const struct fernet_keys *);
+/* fills in issued_at (0 = now) and audit_id ("" = fresh) */
 char		*fernet_encode(const struct fernet_keys *,
-		     const struct fernet_payload *, char **);
+		     struct fernet_payload *, char **);
+/* fills the payload (issued_at = Fernet timestamp); expiry not checked */
 int		 fernet_decode(const struct fernet_keys *, const char *,
 		     struct fernet_payload *, char **);
 void		 fernet_payload_clear(struct fernet_payload *);
+/* leaves a repository that already holds keys alone and returns 0 */
 int		 fernet_setup(const char *, long, char **);
 int		 fernet_rotate(const char *, long, char **);
 int		 fernet_methods_mask(const char *, const char *, uint64_t *,
