@@ -94,6 +94,16 @@ api_store_fail(struct request *r, int rc, const char *kind, const char *id,
 {
 	switch (rc) {
 	case STORE_NOT_FOUND:
+		/*
+		 * Only an admin learns that an object does not exist; anyone
+		 * else gets the answer they get for another domain's object,
+		 * so ids cannot be probed (keystone-ng's existence oracle).
+		 */
+		if (!r->caller.is_admin && r->caller.kind != CALLER_NONE) {
+			http_reply_error(r, 403, "forbidden", "you are not "
+			    "authorized to access %s %.64s", kind, id);
+			break;
+		}
 		http_reply_error(r, 404, api_not_found_reason(kind),
 		    "could not find %s %.64s", kind, id);
 		break;

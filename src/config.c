@@ -81,7 +81,7 @@ static const struct config_option config_options[] = {
 	  O(fernet_key_repository), "/etc/keystone/fernet-keys/", 0, 0, 1,
 	  "Keystone's Fernet key repository (shared with Keystone)." },
 	{ "fernet_tokens", "max_active_keys", CT_INT,
-	  O(fernet_max_active_keys), "3", 1, 100, 1,
+	  O(fernet_max_active_keys), "3", 2, 100, 1,
 	  "Keys kept by fernet-rotate, as in keystone.conf." },
 	{ "credential", "key_repository", CT_STRING,
 	  O(credential_key_repository),

@@ -530,15 +530,13 @@ static char *
 http_link(struct request *r, const char *marker, int keep_marker)
 {
 	struct evbuffer	*b;
-	char		*base, *path, *out;
+	char		*base, *out;
 	size_t		 len;
 
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
 	base = http_public_url(r);
-	path = evhttp_encode_uri(r->path);
 	evbuffer_add_printf(b, "%s%s", base, r->path);
-	free(path);
 	free(base);
 	if (keep_marker && http_query(r, "marker") != NULL)
 		marker = http_query(r, "marker");
