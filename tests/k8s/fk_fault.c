@@ -15,8 +15,10 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -97,7 +99,13 @@ fk_fault_latency_cb(evutil_socket_t fd, short what, void *arg)
 	fk_review_handle(req);
 }
 
-/* Reset the connection: SO_LINGER 0 then close, so the peer sees an RST. */
+/*
+ * Reset the connection: SO_LINGER 0, then close the socket so the peer
+ * sees an RST and nothing else.  evhttp_connection_free() would first
+ * shutdown(SHUT_WR) (a FIN, read by clients as an empty reply), so the
+ * socket is closed by dup2()ing /dev/null over its descriptor; evhttp
+ * then shuts down and closes that harmless stand-in.
+ */
 static void
 fk_fault_reset_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -106,11 +114,19 @@ fk_fault_reset_cb(evutil_socket_t fd, short what, void *arg)
 	struct bufferevent	*bev;
 	struct linger		 lg = { 1, 0 };
 	evutil_socket_t		 s;
+	int			 null;
 
 	fk_fault_unpark(p);
 	bev = evhttp_connection_get_bufferevent(evcon);
-	if (bev != NULL && (s = bufferevent_getfd(bev)) != -1)
+	if (bev != NULL && (s = bufferevent_getfd(bev)) != -1) {
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
 		setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		if ((null = open("/dev/null", O_RDWR | O_CLOEXEC)) != -1) {
+			if (dup2(null, s) == -1)
+				log_warn("reset: dup2 failed");
+			close(null);
+		}
+	}
 	evhttp_connection_free(evcon);
 }
 
