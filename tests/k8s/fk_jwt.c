@@ -5,12 +5,14 @@
  * base64url SHA-256 of the DER SubjectPublicKeyInfo, as kube-apiserver
  * computes it.  The key objects and one EVP_PKEY_CTX each for signing and
  * verifying are built once and reused, so a review costs one SHA-256 and
- * one RSA public-key operation and never parses a key.  A second "foreign"
+ * at most one RSA public-key operation and never parses a key.  A second "foreign"
  * key (made on first use) signs tokens the server must reject, carrying
  * the real key id.  Tokens are minted in the projected (TokenRequest)
  * layout or the legacy secret layout; JSON keys are written in sorted
  * order like the real server.  Single-threaded; never blocks.
  */
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -25,6 +27,7 @@
 #define FK_JWT_MAX_SIG 512
 #define FK_JWT_YEAR (365L * 24 * 3600)
 #define FK_JWT_WARN_MARKER 3607	/* the kubelet's extended-token marker */
+#define FK_JWT_CACHE 1024	/* verified-signature cache slots */
 
 struct fk_jwt_key {
 	EVP_PKEY	*pkey;
@@ -36,6 +39,7 @@ static struct fk_jwt_key	 fk_jwt_key;
 static struct fk_jwt_key	 fk_jwt_foreign;
 static EVP_MD			*fk_jwt_sha256;
 static char			*fk_jwt_key_id;
+static char			*fk_jwt_cache[FK_JWT_CACHE];
 
 /* Generate an RSA-2048 key with ready signing and verifying contexts. */
 static int
@@ -107,12 +111,18 @@ fk_jwt_init(char **cause)
 void
 fk_jwt_free_keys(void)
 {
+	size_t	 i;
+
 	fk_jwt_key_free(&fk_jwt_key);
 	fk_jwt_key_free(&fk_jwt_foreign);
 	EVP_MD_free(fk_jwt_sha256);
 	fk_jwt_sha256 = NULL;
 	free(fk_jwt_key_id);
 	fk_jwt_key_id = NULL;
+	for (i = 0; i < FK_JWT_CACHE; i++) {
+		free(fk_jwt_cache[i]);
+		fk_jwt_cache[i] = NULL;
+	}
 }
 
 /* The key id written into every token header. */
@@ -369,24 +379,46 @@ fk_jwt_clear(struct fk_jwt *jwt)
 	jwt->header = jwt->claims = NULL;
 }
 
-/* Check the RS256 signature of a parsed token with the server key; 0/-1. */
+/* The verified-token cache slot for a token (FNV-1a of its bytes). */
+static char **
+fk_jwt_cache_slot(const char *token)
+{
+	uint32_t	 h = 2166136261u;
+	const char	*p;
+
+	for (p = token; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return (&fk_jwt_cache[h % FK_JWT_CACHE]);
+}
+
+/*
+ * Check the RS256 signature of a token with the server key; 0 or -1.
+ * Tokens that verified are remembered by their exact bytes (the key never
+ * changes, so the answer cannot), sparing the RSA operation when the same
+ * reviewer or workload token comes back; every other check stays live.
+ */
 int
 fk_jwt_verify(const char *token)
 {
 	const char	*dot = strrchr(token, '.');
 	unsigned char	 md[32], *sig = NULL;
 	size_t		 siglen;
+	char		**slot = fk_jwt_cache_slot(token);
 	int		 rc = -1;
 
+	if (*slot != NULL && strcmp(*slot, token) == 0)
+		return (0);
 	if (dot == NULL || util_b64url_decode(dot + 1, strlen(dot + 1), &sig,
 	    &siglen) != 0)
 		return (-1);
 	if (siglen > 0 && siglen <= FK_JWT_MAX_SIG &&
 	    fk_jwt_digest(token, (size_t)(dot - token), md) == 0 &&
 	    EVP_PKEY_verify(fk_jwt_key.verify, sig, siglen, md,
-	    sizeof md) == 1)
+	    sizeof md) == 1) {
+		free(*slot);
+		*slot = xstrdup(token);
 		rc = 0;
-	else
+	} else
 		ERR_clear_error();
 	free(sig);
 	return (rc);

@@ -14,6 +14,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <netdb.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -217,7 +220,7 @@ fk_main_listen(struct evhttp *http, const char *hostport)
 	struct sockaddr_storage	 ss;
 	socklen_t		 sl = sizeof ss;
 	char			*host, *port, sport[NI_MAXSERV];
-	int			 rc;
+	int			 rc, one = 1;
 
 	fk_main_split_hostport(hostport, &host, &port);
 	memset(&hints, 0, sizeof hints);
@@ -235,6 +238,11 @@ fk_main_listen(struct evhttp *http, const char *hostport)
 		fatal("cannot listen on %s", hostport);
 	free(host);
 	free(port);
+	/* Accepted sockets inherit TCP_NODELAY (Linux): no Nagle stalls
+	 * between the TLS records of one answer. */
+	if (setsockopt(evconnlistener_get_fd(fk_main_listener), IPPROTO_TCP,
+	    TCP_NODELAY, &one, sizeof one) != 0)
+		log_warn("TCP_NODELAY: cannot set on the listener");
 	evconnlistener_set_error_cb(fk_main_listener, fk_main_accept_error_cb);
 	if (evhttp_bind_listener(http, fk_main_listener) == NULL)
 		fatalx("evhttp_bind_listener failed");
