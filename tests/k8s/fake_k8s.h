@@ -26,7 +26,6 @@
 struct event_base;
 struct evhttp;
 struct evhttp_request;
-struct evp_pkey_st;
 
 #define FK_UID_LEN 36		/* 8-4-4-4-12 Kubernetes UID */
 #define FK_DEFAULT_ISSUER "https://kubernetes.default.svc.cluster.local"
@@ -36,9 +35,9 @@ struct evp_pkey_st;
 /* fk_main.c */
 struct fk_config {
 	char		 *issuer;
-	char		**api_auds;	/* the API server's own audiences */
+	char		**api_auds;	/* the API server's audiences */
 	size_t		  napi_auds;
-	long		  leeway;	/* seconds allowed on exp/nbf/iat */
+	long		  leeway;	/* seconds of exp/nbf/iat slack */
 	int		  anonymous_auth; /* no bearer: system:anonymous */
 };
 extern struct fk_config fk_config;
@@ -94,7 +93,8 @@ const struct fk_pod	*fk_state_pod_add(const char *, const char *,
 			     const char *, const char *);
 int			 fk_state_pod_del(const char *, const char *);
 int			 fk_state_reviewer_get(const char *, const char *);
-int			 fk_state_reviewer_set(const char *, const char *, int);
+int			 fk_state_reviewer_set(const char *, const char *,
+			     int);
 void			 fk_state_free(void);
 
 /* fk_jwt.c */
@@ -107,7 +107,7 @@ struct fk_mint {
 	long		 expires_in;
 	long		 nbf_offset;
 	int		 legacy;
-	int		 foreign_key;	/* sign with a key the server ignores */
+	int		 foreign_key;	/* sign with an unknown key */
 	const char	*issuer;	/* NULL: the configured issuer */
 };
 struct fk_jwt {
@@ -132,7 +132,7 @@ struct fk_ident {
 	char		*pod_uid;
 	char		*node_name;
 	char		*node_uid;
-	cJSON		*auds;		/* chosen audiences (intersection) */
+	cJSON		*auds;		/* chosen audiences */
 	int		 legacy;
 };
 int			 fk_review_authenticate(const char *, const cJSON *,
@@ -142,7 +142,8 @@ void			 fk_review_handle(struct evhttp_request *);
 void			 fk_review_cb(struct evhttp_request *);
 
 /* fk_control.c */
-int			 fk_control_route(struct evhttp_request *, const char *);
+int			 fk_control_route(struct evhttp_request *,
+			     const char *);
 
 /* fk_fault.c */
 int			 fk_fault_apply(struct evhttp_request *);

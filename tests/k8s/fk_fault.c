@@ -45,7 +45,7 @@ struct fk_fault {
 	long			 latency_ms;
 	long			 status;
 	long			 retry_after;
-	long			 count;		/* -1: until cleared */
+	long			 count;	/* -1: until cleared */
 };
 
 struct fk_fault_park {
@@ -57,7 +57,7 @@ struct fk_fault_park {
 };
 TAILQ_HEAD(fk_fault_parks, fk_fault_park);
 
-static struct fk_fault		 fk_fault = { FK_FAULT_NONE, 0, 0, 0, -1 };
+static struct fk_fault	 fk_fault = { FK_FAULT_NONE, 0, 0, 0, -1 };
 static struct fk_fault_parks	 fk_fault_parked =
     TAILQ_HEAD_INITIALIZER(fk_fault_parked);
 

@@ -183,10 +183,10 @@ fk_http_body_json(struct evhttp_request *req, cJSON **out, char **cause)
 static const char *
 fk_http_path(struct evhttp_request *req)
 {
-	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(req);
+	const struct evhttp_uri	*uri;
 	const char		*path = NULL;
 
-	if (uri != NULL)
+	if ((uri = evhttp_request_get_evhttp_uri(req)) != NULL)
 		path = evhttp_uri_get_path(uri);
 	return (path != NULL ? path : "");
 }

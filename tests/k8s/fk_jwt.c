@@ -5,9 +5,9 @@
  * base64url SHA-256 of the DER SubjectPublicKeyInfo, as kube-apiserver
  * computes it.  The key objects and one EVP_PKEY_CTX each for signing and
  * verifying are built once and reused, so a review costs one SHA-256 and
- * at most one RSA public-key operation and never parses a key.  A second "foreign"
- * key (made on first use) signs tokens the server must reject, carrying
- * the real key id.  Tokens are minted in the projected (TokenRequest)
+ * at most one RSA public-key operation and never parses a key.  A second
+ * "foreign" key (made on first use) signs tokens the server must reject,
+ * carrying the real key id.  Tokens are minted in the projected (TokenRequest)
  * layout or the legacy secret layout; JSON keys are written in sorted
  * order like the real server.  Single-threaded; never blocks.
  */

@@ -311,7 +311,8 @@ main(int argc, char **argv)
 	evhttp_set_bevcb(http, fk_main_bev_cb, NULL);
 	fk_main_resume = evtimer_new(fk_main_evbase, fk_main_resume_cb, NULL);
 	port = fk_main_listen(http, args.listen);
-	sigterm = evsignal_new(fk_main_evbase, SIGTERM, fk_main_signal_cb, NULL);
+	sigterm = evsignal_new(fk_main_evbase, SIGTERM, fk_main_signal_cb,
+	    NULL);
 	sigint = evsignal_new(fk_main_evbase, SIGINT, fk_main_signal_cb, NULL);
 	if (fk_main_resume == NULL || sigterm == NULL || sigint == NULL ||
 	    evsignal_add(sigterm, NULL) != 0 || evsignal_add(sigint, NULL) != 0)

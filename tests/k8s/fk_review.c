@@ -167,10 +167,10 @@ fk_review_go_list(const cJSON *a)
 static cJSON *
 fk_review_token_auds(const cJSON *claims)
 {
-	const cJSON	*aud = cJSON_GetObjectItemCaseSensitive(claims, "aud");
-	const cJSON	*v;
+	const cJSON	*aud, *v;
 	cJSON		*out;
 
+	aud = cJSON_GetObjectItemCaseSensitive(claims, "aud");
 	if (aud == NULL || (cJSON_IsArray(aud) && cJSON_GetArraySize(aud) ==
 	    0))
 		return (fk_review_api_auds());
@@ -244,7 +244,8 @@ fk_review_time_claim(const cJSON *c, const char *key, double *out)
 static int
 fk_review_times(const cJSON *c, char **error)
 {
-	double	 now = (double)time(NULL), lw = (double)fk_config.leeway, t;
+	double	 now = (double)time(NULL), t;
+	double	 lw = (double)fk_config.leeway;
 	int	 rc;
 
 	if ((rc = fk_review_time_claim(c, "nbf", &t)) == -1)
@@ -279,8 +280,8 @@ fk_review_objects(const struct fk_ident *id, char **error)
 		return (0);
 	}
 	if (sa == NULL)
-		return (fk_review_fail(error, "serviceaccounts \"%s\" not found",
-		    id->name));
+		return (fk_review_fail(error,
+		    "serviceaccounts \"%s\" not found", id->name));
 	if (strcmp(sa->uid, id->uid) != 0)
 		return (fk_review_fail(error, "service account UID (%s) does "
 		    "not match claim (%s)", sa->uid, id->uid));
