@@ -82,7 +82,7 @@ __dead void	 fatalx(const char *, ...) printflike(1, 2);
 char		*log_escape(const char *, size_t);
 void		 log_secret_id(const char *, char [9]);
 
-/* embed.c -- generated from lua/ and policy/ by tools/embed.sh */
+/* embed.c -- generated from lua/ and policy/ by src/build/embed.sh */
 struct embed_file {
 	const char		*name;
 	const unsigned char	*data;

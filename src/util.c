@@ -441,16 +441,3 @@ util_trim(char *s)
 	*end = '\0';
 	return (s);
 }
-
-/* Find a file embedded in the binary by its path (lua/x.lua, policy/x.lua). */
-const struct embed_file *
-embed_find(const char *name)
-{
-	size_t	 i;
-
-	for (i = 0; i < embed_nfiles; i++) {
-		if (strcmp(embed_files[i].name, name) == 0)
-			return (&embed_files[i]);
-	}
-	return (NULL);
-}
