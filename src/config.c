@@ -396,6 +396,7 @@ config_check_listen(struct config *cfg, char **errors)
 	char	*copy, *p, *url;
 	int	 https = 0;
 
+	cfg->tls_missing = 0;
 	copy = xstrdup(cfg->listen);
 	p = copy;
 	while ((url = strsep(&p, ",")) != NULL) {
@@ -410,8 +411,22 @@ config_check_listen(struct config *cfg, char **errors)
 	}
 	free(copy);
 	if (https && (cfg->tls_cert == NULL || cfg->tls_key == NULL))
-		config_add_error(errors, "[server] tls_cert and tls_key: "
-		    "required by an https:// listen URL");
+		cfg->tls_missing = 1;
+}
+
+/*
+ * What only `serve` (and config-check) need: an https:// listener needs a
+ * certificate and key.  Other subcommands work without them.
+ */
+int
+config_validate_serve(const struct config *cfg, char **cause)
+{
+	if (cfg->tls_missing) {
+		xasprintf(cause, "[server] tls_cert and tls_key: required by "
+		    "an https:// listen URL");
+		return (-1);
+	}
+	return (0);
 }
 
 /* Cross-option checks that one table row cannot express. */
@@ -494,25 +509,6 @@ config_load(struct config *cfg, const char *path, char **cause)
 		return (-1);
 	}
 	return (0);
-}
-
-/* config-check: print every problem of a file; 0 when it is good. */
-int
-config_check_file(const char *path, FILE *out)
-{
-	struct config	*cfg;
-	char		*cause = NULL;
-	int		 rc;
-
-	cfg = config_new();
-	rc = config_load(cfg, path, &cause);
-	if (rc == 0)
-		fprintf(out, "%s: ok\n", path);
-	else
-		fprintf(out, "%s\n", cause);
-	free(cause);
-	config_free(cfg);
-	return (rc == 0 ? 0 : -1);
 }
 
 /* Print the effective configuration (no secrets live in it). */

@@ -178,6 +178,8 @@ struct config {
 	/* [metrics] */
 	int		 metrics_enabled;
 	int		 metrics_require_auth;
+	/* derived by config_validate */
+	int		 tls_missing;
 };
 struct config	*config_new(void);
 void		 config_free(struct config *);
@@ -185,7 +187,7 @@ int		 config_load(struct config *, const char *, char **);
 int		 config_set(struct config *, const char *, const char *,
 		     const char *, char **);
 int		 config_validate(struct config *, char **);
-int		 config_check_file(const char *, FILE *);
+int		 config_validate_serve(const struct config *, char **);
 void		 config_write_docs(FILE *);
 void		 config_write_sample(FILE *);
 void		 config_dump(const struct config *, FILE *);
