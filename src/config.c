@@ -504,6 +504,11 @@ config_load(struct config *cfg, const char *path, char **cause)
 		config_add_error(&cp.errors, "%s", vcause);
 		free(vcause);
 	}
+	/* A file that is wrong anyway gets the serve-only problems too. */
+	if (cp.errors != NULL && config_validate_serve(cfg, &vcause) != 0) {
+		config_add_error(&cp.errors, "%s", vcause);
+		free(vcause);
+	}
 	if (cp.errors != NULL) {
 		*cause = cp.errors;
 		return (-1);
