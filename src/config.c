@@ -182,6 +182,7 @@ config_default_path(void)
 	return (SYSCONFDIR "/keystone-k8s-auth/keystone-k8s-auth.conf");
 }
 
+static void config_add_error(char **errors, const char *fmt, ...) printflike(2, 3);
 /* Append one line to an error list. */
 static void
 config_add_error(char **errors, const char *fmt, ...)
