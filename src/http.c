@@ -720,9 +720,16 @@ http_dispatch(struct request *r)
 		return;
 	}
 	r->route = rt->pattern;
-	if ((rt->flags & HTTP_ADMIN) && auth_caller(r) != 0)
+	if ((rt->flags & HTTP_ADMIN) == 0) {
+		rt->handler(r);
 		return;
-	rt->handler(r);
+	}
+	/*
+	 * Identifying the caller may need a round trip to Keystone: then
+	 * auth_caller() parks the request and runs the handler later.
+	 */
+	if (auth_caller(r, rt->handler) == 0)
+		rt->handler(r);
 }
 
 /* evhttp's general callback: every request enters here. */

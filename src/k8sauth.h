@@ -563,7 +563,7 @@ int		 http_list_query(struct request *, const char *const *,
 cJSON		*http_list_links(struct request *, const char *, int);
 
 /* auth.c -- who is calling, and may they do it */
-int		 auth_caller(struct request *);
+int		 auth_caller(struct request *, http_handler);
 int		 auth_authorize(struct request *, const char *, const cJSON *,
 		     char **);
 int		 auth_require(struct request *, const char *, const cJSON *);
