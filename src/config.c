@@ -577,6 +577,33 @@ config_write_docs(FILE *out)
 	}
 }
 
+/* Write a commented configuration file holding every default. */
+void
+config_write_sample(FILE *out)
+{
+	const char	*last = "";
+	size_t		 i;
+
+	fprintf(out, "# %s configuration (keystone.conf style).\n"
+	    "# Every option is shown with its default, commented out.\n"
+	    "# Check a file with: %s config-check --config FILE\n",
+	    K8SAUTH_NAME, K8SAUTH_NAME);
+	for (i = 0; i < CONFIG_NOPTIONS; i++) {
+		const struct config_option *o = &config_options[i];
+
+		if (strcmp(last, o->section) != 0)
+			fprintf(out, "\n[%s]\n", o->section);
+		last = o->section;
+		fprintf(out, "\n# %s", o->help);
+		if (o->type == CT_INT)
+			fprintf(out, " (%ld..%ld)", o->min, o->max);
+		if (o->reloadable)
+			fprintf(out, " Reloaded by SIGHUP.");
+		fprintf(out, "\n#%s =%s%s\n", o->name, o->def != NULL ? " " : "",
+		    o->def != NULL ? o->def : "");
+	}
+}
+
 /* The SQLite file path from [database] connection (allocated). */
 char *
 config_db_path(const struct config *cfg, char **cause)

@@ -187,6 +187,7 @@ int		 config_set(struct config *, const char *, const char *,
 int		 config_validate(struct config *, char **);
 int		 config_check_file(const char *, FILE *);
 void		 config_write_docs(FILE *);
+void		 config_write_sample(FILE *);
 void		 config_dump(const struct config *, FILE *);
 char		*config_db_path(const struct config *, char **);
 const char	*config_default_path(void);
@@ -200,6 +201,77 @@ int		 db_begin(struct db *);
 int		 db_commit(struct db *);
 void		 db_rollback(struct db *);
 void		*db_handle(struct db *);	/* sqlite3 * */
+/*
+ * The per-connection statement cache: (id, SQL) pairs, prepared lazily and
+ * kept for the life of the connection.  Every use ends with db_stmt_done
+ * (reset + clear bindings).  Column orders are fixed by STORE_*_COLUMNS.
+ */
+#define STORE_INSTANCE_COLUMNS "id, domain_id, name, host, ca_cert, " \
+	"reviewer_jwt_enc, disable_local_ca_jwt, enabled, created_at, " \
+	"updated_at"
+#define STORE_ROLE_COLUMNS "id, auth_instance_id, domain_id, name, " \
+	"enabled, bound_sa_names, bound_sa_namespaces, bound_audience, " \
+	"bound_pod_names, token_ttl, token_restriction_id, created_at, " \
+	"updated_at"
+#define STORE_RESTRICTION_COLUMNS "id, domain_id, user_id, project_id, " \
+	"allow_renew, allow_rescope, created_at, updated_at"
+#define DB_STATEMENTS(X)						\
+	X(DB_INSTANCE_INSERT, "INSERT INTO instances ("		\
+	    STORE_INSTANCE_COLUMNS ") VALUES "				\
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")		\
+	X(DB_INSTANCE_GET, "SELECT " STORE_INSTANCE_COLUMNS		\
+	    " FROM instances WHERE id = ?1")				\
+	X(DB_INSTANCE_UPDATE, "UPDATE instances SET domain_id = ?2, "	\
+	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, " \
+	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10 " \
+	    "WHERE id = ?1")						\
+	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")	\
+	X(DB_ROLE_INSERT, "INSERT INTO roles (" STORE_ROLE_COLUMNS	\
+	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "	\
+	    "?12, ?13)")						\
+	X(DB_ROLE_GET, "SELECT " STORE_ROLE_COLUMNS			\
+	    " FROM roles WHERE id = ?1")				\
+	X(DB_ROLE_GET_IN_INSTANCE, "SELECT " STORE_ROLE_COLUMNS	\
+	    " FROM roles WHERE auth_instance_id = ?1 AND "		\
+	    "(id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1")	\
+	X(DB_ROLE_UPDATE, "UPDATE roles SET auth_instance_id = ?2, "	\
+	    "domain_id = ?3, name = ?4, enabled = ?5, "		\
+	    "bound_sa_names = ?6, bound_sa_namespaces = ?7, "		\
+	    "bound_audience = ?8, bound_pod_names = ?9, "		\
+	    "token_ttl = ?10, token_restriction_id = ?11, "		\
+	    "updated_at = ?13 WHERE id = ?1")				\
+	X(DB_ROLE_DELETE, "DELETE FROM roles WHERE id = ?1")		\
+	X(DB_RESTRICTION_INSERT, "INSERT INTO restrictions ("		\
+	    STORE_RESTRICTION_COLUMNS ") VALUES "			\
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")			\
+	X(DB_RESTRICTION_GET, "SELECT " STORE_RESTRICTION_COLUMNS	\
+	    " FROM restrictions WHERE id = ?1")			\
+	X(DB_RESTRICTION_UPDATE, "UPDATE restrictions SET "		\
+	    "domain_id = ?2, user_id = ?3, project_id = ?4, "		\
+	    "allow_renew = ?5, allow_rescope = ?6, updated_at = ?8 "	\
+	    "WHERE id = ?1")						\
+	X(DB_RESTRICTION_DELETE, "DELETE FROM restrictions WHERE id = ?1") \
+	X(DB_RROLE_INSERT, "INSERT INTO restriction_roles "		\
+	    "(restriction_id, position, role_id, role_name) "		\
+	    "VALUES (?1, ?2, ?3, ?4)")					\
+	X(DB_RROLE_LIST, "SELECT role_id, role_name FROM "		\
+	    "restriction_roles WHERE restriction_id = ?1 ORDER BY position") \
+	X(DB_RROLE_DELETE, "DELETE FROM restriction_roles "		\
+	    "WHERE restriction_id = ?1")
+#define DB_STMT_ENUM(id, sql) id,
+enum db_stmt_id {
+	DB_STATEMENTS(DB_STMT_ENUM)
+	DB_NSTMTS
+};
+#undef DB_STMT_ENUM
+struct sqlite3_stmt;
+struct sqlite3_stmt *db_stmt(struct db *, enum db_stmt_id);
+struct sqlite3_stmt *db_stmt_sql(struct db *, const char *);
+int		 db_stmt_done(struct db *, struct sqlite3_stmt *);
+const char	*db_errmsg(struct db *);
+const char *const *db_migrations(int *);
+int		 db_migrate_list(struct db *, const char *const *, int,
+		     char **);
 
 /* secret.c -- at-rest encryption of reviewer tokens */
 int		 secret_setup(const char *, char **);
@@ -207,6 +279,7 @@ int		 secret_load(const char *, char **);
 int		 secret_loaded(void);
 char		*secret_encrypt(const char *, char **);
 char		*secret_decrypt(const char *, char **);
+void		 secret_clear(void);
 
 /* store.c, store_*.c -- typed data access; results are STORE_* codes */
 enum store_result {
@@ -299,6 +372,39 @@ int		 store_restriction_list(struct db *,
 		     size_t *, int *);
 int		 store_restriction_update(struct db *, struct restriction *);
 int		 store_restriction_delete(struct db *, const char *);
+/* Helpers shared by store_*.c only (handlers never call these). */
+struct store_filter {
+	const char	*name;		/* query name and column name */
+	int		 boolean;	/* value must be "1" or "0" */
+};
+struct store_list_def {
+	const char	*what;		/* for log lines */
+	const char	*table;
+	const char	*columns;
+	const struct store_filter *filters;	/* ends with a NULL name */
+	int		(*read)(struct db *, struct sqlite3_stmt *, void **);
+	void		(*free)(void *);
+};
+int		 store_list(struct db *, const struct store_list_def *,
+		     const struct store_query *, void ***, size_t *, int *);
+int		 store_bind_text(struct sqlite3_stmt *, int, const char *);
+int		 store_bind_strlist(struct sqlite3_stmt *, int,
+		     const struct strlist *);
+char		*store_column_text(struct sqlite3_stmt *, int);
+void		 store_column_fixed(struct sqlite3_stmt *, int, char *,
+		     size_t);
+int		 store_column_strlist(struct sqlite3_stmt *, int,
+		     struct strlist *);
+int		 store_error(struct db *, int, int, const char *);
+int		 store_write(struct db *, struct sqlite3_stmt *, int,
+		     const char *);
+int		 store_get_row(struct db *, struct sqlite3_stmt *,
+		     const char *);
+int		 store_delete(struct db *, enum db_stmt_id, const char *, int,
+		     const char *);
+int		 store_begin(struct db *);
+int		 store_finish(struct db *, int);
+void		 store_stamp(char *, char *);
 
 /* json.c -- cJSON helpers: strict, bounded, typed */
 cJSON		*json_parse(const char *, size_t, char **);
@@ -308,6 +414,29 @@ int		 json_check_fields(const cJSON *, const char *const *,
 void		 json_add_string_or_null(cJSON *, const char *,
 		     const char *);
 cJSON		*json_strlist(const struct strlist *);
+#define JSON_MAX_DEPTH 64	/* nesting accepted by json_parse */
+#define JSON_MAX_FIELDS 32	/* longest allowed-field list */
+#define JSON_ABSENT 0		/* typed getters: field not present */
+#define JSON_SET 1		/* present with a valid value */
+#define JSON_NULL 2		/* present as null (nullable fields) */
+int		 json_check_fields_at(const cJSON *, const char *,
+		     const char *const *, char **);
+const char	*json_find_field(const cJSON *, const char *const *);
+int		 json_get_string(const cJSON *, const char *, size_t, size_t,
+		     int, char **, char **);
+int		 json_get_bool(const cJSON *, const char *, int *, char **);
+int		 json_get_long(const cJSON *, const char *, long, long, int,
+		     long *, char **);
+int		 json_get_strlist(const cJSON *, const char *, size_t, size_t,
+		     int, struct strlist *, char **);
+void		 json_strlist_clear(struct strlist *);
+
+/* validate.c -- field rules shared by the admin API handlers */
+#define VALIDATE_MAX_PEM (64 * 1024)
+int		 validate_host(const char *, int, char **);
+int		 validate_pem(const char *, char **);
+int		 validate_role_name(const char *, char **);
+int		 validate_globs(const char *, const struct strlist *, char **);
 
 /* server.c -- process-wide state, read-mostly, shared by workers */
 struct server {
@@ -445,6 +574,35 @@ void		 api_version(struct request *);
 void		 api_healthz(struct request *);
 void		 api_readyz(struct request *);
 
+/* api_common.c -- plumbing shared by the admin API handlers */
+void		 api_bad_request(struct request *, const char *, char *);
+int		 api_check_body(struct request *, const cJSON *,
+		     const char *const *, const char *const *,
+		     const char *const *);
+int		 api_check_required(struct request *, const cJSON *,
+		     const char *const *);
+void		 api_store_fail(struct request *, int, const char *,
+		     const char *, const char *);
+void		 api_log_change(struct request *, const char *,
+		     const char *);
+void		 api_reply_created(struct request *, const char *,
+		     const char *, cJSON *);
+void		 api_reply_object(struct request *, const char *, cJSON *);
+void		 api_delete(struct request *, const char *, const char *,
+		     const char *, int (*)(struct db *, const char *),
+		     const cJSON *);
+void		 api_show(struct request *, const char *, const char *,
+		     const cJSON *, cJSON *);
+void		 api_reply_list(struct request *, const char *, cJSON *,
+		     const char *, int);
+int		 api_list_query(struct request *, const char *const *,
+		     struct store_query *, cJSON **);
+void		 api_query_add(struct store_query *, const char *,
+		     const char *);
+cJSON		*api_target(const char *, cJSON *, const char *, cJSON *,
+		     const cJSON *);
+const char	*api_or_null(const char *);
+
 /* api_instance.c */
 void		 api_instance_create(struct request *);
 void		 api_instance_list(struct request *);
@@ -452,6 +610,7 @@ void		 api_instance_show(struct request *);
 void		 api_instance_update(struct request *);
 void		 api_instance_delete(struct request *);
 cJSON		*api_instance_json(const struct instance *);
+struct instance	*api_instance_load(struct request *, const char *);
 
 /* api_role.c */
 void		 api_role_create(struct request *);
@@ -484,15 +643,22 @@ struct fernet_payload {
 	char		 audit_id[23];		/* urlsafe b64, no padding */
 	double		 issued_at;		/* Fernet timestamp */
 };
-struct fernet_keys;
+#define FERNET_TOKEN_MAX 1024	/* longer input tokens are invalid */
+struct fernet_keys;		/* immutable once loaded: share read-only */
 struct fernet_keys *fernet_keys_load(const char *, char **);
 void		 fernet_keys_free(struct fernet_keys *);
 size_t		 fernet_keys_count(const struct fernet_keys *);
+long		 fernet_keys_primary(const struct fernet_keys *);
+/* 1 when the repository differs from the set loaded; call <= once a second */
+int		 fernet_keys_changed(const char *, const struct fernet_keys *);
+/* fills in issued_at (0 = now) and audit_id ("" = fresh) */
 char		*fernet_encode(const struct fernet_keys *,
-		     const struct fernet_payload *, char **);
+		     struct fernet_payload *, char **);
+/* fills the payload (issued_at = Fernet timestamp); expiry not checked */
 int		 fernet_decode(const struct fernet_keys *, const char *,
 		     struct fernet_payload *, char **);
 void		 fernet_payload_clear(struct fernet_payload *);
+/* leaves a repository that already holds keys alone and returns 0 */
 int		 fernet_setup(const char *, long, char **);
 int		 fernet_rotate(const char *, long, char **);
 int		 fernet_methods_mask(const char *, const char *, uint64_t *,

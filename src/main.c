@@ -52,7 +52,7 @@ static const struct main_cmd main_cmds[] = {
 	{ "fernet-rotate", main_fernet_rotate,
 	  "fernet-rotate [--config FILE]" },
 	{ "config-check", main_config_check,
-	  "config-check [--config FILE] [--dump | --docs]" },
+	  "config-check [--config FILE] [--dump | --docs | --sample]" },
 	{ "version", main_version, "version" },
 };
 #define MAIN_NCMDS (sizeof main_cmds / sizeof *main_cmds)
@@ -155,6 +155,8 @@ main_config_check(struct config *cfg, const char *path, int flags,
 		config_dump(cfg, stdout);
 	else if (flags == 2)
 		config_write_docs(stdout);
+	else if (flags == 3)
+		config_write_sample(stdout);
 	else
 		printf("%s: ok\n", path != NULL ? path : "(embedded defaults)");
 	return (0);
@@ -200,6 +202,7 @@ main(int argc, char **argv)
 		{ "force", no_argument, NULL, 'f' },
 		{ "dump", no_argument, NULL, 'd' },
 		{ "docs", no_argument, NULL, 'D' },
+		{ "sample", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -242,6 +245,9 @@ main(int argc, char **argv)
 			break;
 		case 'D':
 			flags = 2;
+			break;
+		case 'S':
+			flags = 3;
 			break;
 		case 'h':
 			main_usage(0);
