@@ -16,6 +16,9 @@
 #   stop DIR   stops that uWSGI and removes DIR's runtime files (pid, port);
 #              logs, database and keys stay for post-mortems.
 #
+# Exit status: 0 done; 77 apt cannot install the packages (callers may skip);
+# 1 anything else (callers must fail); 2 usage.
+#
 # Must run as root (apt-get, and keystone-manage writes root-owned keys).
 # Environment: KEYSTONE_ENV_PROCESSES (uWSGI workers, default 2),
 # KEYSTONE_ENV_TIMEOUT (seconds to wait for /v3, default 90).
@@ -38,6 +41,13 @@ say() {
 die() {
 	say "error: $*"
 	exit 1
+}
+
+# cannot_install: exit 77, the one status that lets a caller skip (the
+# distribution's keystone cannot be had here); every other failure is 1.
+cannot_install() {
+	say "cannot install: $*"
+	exit 77
 }
 
 usage() {
@@ -102,18 +112,25 @@ preseed() {
 }
 
 # apt_install: install the packages; refresh the lists once when the cached
-# ones are too old to find them.
+# ones are too old to find them.  Returns 77 when apt cannot get them at all
+# (no candidate, or the download fails), 1 when they were fetched but would
+# not install (a real failure, never a reason to skip).
 # shellcheck disable=SC2086 # $PACKAGES is a word list
 apt_install() {
 	export DEBIAN_FRONTEND=noninteractive
 	set -- -y -q --no-install-recommends \
+	    -o DPkg::Lock::Timeout=300 \
 	    -o Dpkg::Options::=--force-confdef \
 	    -o Dpkg::Options::=--force-confold
-	if ! apt-get install "$@" $PACKAGES >&2; then
-		say "apt-get install failed; apt-get update and retry"
-		apt-get update -q >&2 || return 1
-		apt-get install "$@" $PACKAGES >&2 || return 1
+	apt-get install "$@" $PACKAGES >&2 && return 0
+	say "apt-get install failed; apt-get update and retry"
+	apt-get update -q >&2 || true
+	apt-get install "$@" $PACKAGES >&2 && return 0
+	if ! apt-get install "$@" --download-only $PACKAGES >/dev/null 2>&1
+	then
+		return 77
 	fi
+	return 1
 }
 
 # quiet_services: whatever the packages registered must not run or start at
@@ -139,6 +156,8 @@ install_missing() {
 		return 0
 	fi
 	[ "$(id -u)" -eq 0 ] || die "keystone is not installed and this is not root"
+	command -v apt-get >/dev/null 2>&1 ||
+	    cannot_install "no apt-get: not a Debian system"
 	say "installing $PACKAGES (first run)"
 	t0=$(now)
 	preseed
@@ -146,6 +165,7 @@ install_missing() {
 	rc=0
 	apt_install || rc=$?
 	policy_restore
+	[ "$rc" -ne 77 ] || cannot_install "apt cannot fetch $PACKAGES"
 	[ "$rc" -eq 0 ] || die "apt-get install $PACKAGES failed"
 	quiet_services
 	installed || die "packages installed but keystone/uwsgi still missing"
