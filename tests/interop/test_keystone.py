@@ -272,7 +272,7 @@ def build(res, workdir):
             if run(["./configure"], log, cwd=ROOT) != 0:
                 res.fail("build: ./configure", "\n" + tail(log))
                 return None, None
-        if run(["make"], log, cwd=ROOT) != 0 or \
+        if run(["make", "-j2"], log, cwd=ROOT) != 0 or \
                 not os.access(binary, os.X_OK):
             res.fail("build: make", "\n" + tail(log))
             return None, None
