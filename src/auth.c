@@ -105,6 +105,7 @@ auth_require(struct request *r, const char *action, const cJSON *target)
 	if (auth_authorize(r, action, target, &reason) == 0)
 		return (0);
 	log_info("%s: %s denied: %s", r->client_ip, action, reason);
+	audit_admin(r, action, NULL, "denied");
 	http_reply_error(r, 403, "forbidden",
 	    "you are not authorized to perform %s", action);
 	free(reason);

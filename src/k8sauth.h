@@ -793,4 +793,24 @@ void		 metrics_policy_error(void);
 void		 metrics_http(const char *, const char *, int);
 char		*metrics_render(const struct config *, time_t);
 
+/* audit.c -- the audit trail: one JSON line per login and admin change */
+struct audit_login {
+	const char	*instance_id;
+	const char	*role;
+	const char	*namespace;
+	const char	*service_account;
+	const char	*pod;
+	const char	*node;
+	int		 status;
+	const char	*reason;
+	const char	*token_audit_id;
+	const char	*jwt_id;
+	const char	*client;
+	double		 latency_ms;
+};
+int		 audit_open(const char *, char **);
+void		 audit_login(const struct audit_login *);
+void		 audit_admin(const struct request *, const char *,
+		     const char *, const char *);
+
 #endif /* K8SAUTH_H */
