@@ -317,8 +317,16 @@ struct server {
 	void		*ssl_ctx;		/* SSL_CTX *, swapped on reload */
 	struct worker	**workers;
 	int		 nworkers;
+	struct server_listener *listeners;
+	size_t		 nlisteners;
 	volatile int	 stopping;
 	time_t		 started;
+	long		 connections;		/* atomic: admitted, all workers */
+};
+struct server_listener {
+	char		*url;
+	int		 fd;
+	int		 tls;
 };
 extern struct server *server;
 int		 server_run(struct config *, const char *);
@@ -328,16 +336,32 @@ void		*server_ssl_ctx_ref(void);	/* SSL_CTX *, up-ref'd */
 void		*tls_ctx_new(const char *, const char *, char **);
 void		 tls_ctx_free(void *);
 
-/* worker.c */
+/* worker.c -- one thread: event_base, evhttp listeners, SQLite, fetch */
 struct worker {
 	int		 id;
 	struct server	*srv;
 	struct event_base *base;
-	struct evhttp	*http;
+	struct evhttp	*https;			/* TLS listeners */
+	struct evhttp	*http;			/* plain listeners */
 	struct db	*db;
+	struct fetch	*fetch;			/* outbound HTTPS */
 	void		*thread;		/* pthread_t * */
-	long		 inflight;
+	long		 inflight;		/* requests not yet replied */
+	void		**conns;		/* evhttp_connection * admitted */
+	size_t		 nconns;
+	size_t		 conns_cap;
+	struct event	*stop_ev;
+	struct event	*drain_ev;
+	uint64_t	 drain_deadline_us;
+	void		**bound;		/* evhttp_bound_socket * */
+	size_t		 nbound;
 };
+struct worker	*worker_new(struct server *, int, char **);
+int		 worker_start(struct worker *, char **);
+void		 worker_stop(struct worker *);
+void		 worker_join(struct worker *);
+void		 worker_free(struct worker *);
+int		 worker_conn_admit(struct worker *, struct evhttp_request *);
 
 /* http.c -- the request context and replies */
 enum http_method {
@@ -385,6 +409,7 @@ struct request {
 	void		(*cancel)(struct request *); /* on deadline */
 };
 typedef void (*http_handler)(struct request *);
+void		 http_request_cb(struct evhttp_request *, void *);
 const char	*http_query(struct request *, const char *);
 const char	*http_header(struct request *, const char *);
 void		 http_set_header(struct request *, const char *,

@@ -1,0 +1,70 @@
+/*
+ * api_service.c: the service routes: version documents, /healthz, /readyz.
+ *
+ * Unauthenticated; run on worker threads.  /readyz checks that this
+ * worker's database answers and that the credential keys are loaded.
+ */
+#include <stdlib.h>
+
+#include "k8sauth.h"
+
+/* GET / and GET /v4: the version document. */
+void
+api_version(struct request *r)
+{
+	cJSON	*doc, *v, *links, *link, *types, *t;
+	char	*base, *href;
+
+	base = http_public_url(r);
+	xasprintf(&href, "%s/v4/", base);
+	free(base);
+	doc = cJSON_CreateObject();
+	v = cJSON_AddObjectToObject(doc, "version");
+	cJSON_AddStringToObject(v, "id", "v4");
+	cJSON_AddStringToObject(v, "status", "stable");
+	cJSON_AddStringToObject(v, "updated", "2026-11-28T00:00:00Z");
+	links = cJSON_AddArrayToObject(v, "links");
+	link = cJSON_CreateObject();
+	cJSON_AddStringToObject(link, "rel", "self");
+	cJSON_AddStringToObject(link, "href", href);
+	cJSON_AddItemToArray(links, link);
+	types = cJSON_AddArrayToObject(v, "media-types");
+	t = cJSON_CreateObject();
+	cJSON_AddStringToObject(t, "base", "application/json");
+	cJSON_AddStringToObject(t, "type",
+	    "application/vnd.openstack.identity-v4+json");
+	cJSON_AddItemToArray(types, t);
+	free(href);
+	http_reply_json(r, 200, doc);
+}
+
+/* GET /healthz: the process serves. */
+void
+api_healthz(struct request *r)
+{
+	cJSON	*doc = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(doc, "status", "ok");
+	http_reply_json(r, 200, doc);
+}
+
+/* GET /readyz: 200 only when everything a login needs is loaded. */
+void
+api_readyz(struct request *r)
+{
+	cJSON	*doc;
+
+	if (db_schema_version(r->worker->db) <= 0) {
+		http_reply_error(r, 503, "not_ready",
+		    "the database is not available");
+		return;
+	}
+	if (!secret_loaded()) {
+		http_reply_error(r, 503, "not_ready",
+		    "the credential keys are not loaded");
+		return;
+	}
+	doc = cJSON_CreateObject();
+	cJSON_AddStringToObject(doc, "status", "ready");
+	http_reply_json(r, 200, doc);
+}

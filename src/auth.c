@@ -1,0 +1,174 @@
+/*
+ * auth.c: who is calling, and may they do it.
+ *
+ * auth_caller() turns X-Auth-Token into a struct caller: today the
+ * bootstrap admin token (compared in constant time) is the only accepted
+ * credential; anything else is 401 with Keystone's WWW-Authenticate
+ * header.  auth_authorize() is the single authorization gate every admin
+ * handler passes through with (action, caller, target); the policy engine
+ * plugs in here without touching handlers.
+ *
+ * Runs on worker threads (auth_caller, auth_authorize) and on the main
+ * thread (auth_bootstrap, auth_load_admin_token).  Never logs a token.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "k8sauth.h"
+
+#define AUTH_TOKEN_MAX 1024
+
+/* Free what a caller holds and reset it. */
+void
+caller_clear(struct caller *c)
+{
+	free(c->user_id);
+	free(c->user_domain_id);
+	free(c->project_id);
+	free(c->project_domain_id);
+	free(c->domain_id);
+	strlist_free(&c->roles);
+	memset(c, 0, sizeof *c);
+}
+
+/* 401 with the header Keystone clients look for. */
+static void
+auth_reply_401(struct request *r, const char *reason, const char *msg)
+{
+	char	*base, *hdr;
+
+	base = http_public_url(r);
+	xasprintf(&hdr, "Keystone uri=\"%s\"", base);
+	http_set_header(r, "WWW-Authenticate", hdr);
+	free(hdr);
+	free(base);
+	http_reply_error(r, 401, reason, "%s", msg);
+}
+
+/*
+ * Identify the caller from X-Auth-Token.  Returns 0 with r->caller set, or
+ * replies 401 and returns -1.
+ */
+int
+auth_caller(struct request *r)
+{
+	const char	*token = http_header(r, "X-Auth-Token");
+	const char	*admin = r->worker->srv->admin_token;
+	char		 id[9];
+
+	if (token == NULL || *token == '\0') {
+		auth_reply_401(r, "missing_token",
+		    "the request requires an X-Auth-Token header");
+		return (-1);
+	}
+	if (admin != NULL && util_ct_equal(token, strlen(token), admin,
+	    strlen(admin))) {
+		r->caller.kind = CALLER_BOOTSTRAP;
+		r->caller.is_admin = 1;
+		return (0);
+	}
+	log_secret_id(token, id);
+	log_info("%s: rejected X-Auth-Token sha256:%s", r->client_ip, id);
+	auth_reply_401(r, "invalid_token",
+	    "the X-Auth-Token is not valid");
+	return (-1);
+}
+
+/*
+ * The authorization decision for (action, caller, target).  Returns 0 to
+ * allow, -1 to deny with *reason set.  Built-in rule until the policy
+ * engine takes over: only an admin caller may act.
+ */
+int
+auth_authorize(struct request *r, const char *action, const cJSON *target,
+    char **reason)
+{
+	if (r->caller.is_admin)
+		return (0);
+	xasprintf(reason, "%s requires an admin", action);
+	return (-1);
+}
+
+/* Authorize or reply 403; returns 0 when allowed. */
+int
+auth_require(struct request *r, const char *action, const cJSON *target)
+{
+	char	*reason = NULL;
+
+	if (auth_authorize(r, action, target, &reason) == 0)
+		return (0);
+	log_info("%s: %s denied: %s", r->client_ip, action, reason);
+	http_reply_error(r, 403, "forbidden",
+	    "you are not authorized to perform %s", action);
+	free(reason);
+	return (-1);
+}
+
+/* Write a fresh random admin token file (mode 0600). */
+int
+auth_bootstrap(const char *path, int force, char **cause)
+{
+	unsigned char	 raw[32];
+	struct stat	 st;
+	char		*token, *dir, *copy;
+	int		 rc;
+
+	if (!force && stat(path, &st) == 0) {
+		xasprintf(cause, "%s already exists (use --force to replace "
+		    "it)", path);
+		return (-1);
+	}
+	copy = xstrdup(path);
+	dir = dirname(copy);
+	if (util_mkdir_p(dir, 0750) != 0) {
+		xasprintf(cause, "%s: %s", dir, strerror(errno));
+		free(copy);
+		return (-1);
+	}
+	free(copy);
+	util_random_bytes(raw, sizeof raw);
+	token = util_b64url_encode(raw, sizeof raw);
+	explicit_bzero(raw, sizeof raw);
+	rc = util_write_file_atomic(path, token, strlen(token), 0600, cause);
+	freezero_str(token);
+	return (rc);
+}
+
+/* Read the admin token file; NULL with *cause when unusable. */
+char *
+auth_load_admin_token(const char *path, char **cause)
+{
+	struct stat	 st;
+	char		*buf = NULL, *t, *token;
+
+	if (path == NULL) {
+		xasprintf(cause, "[bootstrap] admin_token_file is not set");
+		return (NULL);
+	}
+	if (util_read_file(path, AUTH_TOKEN_MAX, &buf, NULL, cause) != 0) {
+		char	*c = *cause;
+
+		xasprintf(cause, "%s (create it with `%s bootstrap`)", c,
+		    K8SAUTH_NAME);
+		free(c);
+		return (NULL);
+	}
+	t = util_trim(buf);
+	if (strlen(t) < 16) {
+		xasprintf(cause, "%s: the admin token is shorter than 16 "
+		    "characters", path);
+		freezero_str(buf);
+		return (NULL);
+	}
+	if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warn("%s is readable by group or others (mode %04o); "
+		    "it should be 0600", path, (unsigned)(st.st_mode & 07777));
+	token = xstrdup(t);
+	freezero_str(buf);
+	return (token);
+}

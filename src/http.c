@@ -1,0 +1,742 @@
+/*
+ * http.c: where a request enters.
+ *
+ * http_request_cb() is the one general callback of every worker's evhttp:
+ * it builds the request context, enforces the connection cap and the
+ * per-request deadline, matches the route table below, authenticates admin
+ * routes (auth.c) and calls the handler.  Handlers answer through
+ * http_reply_json/_empty/_error, which write the access log line and drop
+ * the HTTP side's reference.  A request context is reference-counted: an
+ * asynchronous operation (a TokenReview) takes its own reference, so the
+ * context lives until both the reply is sent and the operation is done.
+ *
+ * Runs on worker threads only; each request stays on the thread that
+ * accepted it.  Nothing here blocks.
+ */
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "k8sauth.h"
+
+#define HTTP_ADMIN	0x1	/* X-Auth-Token required */
+#define HTTP_LIST_DEFAULT 100
+#define HTTP_LIST_MAX	1000
+
+struct http_route {
+	int		 methods;
+	const char	*pattern;	/* '*' matches one path segment */
+	http_handler	 handler;
+	int		 flags;
+};
+
+/* The route table: every URL the server answers. */
+static const struct http_route http_routes[] = {
+	{ HM_GET, "/", api_version, 0 },
+	{ HM_GET, "/v4", api_version, 0 },
+	{ HM_GET, "/healthz", api_healthz, 0 },
+	{ HM_GET, "/readyz", api_readyz, 0 },
+
+	{ HM_POST, "/v4/k8s_auth", api_instance_create, HTTP_ADMIN },
+	{ HM_POST, "/v4/k8s_auth/instances", api_instance_create,
+	  HTTP_ADMIN },
+	{ HM_GET, "/v4/k8s_auth/instances", api_instance_list, HTTP_ADMIN },
+	{ HM_GET, "/v4/k8s_auth/instances/*", api_instance_show, HTTP_ADMIN },
+	{ HM_PATCH | HM_PUT, "/v4/k8s_auth/instances/*", api_instance_update,
+	  HTTP_ADMIN },
+	{ HM_DELETE, "/v4/k8s_auth/instances/*", api_instance_delete,
+	  HTTP_ADMIN },
+
+	{ HM_POST, "/v4/k8s_auth/instances/*/roles", api_role_create,
+	  HTTP_ADMIN },
+	{ HM_GET, "/v4/k8s_auth/instances/*/roles", api_role_list,
+	  HTTP_ADMIN },
+	{ HM_GET, "/v4/k8s_auth/instances/*/roles/*", api_role_show,
+	  HTTP_ADMIN },
+	{ HM_PATCH | HM_PUT, "/v4/k8s_auth/instances/*/roles/*",
+	  api_role_update, HTTP_ADMIN },
+	{ HM_DELETE, "/v4/k8s_auth/instances/*/roles/*", api_role_delete,
+	  HTTP_ADMIN },
+	{ HM_GET, "/v4/k8s_auth/roles", api_role_list_all, HTTP_ADMIN },
+
+	{ HM_POST, "/v4/tokens/restrictions", api_restriction_create,
+	  HTTP_ADMIN },
+	{ HM_GET, "/v4/tokens/restrictions", api_restriction_list,
+	  HTTP_ADMIN },
+	{ HM_GET, "/v4/tokens/restrictions/*", api_restriction_show,
+	  HTTP_ADMIN },
+	{ HM_PATCH | HM_PUT, "/v4/tokens/restrictions/*",
+	  api_restriction_update, HTTP_ADMIN },
+	{ HM_DELETE, "/v4/tokens/restrictions/*", api_restriction_delete,
+	  HTTP_ADMIN },
+};
+#define HTTP_NROUTES (sizeof http_routes / sizeof *http_routes)
+
+static const struct {
+	int		 code;
+	const char	*title;
+} http_titles[] = {
+	{ 200, "OK" }, { 201, "Created" }, { 204, "No Content" },
+	{ 400, "Bad Request" }, { 401, "Unauthorized" },
+	{ 403, "Forbidden" }, { 404, "Not Found" },
+	{ 405, "Method Not Allowed" }, { 409, "Conflict" },
+	{ 413, "Request Entity Too Large" },
+	{ 415, "Unsupported Media Type" },
+	{ 500, "Internal Server Error" }, { 502, "Bad Gateway" },
+	{ 503, "Service Unavailable" }, { 504, "Gateway Timeout" },
+};
+
+static const struct {
+	enum evhttp_cmd_type	 cmd;
+	enum http_method	 method;
+	const char		*name;
+} http_methods[] = {
+	{ EVHTTP_REQ_GET, HM_GET, "GET" },
+	{ EVHTTP_REQ_HEAD, HM_HEAD, "HEAD" },
+	{ EVHTTP_REQ_POST, HM_POST, "POST" },
+	{ EVHTTP_REQ_PUT, HM_PUT, "PUT" },
+	{ EVHTTP_REQ_PATCH, HM_PATCH, "PATCH" },
+	{ EVHTTP_REQ_DELETE, HM_DELETE, "DELETE" },
+};
+
+/* The reason phrase for a status code. */
+const char *
+http_status_title(int code)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof http_titles / sizeof *http_titles; i++) {
+		if (http_titles[i].code == code)
+			return (http_titles[i].title);
+	}
+	return (code < 500 ? "Bad Request" : "Internal Server Error");
+}
+
+/* The method's name, for logs. */
+static const char *
+http_method_name(enum http_method m)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof http_methods / sizeof *http_methods; i++) {
+		if (http_methods[i].method == m)
+			return (http_methods[i].name);
+	}
+	return ("?");
+}
+
+/* Take a reference on a request context. */
+void
+http_ref(struct request *r)
+{
+	r->references++;
+}
+
+/* Drop a reference; the last one frees the context. */
+void
+http_unref(struct request *r)
+{
+	size_t	 i;
+
+	if (--r->references > 0)
+		return;
+	if (r->deadline != NULL)
+		event_free(r->deadline);
+	if (r->query != NULL) {
+		evhttp_clear_headers(r->query);
+		free(r->query);
+	}
+	for (i = 0; i < HTTP_MAX_PARAMS; i++)
+		free(r->params[i]);
+	caller_clear(&r->caller);
+	free(r->path);
+	free(r);
+}
+
+/* A query parameter's value, or NULL. */
+const char *
+http_query(struct request *r, const char *name)
+{
+	if (r->query == NULL)
+		return (NULL);
+	return (evhttp_find_header(r->query, name));
+}
+
+/* A request header's value, or NULL. */
+const char *
+http_header(struct request *r, const char *name)
+{
+	if (r->req == NULL)
+		return (NULL);
+	return (evhttp_find_header(evhttp_request_get_input_headers(r->req),
+	    name));
+}
+
+/* Set a response header (before replying). */
+void
+http_set_header(struct request *r, const char *name, const char *value)
+{
+	struct evkeyvalq	*h;
+
+	if (r->req == NULL)
+		return;
+	h = evhttp_request_get_output_headers(r->req);
+	evhttp_remove_header(h, name);
+	evhttp_add_header(h, name, value);
+}
+
+/* Was this request received over TLS? */
+static int
+http_is_tls(struct request *r)
+{
+	struct evhttp_connection	*evcon;
+	struct bufferevent		*bev;
+
+	if (r->req == NULL ||
+	    (evcon = evhttp_request_get_connection(r->req)) == NULL)
+		return (0);
+	bev = evhttp_connection_get_bufferevent(evcon);
+	return (bev != NULL && bufferevent_openssl_get_ssl(bev) != NULL);
+}
+
+/* Is a Host header safe to echo into a URL? */
+static int
+http_host_ok(const char *host)
+{
+	const char	*p;
+
+	if (*host == '\0' || strlen(host) > 255)
+		return (0);
+	for (p = host; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr(".-:[]", *p) != NULL))
+			return (0);
+	}
+	return (1);
+}
+
+/* The base URL clients use, without a trailing slash (allocated). */
+char *
+http_public_url(struct request *r)
+{
+	const char	*pub = r->worker->srv->cfg->public_url;
+	const char	*host;
+	char		*url;
+	size_t		 n;
+
+	if (pub != NULL) {
+		n = strlen(pub);
+		while (n > 0 && pub[n - 1] == '/')
+			n--;
+		return (xstrndup(pub, n));
+	}
+	host = http_header(r, "Host");
+	if (host == NULL || !http_host_ok(host))
+		host = "localhost";
+	xasprintf(&url, "%s://%s", http_is_tls(r) ? "https" : "http", host);
+	return (url);
+}
+
+/* Write the access log line and account for the finished request. */
+static void
+http_finish(struct request *r, int status)
+{
+	char	*path;
+
+	r->status = status;
+	r->replied = 1;
+	r->req = NULL;	/* evhttp owns and frees it once sent */
+	if (r->deadline != NULL)
+		event_del(r->deadline);
+	path = log_escape(r->path, 200);
+	log_info("access: %s %s %s %d %.1f ms", r->client_ip,
+	    http_method_name(r->method), path, status,
+	    (double)(util_monotonic_us() - r->start_us) / 1000.0);
+	free(path);
+	r->worker->inflight--;
+	http_unref(r);
+}
+
+/* Send a reply with an optional body; the one exit of every request. */
+static void
+http_send(struct request *r, int status, struct evbuffer *body)
+{
+	if (r->replied)
+		fatalx("request replied twice (%s)", r->path);
+	if (r->req != NULL) {
+		if (r->worker->srv->stopping)
+			http_set_header(r, "Connection", "close");
+		evhttp_send_reply(r->req, status, http_status_title(status),
+		    body);
+	}
+	http_finish(r, status);
+}
+
+/* Reply with a JSON document (takes ownership of body). */
+void
+http_reply_json(struct request *r, int status, cJSON *body)
+{
+	struct evbuffer	*buf;
+	char		*text;
+
+	text = json_print(body);
+	cJSON_Delete(body);
+	buf = evbuffer_new();
+	if (buf == NULL)
+		fatalx("evbuffer_new failed");
+	evbuffer_add(buf, text, strlen(text));
+	free(text);
+	http_set_header(r, "Content-Type", "application/json");
+	http_send(r, status, buf);
+	evbuffer_free(buf);
+}
+
+/* Reply with no body (204, HEAD). */
+void
+http_reply_empty(struct request *r, int status)
+{
+	http_send(r, status, NULL);
+}
+
+/* Reply with a Keystone-style error body plus our reason code. */
+void
+http_reply_error(struct request *r, int status, const char *reason,
+    const char *fmt, ...)
+{
+	cJSON	*body, *err;
+	va_list	 ap;
+	char	*msg;
+
+	va_start(ap, fmt);
+	xvasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (status >= 500)
+		log_warn("%s %s: %d %s: %s", http_method_name(r->method),
+		    r->path, status, reason, msg);
+	body = cJSON_CreateObject();
+	err = cJSON_AddObjectToObject(body, "error");
+	cJSON_AddNumberToObject(err, "code", status);
+	cJSON_AddStringToObject(err, "title", http_status_title(status));
+	cJSON_AddStringToObject(err, "message", msg);
+	cJSON_AddStringToObject(err, "reason", reason);
+	free(msg);
+	if (body == NULL || err == NULL)
+		fatalx("cJSON: out of memory");
+	http_reply_json(r, status, body);
+}
+
+/* Does the Content-Type say JSON? */
+static int
+http_is_json_type(const char *ct)
+{
+	size_t	 n = strlen("application/json");
+
+	if (ct == NULL)
+		return (0);
+	while (*ct == ' ')
+		ct++;
+	if (strncasecmp(ct, "application/json", n) != 0)
+		return (0);
+	return (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/*
+ * Parse the body as {"<wrapper>": {...}} and hand back the inner object
+ * (detached; the caller frees it).  Replies and returns -1 on any error.
+ */
+int
+http_body_json(struct request *r, const char *wrapper, cJSON **out)
+{
+	struct evbuffer	*in;
+	cJSON		*doc, *inner;
+	char		*cause = NULL;
+	size_t		 len;
+	const char	*data;
+
+	*out = NULL;
+	if (!http_is_json_type(http_header(r, "Content-Type"))) {
+		http_reply_error(r, 415, "unsupported_media_type",
+		    "the request body must be application/json");
+		return (-1);
+	}
+	in = evhttp_request_get_input_buffer(r->req);
+	len = evbuffer_get_length(in);
+	if (len > (size_t)r->worker->srv->cfg->max_body_size) {
+		http_reply_error(r, 413, "body_too_large",
+		    "the request body is larger than %ld bytes",
+		    r->worker->srv->cfg->max_body_size);
+		return (-1);
+	}
+	data = (const char *)evbuffer_pullup(in, -1);
+	if ((doc = json_parse(data != NULL ? data : "", len, &cause)) == NULL) {
+		http_reply_error(r, 400, "malformed_json",
+		    "the request body is not valid JSON: %s", cause);
+		free(cause);
+		return (-1);
+	}
+	if (!cJSON_IsObject(doc) || cJSON_GetArraySize(doc) != 1 ||
+	    (inner = cJSON_GetObjectItemCaseSensitive(doc, wrapper)) == NULL) {
+		cJSON_Delete(doc);
+		http_reply_error(r, 400, "invalid_wrapper",
+		    "the request body must be an object with exactly one "
+		    "member \"%s\"", wrapper);
+		return (-1);
+	}
+	if (!cJSON_IsObject(inner)) {
+		cJSON_Delete(doc);
+		http_reply_error(r, 400, "invalid_value",
+		    "\"%s\" must be an object", wrapper);
+		return (-1);
+	}
+	*out = cJSON_DetachItemViaPointer(doc, inner);
+	cJSON_Delete(doc);
+	return (0);
+}
+
+/* Is name in a NULL-terminated list? */
+static int
+http_name_in(const char *name, const char *const *list)
+{
+	for (; list != NULL && *list != NULL; list++) {
+		if (strcmp(name, *list) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * Read limit, marker and the allowed exact-match filters of a list
+ * request.  Unknown or repeated parameters are refused so that a typo
+ * never silently widens a listing.  Replies and returns -1 on error.
+ */
+int
+http_list_query(struct request *r, const char *const *filters,
+    struct store_query *q)
+{
+	struct evkeyval	*kv;
+	struct evkeyvalq *query = r->query;
+
+	memset(q, 0, sizeof *q);
+	q->limit = HTTP_LIST_DEFAULT;
+	if (query == NULL)
+		return (0);
+	TAILQ_FOREACH(kv, query, next) {
+		if (evhttp_find_header(query, kv->key) != kv->value) {
+			http_reply_error(r, 400, "invalid_query",
+			    "query parameter \"%s\" is repeated", kv->key);
+			return (-1);
+		}
+		if (strlen(kv->value) > 255) {
+			http_reply_error(r, 400, "invalid_query",
+			    "query parameter \"%s\" is too long", kv->key);
+			return (-1);
+		}
+		if (strcmp(kv->key, "limit") == 0) {
+			if (util_parse_long(kv->value, 1, HTTP_LIST_MAX,
+			    &q->limit) != 0) {
+				http_reply_error(r, 400, "invalid_query",
+				    "limit must be a whole number from 1 to %d",
+				    HTTP_LIST_MAX);
+				return (-1);
+			}
+		} else if (strcmp(kv->key, "marker") == 0)
+			q->marker = kv->value;
+		else if (http_name_in(kv->key, filters) &&
+		    q->nfilters < sizeof q->filter_names /
+		    sizeof *q->filter_names) {
+			q->filter_names[q->nfilters] = kv->key;
+			q->filter_values[q->nfilters++] = kv->value;
+		} else {
+			http_reply_error(r, 400, "invalid_query",
+			    "unknown query parameter \"%s\"", kv->key);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/* Append the query without marker, plus an optional new marker. */
+static void
+http_links_query(struct request *r, struct evbuffer *b, const char *marker)
+{
+	struct evkeyval	*kv;
+	char		 sep = '?';
+	char		*k, *v;
+
+	if (r->query != NULL) {
+		TAILQ_FOREACH(kv, (struct evkeyvalq *)r->query, next) {
+			if (strcmp(kv->key, "marker") == 0)
+				continue;
+			k = evhttp_encode_uri(kv->key);
+			v = evhttp_encode_uri(kv->value);
+			evbuffer_add_printf(b, "%c%s=%s", sep, k, v);
+			free(k);
+			free(v);
+			sep = '&';
+		}
+	}
+	if (marker != NULL) {
+		v = evhttp_encode_uri(marker);
+		evbuffer_add_printf(b, "%cmarker=%s", sep, v);
+		free(v);
+	}
+}
+
+/* One link: public URL + path + query (allocated). */
+static char *
+http_link(struct request *r, const char *marker, int keep_marker)
+{
+	struct evbuffer	*b;
+	char		*base, *path, *out;
+	size_t		 len;
+
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new failed");
+	base = http_public_url(r);
+	path = evhttp_encode_uri(r->path);
+	evbuffer_add_printf(b, "%s%s", base, r->path);
+	free(path);
+	free(base);
+	if (keep_marker && http_query(r, "marker") != NULL)
+		marker = http_query(r, "marker");
+	http_links_query(r, b, marker);
+	len = evbuffer_get_length(b);
+	out = xmalloc(len + 1);
+	evbuffer_remove(b, out, len);
+	out[len] = '\0';
+	evbuffer_free(b);
+	return (out);
+}
+
+/* {"self": ..., "next": ... or null} for a list response. */
+cJSON *
+http_list_links(struct request *r, const char *next_marker, int more)
+{
+	cJSON	*links;
+	char	*self, *next;
+
+	links = cJSON_CreateObject();
+	self = http_link(r, NULL, 1);
+	cJSON_AddStringToObject(links, "self", self);
+	free(self);
+	if (more && next_marker != NULL) {
+		next = http_link(r, next_marker, 0);
+		cJSON_AddStringToObject(links, "next", next);
+		free(next);
+	} else
+		cJSON_AddNullToObject(links, "next");
+	return (links);
+}
+
+/* Split a path into at most 16 segments; -1 when it has more. */
+static int
+http_split(char *path, char **seg, size_t max, size_t *n)
+{
+	char	*p = path, *s;
+
+	*n = 0;
+	while ((s = strsep(&p, "/")) != NULL) {
+		if (*s == '\0')
+			continue;
+		if (*n == max)
+			return (-1);
+		seg[(*n)++] = s;
+	}
+	return (0);
+}
+
+/* Does a route's pattern match the path segments?  Fills params. */
+static int
+http_route_match(const struct http_route *rt, char **seg, size_t n,
+    struct request *r)
+{
+	char	*pat, *pseg[16];
+	size_t	 pn, i, np = 0;
+	int	 ok = 1;
+
+	pat = xstrdup(rt->pattern);
+	if (http_split(pat, pseg, 16, &pn) != 0 || pn != n)
+		ok = 0;
+	for (i = 0; ok && i < n; i++) {
+		if (strcmp(pseg[i], "*") == 0) {
+			if (r != NULL && np < HTTP_MAX_PARAMS)
+				r->params[np++] = xstrdup(seg[i]);
+		} else if (strcmp(pseg[i], seg[i]) != 0)
+			ok = 0;
+	}
+	free(pat);
+	return (ok);
+}
+
+/* Find the route for a request: 0, or replies 404/405 and -1. */
+static const struct http_route *
+http_route_find(struct request *r)
+{
+	const struct http_route	*rt;
+	char			*copy, *seg[16];
+	size_t			 n, i;
+	int			 want, allowed = 0;
+
+	want = r->method == HM_HEAD ? HM_GET : (int)r->method;
+	copy = xstrdup(r->path);
+	if (http_split(copy, seg, 16, &n) != 0) {
+		free(copy);
+		return (NULL);
+	}
+	for (i = 0; i < HTTP_NROUTES; i++) {
+		rt = &http_routes[i];
+		if (!http_route_match(rt, seg, n, NULL))
+			continue;
+		allowed |= rt->methods;
+		if ((rt->methods & want) == 0)
+			continue;
+		http_route_match(rt, seg, n, r);
+		free(copy);
+		return (rt);
+	}
+	free(copy);
+	if (allowed != 0) {
+		r->route = "405";
+		http_set_header(r, "Allow", (allowed & HM_POST) ?
+		    ((allowed & HM_GET) ? "GET, HEAD, POST" : "POST") :
+		    "GET, HEAD, PATCH, PUT, DELETE");
+		http_reply_error(r, 405, "method_not_allowed",
+		    "%s is not allowed on %s", http_method_name(r->method),
+		    r->path);
+	}
+	return (NULL);
+}
+
+/* The per-request deadline passed: cancel outbound work, answer 503. */
+static void
+http_deadline_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct request	*r = arg;
+
+	if (r->replied)
+		return;
+	log_warn("request %s %s exceeded request_timeout",
+	    http_method_name(r->method), r->path);
+	if (r->cancel != NULL)
+		r->cancel(r);
+	if (!r->replied) {
+		http_set_header(r, "Retry-After", "1");
+		http_reply_error(r, 503, "request_timeout",
+		    "the request did not complete in time");
+	}
+}
+
+/* Fill method, path, query and client address from evhttp's request. */
+static int
+http_request_parse(struct request *r, struct evhttp_request *req)
+{
+	const struct evhttp_uri	*uri;
+	struct evhttp_connection	*evcon;
+	const char		*path, *query;
+	enum evhttp_cmd_type	 cmd;
+	char			*peer = NULL;
+	ev_uint16_t		 port = 0;
+	size_t			 i, declen = 0;
+
+	cmd = evhttp_request_get_command(req);
+	for (i = 0; i < sizeof http_methods / sizeof *http_methods; i++) {
+		if (http_methods[i].cmd == cmd)
+			r->method = http_methods[i].method;
+	}
+	if ((evcon = evhttp_request_get_connection(req)) != NULL) {
+		evhttp_connection_get_peer(evcon, &peer, &port);
+		if (peer != NULL)
+			snprintf(r->client_ip, sizeof r->client_ip, "%s", peer);
+	}
+	uri = evhttp_request_get_evhttp_uri(req);
+	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	if (path == NULL || *path == '\0')
+		path = "/";
+	/* A %00 would cut the path short: refuse embedded NULs. */
+	r->path = evhttp_uridecode(path, 0, &declen);
+	if (r->path == NULL || strlen(r->path) != declen)
+		return (-1);
+	query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	r->query = xcalloc(1, sizeof(struct evkeyvalq));
+	TAILQ_INIT((struct evkeyvalq *)r->query);
+	if (query != NULL && evhttp_parse_query_str(query, r->query) != 0)
+		return (-1);
+	return (r->method == 0 ? -2 : 0);
+}
+
+/* Authenticate (admin routes) and run the handler. */
+static void
+http_dispatch(struct request *r)
+{
+	const struct http_route	*rt;
+
+	if ((rt = http_route_find(r)) == NULL) {
+		if (!r->replied)
+			http_reply_error(r, 404, "not_found",
+			    "no such resource");
+		return;
+	}
+	r->route = rt->pattern;
+	if ((rt->flags & HTTP_ADMIN) && auth_caller(r) != 0)
+		return;
+	rt->handler(r);
+}
+
+/* evhttp's general callback: every request enters here. */
+void
+http_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct worker	*w = arg;
+	struct request	*r;
+	struct timeval	 tv;
+	int		 rc;
+
+	r = xcalloc(1, sizeof *r);
+	r->worker = w;
+	r->req = req;
+	r->references = 1;
+	r->start_us = util_monotonic_us();
+	w->inflight++;
+	rc = http_request_parse(r, req);
+	if (r->path == NULL)
+		r->path = xstrdup("?");
+	if (rc != 0) {
+		if (rc == -2)
+			http_reply_error(r, 405, "method_not_allowed",
+			    "method not supported");
+		else
+			http_reply_error(r, 400, "invalid_request",
+			    "the request URL cannot be parsed");
+		return;
+	}
+	if (worker_conn_admit(w, req) != 0) {
+		http_set_header(r, "Connection", "close");
+		http_set_header(r, "Retry-After", "1");
+		http_reply_error(r, 503, "too_many_connections",
+		    "the server has too many open connections");
+		return;
+	}
+	r->deadline = evtimer_new(w->base, http_deadline_cb, r);
+	if (r->deadline == NULL)
+		fatalx("evtimer_new failed");
+	tv.tv_sec = w->srv->cfg->request_timeout;
+	tv.tv_usec = 0;
+	evtimer_add(r->deadline, &tv);
+	http_ref(r);	/* keep r alive while the handler runs */
+	http_dispatch(r);
+	http_unref(r);
+}

@@ -1,0 +1,366 @@
+/*
+ * server.c: the process.
+ *
+ * server_run() performs the startup order (admin token, credential keys,
+ * database migration, TLS context, listening sockets, workers) with every
+ * failure fatal and explained, then runs the main thread's event loop,
+ * which only handles signals: SIGTERM/SIGINT stop (workers stop accepting
+ * and drain in-flight requests, then the process exits 0), SIGHUP reloads
+ * the TLS certificate and key (a failed reload keeps the old ones).
+ *
+ * Owns the process-wide state in `server`: read-mostly after startup; the
+ * TLS context pointer is swapped under a mutex.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netdb.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include <openssl/ssl.h>
+
+#include "k8sauth.h"
+
+#define SERVER_BACKLOG 511
+
+struct server		*server;
+static pthread_mutex_t	 server_tls_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A reference to the current TLS context (the caller frees it). */
+void *
+server_ssl_ctx_ref(void)
+{
+	SSL_CTX	*ctx;
+
+	pthread_mutex_lock(&server_tls_lock);
+	ctx = server->ssl_ctx;
+	if (ctx != NULL)
+		SSL_CTX_up_ref(ctx);
+	pthread_mutex_unlock(&server_tls_lock);
+	if (ctx == NULL)
+		fatalx("no TLS context");
+	return (ctx);
+}
+
+/* Swap in a new TLS context; live connections keep the old one. */
+static void
+server_set_ssl_ctx(void *ctx)
+{
+	void	*old;
+
+	pthread_mutex_lock(&server_tls_lock);
+	old = server->ssl_ctx;
+	server->ssl_ctx = ctx;
+	pthread_mutex_unlock(&server_tls_lock);
+	if (old != NULL)
+		tls_ctx_free(old);
+}
+
+/* Split "scheme://host:port" into its parts; 0 or -1. */
+static int
+server_parse_listen(const char *url, int *tls, char **host, char **port)
+{
+	const char	*rest, *colon;
+
+	if (strncmp(url, "https://", 8) == 0) {
+		*tls = 1;
+		rest = url + 8;
+	} else if (strncmp(url, "http://", 7) == 0) {
+		*tls = 0;
+		rest = url + 7;
+	} else
+		return (-1);
+	if ((colon = strrchr(rest, ':')) == NULL)
+		return (-1);
+	if (*rest == '[') {
+		if (colon[-1] != ']')
+			return (-1);
+		*host = xstrndup(rest + 1, (size_t)(colon - rest - 2));
+	} else
+		*host = xstrndup(rest, (size_t)(colon - rest));
+	*port = xstrdup(colon + 1);
+	while ((*port)[0] != '\0' && (*port)[strlen(*port) - 1] == '/')
+		(*port)[strlen(*port) - 1] = '\0';
+	return (0);
+}
+
+/* Create, bind and listen on one socket for a listen URL. */
+static int
+server_open_listener(const char *url, struct server_listener *l,
+    char **cause)
+{
+	struct addrinfo	 hints, *ai = NULL;
+	char		*host = NULL, *port = NULL;
+	int		 fd = -1, on = 1, rc;
+
+	if (server_parse_listen(url, &l->tls, &host, &port) != 0) {
+		xasprintf(cause, "[server] listen: bad URL \"%s\"", url);
+		goto fail;
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if ((rc = getaddrinfo(*host == '\0' ? NULL : host, port, &hints,
+	    &ai)) != 0) {
+		xasprintf(cause, "[server] listen %s: %s", url,
+		    gai_strerror(rc));
+		goto fail;
+	}
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == -1 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
+	    listen(fd, SERVER_BACKLOG) == -1) {
+		xasprintf(cause, "[server] listen %s: %s", url,
+		    strerror(errno));
+		goto fail;
+	}
+	l->fd = fd;
+	l->url = xstrdup(url);
+	freeaddrinfo(ai);
+	free(host);
+	free(port);
+	return (0);
+fail:
+	if (fd != -1)
+		close(fd);
+	if (ai != NULL)
+		freeaddrinfo(ai);
+	free(host);
+	free(port);
+	return (-1);
+}
+
+/* Open every [server] listen URL. */
+static int
+server_open_listeners(struct server *srv, char **cause)
+{
+	char	*copy, *p, *url;
+
+	copy = xstrdup(srv->cfg->listen);
+	p = copy;
+	while ((url = strsep(&p, ",")) != NULL) {
+		url = util_trim(url);
+		if (*url == '\0')
+			continue;
+		srv->listeners = xreallocarray(srv->listeners,
+		    srv->nlisteners + 1, sizeof *srv->listeners);
+		if (server_open_listener(url,
+		    &srv->listeners[srv->nlisteners], cause) != 0) {
+			free(copy);
+			return (-1);
+		}
+		srv->nlisteners++;
+	}
+	free(copy);
+	return (0);
+}
+
+/* Does any listener speak TLS? */
+static int
+server_has_tls(const struct server *srv)
+{
+	size_t	 i;
+
+	for (i = 0; i < srv->nlisteners; i++) {
+		if (srv->listeners[i].tls)
+			return (1);
+	}
+	return (0);
+}
+
+/* Reload what SIGHUP reloads; failures keep the old state. */
+static void
+server_reload(struct server *srv)
+{
+	void	*ctx;
+	char	*cause = NULL;
+
+	log_info("SIGHUP: reloading");
+	if (server_has_tls(srv)) {
+		ctx = tls_ctx_new(srv->cfg->tls_cert, srv->cfg->tls_key,
+		    &cause);
+		if (ctx == NULL) {
+			log_err("reload: TLS certificate not reloaded, the "
+			    "old one stays in use: %s", cause);
+			free(cause);
+		} else {
+			server_set_ssl_ctx(ctx);
+			log_info("reload: TLS certificate and key reloaded");
+		}
+	}
+}
+
+/* Main-thread signal callback. */
+static void
+server_signal_cb(evutil_socket_t sig, short events, void *arg)
+{
+	struct event_base	*base = arg;
+
+	switch (sig) {
+	case SIGHUP:
+		server_reload(server);
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (!server->stopping) {
+			log_info("signal %d: stopping; draining requests",
+			    (int)sig);
+			server->stopping = 1;
+			event_base_loopbreak(base);
+		}
+		break;
+	}
+}
+
+/* Startup steps that need no threads; every failure is fatal. */
+static int
+server_prepare(struct server *srv, char **cause)
+{
+	struct db	*db;
+	char		*path;
+
+	srv->admin_token = auth_load_admin_token(srv->cfg->admin_token_file,
+	    cause);
+	if (srv->admin_token == NULL)
+		return (-1);
+	if (secret_load(srv->cfg->credential_key_repository, cause) != 0)
+		return (-1);
+	if ((path = config_db_path(srv->cfg, cause)) == NULL)
+		return (-1);
+	db = db_open(path, cause);
+	free(path);
+	if (db == NULL || db_migrate(db, cause) != 0) {
+		db_close(db);
+		return (-1);
+	}
+	db_close(db);
+	if (server_open_listeners(srv, cause) != 0)
+		return (-1);
+	if (server_has_tls(srv)) {
+		srv->ssl_ctx = tls_ctx_new(srv->cfg->tls_cert,
+		    srv->cfg->tls_key, cause);
+		if (srv->ssl_ctx == NULL)
+			return (-1);
+	}
+	return (0);
+}
+
+/* Create and start the workers with the stop signals blocked. */
+static int
+server_start_workers(struct server *srv, char **cause)
+{
+	sigset_t	 set, old;
+	long		 n;
+	int		 i, rc = 0;
+
+	n = srv->cfg->workers;
+	if (n == 0 && (n = sysconf(_SC_NPROCESSORS_ONLN)) < 1)
+		n = 1;
+	srv->nworkers = (int)n;
+	srv->workers = xcalloc((size_t)n, sizeof *srv->workers);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	for (i = 0; i < srv->nworkers && rc == 0; i++) {
+		srv->workers[i] = worker_new(srv, i, cause);
+		if (srv->workers[i] == NULL ||
+		    worker_start(srv->workers[i], cause) != 0)
+			rc = -1;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return (rc);
+}
+
+/* Stop, join and free every worker. */
+static void
+server_stop_workers(struct server *srv)
+{
+	int	 i;
+
+	for (i = 0; i < srv->nworkers; i++) {
+		if (srv->workers[i] != NULL && srv->workers[i]->thread != NULL)
+			worker_stop(srv->workers[i]);
+	}
+	for (i = 0; i < srv->nworkers; i++) {
+		if (srv->workers[i] == NULL)
+			continue;
+		worker_join(srv->workers[i]);
+		worker_free(srv->workers[i]);
+	}
+	free(srv->workers);
+	srv->workers = NULL;
+}
+
+/* Release what server_prepare acquired. */
+static void
+server_free(struct server *srv)
+{
+	size_t	 i;
+
+	for (i = 0; i < srv->nlisteners; i++) {
+		close(srv->listeners[i].fd);
+		free(srv->listeners[i].url);
+	}
+	free(srv->listeners);
+	if (srv->ssl_ctx != NULL)
+		tls_ctx_free(srv->ssl_ctx);
+	freezero_str(srv->admin_token);
+	free(srv);
+}
+
+/* serve: run until SIGTERM; returns 0 after a clean stop. */
+int
+server_run(struct config *cfg, const char *path)
+{
+	struct event_base	*base;
+	struct event		*sigs[3];
+	static const int	 signos[3] = { SIGTERM, SIGINT, SIGHUP };
+	char			*cause = NULL;
+	size_t			 i;
+
+	if (evthread_use_pthreads() != 0)
+		fatalx("evthread_use_pthreads failed");
+	server = xcalloc(1, sizeof *server);
+	server->cfg = cfg;
+	server->config_path = path;
+	server->started = time(NULL);
+	if (server_prepare(server, &cause) != 0)
+		fatalx("cannot start: %s", cause);
+	if ((base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	for (i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(base, signos[i], server_signal_cb, base);
+		if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) != 0)
+			fatalx("cannot install signal handlers");
+	}
+	if (server_start_workers(server, &cause) != 0)
+		fatalx("cannot start: %s", cause);
+	for (i = 0; i < server->nlisteners; i++)
+		log_info("listening on %s", server->listeners[i].url);
+	log_info("%s %s serving with %d workers (config %s)", K8SAUTH_NAME,
+	    K8SAUTH_VERSION, server->nworkers, path != NULL ? path :
+	    "embedded defaults");
+	event_base_dispatch(base);
+	server_stop_workers(server);
+	for (i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	event_base_free(base);
+	server_free(server);
+	server = NULL;
+	log_info("stopped");
+	return (0);
+}

@@ -1,0 +1,335 @@
+/*
+ * worker.c: one worker thread (a shard).
+ *
+ * Each worker owns its event_base, an evhttp for TLS listeners and one for
+ * plain listeners (both accept on dup()s of the server's listening
+ * sockets, so idle workers win the accept race), its SQLite connection and
+ * its outbound fetch machinery.  Nothing mutable is shared with other
+ * workers except the process-wide connection count (atomic).  The main
+ * thread talks to a worker only through worker_stop(), which activates an
+ * event on the worker's base.
+ *
+ * Runs on its own thread; blocks only in short SQLite calls.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include <openssl/ssl.h>
+
+#include "k8sauth.h"
+
+#define WORKER_DRAIN_POLL_MS 20
+
+static void	worker_accept_error_cb(struct evconnlistener *, void *);
+
+/* evhttp's bufferevent callback for TLS listeners: never returns NULL. */
+static struct bufferevent *
+worker_tls_bev_cb(struct event_base *base, void *arg)
+{
+	struct bufferevent	*bev;
+	SSL_CTX			*ctx;
+	SSL			*ssl;
+
+	/*
+	 * Returning NULL here would make evhttp serve plain HTTP on the TLS
+	 * port, so any failure is fatal (it can only be out of memory).
+	 */
+	ctx = server_ssl_ctx_ref();
+	ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx);
+	if (ssl == NULL)
+		fatalx("SSL_new failed");
+	bev = bufferevent_openssl_socket_new(base, -1, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		fatalx("bufferevent_openssl_socket_new failed");
+	return (bev);
+}
+
+/* Apply the configured limits to one evhttp. */
+static struct evhttp *
+worker_evhttp_new(struct worker *w, int tls)
+{
+	const struct config	*cfg = w->srv->cfg;
+	struct evhttp		*h;
+	struct timeval		 tv;
+
+	if ((h = evhttp_new(w->base)) == NULL)
+		fatalx("evhttp_new failed");
+	evhttp_set_max_headers_size(h, (ev_ssize_t)cfg->max_header_size);
+	evhttp_set_max_body_size(h, (ev_ssize_t)cfg->max_body_size);
+	evhttp_set_flags(h, EVHTTP_SERVER_LINGERING_CLOSE);
+	tv.tv_sec = cfg->idle_timeout;
+	tv.tv_usec = 0;
+	evhttp_set_timeout_tv(h, &tv);
+	evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
+	    EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
+	    EVHTTP_REQ_DELETE);
+	evhttp_set_default_content_type(h, "application/json");
+	evhttp_set_gencb(h, http_request_cb, w);
+	if (tls)
+		evhttp_set_bevcb(h, worker_tls_bev_cb, w);
+	return (h);
+}
+
+/* Start accepting on a dup() of one of the server's listening sockets. */
+static int
+worker_listen(struct worker *w, const struct server_listener *l,
+    char **cause)
+{
+	struct evhttp_bound_socket	*bound;
+	struct evconnlistener		*lev;
+	int				 fd;
+
+	if ((fd = fcntl(l->fd, F_DUPFD_CLOEXEC, 0)) == -1) {
+		xasprintf(cause, "dup: %s", strerror(errno));
+		return (-1);
+	}
+	bound = evhttp_accept_socket_with_handle(l->tls ? w->https : w->http,
+	    fd);
+	if (bound == NULL) {
+		close(fd);
+		xasprintf(cause, "cannot accept on %s", l->url);
+		return (-1);
+	}
+	lev = evhttp_bound_socket_get_listener(bound);
+	evconnlistener_set_error_cb(lev, worker_accept_error_cb);
+	w->bound = xreallocarray(w->bound, w->nbound + 1, sizeof *w->bound);
+	w->bound[w->nbound++] = bound;
+	return (0);
+}
+
+/* Re-enable a listener that was paused after an accept error. */
+static void
+worker_accept_resume_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct evconnlistener	*lev = arg;
+
+	if (server->stopping)
+		return;
+	evconnlistener_enable(lev);
+}
+
+/*
+ * accept(2) failed (EMFILE, ENFILE, ENOBUFS): the listening socket stays
+ * readable, so pause this listener for a moment instead of spinning.
+ */
+static void
+worker_accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct timeval	 tv = { 0, 100 * 1000 };
+	int		 err = EVUTIL_SOCKET_ERROR();
+
+	log_warn("accept failed: %s; pausing the listener for 100 ms",
+	    evutil_socket_error_to_string(err));
+	evconnlistener_disable(lev);
+	event_base_once(evconnlistener_get_base(lev), -1, EV_TIMEOUT,
+	    worker_accept_resume_cb, lev, &tv);
+}
+
+/* A connection closed: forget it and release its slot. */
+static void
+worker_conn_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct worker	*w = arg;
+	size_t		 i;
+
+	for (i = 0; i < w->nconns; i++) {
+		if (w->conns[i] == evcon) {
+			w->conns[i] = w->conns[--w->nconns];
+			atomic_fetch_sub((_Atomic long *)&w->srv->connections,
+			    1);
+			return;
+		}
+	}
+}
+
+/*
+ * Admit the connection of a request under [server] max_connections: a
+ * connection is counted from its first request until it closes.  Returns
+ * -1 when the process is at its cap.
+ */
+int
+worker_conn_admit(struct worker *w, struct evhttp_request *req)
+{
+	struct evhttp_connection	*evcon;
+	size_t				 i;
+	long				 n;
+
+	if ((evcon = evhttp_request_get_connection(req)) == NULL)
+		return (0);
+	for (i = 0; i < w->nconns; i++) {
+		if (w->conns[i] == evcon)
+			return (0);
+	}
+	n = atomic_fetch_add((_Atomic long *)&w->srv->connections, 1);
+	if (n >= w->srv->cfg->max_connections) {
+		atomic_fetch_sub((_Atomic long *)&w->srv->connections, 1);
+		return (-1);
+	}
+	if (w->nconns == w->conns_cap) {
+		w->conns_cap = w->conns_cap == 0 ? 64 : w->conns_cap * 2;
+		w->conns = xreallocarray(w->conns, w->conns_cap,
+		    sizeof *w->conns);
+	}
+	w->conns[w->nconns++] = evcon;
+	evhttp_connection_set_closecb(evcon, worker_conn_close_cb, w);
+	return (0);
+}
+
+/* Create a worker: its base, evhttps, database connection, fetch. */
+struct worker *
+worker_new(struct server *srv, int id, char **cause)
+{
+	struct worker	*w;
+	char		*path;
+	size_t		 i;
+
+	w = xcalloc(1, sizeof *w);
+	w->id = id;
+	w->srv = srv;
+	if ((w->base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	w->https = worker_evhttp_new(w, 1);
+	w->http = worker_evhttp_new(w, 0);
+	if ((path = config_db_path(srv->cfg, cause)) == NULL)
+		goto fail;
+	w->db = db_open(path, cause);
+	free(path);
+	if (w->db == NULL)
+		goto fail;
+	w->fetch = fetch_create(w->base, srv->cfg->k8s_max_concurrent_reviews);
+	for (i = 0; i < srv->nlisteners; i++) {
+		if (worker_listen(w, &srv->listeners[i], cause) != 0)
+			goto fail;
+	}
+	return (w);
+fail:
+	worker_free(w);
+	return (NULL);
+}
+
+/* Poll until in-flight requests finish or the drain deadline passes. */
+static void
+worker_drain_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker	*w = arg;
+	struct timeval	 tv = { 0, WORKER_DRAIN_POLL_MS * 1000 };
+
+	if (w->inflight <= 0 || util_monotonic_us() >= w->drain_deadline_us) {
+		if (w->inflight > 0)
+			log_warn("worker %d: stopping with %ld requests "
+			    "still in flight", w->id, w->inflight);
+		event_base_loopbreak(w->base);
+		return;
+	}
+	evtimer_add(w->drain_ev, &tv);
+}
+
+/* Stop requested: close the listeners, then drain. */
+static void
+worker_stop_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker	*w = arg;
+	size_t		 i;
+
+	/* bound[i] was made from srv->listeners[i] (worker_new). */
+	for (i = 0; i < w->nbound; i++) {
+		evhttp_del_accept_socket(w->srv->listeners[i].tls ? w->https :
+		    w->http, w->bound[i]);
+	}
+	w->nbound = 0;
+	w->drain_deadline_us = util_monotonic_us() +
+	    (uint64_t)w->srv->cfg->request_timeout * 1000000;
+	worker_drain_cb(-1, 0, w);
+}
+
+/* The thread's body: run the loop until stopped. */
+static void *
+worker_main(void *arg)
+{
+	struct worker	*w = arg;
+
+	log_debug("worker %d: running", w->id);
+	event_base_dispatch(w->base);
+	log_debug("worker %d: stopped", w->id);
+	return (NULL);
+}
+
+/* Start the worker's thread. */
+int
+worker_start(struct worker *w, char **cause)
+{
+	pthread_t	*t;
+	int		 rc;
+
+	w->stop_ev = event_new(w->base, -1, 0, worker_stop_cb, w);
+	w->drain_ev = evtimer_new(w->base, worker_drain_cb, w);
+	if (w->stop_ev == NULL || w->drain_ev == NULL)
+		fatalx("event_new failed");
+	t = xcalloc(1, sizeof *t);
+	if ((rc = pthread_create(t, NULL, worker_main, w)) != 0) {
+		free(t);
+		xasprintf(cause, "pthread_create: %s", strerror(rc));
+		return (-1);
+	}
+	w->thread = t;
+	return (0);
+}
+
+/* Ask a worker to stop (any thread). */
+void
+worker_stop(struct worker *w)
+{
+	event_active(w->stop_ev, EV_READ, 0);
+}
+
+/* Wait for a worker's thread to end. */
+void
+worker_join(struct worker *w)
+{
+	if (w->thread == NULL)
+		return;
+	pthread_join(*(pthread_t *)w->thread, NULL);
+	free(w->thread);
+	w->thread = NULL;
+}
+
+/* Free a stopped worker and everything it owns. */
+void
+worker_free(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	if (w->fetch != NULL)
+		fetch_destroy(w->fetch);	/* before the base */
+	if (w->https != NULL)
+		evhttp_free(w->https);		/* closes connections */
+	if (w->http != NULL)
+		evhttp_free(w->http);
+	if (w->stop_ev != NULL)
+		event_free(w->stop_ev);
+	if (w->drain_ev != NULL)
+		event_free(w->drain_ev);
+	db_close(w->db);
+	if (w->base != NULL)
+		event_base_free(w->base);
+	free(w->conns);
+	free(w->bound);
+	free(w);
+}
