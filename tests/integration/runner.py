@@ -103,6 +103,7 @@ def main():
                 mod.setup_module()
             except Exception as e:  # noqa: BLE001
                 setup_error = e
+        shared = harness.ALL_SERVERS[first:]
         for fn in selected:
             name = "%s.%s" % (mod.__name__, fn.__name__)
             if setup_error is not None:
@@ -116,8 +117,7 @@ def main():
                 fn()
             except Exception as e:  # noqa: BLE001
                 # The module's shared server(s) and the test's own ones.
-                touched = (harness.ALL_SERVERS[first:before] +
-                           harness.ALL_SERVERS[before:])
+                touched = shared + harness.ALL_SERVERS[before:]
                 for s in harness.ALL_SERVERS[before:]:
                     s.failed = True
                 report_fail(name, e, touched, args.v)
