@@ -2,7 +2,8 @@
  * api_service.c: the service routes: version documents, /healthz, /readyz.
  *
  * Unauthenticated; run on worker threads.  /readyz checks that this
- * worker's database answers and that the credential keys are loaded.
+ * worker's database answers and that the credential and Fernet keys are
+ * loaded.
  */
 #include <stdlib.h>
 
@@ -62,6 +63,11 @@ api_readyz(struct request *r)
 	if (!secret_loaded()) {
 		http_reply_error(r, 503, "not_ready",
 		    "the credential keys are not loaded");
+		return;
+	}
+	if (!token_ready()) {
+		http_reply_error(r, 503, "not_ready",
+		    "the fernet key repository is not loaded");
 		return;
 	}
 	doc = cJSON_CreateObject();

@@ -73,6 +73,9 @@ static const struct http_route http_routes[] = {
 	  HTTP_ADMIN },
 	{ HM_GET, "/v4/k8s_auth/roles", api_role_list_all, HTTP_ADMIN },
 
+	{ HM_POST, "/v4/k8s_auth/instances/*/auth", api_login, 0 },
+	{ HM_GET, "/v3/auth/tokens", api_token_validate, 0 },
+
 	{ HM_POST, "/v4/tokens/restrictions", api_restriction_create,
 	  HTTP_ADMIN },
 	{ HM_GET, "/v4/tokens/restrictions", api_restriction_list,
@@ -138,6 +141,8 @@ http_method_name(enum http_method m)
 	}
 	return ("?");
 }
+
+static void	http_park_restore(struct request *);
 
 /* Take a reference on a request context. */
 void
@@ -277,6 +282,8 @@ http_send(struct request *r, int status, struct evbuffer *body)
 {
 	if (r->replied)
 		fatalx("request replied twice (%s)", r->path);
+	if (r->park != NULL)
+		http_park_restore(r);
 	if (r->req != NULL) {
 		if (r->worker->srv->stopping)
 			http_set_header(r, "Connection", "close");
@@ -355,14 +362,14 @@ http_is_json_type(const char *ct)
 }
 
 /*
- * Parse the body as {"<wrapper>": {...}} and hand back the inner object
- * (detached; the caller frees it).  Replies and returns -1 on any error.
+ * Parse the body as one JSON object (the caller frees it).  Replies and
+ * returns -1 on a wrong media type, a body too large or malformed JSON.
  */
 int
-http_body_json(struct request *r, const char *wrapper, cJSON **out)
+http_body_object(struct request *r, cJSON **out)
 {
 	struct evbuffer	*in;
-	cJSON		*doc, *inner;
+	cJSON		*doc;
 	char		*cause = NULL;
 	size_t		 len;
 	const char	*data;
@@ -388,7 +395,29 @@ http_body_json(struct request *r, const char *wrapper, cJSON **out)
 		free(cause);
 		return (-1);
 	}
-	if (!cJSON_IsObject(doc) || cJSON_GetArraySize(doc) != 1 ||
+	if (!cJSON_IsObject(doc)) {
+		cJSON_Delete(doc);
+		http_reply_error(r, 400, "malformed_json",
+		    "the request body must be a JSON object");
+		return (-1);
+	}
+	*out = doc;
+	return (0);
+}
+
+/*
+ * Parse the body as {"<wrapper>": {...}} and hand back the inner object
+ * (detached; the caller frees it).  Replies and returns -1 on any error.
+ */
+int
+http_body_json(struct request *r, const char *wrapper, cJSON **out)
+{
+	cJSON	*doc, *inner;
+
+	*out = NULL;
+	if (http_body_object(r, &doc) != 0)
+		return (-1);
+	if (cJSON_GetArraySize(doc) != 1 ||
 	    (inner = cJSON_GetObjectItemCaseSensitive(doc, wrapper)) == NULL) {
 		cJSON_Delete(doc);
 		http_reply_error(r, 400, "invalid_wrapper",
@@ -631,6 +660,7 @@ http_deadline_cb(evutil_socket_t fd, short events, void *arg)
 		return;
 	log_warn("request %s %s exceeded request_timeout",
 	    http_method_name(r->method), r->path);
+	http_ref(r);	/* cancel may drop the handler's reference */
 	if (r->cancel != NULL)
 		r->cancel(r);
 	if (!r->replied) {
@@ -638,6 +668,7 @@ http_deadline_cb(evutil_socket_t fd, short events, void *arg)
 		http_reply_error(r, 503, "request_timeout",
 		    "the request did not complete in time");
 	}
+	http_unref(r);
 }
 
 /* Fill method, path, query and client address from evhttp's request. */
@@ -739,4 +770,81 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	http_ref(r);	/* keep r alive while the handler runs */
 	http_dispatch(r);
 	http_unref(r);
+}
+
+/* What a parked request saved of evhttp's bufferevent callbacks. */
+struct http_park {
+	struct bufferevent	*bev;
+	bufferevent_data_cb	 readcb;
+	bufferevent_data_cb	 writecb;
+	bufferevent_event_cb	 eventcb;
+	void			*cbarg;
+};
+
+/* Parked: data from the client waits in the buffer for evhttp. */
+static void
+http_park_read_cb(struct bufferevent *bev, void *arg)
+{
+	bufferevent_disable(bev, EV_READ);
+}
+
+/* Give the bufferevent back to evhttp. */
+static void
+http_park_restore(struct request *r)
+{
+	struct http_park	*p = r->park;
+
+	bufferevent_disable(p->bev, EV_READ);
+	bufferevent_setcb(p->bev, p->readcb, p->writecb, p->eventcb,
+	    p->cbarg);
+	free(p);
+	r->park = NULL;
+}
+
+/*
+ * The client closed its connection (or it failed) while its request was
+ * parked: let evhttp fail the connection, which detaches the request, then
+ * tell the handler, which cancels its work and answers into the void.
+ */
+static void
+http_park_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct request		*r = arg;
+	bufferevent_event_cb	 eventcb = ((struct http_park *)r->park)->eventcb;
+	void			*cbarg = ((struct http_park *)r->park)->cbarg;
+
+	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) == 0)
+		return;
+	http_park_restore(r);
+	log_info("%s: client went away during %s %s", r->client_ip,
+	    http_method_name(r->method), r->path);
+	http_ref(r);
+	if (eventcb != NULL)
+		eventcb(bev, what, cbarg);
+	if (!r->replied && r->gone != NULL)
+		r->gone(r);
+	http_unref(r);
+}
+
+/*
+ * Park a request while asynchronous work runs: watch its connection so a
+ * client that disconnects is noticed (evhttp stops reading meanwhile).
+ */
+void
+http_park(struct request *r)
+{
+	struct evhttp_connection	*evcon;
+	struct http_park		*p;
+
+	if (r->req == NULL || r->park != NULL ||
+	    (evcon = evhttp_request_get_connection(r->req)) == NULL)
+		return;
+	p = xcalloc(1, sizeof *p);
+	p->bev = evhttp_connection_get_bufferevent(evcon);
+	bufferevent_getcb(p->bev, &p->readcb, &p->writecb, &p->eventcb,
+	    &p->cbarg);
+	r->park = p;
+	bufferevent_setcb(p->bev, http_park_read_cb, p->writecb,
+	    http_park_event_cb, r);
+	bufferevent_enable(p->bev, EV_READ);
 }

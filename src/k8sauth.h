@@ -407,6 +407,8 @@ struct request {
 	void		*deadline;		/* struct event * */
 	void		*data;			/* handler's own state */
 	void		(*cancel)(struct request *); /* on deadline */
+	void		(*gone)(struct request *); /* client went away */
+	void		*park;			/* see http_park() */
 };
 typedef void (*http_handler)(struct request *);
 void		 http_request_cb(struct evhttp_request *, void *);
@@ -415,11 +417,13 @@ const char	*http_header(struct request *, const char *);
 void		 http_set_header(struct request *, const char *,
 		     const char *);
 int		 http_body_json(struct request *, const char *, cJSON **);
+int		 http_body_object(struct request *, cJSON **);
 void		 http_reply_json(struct request *, int, cJSON *);
 void		 http_reply_empty(struct request *, int);
 void		 http_reply_error(struct request *, int, const char *,
 		     const char *, ...) printflike(4, 5);
 void		 http_ref(struct request *);
+void		 http_park(struct request *);
 void		 http_unref(struct request *);
 const char	*http_status_title(int);
 char		*http_public_url(struct request *);
@@ -561,5 +565,51 @@ struct fetch_transfer *fetch_start(struct fetch *,
 		     const struct fetch_request *, fetch_cb, void *, char **);
 void		 fetch_cancel(struct fetch_transfer *);
 long		 fetch_inflight(const struct fetch *);
+
+/* k8s_review.c -- where the TokenReview is made */
+struct k8s_review_outcome {
+	int		 status;	/* 0: authenticated; else HTTP error */
+	const char	*reason;	/* API.md §3 reason code */
+	char		*message;
+	char		*retry_after;	/* for 503, when the cluster said */
+	char		*username;
+	char		*uid;
+	char		*namespace;
+	char		*name;
+	struct strlist	 groups;
+	struct strlist	 audiences;
+	cJSON		*extra;		/* status.user.extra, or NULL */
+	char		*pod_name;
+	char		*pod_uid;
+	char		*node_name;
+	char		*node_uid;
+};
+struct k8s_review;
+typedef void (*k8s_review_cb)(struct k8s_review_outcome *, void *);
+struct k8s_review *k8s_review_start(struct worker *, const struct instance *,
+		     const char *, const char *, k8s_review_cb, void *,
+		     struct k8s_review_outcome *);
+void		 k8s_review_cancel(struct k8s_review *);
+void		 k8s_review_parse(long, const char *, size_t,
+		     struct k8s_review_outcome *);
+void		 k8s_review_outcome_clear(struct k8s_review_outcome *);
+
+/* token.c -- where the token is minted: keys in use, mint, read */
+int		 token_init(const struct config *, char **);
+int		 token_reload(char **);
+int		 token_ready(void);
+uint64_t	 token_methods_mask(void);
+char		*token_mint(struct fernet_payload *, char **);
+int		 token_read(const char *, struct fernet_payload *, char **);
+void		 token_shutdown(void);
+int		 fernet_keys_changed(const char *, const struct fernet_keys *);
+
+/* api_login.c -- POST /v4/k8s_auth/instances/{id}/auth */
+void		 api_login(struct request *);
+
+/* api_token.c -- the token document and GET/HEAD /v3/auth/tokens */
+cJSON		*api_token_document(const struct config *,
+		     const struct fernet_payload *, const struct restriction *);
+void		 api_token_validate(struct request *);
 
 #endif /* K8SAUTH_H */

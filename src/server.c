@@ -188,6 +188,12 @@ server_reload(struct server *srv)
 	char	*cause = NULL;
 
 	log_info("SIGHUP: reloading");
+	if (token_reload(&cause) != 0) {
+		log_err("reload: fernet keys not reloaded, the old ones stay "
+		    "in use: %s", cause);
+		free(cause);
+		cause = NULL;
+	}
 	if (server_has_tls(srv)) {
 		ctx = tls_ctx_new(srv->cfg->tls_cert, srv->cfg->tls_key,
 		    &cause);
@@ -236,6 +242,8 @@ server_prepare(struct server *srv, char **cause)
 	if (srv->admin_token == NULL)
 		return (-1);
 	if (secret_load(srv->cfg->credential_key_repository, cause) != 0)
+		return (-1);
+	if (token_init(srv->cfg, cause) != 0)
 		return (-1);
 	if ((path = config_db_path(srv->cfg, cause)) == NULL)
 		return (-1);
@@ -319,6 +327,7 @@ server_free(struct server *srv)
 	if (srv->ssl_ctx != NULL)
 		tls_ctx_free(srv->ssl_ctx);
 	freezero_str(srv->admin_token);
+	token_shutdown();
 	free(srv);
 }
 

@@ -1,0 +1,439 @@
+/*
+ * api_login.c: POST /v4/k8s_auth/instances/{id}/auth, the exchange of a
+ * service-account JWT for a Keystone token (API.md §3), step by step:
+ *
+ *   1. instance and role exist and are enabled          (login_start)
+ *   2. cheap local JWT checks: structure, time, audience, bounds
+ *   3. TokenReview, asynchronous                        (k8s_review.c)
+ *   4. the review's identity re-checked against JWT and bounds
+ *   6. the token restriction re-read and complete       (login_review_cb)
+ *   7. a Fernet token minted                            (token.c)
+ *
+ * Every refusal answers with the status and reason API.md gives and
+ * issues nothing.  The JWT itself is never logged: log lines carry the
+ * first 8 hex digits of its SHA-256.  Runs on a worker thread; the
+ * request is parked while the review is in flight (the worker serves
+ * other requests), and a client that disconnects cancels its review.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "k8sauth.h"
+
+struct login {
+	struct request		*r;
+	struct instance		*inst;
+	struct role		*role;
+	struct jwt		*jwt;
+	struct k8s_review	*review;
+	char			 jwt_id[9];
+	char			*role_name;
+};
+
+/* Free a login and drop its reference on the request. */
+static void
+login_done(struct login *l)
+{
+	struct request	*r = l->r;
+
+	r->data = NULL;
+	r->cancel = NULL;
+	r->gone = NULL;
+	instance_free(l->inst);
+	role_free(l->role);
+	jwt_free(l->jwt);
+	free(l->role_name);
+	free(l);
+	http_unref(r);
+}
+
+/* Refuse a login: log why (with the JWT's fingerprint) and answer. */
+static void
+login_refuse(struct login *l, int status, const char *reason,
+    const char *fmt, ...) printflike(4, 5);
+static void
+login_refuse(struct login *l, int status, const char *reason,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+
+	va_start(ap, fmt);
+	xvasprintf(&msg, fmt, ap);
+	va_end(ap);
+	log_info("login refused: %s (%s) instance=%s role=%s jwt=sha256:%s",
+	    reason, msg, l->r->params[0], l->role_name != NULL ?
+	    l->role_name : "-", l->jwt_id[0] != '\0' ? l->jwt_id : "-");
+	http_reply_error(l->r, status, reason, "%s", msg);
+	free(msg);
+}
+
+/* Check a service account against the role's bounds; 0 or -1 (replied). */
+static int
+login_check_bounds(struct login *l, const char *ns, const char *name)
+{
+	if (!glob_match_any(&l->role->bound_sa_namespaces, ns)) {
+		login_refuse(l, 401, "namespace_not_bound", "the namespace "
+		    "is not bound to the role");
+		return (-1);
+	}
+	if (!glob_match_any(&l->role->bound_sa_names, name)) {
+		login_refuse(l, 401, "service_account_not_bound", "the "
+		    "service account is not bound to the role");
+		return (-1);
+	}
+	return (0);
+}
+
+/* Step 2: every check that costs no TokenReview; 0 or -1 (replied). */
+static int
+login_check_jwt(struct login *l)
+{
+	const struct config	*cfg = l->r->worker->srv->cfg;
+	const struct jwt	*j = l->jwt;
+	double			 now = util_now(), skew = (double)cfg->k8s_clock_skew;
+
+	if (!j->has_exp && !cfg->k8s_allow_legacy_tokens) {
+		login_refuse(l, 401, "legacy_token_refused", "tokens without "
+		    "an expiry (legacy service-account secrets) are refused");
+		return (-1);
+	}
+	if (j->has_exp && j->exp + skew < now) {
+		login_refuse(l, 401, "token_expired", "the JWT has expired");
+		return (-1);
+	}
+	if ((j->has_nbf && j->nbf - skew > now) ||
+	    (j->has_iat && j->iat - skew > now)) {
+		login_refuse(l, 401, "token_not_yet_valid", "the JWT is not "
+		    "valid yet");
+		return (-1);
+	}
+	if (l->role->bound_audience != NULL &&
+	    !jwt_has_audience(j, l->role->bound_audience)) {
+		login_refuse(l, 401, "audience_mismatch", "the JWT is not "
+		    "issued for the role's audience");
+		return (-1);
+	}
+	if (login_check_bounds(l, j->namespace, j->sa_name) != 0)
+		return (-1);
+	if (l->role->bound_pod_names != NULL && j->pod_name != NULL &&
+	    !glob_match_any(l->role->bound_pod_names, j->pod_name)) {
+		login_refuse(l, 401, "pod_not_bound", "the pod is not bound "
+		    "to the role");
+		return (-1);
+	}
+	return (0);
+}
+
+/* Step 4: the reviewed identity must be the JWT's and within bounds. */
+static int
+login_check_review(struct login *l, const struct k8s_review_outcome *o)
+{
+	const struct jwt	*j = l->jwt;
+	const struct role	*role = l->role;
+	size_t			 i;
+	int			 found = 0;
+
+	if (strcmp(o->namespace, j->namespace) != 0 ||
+	    strcmp(o->name, j->sa_name) != 0 ||
+	    (j->sa_uid != NULL && (o->uid == NULL ||
+	    strcmp(o->uid, j->sa_uid) != 0))) {
+		login_refuse(l, 502, "invalid_review", "the TokenReview "
+		    "names another service account than the JWT");
+		return (-1);
+	}
+	if (login_check_bounds(l, o->namespace, o->name) != 0)
+		return (-1);
+	if (role->bound_audience != NULL) {
+		for (i = 0; i < o->audiences.n; i++) {
+			if (strcmp(o->audiences.v[i], role->bound_audience) == 0)
+				found = 1;
+		}
+		if (!found) {
+			login_refuse(l, 401, "audience_mismatch", "the cluster "
+			    "did not confirm the role's audience");
+			return (-1);
+		}
+	}
+	if (role->bound_pod_names != NULL && (o->pod_name == NULL ||
+	    !glob_match_any(role->bound_pod_names, o->pod_name))) {
+		login_refuse(l, 401, "pod_not_bound", "the token is not bound "
+		    "to a pod the role allows");
+		return (-1);
+	}
+	return (0);
+}
+
+/* Seconds the token may live: API.md §3 step 7; <= 0 when none. */
+static long
+login_lifetime(const struct login *l, double now)
+{
+	const struct config	*cfg = l->r->worker->srv->cfg;
+	long			 life = cfg->token_expiration;
+	double			 left;
+
+	if (l->role->token_ttl > 0 && l->role->token_ttl < life)
+		life = l->role->token_ttl;
+	if (cfg->token_cap_to_jwt_expiry && l->jwt->has_exp) {
+		left = floor(l->jwt->exp - now);
+		if (left < (double)life)
+			life = (long)left;
+	}
+	return (life);
+}
+
+/* The k8s_auth member of the login answer. */
+static cJSON *
+login_k8s_json(const struct login *l, const struct k8s_review_outcome *o)
+{
+	cJSON	*k = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(k, "instance_id", l->inst->id);
+	cJSON_AddStringToObject(k, "role", l->role->name);
+	cJSON_AddStringToObject(k, "namespace", o->namespace);
+	cJSON_AddStringToObject(k, "service_account", o->name);
+	if (o->uid != NULL)
+		cJSON_AddStringToObject(k, "service_account_uid", o->uid);
+	if (o->pod_name != NULL)
+		cJSON_AddStringToObject(k, "pod_name", o->pod_name);
+	if (o->node_name != NULL)
+		cJSON_AddStringToObject(k, "node_name", o->node_name);
+	return (k);
+}
+
+/* Steps 6 and 7: re-read the restriction, mint, answer. */
+static void
+login_issue(struct login *l, const struct k8s_review_outcome *o)
+{
+	struct request		*r = l->r;
+	const struct config	*cfg = r->worker->srv->cfg;
+	struct restriction	*rs = NULL;
+	struct fernet_payload	 p;
+	cJSON			*doc;
+	char			*token = NULL, *cause = NULL;
+	double			 now = floor(util_now());
+	long			 life;
+
+	if (store_restriction_get(r->worker->db, l->role->token_restriction_id,
+	    &rs) != STORE_OK || rs->user_id == NULL || rs->project_id == NULL) {
+		log_err("login: role %s (%s) points at token restriction %s, "
+		    "which is missing or lacks user_id/project_id: no token "
+		    "issued", l->role->id, l->role->name,
+		    l->role->token_restriction_id);
+		http_reply_error(r, 500, "restriction_invalid", "the role's "
+		    "token restriction is missing or incomplete");
+		goto out;
+	}
+	if ((life = login_lifetime(l, now)) <= 0) {
+		login_refuse(l, 401, "token_expired", "the JWT expires "
+		    "before a token could be used");
+		goto out;
+	}
+	memset(&p, 0, sizeof p);
+	p.version = cfg->token_payload == TOKEN_PAYLOAD_RESTRICTED ? 11 : 2;
+	p.user_id = rs->user_id;
+	p.project_id = rs->project_id;
+	p.restriction_id = rs->id;
+	p.methods = token_methods_mask();
+	p.expires_at = now + (double)life;
+	p.issued_at = now;
+	p.allow_renew = rs->allow_renew;
+	p.allow_rescope = rs->allow_rescope;
+	if ((token = token_mint(&p, &cause)) == NULL) {
+		log_err("login: cannot mint a token: %s", cause);
+		http_reply_error(r, 500, "internal_error", "the token could "
+		    "not be issued");
+		goto out;
+	}
+	doc = api_token_document(cfg, &p, rs);
+	cJSON_AddItemToObject(cJSON_GetObjectItem(doc, "token"), "k8s_auth",
+	    login_k8s_json(l, o));
+	log_info("login: instance=%s role=%s sa=%s/%s pod=%s audit=%s "
+	    "expires_in=%ld jwt=sha256:%s", l->inst->id, l->role->name,
+	    o->namespace, o->name, o->pod_name != NULL ? o->pod_name : "-",
+	    p.audit_id, life, l->jwt_id);
+	http_set_header(r, "X-Subject-Token", token);
+	http_reply_json(r, 200, doc);
+out:
+	freezero_str(token);
+	free(cause);
+	restriction_free(rs);
+}
+
+/* The TokenReview finished (k8s_review.c): steps 4 to 7. */
+static void
+login_review_cb(struct k8s_review_outcome *o, void *arg)
+{
+	struct login	*l = arg;
+
+	l->review = NULL;	/* k8s_review.c frees it after this call */
+	if (o->status != 0) {
+		if (o->status == 503)
+			http_set_header(l->r, "Retry-After",
+			    o->retry_after != NULL ? o->retry_after : "1");
+		login_refuse(l, o->status, o->reason, "%s", o->message);
+	} else if (login_check_review(l, o) == 0)
+		login_issue(l, o);
+	login_done(l);
+}
+
+/* The request deadline passed while the review was in flight. */
+static void
+login_cancel(struct request *r)
+{
+	struct login	*l = r->data;
+
+	k8s_review_cancel(l->review);
+	l->review = NULL;
+	http_reply_error(r, 504, "cluster_timeout", "the login did not "
+	    "complete in time");
+	login_done(l);
+}
+
+/* The client disconnected: cancel the review, answer into the void. */
+static void
+login_gone(struct request *r)
+{
+	struct login	*l = r->data;
+
+	k8s_review_cancel(l->review);
+	l->review = NULL;
+	http_reply_error(r, 400, "client_gone", "the client disconnected");
+	login_done(l);
+}
+
+/* Read {"k8s_role" | "role_name", "jwt"}; 0 or -1 (replied). */
+static int
+login_parse_body(struct request *r, char **role, char **jwt)
+{
+	static const char *const fields[] = { "k8s_role", "role_name", "jwt",
+	    NULL };
+	const cJSON	*k8s_role, *role_name, *token;
+	cJSON		*body;
+	char		*cause = NULL;
+
+	if (http_body_object(r, &body) != 0)
+		return (-1);
+	if (json_check_fields(body, fields, &cause) != 0) {
+		http_reply_error(r, 400, "unknown_field", "%s", cause);
+		goto fail;
+	}
+	k8s_role = cJSON_GetObjectItemCaseSensitive(body, "k8s_role");
+	role_name = cJSON_GetObjectItemCaseSensitive(body, "role_name");
+	token = cJSON_GetObjectItemCaseSensitive(body, "jwt");
+	if ((k8s_role != NULL && !cJSON_IsString(k8s_role)) ||
+	    (role_name != NULL && !cJSON_IsString(role_name))) {
+		http_reply_error(r, 400, "invalid_value", "k8s_role and "
+		    "role_name must be strings");
+		goto fail;
+	}
+	if (k8s_role == NULL && role_name == NULL) {
+		http_reply_error(r, 400, "missing_field", "k8s_role is "
+		    "required");
+		goto fail;
+	}
+	if (k8s_role != NULL && role_name != NULL &&
+	    strcmp(k8s_role->valuestring, role_name->valuestring) != 0) {
+		http_reply_error(r, 400, "invalid_value", "k8s_role and "
+		    "role_name differ");
+		goto fail;
+	}
+	if (token == NULL || !cJSON_IsString(token)) {
+		http_reply_error(r, 400, token == NULL ? "missing_field" :
+		    "invalid_value", "jwt is required and must be a string");
+		goto fail;
+	}
+	*role = xstrdup(k8s_role != NULL ? k8s_role->valuestring :
+	    role_name->valuestring);
+	*jwt = xstrdup(token->valuestring);
+	cJSON_Delete(body);
+	return (0);
+fail:
+	free(cause);
+	cJSON_Delete(body);
+	return (-1);
+}
+
+/* Step 1: instance and role, both enabled; 0 or -1 (replied). */
+static int
+login_lookup(struct login *l)
+{
+	struct request	*r = l->r;
+	int		 rc;
+
+	rc = store_instance_get(r->worker->db, r->params[0], &l->inst);
+	if (rc == STORE_NOT_FOUND) {
+		login_refuse(l, 404, "instance_not_found", "no such instance");
+		return (-1);
+	}
+	if (rc != STORE_OK) {
+		http_reply_error(r, 500, "internal_error", "database error");
+		return (-1);
+	}
+	if (!l->inst->enabled) {
+		login_refuse(l, 403, "instance_disabled", "the instance is "
+		    "disabled");
+		return (-1);
+	}
+	rc = store_role_get(r->worker->db, l->inst->id, l->role_name, &l->role);
+	if (rc == STORE_NOT_FOUND) {
+		login_refuse(l, 404, "role_not_found", "no such role in this "
+		    "instance");
+		return (-1);
+	}
+	if (rc != STORE_OK) {
+		http_reply_error(r, 500, "internal_error", "database error");
+		return (-1);
+	}
+	if (!l->role->enabled) {
+		login_refuse(l, 403, "role_disabled", "the role is disabled");
+		return (-1);
+	}
+	return (0);
+}
+
+/* POST /v4/k8s_auth/instances/{id}/auth */
+void
+api_login(struct request *r)
+{
+	const struct config		*cfg = r->worker->srv->cfg;
+	struct k8s_review_outcome	 o;
+	struct login			*l;
+	char				*jwt = NULL, *cause = NULL;
+
+	l = xcalloc(1, sizeof *l);
+	l->r = r;
+	http_ref(r);	/* dropped by login_done */
+	if (login_parse_body(r, &l->role_name, &jwt) != 0)
+		goto done;
+	log_secret_id(jwt, l->jwt_id);
+	if (login_lookup(l) != 0)
+		goto done;
+	if (jwt_parse(jwt, strlen(jwt), (size_t)cfg->k8s_max_jwt_size,
+	    &l->jwt, &cause) != 0) {
+		login_refuse(l, 400, "malformed_jwt", "%s", cause);
+		goto done;
+	}
+	if (login_check_jwt(l) != 0)
+		goto done;
+	l->review = k8s_review_start(r->worker, l->inst, jwt,
+	    l->role->bound_audience, login_review_cb, l, &o);
+	if (l->review == NULL) {
+		http_set_header(r, "Retry-After", o.retry_after != NULL ?
+		    o.retry_after : "1");
+		login_refuse(l, o.status, o.reason, "%s", o.message);
+		k8s_review_outcome_clear(&o);
+		goto done;
+	}
+	freezero_str(jwt);
+	r->data = l;
+	r->cancel = login_cancel;
+	r->gone = login_gone;
+	http_park(r);
+	return;
+done:
+	freezero_str(jwt);
+	free(cause);
+	login_done(l);
+}

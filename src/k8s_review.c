@@ -1,0 +1,420 @@
+/*
+ * k8s_review.c: where the TokenReview is made.
+ *
+ * k8s_review_start() picks the reviewer bearer and the trust anchor of an
+ * instance (API.md §1: stored reviewer token, else this server's own
+ * service-account token, else the client's JWT; stored ca_cert, else the
+ * local ca.crt, else the system store), builds the official
+ * authentication.k8s.io/v1 TokenReview and starts it on the worker's
+ * fetch machinery.  When it completes, k8s_review_parse() turns the answer
+ * into a review_outcome: an error (status + reason, as API.md §3 maps
+ * them) or the reviewed identity.
+ *
+ * The local service-account files are cached process-wide and re-read when
+ * the kubelet swaps them (checked at most once a second: a stat(2) of a
+ * tmpfs file).  Runs on worker threads; never blocks on the network.
+ */
+#include <sys/stat.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "k8sauth.h"
+
+#define K8S_LOCAL_MAX		(64 * 1024)
+#define K8S_SA_PREFIX		"system:serviceaccount:"
+#define K8S_EXTRA_POD_NAME	"authentication.kubernetes.io/pod-name"
+#define K8S_EXTRA_POD_UID	"authentication.kubernetes.io/pod-uid"
+#define K8S_EXTRA_NODE_NAME	"authentication.kubernetes.io/node-name"
+#define K8S_EXTRA_NODE_UID	"authentication.kubernetes.io/node-uid"
+
+/* One cached local file: contents and the identity it was read from. */
+struct k8s_local_file {
+	char		*data;
+	dev_t		 dev;
+	ino_t		 ino;
+	struct timespec	 mtim;
+	off_t		 size;
+	double		 checked;
+};
+
+struct k8s_review {
+	struct fetch_transfer	*transfer;
+	k8s_review_cb		 cb;
+	void			*arg;
+};
+
+static pthread_mutex_t		 k8s_local_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct k8s_local_file	 k8s_local_token;
+static struct k8s_local_file	 k8s_local_ca;
+
+/* Refresh one cached file if it changed; caller holds the lock. */
+static void
+k8s_local_refresh(struct k8s_local_file *f, const char *dir,
+    const char *name)
+{
+	struct stat	 st;
+	char		*path, *data = NULL, *cause = NULL;
+	double		 now = util_now();
+
+	if (f->checked != 0 && now - f->checked < 1.0)
+		return;
+	f->checked = now;
+	xasprintf(&path, "%s/%s", dir, name);
+	if (stat(path, &st) == -1) {
+		freezero_str(f->data);
+		f->data = NULL;
+		free(path);
+		return;
+	}
+	if (f->data != NULL && st.st_dev == f->dev && st.st_ino == f->ino &&
+	    st.st_size == f->size && st.st_mtim.tv_sec == f->mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == f->mtim.tv_nsec) {
+		free(path);
+		return;
+	}
+	if (util_read_file(path, K8S_LOCAL_MAX, &data, NULL, &cause) != 0) {
+		log_warn("local service account: %s", cause);
+		free(cause);
+	} else
+		log_info("local service account: loaded %s", path);
+	freezero_str(f->data);
+	f->data = data != NULL ? xstrdup(util_trim(data)) : NULL;
+	freezero_str(data);
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	f->size = st.st_size;
+	f->mtim = st.st_mtim;
+	free(path);
+}
+
+/* A copy of a local file's contents, or NULL (the caller frees it). */
+static char *
+k8s_local_get(struct k8s_local_file *f, const char *dir, const char *name)
+{
+	char	*copy = NULL;
+
+	pthread_mutex_lock(&k8s_local_lock);
+	k8s_local_refresh(f, dir, name);
+	if (f->data != NULL && *f->data != '\0')
+		copy = xstrdup(f->data);
+	pthread_mutex_unlock(&k8s_local_lock);
+	return (copy);
+}
+
+/* Free what an outcome holds. */
+void
+k8s_review_outcome_clear(struct k8s_review_outcome *o)
+{
+	free(o->message);
+	free(o->retry_after);
+	free(o->username);
+	free(o->uid);
+	free(o->namespace);
+	free(o->name);
+	free(o->pod_name);
+	free(o->pod_uid);
+	free(o->node_name);
+	free(o->node_uid);
+	strlist_free(&o->groups);
+	strlist_free(&o->audiences);
+	cJSON_Delete(o->extra);
+	memset(o, 0, sizeof *o);
+}
+
+/* Set an error outcome. */
+static void
+k8s_review_fail(struct k8s_review_outcome *o, int status, const char *reason,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+
+	o->status = status;
+	o->reason = reason;
+	va_start(ap, fmt);
+	xvasprintf(&o->message, fmt, ap);
+	va_end(ap);
+}
+
+/* Read a JSON array of strings into a list; -1 on a wrong type. */
+static int
+k8s_review_strings(const cJSON *a, struct strlist *out)
+{
+	const cJSON	*it;
+
+	if (a == NULL || cJSON_IsNull(a))
+		return (0);
+	if (!cJSON_IsArray(a))
+		return (-1);
+	cJSON_ArrayForEach(it, a) {
+		if (!cJSON_IsString(it))
+			return (-1);
+		out->v = xreallocarray(out->v, out->n + 1, sizeof *out->v);
+		out->v[out->n++] = xstrdup(it->valuestring);
+	}
+	return (0);
+}
+
+/* The first string of extra[key], copied, or NULL. */
+static char *
+k8s_review_extra(const cJSON *extra, const char *key)
+{
+	const cJSON	*a, *first;
+
+	a = cJSON_GetObjectItemCaseSensitive(extra, key);
+	if (!cJSON_IsArray(a) || (first = cJSON_GetArrayItem(a, 0)) == NULL ||
+	    !cJSON_IsString(first))
+		return (NULL);
+	return (xstrdup(first->valuestring));
+}
+
+/* Split system:serviceaccount:NS:NAME; -1 when it is not that form. */
+static int
+k8s_review_username(const char *u, char **ns, char **name)
+{
+	const char	*rest, *colon;
+
+	if (strncmp(u, K8S_SA_PREFIX, strlen(K8S_SA_PREFIX)) != 0)
+		return (-1);
+	rest = u + strlen(K8S_SA_PREFIX);
+	if ((colon = strchr(rest, ':')) == NULL || colon == rest ||
+	    colon[1] == '\0' || strchr(colon + 1, ':') != NULL)
+		return (-1);
+	*ns = xstrndup(rest, (size_t)(colon - rest));
+	*name = xstrdup(colon + 1);
+	return (0);
+}
+
+/* Parse an authenticated status.user into the outcome. */
+static void
+k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
+{
+	const cJSON	*user, *username, *uid, *extra;
+
+	user = cJSON_GetObjectItemCaseSensitive(status, "user");
+	username = cJSON_GetObjectItemCaseSensitive(user, "username");
+	uid = cJSON_GetObjectItemCaseSensitive(user, "uid");
+	extra = cJSON_GetObjectItemCaseSensitive(user, "extra");
+	if (!cJSON_IsString(username) ||
+	    k8s_review_username(username->valuestring, &o->namespace,
+	    &o->name) != 0) {
+		k8s_review_fail(o, 502, "invalid_review", "the TokenReview "
+		    "did not name a service account");
+		return;
+	}
+	o->username = xstrdup(username->valuestring);
+	if (cJSON_IsString(uid))
+		o->uid = xstrdup(uid->valuestring);
+	if (k8s_review_strings(cJSON_GetObjectItemCaseSensitive(user,
+	    "groups"), &o->groups) != 0 ||
+	    k8s_review_strings(cJSON_GetObjectItemCaseSensitive(status,
+	    "audiences"), &o->audiences) != 0 ||
+	    (extra != NULL && !cJSON_IsObject(extra))) {
+		k8s_review_fail(o, 502, "invalid_review", "the TokenReview "
+		    "status has fields of the wrong type");
+		return;
+	}
+	if (extra != NULL) {
+		o->extra = cJSON_Duplicate(extra, 1);
+		o->pod_name = k8s_review_extra(extra, K8S_EXTRA_POD_NAME);
+		o->pod_uid = k8s_review_extra(extra, K8S_EXTRA_POD_UID);
+		o->node_name = k8s_review_extra(extra, K8S_EXTRA_NODE_NAME);
+		o->node_uid = k8s_review_extra(extra, K8S_EXTRA_NODE_UID);
+	}
+}
+
+/*
+ * Turn a TokenReview answer (HTTP status and body) into an outcome.  On
+ * return o->status is 0 for an authenticated service account, else the
+ * HTTP status to answer with.  Pure: unit-tested on its own.
+ */
+void
+k8s_review_parse(long http_status, const char *body, size_t len,
+    struct k8s_review_outcome *o)
+{
+	cJSON		*doc = NULL;
+	const cJSON	*status, *auth, *err;
+	char		*cause = NULL, *esc;
+
+	memset(o, 0, sizeof *o);
+	if (http_status == 401) {
+		k8s_review_fail(o, 502, "reviewer_unauthorized", "the "
+		    "cluster did not accept the reviewer credential");
+		return;
+	}
+	if (http_status == 403) {
+		k8s_review_fail(o, 502, "reviewer_forbidden", "the reviewer "
+		    "may not create tokenreviews in the cluster");
+		return;
+	}
+	if (http_status == 429 || http_status >= 500) {
+		k8s_review_fail(o, 503, "cluster_unavailable", "the cluster "
+		    "answered %ld", http_status);
+		return;
+	}
+	if (http_status != 200 && http_status != 201) {
+		k8s_review_fail(o, 502, "invalid_review", "the cluster "
+		    "answered the TokenReview with %ld", http_status);
+		return;
+	}
+	if ((doc = json_parse(body, len, &cause)) == NULL ||
+	    !cJSON_IsObject(doc) ||
+	    !cJSON_IsObject(status = cJSON_GetObjectItemCaseSensitive(doc,
+	    "status"))) {
+		k8s_review_fail(o, 502, "invalid_review", "the TokenReview "
+		    "answer is not a TokenReview");
+		goto out;
+	}
+	auth = cJSON_GetObjectItemCaseSensitive(status, "authenticated");
+	if (!cJSON_IsTrue(auth)) {
+		err = cJSON_GetObjectItemCaseSensitive(status, "error");
+		esc = log_escape(cJSON_IsString(err) ? err->valuestring :
+		    "(no error given)", 300);
+		log_info("TokenReview: not authenticated: %s", esc);
+		free(esc);
+		k8s_review_fail(o, 401, "token_invalid", "the cluster did "
+		    "not authenticate the token");
+		goto out;
+	}
+	k8s_review_user(status, o);
+out:
+	free(cause);
+	cJSON_Delete(doc);
+}
+
+/* The TokenReview request body (allocated; holds the JWT). */
+static char *
+k8s_review_body(const char *jwt, const char *audience)
+{
+	cJSON	*doc, *spec, *auds;
+	char	*out;
+
+	doc = cJSON_CreateObject();
+	cJSON_AddStringToObject(doc, "apiVersion", "authentication.k8s.io/v1");
+	cJSON_AddStringToObject(doc, "kind", "TokenReview");
+	spec = cJSON_AddObjectToObject(doc, "spec");
+	cJSON_AddStringToObject(spec, "token", jwt);
+	if (audience != NULL) {
+		auds = cJSON_AddArrayToObject(spec, "audiences");
+		cJSON_AddItemToArray(auds, cJSON_CreateString(audience));
+	}
+	out = json_print(doc);
+	cJSON_Delete(doc);
+	return (out);
+}
+
+/* The transfer finished: map the result and call the owner. */
+static void
+k8s_review_done_cb(const struct fetch_result *res, void *arg)
+{
+	struct k8s_review		*rv = arg;
+	struct k8s_review_outcome	 o;
+
+	memset(&o, 0, sizeof o);
+	switch (res->error) {
+	case FETCH_OK:
+		k8s_review_parse(res->status, res->body, res->bodylen, &o);
+		if (o.status == 503 && res->retry_after != NULL)
+			o.retry_after = xstrdup(res->retry_after);
+		break;
+	case FETCH_TIMEOUT:
+		k8s_review_fail(&o, 504, "cluster_timeout", "the cluster did "
+		    "not answer the TokenReview in time");
+		break;
+	case FETCH_TLS:
+		k8s_review_fail(&o, 502, "cluster_tls_error", "the cluster's "
+		    "TLS certificate could not be verified");
+		break;
+	case FETCH_TOO_LARGE:
+		k8s_review_fail(&o, 502, "invalid_review", "the TokenReview "
+		    "answer is too large");
+		break;
+	default:
+		k8s_review_fail(&o, 503, "cluster_unavailable", "the cluster "
+		    "cannot be reached");
+		break;
+	}
+	if (res->error != FETCH_OK)
+		log_warn("TokenReview failed: %s", res->errmsg != NULL ?
+		    res->errmsg : "unknown error");
+	rv->transfer = NULL;
+	rv->cb(&o, rv->arg);
+	k8s_review_outcome_clear(&o);
+	free(rv);
+}
+
+/*
+ * Start a TokenReview of jwt against an instance.  Returns the review
+ * (cancel with k8s_review_cancel) or NULL with *o holding the error.
+ */
+struct k8s_review *
+k8s_review_start(struct worker *w, const struct instance *inst,
+    const char *jwt, const char *audience, k8s_review_cb cb, void *arg,
+    struct k8s_review_outcome *o)
+{
+	const struct config	*cfg = w->srv->cfg;
+	struct fetch_request	 req;
+	struct k8s_review	*rv;
+	char			*bearer = NULL, *ca = NULL, *body, *url, *cause;
+	size_t			 hlen;
+
+	memset(o, 0, sizeof *o);
+	memset(&req, 0, sizeof req);
+	if (inst->reviewer_jwt != NULL)
+		bearer = xstrdup(inst->reviewer_jwt);
+	else if (!inst->disable_local_ca_jwt)
+		bearer = k8s_local_get(&k8s_local_token, cfg->k8s_local_sa_dir,
+		    "token");
+	if (bearer == NULL)
+		bearer = xstrdup(jwt);	/* the client reviews itself */
+	if (inst->ca_cert != NULL)
+		ca = xstrdup(inst->ca_cert);
+	else if (!inst->disable_local_ca_jwt)
+		ca = k8s_local_get(&k8s_local_ca, cfg->k8s_local_sa_dir,
+		    "ca.crt");
+	hlen = strlen(inst->host);
+	while (hlen > 0 && inst->host[hlen - 1] == '/')
+		hlen--;
+	xasprintf(&url, "%.*s/apis/authentication.k8s.io/v1/tokenreviews",
+	    (int)hlen, inst->host);
+	body = k8s_review_body(jwt, audience);
+	req.method = "POST";
+	req.url = url;
+	req.body = body;
+	req.bodylen = strlen(body);
+	req.bearer = bearer;
+	req.ca_pem = ca;
+	req.connect_timeout_ms = cfg->k8s_connect_timeout * 1000;
+	req.timeout_ms = cfg->k8s_review_timeout * 1000;
+	req.max_response = (size_t)cfg->k8s_max_response_size;
+	req.allow_http = cfg->k8s_allow_insecure_http;
+	rv = xcalloc(1, sizeof *rv);
+	rv->cb = cb;
+	rv->arg = arg;
+	rv->transfer = fetch_start(w->fetch, &req, k8s_review_done_cb, rv,
+	    &cause);
+	freezero_str(body);
+	freezero_str(bearer);
+	free(ca);
+	free(url);
+	if (rv->transfer == NULL) {
+		k8s_review_fail(o, 503, "cluster_unavailable", "%s", cause);
+		o->retry_after = xstrdup("1");
+		free(cause);
+		free(rv);
+		return (NULL);
+	}
+	return (rv);
+}
+
+/* Cancel a review in flight: its callback is never called. */
+void
+k8s_review_cancel(struct k8s_review *rv)
+{
+	if (rv == NULL)
+		return;
+	if (rv->transfer != NULL)
+		fetch_cancel(rv->transfer);
+	free(rv);
+}
