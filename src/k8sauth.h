@@ -200,6 +200,77 @@ int		 db_begin(struct db *);
 int		 db_commit(struct db *);
 void		 db_rollback(struct db *);
 void		*db_handle(struct db *);	/* sqlite3 * */
+/*
+ * The per-connection statement cache: (id, SQL) pairs, prepared lazily and
+ * kept for the life of the connection.  Every use ends with db_stmt_done
+ * (reset + clear bindings).  Column orders are fixed by STORE_*_COLUMNS.
+ */
+#define STORE_INSTANCE_COLUMNS "id, domain_id, name, host, ca_cert, " \
+	"reviewer_jwt_enc, disable_local_ca_jwt, enabled, created_at, " \
+	"updated_at"
+#define STORE_ROLE_COLUMNS "id, auth_instance_id, domain_id, name, " \
+	"enabled, bound_sa_names, bound_sa_namespaces, bound_audience, " \
+	"bound_pod_names, token_ttl, token_restriction_id, created_at, " \
+	"updated_at"
+#define STORE_RESTRICTION_COLUMNS "id, domain_id, user_id, project_id, " \
+	"allow_renew, allow_rescope, created_at, updated_at"
+#define DB_STATEMENTS(X)						\
+	X(DB_INSTANCE_INSERT, "INSERT INTO instances ("		\
+	    STORE_INSTANCE_COLUMNS ") VALUES "				\
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")		\
+	X(DB_INSTANCE_GET, "SELECT " STORE_INSTANCE_COLUMNS		\
+	    " FROM instances WHERE id = ?1")				\
+	X(DB_INSTANCE_UPDATE, "UPDATE instances SET domain_id = ?2, "	\
+	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, " \
+	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10 " \
+	    "WHERE id = ?1")						\
+	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")	\
+	X(DB_ROLE_INSERT, "INSERT INTO roles (" STORE_ROLE_COLUMNS	\
+	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "	\
+	    "?12, ?13)")						\
+	X(DB_ROLE_GET, "SELECT " STORE_ROLE_COLUMNS			\
+	    " FROM roles WHERE id = ?1")				\
+	X(DB_ROLE_GET_IN_INSTANCE, "SELECT " STORE_ROLE_COLUMNS	\
+	    " FROM roles WHERE auth_instance_id = ?1 AND "		\
+	    "(id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1")	\
+	X(DB_ROLE_UPDATE, "UPDATE roles SET auth_instance_id = ?2, "	\
+	    "domain_id = ?3, name = ?4, enabled = ?5, "		\
+	    "bound_sa_names = ?6, bound_sa_namespaces = ?7, "		\
+	    "bound_audience = ?8, bound_pod_names = ?9, "		\
+	    "token_ttl = ?10, token_restriction_id = ?11, "		\
+	    "updated_at = ?13 WHERE id = ?1")				\
+	X(DB_ROLE_DELETE, "DELETE FROM roles WHERE id = ?1")		\
+	X(DB_RESTRICTION_INSERT, "INSERT INTO restrictions ("		\
+	    STORE_RESTRICTION_COLUMNS ") VALUES "			\
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")			\
+	X(DB_RESTRICTION_GET, "SELECT " STORE_RESTRICTION_COLUMNS	\
+	    " FROM restrictions WHERE id = ?1")			\
+	X(DB_RESTRICTION_UPDATE, "UPDATE restrictions SET "		\
+	    "domain_id = ?2, user_id = ?3, project_id = ?4, "		\
+	    "allow_renew = ?5, allow_rescope = ?6, updated_at = ?8 "	\
+	    "WHERE id = ?1")						\
+	X(DB_RESTRICTION_DELETE, "DELETE FROM restrictions WHERE id = ?1") \
+	X(DB_RROLE_INSERT, "INSERT INTO restriction_roles "		\
+	    "(restriction_id, position, role_id, role_name) "		\
+	    "VALUES (?1, ?2, ?3, ?4)")					\
+	X(DB_RROLE_LIST, "SELECT role_id, role_name FROM "		\
+	    "restriction_roles WHERE restriction_id = ?1 ORDER BY position") \
+	X(DB_RROLE_DELETE, "DELETE FROM restriction_roles "		\
+	    "WHERE restriction_id = ?1")
+#define DB_STMT_ENUM(id, sql) id,
+enum db_stmt_id {
+	DB_STATEMENTS(DB_STMT_ENUM)
+	DB_NSTMTS
+};
+#undef DB_STMT_ENUM
+struct sqlite3_stmt;
+struct sqlite3_stmt *db_stmt(struct db *, enum db_stmt_id);
+struct sqlite3_stmt *db_stmt_sql(struct db *, const char *);
+int		 db_stmt_done(struct db *, struct sqlite3_stmt *);
+const char	*db_errmsg(struct db *);
+const char *const *db_migrations(int *);
+int		 db_migrate_list(struct db *, const char *const *, int,
+		     char **);
 
 /* secret.c -- at-rest encryption of reviewer tokens */
 int		 secret_setup(const char *, char **);
@@ -207,6 +278,7 @@ int		 secret_load(const char *, char **);
 int		 secret_loaded(void);
 char		*secret_encrypt(const char *, char **);
 char		*secret_decrypt(const char *, char **);
+void		 secret_clear(void);
 
 /* store.c, store_*.c -- typed data access; results are STORE_* codes */
 enum store_result {
@@ -299,6 +371,39 @@ int		 store_restriction_list(struct db *,
 		     size_t *, int *);
 int		 store_restriction_update(struct db *, struct restriction *);
 int		 store_restriction_delete(struct db *, const char *);
+/* Helpers shared by store_*.c only (handlers never call these). */
+struct store_filter {
+	const char	*name;		/* query name and column name */
+	int		 boolean;	/* value must be "1" or "0" */
+};
+struct store_list_def {
+	const char	*what;		/* for log lines */
+	const char	*table;
+	const char	*columns;
+	const struct store_filter *filters;	/* ends with a NULL name */
+	int		(*read)(struct db *, struct sqlite3_stmt *, void **);
+	void		(*free)(void *);
+};
+int		 store_list(struct db *, const struct store_list_def *,
+		     const struct store_query *, void ***, size_t *, int *);
+int		 store_bind_text(struct sqlite3_stmt *, int, const char *);
+int		 store_bind_strlist(struct sqlite3_stmt *, int,
+		     const struct strlist *);
+char		*store_column_text(struct sqlite3_stmt *, int);
+void		 store_column_fixed(struct sqlite3_stmt *, int, char *,
+		     size_t);
+int		 store_column_strlist(struct sqlite3_stmt *, int,
+		     struct strlist *);
+int		 store_error(struct db *, int, int, const char *);
+int		 store_write(struct db *, struct sqlite3_stmt *, int,
+		     const char *);
+int		 store_get_row(struct db *, struct sqlite3_stmt *,
+		     const char *);
+int		 store_delete(struct db *, enum db_stmt_id, const char *, int,
+		     const char *);
+int		 store_begin(struct db *);
+int		 store_finish(struct db *, int);
+void		 store_stamp(char *, char *);
 
 /* json.c -- cJSON helpers: strict, bounded, typed */
 cJSON		*json_parse(const char *, size_t, char **);

@@ -1,0 +1,460 @@
+/*
+ * store.c: what the three store_*.c files share.
+ *
+ * Freeing the stored objects (instance, role, restriction, strlist), the
+ * mapping from SQLite result codes to STORE_* results, write and
+ * transaction helpers, optional-text and JSON-list columns, and the one
+ * generic list query (exact-match filters from a per-entity whitelist,
+ * keyset pagination by id).  Handlers use the typed functions in
+ * store_*.c and never see SQL.
+ *
+ * Runs on the thread that owns the struct db; blocks only as db.c does.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "k8sauth.h"
+
+#define STORE_LIST_SQL_MAX	1024
+
+/* Free the strings of a list and empty it. */
+void
+strlist_free(struct strlist *l)
+{
+	size_t	 i;
+
+	if (l == NULL)
+		return;
+	for (i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/* Deep-copy src into dst (dst's old contents are not freed). */
+void
+strlist_copy(struct strlist *dst, const struct strlist *src)
+{
+	size_t	 i;
+
+	dst->n = src->n;
+	dst->v = NULL;
+	if (src->n == 0)
+		return;
+	dst->v = xcalloc(src->n, sizeof *dst->v);
+	for (i = 0; i < src->n; i++)
+		dst->v[i] = xstrdup(src->v[i]);
+}
+
+/* Free an instance; the reviewer token is wiped first. */
+void
+instance_free(struct instance *in)
+{
+	if (in == NULL)
+		return;
+	free(in->domain_id);
+	free(in->name);
+	free(in->host);
+	free(in->ca_cert);
+	freezero_str(in->reviewer_jwt);
+	free(in);
+}
+
+/* Free a role. */
+void
+role_free(struct role *r)
+{
+	if (r == NULL)
+		return;
+	free(r->domain_id);
+	free(r->name);
+	strlist_free(&r->bound_sa_names);
+	strlist_free(&r->bound_sa_namespaces);
+	free(r->bound_audience);
+	if (r->bound_pod_names != NULL) {
+		strlist_free(r->bound_pod_names);
+		free(r->bound_pod_names);
+	}
+	free(r->token_restriction_id);
+	free(r);
+}
+
+/* Free a restriction and its roles. */
+void
+restriction_free(struct restriction *rs)
+{
+	size_t	 i;
+
+	if (rs == NULL)
+		return;
+	free(rs->domain_id);
+	free(rs->user_id);
+	free(rs->project_id);
+	for (i = 0; i < rs->nroles; i++) {
+		free(rs->roles[i].id);
+		free(rs->roles[i].name);
+	}
+	free(rs->roles);
+	free(rs);
+}
+
+/* Set updated (and created, when not NULL) to now. */
+void
+store_stamp(char *created, char *updated)
+{
+	util_timestamp(updated);
+	if (created != NULL)
+		memcpy(created, updated, TIMESTAMP_LEN + 1);
+}
+
+/* Bind text or, for NULL, SQL NULL.  Returns the sqlite code. */
+int
+store_bind_text(struct sqlite3_stmt *st, int i, const char *s)
+{
+	if (s == NULL)
+		return (sqlite3_bind_null(st, i));
+	return (sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT));
+}
+
+/* Bind a list as a JSON array of strings, NULL as SQL NULL. */
+int
+store_bind_strlist(struct sqlite3_stmt *st, int i, const struct strlist *l)
+{
+	cJSON	*a;
+	char	*s;
+	size_t	 j;
+	int	 rc;
+
+	if (l == NULL)
+		return (sqlite3_bind_null(st, i));
+	a = cJSON_CreateArray();
+	for (j = 0; j < l->n; j++) {
+		if (a == NULL || !cJSON_AddItemToArray(a,
+		    cJSON_CreateString(l->v[j])))
+			fatalx("store: out of memory building a JSON list");
+	}
+	if (a == NULL || (s = cJSON_PrintUnformatted(a)) == NULL)
+		fatalx("store: out of memory printing a JSON list");
+	cJSON_Delete(a);
+	rc = sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+	cJSON_free(s);
+	return (rc);
+}
+
+/* A copy of a text column, or NULL when it is SQL NULL. */
+char *
+store_column_text(struct sqlite3_stmt *st, int i)
+{
+	const unsigned char	*t;
+
+	if (sqlite3_column_type(st, i) == SQLITE_NULL ||
+	    (t = sqlite3_column_text(st, i)) == NULL)
+		return (NULL);
+	return (xstrdup((const char *)t));
+}
+
+/* Copy a text column into a fixed buffer, truncating; NULL gives "". */
+void
+store_column_fixed(struct sqlite3_stmt *st, int i, char *buf, size_t size)
+{
+	const unsigned char	*t = sqlite3_column_text(st, i);
+	size_t			 n;
+
+	n = t != NULL ? strnlen((const char *)t, size - 1) : 0;
+	if (n > 0)
+		memcpy(buf, t, n);
+	buf[n] = '\0';
+}
+
+/* Parse a JSON array of strings column into l; 0 or -1. */
+int
+store_column_strlist(struct sqlite3_stmt *st, int i, struct strlist *l)
+{
+	const unsigned char	*t = sqlite3_column_text(st, i);
+	const cJSON		*e;
+	cJSON			*a;
+	int			 n;
+
+	memset(l, 0, sizeof *l);
+	if (t == NULL || (a = cJSON_Parse((const char *)t)) == NULL)
+		return (-1);
+	if (!cJSON_IsArray(a) || (n = cJSON_GetArraySize(a)) < 0)
+		goto fail;
+	if (n > 0)
+		l->v = xcalloc((size_t)n, sizeof *l->v);
+	cJSON_ArrayForEach(e, a) {
+		if (!cJSON_IsString(e))
+			goto fail;
+		l->v[l->n++] = xstrdup(e->valuestring);
+	}
+	cJSON_Delete(a);
+	return (0);
+fail:
+	cJSON_Delete(a);
+	strlist_free(l);
+	return (-1);
+}
+
+/*
+ * Map a failed sqlite call to a STORE_* result: unique and primary key
+ * violations are conflicts, foreign key violations are what the caller
+ * says (fk_result), anything else is an error logged with sqlite's
+ * message (which names columns, never values).
+ */
+int
+store_error(struct db *db, int rc, int fk_result, const char *what)
+{
+	switch (rc) {
+	case SQLITE_CONSTRAINT_UNIQUE:
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+		log_debug("store: %s: conflict: %s", what, db_errmsg(db));
+		return (STORE_CONFLICT);
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+	/* ON DELETE RESTRICT is a built-in trigger: RAISE(ABORT) */
+	case SQLITE_CONSTRAINT_TRIGGER:
+		log_debug("store: %s: foreign key: %s", what, db_errmsg(db));
+		return (fk_result);
+	default:
+		log_err("store: %s: %s", what, db_errmsg(db));
+		return (STORE_ERROR);
+	}
+}
+
+/* Run a bound write statement to completion and reset it. */
+int
+store_write(struct db *db, struct sqlite3_stmt *st, int fk_result,
+    const char *what)
+{
+	int	 rc, result;
+
+	if (st == NULL)
+		return (STORE_ERROR);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return (db_stmt_done(db, st) == 0 ? STORE_OK : STORE_ERROR);
+	result = store_error(db, rc, fk_result, what);
+	/* reset repeats the step's error, already reported */
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return (result);
+}
+
+/*
+ * Step a bound query once: STORE_OK with a row to read, STORE_NOT_FOUND,
+ * or STORE_ERROR.  The caller reads the row and then calls db_stmt_done.
+ */
+int
+store_get_row(struct db *db, struct sqlite3_stmt *st, const char *what)
+{
+	int	 rc;
+
+	if (st == NULL)
+		return (STORE_ERROR);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return (STORE_OK);
+	if (rc == SQLITE_DONE)
+		return (STORE_NOT_FOUND);
+	return (store_error(db, rc, STORE_ERROR, what));
+}
+
+/* Start a write transaction: STORE_OK or STORE_ERROR. */
+int
+store_begin(struct db *db)
+{
+	return (db_begin(db) == 0 ? STORE_OK : STORE_ERROR);
+}
+
+/* Commit when result is STORE_OK, else roll back; the final result. */
+int
+store_finish(struct db *db, int result)
+{
+	if (result != STORE_OK) {
+		db_rollback(db);
+		return (result);
+	}
+	return (db_commit(db) == 0 ? STORE_OK : STORE_ERROR);
+}
+
+/*
+ * Delete the row with this id using statement sid, in a transaction:
+ * STORE_NOT_FOUND when absent, fk_result when a foreign key forbids it.
+ */
+int
+store_delete(struct db *db, enum db_stmt_id sid, const char *id,
+    int fk_result, const char *what)
+{
+	struct sqlite3_stmt	*st;
+	int			 result;
+
+	if ((result = store_begin(db)) != STORE_OK)
+		return (result);
+	if ((st = db_stmt(db, sid)) == NULL)
+		return (store_finish(db, STORE_ERROR));
+	store_bind_text(st, 1, id);
+	result = store_write(db, st, fk_result, what);
+	if (result == STORE_OK && sqlite3_changes(db_handle(db)) == 0)
+		result = STORE_NOT_FOUND;
+	return (store_finish(db, result));
+}
+
+/* Index of a filter name in the whitelist, or -1. */
+static int
+store_filter_index(const struct store_filter *f, const char *name)
+{
+	int	 i;
+
+	for (i = 0; f[i].name != NULL; i++) {
+		if (strcmp(f[i].name, name) == 0)
+			return (i);
+	}
+	return (-1);
+}
+
+/*
+ * Match the query's filters against the whitelist: values[i] is the value
+ * for whitelist entry i or NULL.  STORE_OK or STORE_ERROR (logged).
+ */
+static int
+store_list_filters(const struct store_list_def *def,
+    const struct store_query *q, const char **values)
+{
+	const char	*v;
+	char		*esc;
+	size_t		 j;
+	int		 i;
+
+	for (j = 0; j < q->nfilters && j < 8; j++) {
+		i = store_filter_index(def->filters, q->filter_names[j]);
+		v = q->filter_values[j];
+		if (i < 0 || i >= 8 || values[i] != NULL || v == NULL ||
+		    (def->filters[i].boolean && strcmp(v, "1") != 0 &&
+		    strcmp(v, "0") != 0)) {
+			esc = log_escape(q->filter_names[j], 64);
+			log_warn("store: %s list: bad filter \"%s\"",
+			    def->what, esc);
+			free(esc);
+			return (STORE_ERROR);
+		}
+		values[i] = v;
+	}
+	return (STORE_OK);
+}
+
+/* Build and bind the list statement; NULL on error (logged). */
+static struct sqlite3_stmt *
+store_list_prepare(struct db *db, const struct store_list_def *def,
+    const struct store_query *q, const char **values)
+{
+	struct sqlite3_stmt	*st;
+	char			 sql[STORE_LIST_SQL_MAX];
+	size_t			 len;
+	int			 i, k = 2, bad = 0;
+
+	len = (size_t)snprintf(sql, sizeof sql, "SELECT %s FROM %s WHERE "
+	    "id > ?1", def->columns, def->table);
+	for (i = 0; def->filters[i].name != NULL && len < sizeof sql; i++) {
+		if (values[i] != NULL)
+			len += (size_t)snprintf(sql + len, sizeof sql - len,
+			    " AND %s = ?%d", def->filters[i].name, k++);
+	}
+	if (len < sizeof sql)
+		len += (size_t)snprintf(sql + len, sizeof sql - len,
+		    " ORDER BY id LIMIT ?%d", k);
+	if (len >= sizeof sql)
+		fatalx("store: list query too long");
+	if ((st = db_stmt_sql(db, sql)) == NULL)
+		return (NULL);
+	bad |= store_bind_text(st, 1, q->marker != NULL ? q->marker : "");
+	for (i = 0, k = 2; def->filters[i].name != NULL; i++) {
+		if (values[i] == NULL)
+			continue;
+		if (def->filters[i].boolean)
+			bad |= sqlite3_bind_int(st, k++, values[i][0] == '1');
+		else
+			bad |= store_bind_text(st, k++, values[i]);
+	}
+	bad |= sqlite3_bind_int64(st, k, (sqlite3_int64)q->limit + 1);
+	if (bad != SQLITE_OK) {
+		log_err("store: %s list: bind: %s", def->what, db_errmsg(db));
+		db_stmt_done(db, st);
+		return (NULL);
+	}
+	return (st);
+}
+
+/* Step the list statement, reading at most limit rows. */
+static int
+store_list_rows(struct db *db, const struct store_list_def *def,
+    struct sqlite3_stmt *st, long limit, void ***out, size_t *count,
+    int *more)
+{
+	void	*obj;
+	int	 rc;
+
+	for (;;) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			return (STORE_OK);
+		if (rc != SQLITE_ROW)
+			return (store_error(db, rc, STORE_ERROR, def->what));
+		if ((long)*count == limit) {
+			*more = 1;
+			return (STORE_OK);
+		}
+		if ((rc = def->read(db, st, &obj)) != STORE_OK)
+			return (rc);
+		*out = xreallocarray(*out, *count + 1, sizeof **out);
+		(*out)[(*count)++] = obj;
+	}
+}
+
+/*
+ * The generic list: rows with id > marker matching every filter, in id
+ * order, at most limit of them; *more says whether another page exists.
+ * On success *out is a malloc'd array (NULL when empty) of objects the
+ * caller frees one by one and then the array.
+ */
+int
+store_list(struct db *db, const struct store_list_def *def,
+    const struct store_query *q, void ***out, size_t *count, int *more)
+{
+	struct sqlite3_stmt	*st;
+	const char		*values[8] = { NULL };
+	size_t			 i;
+	int			 result;
+
+	*out = NULL;
+	*count = 0;
+	*more = 0;
+	if (q->limit <= 0 || q->limit >= INT_MAX || q->nfilters > 8) {
+		log_err("store: %s list: bad limit or filters", def->what);
+		return (STORE_ERROR);
+	}
+	if (store_list_filters(def, q, values) != STORE_OK)
+		return (STORE_ERROR);
+	if ((st = store_list_prepare(db, def, q, values)) == NULL)
+		return (STORE_ERROR);
+	result = store_list_rows(db, def, st, q->limit, out, count, more);
+	if (result == STORE_OK) {
+		if (db_stmt_done(db, st) != 0)
+			result = STORE_ERROR;
+	} else {
+		/* the error is already reported; reset would repeat it */
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+	if (result != STORE_OK) {
+		for (i = 0; i < *count; i++)
+			def->free((*out)[i]);
+		free(*out);
+		*out = NULL;
+		*count = 0;
+		*more = 0;
+	}
+	return (result);
+}
