@@ -530,15 +530,13 @@ static char *
 http_link(struct request *r, const char *marker, int keep_marker)
 {
 	struct evbuffer	*b;
-	char		*base, *path, *out;
+	char		*base, *out;
 	size_t		 len;
 
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
 	base = http_public_url(r);
-	path = evhttp_encode_uri(r->path);
 	evbuffer_add_printf(b, "%s%s", base, r->path);
-	free(path);
 	free(base);
 	if (keep_marker && http_query(r, "marker") != NULL)
 		marker = http_query(r, "marker");
@@ -722,9 +720,16 @@ http_dispatch(struct request *r)
 		return;
 	}
 	r->route = rt->pattern;
-	if ((rt->flags & HTTP_ADMIN) && auth_caller(r) != 0)
+	if ((rt->flags & HTTP_ADMIN) == 0) {
+		rt->handler(r);
 		return;
-	rt->handler(r);
+	}
+	/*
+	 * Identifying the caller may need a round trip to Keystone: then
+	 * auth_caller() parks the request and runs the handler later.
+	 */
+	if (auth_caller(r, rt->handler) == 0)
+		rt->handler(r);
 }
 
 /* evhttp's general callback: every request enters here. */

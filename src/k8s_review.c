@@ -123,6 +123,8 @@ k8s_review_outcome_clear(struct k8s_review_outcome *o)
 	memset(o, 0, sizeof *o);
 }
 
+static void k8s_review_fail(struct k8s_review_outcome *o, int status, const char *reason,
+    const char *fmt, ...) printflike(4, 5);
 /* Set an error outcome. */
 static void
 k8s_review_fail(struct k8s_review_outcome *o, int status, const char *reason,

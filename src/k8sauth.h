@@ -82,7 +82,7 @@ __dead void	 fatalx(const char *, ...) printflike(1, 2);
 char		*log_escape(const char *, size_t);
 void		 log_secret_id(const char *, char [9]);
 
-/* embed.c -- generated from lua/ and policy/ by tools/embed.sh */
+/* embed.c -- generated from lua/ and policy/ by src/build/embed.sh */
 struct embed_file {
 	const char		*name;
 	const unsigned char	*data;
@@ -178,6 +178,8 @@ struct config {
 	/* [metrics] */
 	int		 metrics_enabled;
 	int		 metrics_require_auth;
+	/* derived by config_validate */
+	int		 tls_missing;
 };
 struct config	*config_new(void);
 void		 config_free(struct config *);
@@ -185,8 +187,9 @@ int		 config_load(struct config *, const char *, char **);
 int		 config_set(struct config *, const char *, const char *,
 		     const char *, char **);
 int		 config_validate(struct config *, char **);
-int		 config_check_file(const char *, FILE *);
+int		 config_validate_serve(const struct config *, char **);
 void		 config_write_docs(FILE *);
+void		 config_write_sample(FILE *);
 void		 config_dump(const struct config *, FILE *);
 char		*config_db_path(const struct config *, char **);
 const char	*config_default_path(void);
@@ -413,6 +416,29 @@ int		 json_check_fields(const cJSON *, const char *const *,
 void		 json_add_string_or_null(cJSON *, const char *,
 		     const char *);
 cJSON		*json_strlist(const struct strlist *);
+#define JSON_MAX_DEPTH 64	/* nesting accepted by json_parse */
+#define JSON_MAX_FIELDS 32	/* longest allowed-field list */
+#define JSON_ABSENT 0		/* typed getters: field not present */
+#define JSON_SET 1		/* present with a valid value */
+#define JSON_NULL 2		/* present as null (nullable fields) */
+int		 json_check_fields_at(const cJSON *, const char *,
+		     const char *const *, char **);
+const char	*json_find_field(const cJSON *, const char *const *);
+int		 json_get_string(const cJSON *, const char *, size_t, size_t,
+		     int, char **, char **);
+int		 json_get_bool(const cJSON *, const char *, int *, char **);
+int		 json_get_long(const cJSON *, const char *, long, long, int,
+		     long *, char **);
+int		 json_get_strlist(const cJSON *, const char *, size_t, size_t,
+		     int, struct strlist *, char **);
+void		 json_strlist_clear(struct strlist *);
+
+/* validate.c -- field rules shared by the admin API handlers */
+#define VALIDATE_MAX_PEM (64 * 1024)
+int		 validate_host(const char *, int, char **);
+int		 validate_pem(const char *, char **);
+int		 validate_role_name(const char *, char **);
+int		 validate_globs(const char *, const struct strlist *, char **);
 
 /* server.c -- process-wide state, read-mostly, shared by workers */
 struct server {
@@ -537,7 +563,7 @@ int		 http_list_query(struct request *, const char *const *,
 cJSON		*http_list_links(struct request *, const char *, int);
 
 /* auth.c -- who is calling, and may they do it */
-int		 auth_caller(struct request *);
+int		 auth_caller(struct request *, http_handler);
 int		 auth_authorize(struct request *, const char *, const cJSON *,
 		     char **);
 int		 auth_require(struct request *, const char *, const cJSON *);
@@ -550,6 +576,35 @@ void		 api_version(struct request *);
 void		 api_healthz(struct request *);
 void		 api_readyz(struct request *);
 
+/* api_common.c -- plumbing shared by the admin API handlers */
+void		 api_bad_request(struct request *, const char *, char *);
+int		 api_check_body(struct request *, const cJSON *,
+		     const char *const *, const char *const *,
+		     const char *const *);
+int		 api_check_required(struct request *, const cJSON *,
+		     const char *const *);
+void		 api_store_fail(struct request *, int, const char *,
+		     const char *, const char *);
+void		 api_log_change(struct request *, const char *,
+		     const char *);
+void		 api_reply_created(struct request *, const char *,
+		     const char *, cJSON *);
+void		 api_reply_object(struct request *, const char *, cJSON *);
+void		 api_delete(struct request *, const char *, const char *,
+		     const char *, int (*)(struct db *, const char *),
+		     const cJSON *);
+void		 api_show(struct request *, const char *, const char *,
+		     const cJSON *, cJSON *);
+void		 api_reply_list(struct request *, const char *, cJSON *,
+		     const char *, int);
+int		 api_list_query(struct request *, const char *const *,
+		     struct store_query *, cJSON **);
+void		 api_query_add(struct store_query *, const char *,
+		     const char *);
+cJSON		*api_target(const char *, cJSON *, const char *, cJSON *,
+		     const cJSON *);
+const char	*api_or_null(const char *);
+
 /* api_instance.c */
 void		 api_instance_create(struct request *);
 void		 api_instance_list(struct request *);
@@ -557,6 +612,7 @@ void		 api_instance_show(struct request *);
 void		 api_instance_update(struct request *);
 void		 api_instance_delete(struct request *);
 cJSON		*api_instance_json(const struct instance *);
+struct instance	*api_instance_load(struct request *, const char *);
 
 /* api_role.c */
 void		 api_role_create(struct request *);
@@ -589,15 +645,22 @@ struct fernet_payload {
 	char		 audit_id[23];		/* urlsafe b64, no padding */
 	double		 issued_at;		/* Fernet timestamp */
 };
-struct fernet_keys;
+#define FERNET_TOKEN_MAX 1024	/* longer input tokens are invalid */
+struct fernet_keys;		/* immutable once loaded: share read-only */
 struct fernet_keys *fernet_keys_load(const char *, char **);
 void		 fernet_keys_free(struct fernet_keys *);
 size_t		 fernet_keys_count(const struct fernet_keys *);
+long		 fernet_keys_primary(const struct fernet_keys *);
+/* 1 when the repository differs from the set loaded; call <= once a second */
+int		 fernet_keys_changed(const char *, const struct fernet_keys *);
+/* fills in issued_at (0 = now) and audit_id ("" = fresh) */
 char		*fernet_encode(const struct fernet_keys *,
-		     const struct fernet_payload *, char **);
+		     struct fernet_payload *, char **);
+/* fills the payload (issued_at = Fernet timestamp); expiry not checked */
 int		 fernet_decode(const struct fernet_keys *, const char *,
 		     struct fernet_payload *, char **);
 void		 fernet_payload_clear(struct fernet_payload *);
+/* leaves a repository that already holds keys alone and returns 0 */
 int		 fernet_setup(const char *, long, char **);
 int		 fernet_rotate(const char *, long, char **);
 int		 fernet_methods_mask(const char *, const char *, uint64_t *,

@@ -52,7 +52,7 @@ static const struct main_cmd main_cmds[] = {
 	{ "fernet-rotate", main_fernet_rotate,
 	  "fernet-rotate [--config FILE]" },
 	{ "config-check", main_config_check,
-	  "config-check [--config FILE] [--dump | --docs]" },
+	  "config-check [--config FILE] [--dump | --docs | --sample]" },
 	{ "version", main_version, "version" },
 };
 #define MAIN_NCMDS (sizeof main_cmds / sizeof *main_cmds)
@@ -77,6 +77,8 @@ main_usage(int status)
 static int
 main_serve(struct config *cfg, const char *path, int flags, char **cause)
 {
+	if (config_validate_serve(cfg, cause) != 0)
+		return (-1);
 	return (server_run(cfg, path));
 }
 
@@ -151,10 +153,14 @@ static int
 main_config_check(struct config *cfg, const char *path, int flags,
     char **cause)
 {
+	if (flags == 0 && config_validate_serve(cfg, cause) != 0)
+		return (-1);
 	if (flags == 1)
 		config_dump(cfg, stdout);
 	else if (flags == 2)
 		config_write_docs(stdout);
+	else if (flags == 3)
+		config_write_sample(stdout);
 	else
 		printf("%s: ok\n", path != NULL ? path : "(embedded defaults)");
 	return (0);
@@ -200,6 +206,7 @@ main(int argc, char **argv)
 		{ "force", no_argument, NULL, 'f' },
 		{ "dump", no_argument, NULL, 'd' },
 		{ "docs", no_argument, NULL, 'D' },
+		{ "sample", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -243,6 +250,9 @@ main(int argc, char **argv)
 		case 'D':
 			flags = 2;
 			break;
+		case 'S':
+			flags = 3;
+			break;
 		case 'h':
 			main_usage(0);
 		default:
@@ -256,6 +266,10 @@ main(int argc, char **argv)
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "curl_global_init failed\n");
 		return (1);
+	}
+	if (cmd->fn == main_version) {
+		printf("%s %s\n", K8SAUTH_NAME, K8SAUTH_VERSION);
+		return (0);
 	}
 	cfg = main_load_config(&path, explicit);
 	log_open(cfg->log_level, strcmp(cfg->log_format, "json") == 0);

@@ -214,7 +214,34 @@ fail:
 	return (-1);
 }
 
-/* Write a file atomically: temporary file, fsync, rename. */
+/* fsync the directory holding path, so a rename in it is durable. */
+static int
+util_fsync_dir(const char *path)
+{
+	char	*copy, *slash;
+	int	 fd, rc;
+
+	copy = xstrdup(path);
+	if ((slash = strrchr(copy, '/')) == NULL) {
+		free(copy);
+		copy = xstrdup(".");
+	} else if (slash == copy)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(copy);
+	if (fd == -1)
+		return (-1);
+	rc = fsync(fd);
+	close(fd);
+	return (rc);
+}
+
+/*
+ * Write a file atomically: a private temporary file beside it, fsync,
+ * rename, fsync of the directory.
+ */
 int
 util_write_file_atomic(const char *path, const void *data, size_t len,
     mode_t mode, char **cause)
@@ -224,15 +251,16 @@ util_write_file_atomic(const char *path, const void *data, size_t len,
 	ssize_t		 n;
 	int		 fd;
 
-	xasprintf(&tmp, "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-	    mode);
-	if (fd == -1) {
+	xasprintf(&tmp, "%s.tmp.XXXXXX", path);
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
 		xasprintf(cause, "%s: %s", tmp, strerror(errno));
 		free(tmp);
 		return (-1);
 	}
-	fchmod(fd, mode);
+	if (fchmod(fd, mode) == -1) {
+		xasprintf(cause, "%s: %s", tmp, strerror(errno));
+		goto fail;
+	}
 	while (len > 0) {
 		n = write(fd, p, len);
 		if (n == -1 && errno == EINTR)
@@ -254,6 +282,9 @@ util_write_file_atomic(const char *path, const void *data, size_t len,
 		xasprintf(cause, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
+	if (util_fsync_dir(path) == -1)
+		log_warn("fsync of the directory of %s: %s", path,
+		    strerror(errno));
 	free(tmp);
 	return (0);
 fail:
@@ -319,7 +350,7 @@ util_b64url_encode(const void *data, size_t len)
 	return (out);
 }
 
-/* Value of one base64url (or standard) character, or -1. */
+/* Value of one base64url character, or -1. */
 static int
 util_b64_value(char c)
 {
@@ -329,16 +360,17 @@ util_b64_value(char c)
 		return (c - 'a' + 26);
 	if (c >= '0' && c <= '9')
 		return (c - '0' + 52);
-	if (c == '-' || c == '+')
+	if (c == '-')
 		return (62);
-	if (c == '_' || c == '/')
+	if (c == '_')
 		return (63);
 	return (-1);
 }
 
 /*
- * Decode base64url, padded or not (standard alphabet also accepted).
- * Returns 0, or -1 on any invalid character or length.
+ * Decode base64url, padded or not.  Strict: only the urlsafe alphabet, at
+ * most the padding the length needs, and no stray bits in the last
+ * character.  Returns 0, or -1 on any invalid input.
  */
 int
 util_b64url_decode(const char *s, size_t len, unsigned char **out,
@@ -346,19 +378,19 @@ util_b64url_decode(const char *s, size_t len, unsigned char **out,
 {
 	unsigned char	*buf;
 	uint32_t	 acc = 0;
-	size_t		 i, n = 0, bits = 0;
+	size_t		 i, n = 0, bits = 0, pad = 0;
 	int		 v;
 
-	while (len > 0 && s[len - 1] == '=')
+	while (len > 0 && s[len - 1] == '=') {
 		len--;
-	if (len % 4 == 1)
+		pad++;
+	}
+	if (len % 4 == 1 || pad > 2 || (pad > 0 && (len + pad) % 4 != 0))
 		return (-1);
 	buf = xmalloc(len / 4 * 3 + 3);
 	for (i = 0; i < len; i++) {
-		if ((v = util_b64_value(s[i])) == -1) {
-			free(buf);
-			return (-1);
-		}
+		if ((v = util_b64_value(s[i])) == -1)
+			goto fail;
 		acc = (acc << 6) | (uint32_t)v;
 		bits += 6;
 		if (bits >= 8) {
@@ -366,9 +398,14 @@ util_b64url_decode(const char *s, size_t len, unsigned char **out,
 			buf[n++] = (unsigned char)(acc >> bits);
 		}
 	}
+	if ((acc & ((1U << bits) - 1)) != 0)
+		goto fail;
 	*out = buf;
 	*outlen = n;
 	return (0);
+fail:
+	free(buf);
+	return (-1);
 }
 
 /* SHA-256 as 64 lowercase hex digits. */
@@ -403,17 +440,4 @@ util_trim(char *s)
 		end--;
 	*end = '\0';
 	return (s);
-}
-
-/* Find a file embedded in the binary by its path (lua/x.lua, policy/x.lua). */
-const struct embed_file *
-embed_find(const char *name)
-{
-	size_t	 i;
-
-	for (i = 0; i < embed_nfiles; i++) {
-		if (strcmp(embed_files[i].name, name) == 0)
-			return (&embed_files[i]);
-	}
-	return (NULL);
 }

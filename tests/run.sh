@@ -1,14 +1,15 @@
 #!/bin/sh
-# tests/run.sh [unit|lua|integration]...: run the test layers and print one
+# tests/run.sh [unit|lua|k8s|integration]...: run the test layers and print one
 # closing line "N passed, N failed" for all of them.  Exit status is 0 only
 # when nothing failed and at least one test ran.
 #
 # Each layer reports its own counts: cmocka binaries ([ OK ]/[ FAILED ]
-# lines), busted (TAP), the Python integration runner (its closing line).
+# lines), busted (TAP), the test cluster's self-test and the Python
+# integration runner (their closing lines).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 PYTHON=${PYTHON:-python3}
-layers=${*:-unit lua integration}
+layers=${*:-unit lua k8s integration}
 passed=0
 failed=0
 mkdir -p tests/tmp
@@ -49,6 +50,22 @@ run_lua() {
 	add "$ok" "$bad"
 }
 
+run_k8s() {
+	[ -x tests/k8s/fake-k8s ] || return 0
+	echo "== k8s: the test Kubernetes API server's own self-test"
+	"$PYTHON" tests/k8s/selftest.py > "$out" 2>&1
+	rc=$?
+	tail -n 5 "$out"
+	grep '^FAIL' "$out"
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+	ok=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+	bad=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+	ok=${ok:-0}
+	bad=${bad:-0}
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	add "$ok" "$bad"
+}
+
 run_integration() {
 	ls tests/integration/test_*.py >/dev/null 2>&1 || return 0
 	echo "== integration"
@@ -68,6 +85,7 @@ for layer in $layers; do
 	case "$layer" in
 	unit) run_unit ;;
 	lua) run_lua ;;
+	k8s) run_k8s ;;
 	integration) run_integration ;;
 	*) echo "run.sh: unknown layer $layer" >&2; exit 2 ;;
 	esac

@@ -1,0 +1,312 @@
+/*
+ * api_common.c: plumbing shared by the admin API handlers.
+ *
+ * The steps every admin handler repeats, written once: the strict checks
+ * of a create or update body (read-only, immutable, unknown and missing
+ * fields, each with its own 400 reason), the mapping of store results to
+ * HTTP errors, list queries (the `enabled` filter, the policy target),
+ * list and 201 replies, and the one info line logged per admin change.
+ *
+ * Runs on a worker thread inside a handler; each reply helper replies
+ * exactly once.  Never blocks beyond what the caller's store call does.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "k8sauth.h"
+
+/* Reply 400 with reason and cause (freed). */
+void
+api_bad_request(struct request *r, const char *reason, char *cause)
+{
+	http_reply_error(r, 400, reason, "%s", cause != NULL ? cause :
+	    "invalid request");
+	free(cause);
+}
+
+/*
+ * Strict body checks before any field is read: server-maintained fields
+ * (read_only_field), fields an update may not change (immutable_field),
+ * then unknown fields.  Replies and returns -1 on the first violation.
+ */
+int
+api_check_body(struct request *r, const cJSON *body,
+    const char *const *immutable, const char *const *read_only,
+    const char *const *writable)
+{
+	const char	*f;
+	char		*cause = NULL;
+
+	if (immutable != NULL && (f = json_find_field(body, immutable)) !=
+	    NULL) {
+		http_reply_error(r, 400, "immutable_field",
+		    "%s cannot be changed", f);
+		return (-1);
+	}
+	if ((f = json_find_field(body, read_only)) != NULL) {
+		http_reply_error(r, 400, "read_only_field",
+		    "%s is set by the server and cannot be written", f);
+		return (-1);
+	}
+	if (json_check_fields(body, writable, &cause) != 0) {
+		api_bad_request(r, "unknown_field", cause);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Every field in required must be present; else 400 missing_field. */
+int
+api_check_required(struct request *r, const cJSON *body,
+    const char *const *required)
+{
+	size_t	 i;
+
+	for (i = 0; required[i] != NULL; i++) {
+		if (cJSON_GetObjectItemCaseSensitive(body, required[i]) ==
+		    NULL) {
+			http_reply_error(r, 400, "missing_field",
+			    "%s is required", required[i]);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/* The 404 reason for a kind of object. */
+static const char *
+api_not_found_reason(const char *kind)
+{
+	if (strcmp(kind, "instance") == 0)
+		return ("instance_not_found");
+	if (strcmp(kind, "role") == 0)
+		return ("role_not_found");
+	return ("restriction_not_found");
+}
+
+/*
+ * Reply for a failed store call: 404 <kind>_not_found, 409 conflict with
+ * the caller's message, 409 restriction_in_use, else 500.
+ */
+void
+api_store_fail(struct request *r, int rc, const char *kind, const char *id,
+    const char *conflict)
+{
+	switch (rc) {
+	case STORE_NOT_FOUND:
+		/*
+		 * Only an admin learns that an object does not exist; anyone
+		 * else gets the answer they get for another domain's object,
+		 * so ids cannot be probed (keystone-ng's existence oracle).
+		 */
+		if (!r->caller.is_admin && r->caller.kind != CALLER_NONE) {
+			http_reply_error(r, 403, "forbidden", "you are not "
+			    "authorized to access %s %.64s", kind, id);
+			break;
+		}
+		http_reply_error(r, 404, api_not_found_reason(kind),
+		    "could not find %s %.64s", kind, id);
+		break;
+	case STORE_CONFLICT:
+		http_reply_error(r, 409, "conflict", "%s", conflict != NULL ?
+		    conflict : "conflict, resource already exists");
+		break;
+	case STORE_IN_USE:
+		http_reply_error(r, 409, "restriction_in_use",
+		    "%s %.64s is still referenced by a role", kind, id);
+		break;
+	default:
+		log_err("store error on %s %.64s", kind, id);
+		http_reply_error(r, 500, "internal_error", "database error");
+		break;
+	}
+}
+
+/* The caller's kind as a word, for logs. */
+static const char *
+api_caller_kind(const struct caller *c)
+{
+	switch (c->kind) {
+	case CALLER_BOOTSTRAP:
+		return ("bootstrap");
+	case CALLER_KEYSTONE:
+		return ("keystone");
+	case CALLER_RESTRICTED:
+		return ("restricted");
+	default:
+		return ("none");
+	}
+}
+
+/* One info line per admin change: who, what, which object. */
+void
+api_log_change(struct request *r, const char *action, const char *id)
+{
+	char	*user;
+
+	user = log_escape(r->caller.user_id, 64);
+	log_info("admin change: caller=%s user=%s action=%s id=%s",
+	    api_caller_kind(&r->caller), r->caller.user_id != NULL ? user :
+	    "-", action, id);
+	free(user);
+}
+
+/* 201 with Location <public url><path> and {wrapper: obj} (owned). */
+void
+api_reply_created(struct request *r, const char *path, const char *wrapper,
+    cJSON *obj)
+{
+	cJSON	*body;
+	char	*base, *url;
+
+	base = http_public_url(r);
+	xasprintf(&url, "%s%s", base, path);
+	http_set_header(r, "Location", url);
+	free(url);
+	free(base);
+	body = cJSON_CreateObject();
+	cJSON_AddItemToObject(body, wrapper, obj);
+	http_reply_json(r, 201, body);
+}
+
+/* 200 with {wrapper: obj} (owned). */
+void
+api_reply_object(struct request *r, const char *wrapper, cJSON *obj)
+{
+	cJSON	*body;
+
+	body = cJSON_CreateObject();
+	cJSON_AddItemToObject(body, wrapper, obj);
+	http_reply_json(r, 200, body);
+}
+
+/* Authorize a delete with target, then delete id and reply 204. */
+void
+api_delete(struct request *r, const char *action, const char *kind,
+    const char *id, int (*del)(struct db *, const char *),
+    const cJSON *target)
+{
+	int	 rc;
+
+	if (auth_require(r, action, target) != 0)
+		return;
+	if ((rc = del(r->worker->db, id)) != STORE_OK) {
+		api_store_fail(r, rc, kind, id, NULL);
+		return;
+	}
+	api_log_change(r, action, id);
+	http_reply_empty(r, 204);
+}
+
+/* Authorize a show with target, then reply 200 {wrapper: obj} (owned). */
+void
+api_show(struct request *r, const char *action, const char *wrapper,
+    const cJSON *target, cJSON *obj)
+{
+	if (auth_require(r, action, target) == 0)
+		api_reply_object(r, wrapper, obj);
+	else
+		cJSON_Delete(obj);
+}
+
+/* 200 with {plural: array, links: {...}}; next marker is last_id. */
+void
+api_reply_list(struct request *r, const char *plural, cJSON *array,
+    const char *last_id, int more)
+{
+	cJSON	*body;
+
+	body = cJSON_CreateObject();
+	cJSON_AddItemToObject(body, plural, array);
+	cJSON_AddItemToObject(body, "links", http_list_links(r,
+	    more ? last_id : NULL, more && last_id != NULL));
+	http_reply_json(r, 200, body);
+}
+
+/* Turn the `enabled` filter into the store's "1"/"0"; -1 when invalid. */
+static int
+api_enabled_filter(struct store_query *q, size_t i, cJSON *target)
+{
+	if (strcmp(q->filter_values[i], "true") == 0) {
+		q->filter_values[i] = "1";
+		cJSON_AddTrueToObject(target, "enabled");
+	} else if (strcmp(q->filter_values[i], "false") == 0) {
+		q->filter_values[i] = "0";
+		cJSON_AddFalseToObject(target, "enabled");
+	} else
+		return (-1);
+	return (0);
+}
+
+/*
+ * Parse a list query (limit, marker, the allowed filters) into q, and
+ * build the policy target: the filters as an object.  Replies and
+ * returns -1 on a bad query.
+ */
+int
+api_list_query(struct request *r, const char *const *filters,
+    struct store_query *q, cJSON **target)
+{
+	size_t	 i;
+
+	memset(q, 0, sizeof *q);
+	*target = NULL;
+	if (http_list_query(r, filters, q) != 0)
+		return (-1);
+	*target = cJSON_CreateObject();
+	for (i = 0; i < q->nfilters; i++) {
+		if (strcmp(q->filter_names[i], "enabled") != 0) {
+			cJSON_AddStringToObject(*target, q->filter_names[i],
+			    q->filter_values[i]);
+		} else if (api_enabled_filter(q, i, *target) != 0) {
+			http_reply_error(r, 400, "invalid_query",
+			    "enabled must be true or false");
+			cJSON_Delete(*target);
+			*target = NULL;
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/* Add an exact-match filter to q (bounded by the filter arrays). */
+void
+api_query_add(struct store_query *q, const char *name, const char *value)
+{
+	size_t	 i;
+
+	for (i = 0; i < q->nfilters; i++) {
+		if (strcmp(q->filter_names[i], name) == 0) {
+			q->filter_values[i] = value;
+			return;
+		}
+	}
+	if (q->nfilters >= sizeof q->filter_names / sizeof
+	    q->filter_names[0])
+		fatalx("%s: too many filters", __func__);
+	q->filter_names[q->nfilters] = name;
+	q->filter_values[q->nfilters++] = value;
+}
+
+/* A policy target {k1: v1[, k2: v2][, "update": patch copy]}; v owned. */
+cJSON *
+api_target(const char *k1, cJSON *v1, const char *k2, cJSON *v2,
+    const cJSON *patch)
+{
+	cJSON	*t;
+
+	t = cJSON_CreateObject();
+	cJSON_AddItemToObject(t, k1, v1);
+	if (k2 != NULL)
+		cJSON_AddItemToObject(t, k2, v2);
+	if (patch != NULL)
+		cJSON_AddItemToObject(t, "update", cJSON_Duplicate(patch, 1));
+	return (t);
+}
+
+/* s, or NULL when s is empty (an id or timestamp not assigned yet). */
+const char *
+api_or_null(const char *s)
+{
+	return (s[0] != '\0' ? s : NULL);
+}

@@ -1,0 +1,440 @@
+/*
+ * api_restriction.c: the token restriction routes.
+ *
+ * POST and GET /v4/tokens/restrictions, GET | PATCH | PUT | DELETE
+ * /v4/tokens/restrictions/{id}.  A restriction fixes the user, project
+ * and roles of the tokens issued through a Kubernetes auth role.  A
+ * restriction a role still uses cannot be deleted, nor updated so that
+ * it loses its user, project or last role (409 restriction_in_use): a
+ * login must never find it unusable.
+ *
+ * Runs on a worker thread; the only blocking calls are short SQLite
+ * reads and writes through the store.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "k8sauth.h"
+
+#define RESTRICTION_MAX_ROLES 100
+
+static const char *const restriction_writable[] = {
+	"domain_id", "user_id", "project_id", "roles", "allow_renew",
+	"allow_rescope", NULL
+};
+static const char *const restriction_read_only[] = {
+	"id", "created_at", "updated_at", NULL
+};
+static const char *const restriction_immutable[] = {
+	"id", "domain_id", NULL
+};
+static const char *const restriction_required[] = {
+	"domain_id", NULL
+};
+static const char *const restriction_filters[] = {
+	"domain_id", "user_id", "project_id", NULL
+};
+static const char *const restriction_role_fields[] = {
+	"id", "name", NULL
+};
+
+/* A validation failure: the 400 reason and its message. */
+struct restriction_err {
+	const char	*reason;
+	char		*cause;
+};
+
+/* The API representation of a restriction. */
+cJSON *
+api_restriction_json(const struct restriction *rs)
+{
+	cJSON	*o, *roles, *ro;
+	size_t	 i;
+
+	o = cJSON_CreateObject();
+	json_add_string_or_null(o, "id", api_or_null(rs->id));
+	json_add_string_or_null(o, "domain_id", rs->domain_id);
+	json_add_string_or_null(o, "user_id", rs->user_id);
+	json_add_string_or_null(o, "project_id", rs->project_id);
+	roles = cJSON_AddArrayToObject(o, "roles");
+	for (i = 0; i < rs->nroles; i++) {
+		ro = cJSON_CreateObject();
+		cJSON_AddStringToObject(ro, "id", rs->roles[i].id);
+		if (rs->roles[i].name != NULL)
+			cJSON_AddStringToObject(ro, "name", rs->roles[i].name);
+		cJSON_AddItemToArray(roles, ro);
+	}
+	cJSON_AddBoolToObject(o, "allow_renew", rs->allow_renew);
+	cJSON_AddBoolToObject(o, "allow_rescope", rs->allow_rescope);
+	json_add_string_or_null(o, "created_at", api_or_null(rs->created_at));
+	json_add_string_or_null(o, "updated_at", api_or_null(rs->updated_at));
+	return (o);
+}
+
+/* Free n role references and the array. */
+static void
+api_restriction_roles_free(struct restriction_role *v, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		free(v[i].id);
+		free(v[i].name);
+	}
+	free(v);
+}
+
+/* Record a failure with reason; the message is cause (taken). */
+static int
+api_restriction_fail(struct restriction_err *e, const char *reason,
+    char *cause)
+{
+	e->reason = reason;
+	e->cause = cause;
+	return (-1);
+}
+
+/* Parse roles[i]: {"id": 1..64, "name": 1..255 or null}. */
+static int
+api_restriction_role(const cJSON *item, size_t i,
+    struct restriction_role *rr, struct restriction_err *e)
+{
+	char	 prefix[32], *cause = NULL, *msg;
+
+	snprintf(prefix, sizeof prefix, "roles[%zu].", i);
+	if (!cJSON_IsObject(item)) {
+		xasprintf(&msg, "roles[%zu] must be an object", i);
+		return (api_restriction_fail(e, "invalid_value", msg));
+	}
+	if (json_check_fields_at(item, prefix, restriction_role_fields,
+	    &cause) != 0)
+		return (api_restriction_fail(e, "unknown_field", cause));
+	if (json_get_string(item, "id", 1, 64, 0, &rr->id, &cause) == -1 ||
+	    json_get_string(item, "name", 1, 255, 1, &rr->name, &cause) == -1) {
+		xasprintf(&msg, "%s%s", prefix, cause);
+		free(cause);
+		return (api_restriction_fail(e, "invalid_value", msg));
+	}
+	if (rr->id == NULL) {
+		xasprintf(&msg, "%sid is required", prefix);
+		return (api_restriction_fail(e, "missing_field", msg));
+	}
+	return (0);
+}
+
+/* No role id may appear twice. */
+static int
+api_restriction_unique(const struct restriction_role *v, size_t n,
+    struct restriction_err *e)
+{
+	char	*msg;
+	size_t	 i, j;
+
+	for (i = 1; i < n; i++) {
+		for (j = 0; j < i; j++) {
+			if (strcmp(v[i].id, v[j].id) != 0)
+				continue;
+			xasprintf(&msg, "roles[%zu].id duplicates "
+			    "roles[%zu].id", i, j);
+			return (api_restriction_fail(e, "invalid_value", msg));
+		}
+	}
+	return (0);
+}
+
+/* The roles field, when present, replaces the restriction's roles. */
+static int
+api_restriction_roles(const cJSON *body, struct restriction *rs,
+    struct restriction_err *e)
+{
+	struct restriction_role	*v;
+	const cJSON		*list, *item;
+	size_t			 n, i = 0;
+
+	if ((list = cJSON_GetObjectItemCaseSensitive(body, "roles")) == NULL)
+		return (0);
+	if (!cJSON_IsArray(list))
+		return (api_restriction_fail(e, "invalid_value",
+		    xstrdup("roles must be a list of objects")));
+	n = (size_t)cJSON_GetArraySize(list);
+	if (n > RESTRICTION_MAX_ROLES)
+		return (api_restriction_fail(e, "invalid_value",
+		    xstrdup("roles must have at most 100 items")));
+	v = xcalloc(n + 1, sizeof *v);
+	cJSON_ArrayForEach(item, list) {
+		if (api_restriction_role(item, i, &v[i], e) != 0)
+			goto fail;
+		i++;
+	}
+	if (api_restriction_unique(v, n, e) != 0)
+		goto fail;
+	api_restriction_roles_free(rs->roles, rs->nroles);
+	rs->roles = v;
+	rs->nroles = n;
+	return (0);
+fail:
+	api_restriction_roles_free(v, n);
+	return (-1);
+}
+
+/* Copy the fields present in body onto rs. */
+static int
+api_restriction_apply(const cJSON *body, struct restriction *rs,
+    struct restriction_err *e)
+{
+	char	*cause = NULL;
+
+	if (json_get_string(body, "domain_id", 1, 64, 0, &rs->domain_id,
+	    &cause) == -1 ||
+	    json_get_string(body, "user_id", 1, 64, 1, &rs->user_id,
+	    &cause) == -1 ||
+	    json_get_string(body, "project_id", 1, 64, 1, &rs->project_id,
+	    &cause) == -1 ||
+	    json_get_bool(body, "allow_renew", &rs->allow_renew,
+	    &cause) == -1 ||
+	    json_get_bool(body, "allow_rescope", &rs->allow_rescope,
+	    &cause) == -1)
+		return (api_restriction_fail(e, "invalid_value", cause));
+	return (api_restriction_roles(body, rs, e));
+}
+
+/* Write a new or changed restriction and reply (201 or 200). */
+static void
+api_restriction_save(struct request *r, struct restriction *rs, int create)
+{
+	char	*path;
+	int	 rc;
+
+	rc = create ? store_restriction_create(r->worker->db, rs) :
+	    store_restriction_update(r->worker->db, rs);
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, "restriction", rs->id, NULL);
+		return;
+	}
+	api_log_change(r, create ? "token_restriction:create" :
+	    "token_restriction:update", rs->id);
+	if (!create) {
+		api_reply_object(r, "restriction", api_restriction_json(rs));
+		return;
+	}
+	xasprintf(&path, "/v4/tokens/restrictions/%s", rs->id);
+	api_reply_created(r, path, "restriction", api_restriction_json(rs));
+	free(path);
+}
+
+/* POST /v4/tokens/restrictions */
+void
+api_restriction_create(struct request *r)
+{
+	struct restriction	*rs = NULL;
+	struct restriction_err	 e = { NULL, NULL };
+	cJSON			*body = NULL, *target = NULL;
+
+	if (http_body_json(r, "restriction", &body) != 0)
+		return;
+	if (api_check_body(r, body, NULL, restriction_read_only,
+	    restriction_writable) != 0 ||
+	    api_check_required(r, body, restriction_required) != 0)
+		goto out;
+	rs = xcalloc(1, sizeof *rs);
+	if (api_restriction_apply(body, rs, &e) != 0) {
+		api_bad_request(r, e.reason, e.cause);
+		goto out;
+	}
+	target = api_target("restriction", api_restriction_json(rs), NULL,
+	    NULL, NULL);
+	if (auth_require(r, "token_restriction:create", target) == 0)
+		api_restriction_save(r, rs, 1);
+out:
+	cJSON_Delete(target);
+	cJSON_Delete(body);
+	if (rs != NULL)
+		restriction_free(rs);
+}
+
+/* Load the restriction named by the path; replies 404/500 and NULL. */
+static struct restriction *
+api_restriction_load(struct request *r)
+{
+	struct restriction	*rs = NULL;
+	int			 rc;
+
+	rc = store_restriction_get(r->worker->db, r->params[0], &rs);
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, "restriction", r->params[0], NULL);
+		return (NULL);
+	}
+	return (rs);
+}
+
+/* GET /v4/tokens/restrictions/{id} */
+void
+api_restriction_show(struct request *r)
+{
+	struct restriction	*rs;
+	cJSON			*target;
+
+	if ((rs = api_restriction_load(r)) == NULL)
+		return;
+	target = api_target("restriction", api_restriction_json(rs), NULL,
+	    NULL, NULL);
+	api_show(r, "token_restriction:show", "restriction", target,
+	    api_restriction_json(rs));
+	cJSON_Delete(target);
+	restriction_free(rs);
+}
+
+/* Scan one page of roles for a reference to id; 1 when found. */
+static int
+api_restriction_page_uses(struct role **v, size_t n, const char *id,
+    char marker[ID_LEN + 1])
+{
+	size_t	 i;
+	int	 used = 0;
+
+	for (i = 0; i < n; i++) {
+		if (v[i]->token_restriction_id != NULL &&
+		    strcmp(v[i]->token_restriction_id, id) == 0)
+			used = 1;
+	}
+	if (n > 0)
+		memcpy(marker, v[n - 1]->id, ID_LEN + 1);
+	for (i = 0; i < n; i++)
+		role_free(v[i]);
+	free(v);
+	return (used);
+}
+
+/*
+ * Does any role use restriction rs?  Roles may only use restrictions of
+ * their own domain, so the roles of rs's domain are scanned, page by
+ * page.  A STORE_* code; *used set on STORE_OK.
+ */
+static int
+api_restriction_used(struct request *r, const struct restriction *rs,
+    int *used)
+{
+	struct store_query	  q;
+	struct role		**v;
+	char			  marker[ID_LEN + 1];
+	size_t			  n;
+	int			  more, rc;
+
+	memset(&q, 0, sizeof q);
+	q.limit = 1000;
+	api_query_add(&q, "domain_id", rs->domain_id);
+	*used = 0;
+	do {
+		v = NULL;
+		n = 0;
+		more = 0;
+		rc = store_role_list(r->worker->db, &q, &v, &n, &more);
+		if (rc != STORE_OK)
+			return (rc);
+		*used = api_restriction_page_uses(v, n, rs->id, marker);
+		q.marker = marker;
+	} while (more && n > 0 && !*used);
+	return (STORE_OK);
+}
+
+/*
+ * An update may not leave a restriction that a role uses without a user,
+ * a project or a role: 409 restriction_in_use.
+ */
+static int
+api_restriction_check_used(struct request *r, const struct restriction *rs)
+{
+	int	 used, rc;
+
+	if (rs->user_id != NULL && rs->project_id != NULL && rs->nroles > 0)
+		return (0);
+	if ((rc = api_restriction_used(r, rs, &used)) != STORE_OK) {
+		api_store_fail(r, rc, "restriction", rs->id, NULL);
+		return (-1);
+	}
+	if (!used)
+		return (0);
+	http_reply_error(r, 409, "restriction_in_use", "token restriction %s "
+	    "is used by a role and must keep a user_id, a project_id and at "
+	    "least one role", rs->id);
+	return (-1);
+}
+
+/* PATCH | PUT /v4/tokens/restrictions/{id} */
+void
+api_restriction_update(struct request *r)
+{
+	struct restriction	*rs;
+	struct restriction_err	 e = { NULL, NULL };
+	cJSON			*body = NULL, *target = NULL;
+
+	if ((rs = api_restriction_load(r)) == NULL)
+		return;
+	if (http_body_json(r, "restriction", &body) != 0 ||
+	    api_check_body(r, body, restriction_immutable,
+	    restriction_read_only, restriction_writable) != 0)
+		goto out;
+	target = api_target("restriction", api_restriction_json(rs), NULL,
+	    NULL, body);
+	if (api_restriction_apply(body, rs, &e) != 0) {
+		api_bad_request(r, e.reason, e.cause);
+		goto out;
+	}
+	if (auth_require(r, "token_restriction:update", target) != 0 ||
+	    api_restriction_check_used(r, rs) != 0)
+		goto out;
+	api_restriction_save(r, rs, 0);
+out:
+	cJSON_Delete(target);
+	cJSON_Delete(body);
+	restriction_free(rs);
+}
+
+/* DELETE /v4/tokens/restrictions/{id} (409 while a role uses it) */
+void
+api_restriction_delete(struct request *r)
+{
+	struct restriction	*rs;
+	cJSON			*target;
+
+	if ((rs = api_restriction_load(r)) == NULL)
+		return;
+	target = api_target("restriction", api_restriction_json(rs), NULL,
+	    NULL, NULL);
+	api_delete(r, "token_restriction:delete", "restriction", rs->id,
+	    store_restriction_delete, target);
+	cJSON_Delete(target);
+	restriction_free(rs);
+}
+
+/* GET /v4/tokens/restrictions (domain_id, user_id, project_id filters) */
+void
+api_restriction_list(struct request *r)
+{
+	struct store_query	  q;
+	struct restriction	**v = NULL;
+	cJSON			 *target, *a;
+	size_t			  n = 0, i;
+	int			  more = 0, rc;
+
+	if (api_list_query(r, restriction_filters, &q, &target) != 0)
+		return;
+	if (auth_require(r, "token_restriction:list", target) != 0)
+		goto out;
+	rc = store_restriction_list(r->worker->db, &q, &v, &n, &more);
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, "restriction", "list", NULL);
+		goto out;
+	}
+	a = cJSON_CreateArray();
+	for (i = 0; i < n; i++)
+		cJSON_AddItemToArray(a, api_restriction_json(v[i]));
+	api_reply_list(r, "restrictions", a, n > 0 ? v[n - 1]->id : NULL,
+	    more);
+out:
+	for (i = 0; i < n; i++)
+		restriction_free(v[i]);
+	free(v);
+	cJSON_Delete(target);
+}

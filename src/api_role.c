@@ -1,0 +1,435 @@
+/*
+ * api_role.c: the Kubernetes auth role routes (service account bounds
+ * mapped to a token restriction).
+ *
+ * POST and GET /v4/k8s_auth/instances/{iid}/roles, GET | PATCH | PUT |
+ * DELETE /v4/k8s_auth/instances/{iid}/roles/{role} ({role} is a name or
+ * an id, and must belong to that instance), and the flat listing
+ * GET /v4/k8s_auth/roles.  A role takes its domain from its instance and
+ * may only point at a restriction of the same domain that names a user,
+ * a project and at least one role; bound lists are never empty (["*"]
+ * must be written out).
+ *
+ * Runs on a worker thread; the only blocking calls are short SQLite
+ * reads and writes through the store.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "k8sauth.h"
+
+#define ROLE_MAX_ITEMS 100
+#define ROLE_MAX_ITEM_LEN 255
+
+static const char *const role_writable[] = {
+	"name", "enabled", "bound_service_account_names",
+	"bound_service_account_namespaces", "bound_audience",
+	"bound_pod_names", "token_ttl", "token_restriction_id", NULL
+};
+static const char *const role_read_only[] = {
+	"id", "auth_instance_id", "domain_id", "created_at", "updated_at",
+	NULL
+};
+static const char *const role_immutable[] = {
+	"id", "auth_instance_id", "domain_id", NULL
+};
+static const char *const role_required[] = {
+	"name", "bound_service_account_names",
+	"bound_service_account_namespaces", "token_restriction_id", NULL
+};
+static const char *const role_filters[] = {
+	"name", "enabled", NULL
+};
+static const char *const role_all_filters[] = {
+	"auth_instance_id", "domain_id", "name", NULL
+};
+
+/* The API representation of a role. */
+cJSON *
+api_role_json(const struct role *ro)
+{
+	cJSON	*o;
+
+	o = cJSON_CreateObject();
+	json_add_string_or_null(o, "id", api_or_null(ro->id));
+	json_add_string_or_null(o, "auth_instance_id",
+	    api_or_null(ro->auth_instance_id));
+	json_add_string_or_null(o, "domain_id", ro->domain_id);
+	json_add_string_or_null(o, "name", ro->name);
+	cJSON_AddBoolToObject(o, "enabled", ro->enabled);
+	cJSON_AddItemToObject(o, "bound_service_account_names",
+	    json_strlist(&ro->bound_sa_names));
+	cJSON_AddItemToObject(o, "bound_service_account_namespaces",
+	    json_strlist(&ro->bound_sa_namespaces));
+	json_add_string_or_null(o, "bound_audience", ro->bound_audience);
+	if (ro->bound_pod_names == NULL)
+		cJSON_AddNullToObject(o, "bound_pod_names");
+	else
+		cJSON_AddItemToObject(o, "bound_pod_names",
+		    json_strlist(ro->bound_pod_names));
+	if (ro->token_ttl > 0)
+		cJSON_AddNumberToObject(o, "token_ttl", (double)ro->token_ttl);
+	else
+		cJSON_AddNullToObject(o, "token_ttl");
+	json_add_string_or_null(o, "token_restriction_id",
+	    ro->token_restriction_id);
+	json_add_string_or_null(o, "created_at", api_or_null(ro->created_at));
+	json_add_string_or_null(o, "updated_at", api_or_null(ro->updated_at));
+	return (o);
+}
+
+/* bound_pod_names: a list, or null to unset (ro->bound_pod_names NULL). */
+static int
+api_role_pods(const cJSON *body, struct role *ro, char **cause)
+{
+	struct strlist	 sl = { NULL, 0 };
+	int		 rc;
+
+	rc = json_get_strlist(body, "bound_pod_names", ROLE_MAX_ITEMS,
+	    ROLE_MAX_ITEM_LEN, 1, &sl, cause);
+	if (rc != JSON_SET && rc != JSON_NULL)
+		return (rc);
+	if (ro->bound_pod_names != NULL) {
+		json_strlist_clear(ro->bound_pod_names);
+		free(ro->bound_pod_names);
+		ro->bound_pod_names = NULL;
+	}
+	if (rc == JSON_SET) {
+		ro->bound_pod_names = xmalloc(sizeof *ro->bound_pod_names);
+		*ro->bound_pod_names = sl;
+	}
+	return (0);
+}
+
+/* token_ttl: 60..[token] expiration, or null to unset (0). */
+static int
+api_role_ttl(const struct config *cfg, const cJSON *body, struct role *ro,
+    char **cause)
+{
+	long	 ttl = 0;
+	int	 rc;
+
+	rc = json_get_long(body, "token_ttl", 60, cfg->token_expiration, 1,
+	    &ttl, cause);
+	if (rc == JSON_SET || rc == JSON_NULL)
+		ro->token_ttl = rc == JSON_SET ? ttl : 0;
+	return (rc == -1 ? -1 : 0);
+}
+
+/* The rules that span fields, checked on the merged role. */
+static int
+api_role_validate(const struct role *ro, char **cause)
+{
+	if (validate_role_name(ro->name, cause) != 0 ||
+	    validate_globs("bound_service_account_names",
+	    &ro->bound_sa_names, cause) != 0 ||
+	    validate_globs("bound_service_account_namespaces",
+	    &ro->bound_sa_namespaces, cause) != 0)
+		return (-1);
+	if (ro->bound_pod_names != NULL && validate_globs("bound_pod_names",
+	    ro->bound_pod_names, cause) != 0)
+		return (-1);
+	return (0);
+}
+
+/* Copy the fields present in body onto ro, then check the whole role. */
+static int
+api_role_apply(const struct config *cfg, const cJSON *body,
+    struct role *ro, char **cause)
+{
+	if (json_get_string(body, "name", 1, 255, 0, &ro->name, cause) == -1 ||
+	    json_get_bool(body, "enabled", &ro->enabled, cause) == -1 ||
+	    json_get_strlist(body, "bound_service_account_names",
+	    ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_names,
+	    cause) == -1 ||
+	    json_get_strlist(body, "bound_service_account_namespaces",
+	    ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_namespaces,
+	    cause) == -1 ||
+	    json_get_string(body, "bound_audience", 1, 255, 1,
+	    &ro->bound_audience, cause) == -1 ||
+	    api_role_pods(body, ro, cause) == -1 ||
+	    api_role_ttl(cfg, body, ro, cause) == -1 ||
+	    json_get_string(body, "token_restriction_id", 1, 64, 0,
+	    &ro->token_restriction_id, cause) == -1)
+		return (-1);
+	return (api_role_validate(ro, cause));
+}
+
+/* Why a restriction cannot back a role of domain_id, or NULL. */
+static const char *
+api_role_restriction_flaw(const struct restriction *rs,
+    const char *domain_id)
+{
+	if (strcmp(rs->domain_id, domain_id) != 0)
+		return ("belongs to another domain");
+	if (rs->user_id == NULL)
+		return ("has no user_id");
+	if (rs->project_id == NULL)
+		return ("has no project_id");
+	if (rs->nroles == 0)
+		return ("has no roles");
+	return (NULL);
+}
+
+/*
+ * The role's token restriction must exist, be in the role's domain and
+ * name a user, a project and a role.  Replies 400 invalid_restriction.
+ */
+static int
+api_role_check_restriction(struct request *r, const struct role *ro)
+{
+	struct restriction	*rs = NULL;
+	const char		*flaw;
+	int			 rc;
+
+	rc = store_restriction_get(r->worker->db, ro->token_restriction_id,
+	    &rs);
+	if (rc == STORE_NOT_FOUND) {
+		http_reply_error(r, 400, "invalid_restriction",
+		    "token_restriction_id: token restriction %.64s does not "
+		    "exist", ro->token_restriction_id);
+		return (-1);
+	}
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, "restriction", ro->token_restriction_id,
+		    NULL);
+		return (-1);
+	}
+	flaw = api_role_restriction_flaw(rs, ro->domain_id);
+	if (flaw != NULL)
+		http_reply_error(r, 400, "invalid_restriction",
+		    "token_restriction_id: token restriction %s %s", rs->id,
+		    flaw);
+	restriction_free(rs);
+	return (flaw != NULL ? -1 : 0);
+}
+
+/* Write a new or changed role and reply (201 or 200). */
+static void
+api_role_save(struct request *r, struct role *ro, int create)
+{
+	char	*msg, *path;
+	int	 rc;
+
+	rc = create ? store_role_create(r->worker->db, ro) :
+	    store_role_update(r->worker->db, ro);
+	if (rc != STORE_OK) {
+		xasprintf(&msg, "a role named '%s' already exists in "
+		    "instance '%s'", ro->name, ro->auth_instance_id);
+		api_store_fail(r, rc, "role", ro->id, msg);
+		free(msg);
+		return;
+	}
+	api_log_change(r, create ? "k8s_auth:role:create" :
+	    "k8s_auth:role:update", ro->id);
+	if (!create) {
+		api_reply_object(r, "role", api_role_json(ro));
+		return;
+	}
+	xasprintf(&path, "/v4/k8s_auth/instances/%s/roles/%s",
+	    ro->auth_instance_id, ro->id);
+	api_reply_created(r, path, "role", api_role_json(ro));
+	free(path);
+}
+
+/* Authorize, check the restriction, then write (create or update). */
+static void
+api_role_commit(struct request *r, const char *action, cJSON *target,
+    struct role *ro, int create)
+{
+	if (auth_require(r, action, target) != 0)
+		return;
+	if (api_role_check_restriction(r, ro) != 0)
+		return;
+	api_role_save(r, ro, create);
+}
+
+/* A new role of instance in: defaults and the instance's ids. */
+static struct role *
+api_role_new(const struct instance *in)
+{
+	struct role	*ro;
+
+	ro = xcalloc(1, sizeof *ro);
+	ro->enabled = 1;
+	memcpy(ro->auth_instance_id, in->id, sizeof ro->auth_instance_id);
+	ro->domain_id = xstrdup(in->domain_id);
+	return (ro);
+}
+
+/* POST /v4/k8s_auth/instances/{iid}/roles */
+void
+api_role_create(struct request *r)
+{
+	struct instance	*in;
+	struct role	*ro = NULL;
+	cJSON		*body = NULL, *target = NULL;
+	char		*cause = NULL;
+
+	if ((in = api_instance_load(r, r->params[0])) == NULL)
+		return;
+	if (http_body_json(r, "role", &body) != 0 ||
+	    api_check_body(r, body, NULL, role_read_only, role_writable) != 0 ||
+	    api_check_required(r, body, role_required) != 0)
+		goto out;
+	ro = api_role_new(in);
+	if (api_role_apply(r->worker->srv->cfg, body, ro, &cause) != 0) {
+		api_bad_request(r, "invalid_value", cause);
+		goto out;
+	}
+	target = api_target("role", api_role_json(ro), "instance",
+	    api_instance_json(in), NULL);
+	api_role_commit(r, "k8s_auth:role:create", target, ro, 1);
+out:
+	cJSON_Delete(target);
+	cJSON_Delete(body);
+	if (ro != NULL)
+		role_free(ro);
+	instance_free(in);
+}
+
+/* Load the instance and its role named by the path; replies on failure. */
+static int
+api_role_load(struct request *r, struct instance **in, struct role **ro)
+{
+	int	 rc;
+
+	*ro = NULL;
+	if ((*in = api_instance_load(r, r->params[0])) == NULL)
+		return (-1);
+	rc = store_role_get(r->worker->db, (*in)->id, r->params[1], ro);
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, "role", r->params[1], NULL);
+		instance_free(*in);
+		*in = NULL;
+		return (-1);
+	}
+	return (0);
+}
+
+/* GET /v4/k8s_auth/instances/{iid}/roles/{role} */
+void
+api_role_show(struct request *r)
+{
+	struct instance	*in;
+	struct role	*ro;
+	cJSON		*target;
+
+	if (api_role_load(r, &in, &ro) != 0)
+		return;
+	target = api_target("role", api_role_json(ro), "instance",
+	    api_instance_json(in), NULL);
+	api_show(r, "k8s_auth:role:show", "role", target, api_role_json(ro));
+	cJSON_Delete(target);
+	role_free(ro);
+	instance_free(in);
+}
+
+/* PATCH | PUT /v4/k8s_auth/instances/{iid}/roles/{role} */
+void
+api_role_update(struct request *r)
+{
+	struct instance	*in;
+	struct role	*ro;
+	cJSON		*body = NULL, *target = NULL;
+	char		*cause = NULL;
+
+	if (api_role_load(r, &in, &ro) != 0)
+		return;
+	if (http_body_json(r, "role", &body) != 0 ||
+	    api_check_body(r, body, role_immutable, role_read_only,
+	    role_writable) != 0)
+		goto out;
+	target = api_target("role", api_role_json(ro), "instance",
+	    api_instance_json(in), body);
+	if (api_role_apply(r->worker->srv->cfg, body, ro, &cause) != 0) {
+		api_bad_request(r, "invalid_value", cause);
+		goto out;
+	}
+	api_role_commit(r, "k8s_auth:role:update", target, ro, 0);
+out:
+	cJSON_Delete(target);
+	cJSON_Delete(body);
+	role_free(ro);
+	instance_free(in);
+}
+
+/* DELETE /v4/k8s_auth/instances/{iid}/roles/{role} */
+void
+api_role_delete(struct request *r)
+{
+	struct instance	*in;
+	struct role	*ro;
+	cJSON		*target;
+
+	if (api_role_load(r, &in, &ro) != 0)
+		return;
+	target = api_target("role", api_role_json(ro), "instance",
+	    api_instance_json(in), NULL);
+	api_delete(r, "k8s_auth:role:delete", "role", ro->id,
+	    store_role_delete, target);
+	cJSON_Delete(target);
+	role_free(ro);
+	instance_free(in);
+}
+
+/* Authorize a role listing with target, run it and reply. */
+static void
+api_role_list_run(struct request *r, const struct store_query *q,
+    const cJSON *target)
+{
+	struct role	**v = NULL;
+	cJSON		 *a;
+	size_t		  n = 0, i;
+	int		  more = 0, rc;
+
+	if (auth_require(r, "k8s_auth:role:list", target) != 0)
+		return;
+	rc = store_role_list(r->worker->db, q, &v, &n, &more);
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, "role", "list", NULL);
+		return;
+	}
+	a = cJSON_CreateArray();
+	for (i = 0; i < n; i++)
+		cJSON_AddItemToArray(a, api_role_json(v[i]));
+	api_reply_list(r, "roles", a, n > 0 ? v[n - 1]->id : NULL, more);
+	for (i = 0; i < n; i++)
+		role_free(v[i]);
+	free(v);
+}
+
+/* GET /v4/k8s_auth/instances/{iid}/roles (name, enabled filters) */
+void
+api_role_list(struct request *r)
+{
+	struct instance		*in;
+	struct store_query	 q;
+	cJSON			*target;
+
+	if ((in = api_instance_load(r, r->params[0])) == NULL)
+		return;
+	if (api_list_query(r, role_filters, &q, &target) == 0) {
+		api_query_add(&q, "auth_instance_id", in->id);
+		cJSON_AddStringToObject(target, "auth_instance_id", in->id);
+		cJSON_AddStringToObject(target, "domain_id", in->domain_id);
+		cJSON_AddItemToObject(target, "instance",
+		    api_instance_json(in));
+		api_role_list_run(r, &q, target);
+		cJSON_Delete(target);
+	}
+	instance_free(in);
+}
+
+/* GET /v4/k8s_auth/roles (auth_instance_id, domain_id, name filters) */
+void
+api_role_list_all(struct request *r)
+{
+	struct store_query	 q;
+	cJSON			*target;
+
+	if (api_list_query(r, role_all_filters, &q, &target) != 0)
+		return;
+	api_role_list_run(r, &q, target);
+	cJSON_Delete(target);
+}
