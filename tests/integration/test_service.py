@@ -47,6 +47,21 @@ def test_readyz_200_when_ready():
              timeout=5, what="GET /readyz 200")
 
 
+def test_metrics_prometheus_text_without_auth():
+    r = SRV.req("GET", "/metrics", token=None)
+    eq(r.status, 200, "GET /metrics (%r)" % r.raw[:200])
+    ct = r.headers.get("content-type", "")
+    check(ct.startswith("text/plain"), "metrics Content-Type %r" % ct)
+    text = r.raw.decode()
+    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
+    check(samples, "no samples in /metrics")
+    for l in samples:
+        check(re.match(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? '
+                       r'[-+0-9.eE]+|NaN|[-+]Inf$', l),
+              "not a Prometheus sample line: %r" % l)
+    check(SRV.admin_token not in text, "admin token in metrics")
+
+
 def test_missing_token_401_with_www_authenticate():
     r = SRV.req("GET", "/v4/k8s_auth/instances", token=None)
     assert_error(r, 401)
