@@ -617,5 +617,9 @@ config_db_path(const struct config *cfg, char **cause)
 		    "sqlite:///ABSOLUTE/PATH");
 		return (NULL);
 	}
-	return (xstrdup(p + 9));
+	/* sqlite:////abs (SQLAlchemy's spelling) means the same file. */
+	p += 9;
+	while (p[0] == '/' && p[1] == '/')
+		p++;
+	return (xstrdup(p));
 }

@@ -49,6 +49,7 @@ struct db;
 struct event_base;
 struct evhttp;
 struct evhttp_request;
+struct evbuffer;
 
 /* xmalloc.c */
 void		*xmalloc(size_t);
@@ -529,6 +530,8 @@ struct request {
 	void		*query;			/* struct evkeyvalq * */
 	char		*params[HTTP_MAX_PARAMS]; /* path segments matched */
 	const char	*route;			/* route pattern, for metrics */
+	int		 route_flags;
+	const char	*reason;		/* of the error replied, if any */
 	char		 client_ip[64];
 	struct caller	 caller;
 	uint64_t	 start_us;
@@ -551,6 +554,7 @@ int		 http_body_json(struct request *, const char *, cJSON **);
 int		 http_body_object(struct request *, cJSON **);
 void		 http_reply_json(struct request *, int, cJSON *);
 void		 http_reply_empty(struct request *, int);
+void		 http_reply_buffer(struct request *, int, struct evbuffer *);
 void		 http_reply_error(struct request *, int, const char *,
 		     const char *, ...) printflike(4, 5);
 void		 http_ref(struct request *);
@@ -575,6 +579,7 @@ char		*auth_load_admin_token(const char *, char **);
 void		 api_version(struct request *);
 void		 api_healthz(struct request *);
 void		 api_readyz(struct request *);
+void		 api_metrics(struct request *);
 
 /* api_common.c -- plumbing shared by the admin API handlers */
 void		 api_bad_request(struct request *, const char *, char *);
@@ -779,5 +784,13 @@ void		 api_login(struct request *);
 cJSON		*api_token_document(const struct config *,
 		     const struct fernet_payload *, const struct restriction *);
 void		 api_token_validate(struct request *);
+
+/* metrics.c -- counters for /metrics (Prometheus text) */
+void		 metrics_login(const char *);
+void		 metrics_review_start(void);
+void		 metrics_review_done(const char *, double);
+void		 metrics_policy_error(void);
+void		 metrics_http(const char *, const char *, int);
+char		*metrics_render(const struct config *, time_t);
 
 #endif /* K8SAUTH_H */
