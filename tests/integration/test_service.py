@@ -143,3 +143,13 @@ def test_http_listener_serves_same_routes():
     rid = r.json["restriction"]["id"]
     r = SRV.ok("GET", "/v4/tokens/restrictions/" + rid)
     eq(r.json["restriction"]["domain_id"], "http-listener", "domain_id")
+
+
+def test_metrics_require_auth():
+    with Server(extra={"metrics": {"require_auth": "true"}},
+                name="metrics-auth") as srv:
+        r = srv.req("GET", "/metrics", token=None)
+        assert_error(r, 401)
+        check(r.headers.get("www-authenticate", "").startswith("Keystone uri="),
+              "WWW-Authenticate on /metrics 401")
+        eq(srv.req("GET", "/metrics").status, 200, "/metrics with admin token")
