@@ -72,7 +72,12 @@ worker_evhttp_new(struct worker *w, int tls)
 	if ((h = evhttp_new(w->base)) == NULL)
 		fatalx("evhttp_new failed");
 	evhttp_set_max_headers_size(h, (ev_ssize_t)cfg->max_header_size);
-	evhttp_set_max_body_size(h, (ev_ssize_t)cfg->max_body_size);
+	/*
+	 * evhttp answers a body over its own limit with an HTML page before
+	 * any handler runs, so it gets twice the configured size: bodies up
+	 * to that reach http_body_object(), which answers the JSON 413.
+	 */
+	evhttp_set_max_body_size(h, (ev_ssize_t)cfg->max_body_size * 2);
 	evhttp_set_flags(h, EVHTTP_SERVER_LINGERING_CLOSE);
 	tv.tv_sec = cfg->idle_timeout;
 	tv.tv_usec = 0;
