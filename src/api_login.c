@@ -122,7 +122,7 @@ login_check_bounds(struct login *l, const char *ns, const char *name)
 static int
 login_check_jwt(struct login *l)
 {
-	const struct config	*cfg = l->r->worker->srv->cfg;
+	const struct config	*cfg = l->r->cfg;
 	const struct jwt	*j = l->jwt;
 	double			 now = util_now(), skew = (double)cfg->k8s_clock_skew;
 
@@ -133,6 +133,12 @@ login_check_jwt(struct login *l)
 	}
 	if (j->has_exp && j->exp + skew < now) {
 		login_refuse(l, 401, "token_expired", "the JWT has expired");
+		return (-1);
+	}
+	/* Within the skew, but too late to give a token any lifetime. */
+	if (j->has_exp && cfg->token_cap_to_jwt_expiry && j->exp - now < 1.0) {
+		login_refuse(l, 401, "token_expired", "the JWT expires "
+		    "before a token could be used");
 		return (-1);
 	}
 	if ((j->has_nbf && j->nbf - skew > now) ||
@@ -201,7 +207,7 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 static long
 login_lifetime(const struct login *l, double now)
 {
-	const struct config	*cfg = l->r->worker->srv->cfg;
+	const struct config	*cfg = l->r->cfg;
 	long			 life = cfg->token_expiration;
 	double			 left;
 
@@ -239,7 +245,7 @@ static void
 login_issue(struct login *l, const struct k8s_review_outcome *o)
 {
 	struct request		*r = l->r;
-	const struct config	*cfg = r->worker->srv->cfg;
+	const struct config	*cfg = r->cfg;
 	struct restriction	*rs = NULL;
 	struct fernet_payload	 p;
 	cJSON			*doc;
@@ -434,7 +440,7 @@ login_lookup(struct login *l)
 void
 api_login(struct request *r)
 {
-	const struct config		*cfg = r->worker->srv->cfg;
+	const struct config		*cfg = r->cfg;
 	struct k8s_review_outcome	 o;
 	struct login			*l;
 	char				*jwt = NULL, *cause = NULL;
@@ -454,7 +460,7 @@ api_login(struct request *r)
 	}
 	if (login_check_jwt(l) != 0)
 		goto done;
-	l->review = k8s_review_start(r->worker, l->inst, jwt,
+	l->review = k8s_review_start(r->worker, r->cfg, l->inst, jwt,
 	    l->role->bound_audience, login_review_cb, l, &o);
 	if (l->review == NULL) {
 		http_set_header(r, "Retry-After", o.retry_after != NULL ?

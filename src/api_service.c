@@ -89,7 +89,7 @@ api_metrics_answer(struct request *r)
 		http_reply_error(r, 403, "forbidden", "metrics need an admin");
 		return;
 	}
-	text = metrics_render(r->worker->srv->cfg, r->worker->srv->started);
+	text = metrics_render(r->cfg, r->worker->srv->started);
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
 	evbuffer_add(b, text, strlen(text));
@@ -103,7 +103,7 @@ api_metrics_answer(struct request *r)
 void
 api_metrics(struct request *r)
 {
-	const struct config	*cfg = r->worker->srv->cfg;
+	const struct config	*cfg = r->cfg;
 
 	if (!cfg->metrics_enabled) {
 		http_reply_error(r, 404, "not_found", "metrics are disabled");

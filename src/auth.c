@@ -60,7 +60,7 @@ int
 auth_caller(struct request *r, http_handler next)
 {
 	const char	*token = http_header(r, "X-Auth-Token");
-	const char	*admin = r->worker->srv->admin_token;
+	const char	*admin = r->cfg->admin_token;
 	char		 id[9];
 
 	if (token == NULL || *token == '\0') {

@@ -170,6 +170,7 @@ http_unref(struct request *r)
 	for (i = 0; i < HTTP_MAX_PARAMS; i++)
 		free(r->params[i]);
 	caller_clear(&r->caller);
+	config_unref(r->cfg);
 	free(r->path);
 	free(r);
 }
@@ -240,7 +241,7 @@ http_host_ok(const char *host)
 char *
 http_public_url(struct request *r)
 {
-	const char	*pub = r->worker->srv->cfg->public_url;
+	const char	*pub = r->cfg->public_url;
 	const char	*host;
 	char		*url;
 	size_t		 n;
@@ -395,10 +396,10 @@ http_body_object(struct request *r, cJSON **out)
 	}
 	in = evhttp_request_get_input_buffer(r->req);
 	len = evbuffer_get_length(in);
-	if (len > (size_t)r->worker->srv->cfg->max_body_size) {
+	if (len > (size_t)r->cfg->max_body_size) {
 		http_reply_error(r, 413, "body_too_large",
 		    "the request body is larger than %ld bytes",
-		    r->worker->srv->cfg->max_body_size);
+		    r->cfg->max_body_size);
 		return (-1);
 	}
 	data = (const char *)evbuffer_pullup(in, -1);
@@ -757,6 +758,7 @@ http_request_cb(struct evhttp_request *req, void *arg)
 
 	r = xcalloc(1, sizeof *r);
 	r->worker = w;
+	r->cfg = server_config_ref();
 	r->req = req;
 	r->references = 1;
 	r->start_us = util_monotonic_us();
@@ -783,7 +785,7 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	r->deadline = evtimer_new(w->base, http_deadline_cb, r);
 	if (r->deadline == NULL)
 		fatalx("evtimer_new failed");
-	tv.tv_sec = w->srv->cfg->request_timeout;
+	tv.tv_sec = w->cfg->request_timeout;
 	tv.tv_usec = 0;
 	evtimer_add(r->deadline, &tv);
 	http_ref(r);	/* keep r alive while the handler runs */

@@ -354,11 +354,10 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
  * (cancel with k8s_review_cancel) or NULL with *o holding the error.
  */
 struct k8s_review *
-k8s_review_start(struct worker *w, const struct instance *inst,
-    const char *jwt, const char *audience, k8s_review_cb cb, void *arg,
-    struct k8s_review_outcome *o)
+k8s_review_start(struct worker *w, const struct config *cfg,
+    const struct instance *inst, const char *jwt, const char *audience,
+    k8s_review_cb cb, void *arg, struct k8s_review_outcome *o)
 {
-	const struct config	*cfg = w->srv->cfg;
 	struct fetch_request	 req;
 	struct k8s_review	*rv;
 	char			*bearer = NULL, *ca = NULL, *body, *url, *cause;

@@ -181,9 +181,15 @@ struct config {
 	int		 metrics_require_auth;
 	/* derived by config_validate */
 	int		 tls_missing;
+	/* loaded by serve from [bootstrap] admin_token_file */
+	char		*admin_token;
+	int		 references;	/* config_ref / config_unref */
 };
 struct config	*config_new(void);
 void		 config_free(struct config *);
+struct config	*config_ref(struct config *);
+void		 config_unref(struct config *);
+void		 config_keep_static(struct config *, const struct config *);
 int		 config_load(struct config *, const char *, char **);
 int		 config_set(struct config *, const char *, const char *,
 		     const char *, char **);
@@ -443,9 +449,8 @@ int		 validate_globs(const char *, const struct strlist *, char **);
 
 /* server.c -- process-wide state, read-mostly, shared by workers */
 struct server {
-	struct config	*cfg;
+	struct config	*cfg;		/* current: use server_config_ref() */
 	const char	*config_path;
-	char		*admin_token;		/* bootstrap admin token */
 	void		*ssl_ctx;		/* SSL_CTX *, swapped on reload */
 	struct worker	**workers;
 	int		 nworkers;
@@ -463,6 +468,7 @@ struct server_listener {
 extern struct server *server;
 int		 server_run(struct config *, const char *);
 void		*server_ssl_ctx_ref(void);	/* SSL_CTX *, up-ref'd */
+struct config	*server_config_ref(void);
 
 /* tls.c */
 void		*tls_ctx_new(const char *, const char *, char **);
@@ -472,6 +478,7 @@ void		 tls_ctx_free(void *);
 struct worker {
 	int		 id;
 	struct server	*srv;
+	struct config	*cfg;			/* at start: static options */
 	struct event_base *base;
 	struct evhttp	*https;			/* TLS listeners */
 	struct evhttp	*http;			/* plain listeners */
@@ -524,6 +531,7 @@ struct caller {
 #define HTTP_MAX_PARAMS 4
 struct request {
 	struct worker	*worker;
+	struct config	*cfg;			/* snapshot for this request */
 	struct evhttp_request *req;
 	enum http_method method;
 	char		*path;			/* decoded path, no query */
@@ -759,7 +767,8 @@ struct k8s_review_outcome {
 };
 struct k8s_review;
 typedef void (*k8s_review_cb)(struct k8s_review_outcome *, void *);
-struct k8s_review *k8s_review_start(struct worker *, const struct instance *,
+struct k8s_review *k8s_review_start(struct worker *, const struct config *,
+		     const struct instance *,
 		     const char *, const char *, k8s_review_cb, void *,
 		     struct k8s_review_outcome *);
 void		 k8s_review_cancel(struct k8s_review *);
