@@ -224,3 +224,354 @@ def test_patch_ca_cert_and_reviewer_take_effect_without_restart():
     refuse(L.login(jwt), 502, "reviewer_unauthorized")
     L.patch_instance(token_reviewer_jwt=L.reviewer_jwt)
     L.ok(jwt)
+
+
+# -- every reason code of API.md §3 ------------------------------------------
+def test_instance_not_found_and_disabled():
+    L = Login(SRV, K8S)
+    jwt = L.jwt()
+    r = SRV.req("POST", "/v4/k8s_auth/instances/%s/auth" % os.urandom(16).hex(),
+                {"k8s_role": L.role_name, "jwt": jwt}, token=None)
+    refuse(r, 404, "instance_not_found")
+    L.patch_instance(enabled=False)
+    assert_no_review(K8S, lambda: refuse(L.login(jwt), 403,
+                                         "instance_disabled"),
+                     "a disabled instance")
+    L.patch_instance(enabled=True)
+    L.ok(jwt)
+
+
+def test_role_not_found_and_disabled():
+    L = Login(SRV, K8S)
+    jwt = L.jwt()
+    refuse(L.login(jwt, role="no-such-role"), 404, "role_not_found")
+    # A role of another instance is not found through this one.
+    M = Login(SRV, K8S)
+    refuse(L.login(jwt, role=M.role_name), 404, "role_not_found")
+    L.patch_role(enabled=False)
+    assert_no_review(K8S, lambda: refuse(L.login(jwt), 403,
+                                         "role_disabled"),
+                     "a disabled role")
+    L.patch_role(enabled=True)
+    L.ok(jwt)
+    # The role can also be named by its id.
+    L.ok(jwt, role=L.role["id"])
+
+
+def malformed_jwts(good):
+    h, c, s = good.split(".")
+    big_claims = dict(claims(good), pad="x" * 17000)
+    return {
+        "empty": "",
+        "one part": "abc",
+        "two parts": "%s.%s" % (h, c),
+        "four parts": "%s.%s.%s.%s" % (h, c, s, s),
+        "alg none": "%s.%s." % (b64({"alg": "none", "typ": "JWT"}), c),
+        "alg none signed": "%s.%s.%s" % (b64({"alg": "none"}), c, s),
+        "no alg": "%s.%s.%s" % (b64({"kid": "k"}), c, s),
+        "header not json": "%s.%s.%s" % (b64(b"not json"), c, s),
+        "claims not json": "%s.%s.%s" % (h, b64(b"{nope"), s),
+        "claims an array": "%s.%s.%s" % (h, b64([1, 2]), s),
+        "not base64url": "%s.%s.%s" % (h, c + "*!", s),
+        "oversize": "%s.%s.%s" % (h, b64(big_claims), s),
+    }
+
+
+def test_malformed_jwt_shapes_cost_no_review():
+    L = Login(SRV, K8S)
+    good = L.jwt()
+    for what, bad in malformed_jwts(good).items():
+        SRV.secrets.add(bad) if len(bad) > 20 else None
+        r = assert_no_review(K8S, lambda: L.login(bad), what)
+        try:
+            assert_error(r, 400, "malformed_jwt")
+        except AssertionError as e:
+            fail("%s: %s" % (what, e))
+    L.ok(good)
+
+
+def test_max_jwt_size_is_configurable():
+    with Server(extra={"k8s_auth": {"max_jwt_size": 512}},
+                name="jwtsize") as srv:
+        # (the limit applies to token_reviewer_jwt too: store none)
+        L = Login(srv, K8S, reviewer=False)
+        jwt = L.jwt()
+        check(len(jwt) > 512, "fake token unexpectedly short: %d" % len(jwt))
+        assert_no_review(K8S, lambda: refuse(L.login(jwt), 400,
+                                             "malformed_jwt"),
+                         "a JWT over max_jwt_size")
+
+
+def test_legacy_token_refused_by_default():
+    L = Login(SRV, K8S)
+    jwt = L.jwt(legacy=True)
+    check("exp" not in claims(jwt), "fake legacy token has exp")
+    assert_no_review(K8S, lambda: refuse(L.login(jwt), 401,
+                                         "legacy_token_refused"),
+                     "a legacy token")
+
+
+def test_legacy_token_accepted_when_allowed():
+    with Server(extra={"k8s_auth": {"allow_legacy_tokens": True}},
+                name="legacy") as srv:
+        L = Login(srv, K8S)
+        jwt = L.jwt(legacy=True)
+        r = L.ok(jwt)
+        tok = r.json["token"]
+        eq(tok["k8s_auth"]["namespace"], L.ns, "namespace")
+        eq(tok["k8s_auth"]["service_account"], "web", "service_account")
+        life = ts(tok["expires_at"]) - ts(tok["issued_at"])
+        check(3590 <= life <= 3600, "legacy token lifetime %r" % life)
+        # Legacy tokens die with their service account.
+        K8S.delete_sa(L.ns, "web")
+        refuse(L.login(jwt), 401, "token_invalid")
+
+
+def test_token_expired_and_not_yet_valid():
+    L = Login(SRV, K8S)
+    exp = L.jwt(expires_in=-300)
+    assert_no_review(K8S, lambda: refuse(L.login(exp), 401,
+                                         "token_expired"), "expired JWT")
+    nbf = L.jwt(not_before_offset=300)
+    assert_no_review(K8S, lambda: refuse(L.login(nbf), 401,
+                                         "token_not_yet_valid"),
+                     "JWT not valid yet")
+    # nbf within clock_skew (60 s): accepted (the fake's leeway is 60 s too).
+    L.ok(L.jwt(not_before_offset=20))
+    # exp within the skew passes the local check, but a token capped to
+    # the JWT's expiry would be born dead: still token_expired, no token.
+    before = K8S.reviews()
+    refuse(L.login(L.jwt(expires_in=-20)), 401, "token_expired")
+    eq(K8S.reviews() - before, 1, "reviews for a JWT expired within skew")
+
+
+def test_audience_mismatch():
+    L = Login(SRV, K8S, role={"bound_audience": "keystone"})
+    for aud in (["other"], [API_AUD]):
+        jwt = L.jwt(audiences=aud)
+        assert_no_review(K8S, lambda: refuse(L.login(jwt), 401,
+                                             "audience_mismatch"),
+                         "JWT aud %r" % aud)
+    L.ok(L.jwt(audiences=["other", "keystone"]))
+
+
+def test_namespace_and_service_account_not_bound():
+    L = Login(SRV, K8S)
+    other_ns = unique("ns")
+    K8S.sa(other_ns, "web")
+    jwt = K8S.token(other_ns, "web")
+    SRV.secrets.add(jwt)
+    assert_no_review(K8S, lambda: refuse(L.login(jwt), 401,
+                                         "namespace_not_bound"),
+                     "a namespace outside the bounds")
+    K8S.sa(L.ns, "db")
+    jwt = L.jwt(sa="db")
+    assert_no_review(K8S, lambda: refuse(L.login(jwt), 401,
+                                         "service_account_not_bound"),
+                     "a name outside the bounds")
+    # Globs: ["w*"] admits web, not db.
+    L.patch_role(bound_service_account_names=["w*"])
+    L.ok(L.jwt())
+    refuse(L.login(jwt), 401, "service_account_not_bound")
+
+
+def test_pod_not_bound_by_claim_and_by_review():
+    L = Login(SRV, K8S, role={"bound_pod_names": ["api-*"]})
+    K8S.pod(L.ns, "web-0", "web")
+    K8S.pod(L.ns, "api-0", "web")
+    jwt = L.jwt(pod="web-0")
+    eq(claims(jwt)["kubernetes.io"]["pod"]["name"], "web-0", "pod claim")
+    assert_no_review(K8S, lambda: refuse(L.login(jwt), 401, "pod_not_bound"),
+                     "a pod claim outside the bounds")
+    # Not bound to any pod: only the review can tell, and it reports none.
+    nopod = L.jwt()
+    before = K8S.reviews()
+    refuse(L.login(nopod), 401, "pod_not_bound")
+    eq(K8S.reviews() - before, 1, "review for a token without a pod claim")
+    r = L.ok(L.jwt(pod="api-0"))
+    eq(r.json["token"]["k8s_auth"]["pod_name"], "api-0", "pod_name")
+
+
+def test_token_invalid_after_pod_or_sa_deleted_and_bad_signature():
+    L = Login(SRV, K8S, role={"bound_service_account_names": ["*"]})
+    K8S.pod(L.ns, "web-0", "web")
+    jwt = L.jwt(pod="web-0")
+    L.ok(jwt)
+    K8S.delete_pod(L.ns, "web-0")
+    refuse(L.login(jwt), 401, "token_invalid")
+    bad = L.jwt(bad_signature=True)
+    refuse(L.login(bad), 401, "token_invalid")
+    K8S.sa(L.ns, "gone")
+    gone = L.jwt(sa="gone")
+    L.ok(gone)
+    K8S.delete_sa(L.ns, "gone")
+    refuse(L.login(gone), 401, "token_invalid")
+    K8S.sa(L.ns, "gone")   # re-created: a new UID, the old token stays bad
+    refuse(L.login(gone), 401, "token_invalid")
+    check("TokenReview: not authenticated" in SRV.log_text(),
+          "the review's error is not logged")
+
+
+def test_reviewer_unauthorized_and_forbidden():
+    bad = K8S.token("kube-system", "local-reviewer", bad_signature=True)
+    L = Login(SRV, K8S, reviewer=bad)
+    refuse(L.login(L.jwt()), 502, "reviewer_unauthorized")
+    name = unique("noreview")
+    K8S.sa("kube-system", name)
+    plain = K8S.token("kube-system", name)
+    M = Login(SRV, K8S, reviewer=plain)
+    refuse(M.login(M.jwt()), 502, "reviewer_forbidden")
+    # An expired stored reviewer token is also unauthorized.
+    K8S.delete_sa("kube-system", name)
+    refuse(M.login(M.jwt()), 502, "reviewer_unauthorized")
+
+
+def test_cluster_unavailable_status_faults():
+    L = Login(SRV, K8S)
+    jwt = L.jwt()
+    cases = [(500, None), (503, 7), (429, 3), (503, None), (502, None)]
+    try:
+        for status, ra in cases:
+            kw = {"status": status, "count": 1}
+            if ra is not None:
+                kw["retry_after"] = ra
+            K8S.fault("status", **kw)
+            r = L.login(jwt)
+            try:
+                assert_error(r, 503, "cluster_unavailable")
+            except AssertionError as e:
+                fail("cluster answered %d: %s" % (status, e))
+            h = r.headers.get("retry-after")
+            check(h is not None and h.isdigit() and int(h) >= 1,
+                  "Retry-After after a %d: %r" % (status, h))
+            if ra is not None:
+                eq(int(h), ra, "Retry-After passed on from a %d" % status)
+    finally:
+        K8S.clear_faults()
+    L.ok(jwt)
+
+
+def test_cluster_unavailable_reset_and_closed_port():
+    L = Login(SRV, K8S)
+    jwt = L.jwt()
+    # Every review is reset (libcurl may retry once on a fresh connection
+    # when a reused one dies, so a one-shot fault is not enough).
+    K8S.fault("reset")
+    try:
+        r = L.login(jwt)
+    finally:
+        K8S.clear_faults()
+    refuse(r, 503, "cluster_unavailable")
+    check(r.headers.get("retry-after"), "no Retry-After after a reset")
+    L.ok(jwt)
+    port = free_ports(1)[0]
+    L.patch_instance(host="https://127.0.0.1:%d" % port)
+    t0 = time.monotonic()
+    r = L.login(jwt)
+    refuse(r, 503, "cluster_unavailable")
+    check(r.headers.get("retry-after"), "no Retry-After for a closed port")
+    check(time.monotonic() - t0 < 2 * timeout_scale(),
+          "a refused connection took %.1fs" % (time.monotonic() - t0))
+
+
+def test_cluster_tls_error_wrong_ca():
+    L = Login(SRV, K8S, inst={"ca_cert": openssl_pem_cert("other-ca")})
+    refuse(L.login(L.jwt()), 502, "cluster_tls_error")
+    # Trust a CA bundle that contains the right CA too: works.
+    L.patch_instance(ca_cert=openssl_pem_cert("other-ca") + K8S.ca_pem)
+    L.ok(L.jwt())
+
+
+def test_cluster_timeout_on_hang():
+    with Server(extra={"k8s_auth": {"review_timeout": 1,
+                                    "connect_timeout": 1,
+                                    "local_sa_dir": LOCAL.path}},
+                name="timeout") as srv:
+        L = Login(srv, K8S)
+        jwt = L.jwt()
+        K8S.fault("hang")
+        try:
+            t0 = time.monotonic()
+            r = L.login(jwt)
+            took = time.monotonic() - t0
+        finally:
+            K8S.clear_faults()
+        refuse(r, 504, "cluster_timeout")
+        check(0.8 <= took < 3 * timeout_scale(),
+              "review_timeout=1 answered after %.2fs" % took)
+        L.ok(jwt)
+        eq(srv.req("GET", "/healthz", token=None).status, 200, "healthz")
+
+
+def test_login_body_errors():
+    L = Login(SRV, K8S)
+    jwt = L.jwt()
+    r = SRV.req("POST", L.path, raw=json.dumps({"k8s_role": L.role_name,
+                                                 "jwt": jwt}).encode(),
+                token=None, content_type="text/plain")
+    assert_error(r, 415)
+    r = SRV.req("POST", L.path, raw=b'{"k8s_role": "x", "jwt": ', token=None)
+    assert_error(r, 400)
+    r = SRV.req("POST", L.path, raw=b'[1, 2]', token=None)
+    assert_error(r, 400)
+    assert_error(L.login(jwt, extra="x"), 400, names="extra")
+    assert_error(L.login(jwt, role_name="different"), 400, names="role_name")
+    assert_error(SRV.req("POST", L.path, {"k8s_role": L.role_name},
+                         token=None), 400, names="jwt")
+    assert_error(SRV.req("POST", L.path, {"jwt": jwt}, token=None), 400,
+                 names="k8s_role")
+    assert_error(SRV.req("POST", L.path, {"k8s_role": L.role_name,
+                                          "jwt": 5}, token=None), 400,
+                 names="jwt")
+    assert_error(SRV.req("POST", L.path, {"k8s_role": 5, "jwt": jwt},
+                         token=None), 400, names="k8s_role")
+    # keystone-ng's spelling, alone or agreeing with k8s_role.
+    r = SRV.req("POST", L.path, {"role_name": L.role_name, "jwt": jwt},
+                token=None)
+    eq(r.status, 200, "role_name alias (%r)" % r.raw[:200])
+    L.ok(jwt, role_name=L.role_name)
+    # None of these body errors leaked the JWT into an answer.
+    check(jwt not in SRV.log_text(), "JWT in the log")
+
+
+# -- expiry ------------------------------------------------------------------
+def lifetime(r):
+    tok = r.json["token"]
+    return ts(tok["expires_at"]), ts(tok["issued_at"])
+
+
+def test_expiry_capped_by_role_token_ttl():
+    L = Login(SRV, K8S, role={"token_ttl": 120})
+    t0 = time.time()
+    exp, issued = lifetime(L.ok(L.jwt()))
+    check(abs(exp - issued - 120) <= 1, "token_ttl 120: lifetime %.1f" %
+          (exp - issued))
+    check(abs(exp - (t0 + 120)) <= 2, "expires_at %.1f vs now+120 %.1f" %
+          (exp, t0 + 120))
+
+
+def test_expiry_capped_by_jwt_exp():
+    L = Login(SRV, K8S)
+    jwt = L.jwt(expires_in=600)
+    exp, issued = lifetime(L.ok(jwt))
+    jexp = claims(jwt)["exp"]
+    check(abs(exp - jexp) <= 1, "expires_at %.1f, JWT exp %d" % (exp, jexp))
+    # token_ttl above the JWT's remaining life: the JWT still wins.
+    L.patch_role(token_ttl=1800)
+    exp, issued = lifetime(L.ok(jwt))
+    check(abs(exp - jexp) <= 1, "with token_ttl 1800: expires_at %.1f, JWT "
+          "exp %d" % (exp, jexp))
+
+
+def test_expiry_not_capped_when_cap_to_jwt_expiry_false():
+    with Server(extra={"token": {"cap_to_jwt_expiry": False,
+                                 "expiration": 3600}},
+                name="nocap") as srv:
+        L = Login(srv, K8S)
+        exp, issued = lifetime(L.ok(L.jwt(expires_in=600)))
+        check(abs(exp - issued - 3600) <= 1, "cap_to_jwt_expiry=false: "
+              "lifetime %.1f, expected 3600" % (exp - issued))
+        L.patch_role(token_ttl=300)
+        exp, issued = lifetime(L.ok(L.jwt(expires_in=600)))
+        check(abs(exp - issued - 300) <= 1, "token_ttl 300 still caps: "
+              "lifetime %.1f" % (exp - issued))
