@@ -387,3 +387,37 @@ def assert_no_review(k8s, fn, what):
     after = k8s.reviews()
     eq(after - before, 0, "TokenReviews sent for %s" % what)
     return out
+
+
+def tcp_states(port):
+    """States of the TCP sockets whose local port is port (no listeners),
+    from /proc/net/tcp{,6}: e.g. ["ESTABLISHED", "CLOSE_WAIT"]."""
+    names = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV",
+             "04": "FIN_WAIT1", "05": "FIN_WAIT2", "06": "TIME_WAIT",
+             "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK",
+             "0A": "LISTEN", "0B": "CLOSING"}
+    out = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            st = names.get(fields[3], fields[3])
+            if st != "LISTEN":
+                out.append(st)
+    return out
+
+
+def lasting_close_waits(port, gap=0.3):
+    """How many of the fake's sockets stay in CLOSE_WAIT (peer closed, the
+    fake still holding it) over gap seconds: a parked request whose client
+    went away.  Control-API connections pass through CLOSE_WAIT for
+    microseconds only, hence two samples."""
+    first = tcp_states(port).count("CLOSE_WAIT")
+    time.sleep(gap)
+    return min(first, tcp_states(port).count("CLOSE_WAIT"))

@@ -11,10 +11,11 @@ import os
 import shutil
 import time
 
-from harness import (ADMIN, Server, assert_error, assert_id, assert_timestamp,
+from harness import (ADMIN, Server, assert_error, assert_timestamp,
                      check, eq, fail, free_ports, make_tmpdir,
                      openssl_pem_cert, timeout_scale, unique, wait_for)
-from k8s_fixture import FakeK8s, LocalSA, Login, assert_no_review, validate
+from k8s_fixture import (LOGIN_FMT, FakeK8s, LocalSA, Login,
+                         assert_no_review, validate)
 
 K8S = None
 SRV = None
@@ -230,7 +231,7 @@ def test_patch_ca_cert_and_reviewer_take_effect_without_restart():
 def test_instance_not_found_and_disabled():
     L = Login(SRV, K8S)
     jwt = L.jwt()
-    r = SRV.req("POST", "/v4/k8s_auth/instances/%s/auth" % os.urandom(16).hex(),
+    r = SRV.req("POST", LOGIN_FMT % os.urandom(16).hex(),
                 {"k8s_role": L.role_name, "jwt": jwt}, token=None)
     refuse(r, 404, "instance_not_found")
     L.patch_instance(enabled=False)
