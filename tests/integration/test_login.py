@@ -576,3 +576,30 @@ def test_expiry_not_capped_when_cap_to_jwt_expiry_false():
         exp, issued = lifetime(L.ok(L.jwt(expires_in=600)))
         check(abs(exp - issued - 300) <= 1, "token_ttl 300 still caps: "
               "lifetime %.1f" % (exp - issued))
+
+
+# -- validation follows the restriction as it is now -------------------------
+def test_validation_reflects_restriction_changes():
+    L = Login(SRV, K8S)
+    subject = L.ok(L.jwt()).headers["x-subject-token"]
+    rpath = "/v4/tokens/restrictions/%s" % L.rst["id"]
+    new_role = {"id": os.urandom(16).hex(), "name": "admin"}
+    SRV.ok("PATCH", rpath, {"restriction": {"roles": [new_role]}})
+    eq(validate(SRV, subject).json["token"]["roles"], [new_role],
+       "roles after the restriction changed")
+    # Another user on the restriction: the old token no longer matches.
+    SRV.ok("PATCH", rpath, {"restriction": {"user_id": os.urandom(16).hex()}})
+    assert_error(validate(SRV, subject), 404)
+
+
+def test_a_login_token_cannot_validate_another_token():
+    L = Login(SRV, K8S)
+    a = L.ok(L.jwt()).headers["x-subject-token"]
+    b = L.ok(L.jwt()).headers["x-subject-token"]
+    check(a != b, "two logins gave the same token")
+    r = validate(SRV, b, token=a)
+    check(r.status in (401, 403), "token A validated token B: %d %r" % (
+        r.status, r.raw[:200]))
+    check(b"X-Subject-Token" not in r.raw and "x-subject-token" not in
+          r.headers, "B echoed to A")
+    eq(validate(SRV, b, token=b).status, 200, "self-validation of B")
