@@ -29,7 +29,36 @@ struct login {
 	struct k8s_review	*review;
 	char			 jwt_id[9];
 	char			*role_name;
+	char			*pod;		/* from the review */
+	char			*node;
+	char			 audit_id[23];	/* of the token issued */
 };
+
+/* Write the login's audit record (after the reply). */
+static void
+login_audit(const struct login *l)
+{
+	struct audit_login	 a;
+	const struct request	*r = l->r;
+
+	memset(&a, 0, sizeof a);
+	a.instance_id = r->params[0];
+	a.role = l->role_name;
+	if (l->jwt != NULL) {
+		a.namespace = l->jwt->namespace;
+		a.service_account = l->jwt->sa_name;
+	}
+	a.pod = l->pod != NULL ? l->pod : (l->jwt != NULL ?
+	    l->jwt->pod_name : NULL);
+	a.node = l->node;
+	a.status = r->status;
+	a.reason = r->status == 200 ? NULL : r->reason;
+	a.token_audit_id = l->audit_id[0] != '\0' ? l->audit_id : NULL;
+	a.jwt_id = l->jwt_id[0] != '\0' ? l->jwt_id : NULL;
+	a.client = r->client_ip;
+	a.latency_ms = (double)(util_monotonic_us() - r->start_us) / 1000.0;
+	audit_login(&a);
+}
 
 /* Free a login and drop its reference on the request. */
 static void
@@ -37,6 +66,7 @@ login_done(struct login *l)
 {
 	struct request	*r = l->r;
 
+	login_audit(l);
 	r->data = NULL;
 	r->cancel = NULL;
 	r->gone = NULL;
@@ -44,6 +74,8 @@ login_done(struct login *l)
 	role_free(l->role);
 	jwt_free(l->jwt);
 	free(l->role_name);
+	free(l->pod);
+	free(l->node);
 	free(l);
 	http_unref(r);
 }
@@ -253,6 +285,7 @@ login_issue(struct login *l, const struct k8s_review_outcome *o)
 	    "expires_in=%ld jwt=sha256:%s", l->inst->id, l->role->name,
 	    o->namespace, o->name, o->pod_name != NULL ? o->pod_name : "-",
 	    p.audit_id, life, l->jwt_id);
+	memcpy(l->audit_id, p.audit_id, sizeof l->audit_id);
 	http_set_header(r, "X-Subject-Token", token);
 	http_reply_json(r, 200, doc);
 out:
@@ -268,6 +301,10 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 	struct login	*l = arg;
 
 	l->review = NULL;	/* k8s_review.c frees it after this call */
+	if (o->pod_name != NULL)
+		l->pod = xstrdup(o->pod_name);
+	if (o->node_name != NULL)
+		l->node = xstrdup(o->node_name);
 	if (o->status != 0) {
 		if (o->status == 503)
 			http_set_header(l->r, "Retry-After",

@@ -186,8 +186,8 @@ api_role_check_restriction(struct request *r, const struct role *ro)
 	    &rs);
 	if (rc == STORE_NOT_FOUND) {
 		http_reply_error(r, 400, "invalid_restriction",
-		    "token restriction %s does not exist",
-		    ro->token_restriction_id);
+		    "token_restriction_id: token restriction %.64s does not "
+		    "exist", ro->token_restriction_id);
 		return (-1);
 	}
 	if (rc != STORE_OK) {
@@ -198,7 +198,8 @@ api_role_check_restriction(struct request *r, const struct role *ro)
 	flaw = api_role_restriction_flaw(rs, ro->domain_id);
 	if (flaw != NULL)
 		http_reply_error(r, 400, "invalid_restriction",
-		    "token restriction %s %s", rs->id, flaw);
+		    "token_restriction_id: token restriction %s %s", rs->id,
+		    flaw);
 	restriction_free(rs);
 	return (flaw != NULL ? -1 : 0);
 }

@@ -96,23 +96,9 @@ api_token_document(const struct config *cfg, const struct fernet_payload *p,
 	return (doc);
 }
 
-/* Who may validate: an admin, or the token itself; 0 or -1 (replied). */
-static int
-api_token_caller(struct request *r, const char *subject)
-{
-	const char	*auth = http_header(r, "X-Auth-Token");
-
-	if (auth != NULL && util_ct_equal(auth, strlen(auth), subject,
-	    strlen(subject)))
-		return (0);
-	if (auth_caller(r) != 0)
-		return (-1);
-	return (auth_require(r, "token:validate", NULL));
-}
-
-/* GET and HEAD /v3/auth/tokens */
-void
-api_token_validate(struct request *r)
+/* Validate X-Subject-Token for an authorized caller. */
+static void
+api_token_answer(struct request *r)
 {
 	struct fernet_payload	 p;
 	struct restriction	*rs = NULL;
@@ -120,12 +106,8 @@ api_token_validate(struct request *r)
 	char			*cause = NULL;
 	int			 ok = 0;
 
-	if (subject == NULL || *subject == '\0') {
-		http_reply_error(r, 400, "missing_subject_token",
-		    "the X-Subject-Token header is required");
-		return;
-	}
-	if (api_token_caller(r, subject) != 0)
+	if (r->caller.kind != CALLER_NONE &&
+	    auth_require(r, "token:validate", NULL) != 0)
 		return;
 	memset(&p, 0, sizeof p);
 	if (token_read(subject, &p, &cause) != 0)
@@ -153,4 +135,28 @@ api_token_validate(struct request *r)
 	free(cause);
 	restriction_free(rs);
 	fernet_payload_clear(&p);
+}
+
+/*
+ * GET and HEAD /v3/auth/tokens: the caller is an admin credential or the
+ * token itself (self-validation needs no authorization).
+ */
+void
+api_token_validate(struct request *r)
+{
+	const char	*subject = http_header(r, "X-Subject-Token");
+	const char	*auth = http_header(r, "X-Auth-Token");
+
+	if (subject == NULL || *subject == '\0') {
+		http_reply_error(r, 400, "missing_subject_token",
+		    "the X-Subject-Token header is required");
+		return;
+	}
+	if (auth != NULL && util_ct_equal(auth, strlen(auth), subject,
+	    strlen(subject))) {
+		api_token_answer(r);
+		return;
+	}
+	if (auth_caller(r, api_token_answer) == 0)
+		api_token_answer(r);
 }

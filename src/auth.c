@@ -51,11 +51,13 @@ auth_reply_401(struct request *r, const char *reason, const char *msg)
 }
 
 /*
- * Identify the caller from X-Auth-Token.  Returns 0 with r->caller set, or
- * replies 401 and returns -1.
+ * Identify the caller from X-Auth-Token.  Returns 0 with r->caller set
+ * (the caller goes on), -1 after replying 401, or 1 when the answer needs
+ * an asynchronous lookup: the request is then parked and, once the caller
+ * is known, `next` runs (or an error has been replied).
  */
 int
-auth_caller(struct request *r)
+auth_caller(struct request *r, http_handler next)
 {
 	const char	*token = http_header(r, "X-Auth-Token");
 	const char	*admin = r->worker->srv->admin_token;
@@ -103,6 +105,7 @@ auth_require(struct request *r, const char *action, const cJSON *target)
 	if (auth_authorize(r, action, target, &reason) == 0)
 		return (0);
 	log_info("%s: %s denied: %s", r->client_ip, action, reason);
+	audit_admin(r, action, NULL, "denied");
 	http_reply_error(r, 403, "forbidden",
 	    "you are not authorized to perform %s", action);
 	free(reason);

@@ -182,6 +182,7 @@ config_default_path(void)
 	return (SYSCONFDIR "/keystone-k8s-auth/keystone-k8s-auth.conf");
 }
 
+static void config_add_error(char **errors, const char *fmt, ...) printflike(2, 3);
 /* Append one line to an error list. */
 static void
 config_add_error(char **errors, const char *fmt, ...)
@@ -396,6 +397,7 @@ config_check_listen(struct config *cfg, char **errors)
 	char	*copy, *p, *url;
 	int	 https = 0;
 
+	cfg->tls_missing = 0;
 	copy = xstrdup(cfg->listen);
 	p = copy;
 	while ((url = strsep(&p, ",")) != NULL) {
@@ -410,8 +412,22 @@ config_check_listen(struct config *cfg, char **errors)
 	}
 	free(copy);
 	if (https && (cfg->tls_cert == NULL || cfg->tls_key == NULL))
-		config_add_error(errors, "[server] tls_cert and tls_key: "
-		    "required by an https:// listen URL");
+		cfg->tls_missing = 1;
+}
+
+/*
+ * What only `serve` (and config-check) need: an https:// listener needs a
+ * certificate and key.  Other subcommands work without them.
+ */
+int
+config_validate_serve(const struct config *cfg, char **cause)
+{
+	if (cfg->tls_missing) {
+		xasprintf(cause, "[server] tls_cert and tls_key: required by "
+		    "an https:// listen URL");
+		return (-1);
+	}
+	return (0);
 }
 
 /* Cross-option checks that one table row cannot express. */
@@ -489,30 +505,16 @@ config_load(struct config *cfg, const char *path, char **cause)
 		config_add_error(&cp.errors, "%s", vcause);
 		free(vcause);
 	}
+	/* A file that is wrong anyway gets the serve-only problems too. */
+	if (cp.errors != NULL && config_validate_serve(cfg, &vcause) != 0) {
+		config_add_error(&cp.errors, "%s", vcause);
+		free(vcause);
+	}
 	if (cp.errors != NULL) {
 		*cause = cp.errors;
 		return (-1);
 	}
 	return (0);
-}
-
-/* config-check: print every problem of a file; 0 when it is good. */
-int
-config_check_file(const char *path, FILE *out)
-{
-	struct config	*cfg;
-	char		*cause = NULL;
-	int		 rc;
-
-	cfg = config_new();
-	rc = config_load(cfg, path, &cause);
-	if (rc == 0)
-		fprintf(out, "%s: ok\n", path);
-	else
-		fprintf(out, "%s\n", cause);
-	free(cause);
-	config_free(cfg);
-	return (rc == 0 ? 0 : -1);
 }
 
 /* Print the effective configuration (no secrets live in it). */
@@ -615,5 +617,9 @@ config_db_path(const struct config *cfg, char **cause)
 		    "sqlite:///ABSOLUTE/PATH");
 		return (NULL);
 	}
-	return (xstrdup(p + 9));
+	/* sqlite:////abs (SQLAlchemy's spelling) means the same file. */
+	p += 9;
+	while (p[0] == '/' && p[1] == '/')
+		p++;
+	return (xstrdup(p));
 }

@@ -34,6 +34,7 @@
 #include "k8sauth.h"
 
 #define HTTP_ADMIN	0x1	/* X-Auth-Token required */
+#define HTTP_LOGIN	0x2	/* counted as a login in the metrics */
 #define HTTP_LIST_DEFAULT 100
 #define HTTP_LIST_MAX	1000
 
@@ -73,7 +74,8 @@ static const struct http_route http_routes[] = {
 	  HTTP_ADMIN },
 	{ HM_GET, "/v4/k8s_auth/roles", api_role_list_all, HTTP_ADMIN },
 
-	{ HM_POST, "/v4/k8s_auth/instances/*/auth", api_login, 0 },
+	{ HM_POST, "/v4/k8s_auth/instances/*/auth", api_login, HTTP_LOGIN },
+	{ HM_GET, "/metrics", api_metrics, 0 },
 	{ HM_GET, "/v3/auth/tokens", api_token_validate, 0 },
 
 	{ HM_POST, "/v4/tokens/restrictions", api_restriction_create,
@@ -272,6 +274,9 @@ http_finish(struct request *r, int status)
 	    http_method_name(r->method), path, status,
 	    (double)(util_monotonic_us() - r->start_us) / 1000.0);
 	free(path);
+	metrics_http(r->route, http_method_name(r->method), status);
+	if (r->route_flags & HTTP_LOGIN)
+		metrics_login(status == 200 ? NULL : r->reason);
 	r->worker->inflight--;
 	http_unref(r);
 }
@@ -312,6 +317,13 @@ http_reply_json(struct request *r, int status, cJSON *body)
 	evbuffer_free(buf);
 }
 
+/* Reply with a prepared body (Content-Type set by the caller). */
+void
+http_reply_buffer(struct request *r, int status, struct evbuffer *body)
+{
+	http_send(r, status, body);
+}
+
 /* Reply with no body (204, HEAD). */
 void
 http_reply_empty(struct request *r, int status)
@@ -334,6 +346,7 @@ http_reply_error(struct request *r, int status, const char *reason,
 	if (status >= 500)
 		log_warn("%s %s: %d %s: %s", http_method_name(r->method),
 		    r->path, status, reason, msg);
+	r->reason = reason;	/* a static string, read by http_finish */
 	body = cJSON_CreateObject();
 	err = cJSON_AddObjectToObject(body, "error");
 	cJSON_AddNumberToObject(err, "code", status);
@@ -720,9 +733,17 @@ http_dispatch(struct request *r)
 		return;
 	}
 	r->route = rt->pattern;
-	if ((rt->flags & HTTP_ADMIN) && auth_caller(r) != 0)
+	r->route_flags = rt->flags;
+	if ((rt->flags & HTTP_ADMIN) == 0) {
+		rt->handler(r);
 		return;
-	rt->handler(r);
+	}
+	/*
+	 * Identifying the caller may need a round trip to Keystone: then
+	 * auth_caller() parks the request and runs the handler later.
+	 */
+	if (auth_caller(r, rt->handler) == 0)
+		rt->handler(r);
 }
 
 /* evhttp's general callback: every request enters here. */

@@ -49,6 +49,7 @@ struct db;
 struct event_base;
 struct evhttp;
 struct evhttp_request;
+struct evbuffer;
 
 /* xmalloc.c */
 void		*xmalloc(size_t);
@@ -178,6 +179,8 @@ struct config {
 	/* [metrics] */
 	int		 metrics_enabled;
 	int		 metrics_require_auth;
+	/* derived by config_validate */
+	int		 tls_missing;
 };
 struct config	*config_new(void);
 void		 config_free(struct config *);
@@ -185,7 +188,7 @@ int		 config_load(struct config *, const char *, char **);
 int		 config_set(struct config *, const char *, const char *,
 		     const char *, char **);
 int		 config_validate(struct config *, char **);
-int		 config_check_file(const char *, FILE *);
+int		 config_validate_serve(const struct config *, char **);
 void		 config_write_docs(FILE *);
 void		 config_write_sample(FILE *);
 void		 config_dump(const struct config *, FILE *);
@@ -527,6 +530,8 @@ struct request {
 	void		*query;			/* struct evkeyvalq * */
 	char		*params[HTTP_MAX_PARAMS]; /* path segments matched */
 	const char	*route;			/* route pattern, for metrics */
+	int		 route_flags;
+	const char	*reason;		/* of the error replied, if any */
 	char		 client_ip[64];
 	struct caller	 caller;
 	uint64_t	 start_us;
@@ -549,6 +554,7 @@ int		 http_body_json(struct request *, const char *, cJSON **);
 int		 http_body_object(struct request *, cJSON **);
 void		 http_reply_json(struct request *, int, cJSON *);
 void		 http_reply_empty(struct request *, int);
+void		 http_reply_buffer(struct request *, int, struct evbuffer *);
 void		 http_reply_error(struct request *, int, const char *,
 		     const char *, ...) printflike(4, 5);
 void		 http_ref(struct request *);
@@ -561,7 +567,7 @@ int		 http_list_query(struct request *, const char *const *,
 cJSON		*http_list_links(struct request *, const char *, int);
 
 /* auth.c -- who is calling, and may they do it */
-int		 auth_caller(struct request *);
+int		 auth_caller(struct request *, http_handler);
 int		 auth_authorize(struct request *, const char *, const cJSON *,
 		     char **);
 int		 auth_require(struct request *, const char *, const cJSON *);
@@ -573,6 +579,7 @@ char		*auth_load_admin_token(const char *, char **);
 void		 api_version(struct request *);
 void		 api_healthz(struct request *);
 void		 api_readyz(struct request *);
+void		 api_metrics(struct request *);
 
 /* api_common.c -- plumbing shared by the admin API handlers */
 void		 api_bad_request(struct request *, const char *, char *);
@@ -777,5 +784,33 @@ void		 api_login(struct request *);
 cJSON		*api_token_document(const struct config *,
 		     const struct fernet_payload *, const struct restriction *);
 void		 api_token_validate(struct request *);
+
+/* metrics.c -- counters for /metrics (Prometheus text) */
+void		 metrics_login(const char *);
+void		 metrics_review_start(void);
+void		 metrics_review_done(const char *, double);
+void		 metrics_policy_error(void);
+void		 metrics_http(const char *, const char *, int);
+char		*metrics_render(const struct config *, time_t);
+
+/* audit.c -- the audit trail: one JSON line per login and admin change */
+struct audit_login {
+	const char	*instance_id;
+	const char	*role;
+	const char	*namespace;
+	const char	*service_account;
+	const char	*pod;
+	const char	*node;
+	int		 status;
+	const char	*reason;
+	const char	*token_audit_id;
+	const char	*jwt_id;
+	const char	*client;
+	double		 latency_ms;
+};
+int		 audit_open(const char *, char **);
+void		 audit_login(const struct audit_login *);
+void		 audit_admin(const struct request *, const char *,
+		     const char *, const char *);
 
 #endif /* K8SAUTH_H */

@@ -77,6 +77,8 @@ main_usage(int status)
 static int
 main_serve(struct config *cfg, const char *path, int flags, char **cause)
 {
+	if (config_validate_serve(cfg, cause) != 0)
+		return (-1);
 	return (server_run(cfg, path));
 }
 
@@ -151,6 +153,8 @@ static int
 main_config_check(struct config *cfg, const char *path, int flags,
     char **cause)
 {
+	if (flags == 0 && config_validate_serve(cfg, cause) != 0)
+		return (-1);
 	if (flags == 1)
 		config_dump(cfg, stdout);
 	else if (flags == 2)
@@ -262,6 +266,10 @@ main(int argc, char **argv)
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "curl_global_init failed\n");
 		return (1);
+	}
+	if (cmd->fn == main_version) {
+		printf("%s %s\n", K8SAUTH_NAME, K8SAUTH_VERSION);
+		return (0);
 	}
 	cfg = main_load_config(&path, explicit);
 	log_open(cfg->log_level, strcmp(cfg->log_format, "json") == 0);

@@ -188,6 +188,12 @@ server_reload(struct server *srv)
 	char	*cause = NULL;
 
 	log_info("SIGHUP: reloading");
+	if (audit_open(srv->cfg->log_audit_file, &cause) != 0) {
+		log_err("reload: %s; the audit trail goes on where it was",
+		    cause);
+		free(cause);
+		cause = NULL;
+	}
 	if (token_reload(&cause) != 0) {
 		log_err("reload: fernet keys not reloaded, the old ones stay "
 		    "in use: %s", cause);
@@ -244,6 +250,8 @@ server_prepare(struct server *srv, char **cause)
 	if (secret_load(srv->cfg->credential_key_repository, cause) != 0)
 		return (-1);
 	if (token_init(srv->cfg, cause) != 0)
+		return (-1);
+	if (audit_open(srv->cfg->log_audit_file, cause) != 0)
 		return (-1);
 	if ((path = config_db_path(srv->cfg, cause)) == NULL)
 		return (-1);

@@ -66,11 +66,14 @@ def timeout_scale():
         env = os.environ.get("K8SAUTH_TIMEOUT_SCALE")
         if env:
             _scale = float(env)
+        elif os.environ.get("SANITIZERS") == "yes":
+            _scale = 3.0
         else:
             try:
                 with open(BINARY, "rb") as f:
-                    if b"AddressSanitizer" in f.read():
-                        _scale = 3.0
+                    data = f.read()
+                if b"__asan_init" in data or b"__ubsan_handle" in data:
+                    _scale = 3.0
             except OSError:
                 pass
     return _scale

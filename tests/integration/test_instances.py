@@ -428,3 +428,28 @@ def test_delete_cascades_roles():
     # the restriction is no longer referenced: deletable
     eq(SRV.req("DELETE", "/v4/tokens/restrictions/" + rst["id"]).status, 204,
        "restriction delete after cascade")
+
+
+def test_concurrent_duplicate_names_exactly_one_wins():
+    import threading
+    dom = unique("race")
+    statuses = []
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def worker(i):
+        go.wait(5)
+        r = SRV.req("POST", BASE, {"instance": {
+            "domain_id": dom, "name": "same",
+            "host": "https://k%d.example.com" % i}}, https=(i % 2 == 0))
+        with lock:
+            statuses.append(r.status)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    go.set()
+    for t in threads:
+        t.join(30)
+    eq(sorted(statuses), [201] + [409] * 7, "statuses of 8 racing creates")
+    r = SRV.ok("GET", BASE + "?domain_id=%s&name=same" % dom)
+    eq(len(r.json["instances"]), 1, "instances named 'same'")

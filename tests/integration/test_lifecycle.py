@@ -143,8 +143,8 @@ def test_sigkill_mid_burst_keeps_every_acknowledged_write():
                    for i in range(8)]
         for t in threads:
             t.start()
-        wait_for(lambda: len(results) >= 150, timeout=20, interval=0.01,
-                 what="150 acknowledged creates")
+        wait_for(lambda: len(results) >= 300, timeout=30, interval=0.01,
+                 what="300 acknowledged creates")
         srv.kill()                    # SIGKILL mid-burst
         stop.set()
         for t in threads:

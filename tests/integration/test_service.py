@@ -47,6 +47,21 @@ def test_readyz_200_when_ready():
              timeout=5, what="GET /readyz 200")
 
 
+def test_metrics_prometheus_text_without_auth():
+    r = SRV.req("GET", "/metrics", token=None)
+    eq(r.status, 200, "GET /metrics (%r)" % r.raw[:200])
+    ct = r.headers.get("content-type", "")
+    check(ct.startswith("text/plain"), "metrics Content-Type %r" % ct)
+    text = r.raw.decode()
+    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
+    check(samples, "no samples in /metrics")
+    for l in samples:
+        check(re.match(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? '
+                       r'[-+0-9.eE]+|NaN|[-+]Inf$', l),
+              "not a Prometheus sample line: %r" % l)
+    check(SRV.admin_token not in text, "admin token in metrics")
+
+
 def test_missing_token_401_with_www_authenticate():
     r = SRV.req("GET", "/v4/k8s_auth/instances", token=None)
     assert_error(r, 401)
@@ -128,3 +143,13 @@ def test_http_listener_serves_same_routes():
     rid = r.json["restriction"]["id"]
     r = SRV.ok("GET", "/v4/tokens/restrictions/" + rid)
     eq(r.json["restriction"]["domain_id"], "http-listener", "domain_id")
+
+
+def test_metrics_require_auth():
+    with Server(extra={"metrics": {"require_auth": "true"}},
+                name="metrics-auth") as srv:
+        r = srv.req("GET", "/metrics", token=None)
+        assert_error(r, 401)
+        check(r.headers.get("www-authenticate", "").startswith("Keystone uri="),
+              "WWW-Authenticate on /metrics 401")
+        eq(srv.req("GET", "/metrics").status, 200, "/metrics with admin token")

@@ -27,6 +27,7 @@
 #define FK_REVIEW_API_VERSION "authentication.k8s.io/v1"
 #define FK_REVIEW_EXTRA "authentication.kubernetes.io/"
 
+static int fk_review_fail(char **error, const char *fmt, ...) printflike(2, 3);
 /* Set *error to "[invalid bearer token, MSG]"; returns -1. */
 static int
 fk_review_fail(char **error, const char *fmt, ...)

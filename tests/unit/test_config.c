@@ -100,10 +100,16 @@ test_https_needs_cert(void **state)
 	struct config	*cfg;
 	char		*cause;
 
+	/* Loads (other subcommands need no certificate), but cannot serve. */
 	assert_int_equal(load_text("[server]\nlisten = https://127.0.0.1:1\n",
-	    &cfg, &cause), -1);
+	    &cfg, &cause), 0);
+	assert_int_equal(config_validate_serve(cfg, &cause), -1);
 	assert_non_null(strstr(cause, "tls_cert"));
 	free(cause);
+	config_free(cfg);
+	assert_int_equal(load_text("[server]\nlisten = https://127.0.0.1:1\n"
+	    "tls_cert = /c\ntls_key = /k\n", &cfg, &cause), 0);
+	assert_int_equal(config_validate_serve(cfg, &cause), 0);
 	config_free(cfg);
 	assert_int_equal(load_text("[server]\nlisten = ftp://x:1\n", &cfg,
 	    &cause), -1);
