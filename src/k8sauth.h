@@ -749,6 +749,7 @@ long long	 policy_generation(const struct policy *);
 const struct strlist *policy_protected_roles(const struct policy *);
 const struct policy_source *policy_source_module(struct policy *,
 		     const char *, char **);
+void		 policy_charge(struct lua_State *, double);
 
 /* policy_api.c -- the C functions policy scripts can reach */
 void		 policy_api_sandbox(struct lua_State *, struct policy *);

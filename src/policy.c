@@ -49,6 +49,13 @@
 #define POLICY_MAX_AUDIT	16		/* audit override fields */
 #define POLICY_MAX_ID		64		/* restriction_id override */
 #define POLICY_HOOK_INTERVAL	1000
+/*
+ * The wall-clock safety net for work the count hook cannot see (a VM
+ * concatenation copying megabytes is one instruction): a call may run
+ * instruction_limit / 10 microseconds, at least 50 ms.  Real policies run
+ * far faster than 10 instructions per microsecond.
+ */
+#define POLICY_MIN_DEADLINE_US	50000
 
 struct policy {
 	lua_State	*L;
@@ -60,6 +67,7 @@ struct policy {
 
 	size_t		 mem;			/* bytes allocated by L */
 	long		 used;			/* instructions this call */
+	uint64_t	 deadline_us;		/* wall-clock safety net */
 	int		 tripped;		/* budget exhausted */
 	int		 building;		/* no recovery while set */
 	long long	 generation;		/* calls entered */
@@ -71,7 +79,7 @@ struct policy {
 	const struct policy_source *api_src;
 	const struct policy_source *login_src;
 
-	struct policy_source *srcs;		/* every file read, by name */
+	struct policy_source **srcs;		/* every file read, by name */
 	size_t		 nsrcs;
 };
 
@@ -144,7 +152,8 @@ policy_hook(lua_State *L, lua_Debug *ar)
 	p = ud;
 	if (!p->tripped) {
 		p->used += lua_gethookcount(L);
-		if (p->used < p->instruction_limit)
+		if (p->used < p->instruction_limit &&
+		    util_monotonic_us() < p->deadline_us)
 			return;
 		p->tripped = 1;
 	}
@@ -153,6 +162,32 @@ policy_hook(lua_State *L, lua_Debug *ar)
 	lua_pushfstring(L, "%s:%d: instruction budget (%d) exhausted",
 	    ar->short_src, ar->currentline, (int)p->instruction_limit);
 	lua_error(L);
+}
+
+/*
+ * Charge work done inside a C function (pattern matching, string
+ * building) to the call's instruction budget; raises once it is spent.
+ * Called from policy_api.c's wrappers only.  [-0, +0, e]
+ */
+void
+policy_charge(struct lua_State *L, double units)
+{
+	struct policy	*p;
+	void		*ud;
+
+	lua_getallocf(L, &ud);
+	p = ud;
+	if (!p->tripped) {
+		if (units > (double)(p->instruction_limit - p->used))
+			p->tripped = 1;
+		else
+			p->used += (long)units;
+	}
+	if (p->tripped) {
+		lua_sethook(L, policy_hook, LUA_MASKCOUNT, 1);
+		luaL_error(L, "instruction budget (%d) exhausted",
+		    (int)p->instruction_limit);
+	}
 }
 
 /* Message handler: note where the error happened; keep a string. */
@@ -184,7 +219,7 @@ policy_msgh(lua_State *L)
 /*
  * The one entry into the VM: run fn(arg) protected, with a fresh budget,
  * the message handler and a new generation of per-call globals.  Returns 0,
- * or -1 with *cause naming what, where and why.
+ * or -1 with *cause saying why (and where, "FILE:LINE", when known).
  */
 static int
 policy_enter(struct policy *p, lua_CFunction fn, void *arg,
@@ -197,6 +232,9 @@ policy_enter(struct policy *p, lua_CFunction fn, void *arg,
 	base = lua_gettop(L);
 	p->used = 0;
 	p->tripped = 0;
+	p->deadline_us = util_monotonic_us() + (uint64_t)(p->instruction_limit /
+	    10 > POLICY_MIN_DEADLINE_US ? p->instruction_limit / 10 :
+	    POLICY_MIN_DEADLINE_US);
 	p->generation++;
 	p->where[0] = '\0';
 	p->action = what;
@@ -206,16 +244,18 @@ policy_enter(struct policy *p, lua_CFunction fn, void *arg,
 	lua_pushlightuserdata(L, arg);
 	rc = lua_pcall(L, 1, 0, base + 1);
 	if (rc == LUA_OK && p->tripped)
-		xasprintf(cause, "%s: instruction budget exhausted (error "
-		    "caught by the policy)", what);
+		xasprintf(cause, "instruction budget (%ld) exhausted; the "
+		    "policy caught the error", p->instruction_limit);
 	else if (rc == LUA_ERRMEM)
-		xasprintf(cause, "%s: memory limit (%zu bytes) exceeded", what,
+		xasprintf(cause, "memory limit (%zu bytes) exceeded",
 		    p->memory_limit);
 	else if (rc != LUA_OK) {
-		msg = lua_tostring(L, -1);
-		xasprintf(cause, "%s: %s%s%s%s", what,
-		    msg != NULL ? msg : "error", p->where[0] != '\0' ?
-		    " (at " : "", p->where, p->where[0] != '\0' ? ")" : "");
+		if ((msg = lua_tostring(L, -1)) == NULL)
+			msg = "error";
+		if (p->where[0] != '\0' && strstr(msg, p->where) == NULL)
+			xasprintf(cause, "%s (at %s)", msg, p->where);
+		else
+			xasprintf(cause, "%s", msg);
 	}
 	lua_settop(L, base);
 	p->used = 0;
@@ -300,6 +340,23 @@ policy_load_cb(lua_State *L)
 	return (0);
 }
 
+/* Run one build step; on failure make sure *cause names the file. */
+static int
+policy_build_step(struct policy *p, lua_CFunction fn, void *arg,
+    const char *file, char **cause)
+{
+	char	*c;
+
+	if (policy_enter(p, fn, arg, file, cause) == 0)
+		return (0);
+	if (strncmp(*cause, file, strlen(file)) != 0) {
+		c = *cause;
+		xasprintf(cause, "%s: %s", file, c);
+		free(c);
+	}
+	return (-1);
+}
+
 /* Build p->L from the cached sources.  Returns 0 or -1 with *cause. */
 static int
 policy_state_build(struct policy *p, char **cause)
@@ -319,11 +376,11 @@ policy_state_build(struct policy *p, char **cause)
 	lua_sethook(L, policy_hook, LUA_MASKCOUNT, POLICY_HOOK_INTERVAL);
 	p->L = L;
 	p->building = 1;
-	if (policy_enter(p, policy_build_cb, p, "sandbox", cause) != 0 ||
-	    policy_enter(p, policy_load_cb, &api, p->api_src->name,
-	    cause) != 0 ||
-	    policy_enter(p, policy_load_cb, &login, p->login_src->name,
-	    cause) != 0) {
+	if (policy_build_step(p, policy_build_cb, p, "sandbox", cause) != 0 ||
+	    policy_build_step(p, policy_load_cb, &api,
+	    p->api_src->chunkname + 1, cause) != 0 ||
+	    policy_build_step(p, policy_load_cb, &login,
+	    p->login_src->chunkname + 1, cause) != 0) {
 		p->building = 0;
 		lua_close(L);
 		p->L = NULL;
@@ -364,8 +421,8 @@ policy_source_cached(struct policy *p, const char *name)
 	size_t	 i;
 
 	for (i = 0; i < p->nsrcs; i++) {
-		if (strcmp(p->srcs[i].name, name) == 0)
-			return (&p->srcs[i]);
+		if (strcmp(p->srcs[i]->name, name) == 0)
+			return (p->srcs[i]);
 	}
 	return (NULL);
 }
@@ -378,7 +435,7 @@ policy_source_add(struct policy *p, const char *name, const char *chunk,
 	struct policy_source	*s;
 
 	p->srcs = xreallocarray(p->srcs, p->nsrcs + 1, sizeof *p->srcs);
-	s = &p->srcs[p->nsrcs++];
+	s = p->srcs[p->nsrcs++] = xcalloc(1, sizeof *s);
 	s->name = xstrdup(name);
 	xasprintf(&s->chunkname, "@%s", chunk);
 	s->text = text;
@@ -555,9 +612,10 @@ policy_free(struct policy *p)
 	if (p->L != NULL)
 		lua_close(p->L);
 	for (i = 0; i < p->nsrcs; i++) {
-		free(p->srcs[i].name);
-		free(p->srcs[i].chunkname);
-		free(p->srcs[i].text);
+		free(p->srcs[i]->name);
+		free(p->srcs[i]->chunkname);
+		free(p->srcs[i]->text);
+		free(p->srcs[i]);
 	}
 	free(p->srcs);
 	strlist_free(&p->protected_roles);
@@ -772,7 +830,8 @@ policy_authorize(struct policy *p, const char *action,
 	c.target = target;
 	if (policy_enter(p, policy_authorize_cb, &c, action, &cause) != 0) {
 		free(c.reason);
-		xasprintf(reason, "%s %s", p->api_src->chunkname + 1, cause);
+		xasprintf(reason, "%s (%s): %s", action,
+		    p->api_src->chunkname + 1, cause);
 		free(cause);
 		log_warn("policy: failed closed: %s", *reason);
 		policy_recover(p);
@@ -895,11 +954,11 @@ policy_login_overrides(lua_State *L, int idx, struct policy_login_result *out)
 				luaL_error(L, "expires_in must be a positive "
 				    "integer (seconds)");
 		} else if (k != NULL && strcmp(k, "restriction_id") == 0) {
-			if (lua_type(L, -1) != LUA_TSTRING ||
-			    !policy_is_ident(lua_tolstring(L, -1, &len), len))
+			rid = lua_type(L, -1) == LUA_TSTRING ?
+			    lua_tolstring(L, -1, &len) : NULL;
+			if (rid == NULL || !policy_is_ident(rid, len))
 				luaL_error(L, "restriction_id must be an id "
 				    "string");
-			rid = lua_tostring(L, -1);
 		} else if (k != NULL && strcmp(k, "audit") == 0) {
 			policy_check_audit(L, lua_gettop(L));
 			audit = 1;
@@ -990,7 +1049,8 @@ policy_login(struct policy *p, const cJSON *ctx,
 	if (policy_enter(p, policy_login_cb, &c, "login", &cause) != 0) {
 		free(c.reason);
 		policy_login_result_clear(out);
-		xasprintf(reason, "%s %s", p->login_src->chunkname + 1, cause);
+		xasprintf(reason, "login (%s): %s",
+		    p->login_src->chunkname + 1, cause);
 		free(cause);
 		log_warn("policy: failed closed: %s", *reason);
 		policy_recover(p);

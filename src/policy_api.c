@@ -12,8 +12,10 @@
  *		only), setmetatable (no __gc), rawset (not on read-only
  *		tables), load (text only, sandboxed env), require (embedded
  *		lua/, [policy] lua_dir, [policy] dir; text only)
- *   string	without dump; find/match/gmatch/gsub/rep wrapped with caps
- *   table	sort capped; math, utf8, coroutine as they are
+ *   string	without dump; find/match/gmatch/gsub/rep wrapped: sizes
+ *		capped, estimated cost charged to the instruction budget
+ *   table	sort capped; sort and concat charged; math, utf8,
+ *		coroutine as they are
  *   os		time, clock, date only
  *   k8sauth_core	log(level, msg), protected_roles (read-only list)
  *
@@ -26,6 +28,7 @@
  * [-pop, +push] in the Lua manual's notation.  Errors raised here always
  * run under policy.c's lua_pcall.  Runs on the owning worker's thread.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +41,8 @@
 #define POLICY_API_MAX_SUBJECT	(1024 * 1024)	/* pattern functions */
 #define POLICY_API_MAX_PATTERN	256
 #define POLICY_API_PATTERN_COST	1e7		/* estimated steps */
+#define POLICY_API_STEPS_PER_INSN 4		/* pattern steps charged */
+#define POLICY_API_BYTES_PER_INSN 64		/* bytes built, charged */
 #define POLICY_API_MAX_REP	(1024 * 1024)	/* string.rep result */
 #define POLICY_API_MAX_SORT	100000		/* table.sort elements */
 #define POLICY_API_MAX_LOAD	(64 * 1024)	/* load() chunk */
@@ -298,6 +303,7 @@ policy_api_require(lua_State *L)
 		return (luaL_error(L, "require: bad module name \"%s\"",
 		    name));
 	lua_settop(L, 1);
+	lua_pushvalue(L, 1);
 	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) {
 		if (lua_type(L, -1) == LUA_TLIGHTUSERDATA)
 			return (luaL_error(L, "require: loop loading \"%s\"",
@@ -336,11 +342,12 @@ policy_api_require(lua_State *L)
 /*
  * Estimate the worst-case steps of matching pattern against n bytes: each
  * backtracking quantifier (* + - %b) multiplies by n+1, each ? by 2, and
- * an unanchored search by n+1 more.  Returns 0 when within the cap.
+ * an unanchored search by n+1 more.  Returns 0 with *costp when within
+ * the cap.
  */
 static int
 policy_api_pattern_cost(const char *pat, size_t plen, size_t n,
-    int anchor_ok, const char **why)
+    int anchor_ok, double *costp, const char **why)
 {
 	size_t	 i = 0;
 	int	 q = 0, opt = 0, anchored = 0;
@@ -398,6 +405,7 @@ policy_api_pattern_cost(const char *pat, size_t plen, size_t n,
 		*why = "pattern too complex for the subject length";
 		return (-1);
 	}
+	*costp = cost;
 	return (0);
 }
 
@@ -414,6 +422,7 @@ policy_api_pattern(lua_State *L)
 	size_t		 n, plen;
 	const char	*why;
 	const char	*pat;
+	double		 cost;
 
 	luaL_checklstring(L, 1, &n);
 	pat = luaL_checklstring(L, 2, &plen);
@@ -421,9 +430,11 @@ policy_api_pattern(lua_State *L)
 		if (n > POLICY_API_MAX_SUBJECT || plen > POLICY_API_MAX_SUBJECT)
 			return (luaL_error(L, "string.find: subject longer "
 			    "than 1 MiB"));
-	} else if (policy_api_pattern_cost(pat, plen, n, anchor_ok,
+		cost = (double)n;
+	} else if (policy_api_pattern_cost(pat, plen, n, anchor_ok, &cost,
 	    &why) != 0)
 		return (luaL_error(L, "string.%s: %s", name, why));
+	policy_charge(L, cost / POLICY_API_STEPS_PER_INSN);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -443,24 +454,43 @@ policy_api_rep(lua_State *L)
 	if (n > 0 && (l + lsep == 0 ? 0 :
 	    (lua_Unsigned)n > POLICY_API_MAX_REP / (l + lsep)))
 		return (luaL_error(L, "string.rep: result longer than 1 MiB"));
+	if (n > 0)
+		policy_charge(L, (double)n * (double)(l + lsep) /
+		    POLICY_API_BYTES_PER_INSN);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 1);
 	return (1);
 }
 
-/* table.sort(t [, comp]) with the length capped.  [-2, +0, e] */
+/* table.sort(t [, comp]) with the length capped and charged.  [-2, +0, e] */
 static int
 policy_api_sort(lua_State *L)
 {
+	lua_Integer	 n;
+
 	luaL_checktype(L, 1, LUA_TTABLE);
-	if (luaL_len(L, 1) > POLICY_API_MAX_SORT)
+	if ((n = luaL_len(L, 1)) > POLICY_API_MAX_SORT)
 		return (luaL_error(L, "table.sort: more than %d elements",
 		    POLICY_API_MAX_SORT));
+	if (n > 1)
+		policy_charge(L, (double)n * log2((double)n));
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 0);
 	return (0);
+}
+
+/* table.concat(...), its result charged by length.  [-4, +1, e] */
+static int
+policy_api_concat(lua_State *L)
+{
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	policy_charge(L, (double)lua_rawlen(L, -1) /
+	    POLICY_API_BYTES_PER_INSN);
+	return (1);
 }
 
 /* Replace field name of the table at idx with f(original).  [-0, +0, m] */
@@ -581,6 +611,7 @@ policy_api_sandbox(lua_State *L, struct policy *p)
 	lua_pop(L, 1);
 	lua_getfield(L, -1, LUA_TABLIBNAME);
 	policy_api_wrap(L, -1, "sort", policy_api_sort, 0);
+	policy_api_wrap(L, -1, "concat", policy_api_concat, 0);
 	lua_pop(L, 1);
 	lua_getfield(L, -1, LUA_OSLIBNAME);
 	policy_api_pick(L, -1, os_names);
