@@ -727,8 +727,8 @@ struct policy_login_result {
 	cJSON		*audit;		/* NULL or an object of scalars */
 };
 struct policy_source {
-	char		*name;		/* "lua/k8sauth.lua", "policy/api.lua" */
-	char		*chunkname;	/* "@/etc/.../api.lua", "@builtin:..." */
+	char		*name;		/* "lua/k8sauth.lua" */
+	char		*chunkname;	/* "@/etc/.../api.lua" */
 	char		*text;
 	size_t		 len;
 };

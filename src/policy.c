@@ -72,7 +72,7 @@ struct policy {
 	int		 building;		/* no recovery while set */
 	long long	 generation;		/* calls entered */
 	const char	*action;		/* what is running, for logs */
-	char		 where[128];		/* innermost position of error */
+	char		 where[128];		/* where the error was */
 
 	int		 api_ref;		/* registry: api.lua table */
 	int		 login_ref;		/* registry: login.lua table */
