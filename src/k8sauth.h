@@ -822,4 +822,45 @@ void		 audit_login(const struct audit_login *);
 void		 audit_admin(const struct request *, const char *,
 		     const char *, const char *);
 
+/* policy.c -- sandboxed Lua policies: one engine (Lua state) per worker */
+struct policy;
+struct lua_State;
+struct policy_login_result {
+	long		 expires_in;	/* seconds; 0: as the role says */
+	char		*restriction_id; /* NULL: the role's restriction */
+	cJSON		*audit;		/* NULL or an object of scalars */
+};
+struct policy_source {
+	char		*name;		/* "lua/k8sauth.lua" */
+	char		*chunkname;	/* "@/etc/.../api.lua" */
+	char		*text;
+	size_t		 len;
+};
+#define POLICY_ALLOW	0
+#define POLICY_DENY	(-1)
+#define POLICY_ERROR	(-2)
+struct policy	*policy_new(const struct config *, char **);
+void		 policy_free(struct policy *);
+int		 policy_validate(const struct config *, char **);
+int		 policy_authorize(struct policy *, const char *,
+		     const struct caller *, const cJSON *, char **);
+int		 policy_login(struct policy *, const cJSON *,
+		     struct policy_login_result *, char **);
+void		 policy_login_result_clear(struct policy_login_result *);
+size_t		 policy_memory(const struct policy *);
+const char	*policy_action(const struct policy *);
+long long	 policy_generation(const struct policy *);
+const struct strlist *policy_protected_roles(const struct policy *);
+const struct policy_source *policy_source_module(struct policy *,
+		     const char *, char **);
+void		 policy_charge(struct lua_State *, double);
+
+/* policy_api.c -- the C functions policy scripts can reach */
+void		 policy_api_sandbox(struct lua_State *, struct policy *);
+void		 policy_api_env_new(struct lua_State *);
+void		 policy_api_env_seal(struct lua_State *, int);
+
+/* policy_check.c -- the policy-check subcommand */
+int		 policy_check_main(const struct config *, int, char **);
+
 #endif /* K8SAUTH_H */
