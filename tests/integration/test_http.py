@@ -7,7 +7,7 @@ import threading
 import time
 import warnings
 
-from harness import Server, assert_error, check, eq, fail
+from harness import Server, assert_error, check, eq, fail, wait_for
 
 SRV = None
 RST = "/v4/tokens/restrictions"
@@ -296,3 +296,46 @@ def test_slowloris_client_does_not_block_others():
         check(time.monotonic() - t0 < 5, "others were blocked")
     finally:
         s.close()
+
+
+def test_connection_cap_503_then_recovers():
+    # Three connections with a request each fill the cap; the fourth gets
+    # 503 too_many_connections (and is closed); once one closes, a new
+    # connection is served again.
+    with Server(extra={"server": {"max_connections": "3"}},
+                name="conncap") as srv:
+        held = []
+        for _ in range(3):
+            c = srv.connection(https=False)
+            eq(srv.req("GET", "/healthz", token=None, conn=c).status, 200,
+               "a connection under the cap")
+            held.append(c)
+        r = srv.req("GET", "/healthz", token=None, https=False)
+        assert_error(r, 503, "too_many_connections")
+        eq(r.headers.get("retry-after"), "1", "Retry-After")
+        # The held connections keep working.
+        eq(srv.req("GET", "/healthz", token=None, conn=held[0]).status, 200,
+           "a held connection")
+        held.pop().close()
+        wait_for(lambda: srv.req("GET", "/healthz", token=None,
+                                 https=False).status == 200,
+                 what="a new connection served after one closed")
+        for c in held:
+            c.close()
+
+
+def test_idle_connection_closed_after_idle_timeout():
+    import socket
+    import time
+    with Server(extra={"server": {"idle_timeout": "1"}},
+                name="idle") as srv:
+        s = socket.create_connection(("127.0.0.1", srv.http_port))
+        s.settimeout(10)
+        t0 = time.monotonic()
+        data = s.recv(1)    # the server closes the idle connection
+        waited = time.monotonic() - t0
+        s.close()
+        eq(data, b"", "bytes from an idle connection")
+        check(waited < 5, "closed after %.1f s (idle_timeout 1 s)" % waited)
+        still = srv.req("GET", "/healthz", token=None)
+        eq(still.status, 200, "serving after")
