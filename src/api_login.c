@@ -6,6 +6,8 @@
  *   2. cheap local JWT checks: structure, time, audience, bounds
  *   3. TokenReview, asynchronous                        (k8s_review.c)
  *   4. the review's identity re-checked against JWT and bounds
+ *   6a. with [keystone] verify_user_enabled, the restriction's user must
+ *      still be enabled in Keystone, asynchronous    (login_verify_user)
  *   6. the token restriction re-read and complete       (login_review_cb)
  *   7. a Fernet token minted                            (token.c)
  *
@@ -27,6 +29,8 @@ struct login {
 	struct role		*role;
 	struct jwt		*jwt;
 	struct k8s_review	*review;
+	struct keystone_check	*check;		/* step 6a in flight */
+	struct k8s_review_outcome outcome;	/* kept during step 6a */
 	char			 jwt_id[9];
 	char			*role_name;
 };
@@ -44,6 +48,7 @@ login_done(struct login *l)
 	role_free(l->role);
 	jwt_free(l->jwt);
 	free(l->role_name);
+	k8s_review_outcome_clear(&l->outcome);
 	free(l);
 	http_unref(r);
 }
@@ -261,11 +266,72 @@ out:
 	restriction_free(rs);
 }
 
+/* Refuse with a Keystone check's outcome (503 with Retry-After). */
+static void
+login_refuse_keystone(struct login *l, const struct keystone_outcome *ko)
+{
+	if (ko->status == 503)
+		http_set_header(l->r, "Retry-After", ko->retry_after != NULL ?
+		    ko->retry_after : "1");
+	login_refuse(l, ko->status, ko->reason, "%s", ko->message);
+}
+
+/* Step 6a answered: refuse, or go on to steps 6 and 7. */
+static void
+login_user_cb(struct keystone_outcome *ko, void *arg)
+{
+	struct login	*l = arg;
+
+	l->check = NULL;	/* keystone_check.c frees it after this call */
+	if (ko->status != 0)
+		login_refuse_keystone(l, ko);
+	else
+		login_issue(l, &l->outcome);
+	login_done(l);
+}
+
+/*
+ * Step 6a: the restriction's user must still be enabled in Keystone
+ * ([keystone] verify_user_enabled).  Returns 0 (go on), -1 (replied) or
+ * 1 (asynchronous: the review outcome moves into l, login_user_cb goes
+ * on).  A missing restriction is left to step 6.
+ */
+static int
+login_verify_user(struct login *l, struct k8s_review_outcome *o)
+{
+	struct request		*r = l->r;
+	struct restriction	*rs = NULL;
+	struct keystone_outcome	 ko;
+
+	if (!keystone_enabled() ||
+	    !r->worker->srv->cfg->keystone_verify_user_enabled ||
+	    store_restriction_get(r->worker->db, l->role->token_restriction_id,
+	    &rs) != STORE_OK)
+		return (0);
+	memset(&ko, 0, sizeof ko);
+	if (rs->user_id != NULL)
+		l->check = keystone_check_user(r->worker, rs->user_id,
+		    login_user_cb, l, &ko);
+	restriction_free(rs);
+	if (l->check != NULL) {
+		l->outcome = *o;
+		memset(o, 0, sizeof *o);
+		return (1);
+	}
+	if (ko.status != 0) {
+		login_refuse_keystone(l, &ko);
+		keystone_outcome_clear(&ko);
+		return (-1);
+	}
+	return (0);
+}
+
 /* The TokenReview finished (k8s_review.c): steps 4 to 7. */
 static void
 login_review_cb(struct k8s_review_outcome *o, void *arg)
 {
 	struct login	*l = arg;
+	int		 rc = -1;
 
 	l->review = NULL;	/* k8s_review.c frees it after this call */
 	if (o->status != 0) {
@@ -273,9 +339,11 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 			http_set_header(l->r, "Retry-After",
 			    o->retry_after != NULL ? o->retry_after : "1");
 		login_refuse(l, o->status, o->reason, "%s", o->message);
-	} else if (login_check_review(l, o) == 0)
+	} else if (login_check_review(l, o) == 0 &&
+	    (rc = login_verify_user(l, o)) == 0)
 		login_issue(l, o);
-	login_done(l);
+	if (rc != 1)
+		login_done(l);
 }
 
 /* The request deadline passed while the review was in flight. */
@@ -286,6 +354,8 @@ login_cancel(struct request *r)
 
 	k8s_review_cancel(l->review);
 	l->review = NULL;
+	keystone_check_cancel(l->check);
+	l->check = NULL;
 	http_reply_error(r, 504, "cluster_timeout", "the login did not "
 	    "complete in time");
 	login_done(l);
@@ -299,6 +369,8 @@ login_gone(struct request *r)
 
 	k8s_review_cancel(l->review);
 	l->review = NULL;
+	keystone_check_cancel(l->check);
+	l->check = NULL;
 	http_reply_error(r, 400, "client_gone", "the client disconnected");
 	login_done(l);
 }

@@ -194,6 +194,12 @@ server_reload(struct server *srv)
 		free(cause);
 		cause = NULL;
 	}
+	if (keystone_reload(&cause) != 0) {
+		log_err("reload: the Keystone application credential secret "
+		    "was not re-read, the old one stays in use: %s", cause);
+		free(cause);
+		cause = NULL;
+	}
 	if (server_has_tls(srv)) {
 		ctx = tls_ctx_new(srv->cfg->tls_cert, srv->cfg->tls_key,
 		    &cause);
@@ -244,6 +250,8 @@ server_prepare(struct server *srv, char **cause)
 	if (secret_load(srv->cfg->credential_key_repository, cause) != 0)
 		return (-1);
 	if (token_init(srv->cfg, cause) != 0)
+		return (-1);
+	if (keystone_init(srv->cfg, cause) != 0)
 		return (-1);
 	if ((path = config_db_path(srv->cfg, cause)) == NULL)
 		return (-1);
@@ -328,6 +336,7 @@ server_free(struct server *srv)
 		tls_ctx_free(srv->ssl_ctx);
 	freezero_str(srv->admin_token);
 	token_shutdown();
+	keystone_shutdown();
 	free(srv);
 }
 
