@@ -12,8 +12,9 @@
  *
  * keystone_check_user() is the login's check that the restriction's user
  * is still enabled (Keystone's own validator does not look at `enabled`):
- * 401 user_disabled for a disabled or deleted user.  User lookups are
- * cached 30 s (restriction checks always ask and refresh the cache).
+ * 401 user_disabled for a disabled or deleted user.  Its lookups are
+ * cached 30 s; restriction checks always ask and do not fill that cache
+ * (a user disabled right after the write must not log in on our word).
  *
  * Runs on worker threads; every lookup is asynchronous (keystone.c).
  */
@@ -236,8 +237,6 @@ keystone_check_judge(struct keystone_check *kc,
 	}
 	obj = res->status == 200 ? cJSON_GetObjectItemCaseSensitive(res->doc,
 	    what) : NULL;
-	if (kc->step == KS_STEP_USER)
-		keystone_check_cache_user(id, obj);
 	if (obj == NULL) {
 		keystone_check_fail(&kc->o, 400, "invalid_restriction",
 		    "%s%s %s does not exist in Keystone", what,
