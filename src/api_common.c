@@ -149,6 +149,7 @@ api_log_change(struct request *r, const char *action, const char *id)
 	    api_caller_kind(&r->caller), r->caller.user_id != NULL ? user :
 	    "-", action, id);
 	free(user);
+	audit_admin(r, action, id, "success");
 }
 
 /* 201 with Location <public url><path> and {wrapper: obj} (owned). */

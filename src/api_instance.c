@@ -171,7 +171,7 @@ api_instance_create(struct request *r)
 		goto out;
 	in = xcalloc(1, sizeof *in);
 	in->enabled = 1;
-	if (api_instance_apply(r->worker->srv->cfg, body, in, &cause) != 0) {
+	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
 		api_bad_request(r, "invalid_value", cause);
 		goto out;
 	}
@@ -234,7 +234,7 @@ api_instance_update(struct request *r)
 	    instance_writable) != 0)
 		goto out;
 	stored = api_instance_json(in);
-	if (api_instance_apply(r->worker->srv->cfg, body, in, &cause) != 0) {
+	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
 		api_bad_request(r, "invalid_value", cause);
 		goto out;
 	}

@@ -33,7 +33,36 @@ struct login {
 	struct k8s_review_outcome outcome;	/* kept during step 6a */
 	char			 jwt_id[9];
 	char			*role_name;
+	char			*pod;		/* from the review */
+	char			*node;
+	char			 audit_id[23];	/* of the token issued */
 };
+
+/* Write the login's audit record (after the reply). */
+static void
+login_audit(const struct login *l)
+{
+	struct audit_login	 a;
+	const struct request	*r = l->r;
+
+	memset(&a, 0, sizeof a);
+	a.instance_id = r->params[0];
+	a.role = l->role_name;
+	if (l->jwt != NULL) {
+		a.namespace = l->jwt->namespace;
+		a.service_account = l->jwt->sa_name;
+	}
+	a.pod = l->pod != NULL ? l->pod : (l->jwt != NULL ?
+	    l->jwt->pod_name : NULL);
+	a.node = l->node;
+	a.status = r->status;
+	a.reason = r->status == 200 ? NULL : r->reason;
+	a.token_audit_id = l->audit_id[0] != '\0' ? l->audit_id : NULL;
+	a.jwt_id = l->jwt_id[0] != '\0' ? l->jwt_id : NULL;
+	a.client = r->client_ip;
+	a.latency_ms = (double)(util_monotonic_us() - r->start_us) / 1000.0;
+	audit_login(&a);
+}
 
 /* Free a login and drop its reference on the request. */
 static void
@@ -41,6 +70,7 @@ login_done(struct login *l)
 {
 	struct request	*r = l->r;
 
+	login_audit(l);
 	r->data = NULL;
 	r->cancel = NULL;
 	r->gone = NULL;
@@ -49,6 +79,8 @@ login_done(struct login *l)
 	jwt_free(l->jwt);
 	free(l->role_name);
 	k8s_review_outcome_clear(&l->outcome);
+	free(l->pod);
+	free(l->node);
 	free(l);
 	http_unref(r);
 }
@@ -95,7 +127,7 @@ login_check_bounds(struct login *l, const char *ns, const char *name)
 static int
 login_check_jwt(struct login *l)
 {
-	const struct config	*cfg = l->r->worker->srv->cfg;
+	const struct config	*cfg = l->r->cfg;
 	const struct jwt	*j = l->jwt;
 	double			 now = util_now(), skew = (double)cfg->k8s_clock_skew;
 
@@ -106,6 +138,12 @@ login_check_jwt(struct login *l)
 	}
 	if (j->has_exp && j->exp + skew < now) {
 		login_refuse(l, 401, "token_expired", "the JWT has expired");
+		return (-1);
+	}
+	/* Within the skew, but too late to give a token any lifetime. */
+	if (j->has_exp && cfg->token_cap_to_jwt_expiry && j->exp - now < 1.0) {
+		login_refuse(l, 401, "token_expired", "the JWT expires "
+		    "before a token could be used");
 		return (-1);
 	}
 	if ((j->has_nbf && j->nbf - skew > now) ||
@@ -174,7 +212,7 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 static long
 login_lifetime(const struct login *l, double now)
 {
-	const struct config	*cfg = l->r->worker->srv->cfg;
+	const struct config	*cfg = l->r->cfg;
 	long			 life = cfg->token_expiration;
 	double			 left;
 
@@ -212,7 +250,7 @@ static void
 login_issue(struct login *l, const struct k8s_review_outcome *o)
 {
 	struct request		*r = l->r;
-	const struct config	*cfg = r->worker->srv->cfg;
+	const struct config	*cfg = r->cfg;
 	struct restriction	*rs = NULL;
 	struct fernet_payload	 p;
 	cJSON			*doc;
@@ -258,6 +296,7 @@ login_issue(struct login *l, const struct k8s_review_outcome *o)
 	    "expires_in=%ld jwt=sha256:%s", l->inst->id, l->role->name,
 	    o->namespace, o->name, o->pod_name != NULL ? o->pod_name : "-",
 	    p.audit_id, life, l->jwt_id);
+	memcpy(l->audit_id, p.audit_id, sizeof l->audit_id);
 	http_set_header(r, "X-Subject-Token", token);
 	http_reply_json(r, 200, doc);
 out:
@@ -304,7 +343,7 @@ login_verify_user(struct login *l, struct k8s_review_outcome *o)
 	struct keystone_outcome	 ko;
 
 	if (!keystone_enabled() ||
-	    !r->worker->srv->cfg->keystone_verify_user_enabled ||
+	    !r->cfg->keystone_verify_user_enabled ||
 	    store_restriction_get(r->worker->db, l->role->token_restriction_id,
 	    &rs) != STORE_OK)
 		return (0);
@@ -334,6 +373,10 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 	int		 rc = -1;
 
 	l->review = NULL;	/* k8s_review.c frees it after this call */
+	if (o->pod_name != NULL)
+		l->pod = xstrdup(o->pod_name);
+	if (o->node_name != NULL)
+		l->node = xstrdup(o->node_name);
 	if (o->status != 0) {
 		if (o->status == 503)
 			http_set_header(l->r, "Retry-After",
@@ -469,7 +512,7 @@ login_lookup(struct login *l)
 void
 api_login(struct request *r)
 {
-	const struct config		*cfg = r->worker->srv->cfg;
+	const struct config		*cfg = r->cfg;
 	struct k8s_review_outcome	 o;
 	struct login			*l;
 	char				*jwt = NULL, *cause = NULL;
@@ -489,7 +532,7 @@ api_login(struct request *r)
 	}
 	if (login_check_jwt(l) != 0)
 		goto done;
-	l->review = k8s_review_start(r->worker, l->inst, jwt,
+	l->review = k8s_review_start(r->worker, r->cfg, l->inst, jwt,
 	    l->role->bound_audience, login_review_cb, l, &o);
 	if (l->review == NULL) {
 		http_set_header(r, "Retry-After", o.retry_after != NULL ?

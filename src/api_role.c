@@ -273,7 +273,7 @@ api_role_create(struct request *r)
 	    api_check_required(r, body, role_required) != 0)
 		goto out;
 	ro = api_role_new(in);
-	if (api_role_apply(r->worker->srv->cfg, body, ro, &cause) != 0) {
+	if (api_role_apply(r->cfg, body, ro, &cause) != 0) {
 		api_bad_request(r, "invalid_value", cause);
 		goto out;
 	}
@@ -342,7 +342,7 @@ api_role_update(struct request *r)
 		goto out;
 	target = api_target("role", api_role_json(ro), "instance",
 	    api_instance_json(in), body);
-	if (api_role_apply(r->worker->srv->cfg, body, ro, &cause) != 0) {
+	if (api_role_apply(r->cfg, body, ro, &cause) != 0) {
 		api_bad_request(r, "invalid_value", cause);
 		goto out;
 	}

@@ -6,6 +6,9 @@
  * loaded.
  */
 #include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
 
 #include "k8sauth.h"
 
@@ -73,4 +76,43 @@ api_readyz(struct request *r)
 	doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "status", "ready");
 	http_reply_json(r, 200, doc);
+}
+
+/* GET /metrics: Prometheus text; admin only with [metrics] require_auth. */
+static void
+api_metrics_answer(struct request *r)
+{
+	struct evbuffer	*b;
+	char		*text;
+
+	if (r->caller.kind != CALLER_NONE && !r->caller.is_admin) {
+		http_reply_error(r, 403, "forbidden", "metrics need an admin");
+		return;
+	}
+	text = metrics_render(r->cfg, r->worker->srv->started);
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new failed");
+	evbuffer_add(b, text, strlen(text));
+	free(text);
+	http_set_header(r, "Content-Type", "text/plain; version=0.0.4");
+	http_reply_buffer(r, 200, b);
+	evbuffer_free(b);
+}
+
+/* GET /metrics */
+void
+api_metrics(struct request *r)
+{
+	const struct config	*cfg = r->cfg;
+
+	if (!cfg->metrics_enabled) {
+		http_reply_error(r, 404, "not_found", "metrics are disabled");
+		return;
+	}
+	if (cfg->metrics_require_auth) {
+		if (auth_caller(r, api_metrics_answer) == 0)
+			api_metrics_answer(r);
+		return;
+	}
+	api_metrics_answer(r);
 }

@@ -129,7 +129,7 @@ api_token_answer(struct request *r)
 		    "the token is not valid");
 	else {
 		http_set_header(r, "X-Subject-Token", subject);
-		http_reply_json(r, 200, api_token_document(r->worker->srv->cfg,
+		http_reply_json(r, 200, api_token_document(r->cfg,
 		    &p, rs));
 	}
 	free(cause);

@@ -61,7 +61,7 @@ int
 auth_caller(struct request *r, http_handler next)
 {
 	const char	*token = http_header(r, "X-Auth-Token");
-	const char	*admin = r->worker->srv->admin_token;
+	const char	*admin = r->cfg->admin_token;
 	char		 id[9];
 
 	if (token == NULL || *token == '\0') {
@@ -108,6 +108,7 @@ auth_require(struct request *r, const char *action, const cJSON *target)
 	if (auth_authorize(r, action, target, &reason) == 0)
 		return (0);
 	log_info("%s: %s denied: %s", r->client_ip, action, reason);
+	audit_admin(r, action, NULL, "denied");
 	http_reply_error(r, 403, "forbidden",
 	    "you are not authorized to perform %s", action);
 	free(reason);

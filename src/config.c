@@ -64,8 +64,8 @@ static const struct config_option config_options[] = {
 	{ "server", "max_header_size", CT_INT, O(max_header_size), "16384",
 	  1024, 1048576, 0, "Largest request header block in bytes." },
 	{ "server", "max_connections", CT_INT, O(max_connections), "1024",
-	  1, 1000000, 0, "Open client connections per process; above it "
-	  "new connections wait in the kernel backlog." },
+	  1, 1000000, 0, "Open client connections per process, counted from "
+	  "their first request; above it: 503 too_many_connections." },
 	{ "server", "request_timeout", CT_INT, O(request_timeout), "30", 1,
 	  3600, 0, "Seconds a request may take in total before 503." },
 	{ "server", "idle_timeout", CT_INT, O(idle_timeout), "60", 1, 3600, 0,
@@ -114,7 +114,7 @@ static const struct config_option config_options[] = {
 	  "1048576", 4096, 67108864, 1,
 	  "Largest TokenReview response body in bytes." },
 	{ "k8s_auth", "max_concurrent_reviews", CT_INT,
-	  O(k8s_max_concurrent_reviews), "256", 1, 100000, 1,
+	  O(k8s_max_concurrent_reviews), "256", 1, 100000, 0,
 	  "TokenReviews in flight per worker (503 above)." },
 	{ "k8s_auth", "allow_legacy_tokens", CT_BOOL,
 	  O(k8s_allow_legacy_tokens), "false", 0, 0, 1,
@@ -297,6 +297,7 @@ config_new(void)
 	char		*cause = NULL;
 
 	cfg = xcalloc(1, sizeof *cfg);
+	cfg->references = 1;
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		if (config_options[i].def == NULL)
 			continue;
@@ -310,6 +311,62 @@ config_new(void)
 	return (cfg);
 }
 
+/* Take a reference on a configuration (any thread). */
+struct config *
+config_ref(struct config *cfg)
+{
+	__atomic_add_fetch(&cfg->references, 1, __ATOMIC_RELAXED);
+	return (cfg);
+}
+
+/* Drop a reference; the last one frees it (any thread). */
+void
+config_unref(struct config *cfg)
+{
+	if (cfg != NULL &&
+	    __atomic_sub_fetch(&cfg->references, 1, __ATOMIC_ACQ_REL) == 0)
+		config_free(cfg);
+}
+
+/*
+ * Options that SIGHUP does not reload keep their running values in a
+ * freshly loaded configuration; a changed one is logged.
+ */
+void
+config_keep_static(struct config *cfg, const struct config *old)
+{
+	size_t	 i;
+
+	for (i = 0; i < CONFIG_NOPTIONS; i++) {
+		const struct config_option *o = &config_options[i];
+		char		*np = (char *)cfg + o->offset;
+		const char	*op = (const char *)old + o->offset;
+		int		 same;
+
+		if (o->reloadable)
+			continue;
+		if (o->type == CT_STRING) {
+			const char *a = *(char **)np, *b = *(char *const *)op;
+
+			same = (a == NULL && b == NULL) || (a != NULL &&
+			    b != NULL && strcmp(a, b) == 0);
+			if (!same) {
+				free(*(char **)np);
+				*(char **)np = b != NULL ? xstrdup(b) : NULL;
+			}
+		} else if (o->type == CT_INT) {
+			same = *(long *)np == *(const long *)op;
+			*(long *)np = *(const long *)op;
+		} else {
+			same = *(int *)np == *(const int *)op;
+			*(int *)np = *(const int *)op;
+		}
+		if (!same)
+			log_warn("reload: [%s] %s changed; it takes effect "
+			    "after a restart", o->section, o->name);
+	}
+}
+
 /* Free a configuration and every string it owns. */
 void
 config_free(struct config *cfg)
@@ -318,6 +375,7 @@ config_free(struct config *cfg)
 
 	if (cfg == NULL)
 		return;
+	freezero_str(cfg->admin_token);
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		if (config_options[i].type == CT_STRING)
 			free(*(char **)((char *)cfg +
@@ -552,12 +610,41 @@ config_dump(const struct config *cfg, FILE *out)
 	}
 }
 
+/*
+ * A default as the docs show it: the configured directories become
+ * ${sysconfdir} and ${localstatedir}, so the docs do not depend on how
+ * this binary was configured.  NULL for no default.
+ */
+static char *
+config_doc_default(const char *def)
+{
+	static const char *const dirs[][2] = {
+		{ SYSCONFDIR "/", "${sysconfdir}/" },
+		{ LOCALSTATEDIR "/", "${localstatedir}/" },
+	};
+	const char	*at;
+	char		*out;
+	size_t		 i;
+
+	if (def == NULL)
+		return (NULL);
+	for (i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+		if ((at = strstr(def, dirs[i][0])) != NULL) {
+			xasprintf(&out, "%.*s%s%s", (int)(at - def), def,
+			    dirs[i][1], at + strlen(dirs[i][0]));
+			return (out);
+		}
+	}
+	return (xstrdup(def));
+}
+
 /* Write the options table as Markdown (docs/configuration.md). */
 void
 config_write_docs(FILE *out)
 {
 	static const char *const types[] = { "string", "integer", "boolean" };
 	const char	*last = "";
+	char		*def;
 	size_t		 i;
 
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
@@ -569,9 +656,10 @@ config_write_docs(FILE *out)
 			    "reload | meaning |\n|---|---|---|---|---|---|\n");
 		}
 		last = o->section;
+		def = config_doc_default(o->def);
 		fprintf(out, "| `%s` | %s | %s%s%s | ", o->name, types[o->type],
-		    o->def ? "`" : "", o->def ? o->def : "(unset)",
-		    o->def ? "`" : "");
+		    def ? "`" : "", def ? def : "(unset)", def ? "`" : "");
+		free(def);
 		if (o->type == CT_INT)
 			fprintf(out, "%ld..%ld", o->min, o->max);
 		fprintf(out, " | %s | %s |\n", o->reloadable ? "yes" : "no",
@@ -617,5 +705,9 @@ config_db_path(const struct config *cfg, char **cause)
 		    "sqlite:///ABSOLUTE/PATH");
 		return (NULL);
 	}
-	return (xstrdup(p + 9));
+	/* sqlite:////abs (SQLAlchemy's spelling) means the same file. */
+	p += 9;
+	while (p[0] == '/' && p[1] == '/')
+		p++;
+	return (xstrdup(p));
 }

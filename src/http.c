@@ -34,6 +34,7 @@
 #include "k8sauth.h"
 
 #define HTTP_ADMIN	0x1	/* X-Auth-Token required */
+#define HTTP_LOGIN	0x2	/* counted as a login in the metrics */
 #define HTTP_LIST_DEFAULT 100
 #define HTTP_LIST_MAX	1000
 
@@ -73,7 +74,8 @@ static const struct http_route http_routes[] = {
 	  HTTP_ADMIN },
 	{ HM_GET, "/v4/k8s_auth/roles", api_role_list_all, HTTP_ADMIN },
 
-	{ HM_POST, "/v4/k8s_auth/instances/*/auth", api_login, 0 },
+	{ HM_POST, "/v4/k8s_auth/instances/*/auth", api_login, HTTP_LOGIN },
+	{ HM_GET, "/metrics", api_metrics, 0 },
 	{ HM_GET, "/v3/auth/tokens", api_token_validate, 0 },
 
 	{ HM_POST, "/v4/tokens/restrictions", api_restriction_create,
@@ -168,6 +170,7 @@ http_unref(struct request *r)
 	for (i = 0; i < HTTP_MAX_PARAMS; i++)
 		free(r->params[i]);
 	caller_clear(&r->caller);
+	config_unref(r->cfg);
 	free(r->path);
 	free(r);
 }
@@ -238,7 +241,7 @@ http_host_ok(const char *host)
 char *
 http_public_url(struct request *r)
 {
-	const char	*pub = r->worker->srv->cfg->public_url;
+	const char	*pub = r->cfg->public_url;
 	const char	*host;
 	char		*url;
 	size_t		 n;
@@ -272,6 +275,9 @@ http_finish(struct request *r, int status)
 	    http_method_name(r->method), path, status,
 	    (double)(util_monotonic_us() - r->start_us) / 1000.0);
 	free(path);
+	metrics_http(r->route, http_method_name(r->method), status);
+	if (r->route_flags & HTTP_LOGIN)
+		metrics_login(status == 200 ? NULL : r->reason);
 	r->worker->inflight--;
 	http_unref(r);
 }
@@ -312,6 +318,13 @@ http_reply_json(struct request *r, int status, cJSON *body)
 	evbuffer_free(buf);
 }
 
+/* Reply with a prepared body (Content-Type set by the caller). */
+void
+http_reply_buffer(struct request *r, int status, struct evbuffer *body)
+{
+	http_send(r, status, body);
+}
+
 /* Reply with no body (204, HEAD). */
 void
 http_reply_empty(struct request *r, int status)
@@ -334,6 +347,7 @@ http_reply_error(struct request *r, int status, const char *reason,
 	if (status >= 500)
 		log_warn("%s %s: %d %s: %s", http_method_name(r->method),
 		    r->path, status, reason, msg);
+	r->reason = reason;	/* a static string, read by http_finish */
 	body = cJSON_CreateObject();
 	err = cJSON_AddObjectToObject(body, "error");
 	cJSON_AddNumberToObject(err, "code", status);
@@ -382,10 +396,10 @@ http_body_object(struct request *r, cJSON **out)
 	}
 	in = evhttp_request_get_input_buffer(r->req);
 	len = evbuffer_get_length(in);
-	if (len > (size_t)r->worker->srv->cfg->max_body_size) {
+	if (len > (size_t)r->cfg->max_body_size) {
 		http_reply_error(r, 413, "body_too_large",
 		    "the request body is larger than %ld bytes",
-		    r->worker->srv->cfg->max_body_size);
+		    r->cfg->max_body_size);
 		return (-1);
 	}
 	data = (const char *)evbuffer_pullup(in, -1);
@@ -720,6 +734,7 @@ http_dispatch(struct request *r)
 		return;
 	}
 	r->route = rt->pattern;
+	r->route_flags = rt->flags;
 	if ((rt->flags & HTTP_ADMIN) == 0) {
 		rt->handler(r);
 		return;
@@ -743,6 +758,7 @@ http_request_cb(struct evhttp_request *req, void *arg)
 
 	r = xcalloc(1, sizeof *r);
 	r->worker = w;
+	r->cfg = server_config_ref();
 	r->req = req;
 	r->references = 1;
 	r->start_us = util_monotonic_us();
@@ -769,7 +785,7 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	r->deadline = evtimer_new(w->base, http_deadline_cb, r);
 	if (r->deadline == NULL)
 		fatalx("evtimer_new failed");
-	tv.tv_sec = w->srv->cfg->request_timeout;
+	tv.tv_sec = w->cfg->request_timeout;
 	tv.tv_usec = 0;
 	evtimer_add(r->deadline, &tv);
 	http_ref(r);	/* keep r alive while the handler runs */

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,7 @@ struct k8s_local_file {
 
 struct k8s_review {
 	struct fetch_transfer	*transfer;
+	char			 instance_id[ID_LEN + 1];
 	k8s_review_cb		 cb;
 	void			*arg;
 };
@@ -341,6 +343,7 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
 		log_warn("TokenReview failed: %s", res->errmsg != NULL ?
 		    res->errmsg : "unknown error");
 	rv->transfer = NULL;
+	metrics_review_done(rv->instance_id, res->seconds);
 	rv->cb(&o, rv->arg);
 	k8s_review_outcome_clear(&o);
 	free(rv);
@@ -351,11 +354,10 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
  * (cancel with k8s_review_cancel) or NULL with *o holding the error.
  */
 struct k8s_review *
-k8s_review_start(struct worker *w, const struct instance *inst,
-    const char *jwt, const char *audience, k8s_review_cb cb, void *arg,
-    struct k8s_review_outcome *o)
+k8s_review_start(struct worker *w, const struct config *cfg,
+    const struct instance *inst, const char *jwt, const char *audience,
+    k8s_review_cb cb, void *arg, struct k8s_review_outcome *o)
 {
-	const struct config	*cfg = w->srv->cfg;
 	struct fetch_request	 req;
 	struct k8s_review	*rv;
 	char			*bearer = NULL, *ca = NULL, *body, *url, *cause;
@@ -392,6 +394,7 @@ k8s_review_start(struct worker *w, const struct instance *inst,
 	req.max_response = (size_t)cfg->k8s_max_response_size;
 	req.allow_http = cfg->k8s_allow_insecure_http;
 	rv = xcalloc(1, sizeof *rv);
+	snprintf(rv->instance_id, sizeof rv->instance_id, "%s", inst->id);
 	rv->cb = cb;
 	rv->arg = arg;
 	rv->transfer = fetch_start(w->fetch, &req, k8s_review_done_cb, rv,
@@ -407,6 +410,7 @@ k8s_review_start(struct worker *w, const struct instance *inst,
 		free(rv);
 		return (NULL);
 	}
+	metrics_review_start();
 	return (rv);
 }
 
@@ -416,7 +420,10 @@ k8s_review_cancel(struct k8s_review *rv)
 {
 	if (rv == NULL)
 		return;
-	if (rv->transfer != NULL)
+	if (rv->transfer != NULL) {
 		fetch_cancel(rv->transfer);
+		metrics_review_done(rv->instance_id,
+		    0.0 /* cancelled: counted in the lowest bucket */);
+	}
 	free(rv);
 }

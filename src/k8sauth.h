@@ -49,6 +49,7 @@ struct db;
 struct event_base;
 struct evhttp;
 struct evhttp_request;
+struct evbuffer;
 
 /* xmalloc.c */
 void		*xmalloc(size_t);
@@ -180,9 +181,15 @@ struct config {
 	int		 metrics_require_auth;
 	/* derived by config_validate */
 	int		 tls_missing;
+	/* loaded by serve from [bootstrap] admin_token_file */
+	char		*admin_token;
+	int		 references;	/* config_ref / config_unref */
 };
 struct config	*config_new(void);
 void		 config_free(struct config *);
+struct config	*config_ref(struct config *);
+void		 config_unref(struct config *);
+void		 config_keep_static(struct config *, const struct config *);
 int		 config_load(struct config *, const char *, char **);
 int		 config_set(struct config *, const char *, const char *,
 		     const char *, char **);
@@ -442,9 +449,8 @@ int		 validate_globs(const char *, const struct strlist *, char **);
 
 /* server.c -- process-wide state, read-mostly, shared by workers */
 struct server {
-	struct config	*cfg;
+	struct config	*cfg;		/* current: use server_config_ref() */
 	const char	*config_path;
-	char		*admin_token;		/* bootstrap admin token */
 	void		*ssl_ctx;		/* SSL_CTX *, swapped on reload */
 	struct worker	**workers;
 	int		 nworkers;
@@ -462,6 +468,7 @@ struct server_listener {
 extern struct server *server;
 int		 server_run(struct config *, const char *);
 void		*server_ssl_ctx_ref(void);	/* SSL_CTX *, up-ref'd */
+struct config	*server_config_ref(void);
 
 /* tls.c */
 void		*tls_ctx_new(const char *, const char *, char **);
@@ -471,6 +478,7 @@ void		 tls_ctx_free(void *);
 struct worker {
 	int		 id;
 	struct server	*srv;
+	struct config	*cfg;			/* at start: static options */
 	struct event_base *base;
 	struct evhttp	*https;			/* TLS listeners */
 	struct evhttp	*http;			/* plain listeners */
@@ -523,12 +531,15 @@ struct caller {
 #define HTTP_MAX_PARAMS 4
 struct request {
 	struct worker	*worker;
+	struct config	*cfg;			/* snapshot for this request */
 	struct evhttp_request *req;
 	enum http_method method;
 	char		*path;			/* decoded path, no query */
 	void		*query;			/* struct evkeyvalq * */
 	char		*params[HTTP_MAX_PARAMS]; /* path segments matched */
 	const char	*route;			/* route pattern, for metrics */
+	int		 route_flags;
+	const char	*reason;		/* of the error replied, if any */
 	char		 client_ip[64];
 	struct caller	 caller;
 	uint64_t	 start_us;
@@ -551,6 +562,7 @@ int		 http_body_json(struct request *, const char *, cJSON **);
 int		 http_body_object(struct request *, cJSON **);
 void		 http_reply_json(struct request *, int, cJSON *);
 void		 http_reply_empty(struct request *, int);
+void		 http_reply_buffer(struct request *, int, struct evbuffer *);
 void		 http_reply_error(struct request *, int, const char *,
 		     const char *, ...) printflike(4, 5);
 void		 http_ref(struct request *);
@@ -575,6 +587,7 @@ char		*auth_load_admin_token(const char *, char **);
 void		 api_version(struct request *);
 void		 api_healthz(struct request *);
 void		 api_readyz(struct request *);
+void		 api_metrics(struct request *);
 
 /* api_common.c -- plumbing shared by the admin API handlers */
 void		 api_bad_request(struct request *, const char *, char *);
@@ -754,7 +767,8 @@ struct k8s_review_outcome {
 };
 struct k8s_review;
 typedef void (*k8s_review_cb)(struct k8s_review_outcome *, void *);
-struct k8s_review *k8s_review_start(struct worker *, const struct instance *,
+struct k8s_review *k8s_review_start(struct worker *, const struct config *,
+		     const struct instance *,
 		     const char *, const char *, k8s_review_cb, void *,
 		     struct k8s_review_outcome *);
 void		 k8s_review_cancel(struct k8s_review *);
@@ -779,6 +793,75 @@ void		 api_login(struct request *);
 cJSON		*api_token_document(const struct config *,
 		     const struct fernet_payload *, const struct restriction *);
 void		 api_token_validate(struct request *);
+
+/* metrics.c -- counters for /metrics (Prometheus text) */
+void		 metrics_login(const char *);
+void		 metrics_review_start(void);
+void		 metrics_review_done(const char *, double);
+void		 metrics_policy_error(void);
+void		 metrics_http(const char *, const char *, int);
+char		*metrics_render(const struct config *, time_t);
+
+/* audit.c -- the audit trail: one JSON line per login and admin change */
+struct audit_login {
+	const char	*instance_id;
+	const char	*role;
+	const char	*namespace;
+	const char	*service_account;
+	const char	*pod;
+	const char	*node;
+	int		 status;
+	const char	*reason;
+	const char	*token_audit_id;
+	const char	*jwt_id;
+	const char	*client;
+	double		 latency_ms;
+};
+int		 audit_open(const char *, char **);
+void		 audit_login(const struct audit_login *);
+void		 audit_admin(const struct request *, const char *,
+		     const char *, const char *);
+
+/* policy.c -- sandboxed Lua policies: one engine (Lua state) per worker */
+struct policy;
+struct lua_State;
+struct policy_login_result {
+	long		 expires_in;	/* seconds; 0: as the role says */
+	char		*restriction_id; /* NULL: the role's restriction */
+	cJSON		*audit;		/* NULL or an object of scalars */
+};
+struct policy_source {
+	char		*name;		/* "lua/k8sauth.lua" */
+	char		*chunkname;	/* "@/etc/.../api.lua" */
+	char		*text;
+	size_t		 len;
+};
+#define POLICY_ALLOW	0
+#define POLICY_DENY	(-1)
+#define POLICY_ERROR	(-2)
+struct policy	*policy_new(const struct config *, char **);
+void		 policy_free(struct policy *);
+int		 policy_validate(const struct config *, char **);
+int		 policy_authorize(struct policy *, const char *,
+		     const struct caller *, const cJSON *, char **);
+int		 policy_login(struct policy *, const cJSON *,
+		     struct policy_login_result *, char **);
+void		 policy_login_result_clear(struct policy_login_result *);
+size_t		 policy_memory(const struct policy *);
+const char	*policy_action(const struct policy *);
+long long	 policy_generation(const struct policy *);
+const struct strlist *policy_protected_roles(const struct policy *);
+const struct policy_source *policy_source_module(struct policy *,
+		     const char *, char **);
+void		 policy_charge(struct lua_State *, double);
+
+/* policy_api.c -- the C functions policy scripts can reach */
+void		 policy_api_sandbox(struct lua_State *, struct policy *);
+void		 policy_api_env_new(struct lua_State *);
+void		 policy_api_env_seal(struct lua_State *, int);
+
+/* policy_check.c -- the policy-check subcommand */
+int		 policy_check_main(const struct config *, int, char **);
 
 /* keystone.c, keystone_*.c -- the upstream Keystone ([keystone] section) */
 struct keystone_result {

@@ -277,7 +277,7 @@ main(int argc, char **argv)
 	if (rc != 0 && cause != NULL)
 		fprintf(stderr, "%s: %s: %s\n", K8SAUTH_NAME, cmd->name, cause);
 	free(cause);
-	config_free(cfg);
+	config_unref(cfg);
 	curl_global_cleanup();
 	return (rc == 0 ? 0 : 1);
 }

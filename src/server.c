@@ -6,7 +6,11 @@
  * failure fatal and explained, then runs the main thread's event loop,
  * which only handles signals: SIGTERM/SIGINT stop (workers stop accepting
  * and drain in-flight requests, then the process exits 0), SIGHUP reloads
- * the TLS certificate and key (a failed reload keeps the old ones).
+ * the configuration's reloadable options, the admin token, the TLS
+ * certificate and key, the Fernet keys and the audit file (each failed
+ * step keeps what was in use).  Requests hold a reference on the
+ * configuration they started with, so a reload never changes an option
+ * under a request in flight.
  *
  * Owns the process-wide state in `server`: read-mostly after startup; the
  * TLS context pointer is swapped under a mutex.
@@ -33,6 +37,7 @@
 #define SERVER_BACKLOG 511
 
 struct server		*server;
+/* Guards the pointers a reload swaps: ssl_ctx and cfg. */
 static pthread_mutex_t	 server_tls_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* A reference to the current TLS context (the caller frees it). */
@@ -180,38 +185,115 @@ server_has_tls(const struct server *srv)
 	return (0);
 }
 
-/* Reload what SIGHUP reloads; failures keep the old state. */
+/* Log a failed reload step and free its cause. */
+static void
+server_reload_failed(const char *what, char *cause)
+{
+	log_err("reload: %s not reloaded, the old one stays in use: %s", what,
+	    cause);
+	free(cause);
+}
+
+/*
+ * Read the configuration file again: NULL (old configuration kept) when
+ * it is broken.  Options that need a restart keep their running values.
+ */
+static struct config *
+server_reload_config(struct server *srv, const struct config *old)
+{
+	struct config	*cfg;
+	char		*cause = NULL;
+
+	cfg = config_new();
+	if (srv->config_path != NULL &&
+	    (config_load(cfg, srv->config_path, &cause) != 0 ||
+	    config_validate_serve(cfg, &cause) != 0)) {
+		server_reload_failed("configuration", cause);
+		config_free(cfg);
+		return (NULL);
+	}
+	if (srv->config_path == NULL) {
+		config_free(cfg);
+		return (NULL);
+	}
+	config_keep_static(cfg, old);
+	cfg->admin_token = auth_load_admin_token(cfg->admin_token_file,
+	    &cause);
+	if (cfg->admin_token == NULL) {
+		server_reload_failed("admin token", cause);
+		cfg->admin_token = xstrdup(old->admin_token);
+	}
+	return (cfg);
+}
+
+/* Swap in a new current configuration; requests keep their snapshot. */
+static void
+server_set_config(struct server *srv, struct config *cfg)
+{
+	struct config	*old;
+
+	pthread_mutex_lock(&server_tls_lock);
+	old = srv->cfg;
+	srv->cfg = cfg;
+	pthread_mutex_unlock(&server_tls_lock);
+	config_unref(old);
+}
+
+/*
+ * SIGHUP: the configuration file (reloadable options), the admin token,
+ * the TLS certificate and key, the Fernet keys and the audit file.  Each
+ * step that fails is logged and keeps what was in use.
+ */
 static void
 server_reload(struct server *srv)
 {
-	void	*ctx;
-	char	*cause = NULL;
+	struct config	*old = srv->cfg, *cfg;
+	void		*ctx;
+	char		*cause = NULL;
+	int		 rc;
 
 	log_info("SIGHUP: reloading");
-	if (token_reload(&cause) != 0) {
-		log_err("reload: fernet keys not reloaded, the old ones stay "
-		    "in use: %s", cause);
-		free(cause);
-		cause = NULL;
-	}
-	if (keystone_reload(&cause) != 0) {
-		log_err("reload: the Keystone application credential secret "
-		    "was not re-read, the old one stays in use: %s", cause);
-		free(cause);
-		cause = NULL;
-	}
+	if ((cfg = server_reload_config(srv, old)) == NULL)
+		cfg = config_ref(old);
+	log_set_level(cfg->log_level);
+	if (audit_open(cfg->log_audit_file, &cause) != 0)
+		server_reload_failed("audit file", cause);
+	cause = NULL;
+	if (strcmp(cfg->fernet_key_repository,
+	    old->fernet_key_repository) != 0)
+		rc = token_init(cfg, &cause);
+	else
+		rc = token_reload(&cause);
+	if (rc != 0)
+		server_reload_failed("Fernet key repository", cause);
+	cause = NULL;
+	if (keystone_reload(&cause) != 0)
+		server_reload_failed("Keystone application credential secret",
+		    cause);
+	cause = NULL;
 	if (server_has_tls(srv)) {
-		ctx = tls_ctx_new(srv->cfg->tls_cert, srv->cfg->tls_key,
-		    &cause);
-		if (ctx == NULL) {
-			log_err("reload: TLS certificate not reloaded, the "
-			    "old one stays in use: %s", cause);
-			free(cause);
-		} else {
+		ctx = tls_ctx_new(cfg->tls_cert, cfg->tls_key, &cause);
+		if (ctx == NULL)
+			server_reload_failed("TLS certificate", cause);
+		else {
 			server_set_ssl_ctx(ctx);
 			log_info("reload: TLS certificate and key reloaded");
 		}
 	}
+	server_set_config(srv, cfg);
+	log_info("reload: done");
+}
+
+/* A reference to the current configuration (any thread). */
+struct config *
+server_config_ref(void)
+{
+	struct config	*cfg;
+
+	pthread_mutex_lock(&server_tls_lock);
+	cfg = config_ref(server->cfg);
+	pthread_mutex_unlock(&server_tls_lock);
+	return (cfg);
 }
 
 /* Main-thread signal callback. */
@@ -243,15 +325,17 @@ server_prepare(struct server *srv, char **cause)
 	struct db	*db;
 	char		*path;
 
-	srv->admin_token = auth_load_admin_token(srv->cfg->admin_token_file,
-	    cause);
-	if (srv->admin_token == NULL)
+	srv->cfg->admin_token = auth_load_admin_token(
+	    srv->cfg->admin_token_file, cause);
+	if (srv->cfg->admin_token == NULL)
 		return (-1);
 	if (secret_load(srv->cfg->credential_key_repository, cause) != 0)
 		return (-1);
 	if (token_init(srv->cfg, cause) != 0)
 		return (-1);
 	if (keystone_init(srv->cfg, cause) != 0)
+		return (-1);
+	if (audit_open(srv->cfg->log_audit_file, cause) != 0)
 		return (-1);
 	if ((path = config_db_path(srv->cfg, cause)) == NULL)
 		return (-1);
@@ -334,7 +418,6 @@ server_free(struct server *srv)
 	free(srv->listeners);
 	if (srv->ssl_ctx != NULL)
 		tls_ctx_free(srv->ssl_ctx);
-	freezero_str(srv->admin_token);
 	token_shutdown();
 	keystone_shutdown();
 	free(srv);
@@ -353,7 +436,7 @@ server_run(struct config *cfg, const char *path)
 	if (evthread_use_pthreads() != 0)
 		fatalx("evthread_use_pthreads failed");
 	server = xcalloc(1, sizeof *server);
-	server->cfg = cfg;
+	server->cfg = config_ref(cfg);	/* main.c keeps its own reference */
 	server->config_path = path;
 	server->started = time(NULL);
 	if (server_prepare(server, &cause) != 0)
@@ -377,6 +460,7 @@ server_run(struct config *cfg, const char *path)
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	event_base_free(base);
+	config_unref(server->cfg);
 	server_free(server);
 	server = NULL;
 	log_info("stopped");

@@ -65,14 +65,19 @@ worker_tls_bev_cb(struct event_base *base, void *arg)
 static struct evhttp *
 worker_evhttp_new(struct worker *w, int tls)
 {
-	const struct config	*cfg = w->srv->cfg;
+	const struct config	*cfg = w->cfg;
 	struct evhttp		*h;
 	struct timeval		 tv;
 
 	if ((h = evhttp_new(w->base)) == NULL)
 		fatalx("evhttp_new failed");
 	evhttp_set_max_headers_size(h, (ev_ssize_t)cfg->max_header_size);
-	evhttp_set_max_body_size(h, (ev_ssize_t)cfg->max_body_size);
+	/*
+	 * evhttp answers a body over its own limit with an HTML page before
+	 * any handler runs, so it gets twice the configured size: bodies up
+	 * to that reach http_body_object(), which answers the JSON 413.
+	 */
+	evhttp_set_max_body_size(h, (ev_ssize_t)cfg->max_body_size * 2);
 	evhttp_set_flags(h, EVHTTP_SERVER_LINGERING_CLOSE);
 	tv.tv_sec = cfg->idle_timeout;
 	tv.tv_usec = 0;
@@ -178,7 +183,7 @@ worker_conn_admit(struct worker *w, struct evhttp_request *req)
 			return (0);
 	}
 	n = atomic_fetch_add((_Atomic long *)&w->srv->connections, 1);
-	if (n >= w->srv->cfg->max_connections) {
+	if (n >= w->cfg->max_connections) {
 		atomic_fetch_sub((_Atomic long *)&w->srv->connections, 1);
 		return (-1);
 	}
@@ -203,17 +208,18 @@ worker_new(struct server *srv, int id, char **cause)
 	w = xcalloc(1, sizeof *w);
 	w->id = id;
 	w->srv = srv;
+	w->cfg = server_config_ref();
 	if ((w->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	w->https = worker_evhttp_new(w, 1);
 	w->http = worker_evhttp_new(w, 0);
-	if ((path = config_db_path(srv->cfg, cause)) == NULL)
+	if ((path = config_db_path(w->cfg, cause)) == NULL)
 		goto fail;
 	w->db = db_open(path, cause);
 	free(path);
 	if (w->db == NULL)
 		goto fail;
-	w->fetch = fetch_create(w->base, srv->cfg->k8s_max_concurrent_reviews);
+	w->fetch = fetch_create(w->base, w->cfg->k8s_max_concurrent_reviews);
 	for (i = 0; i < srv->nlisteners; i++) {
 		if (worker_listen(w, &srv->listeners[i], cause) != 0)
 			goto fail;
@@ -255,7 +261,7 @@ worker_stop_cb(evutil_socket_t fd, short events, void *arg)
 	}
 	w->nbound = 0;
 	w->drain_deadline_us = util_monotonic_us() +
-	    (uint64_t)w->srv->cfg->request_timeout * 1000000;
+	    (uint64_t)w->cfg->request_timeout * 1000000;
 	worker_drain_cb(-1, 0, w);
 }
 
@@ -330,6 +336,7 @@ worker_free(struct worker *w)
 	db_close(w->db);
 	if (w->base != NULL)
 		event_base_free(w->base);
+	config_unref(w->cfg);
 	free(w->conns);
 	free(w->bound);
 	free(w);

@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/run.sh [unit|lua|k8s|integration]...: run the test layers and print one
+# tests/run.sh [unit|lua|k8s|integration|interop]...: run the test layers and print one
 # closing line "N passed, N failed" for all of them.  Exit status is 0 only
 # when nothing failed and at least one test ran.
 #
@@ -9,7 +9,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 PYTHON=${PYTHON:-python3}
-layers=${*:-unit lua k8s integration}
+layers=${*:-unit lua k8s integration interop}
 passed=0
 failed=0
 mkdir -p tests/tmp
@@ -50,26 +50,13 @@ run_lua() {
 	add "$ok" "$bad"
 }
 
-run_k8s() {
-	[ -x tests/k8s/fake-k8s ] || return 0
-	echo "== k8s: the test Kubernetes API server's own self-test"
-	"$PYTHON" tests/k8s/selftest.py > "$out" 2>&1
-	rc=$?
-	tail -n 5 "$out"
-	grep '^FAIL' "$out"
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
-	ok=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
-	bad=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
-	ok=${ok:-0}
-	bad=${bad:-0}
-	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
-	add "$ok" "$bad"
-}
-
-run_integration() {
-	ls tests/integration/test_*.py >/dev/null 2>&1 || return 0
-	echo "== integration"
-	"$PYTHON" tests/integration/runner.py > "$out" 2>&1
+# run_counted TITLE CMD...: run a test program that ends with the line
+# "N passed, N failed" and add its counts.
+run_counted() {
+	title=$1
+	shift
+	echo "== $title"
+	"$@" > "$out" 2>&1
 	rc=$?
 	cat "$out"
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
@@ -81,12 +68,30 @@ run_integration() {
 	add "$ok" "$bad"
 }
 
+run_k8s() {
+	[ -x tests/k8s/fake-k8s ] || return 0
+	run_counted "k8s: the test Kubernetes API server's own self-test" \
+	    "$PYTHON" tests/k8s/selftest.py
+}
+
+run_integration() {
+	ls tests/integration/test_*.py >/dev/null 2>&1 || return 0
+	run_counted "integration" "$PYTHON" tests/integration/runner.py
+}
+
+run_interop() {
+	ls tests/interop/test_*.py >/dev/null 2>&1 || return 0
+	run_counted "interop: the real Keystone" \
+	    "$PYTHON" tests/interop/test_keystone.py
+}
+
 for layer in $layers; do
 	case "$layer" in
 	unit) run_unit ;;
 	lua) run_lua ;;
 	k8s) run_k8s ;;
 	integration) run_integration ;;
+	interop) run_interop ;;
 	*) echo "run.sh: unknown layer $layer" >&2; exit 2 ;;
 	esac
 done

@@ -1,0 +1,202 @@
+-- api.lua: who may do what on the admin API (the default policy).
+--
+-- Returns a table: action name -> function(cred, target) returning true,
+-- or false and a reason.  An action without a rule is denied, and so is
+-- anything a rule cannot decide.  docs/policy.md describes cred and target.
+--
+-- Rules (keystone-ng's, without its holes):
+--   * admin (k8sauth.is_admin: the bootstrap token, a caller the server
+--     classified as admin, or "admin" on a system-scoped token) may do
+--     everything;
+--   * "manager" on a domain-scoped token may create, list, show, update
+--     and delete instances, roles and token restrictions of that domain;
+--   * "reader" (and "manager") may list and show within that domain; a
+--     list must be filtered to the caller's domain (a list without a
+--     domain_id filter is admin-only);
+--   * nobody but admin may put a role named in [policy] protected_roles
+--     into a token restriction (create and update, by role name; a role
+--     without a name cannot be checked and is refused);
+--   * an update must not move an object to another domain (or a role to
+--     another instance).
+--   * token:validate: admin, the "service" role, or the token's own user.
+
+local k8sauth = require "k8sauth"
+
+local OPS = { "create", "list", "show", "update", "delete" }
+local KINDS = {
+	["k8s_auth:instance"] = "instance",
+	["k8s_auth:role"] = "role",
+	["token_restriction"] = "restriction",
+}
+
+-- The object a target names for kind: the stored object (show, update,
+-- delete), the new one (create) or the filters (list).  For a list the
+-- filters may also be the target itself: {domain_id = "..."}.
+local function target_object(kind, op, target)
+	if type(target) ~= "table" then
+		return nil
+	end
+	local obj = target[kind]
+	if obj == nil and op == "list" then
+		obj = target
+	end
+	if type(obj) ~= "table" then
+		return nil
+	end
+	return obj
+end
+
+-- The domain a request is about, or nil with a reason.  For roles the
+-- parent instance (target.instance), when given, must agree.
+local function target_domain(kind, op, target)
+	local obj = target_object(kind, op, target)
+	if obj == nil then
+		return nil, "no " .. kind .. " in the target"
+	end
+	local d = obj.domain_id
+	if kind == "role" and type(target.instance) == "table" then
+		local pd = target.instance.domain_id
+		if d == nil then
+			d = pd
+		elseif pd ~= nil and pd ~= d then
+			return nil, "the role and its instance are in different domains"
+		end
+	end
+	if type(d) ~= "string" or d == "" then
+		if op == "list" then
+			return nil, "a list must be filtered by domain_id"
+		end
+		return nil, "the " .. kind .. " has no domain_id"
+	end
+	return d
+end
+
+-- The caller's own domain, or nil: manager/reader rules need a
+-- domain-scoped token.
+local function caller_domain(cred)
+	local d = cred.domain_id
+	if type(d) == "string" and d ~= "" then
+		return d
+	end
+	return nil
+end
+
+-- Every role of a restriction body is named and not protected.
+local function roles_allowed(roles)
+	if roles == nil then
+		return true
+	end
+	if type(roles) ~= "table" then
+		return false, "roles is not a list"
+	end
+	local protected = k8sauth.protected_roles()
+	for _, r in ipairs(roles) do
+		local name = type(r) == "table" and r.name or nil
+		if type(name) ~= "string" then
+			return false, "only an admin may add a role without a name"
+		end
+		if protected[name] then
+			return false, "only an admin may grant the role " .. name
+		end
+	end
+	return true
+end
+
+-- An update body keeps the object in its domain (and a role in its
+-- instance).
+local function update_stays(kind, obj, update)
+	if type(update) ~= "table" then
+		return true
+	end
+	if update.domain_id ~= nil and update.domain_id ~= obj.domain_id then
+		return false, "an update must not move the " .. kind ..
+		    " to another domain"
+	end
+	if kind == "role" and update.auth_instance_id ~= nil and
+	    update.auth_instance_id ~= obj.auth_instance_id then
+		return false, "an update must not move the role to another instance"
+	end
+	return true
+end
+
+-- Checks that bind everyone but admin, whatever the role.
+local function content_allowed(kind, op, target)
+	if kind == "restriction" and op == "create" then
+		local ok, why = roles_allowed(target.restriction.roles)
+		if not ok then
+			return false, why
+		end
+	end
+	if op == "update" then
+		local obj = target_object(kind, op, target)
+		local ok, why = update_stays(kind, obj, target.update)
+		if not ok then
+			return false, why
+		end
+		if kind == "restriction" and type(target.update) == "table" then
+			ok, why = roles_allowed(target.update.roles)
+			if not ok then
+				return false, why
+			end
+		end
+	end
+	return true
+end
+
+-- The rule for one (kind, op).
+local function make_rule(kind, op)
+	local writer = op == "create" or op == "update" or op == "delete"
+	return function(cred, target)
+		if type(cred) ~= "table" then
+			return false, "no credentials"
+		end
+		if k8sauth.is_admin(cred) then
+			return true
+		end
+		local mine = caller_domain(cred)
+		if mine == nil then
+			return false, "a domain-scoped token is required"
+		end
+		local d, why = target_domain(kind, op, target)
+		if d == nil then
+			return false, why
+		end
+		if d ~= mine then
+			return false, "the " .. kind .. " is in another domain"
+		end
+		if writer then
+			if not k8sauth.has_role(cred, "manager") then
+				return false, "the manager role is required"
+			end
+		elseif not (k8sauth.has_role(cred, "reader") or
+		    k8sauth.has_role(cred, "manager")) then
+			return false, "the reader role is required"
+		end
+		return content_allowed(kind, op, target)
+	end
+end
+
+local rules = {}
+for prefix, kind in pairs(KINDS) do
+	for _, op in ipairs(OPS) do
+		rules[prefix .. ":" .. op] = make_rule(kind, op)
+	end
+end
+
+-- GET/HEAD /v3/auth/tokens: admin, a service, or the token's own user.
+rules["token:validate"] = function(cred, target)
+	if type(cred) ~= "table" then
+		return false, "no credentials"
+	end
+	if k8sauth.is_admin(cred) or k8sauth.has_role(cred, "service") then
+		return true
+	end
+	local tok = type(target) == "table" and target.token or nil
+	if type(tok) == "table" and type(cred.user_id) == "string" and
+	    cred.user_id ~= "" and cred.user_id == tok.user_id then
+		return true
+	end
+	return false, "only an admin, a service or the token's user may validate"
+end
+
+return rules

@@ -1,0 +1,113 @@
+-- login.lua: the operator's say on each login (the default policy).
+--
+-- check(ctx) runs after the built-in checks passed (instance and role
+-- enabled, JWT bounds, TokenReview, bound names/namespaces/pods).  Return
+--   true                        to issue the token as the role says;
+--   false, "reason"             to refuse (401 policy_denied; the reason is
+--                               logged, never sent to the client);
+--   true, {expires_in = N,      to shorten the token's lifetime (seconds;
+--          restriction_id = ID, never lengthens it), to issue it from
+--          audit = {k = v}}     another restriction of the same domain,
+--                               and to add fields to the audit log line.
+-- A runtime error or an exhausted budget is 500 policy_error: never a
+-- token.  docs/policy.md lists every ctx field.
+--
+-- The default allows everything.  The examples below are real code,
+-- switched off by empty settings: fill a table to turn one on.
+
+local k8sauth = require "k8sauth"
+
+local M = {}
+
+M.settings = {
+	-- Example 1: namespace -> restriction, so each team's pods get tokens
+	-- for the team's own project (a restriction of the same domain that
+	-- names that project).  Keys are globs, tried in order.
+	--   { {"team-a", "0123456789abcdef0123456789abcdef"},
+	--     {"team-b-*", "fedcba9876543210fedcba9876543210"} }
+	namespace_restrictions = {},
+
+	-- Example 2: only pods whose name starts with one of these prefixes may
+	-- log in (needs projected tokens: ctx.pod is nil for other tokens, and
+	-- is then refused while the list is not empty).
+	--   { "web-", "worker-" }
+	pod_prefixes = {},
+
+	-- Example 3: deny pods on these nodes (globs), e.g. a shared pool.
+	--   { "pool-untrusted-*" }
+	denied_nodes = {},
+
+	-- Example 4: shorter tokens for some namespaces (glob -> seconds).
+	--   { {"ci-*", 600} }
+	short_namespaces = {},
+}
+
+-- The first {glob, value} pair whose glob matches s, or nil.
+local function lookup(pairs_list, s)
+	for _, kv in ipairs(pairs_list) do
+		if k8sauth.glob(kv[1], s) then
+			return kv[2]
+		end
+	end
+	return nil
+end
+
+-- True when name starts with one of prefixes.
+local function has_prefix(prefixes, name)
+	for _, p in ipairs(prefixes) do
+		if name:sub(1, #p) == p then
+			return true
+		end
+	end
+	return false
+end
+
+function M.check(ctx)
+	local s = M.settings
+	local ns = ctx.service_account.namespace
+
+	-- Example 3: node pool deny.
+	if #s.denied_nodes > 0 then
+		local node = ctx.node and ctx.node.name
+		if node == nil then
+			return false, "the token does not name a node"
+		end
+		if k8sauth.glob_any(s.denied_nodes, node) then
+			return false, "logins from node " .. node .. " are refused"
+		end
+	end
+
+	-- Example 2: pod-name prefix.
+	if #s.pod_prefixes > 0 then
+		local pod = ctx.pod and ctx.pod.name
+		if pod == nil or not has_prefix(s.pod_prefixes, pod) then
+			return false, "pod " .. tostring(pod) ..
+			    " has no allowed name prefix"
+		end
+	end
+
+	local out = {}
+	local changed = false
+
+	-- Example 1: namespace -> project, through a restriction.
+	local rid = lookup(s.namespace_restrictions, ns)
+	if rid ~= nil then
+		out.restriction_id = rid
+		changed = true
+	end
+
+	-- Example 4: shorter tokens for some namespaces.
+	local ttl = lookup(s.short_namespaces, ns)
+	if ttl ~= nil then
+		out.expires_in = ttl
+		changed = true
+	end
+
+	if changed then
+		out.audit = { policy = "login.lua", namespace = ns }
+		return true, out
+	end
+	return true
+end
+
+return M

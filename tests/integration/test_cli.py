@@ -1,0 +1,159 @@
+"""Subcommands of the binary: config-check, version, bootstrap, db-sync."""
+import os
+import re
+import shutil
+import stat
+
+from harness import (Server, check, eq, fail, make_tmpdir, merge_config,
+                     run_cli, write_config)
+
+DIR = None
+GOOD = None
+
+
+def setup_module():
+    global DIR, GOOD
+    # A Server object only for its files (certificate, paths); not started.
+    DIR = Server(name="cli")
+    GOOD = DIR.conf
+
+
+def teardown_module():
+    DIR.cleanup()
+
+
+def conf_with(name, extra):
+    path = os.path.join(DIR.dir, name)
+    write_config(path, merge_config(DIR.config_sections(), extra))
+    return path
+
+
+def out(p):
+    return p.stdout + p.stderr
+
+
+def test_config_check_good_file_exit_0():
+    p = run_cli(["config-check", "--config", GOOD])
+    eq(p.returncode, 0, "exit code (output %r)" % out(p))
+
+
+def config_error(name, extra, *names):
+    path = conf_with(name, extra)
+    p = run_cli(["config-check", "--config", path])
+    eq(p.returncode, 1, "config-check %s exit code (output %r)" % (
+        name, out(p)))
+    for n in names:
+        alts = n if isinstance(n, tuple) else (n,)
+        check(any(a in out(p) for a in alts),
+              "output does not name %s: %r" % (" or ".join(alts), out(p)))
+    return out(p)
+
+
+def test_config_check_bad_int():
+    config_error("bad-int.conf", {"server": {"workers": "lots"}},
+                 "[server] workers")
+    config_error("int-range.conf", {"server": {"max_body_size": "10"}},
+                 "[server] max_body_size")
+
+
+def test_config_check_unknown_option():
+    config_error("unknown.conf", {"server": {"colour": "blue"}},
+                 "[server] colour")
+    config_error("unknown-section.conf", {"nosuch": {"opt": "1"}},
+                 "[nosuch] opt")
+
+
+def test_config_check_bad_bool():
+    config_error("bad-bool.conf", {"metrics": {"enabled": "maybe"}},
+                 "[metrics] enabled")
+
+
+def test_config_check_https_without_cert():
+    config_error("no-cert.conf", {"server": {"tls_cert": None,
+                                             "tls_key": None}},
+                 ("[server] tls_cert", "[server] listen"))
+
+
+def test_config_check_reports_every_error():
+    text = config_error("many.conf", {
+        "server": {"workers": "x", "colour": "blue", "tls_cert": None},
+        "metrics": {"enabled": "maybe"},
+        "token": {"expiration": "-5"}},
+        "[server] workers", "[server] colour", "[metrics] enabled",
+        "[token] expiration", ("[server] tls_cert", "[server] listen"))
+    check(len(text.strip().splitlines()) >= 5, "fewer than 5 lines: %r" % text)
+
+
+def test_config_check_missing_file_exit_1():
+    p = run_cli(["config-check", "--config", os.path.join(DIR.dir, "nope")])
+    eq(p.returncode, 1, "exit code (output %r)" % out(p))
+
+
+def test_serve_refuses_bad_config():
+    path = conf_with("serve-bad.conf", {"server": {"workers": "x"}})
+    p = run_cli(["serve", "--config", path], timeout=30)
+    check(p.returncode != 0, "serve started with a bad config")
+    check("[server] workers" in out(p), "serve output %r" % out(p))
+
+
+def test_version_prints_version():
+    for args in (["version"], ["--version"]):
+        p = run_cli(args)
+        eq(p.returncode, 0, "%s exit code" % args)
+        check(re.search(r"\d+\.\d+\.\d+", p.stdout),
+              "%s printed no version: %r" % (args, out(p)))
+
+
+def test_unknown_subcommand_fails():
+    p = run_cli(["frobnicate"])
+    check(p.returncode != 0, "unknown subcommand exited 0")
+
+
+def test_bootstrap_mode_0600_no_overwrite_without_force():
+    d = make_tmpdir("cli-boot-")
+    try:
+        tok = os.path.join(d, "admin-token")
+        path = conf_with("boot.conf", {"bootstrap": {"admin_token_file": tok}})
+        p = run_cli(["bootstrap", "--config", path])
+        eq(p.returncode, 0, "bootstrap exit code (%r)" % out(p))
+        st = os.stat(tok)
+        eq(stat.S_IMODE(st.st_mode), 0o600, "token file mode")
+        first = open(tok).read().strip()
+        check(len(first) >= 32, "admin token too short: %d chars" % len(first))
+        check(first not in out(p), "bootstrap printed the token")
+        p = run_cli(["bootstrap", "--config", path])
+        eq(open(tok).read().strip(), first,
+           "bootstrap without --force overwrote the token (exit %d)" %
+           p.returncode)
+        p = run_cli(["bootstrap", "--config", path, "--force"])
+        eq(p.returncode, 0, "bootstrap --force exit code (%r)" % out(p))
+        second = open(tok).read().strip()
+        check(second != first, "--force did not write a new token")
+        eq(stat.S_IMODE(os.stat(tok).st_mode), 0o600, "mode after --force")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_db_sync_twice_ok():
+    d = make_tmpdir("cli-db-")
+    try:
+        db = os.path.join(d, "k.db")
+        path = conf_with("db.conf", {"database": {"connection":
+                                                  "sqlite:///" + db}})
+        for i in (1, 2):
+            p = run_cli(["db-sync", "--config", path])
+            eq(p.returncode, 0, "db-sync run %d (%r)" % (i, out(p)))
+        check(os.path.exists(db), "no database file")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_db_sync_then_serve_same_database():
+    with Server(name="dbsync") as srv:
+        rid = srv.create("restriction", {"domain_id": "d"})["id"]
+        srv.stop()
+        p = run_cli(["db-sync", "--config", srv.conf])
+        eq(p.returncode, 0, "db-sync on a used database (%r)" % out(p))
+        srv.start()
+        eq(srv.req("GET", "/v4/tokens/restrictions/" + rid).status, 200,
+           "data after db-sync")

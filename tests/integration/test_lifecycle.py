@@ -1,0 +1,215 @@
+"""Process lifecycle: restart persistence, SIGHUP reload, SIGKILL safety,
+graceful SIGTERM.  Each test owns its server."""
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+
+from harness import (Server, check, eq, fail, fake_jwt, list_all, make_cert,
+                     openssl_pem_cert, pem_to_der, timeout_scale, wait_for)
+
+RST = "/v4/tokens/restrictions"
+INST = "/v4/k8s_auth/instances"
+
+
+def test_data_survives_sigterm_restart():
+    with Server(name="persist") as srv:
+        jwt = fake_jwt()
+        srv.secrets.add(jwt)
+        pem = openssl_pem_cert()
+        inst = srv.create("instance", {
+            "domain_id": "dp", "name": "c1", "host": "https://k.example.com",
+            "ca_cert": pem, "token_reviewer_jwt": jwt})
+        rst = srv.create("restriction", {
+            "domain_id": "dp", "user_id": "u", "project_id": "p",
+            "roles": [{"id": "r", "name": "member"}], "allow_renew": True})
+        role = srv.create("role", {
+            "name": "web", "bound_service_account_names": ["web"],
+            "bound_service_account_namespaces": ["ns"], "token_ttl": 300,
+            "bound_audience": "aud", "token_restriction_id": rst["id"]},
+            path="%s/%s/roles" % (INST, inst["id"]))
+        token = srv.admin_token
+        srv.restart()
+        eq(srv.admin_token, token, "admin token kept")
+        eq(srv.ok("GET", INST + "/" + inst["id"]).json["instance"], inst,
+           "instance after restart")
+        eq(srv.ok("GET", RST + "/" + rst["id"]).json["restriction"], rst,
+           "restriction after restart")
+        eq(srv.ok("GET", "%s/%s/roles/web" % (INST, inst["id"])).json["role"],
+           role, "role after restart")
+        # still writable, still unique
+        r = srv.req("POST", INST, {"instance": {
+            "domain_id": "dp", "name": "c1", "host": "https://k.example.com"}})
+        eq(r.status, 409, "unique name after restart")
+        with open(srv.db, "rb") as f:
+            check(jwt.encode() not in f.read(),
+                  "token_reviewer_jwt stored in plaintext in the database")
+
+
+def replace_cert(srv):
+    """Write a fresh certificate/key over the configured files."""
+    new_cert = srv.cert + ".new"
+    new_key = srv.key + ".new"
+    make_cert(new_cert, new_key)
+    os.replace(new_key, srv.key)
+    os.replace(new_cert, srv.cert)
+    srv._trust_current_cert()
+
+
+def peer_cert(srv):
+    c = srv.connection(https=True)
+    try:
+        c.request("GET", "/healthz")
+        c.getresponse().read()
+        return c.sock.getpeercert(binary_form=True)
+    finally:
+        c.close()
+
+
+def test_sighup_reloads_certificate_keepalive_survives():
+    with Server(name="sighup") as srv:
+        old_der = srv.cert_der()
+        eq(peer_cert(srv), old_der, "initial certificate")
+        keep = srv.connection(https=True)
+        eq(srv.req("GET", "/healthz", token=None, conn=keep).status, 200,
+           "keep-alive first request")
+        keep.auto_open = 0            # never silently reconnect
+        sock = keep.sock
+        eq(sock.getpeercert(binary_form=True), old_der, "keep-alive cert")
+        replace_cert(srv)
+        new_der = srv.cert_der()
+        check(new_der != old_der, "openssl made the same certificate")
+        srv.signal(signal.SIGHUP)
+        wait_for(lambda: peer_cert(srv) == new_der, timeout=10,
+                 what="new TLS connections to see the new certificate")
+        r = srv.req("GET", RST + "?limit=1", conn=keep)
+        eq(r.status, 200, "old keep-alive connection after SIGHUP")
+        check(keep.sock is sock, "keep-alive connection was replaced")
+        keep.close()
+        eq(srv.req("GET", "/healthz", token=None).status, 200, "healthy")
+        eq(srv.req("GET", "/readyz", token=None).status, 200, "ready")
+        check(srv.running(), "server exited after SIGHUP")
+
+
+def test_sighup_with_broken_certificate_keeps_old():
+    with Server(name="sighup-bad") as srv:
+        old_der = srv.cert_der()
+        with open(srv.cert, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\ngarbage\n"
+                    "-----END CERTIFICATE-----\n")
+        srv.signal(signal.SIGHUP)
+        time.sleep(0.5 * timeout_scale())
+        check(srv.running(), "server exited on a failed reload")
+        eq(peer_cert(srv), old_der, "old certificate still served")
+        eq(srv.req("GET", "/healthz", token=None).status, 200, "healthy")
+
+
+def hammer(srv, stop, results, errors, idx):
+    """Create restrictions in a loop on one keep-alive connection."""
+    conn = None
+    n = 0
+    while not stop.is_set():
+        try:
+            if conn is None:
+                conn = srv.connection(https=(idx % 2 == 0), timeout=5)
+            dom = "crash-%d-%d" % (idx, n)
+            n += 1
+            r = srv.req("POST", RST, {"restriction": {
+                "domain_id": dom, "user_id": "u%d" % n, "project_id": "p"}},
+                conn=conn)
+            if r.status == 201:
+                results.append((r.json["restriction"]["id"], dom))
+            elif r.status != 503:
+                errors.append("status %d %r" % (r.status, r.raw[:200]))
+        except (OSError, http.client.HTTPException, ValueError):
+            if conn is not None:
+                conn.close()
+            conn = None
+            if not srv.running():
+                break
+            time.sleep(0.01)
+    if conn is not None:
+        conn.close()
+
+
+def test_sigkill_mid_burst_keeps_every_acknowledged_write():
+    with Server(name="crash") as srv:
+        stop = threading.Event()
+        results, errors = [], []
+        threads = [threading.Thread(target=hammer, daemon=True,
+                                    args=(srv, stop, results, errors, i))
+                   for i in range(8)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(results) >= 300, timeout=30, interval=0.01,
+                 what="300 acknowledged creates")
+        srv.kill()                    # SIGKILL mid-burst
+        stop.set()
+        for t in threads:
+            t.join(10)
+        check(not errors, "unexpected replies during the burst: %r" %
+              errors[:3])
+        acked = list(results)
+        srv.start()
+        missing = []
+        c = srv.connection(https=False)
+        for rid, dom in acked:
+            r = srv.req("GET", RST + "/" + rid, conn=c)
+            if r.status != 200 or r.json["restriction"]["domain_id"] != dom:
+                missing.append((rid, r.status))
+        c.close()
+        check(not missing, "%d of %d acknowledged restrictions lost after "
+              "SIGKILL: %r" % (len(missing), len(acked), missing[:5]))
+        items, _ = list_all(srv, RST, "restrictions", limit=100)
+        ids = {x["id"] for x in items}
+        check(ids >= {rid for rid, _ in acked},
+              "list after restart misses acknowledged restrictions")
+
+
+def test_sigterm_with_requests_in_flight_exits_0():
+    with Server(name="graceful") as srv:
+        stop = threading.Event()
+        results, errors = [], []
+        threads = [threading.Thread(target=hammer, daemon=True,
+                                    args=(srv, stop, results, errors, i))
+                   for i in range(8)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(results) >= 50, timeout=20, interval=0.01,
+                 what="50 acknowledged creates")
+        srv.signal(signal.SIGTERM)
+        try:
+            rc = srv.proc.wait(timeout=10 * timeout_scale())
+        except Exception:  # noqa: BLE001
+            fail("server still running 10 s after SIGTERM under load")
+        stop.set()
+        for t in threads:
+            t.join(10)
+        eq(rc, 0, "exit code after SIGTERM under load")
+        check(not errors, "bad replies during shutdown: %r" % errors[:3])
+        srv.proc = None
+        srv.check_log()
+        # everything acknowledged before the stop is there after a start
+        srv.start()
+        for rid, dom in results:
+            r = srv.req("GET", RST + "/" + rid)
+            eq(r.status, 200, "restriction %s after graceful stop" % rid)
+
+
+def test_sigterm_idle_exits_0_quickly():
+    with Server(name="idle-stop") as srv:
+        keep = srv.connection(https=True)
+        eq(srv.req("GET", "/healthz", token=None, conn=keep).status, 200, "")
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        rc = srv.wait_exit(10)
+        keep.close()
+        srv.proc = None
+        eq(rc, 0, "exit code")
+        check(time.monotonic() - t0 < 5 * timeout_scale(),
+              "an idle keep-alive connection delayed shutdown by %.1fs" %
+              (time.monotonic() - t0))
+        srv.check_log()
+        srv.start()

@@ -1,0 +1,155 @@
+"""Service routes (API.md §6), authentication (§0) and routing errors."""
+import re
+
+from harness import Server, assert_error, check, eq, fail, wait_for
+
+SRV = None
+
+
+def setup_module():
+    global SRV
+    SRV = Server(name="service").start()
+
+
+def teardown_module():
+    SRV.stop()
+
+
+def check_version_doc(r):
+    eq(r.status, 200, "status")
+    check(r.headers.get("content-type", "").startswith("application/json"),
+          "Content-Type %r" % r.headers.get("content-type"))
+    v = (r.json or {}).get("version")
+    check(isinstance(v, dict), "no version object: %r" % r.raw[:300])
+    eq(v.get("id"), "v4", "version.id")
+    eq(v.get("status"), "stable", "version.status")
+    links = v.get("links")
+    check(isinstance(links, list) and links, "version.links: %r" % (links,))
+    check(any(isinstance(l, dict) and l.get("rel") == "self" and
+              isinstance(l.get("href"), str) and l["href"]
+              for l in links), "no {rel: self, href} link: %r" % (links,))
+
+
+def test_root_is_version_document():
+    check_version_doc(SRV.req("GET", "/", token=None))
+
+
+def test_v4_is_version_document():
+    check_version_doc(SRV.req("GET", "/v4", token=None))
+
+
+def test_healthz_200():
+    eq(SRV.req("GET", "/healthz", token=None).status, 200, "GET /healthz")
+
+
+def test_readyz_200_when_ready():
+    wait_for(lambda: SRV.req("GET", "/readyz", token=None).status == 200,
+             timeout=5, what="GET /readyz 200")
+
+
+def test_metrics_prometheus_text_without_auth():
+    r = SRV.req("GET", "/metrics", token=None)
+    eq(r.status, 200, "GET /metrics (%r)" % r.raw[:200])
+    ct = r.headers.get("content-type", "")
+    check(ct.startswith("text/plain"), "metrics Content-Type %r" % ct)
+    text = r.raw.decode()
+    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
+    check(samples, "no samples in /metrics")
+    for l in samples:
+        check(re.match(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? '
+                       r'[-+0-9.eE]+|NaN|[-+]Inf$', l),
+              "not a Prometheus sample line: %r" % l)
+    check(SRV.admin_token not in text, "admin token in metrics")
+
+
+def test_missing_token_401_with_www_authenticate():
+    r = SRV.req("GET", "/v4/k8s_auth/instances", token=None)
+    assert_error(r, 401)
+    wa = r.headers.get("www-authenticate")
+    check(wa is not None, "401 without WWW-Authenticate")
+    m = re.match(r'^Keystone uri="(https?://[^"]+)"$', wa)
+    check(m, "WWW-Authenticate is not Keystone uri=\"...\": %r" % wa)
+    check("127.0.0.1:%d" % SRV.https_port in m.group(1),
+          "WWW-Authenticate uri %r is not this server's public URL" %
+          m.group(1))
+
+
+def test_wrong_token_401_and_not_echoed():
+    bad = "gAAAAAB-not-a-real-token-" + "z" * 40
+    SRV.secrets.add(bad)
+    for path in ("/v4/k8s_auth/instances", "/v4/tokens/restrictions",
+                 "/v4/k8s_auth/roles"):
+        r = SRV.req("GET", path, token=bad)
+        assert_error(r, 401)
+        check(r.headers.get("www-authenticate", "").startswith("Keystone uri="),
+              "%s: WWW-Authenticate %r" % (path, r.headers.get(
+                  "www-authenticate")))
+        check(bad.encode() not in r.raw, "401 body echoes the token")
+
+
+def test_empty_token_401():
+    assert_error(SRV.req("GET", "/v4/k8s_auth/instances", token=""), 401)
+
+
+def test_admin_token_with_extra_char_401():
+    assert_error(SRV.req("GET", "/v4/k8s_auth/instances",
+                         token=SRV.admin_token + "x"), 401)
+    assert_error(SRV.req("GET", "/v4/k8s_auth/instances",
+                         token=SRV.admin_token[:-1]), 401)
+
+
+def test_bootstrap_token_works():
+    r = SRV.req("GET", "/v4/k8s_auth/instances")
+    eq(r.status, 200, "GET instances with the bootstrap token")
+    check(isinstance(r.json.get("instances"), list), "no instances list")
+
+
+def test_mutations_need_token():
+    r = SRV.req("POST", "/v4/tokens/restrictions",
+                {"restriction": {"domain_id": "d"}}, token=None)
+    assert_error(r, 401)
+    r = SRV.req("DELETE", "/v4/k8s_auth/instances/" + "0" * 32, token=None)
+    assert_error(r, 401)
+
+
+def test_unknown_route_404_json():
+    for path in ("/nothing", "/v4/nothing", "/v4/k8s_auth/instances/x/y/z/w",
+                 "/v3/nothing"):
+        assert_error(SRV.req("GET", path), 404)
+
+
+def test_wrong_method_405_json():
+    for method, path in (("DELETE", "/v4/k8s_auth/instances"),
+                         ("PUT", "/v4/tokens/restrictions"),
+                         ("PATCH", "/v4/k8s_auth/roles"),
+                         ("POST", "/healthz"),
+                         ("DELETE", "/v4")):
+        r = SRV.req(method, path, body={} if method != "DELETE" else None)
+        try:
+            assert_error(r, 405)
+        except AssertionError as e:
+            fail("%s %s: %s" % (method, path, e))
+
+
+def test_http_listener_serves_same_routes():
+    check_version_doc(SRV.req("GET", "/v4", token=None, https=False))
+    eq(SRV.req("GET", "/healthz", token=None, https=False).status, 200,
+       "http healthz")
+    assert_error(SRV.req("GET", "/v4/k8s_auth/instances", token=None,
+                         https=False), 401)
+    r = SRV.ok("POST", "/v4/tokens/restrictions",
+               {"restriction": {"domain_id": "http-listener"}}, status=201,
+               https=False)
+    rid = r.json["restriction"]["id"]
+    r = SRV.ok("GET", "/v4/tokens/restrictions/" + rid)
+    eq(r.json["restriction"]["domain_id"], "http-listener", "domain_id")
+
+
+def test_metrics_require_auth():
+    with Server(extra={"metrics": {"require_auth": "true"}},
+                name="metrics-auth") as srv:
+        r = srv.req("GET", "/metrics", token=None)
+        assert_error(r, 401)
+        check(r.headers.get("www-authenticate", "").startswith("Keystone uri="),
+              "WWW-Authenticate on /metrics 401")
+        eq(srv.req("GET", "/metrics").status, 200, "/metrics with admin token")

@@ -1,0 +1,243 @@
+-- api_spec.lua: the default admin API policy, policy/api.lua.
+package.path = "./lua/?.lua;./policy/?.lua;" .. package.path
+
+local k8sauth = require "k8sauth"
+local rules = dofile("policy/api.lua")
+
+local D1, D2 = "d1", "d2"
+
+local function cred(t)
+	t.kind = t.kind or "keystone"
+	t.roles = t.roles or {}
+	t.is_admin = t.is_admin or false
+	t.system = t.system or false
+	return t
+end
+
+local bootstrap = cred({ kind = "bootstrap", is_admin = true })
+local sysadmin = cred({ system = true, roles = { "admin" } })
+local projadmin = cred({ project_id = "p1", project_domain_id = D1,
+    roles = { "admin", "member", "reader" } })
+local manager = cred({ domain_id = D1, roles = { "manager", "member", "reader" } })
+local reader = cred({ domain_id = D1, roles = { "reader" } })
+local member = cred({ domain_id = D1, roles = { "member" } })
+local projmanager = cred({ project_id = "p1", project_domain_id = D1,
+    roles = { "manager", "reader" } })
+
+local function decide(action, c, target)
+	local rule = rules[action]
+	if rule == nil then
+		return false, "no rule"
+	end
+	return rule(c, target)
+end
+
+local function allowed(action, c, target)
+	local ok = decide(action, c, target)
+	return ok == true
+end
+
+local KINDS = {
+	{ prefix = "k8s_auth:instance", key = "instance" },
+	{ prefix = "k8s_auth:role", key = "role" },
+	{ prefix = "token_restriction", key = "restriction" },
+}
+local OPS = { "create", "list", "show", "update", "delete" }
+
+local function target_for(key, op, domain)
+	if op == "list" then
+		return { [key] = { domain_id = domain } }
+	end
+	local t = { [key] = { domain_id = domain, roles = { { id = "r1", name = "member" } } } }
+	if op == "update" then
+		t.update = { name = "x" }
+	end
+	return t
+end
+
+describe("api.lua", function()
+	it("has a rule for every documented action and nothing else", function()
+		local n = 0
+		for _, k in ipairs(KINDS) do
+			for _, op in ipairs(OPS) do
+				assert.is_function(rules[k.prefix .. ":" .. op])
+				n = n + 1
+			end
+		end
+		assert.is_function(rules["token:validate"])
+		local count = 0
+		for _ in pairs(rules) do count = count + 1 end
+		assert.are.equal(n + 1, count)
+	end)
+
+	it("denies an unknown action (no rule)", function()
+		assert.is_nil(rules["k8s_auth:instance:explode"])
+		assert.is_false(allowed("k8s_auth:instance:explode", bootstrap, {}))
+	end)
+
+	for _, k in ipairs(KINDS) do
+		for _, op in ipairs(OPS) do
+			local action = k.prefix .. ":" .. op
+			local own = target_for(k.key, op, D1)
+			local other = target_for(k.key, op, D2)
+			local writer = op ~= "list" and op ~= "show"
+
+			it(action .. ": admin may, in any domain", function()
+				assert.is_true(allowed(action, bootstrap, other))
+				assert.is_true(allowed(action, sysadmin, other))
+				assert.is_true(allowed(action, bootstrap, {}))
+			end)
+
+			it(action .. ": admin role on a project scope is not admin", function()
+				assert.is_false(allowed(action, projadmin, own))
+			end)
+
+			it(action .. ": manager in own domain only", function()
+				assert.is_true(allowed(action, manager, own))
+				local ok, why = decide(action, manager, other)
+				assert.is_false(ok)
+				assert.is_string(why)
+			end)
+
+			it(action .. ": manager needs a domain-scoped token", function()
+				local ok, why = decide(action, projmanager, own)
+				assert.is_false(ok)
+				assert.matches("domain%-scoped", why)
+			end)
+
+			it(action .. ": reader " .. (writer and "denied" or "own domain only"), function()
+				assert.are.equal(not writer, allowed(action, reader, own))
+				assert.is_false(allowed(action, reader, other))
+			end)
+
+			it(action .. ": member denied", function()
+				assert.is_false(allowed(action, member, own))
+			end)
+
+			it(action .. ": no credentials or no target denied", function()
+				assert.is_false(allowed(action, nil, own))
+				assert.is_false(allowed(action, manager, nil))
+				assert.is_false(allowed(action, manager, {}))
+			end)
+		end
+	end
+
+	describe("lists", function()
+		it("without a domain_id filter are admin-only", function()
+			for _, k in ipairs(KINDS) do
+				local action = k.prefix .. ":list"
+				assert.is_true(allowed(action, bootstrap, { [k.key] = {} }))
+				local ok, why = decide(action, reader, { [k.key] = { name = "x" } })
+				assert.is_false(ok)
+				assert.matches("filtered by domain_id", why)
+				assert.is_false(allowed(action, manager, {}))
+			end
+		end)
+
+		it("accept the filter table as the target itself", function()
+			assert.is_true(allowed("k8s_auth:instance:list", reader, { domain_id = D1 }))
+			assert.is_false(allowed("k8s_auth:instance:list", reader, { domain_id = D2 }))
+		end)
+
+		it("nested role list uses the parent instance's domain", function()
+			local t = { instance = { id = "i1", domain_id = D1 }, role = { name = "web" } }
+			assert.is_true(allowed("k8s_auth:role:list", reader, t))
+			t.instance.domain_id = D2
+			assert.is_false(allowed("k8s_auth:role:list", reader, t))
+		end)
+	end)
+
+	describe("roles", function()
+		it("create: the parent instance must be in the caller's domain too", function()
+			local t = { instance = { domain_id = D2 }, role = { domain_id = D1 } }
+			local ok, why = decide("k8s_auth:role:create", manager, t)
+			assert.is_false(ok)
+			assert.matches("different domains", why)
+			t.instance.domain_id = D1
+			assert.is_true(allowed("k8s_auth:role:create", manager, t))
+		end)
+
+		it("update must not move a role to another instance", function()
+			local t = { role = { domain_id = D1, auth_instance_id = "i1" },
+			    update = { auth_instance_id = "i2" } }
+			assert.is_false(allowed("k8s_auth:role:update", manager, t))
+			t.update.auth_instance_id = "i1"
+			assert.is_true(allowed("k8s_auth:role:update", manager, t))
+		end)
+	end)
+
+	describe("domain moves", function()
+		for _, k in ipairs(KINDS) do
+			it(k.prefix .. ":update refuses a domain move", function()
+				local t = { [k.key] = { domain_id = D1 }, update = { domain_id = D2 } }
+				local ok, why = decide(k.prefix .. ":update", manager, t)
+				assert.is_false(ok)
+				assert.matches("another domain", why)
+				t.update.domain_id = D1
+				assert.is_true(allowed(k.prefix .. ":update", manager, t))
+			end)
+		end
+	end)
+
+	describe("protected roles in restrictions", function()
+		local function with_roles(roles)
+			return { restriction = { domain_id = D1, roles = roles } }
+		end
+
+		it("create: a manager may not grant admin", function()
+			local ok, why = decide("token_restriction:create", manager,
+			    with_roles({ { id = "a", name = "member" }, { id = "b", name = "admin" } }))
+			assert.is_false(ok)
+			assert.matches("admin", why)
+		end)
+
+		it("create: a manager may not add a role without a name", function()
+			assert.is_false(allowed("token_restriction:create", manager,
+			    with_roles({ { id = "a" } })))
+		end)
+
+		it("create: an admin may grant admin", function()
+			assert.is_true(allowed("token_restriction:create", bootstrap,
+			    with_roles({ { id = "b", name = "admin" } })))
+		end)
+
+		it("update: checks the patch's roles", function()
+			local t = with_roles({ { id = "a", name = "member" } })
+			t.update = { roles = { { id = "b", name = "admin" } } }
+			assert.is_false(allowed("token_restriction:update", manager, t))
+			t.update.roles = { { id = "c", name = "reader" } }
+			assert.is_true(allowed("token_restriction:update", manager, t))
+			t.update.roles = { { id = "b", name = "admin" } }
+			assert.is_true(allowed("token_restriction:update", sysadmin, t))
+		end)
+
+		it("follows [policy] protected_roles", function()
+			k8sauth.protected_role_list = { "admin", "superuser" }
+			local t = with_roles({ { id = "s", name = "superuser" } })
+			assert.is_false(allowed("token_restriction:create", manager, t))
+			k8sauth.protected_role_list = { "superuser" }
+			assert.is_true(allowed("token_restriction:create", manager,
+			    with_roles({ { id = "a", name = "admin" } })))
+			k8sauth.protected_role_list = nil
+		end)
+	end)
+
+	describe("token:validate", function()
+		local t = { token = { user_id = "u1", project_id = "p1" } }
+
+		it("allows admin and the service role", function()
+			assert.is_true(allowed("token:validate", bootstrap, t))
+			assert.is_true(allowed("token:validate", cred({ project_id = "svc",
+			    roles = { "service" } }), t))
+		end)
+
+		it("allows the token's own user only", function()
+			assert.is_true(allowed("token:validate", cred({ kind = "restricted",
+			    user_id = "u1", roles = { "member" } }), t))
+			assert.is_false(allowed("token:validate", cred({ user_id = "u2",
+			    roles = { "member" } }), t))
+			assert.is_false(allowed("token:validate", cred({ roles = {} }), t))
+			assert.is_false(allowed("token:validate", cred({ user_id = "u1" }), {}))
+		end)
+	end)
+end)

@@ -1,0 +1,99 @@
+-- login_spec.lua: the default login policy, policy/login.lua, and its
+-- examples switched on one by one.
+package.path = "./lua/?.lua;./policy/?.lua;" .. package.path
+
+local function fresh()
+	return dofile("policy/login.lua")
+end
+
+local function ctx(over)
+	local c = {
+		instance = { id = "i1", name = "prod", domain_id = "d1" },
+		role = { id = "r1", name = "web", domain_id = "d1" },
+		restriction = { id = "x1", domain_id = "d1", project_id = "p1" },
+		service_account = { namespace = "team-a", name = "web", uid = "u-1" },
+		pod = { name = "web-5d9c", uid = "pod-1" },
+		node = { name = "pool-a-1", uid = "node-1" },
+		review = { username = "system:serviceaccount:team-a:web",
+		    uid = "u-1", groups = {}, extra = {}, audiences = {} },
+		claims = {},
+		client_ip = "10.0.0.5",
+	}
+	for k, v in pairs(over or {}) do
+		c[k] = v
+	end
+	return c
+end
+
+describe("login.lua", function()
+	it("returns a table with a check function", function()
+		local m = fresh()
+		assert.is_table(m)
+		assert.is_function(m.check)
+	end)
+
+	it("allows by default, without overrides", function()
+		local ok, out = fresh().check(ctx())
+		assert.is_true(ok)
+		assert.is_nil(out)
+	end)
+
+	it("allows a token without a pod or node by default", function()
+		local c = ctx()
+		c.pod = nil
+		c.node = nil
+		assert.is_true((fresh().check(c)))
+	end)
+
+	it("example 1: maps a namespace to a restriction", function()
+		local m = fresh()
+		m.settings.namespace_restrictions = {
+			{ "team-a", "0123456789abcdef0123456789abcdef" },
+			{ "team-*", "fedcba9876543210fedcba9876543210" },
+		}
+		local ok, out = m.check(ctx())
+		assert.is_true(ok)
+		assert.are.equal("0123456789abcdef0123456789abcdef", out.restriction_id)
+		assert.are.equal("team-a", out.audit.namespace)
+		ok, out = m.check(ctx({ service_account = { namespace = "team-z", name = "w" } }))
+		assert.are.equal("fedcba9876543210fedcba9876543210", out.restriction_id)
+		ok, out = m.check(ctx({ service_account = { namespace = "other", name = "w" } }))
+		assert.is_true(ok)
+		assert.is_nil(out)
+	end)
+
+	it("example 2: pod-name prefix", function()
+		local m = fresh()
+		m.settings.pod_prefixes = { "web-", "worker-" }
+		assert.is_true((m.check(ctx())))
+		local ok, why = m.check(ctx({ pod = { name = "debug-1", uid = "x" } }))
+		assert.is_false(ok)
+		assert.matches("prefix", why)
+		local c = ctx()
+		c.pod = nil
+		assert.is_false((m.check(c)))
+	end)
+
+	it("example 3: node pool deny", function()
+		local m = fresh()
+		m.settings.denied_nodes = { "pool-untrusted-*" }
+		assert.is_true((m.check(ctx())))
+		local ok, why = m.check(ctx({ node = { name = "pool-untrusted-3" } }))
+		assert.is_false(ok)
+		assert.matches("pool%-untrusted%-3", why)
+		local c = ctx()
+		c.node = nil
+		assert.is_false((m.check(c)))
+	end)
+
+	it("example 4: shorter tokens for a namespace", function()
+		local m = fresh()
+		m.settings.short_namespaces = { { "ci-*", 600 } }
+		local ok, out = m.check(ctx({ service_account = { namespace = "ci-42", name = "b" } }))
+		assert.is_true(ok)
+		assert.are.equal(600, out.expires_in)
+		assert.is_nil(out.restriction_id)
+		ok, out = m.check(ctx())
+		assert.is_nil(out)
+	end)
+end)
