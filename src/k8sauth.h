@@ -874,7 +874,7 @@ struct keystone_result {
 typedef void (*keystone_cb)(const struct keystone_result *, void *);
 struct keystone_op;
 int		 keystone_init(const struct config *, char **);
-int		 keystone_reload(char **);
+int		 keystone_reload(const struct config *, char **);
 void		 keystone_shutdown(void);
 int		 keystone_enabled(void);
 char		*keystone_url_base(const char *);

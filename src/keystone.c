@@ -59,8 +59,7 @@ struct keystone_worker {
 static pthread_mutex_t	 ks_lock = PTHREAD_MUTEX_INITIALIZER;
 static char		*ks_base;	/* NULL: Keystone not configured */
 static char		*ks_ca_file;
-static char		*ks_secret_file;
-static char		*ks_app_id;
+static char		*ks_app_id;	/* ks_lock */
 static char		*ks_secret;	/* secret; ks_lock */
 static long		 ks_connect_ms, ks_timeout_ms;
 static int		 ks_allow_http;
@@ -161,7 +160,6 @@ keystone_init(const struct config *cfg, char **cause)
 	ks_base = keystone_url_base(cfg->keystone_url);
 	ks_ca_file = cfg->keystone_ca_file != NULL ?
 	    xstrdup(cfg->keystone_ca_file) : NULL;
-	ks_secret_file = xstrdup(cfg->keystone_app_cred_secret_file);
 	ks_app_id = xstrdup(cfg->keystone_app_cred_id);
 	ks_secret = secret;
 	ks_connect_ms = cfg->k8s_connect_timeout * 1000;
@@ -175,21 +173,36 @@ keystone_init(const struct config *cfg, char **cause)
 	return (0);
 }
 
-/* SIGHUP: re-read the secret; a failure keeps the one in use. */
+/*
+ * SIGHUP: take the application credential (id and secret file) of the
+ * reloaded configuration; a failure keeps the one in use.  The next
+ * service authentication uses it; the service token in hand stays valid.
+ * url, ca_file and cache_ttl are read at startup only.
+ */
 int
-keystone_reload(char **cause)
+keystone_reload(const struct config *cfg, char **cause)
 {
-	char	*secret, *old;
+	char	*secret, *old, *old_id;
 
 	if (ks_base == NULL)
 		return (0);
-	if ((secret = keystone_read_secret(ks_secret_file, cause)) == NULL)
+	if (cfg->keystone_app_cred_id == NULL ||
+	    cfg->keystone_app_cred_secret_file == NULL) {
+		xasprintf(cause, "[keystone] application_credential_id and "
+		    "application_credential_secret_file are required");
+		return (-1);
+	}
+	if ((secret = keystone_read_secret(cfg->keystone_app_cred_secret_file,
+	    cause)) == NULL)
 		return (-1);
 	pthread_mutex_lock(&ks_lock);
 	old = ks_secret;
 	ks_secret = secret;
+	old_id = ks_app_id;
+	ks_app_id = xstrdup(cfg->keystone_app_cred_id);
 	pthread_mutex_unlock(&ks_lock);
 	freezero_str(old);
+	free(old_id);
 	return (0);
 }
 
@@ -205,9 +218,8 @@ keystone_shutdown(void)
 	pthread_mutex_unlock(&ks_lock);
 	free(ks_base);
 	free(ks_ca_file);
-	free(ks_secret_file);
 	free(ks_app_id);
-	ks_base = ks_ca_file = ks_secret_file = ks_app_id = NULL;
+	ks_base = ks_ca_file = ks_app_id = NULL;
 	keystone_caches_free();
 }
 
@@ -326,8 +338,8 @@ keystone_auth_body(void)
 	cJSON_AddItemToObject(id, "methods", cJSON_CreateStringArray(
 	    (const char *[]){ "application_credential" }, 1));
 	id = cJSON_AddObjectToObject(id, "application_credential");
-	cJSON_AddStringToObject(id, "id", ks_app_id);
 	pthread_mutex_lock(&ks_lock);
+	cJSON_AddStringToObject(id, "id", ks_app_id);
 	cJSON_AddStringToObject(id, "secret", ks_secret);
 	pthread_mutex_unlock(&ks_lock);
 	out = json_print(doc);

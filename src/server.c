@@ -267,7 +267,7 @@ server_reload(struct server *srv)
 	if (rc != 0)
 		server_reload_failed("Fernet key repository", cause);
 	cause = NULL;
-	if (keystone_reload(&cause) != 0)
+	if (keystone_reload(cfg, &cause) != 0)
 		server_reload_failed("Keystone application credential secret",
 		    cause);
 	cause = NULL;
