@@ -6,9 +6,12 @@
  *   2. cheap local JWT checks: structure, time, audience, bounds
  *   3. TokenReview, asynchronous                        (k8s_review.c)
  *   4. the review's identity re-checked against JWT and bounds
- *   6a. with [keystone] verify_user_enabled, the restriction's user must
- *      still be enabled in Keystone, asynchronous    (login_verify_user)
  *   6. the token restriction re-read and complete       (login_review_cb)
+ *   5. the operator's login policy (login.lua) may deny, shorten or map
+ *      to another restriction; it sees the restriction, so 6 runs first
+ *   6a. with [keystone] verify_user_enabled, the user of the restriction
+ *      to issue must still be enabled in Keystone, asynchronous
+ *      (login_verify_user)
  *   7. a Fernet token minted                            (token.c)
  *
  * Every refusal answers with the status and reason API.md gives and
@@ -31,11 +34,14 @@ struct login {
 	struct k8s_review	*review;
 	struct keystone_check	*check;		/* step 6a in flight */
 	struct k8s_review_outcome outcome;	/* kept during step 6a */
+	struct restriction	*rs;		/* kept during step 6a */
+	long			 cap;		/* kept during step 6a */
 	char			 jwt_id[9];
 	char			*role_name;
 	char			*pod;		/* from the review */
 	char			*node;
 	char			 audit_id[23];	/* of the token issued */
+	cJSON			*policy_audit;	/* login.lua's audit fields */
 };
 
 /* Write the login's audit record (after the reply). */
@@ -61,6 +67,7 @@ login_audit(const struct login *l)
 	a.jwt_id = l->jwt_id[0] != '\0' ? l->jwt_id : NULL;
 	a.client = r->client_ip;
 	a.latency_ms = (double)(util_monotonic_us() - r->start_us) / 1000.0;
+	a.policy = l->policy_audit;
 	audit_login(&a);
 }
 
@@ -79,8 +86,11 @@ login_done(struct login *l)
 	jwt_free(l->jwt);
 	free(l->role_name);
 	k8s_review_outcome_clear(&l->outcome);
+	if (l->rs != NULL)
+		restriction_free(l->rs);
 	free(l->pod);
 	free(l->node);
+	cJSON_Delete(l->policy_audit);
 	free(l);
 	http_unref(r);
 }
@@ -245,30 +255,23 @@ login_k8s_json(const struct login *l, const struct k8s_review_outcome *o)
 	return (k);
 }
 
-/* Steps 6 and 7: re-read the restriction, mint, answer. */
+/* Step 7: mint a token of restriction rs living at most cap seconds. */
 static void
-login_issue(struct login *l, const struct k8s_review_outcome *o)
+login_issue(struct login *l, const struct k8s_review_outcome *o,
+    struct restriction *rs, long cap)
 {
 	struct request		*r = l->r;
 	const struct config	*cfg = r->cfg;
-	struct restriction	*rs = NULL;
 	struct fernet_payload	 p;
 	cJSON			*doc;
 	char			*token = NULL, *cause = NULL;
 	double			 now = floor(util_now());
 	long			 life;
 
-	if (store_restriction_get(r->worker->db, l->role->token_restriction_id,
-	    &rs) != STORE_OK || rs->user_id == NULL || rs->project_id == NULL) {
-		log_err("login: role %s (%s) points at token restriction %s, "
-		    "which is missing or lacks user_id/project_id: no token "
-		    "issued", l->role->id, l->role->name,
-		    l->role->token_restriction_id);
-		http_reply_error(r, 500, "restriction_invalid", "the role's "
-		    "token restriction is missing or incomplete");
-		goto out;
-	}
-	if ((life = login_lifetime(l, now)) <= 0) {
+	life = login_lifetime(l, now);
+	if (cap > 0 && cap < life)
+		life = cap;
+	if (life <= 0) {
 		login_refuse(l, 401, "token_expired", "the JWT expires "
 		    "before a token could be used");
 		goto out;
@@ -302,7 +305,127 @@ login_issue(struct login *l, const struct k8s_review_outcome *o)
 out:
 	freezero_str(token);
 	free(cause);
-	restriction_free(rs);
+}
+
+/*
+ * Step 6: a restriction a login would use must exist, be in the role's
+ * domain and name a user, a project and a role.  NULL after replying 500.
+ */
+static struct restriction *
+login_restriction(struct login *l, const char *id, const char *why)
+{
+	struct restriction	*rs = NULL;
+
+	if (store_restriction_get(l->r->worker->db, id, &rs) != STORE_OK ||
+	    strcmp(rs->domain_id, l->role->domain_id) != 0 ||
+	    rs->user_id == NULL || rs->project_id == NULL ||
+	    rs->nroles == 0) {
+		log_err("login: role %s (%s): %s token restriction %.64s is "
+		    "missing, in another domain or incomplete: no token issued",
+		    l->role->id, l->role->name, why, id);
+		http_reply_error(l->r, 500, "restriction_invalid", "the "
+		    "token restriction is missing or incomplete");
+		restriction_free(rs);
+		return (NULL);
+	}
+	return (rs);
+}
+
+/* {"name": ..., "uid": ...} or NULL when there is no name. */
+static cJSON *
+login_ctx_ref(const char *name, const char *uid)
+{
+	cJSON	*o;
+
+	if (name == NULL)
+		return (NULL);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", name);
+	json_add_string_or_null(o, "uid", uid);
+	return (o);
+}
+
+/* The ctx handed to login.lua's check() (see docs/policy.md). */
+static cJSON *
+login_ctx(const struct login *l, const struct k8s_review_outcome *o,
+    const struct restriction *rs)
+{
+	cJSON	*ctx = cJSON_CreateObject(), *it, *review, *pod, *node;
+
+	it = cJSON_AddObjectToObject(ctx, "instance");
+	cJSON_AddStringToObject(it, "id", l->inst->id);
+	json_add_string_or_null(it, "name", l->inst->name);
+	cJSON_AddStringToObject(it, "domain_id", l->inst->domain_id);
+	cJSON_AddItemToObject(ctx, "role", api_role_json(l->role));
+	cJSON_AddItemToObject(ctx, "restriction", api_restriction_json(rs));
+	it = cJSON_AddObjectToObject(ctx, "service_account");
+	cJSON_AddStringToObject(it, "namespace", o->namespace);
+	cJSON_AddStringToObject(it, "name", o->name);
+	json_add_string_or_null(it, "uid", o->uid);
+	if ((pod = login_ctx_ref(o->pod_name, o->pod_uid)) != NULL)
+		cJSON_AddItemToObject(ctx, "pod", pod);
+	if ((node = login_ctx_ref(o->node_name, o->node_uid)) != NULL)
+		cJSON_AddItemToObject(ctx, "node", node);
+	review = cJSON_AddObjectToObject(ctx, "review");
+	cJSON_AddStringToObject(review, "username", o->username);
+	json_add_string_or_null(review, "uid", o->uid);
+	cJSON_AddItemToObject(review, "groups", json_strlist(&o->groups));
+	cJSON_AddItemToObject(review, "extra", o->extra != NULL ?
+	    cJSON_Duplicate(o->extra, 1) : cJSON_CreateObject());
+	cJSON_AddItemToObject(review, "audiences",
+	    json_strlist(&o->audiences));
+	cJSON_AddItemToObject(ctx, "claims",
+	    cJSON_Duplicate(l->jwt->claims, 1));
+	cJSON_AddStringToObject(ctx, "client_ip", l->r->client_ip);
+	return (ctx);
+}
+
+/*
+ * Step 5: the operator's login policy.  Returns the restriction to issue
+ * (the role's, or the one the policy mapped to) with *cap the lifetime
+ * the policy allows (0: no limit), or NULL after replying.
+ */
+static struct restriction *
+login_policy(struct login *l, const struct k8s_review_outcome *o,
+    struct restriction *rs, long *cap)
+{
+	struct policy_login_result	 res;
+	struct restriction		*mapped;
+	cJSON				*ctx;
+	char				*reason = NULL;
+	int				 rc;
+
+	*cap = 0;
+	memset(&res, 0, sizeof res);
+	ctx = login_ctx(l, o, rs);
+	rc = policy_login(l->r->worker->policy, ctx, &res, &reason);
+	cJSON_Delete(ctx);
+	if (rc != POLICY_ALLOW) {
+		if (rc == POLICY_DENY)
+			login_refuse(l, 401, "policy_denied", "the login policy "
+			    "refused the login");
+		else {
+			metrics_policy_error();
+			login_refuse(l, 500, "policy_error", "the login policy "
+			    "failed");
+		}
+		log_info("login policy: %s", reason != NULL ? reason : "-");
+		free(reason);
+		restriction_free(rs);
+		return (NULL);
+	}
+	*cap = res.expires_in;
+	l->policy_audit = res.audit;
+	res.audit = NULL;
+	if (res.restriction_id != NULL &&
+	    strcmp(res.restriction_id, rs->id) != 0) {
+		mapped = login_restriction(l, res.restriction_id,
+		    "the login policy's");
+		restriction_free(rs);
+		rs = mapped;
+	}
+	policy_login_result_clear(&res);
+	return (rs);
 }
 
 /* Refuse with a Keystone check's outcome (503 with Retry-After). */
@@ -325,36 +448,32 @@ login_user_cb(struct keystone_outcome *ko, void *arg)
 	if (ko->status != 0)
 		login_refuse_keystone(l, ko);
 	else
-		login_issue(l, &l->outcome);
+		login_issue(l, &l->outcome, l->rs, l->cap);
 	login_done(l);
 }
 
 /*
- * Step 6a: the restriction's user must still be enabled in Keystone
- * ([keystone] verify_user_enabled).  Returns 0 (go on), -1 (replied) or
- * 1 (asynchronous: the review outcome moves into l, login_user_cb goes
- * on).  A missing restriction is left to step 6.
+ * Step 6a: the user of the restriction rs about to be issued must still
+ * be enabled in Keystone ([keystone] verify_user_enabled).  Returns 0 (go
+ * on), -1 (replied) or 1 (asynchronous: the review outcome, rs and cap
+ * move into l and login_user_cb goes on).
  */
 static int
-login_verify_user(struct login *l, struct k8s_review_outcome *o)
+login_verify_user(struct login *l, struct k8s_review_outcome *o,
+    struct restriction *rs, long cap)
 {
 	struct request		*r = l->r;
-	struct restriction	*rs = NULL;
 	struct keystone_outcome	 ko;
 
-	if (!keystone_enabled() ||
-	    !r->cfg->keystone_verify_user_enabled ||
-	    store_restriction_get(r->worker->db, l->role->token_restriction_id,
-	    &rs) != STORE_OK)
+	if (!keystone_enabled() || !r->cfg->keystone_verify_user_enabled)
 		return (0);
-	memset(&ko, 0, sizeof ko);
-	if (rs->user_id != NULL)
-		l->check = keystone_check_user(r->worker, rs->user_id,
-		    login_user_cb, l, &ko);
-	restriction_free(rs);
+	l->check = keystone_check_user(r->worker, rs->user_id, login_user_cb,
+	    l, &ko);
 	if (l->check != NULL) {
 		l->outcome = *o;
 		memset(o, 0, sizeof *o);
+		l->rs = rs;
+		l->cap = cap;
 		return (1);
 	}
 	if (ko.status != 0) {
@@ -369,8 +488,10 @@ login_verify_user(struct login *l, struct k8s_review_outcome *o)
 static void
 login_review_cb(struct k8s_review_outcome *o, void *arg)
 {
-	struct login	*l = arg;
-	int		 rc = -1;
+	struct login		*l = arg;
+	struct restriction	*rs;
+	long			 cap;
+	int			 rc;
 
 	l->review = NULL;	/* k8s_review.c frees it after this call */
 	if (o->pod_name != NULL)
@@ -383,10 +504,16 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 			    o->retry_after != NULL ? o->retry_after : "1");
 		login_refuse(l, o->status, o->reason, "%s", o->message);
 	} else if (login_check_review(l, o) == 0 &&
-	    (rc = login_verify_user(l, o)) == 0)
-		login_issue(l, o);
-	if (rc != 1)
-		login_done(l);
+	    (rs = login_restriction(l, l->role->token_restriction_id,
+	    "its")) != NULL &&
+	    (rs = login_policy(l, o, rs, &cap)) != NULL) {
+		if ((rc = login_verify_user(l, o, rs, cap)) == 1)
+			return;		/* login_user_cb goes on */
+		if (rc == 0)
+			login_issue(l, o, rs, cap);
+		restriction_free(rs);
+	}
+	login_done(l);
 }
 
 /* The request deadline passed while the review was in flight. */

@@ -68,6 +68,10 @@ api_readyz(struct request *r)
 		    "the credential keys are not loaded");
 		return;
 	}
+	if (r->worker->policy == NULL) {
+		http_reply_error(r, 503, "not_ready", "the policy is not loaded");
+		return;
+	}
 	if (!token_ready()) {
 		http_reply_error(r, 503, "not_ready",
 		    "the fernet key repository is not loaded");

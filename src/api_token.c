@@ -103,12 +103,10 @@ api_token_answer(struct request *r)
 	struct fernet_payload	 p;
 	struct restriction	*rs = NULL;
 	const char		*subject = http_header(r, "X-Subject-Token");
+	cJSON			*target, *t;
 	char			*cause = NULL;
-	int			 ok = 0;
+	int			 ok = 0, denied;
 
-	if (r->caller.kind != CALLER_NONE &&
-	    auth_require(r, "token:validate", NULL) != 0)
-		return;
 	memset(&p, 0, sizeof p);
 	if (token_read(subject, &p, &cause) != 0)
 		log_debug("token validation: %s", cause);
@@ -124,6 +122,25 @@ api_token_answer(struct request *r)
 	else
 		log_debug("token validation: restriction %s gone or changed",
 		    p.restriction_id);
+	/*
+	 * The policy sees the token ({token = {user_id, project_id, ...}});
+	 * an invalid one shows it nothing, so an unauthorized caller cannot
+	 * tell valid from invalid tokens.
+	 */
+	if (r->caller.kind != CALLER_NONE) {
+		target = cJSON_CreateObject();
+		t = cJSON_AddObjectToObject(target, "token");
+		if (ok) {
+			cJSON_AddStringToObject(t, "user_id", p.user_id);
+			json_add_string_or_null(t, "project_id", p.project_id);
+			json_add_string_or_null(t, "token_restriction_id",
+			    p.restriction_id);
+		}
+		denied = auth_require(r, "token:validate", target) != 0;
+		cJSON_Delete(target);
+		if (denied)
+			goto out;
+	}
 	if (!ok)
 		http_reply_error(r, 404, "token_not_found",
 		    "the token is not valid");
@@ -132,6 +149,7 @@ api_token_answer(struct request *r)
 		http_reply_json(r, 200, api_token_document(r->cfg,
 		    &p, rs));
 	}
+out:
 	free(cause);
 	restriction_free(rs);
 	fernet_payload_clear(&p);

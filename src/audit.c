@@ -108,6 +108,9 @@ audit_login(const struct audit_login *a)
 	audit_add(o, "jwt_sha256", a->jwt_id);
 	audit_add(o, "client", a->client);
 	cJSON_AddNumberToObject(o, "latency_ms", a->latency_ms);
+	if (a->policy != NULL)
+		cJSON_AddItemToObject(o, "policy", cJSON_Duplicate(a->policy,
+		    1));
 	audit_write(o);
 }
 

@@ -5,9 +5,9 @@
  * admin token (compared in constant time), or, when [keystone] url is
  * set, a Keystone token or a restricted token of this server
  * (keystone_token.c, possibly asynchronous); anything else is 401 with
- * Keystone's WWW-Authenticate header.  auth_authorize() is the single authorization gate every admin
- * handler passes through with (action, caller, target); the policy engine
- * plugs in here without touching handlers.
+ * Keystone's WWW-Authenticate header.  auth_authorize() is the single
+ * authorization gate every admin handler passes through with (action,
+ * caller, target): it asks the Lua API policy (policy.c).
  *
  * Runs on worker threads (auth_caller, auth_authorize) and on the main
  * thread (auth_bootstrap, auth_load_admin_token).  Never logs a token.
@@ -85,17 +85,24 @@ auth_caller(struct request *r, http_handler next)
 }
 
 /*
- * The authorization decision for (action, caller, target).  Returns 0 to
- * allow, -1 to deny with *reason set.  Built-in rule until the policy
- * engine takes over: only an admin caller may act.
+ * The authorization decision for (action, caller, target): the API policy
+ * (policy/api.lua) decides.  Returns 0 to allow, -1 to deny with *reason
+ * set; a policy that fails (error, budget) denies.
  */
 int
 auth_authorize(struct request *r, const char *action, const cJSON *target,
     char **reason)
 {
-	if (r->caller.is_admin)
+	int	 rc;
+
+	rc = policy_authorize(r->worker->policy, action, &r->caller, target,
+	    reason);
+	if (rc == POLICY_ALLOW)
 		return (0);
-	xasprintf(reason, "%s requires an admin", action);
+	if (rc == POLICY_ERROR)
+		metrics_policy_error();
+	if (*reason == NULL)
+		xasprintf(reason, "no policy allows %s", action);
 	return (-1);
 }
 

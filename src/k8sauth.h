@@ -484,6 +484,8 @@ struct worker {
 	struct evhttp	*http;			/* plain listeners */
 	struct db	*db;
 	struct fetch	*fetch;			/* outbound HTTPS */
+	struct policy	*policy;		/* this thread's Lua state */
+	struct event	*reload_ev;
 	void		*thread;		/* pthread_t * */
 	long		 inflight;		/* requests not yet replied */
 	void		**conns;		/* evhttp_connection * admitted */
@@ -498,6 +500,7 @@ struct worker {
 struct worker	*worker_new(struct server *, int, char **);
 int		 worker_start(struct worker *, char **);
 void		 worker_stop(struct worker *);
+void		 worker_reload(struct worker *);
 void		 worker_join(struct worker *);
 void		 worker_free(struct worker *);
 int		 worker_conn_admit(struct worker *, struct evhttp_request *);
@@ -816,6 +819,7 @@ struct audit_login {
 	const char	*jwt_id;
 	const char	*client;
 	double		 latency_ms;
+	const cJSON	*policy;	/* login.lua's audit fields, or NULL */
 };
 int		 audit_open(const char *, char **);
 void		 audit_login(const struct audit_login *);

@@ -40,6 +40,7 @@ static int	main_fernet_rotate(struct config *, const char *, int,
 static int	main_config_check(struct config *, const char *, int,
 		    char **);
 static int	main_version(struct config *, const char *, int, char **);
+static struct config *main_load_config(const char **, int, int);
 
 static const struct main_cmd main_cmds[] = {
 	{ "serve", main_serve, "serve [--config FILE]" },
@@ -54,6 +55,9 @@ static const struct main_cmd main_cmds[] = {
 	{ "config-check", main_config_check,
 	  "config-check [--config FILE] [--dump | --docs | --sample]" },
 	{ "version", main_version, "version" },
+	{ "policy-check", NULL, "policy-check [--config FILE] --action NAME "
+	  "--credentials FILE --target FILE\n  policy-check [--config FILE] "
+	  "--login CTXFILE" },
 };
 #define MAIN_NCMDS (sizeof main_cmds / sizeof *main_cmds)
 
@@ -174,9 +178,37 @@ main_version(struct config *cfg, const char *path, int flags, char **cause)
 	return (0);
 }
 
+/*
+ * policy-check has options of its own (policy_check.c): find --config,
+ * load it, and hand over the arguments.  Exit 0 allow, 1 deny, 2 error.
+ */
+static int
+main_policy_check(int argc, char **argv)
+{
+	struct config	*cfg;
+	const char	*path = config_default_path();
+	int		 i, explicit = 0, rc;
+
+	for (i = 1; i < argc; i++) {
+		if ((strcmp(argv[i], "--config") == 0 ||
+		    strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+			path = argv[i + 1];
+			explicit = 1;
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			path = argv[i] + 9;
+			explicit = 1;
+		}
+	}
+	cfg = main_load_config(&path, explicit, 2);
+	log_open(cfg->log_level, strcmp(cfg->log_format, "json") == 0);
+	rc = policy_check_main(cfg, argc, argv);
+	config_unref(cfg);
+	return (rc);
+}
+
 /* Load the configuration for a subcommand; exits on errors. */
 static struct config *
-main_load_config(const char **path, int explicit)
+main_load_config(const char **path, int explicit, int status)
 {
 	struct config	*cfg;
 	struct stat	 st;
@@ -187,13 +219,13 @@ main_load_config(const char **path, int explicit)
 		*path = NULL;	/* embedded defaults */
 		if (config_validate(cfg, &cause) != 0) {
 			fprintf(stderr, "%s\n", cause);
-			exit(1);
+			exit(status);
 		}
 		return (cfg);
 	}
 	if (config_load(cfg, *path, &cause) != 0) {
 		fprintf(stderr, "%s\n", cause);
-		exit(1);
+		exit(status);
 	}
 	return (cfg);
 }
@@ -215,7 +247,7 @@ main(int argc, char **argv)
 	const char		*path = config_default_path();
 	char			*cause = NULL;
 	size_t			 i;
-	int			 ch, explicit = 0, flags = 0, rc;
+	int			 ch, explicit = 0, flags = 0, force = 0, rc;
 
 	if (argc < 2)
 		main_usage(1);
@@ -224,6 +256,8 @@ main(int argc, char **argv)
 		main_usage(0);
 	if (strcmp(argv[1], "--version") == 0)
 		argv[1] = (char *)"version";
+	if (strcmp(argv[1], "policy-check") == 0)
+		return (main_policy_check(argc - 1, argv + 1));
 	for (i = 0; i < MAIN_NCMDS; i++) {
 		if (strcmp(argv[1], main_cmds[i].name) == 0)
 			cmd = &main_cmds[i];
@@ -242,7 +276,7 @@ main(int argc, char **argv)
 			explicit = 1;
 			break;
 		case 'f':
-			flags = 1;
+			force = 1;
 			break;
 		case 'd':
 			flags = 1;
@@ -271,8 +305,12 @@ main(int argc, char **argv)
 		printf("%s %s\n", K8SAUTH_NAME, K8SAUTH_VERSION);
 		return (0);
 	}
-	cfg = main_load_config(&path, explicit);
+	cfg = main_load_config(&path, explicit, 1);
 	log_open(cfg->log_level, strcmp(cfg->log_format, "json") == 0);
+	if (cmd->fn == main_bootstrap)
+		flags = force;
+	else if (force)
+		main_usage(1);
 	rc = cmd->fn(cfg, path, flags, &cause);
 	if (rc != 0 && cause != NULL)
 		fprintf(stderr, "%s: %s: %s\n", K8SAUTH_NAME, cmd->name, cause);

@@ -7,7 +7,8 @@
  * which only handles signals: SIGTERM/SIGINT stop (workers stop accepting
  * and drain in-flight requests, then the process exits 0), SIGHUP reloads
  * the configuration's reloadable options, the admin token, the TLS
- * certificate and key, the Fernet keys and the audit file (each failed
+ * certificate and key, the Fernet keys, the Lua policies (compiled and
+ * smoke-tested here, then rebuilt by each worker) and the audit file (each failed
  * step keeps what was in use).  Requests hold a reference on the
  * configuration they started with, so a reload never changes an option
  * under a request in flight.
@@ -226,6 +227,16 @@ server_reload_config(struct server *srv, const struct config *old)
 	return (cfg);
 }
 
+/* Tell every worker to rebuild its policy state. */
+static void
+server_reload_workers(struct server *srv)
+{
+	int	 i;
+
+	for (i = 0; i < srv->nworkers; i++)
+		worker_reload(srv->workers[i]);
+}
+
 /* Swap in a new current configuration; requests keep their snapshot. */
 static void
 server_set_config(struct server *srv, struct config *cfg)
@@ -280,7 +291,12 @@ server_reload(struct server *srv)
 			log_info("reload: TLS certificate and key reloaded");
 		}
 	}
+	if ((rc = policy_validate(cfg, &cause)) != 0)
+		server_reload_failed("policy", cause);
+	cause = NULL;
 	server_set_config(srv, cfg);
+	if (rc == 0)
+		server_reload_workers(srv);
 	log_info("reload: done");
 }
 
@@ -336,6 +352,8 @@ server_prepare(struct server *srv, char **cause)
 	if (keystone_init(srv->cfg, cause) != 0)
 		return (-1);
 	if (audit_open(srv->cfg->log_audit_file, cause) != 0)
+		return (-1);
+	if (policy_validate(srv->cfg, cause) != 0)
 		return (-1);
 	if ((path = config_db_path(srv->cfg, cause)) == NULL)
 		return (-1);

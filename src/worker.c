@@ -3,8 +3,8 @@
  *
  * Each worker owns its event_base, an evhttp for TLS listeners and one for
  * plain listeners (both accept on dup()s of the server's listening
- * sockets, so idle workers win the accept race), its SQLite connection and
- * its outbound fetch machinery.  Nothing mutable is shared with other
+ * sockets, so idle workers win the accept race), its SQLite connection,
+ * its outbound fetch machinery and its Lua policy state.  Nothing mutable is shared with other
  * workers except the process-wide connection count (atomic).  The main
  * thread talks to a worker only through worker_stop(), which activates an
  * event on the worker's base.
@@ -220,6 +220,8 @@ worker_new(struct server *srv, int id, char **cause)
 	if (w->db == NULL)
 		goto fail;
 	w->fetch = fetch_create(w->base, w->cfg->k8s_max_concurrent_reviews);
+	if ((w->policy = policy_new(w->cfg, cause)) == NULL)
+		goto fail;
 	for (i = 0; i < srv->nlisteners; i++) {
 		if (worker_listen(w, &srv->listeners[i], cause) != 0)
 			goto fail;
@@ -265,6 +267,37 @@ worker_stop_cb(evutil_socket_t fd, short events, void *arg)
 	worker_drain_cb(-1, 0, w);
 }
 
+/*
+ * SIGHUP: rebuild this worker's policy from the current configuration
+ * (the main thread has already compiled and smoke-tested it).  No policy
+ * call is running: calls are synchronous inside one event callback.
+ */
+static void
+worker_reload_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker	*w = arg;
+	struct config	*cfg = server_config_ref();
+	struct policy	*p;
+	char		*cause = NULL;
+
+	if ((p = policy_new(cfg, &cause)) == NULL) {
+		log_err("worker %d: policy not reloaded, the old one stays in "
+		    "force: %s", w->id, cause);
+		free(cause);
+	} else {
+		policy_free(w->policy);
+		w->policy = p;
+	}
+	config_unref(cfg);
+}
+
+/* Ask a worker to reload its policy (any thread). */
+void
+worker_reload(struct worker *w)
+{
+	event_active(w->reload_ev, EV_READ, 0);
+}
+
 /* The thread's body: run the loop until stopped. */
 static void *
 worker_main(void *arg)
@@ -286,7 +319,8 @@ worker_start(struct worker *w, char **cause)
 
 	w->stop_ev = event_new(w->base, -1, 0, worker_stop_cb, w);
 	w->drain_ev = evtimer_new(w->base, worker_drain_cb, w);
-	if (w->stop_ev == NULL || w->drain_ev == NULL)
+	w->reload_ev = event_new(w->base, -1, 0, worker_reload_cb, w);
+	if (w->stop_ev == NULL || w->drain_ev == NULL || w->reload_ev == NULL)
 		fatalx("event_new failed");
 	t = xcalloc(1, sizeof *t);
 	if ((rc = pthread_create(t, NULL, worker_main, w)) != 0) {
@@ -333,6 +367,9 @@ worker_free(struct worker *w)
 		event_free(w->stop_ev);
 	if (w->drain_ev != NULL)
 		event_free(w->drain_ev);
+	if (w->reload_ev != NULL)
+		event_free(w->reload_ev);
+	policy_free(w->policy);
 	db_close(w->db);
 	if (w->base != NULL)
 		event_base_free(w->base);
