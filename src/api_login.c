@@ -9,6 +9,9 @@
  *   6. the token restriction re-read and complete       (login_review_cb)
  *   5. the operator's login policy (login.lua) may deny, shorten or map
  *      to another restriction; it sees the restriction, so 6 runs first
+ *   6a. with [keystone] verify_user_enabled, the user of the restriction
+ *      to issue must still be enabled in Keystone, asynchronous
+ *      (login_verify_user)
  *   7. a Fernet token minted                            (token.c)
  *
  * Every refusal answers with the status and reason API.md gives and
@@ -29,6 +32,10 @@ struct login {
 	struct role		*role;
 	struct jwt		*jwt;
 	struct k8s_review	*review;
+	struct keystone_check	*check;		/* step 6a in flight */
+	struct k8s_review_outcome outcome;	/* kept during step 6a */
+	struct restriction	*rs;		/* kept during step 6a */
+	long			 cap;		/* kept during step 6a */
 	char			 jwt_id[9];
 	char			*role_name;
 	char			*pod;		/* from the review */
@@ -78,6 +85,9 @@ login_done(struct login *l)
 	role_free(l->role);
 	jwt_free(l->jwt);
 	free(l->role_name);
+	k8s_review_outcome_clear(&l->outcome);
+	if (l->rs != NULL)
+		restriction_free(l->rs);
 	free(l->pod);
 	free(l->node);
 	cJSON_Delete(l->policy_audit);
@@ -418,6 +428,62 @@ login_policy(struct login *l, const struct k8s_review_outcome *o,
 	return (rs);
 }
 
+/* Refuse with a Keystone check's outcome (503 with Retry-After). */
+static void
+login_refuse_keystone(struct login *l, const struct keystone_outcome *ko)
+{
+	if (ko->status == 503)
+		http_set_header(l->r, "Retry-After", ko->retry_after != NULL ?
+		    ko->retry_after : "1");
+	login_refuse(l, ko->status, ko->reason, "%s", ko->message);
+}
+
+/* Step 6a answered: refuse, or go on to steps 6 and 7. */
+static void
+login_user_cb(struct keystone_outcome *ko, void *arg)
+{
+	struct login	*l = arg;
+
+	l->check = NULL;	/* keystone_check.c frees it after this call */
+	if (ko->status != 0)
+		login_refuse_keystone(l, ko);
+	else
+		login_issue(l, &l->outcome, l->rs, l->cap);
+	login_done(l);
+}
+
+/*
+ * Step 6a: the user of the restriction rs about to be issued must still
+ * be enabled in Keystone ([keystone] verify_user_enabled).  Returns 0 (go
+ * on), -1 (replied) or 1 (asynchronous: the review outcome, rs and cap
+ * move into l and login_user_cb goes on).
+ */
+static int
+login_verify_user(struct login *l, struct k8s_review_outcome *o,
+    struct restriction *rs, long cap)
+{
+	struct request		*r = l->r;
+	struct keystone_outcome	 ko;
+
+	if (!keystone_enabled() || !r->cfg->keystone_verify_user_enabled)
+		return (0);
+	l->check = keystone_check_user(r->worker, rs->user_id, login_user_cb,
+	    l, &ko);
+	if (l->check != NULL) {
+		l->outcome = *o;
+		memset(o, 0, sizeof *o);
+		l->rs = rs;
+		l->cap = cap;
+		return (1);
+	}
+	if (ko.status != 0) {
+		login_refuse_keystone(l, &ko);
+		keystone_outcome_clear(&ko);
+		return (-1);
+	}
+	return (0);
+}
+
 /* The TokenReview finished (k8s_review.c): steps 4 to 7. */
 static void
 login_review_cb(struct k8s_review_outcome *o, void *arg)
@@ -425,6 +491,7 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 	struct login		*l = arg;
 	struct restriction	*rs;
 	long			 cap;
+	int			 rc;
 
 	l->review = NULL;	/* k8s_review.c frees it after this call */
 	if (o->pod_name != NULL)
@@ -440,7 +507,10 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 	    (rs = login_restriction(l, l->role->token_restriction_id,
 	    "its")) != NULL &&
 	    (rs = login_policy(l, o, rs, &cap)) != NULL) {
-		login_issue(l, o, rs, cap);
+		if ((rc = login_verify_user(l, o, rs, cap)) == 1)
+			return;		/* login_user_cb goes on */
+		if (rc == 0)
+			login_issue(l, o, rs, cap);
 		restriction_free(rs);
 	}
 	login_done(l);
@@ -454,6 +524,8 @@ login_cancel(struct request *r)
 
 	k8s_review_cancel(l->review);
 	l->review = NULL;
+	keystone_check_cancel(l->check);
+	l->check = NULL;
 	http_reply_error(r, 504, "cluster_timeout", "the login did not "
 	    "complete in time");
 	login_done(l);
@@ -467,6 +539,8 @@ login_gone(struct request *r)
 
 	k8s_review_cancel(l->review);
 	l->review = NULL;
+	keystone_check_cancel(l->check);
+	l->check = NULL;
 	http_reply_error(r, 400, "client_gone", "the client disconnected");
 	login_done(l);
 }

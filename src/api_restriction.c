@@ -8,6 +8,12 @@
  * it loses its user, project or last role (409 restriction_in_use): a
  * login must never find it unusable.
  *
+ * When [keystone] url is set, a create or update is first checked against
+ * Keystone (keystone_check.c: user and project of the restriction's
+ * domain and enabled, roles existing, role names from Keystone); the
+ * request is parked meanwhile.  The policy then sees the resolved names
+ * and target.restriction.user_domain_id / project_domain_id.
+ *
  * Runs on a worker thread; the only blocking calls are short SQLite
  * reads and writes through the store.
  */
@@ -38,6 +44,18 @@ static const char *const restriction_filters[] = {
 static const char *const restriction_role_fields[] = {
 	"id", "name", NULL
 };
+
+/* A create or update waiting for Keystone's verdict. */
+struct restriction_pending {
+	struct request		*r;
+	struct restriction	*rs;
+	cJSON			*target;
+	int			 create;
+	struct keystone_check	*check;
+};
+
+static int	api_restriction_proceed(struct request *, struct restriction *,
+		    cJSON *, int);
 
 /* A validation failure: the 400 reason and its message. */
 struct restriction_err {
@@ -244,8 +262,10 @@ api_restriction_create(struct request *r)
 	}
 	target = api_target("restriction", api_restriction_json(rs), NULL,
 	    NULL, NULL);
-	if (auth_require(r, "token_restriction:create", target) == 0)
-		api_restriction_save(r, rs, 1);
+	if (api_restriction_proceed(r, rs, target, 1) != 0) {
+		rs = NULL;	/* the Keystone check owns them */
+		target = NULL;
+	}
 out:
 	cJSON_Delete(target);
 	cJSON_Delete(body);
@@ -361,6 +381,159 @@ api_restriction_check_used(struct request *r, const struct restriction *rs)
 	return (-1);
 }
 
+/* Authorize, check that no role is left broken, write and reply. */
+static void
+api_restriction_write(struct request *r, struct restriction *rs,
+    const cJSON *target, int create)
+{
+	if (auth_require(r, create ? "token_restriction:create" :
+	    "token_restriction:update", target) != 0)
+		return;
+	if (!create && api_restriction_check_used(r, rs) != 0)
+		return;
+	api_restriction_save(r, rs, create);
+}
+
+/*
+ * Put what Keystone resolved into the policy target: the restriction's
+ * user_domain_id and project_domain_id, and Keystone's role names (the
+ * new object on create, the patch's roles on update).
+ */
+static void
+api_restriction_resolved(struct restriction_pending *p,
+    const struct keystone_outcome *ko)
+{
+	cJSON	*obj, *update, *resolved;
+
+	resolved = api_restriction_json(p->rs);
+	if (p->create)
+		cJSON_ReplaceItemInObjectCaseSensitive(p->target,
+		    "restriction", api_restriction_json(p->rs));
+	else if ((update = cJSON_GetObjectItemCaseSensitive(p->target,
+	    "update")) != NULL &&
+	    cJSON_GetObjectItemCaseSensitive(update, "roles") != NULL)
+		cJSON_ReplaceItemInObjectCaseSensitive(update, "roles",
+		    cJSON_DetachItemFromObjectCaseSensitive(resolved,
+		    "roles"));
+	cJSON_Delete(resolved);
+	obj = cJSON_GetObjectItemCaseSensitive(p->target, "restriction");
+	json_add_string_or_null(obj, "user_domain_id", ko->user_domain_id);
+	json_add_string_or_null(obj, "project_domain_id",
+	    ko->project_domain_id);
+}
+
+/*
+ * Keystone's verdict: write (fine), 400 invalid_restriction (only to a
+ * caller the policy lets write this restriction at all, so the answer
+ * tells nothing to anyone else), or 503.
+ */
+static void
+api_restriction_checked(struct restriction_pending *p,
+    struct keystone_outcome *ko)
+{
+	struct request	*r = p->r;
+
+	if (ko->status == 0) {
+		api_restriction_resolved(p, ko);
+		api_restriction_write(r, p->rs, p->target, p->create);
+		return;
+	}
+	if (ko->status == 503) {
+		http_set_header(r, "Retry-After", ko->retry_after != NULL ?
+		    ko->retry_after : "1");
+		http_reply_error(r, 503, ko->reason, "%s", ko->message);
+		return;
+	}
+	if (auth_require(r, p->create ? "token_restriction:create" :
+	    "token_restriction:update", p->target) == 0)
+		http_reply_error(r, ko->status, ko->reason, "%s", ko->message);
+}
+
+/* Free a pending write and drop its request reference. */
+static void
+api_restriction_pending_free(struct restriction_pending *p)
+{
+	struct request	*r = p->r;
+
+	r->data = NULL;
+	r->cancel = NULL;
+	r->gone = NULL;
+	restriction_free(p->rs);
+	cJSON_Delete(p->target);
+	free(p);
+	http_unref(r);
+}
+
+/* The Keystone check finished. */
+static void
+api_restriction_check_cb(struct keystone_outcome *ko, void *arg)
+{
+	struct restriction_pending	*p = arg;
+
+	p->check = NULL;	/* keystone_check.c frees it after this call */
+	api_restriction_checked(p, ko);
+	api_restriction_pending_free(p);
+}
+
+/* The request deadline passed during the check (http.c answers 503). */
+static void
+api_restriction_check_cancel(struct request *r)
+{
+	struct restriction_pending	*p = r->data;
+
+	keystone_check_cancel(p->check);
+	api_restriction_pending_free(p);
+}
+
+/* The client went away during the check. */
+static void
+api_restriction_check_gone(struct request *r)
+{
+	struct restriction_pending	*p = r->data;
+
+	keystone_check_cancel(p->check);
+	p->check = NULL;
+	http_reply_error(r, 400, "client_gone", "the client disconnected");
+	api_restriction_pending_free(p);
+}
+
+/*
+ * Go on with a create or update: straight to the write without Keystone,
+ * else after Keystone's check.  Returns 1 when the check is in flight
+ * and owns rs and target (the request is parked), 0 when done here.
+ */
+static int
+api_restriction_proceed(struct request *r, struct restriction *rs,
+    cJSON *target, int create)
+{
+	struct restriction_pending	*p;
+	struct keystone_outcome		 ko;
+
+	if (!keystone_enabled()) {
+		api_restriction_write(r, rs, target, create);
+		return (0);
+	}
+	p = xcalloc(1, sizeof *p);
+	p->r = r;
+	p->rs = rs;
+	p->target = target;
+	p->create = create;
+	p->check = keystone_check_restriction(r->worker, rs,
+	    api_restriction_check_cb, p, &ko);
+	if (p->check == NULL) {
+		api_restriction_checked(p, &ko);
+		keystone_outcome_clear(&ko);
+		free(p);
+		return (0);
+	}
+	http_ref(r);	/* dropped by api_restriction_pending_free */
+	r->data = p;
+	r->cancel = api_restriction_check_cancel;
+	r->gone = api_restriction_check_gone;
+	http_park(r);
+	return (1);
+}
+
 /* PATCH | PUT /v4/tokens/restrictions/{id} */
 void
 api_restriction_update(struct request *r)
@@ -381,14 +554,15 @@ api_restriction_update(struct request *r)
 		api_bad_request(r, e.reason, e.cause);
 		goto out;
 	}
-	if (auth_require(r, "token_restriction:update", target) != 0 ||
-	    api_restriction_check_used(r, rs) != 0)
-		goto out;
-	api_restriction_save(r, rs, 0);
+	if (api_restriction_proceed(r, rs, target, 0) != 0) {
+		rs = NULL;	/* the Keystone check owns them */
+		target = NULL;
+	}
 out:
 	cJSON_Delete(target);
 	cJSON_Delete(body);
-	restriction_free(rs);
+	if (rs != NULL)
+		restriction_free(rs);
 }
 
 /* DELETE /v4/tokens/restrictions/{id} (409 while a role uses it) */

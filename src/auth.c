@@ -1,12 +1,13 @@
 /*
  * auth.c: who is calling, and may they do it.
  *
- * auth_caller() turns X-Auth-Token into a struct caller: today the
- * bootstrap admin token (compared in constant time) is the only accepted
- * credential; anything else is 401 with Keystone's WWW-Authenticate
- * header.  auth_authorize() is the single authorization gate every admin
- * handler passes through with (action, caller, target): it asks the Lua
- * API policy (policy.c).
+ * auth_caller() turns X-Auth-Token into a struct caller: the bootstrap
+ * admin token (compared in constant time), or, when [keystone] url is
+ * set, a Keystone token or a restricted token of this server
+ * (keystone_token.c, possibly asynchronous); anything else is 401 with
+ * Keystone's WWW-Authenticate header.  auth_authorize() is the single
+ * authorization gate every admin handler passes through with (action,
+ * caller, target): it asks the Lua API policy (policy.c).
  *
  * Runs on worker threads (auth_caller, auth_authorize) and on the main
  * thread (auth_bootstrap, auth_load_admin_token).  Never logs a token.
@@ -74,6 +75,8 @@ auth_caller(struct request *r, http_handler next)
 		r->caller.is_admin = 1;
 		return (0);
 	}
+	if (keystone_enabled())
+		return (keystone_token_caller(r, token, next));
 	log_secret_id(token, id);
 	log_info("%s: rejected X-Auth-Token sha256:%s", r->client_ip, id);
 	auth_reply_401(r, "invalid_token",

@@ -867,4 +867,68 @@ void		 policy_api_env_seal(struct lua_State *, int);
 /* policy_check.c -- the policy-check subcommand */
 int		 policy_check_main(const struct config *, int, char **);
 
+/* keystone.c, keystone_*.c -- the upstream Keystone ([keystone] section) */
+struct keystone_result {
+	int		 unavailable;	/* no usable answer: 503 */
+	long		 status;	/* HTTP status when answered */
+	cJSON		*doc;		/* parsed 2xx body, valid in callback */
+	const char	*retry_after;	/* Keystone's Retry-After or NULL */
+};
+/* The callback may not cancel its own operation. */
+typedef void (*keystone_cb)(const struct keystone_result *, void *);
+struct keystone_op;
+int		 keystone_init(const struct config *, char **);
+int		 keystone_reload(const struct config *, char **);
+void		 keystone_shutdown(void);
+int		 keystone_enabled(void);
+char		*keystone_url_base(const char *);
+double		 keystone_parse_time(const char *);
+struct keystone_op *keystone_get(struct worker *, const char *, const char *,
+		     keystone_cb, void *, char **);
+void		 keystone_cancel(struct keystone_op *);
+void		 keystone_worker_free(struct worker *);
+/* keystone_cache.c */
+#define KEYSTONE_TOKEN_CACHE_MAX 4096
+#define KEYSTONE_USER_CACHE_MAX	1024
+struct keystone_cache;
+extern struct keystone_cache *keystone_token_cache;
+extern struct keystone_cache *keystone_user_cache;
+extern long	 keystone_cache_ttl;
+struct keystone_cache *keystone_cache_new(size_t);
+void		 keystone_cache_free(struct keystone_cache *);
+void		 keystone_cache_clear(struct keystone_cache *);
+void		 keystone_cache_put(struct keystone_cache *, const char *,
+		     cJSON *, double, double);
+int		 keystone_cache_get(struct keystone_cache *, const char *,
+		     double, cJSON **);
+size_t		 keystone_cache_count(struct keystone_cache *);
+void		 keystone_caches_init(const struct config *);
+void		 keystone_caches_free(void);
+/* keystone_token.c -- Keystone tokens as admin callers */
+int		 keystone_token_parse(const cJSON *, struct caller *, double *,
+		     char **);
+cJSON		*keystone_token_slim(const cJSON *);
+double		 keystone_token_cache_until(double, double, long);
+int		 keystone_token_caller(struct request *, const char *,
+		     http_handler);
+/* keystone_check.c -- restrictions and login users checked in Keystone */
+struct keystone_outcome {
+	int		 status;	/* 0: fine; else HTTP status */
+	const char	*reason;
+	char		*message;
+	char		*retry_after;	/* for 503 */
+	char		*user_domain_id;	/* resolved, when checked */
+	char		*project_domain_id;
+};
+struct keystone_check;
+typedef void (*keystone_check_cb)(struct keystone_outcome *, void *);
+struct keystone_check *keystone_check_restriction(struct worker *,
+		     struct restriction *, keystone_check_cb, void *,
+		     struct keystone_outcome *);
+struct keystone_check *keystone_check_user(struct worker *, const char *,
+		     keystone_check_cb, void *, struct keystone_outcome *);
+void		 keystone_check_cancel(struct keystone_check *);
+void		 keystone_outcome_clear(struct keystone_outcome *);
+char		*keystone_path_escape(const char *);
+
 #endif /* K8SAUTH_H */

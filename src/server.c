@@ -278,6 +278,10 @@ server_reload(struct server *srv)
 	if (rc != 0)
 		server_reload_failed("Fernet key repository", cause);
 	cause = NULL;
+	if (keystone_reload(cfg, &cause) != 0)
+		server_reload_failed("Keystone application credential secret",
+		    cause);
+	cause = NULL;
 	if (server_has_tls(srv)) {
 		ctx = tls_ctx_new(cfg->tls_cert, cfg->tls_key, &cause);
 		if (ctx == NULL)
@@ -344,6 +348,8 @@ server_prepare(struct server *srv, char **cause)
 	if (secret_load(srv->cfg->credential_key_repository, cause) != 0)
 		return (-1);
 	if (token_init(srv->cfg, cause) != 0)
+		return (-1);
+	if (keystone_init(srv->cfg, cause) != 0)
 		return (-1);
 	if (audit_open(srv->cfg->log_audit_file, cause) != 0)
 		return (-1);
@@ -431,6 +437,7 @@ server_free(struct server *srv)
 	if (srv->ssl_ctx != NULL)
 		tls_ctx_free(srv->ssl_ctx);
 	token_shutdown();
+	keystone_shutdown();
 	free(srv);
 }
 

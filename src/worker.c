@@ -356,6 +356,7 @@ worker_free(struct worker *w)
 {
 	if (w == NULL)
 		return;
+	keystone_worker_free(w);		/* before its fetch */
 	if (w->fetch != NULL)
 		fetch_destroy(w->fetch);	/* before the base */
 	if (w->https != NULL)

@@ -1,0 +1,427 @@
+/*
+ * keystone_check.c: token restrictions checked against Keystone.
+ *
+ * keystone_check_restriction() verifies, one GET after another with the
+ * service token, that a restriction's user exists, is enabled and belongs
+ * to the restriction's domain (GET /v3/users/{id}), that its project does
+ * too (GET /v3/projects/{id}), and that every role id exists and is a
+ * global role or one of that domain (GET /v3/roles/{id}); role names are
+ * replaced by Keystone's, so a client cannot label the admin role
+ * "member".  A failure is 400 invalid_restriction naming what is wrong;
+ * Keystone unavailable is 503 keystone_unavailable.
+ *
+ * keystone_check_user() is the login's check that the restriction's user
+ * is still enabled (Keystone's own validator does not look at `enabled`):
+ * 401 user_disabled for a disabled or deleted user.  Its lookups are
+ * cached 30 s; restriction checks always ask and do not fill that cache
+ * (a user disabled right after the write must not log in on our word).
+ *
+ * Runs on worker threads; every lookup is asynchronous (keystone.c).
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "k8sauth.h"
+
+#define KEYSTONE_USER_TTL	30.0
+
+enum keystone_step {
+	KS_STEP_USER,
+	KS_STEP_PROJECT,
+	KS_STEP_ROLES		/* then one step per role */
+};
+
+struct keystone_check {
+	struct worker		*w;
+	struct restriction	*rs;		/* NULL: login user check */
+	char			*user_id;	/* login user check */
+	size_t			 step;
+	struct keystone_op	*op;
+	keystone_check_cb	 cb;
+	void			*arg;
+	struct keystone_outcome	 o;
+};
+
+/* Free what an outcome holds. */
+void
+keystone_outcome_clear(struct keystone_outcome *o)
+{
+	free(o->message);
+	free(o->retry_after);
+	free(o->user_domain_id);
+	free(o->project_domain_id);
+	memset(o, 0, sizeof *o);
+}
+
+static void keystone_check_fail(struct keystone_outcome *, int,
+    const char *, const char *, ...) printflike(4, 5);
+/* Set an error outcome. */
+static void
+keystone_check_fail(struct keystone_outcome *o, int status,
+    const char *reason, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	o->status = status;
+	o->reason = reason;
+	free(o->message);
+	va_start(ap, fmt);
+	xvasprintf(&o->message, fmt, ap);
+	va_end(ap);
+}
+
+/* Keystone could not answer: 503 with its Retry-After, if any. */
+static void
+keystone_check_unavailable(struct keystone_outcome *o,
+    const char *retry_after)
+{
+	keystone_check_fail(o, 503, "keystone_unavailable", "Keystone "
+	    "cannot be asked now; retry later");
+	free(o->retry_after);
+	o->retry_after = xstrdup(retry_after != NULL ? retry_after : "5");
+}
+
+/*
+ * An id as one URL path segment: everything but letters, digits, '-' and
+ * '_' percent-encoded (so "..", "/", "?" and "#" cannot steer the GET).
+ */
+char *
+keystone_path_escape(const char *id)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	char			*out, *p;
+
+	p = out = xmalloc(strlen(id) * 3 + 1);
+	for (; *id != '\0'; id++) {
+		unsigned char	 ch = (unsigned char)*id;
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')
+			*p++ = (char)ch;
+		else {
+			*p++ = '%';
+			*p++ = hex[ch >> 4];
+			*p++ = hex[ch & 0xf];
+		}
+	}
+	*p = '\0';
+	return (out);
+}
+
+/* Remember a user lookup (doc NULL: no such user) for the login check. */
+static void
+keystone_check_cache_user(const char *id, const cJSON *user)
+{
+	cJSON	*v = NULL;
+	char	*key;
+	double	 now = util_now();
+
+	if (keystone_user_cache == NULL)
+		return;
+	if (user != NULL) {
+		v = cJSON_CreateObject();
+		json_add_string_or_null(v, "domain_id", cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(user, "domain_id")));
+		cJSON_AddBoolToObject(v, "enabled", cJSON_IsTrue(
+		    cJSON_GetObjectItemCaseSensitive(user, "enabled")));
+	}
+	xasprintf(&key, "user:%s", id);
+	keystone_cache_put(keystone_user_cache, key, v,
+	    now + KEYSTONE_USER_TTL, now);
+	free(key);
+}
+
+/* The domain_id member of o, or "" (never NULL). */
+static const char *
+keystone_check_domain(const cJSON *o)
+{
+	const char	*d;
+
+	d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o,
+	    "domain_id"));
+	return (d != NULL ? d : "");
+}
+
+/*
+ * Judge a user or project object against the restriction's domain: 0 or
+ * -1 with the outcome set.  what is "user" or "project".
+ */
+static int
+keystone_check_member(struct keystone_check *kc, const char *what,
+    const char *id, const cJSON *obj)
+{
+	const struct restriction	*rs = kc->rs;
+
+	if (strcmp(keystone_check_domain(obj), rs->domain_id) != 0) {
+		keystone_check_fail(&kc->o, 400, "invalid_restriction",
+		    "%s_id %s does not belong to domain %s", what, id,
+		    rs->domain_id);
+		return (-1);
+	}
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "enabled"))) {
+		keystone_check_fail(&kc->o, 400, "invalid_restriction",
+		    "%s %s is disabled", what, id);
+		return (-1);
+	}
+	if (strcmp(what, "project") == 0 && cJSON_IsTrue(
+	    cJSON_GetObjectItemCaseSensitive(obj, "is_domain"))) {
+		keystone_check_fail(&kc->o, 400, "invalid_restriction",
+		    "project_id %s is a domain, not a project", id);
+		return (-1);
+	}
+	if (strcmp(what, "user") == 0)
+		kc->o.user_domain_id = xstrdup(rs->domain_id);
+	else
+		kc->o.project_domain_id = xstrdup(rs->domain_id);
+	return (0);
+}
+
+/* Judge a role object: global or of the domain; take its name. */
+static int
+keystone_check_role(struct keystone_check *kc, struct restriction_role *rr,
+    const cJSON *role)
+{
+	const char	*d, *name;
+
+	d = keystone_check_domain(role);
+	name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(role,
+	    "name"));
+	if (*d != '\0' && strcmp(d, kc->rs->domain_id) != 0) {
+		keystone_check_fail(&kc->o, 400, "invalid_restriction",
+		    "role %s is a role of another domain", rr->id);
+		return (-1);
+	}
+	if (name == NULL) {
+		keystone_check_unavailable(&kc->o, NULL);
+		return (-1);
+	}
+	free(rr->name);
+	rr->name = xstrdup(name);
+	return (0);
+}
+
+/* What the current step looks up: "users", "projects" or "roles". */
+static const char *
+keystone_check_kind(const struct keystone_check *kc, const char **id)
+{
+	if (kc->step == KS_STEP_USER) {
+		*id = kc->rs != NULL ? kc->rs->user_id : kc->user_id;
+		return ("user");
+	}
+	if (kc->step == KS_STEP_PROJECT) {
+		*id = kc->rs->project_id;
+		return ("project");
+	}
+	*id = kc->rs->roles[kc->step - KS_STEP_ROLES].id;
+	return ("role");
+}
+
+/*
+ * Judge one restriction lookup: 0 (go on) or -1 (outcome set).  Any
+ * status but 200 and 404 means Keystone will not tell: 503.
+ */
+static int
+keystone_check_judge(struct keystone_check *kc,
+    const struct keystone_result *res)
+{
+	const char	*id, *what = keystone_check_kind(kc, &id);
+	const cJSON	*obj;
+
+	if (res->unavailable || (res->status != 200 && res->status != 404)) {
+		if (!res->unavailable)
+			log_err("keystone: GET %ss/%s answered %ld", what, id,
+			    res->status);
+		keystone_check_unavailable(&kc->o, res->retry_after);
+		return (-1);
+	}
+	obj = res->status == 200 ? cJSON_GetObjectItemCaseSensitive(res->doc,
+	    what) : NULL;
+	if (obj == NULL) {
+		keystone_check_fail(&kc->o, 400, "invalid_restriction",
+		    "%s%s %s does not exist in Keystone", what,
+		    kc->step < KS_STEP_ROLES ? "_id" : "", id);
+		return (-1);
+	}
+	if (kc->step < KS_STEP_ROLES)
+		return (keystone_check_member(kc, what, id, obj));
+	return (keystone_check_role(kc,
+	    &kc->rs->roles[kc->step - KS_STEP_ROLES], obj));
+}
+
+static void	keystone_check_step_cb(const struct keystone_result *, void *);
+
+/* Skip the steps with nothing to look up; 1 when all are done. */
+static int
+keystone_check_skip(struct keystone_check *kc)
+{
+	if (kc->step == KS_STEP_USER && kc->rs->user_id == NULL)
+		kc->step++;
+	if (kc->step == KS_STEP_PROJECT && kc->rs->project_id == NULL)
+		kc->step++;
+	return (kc->step >= KS_STEP_ROLES + kc->rs->nroles);
+}
+
+/* Start the current step's GET; -1 with the outcome set. */
+static int
+keystone_check_send(struct keystone_check *kc)
+{
+	const char	*id, *what = keystone_check_kind(kc, &id);
+	char		*path, *esc, *cause = NULL;
+
+	esc = keystone_path_escape(id);
+	xasprintf(&path, "/v3/%ss/%s", what, esc);
+	free(esc);
+	kc->op = keystone_get(kc->w, path, NULL, keystone_check_step_cb, kc,
+	    &cause);
+	free(path);
+	if (kc->op != NULL)
+		return (0);
+	log_warn("keystone: %s", cause);
+	free(cause);
+	keystone_check_unavailable(&kc->o, "1");
+	return (-1);
+}
+
+/* Hand the outcome to the owner and free the check. */
+static void
+keystone_check_finish(struct keystone_check *kc)
+{
+	kc->cb(&kc->o, kc->arg);
+	keystone_outcome_clear(&kc->o);
+	free(kc->user_id);
+	free(kc);
+}
+
+/* One restriction lookup answered: judge it, go on or finish. */
+static void
+keystone_check_step_cb(const struct keystone_result *res, void *arg)
+{
+	struct keystone_check	*kc = arg;
+
+	kc->op = NULL;
+	if (keystone_check_judge(kc, res) == 0) {
+		kc->step++;
+		if (!keystone_check_skip(kc) && keystone_check_send(kc) == 0)
+			return;
+	}
+	keystone_check_finish(kc);
+}
+
+/*
+ * Check a restriction against Keystone; the role names of rs are replaced
+ * by Keystone's (rs must outlive the check).  Returns the check in
+ * flight, or NULL when it finished at once with *o set (status 0: fine).
+ */
+struct keystone_check *
+keystone_check_restriction(struct worker *w, struct restriction *rs,
+    keystone_check_cb cb, void *arg, struct keystone_outcome *o)
+{
+	struct keystone_check	*kc;
+
+	memset(o, 0, sizeof *o);
+	kc = xcalloc(1, sizeof *kc);
+	kc->w = w;
+	kc->rs = rs;
+	kc->cb = cb;
+	kc->arg = arg;
+	if (!keystone_check_skip(kc) && keystone_check_send(kc) == 0)
+		return (kc);
+	*o = kc->o;
+	free(kc);
+	return (NULL);
+}
+
+/* The login verdict on a user object (NULL: no such user). */
+static void
+keystone_check_user_verdict(struct keystone_outcome *o, const char *id,
+    const cJSON *user)
+{
+	char	*esc;
+
+	if (user != NULL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+	    user, "enabled")))
+		return;
+	esc = log_escape(id, 64);
+	log_info("login refused: restriction user %s is %s in Keystone",
+	    esc, user != NULL ? "disabled" : "missing");
+	free(esc);
+	keystone_check_fail(o, 401, "user_disabled", "the token "
+	    "restriction's user is disabled or deleted in Keystone");
+}
+
+/* The login's user lookup answered. */
+static void
+keystone_check_user_cb(const struct keystone_result *res, void *arg)
+{
+	struct keystone_check	*kc = arg;
+	const cJSON		*user = NULL;
+
+	kc->op = NULL;
+	if (res->unavailable || (res->status != 200 && res->status != 404))
+		keystone_check_unavailable(&kc->o, res->retry_after);
+	else {
+		if (res->status == 200)
+			user = cJSON_GetObjectItemCaseSensitive(res->doc,
+			    "user");
+		keystone_check_cache_user(kc->user_id, user);
+		keystone_check_user_verdict(&kc->o, kc->user_id, user);
+	}
+	keystone_check_finish(kc);
+}
+
+/*
+ * Is user_id enabled in Keystone?  Answers from the 30 s cache when it
+ * can: NULL with *o set (status 0: enabled; 401 user_disabled; 503).
+ * Else the check in flight; cb gets the outcome.
+ */
+struct keystone_check *
+keystone_check_user(struct worker *w, const char *user_id,
+    keystone_check_cb cb, void *arg, struct keystone_outcome *o)
+{
+	struct keystone_check	*kc;
+	cJSON			*user;
+	char			*key, *path, *esc, *cause = NULL;
+	int			 hit;
+
+	memset(o, 0, sizeof *o);
+	xasprintf(&key, "user:%s", user_id);
+	hit = keystone_cache_get(keystone_user_cache, key, util_now(), &user);
+	free(key);
+	if (hit) {
+		keystone_check_user_verdict(o, user_id, user);
+		cJSON_Delete(user);
+		return (NULL);
+	}
+	kc = xcalloc(1, sizeof *kc);
+	kc->w = w;
+	kc->user_id = xstrdup(user_id);
+	kc->cb = cb;
+	kc->arg = arg;
+	esc = keystone_path_escape(user_id);
+	xasprintf(&path, "/v3/users/%s", esc);
+	free(esc);
+	kc->op = keystone_get(w, path, NULL, keystone_check_user_cb, kc,
+	    &cause);
+	free(path);
+	if (kc->op != NULL)
+		return (kc);
+	log_warn("keystone: %s", cause);
+	free(cause);
+	keystone_check_unavailable(o, "1");
+	free(kc->user_id);
+	free(kc);
+	return (NULL);
+}
+
+/* Cancel a check in flight: its callback never runs.  NULL: no-op. */
+void
+keystone_check_cancel(struct keystone_check *kc)
+{
+	if (kc == NULL)
+		return;
+	keystone_cancel(kc->op);
+	keystone_outcome_clear(&kc->o);
+	free(kc->user_id);
+	free(kc);
+}
