@@ -1,0 +1,98 @@
+"""SIGHUP while logins are in flight: certificate, Fernet keys, policy and
+configuration are replaced; the logins in flight complete, new logins and
+new connections use the new ones.
+"""
+import base64
+import calendar
+import hashlib
+import hmac
+import os
+import signal
+import threading
+import time
+
+from harness import Server, check, eq, run_cli, wait_for
+from k8s_fixture import FakeK8s, Login
+from test_lifecycle import peer_cert, replace_cert
+
+POLICY = 'return { check = function(ctx)\n' \
+         '  return true, {audit = {generation = "%s"}}\nend }\n'
+
+
+def write_login_policy(srv, generation):
+    d = os.path.join(srv.dir, "policy")
+    os.makedirs(d, exist_ok=True)
+    tmp = os.path.join(d, "login.lua.tmp")
+    with open(tmp, "w") as f:
+        f.write(POLICY % generation)
+    os.replace(tmp, os.path.join(d, "login.lua"))
+
+
+def primary_signs(repo, token):
+    """Is token's HMAC made with the repository's primary key?"""
+    primary = max(int(n) for n in os.listdir(repo) if n.isdigit())
+    with open(os.path.join(repo, str(primary))) as f:
+        key = base64.urlsafe_b64decode(f.read().strip())
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    mac = hmac.new(key[:16], raw[:-32], hashlib.sha256).digest()
+    return hmac.compare_digest(mac, raw[-32:])
+
+
+def expires_in(resp):
+    ts = resp.json["token"]["expires_at"]
+    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) - \
+        time.time()
+
+
+def test_sighup_replaces_everything_while_logins_complete():
+    with FakeK8s("reload") as k8s:
+        srv = Server(name="reload")
+        write_login_policy(srv, "one")
+        with srv:
+            repo = srv.config_sections()["fernet_tokens"]["key_repository"]
+            L = Login(srv, k8s)
+            jwt = L.jwt()
+            first = L.ok(jwt)
+            check(primary_signs(repo, first.headers["x-subject-token"]),
+                  "the first token is not signed with the primary key")
+            old_der = peer_cert(srv)
+
+            # Five logins wait on a slow cluster while everything changes.
+            k8s.fault("latency", latency_ms=1500, count=5)
+            results = [None] * 5
+
+            def one(i):
+                results[i] = L.login(jwt, timeout=30)
+            threads = [threading.Thread(target=one, args=(i,))
+                       for i in range(5)]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)
+            replace_cert(srv)
+            p = run_cli(["fernet-rotate", "--config", srv.conf])
+            eq(p.returncode, 0, "fernet-rotate: %s" % p.stderr)
+            write_login_policy(srv, "two")
+            srv.extra = {"token": {"expiration": "600"}}
+            srv._write_config()
+            check(all(r is None for r in results),
+                  "the slow logins finished before the reload")
+            srv.signal(signal.SIGHUP)
+            for t in threads:
+                t.join(60)
+            for i, r in enumerate(results):
+                eq(r.status, 200, "login %d in flight across the reload" % i)
+
+            wait_for(lambda: "reload: done" in srv.log_text(),
+                     what="the reload to finish")
+            after = L.ok(jwt)
+            token = after.headers["x-subject-token"]
+            check(primary_signs(repo, token),
+                  "a new token is not signed with the new primary key")
+            check(expires_in(after) <= 601,
+                  "the new [token] expiration is not in force: %.0f s"
+                  % expires_in(after))
+            wait_for(lambda: '"generation":"two"' in srv.log_text(),
+                     what="the new login policy's audit field")
+            check(peer_cert(srv) != old_der,
+                  "new TLS connections still get the old certificate")
+            eq(srv.req("GET", "/readyz", token=None).status, 200, "ready")
