@@ -24,21 +24,8 @@
 
 #define AUTH_TOKEN_MAX 1024
 
-/* Free what a caller holds and reset it. */
-void
-caller_clear(struct caller *c)
-{
-	free(c->user_id);
-	free(c->user_domain_id);
-	free(c->project_id);
-	free(c->project_domain_id);
-	free(c->domain_id);
-	strlist_free(&c->roles);
-	memset(c, 0, sizeof *c);
-}
-
 /* 401 with the header Keystone clients look for. */
-static void
+void
 auth_reply_401(struct request *r, const char *reason, const char *msg)
 {
 	char	*base, *hdr;

@@ -685,53 +685,6 @@ fernet_encode(const struct fernet_keys *fk, struct fernet_payload *p,
 	return (token);
 }
 
-/* Value of a urlsafe base64 character, or -1. */
-static int
-fernet_b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return (c - 'A');
-	if (c >= 'a' && c <= 'z')
-		return (c - 'a' + 26);
-	if (c >= '0' && c <= '9')
-		return (c - '0' + 52);
-	if (c == '-')
-		return (62);
-	if (c == '_')
-		return (63);
-	return (-1);
-}
-
-/*
- * Strictly decode a token's urlsafe base64, padded or not: only the urlsafe
- * alphabet, padding only at the end and only as much as needed, unused
- * bits zero.  0 or -1.
- */
-static int
-fernet_b64_decode(const char *s, size_t len, unsigned char **out,
-    size_t *outlen)
-{
-	size_t	 i, pad = 0, body;
-	int	 last;
-
-	while (pad < len && s[len - 1 - pad] == '=')
-		pad++;
-	body = len - pad;
-	if (body == 0 || body % 4 == 1 || pad > 2)
-		return (-1);
-	if (pad != 0 && (body + pad) % 4 != 0)
-		return (-1);
-	for (i = 0; i < body; i++) {
-		if (fernet_b64_value(s[i]) == -1)
-			return (-1);
-	}
-	last = fernet_b64_value(s[body - 1]);
-	if ((body % 4 == 2 && (last & 0x0f) != 0) ||
-	    (body % 4 == 3 && (last & 0x03) != 0))
-		return (-1);
-	return (util_b64url_decode(s, body, out, outlen));
-}
-
 /* Find the key whose MAC matches; NULL when none does. */
 static const struct fernet_key *
 fernet_find_key(const struct fernet_keys *fk, const unsigned char *raw,
@@ -769,7 +722,7 @@ fernet_open(const struct fernet_keys *fk, const char *token,
 		    FERNET_TOKEN_MAX);
 		return (-1);
 	}
-	if (fernet_b64_decode(token, len, &raw, &rawlen) != 0) {
+	if (util_b64url_decode(token, len, &raw, &rawlen) != 0) {
 		xasprintf(cause, "invalid token: not urlsafe base64");
 		return (-1);
 	}

@@ -539,13 +539,26 @@ http_links_query(struct request *r, struct evbuffer *b, const char *marker)
 	}
 }
 
+/* A buffer's contents as a NUL-terminated string; frees the buffer. */
+char *
+http_buffer_string(struct evbuffer *b)
+{
+	size_t	 len = evbuffer_get_length(b);
+	char	*out;
+
+	out = xmalloc(len + 1);
+	evbuffer_remove(b, out, len);
+	out[len] = '\0';
+	evbuffer_free(b);
+	return (out);
+}
+
 /* One link: public URL + path + query (allocated). */
 static char *
 http_link(struct request *r, const char *marker, int keep_marker)
 {
 	struct evbuffer	*b;
-	char		*base, *out;
-	size_t		 len;
+	char		*base;
 
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
@@ -555,12 +568,7 @@ http_link(struct request *r, const char *marker, int keep_marker)
 	if (keep_marker && http_query(r, "marker") != NULL)
 		marker = http_query(r, "marker");
 	http_links_query(r, b, marker);
-	len = evbuffer_get_length(b);
-	out = xmalloc(len + 1);
-	evbuffer_remove(b, out, len);
-	out[len] = '\0';
-	evbuffer_free(b);
-	return (out);
+	return (http_buffer_string(b));
 }
 
 /* {"self": ..., "next": ... or null} for a list response. */

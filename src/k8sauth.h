@@ -566,6 +566,7 @@ int		 http_body_object(struct request *, cJSON **);
 void		 http_reply_json(struct request *, int, cJSON *);
 void		 http_reply_empty(struct request *, int);
 void		 http_reply_buffer(struct request *, int, struct evbuffer *);
+char		*http_buffer_string(struct evbuffer *);
 void		 http_reply_error(struct request *, int, const char *,
 		     const char *, ...) printflike(4, 5);
 void		 http_ref(struct request *);
@@ -579,6 +580,7 @@ cJSON		*http_list_links(struct request *, const char *, int);
 
 /* auth.c -- who is calling, and may they do it */
 int		 auth_caller(struct request *, http_handler);
+void		 auth_reply_401(struct request *, const char *, const char *);
 int		 auth_authorize(struct request *, const char *, const cJSON *,
 		     char **);
 int		 auth_require(struct request *, const char *, const cJSON *);

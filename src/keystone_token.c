@@ -169,20 +169,6 @@ keystone_token_cache_until(double now, double expires, long ttl)
 	return (fmin(expires, now + (double)ttl));
 }
 
-/* 401 with the header Keystone clients look for. */
-static void
-keystone_token_401(struct request *r, const char *reason, const char *msg)
-{
-	char	*base, *hdr;
-
-	base = http_public_url(r);
-	xasprintf(&hdr, "Keystone uri=\"%s\"", base);
-	http_set_header(r, "WWW-Authenticate", hdr);
-	free(hdr);
-	free(base);
-	http_reply_error(r, 401, reason, "%s", msg);
-}
-
 /* 503: Keystone could not say whether the token is valid. */
 static void
 keystone_token_503(struct request *r, const char *retry_after)
@@ -314,7 +300,7 @@ keystone_auth_cb(const struct keystone_result *res, void *arg)
 		    now + KEYSTONE_NEGATIVE_TTL, now);
 		log_info("%s: Keystone rejected X-Auth-Token sha256:%.8s "
 		    "(%ld)", r->client_ip, ka->key, res->status);
-		keystone_token_401(r, "invalid_token",
+		auth_reply_401(r, "invalid_token",
 		    "the X-Auth-Token is not valid");
 	}
 	keystone_auth_done(ka);
@@ -354,7 +340,7 @@ keystone_token_cached(struct request *r, const char *key)
 	if (!keystone_cache_get(keystone_token_cache, key, util_now(), &tok))
 		return (1);
 	if (tok == NULL) {
-		keystone_token_401(r, "invalid_token",
+		auth_reply_401(r, "invalid_token",
 		    "the X-Auth-Token is not valid");
 		return (-1);
 	}
@@ -406,13 +392,13 @@ keystone_token_caller(struct request *r, const char *token,
 
 	if (strlen(token) > KEYSTONE_TOKEN_MAX ||
 	    strpbrk(token, "\r\n") != NULL) {
-		keystone_token_401(r, "invalid_token",
+		auth_reply_401(r, "invalid_token",
 		    "the X-Auth-Token is not valid");
 		return (-1);
 	}
 	if ((rc = keystone_token_local(r, token)) <= 0) {
 		if (rc < 0)
-			keystone_token_401(r, "invalid_token", "the token "
+			auth_reply_401(r, "invalid_token", "the token "
 			    "has expired or its restriction is gone");
 		return (rc);
 	}

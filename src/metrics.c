@@ -298,8 +298,7 @@ metrics_render(const struct config *cfg, time_t started)
 {
 	struct evbuffer	*b;
 	struct stat	 st;
-	char		*out, *path;
-	size_t		 len;
+	char		*path;
 
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
@@ -326,10 +325,5 @@ metrics_render(const struct config *cfg, time_t started)
 		    "repository_age_seconds %.0f\n",
 		    util_now() - (double)st.st_mtime);
 	free(path);
-	len = evbuffer_get_length(b);
-	out = xmalloc(len + 1);
-	evbuffer_remove(b, out, len);
-	out[len] = '\0';
-	evbuffer_free(b);
-	return (out);
+	return (http_buffer_string(b));
 }

@@ -27,22 +27,6 @@ struct policy_check_args {
 	const char	*login;
 };
 
-/*
- * Free what policy_check_caller filled (auth.c's caller_clear would pull
- * the whole HTTP layer into this subcommand's link).
- */
-static void
-policy_check_caller_clear(struct caller *c)
-{
-	free(c->user_id);
-	free(c->user_domain_id);
-	free(c->project_id);
-	free(c->project_domain_id);
-	free(c->domain_id);
-	strlist_free(&c->roles);
-	memset(c, 0, sizeof *c);
-}
-
 /* Read and parse a JSON file.  NULL with *cause. */
 static cJSON *
 policy_check_json(const char *path, char **cause)
@@ -160,7 +144,7 @@ policy_check_caller(const char *path, struct caller *c, char **cause)
 			xasprintf(cause, "%s: unknown or mistyped field \"%s\"",
 			    path, f->string);
 			cJSON_Delete(j);
-			policy_check_caller_clear(c);
+			caller_clear(c);
 			return (-1);
 		}
 	}
@@ -223,7 +207,7 @@ policy_check_action(struct policy *p, const struct policy_check_args *a,
 		return (2);
 	if (a->target != NULL &&
 	    (target = policy_check_json(a->target, cause)) == NULL) {
-		policy_check_caller_clear(&c);
+		caller_clear(&c);
 		return (2);
 	}
 	rc = policy_authorize(p, a->action, &c, target, &reason);
@@ -237,7 +221,7 @@ policy_check_action(struct policy *p, const struct policy_check_args *a,
 	}
 	free(reason);
 	cJSON_Delete(target);
-	policy_check_caller_clear(&c);
+	caller_clear(&c);
 	return (rc == POLICY_ALLOW ? 0 : rc == POLICY_DENY ? 1 : 2);
 }
 

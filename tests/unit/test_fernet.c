@@ -33,6 +33,7 @@
 #include <openssl/hmac.h>
 
 #include "k8sauth.h"
+#include "testlib.h"
 
 #define DEFAULT_METHODS \
 	"external,password,token,oauth1,mapped,application_credential"
@@ -126,32 +127,6 @@ tmp_dir(void)
 
 	assert_non_null(mkdtemp(path));
 	return (xstrdup(path));
-}
-
-/* Remove a directory and the files in it (one level below, too). */
-static void
-rm_tree(const char *dir)
-{
-	DIR		*d;
-	struct dirent	*de;
-	struct stat	 st;
-	char		*path;
-
-	if ((d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		xasprintf(&path, "%s/%s", dir, de->d_name);
-		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-			rm_tree(path);
-		else
-			unlink(path);
-		free(path);
-	}
-	closedir(d);
-	rmdir(dir);
 }
 
 /* A temporary repository holding copies of the given test keys. */
@@ -345,7 +320,7 @@ check_key_index(const char *token, long key, long other)
 	assert_int_equal(fernet_decode(fk, token, &p, &cause), 0);
 	fernet_payload_clear(&p);
 	fernet_keys_free(fk);
-	rm_tree(dir);
+	testlib_rm_tree(dir);
 	free(dir);
 	dir = repo_with(&other, 1);
 	assert_non_null(fk = fernet_keys_load(dir, &cause));
@@ -353,7 +328,7 @@ check_key_index(const char *token, long key, long other)
 	assert_non_null(cause);
 	free(cause);
 	fernet_keys_free(fk);
-	rm_tree(dir);
+	testlib_rm_tree(dir);
 	free(dir);
 }
 
@@ -704,7 +679,7 @@ test_tampered(void **state)
 	assert_non_null(other = fernet_keys_load(dir, &cause));
 	must_fail(other, t);
 	fernet_keys_free(other);
-	rm_tree(dir);
+	testlib_rm_tree(dir);
 	free(dir);
 	free(t);
 	fernet_keys_free(fk);
@@ -976,8 +951,8 @@ test_primary_encrypts(void **state)
 	fernet_keys_free(one);
 	fernet_keys_free(zero);
 	fernet_keys_free(fk);
-	rm_tree(d1);
-	rm_tree(d0);
+	testlib_rm_tree(d1);
+	testlib_rm_tree(d0);
 	free(d1);
 	free(d0);
 }
@@ -1055,7 +1030,7 @@ test_setup(void **state)
 	free(again);
 	free(k0);
 	free(k1);
-	rm_tree(top);
+	testlib_rm_tree(top);
 	free(top);
 	free(dir);
 }
@@ -1111,7 +1086,7 @@ test_rotate(void **state)
 	assert_true(exists(dir, "0") && exists(dir, "6"));
 	fernet_keys_free(fk2);
 	fernet_keys_free(fk);
-	rm_tree(dir);
+	testlib_rm_tree(dir);
 	free(dir);
 }
 
@@ -1185,7 +1160,7 @@ test_load(void **state)
 	assert_int_equal(fernet_keys_count(fk), 3);
 	assert_int_equal(fernet_keys_primary(fk), 12);
 	fernet_keys_free(fk);
-	rm_tree(dir);
+	testlib_rm_tree(dir);
 	free(dir);
 }
 
@@ -1221,7 +1196,7 @@ test_changed(void **state)
 	free(path);
 	fernet_keys_free(fk);
 	assert_int_equal(fernet_keys_changed("/nonexistent/fernet", NULL), 1);
-	rm_tree(dir);
+	testlib_rm_tree(dir);
 	assert_int_equal(fernet_keys_changed(dir, NULL), 1);
 	free(dir);
 }

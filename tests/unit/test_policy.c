@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "k8sauth.h"
+#include "testlib.h"
 
 struct fixture {
 	char		 dir[64];	/* policy dir */
@@ -158,41 +159,6 @@ static const char ok_login[] =
     "  return true\n"
     "end }\n";
 
-/* Write text to dir/name. */
-static void
-write_file(const char *dir, const char *name, const char *text)
-{
-	char	*path, *cause = NULL;
-
-	xasprintf(&path, "%s/%s", dir, name);
-	if (util_write_file_atomic(path, text, strlen(text), 0644,
-	    &cause) != 0)
-		fail_msg("%s", cause);
-	free(path);
-}
-
-/* Remove every file in dir, then dir. */
-static void
-rm_dir(const char *dir)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		*p;
-
-	if ((d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		xasprintf(&p, "%s/%s", dir, de->d_name);
-		unlink(p);
-		free(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
 static int
 setup(void **state)
 {
@@ -225,8 +191,8 @@ teardown(void **state)
 
 	policy_free(f->p);
 	config_free(f->cfg);
-	rm_dir(f->lua_dir);
-	rm_dir(f->dir);
+	testlib_rm_tree(f->lua_dir);
+	testlib_rm_tree(f->dir);
 	free(f);
 	return (0);
 }
@@ -247,9 +213,9 @@ load(struct fixture *f)
 static struct policy *
 load_hostile(struct fixture *f)
 {
-	write_file(f->dir, "api.lua", hostile_api);
-	write_file(f->dir, "login.lua", ok_login);
-	write_file(f->lua_dir, "mymod.lua", "return { answer = 42 }\n");
+	testlib_write(f->dir, "api.lua", hostile_api, 0644);
+	testlib_write(f->dir, "login.lua", ok_login, 0644);
+	testlib_write(f->lua_dir, "mymod.lua", "return { answer = 42 }\n", 0644);
 	return (load(f));
 }
 
@@ -365,7 +331,7 @@ test_fallback_per_file(void **state)
 	cJSON				*ctx;
 	char				*reason = NULL;
 
-	write_file(f->dir, "login.lua", ok_login);
+	testlib_write(f->dir, "login.lua", ok_login, 0644);
 	p = load(f);
 	assert_int_equal(decide(p, "k8s_auth:instance:create", &reason),
 	    POLICY_DENY);
@@ -597,7 +563,7 @@ test_login_no_check(void **state)
 	struct policy_login_result	 r;
 	char				*reason;
 
-	write_file(f->dir, "login.lua", "return {}\n");
+	testlib_write(f->dir, "login.lua", "return {}\n", 0644);
 	p = load(f);
 	assert_int_equal(login_ns(p, "x", &r, &reason), POLICY_ALLOW);
 	assert_null(reason);
@@ -610,7 +576,7 @@ broken(struct fixture *f, const char *file, const char *text)
 	struct policy	*p;
 	char		*cause = NULL;
 
-	write_file(f->dir, file, text);
+	testlib_write(f->dir, file, text, 0644);
 	p = policy_new(f->cfg, &cause);
 	assert_null(p);
 	assert_non_null(cause);
@@ -651,7 +617,7 @@ test_broken_files(void **state)
 	cause = broken(f, "api.lua", "\x1bLua");
 	assert_non_null(strstr(cause, "not a text"));
 	free(cause);
-	write_file(f->dir, "api.lua", "return {}\n");
+	testlib_write(f->dir, "api.lua", "return {}\n", 0644);
 	cause = broken(f, "login.lua", "return { check = 1 }\n");
 	assert_non_null(strstr(cause, "check is a number"));
 	free(cause);
@@ -668,13 +634,13 @@ test_rebuild(void **state)
 	struct policy	*p;
 	char		*reason = NULL;
 
-	write_file(f->dir, "api.lua",
+	testlib_write(f->dir, "api.lua",
 	    "local keep = {}\n"
 	    "return {\n"
 	    "  fill = function() while true do keep[#keep + 1] = "
 	    "string.rep('x', 1000) .. #keep end end,\n"
 	    "  ok = function() return #keep == 0, 'kept ' .. #keep end,\n"
-	    "}\n");
+	    "}\n", 0644);
 	p = load(f);
 	assert_int_equal(decide(p, "fill", &reason), POLICY_ERROR);
 	assert_non_null(strstr(reason, "memory limit"));
@@ -711,17 +677,17 @@ test_policy_check_main(void **state)
 	xasprintf(&target, "%s/target.json", f->lua_dir);
 	xasprintf(&ctx, "%s/ctx.json", f->lua_dir);
 	xasprintf(&bad, "%s/bad.json", f->lua_dir);
-	write_file(f->lua_dir, "cred.json", "{\"kind\": \"keystone\", "
+	testlib_write(f->lua_dir, "cred.json", "{\"kind\": \"keystone\", "
 	    "\"domain_id\": \"d1\", \"roles\": [\"reader\"], "
-	    "\"is_admin\": false, \"project_id\": null}");
-	write_file(f->lua_dir, "admin.json", "{\"kind\": \"bootstrap\", "
-	    "\"is_admin\": true}");
-	write_file(f->lua_dir, "target.json",
-	    "{\"instance\": {\"domain_id\": \"d1\"}}");
-	write_file(f->lua_dir, "ctx.json", "{\"service_account\": "
-	    "{\"namespace\": \"denied\", \"name\": \"x\"}}");
-	write_file(f->lua_dir, "bad.json", "{\"kind\": \"keystone\", "
-	    "\"rolez\": []}");
+	    "\"is_admin\": false, \"project_id\": null}", 0644);
+	testlib_write(f->lua_dir, "admin.json", "{\"kind\": \"bootstrap\", "
+	    "\"is_admin\": true}", 0644);
+	testlib_write(f->lua_dir, "target.json",
+	    "{\"instance\": {\"domain_id\": \"d1\"}}", 0644);
+	testlib_write(f->lua_dir, "ctx.json", "{\"service_account\": "
+	    "{\"namespace\": \"denied\", \"name\": \"x\"}}", 0644);
+	testlib_write(f->lua_dir, "bad.json", "{\"kind\": \"keystone\", "
+	    "\"rolez\": []}", 0644);
 
 	assert_int_equal(check_main(f, "--config", "x", "--action",
 	    "k8s_auth:instance:show", "--credentials", cred, "--target",
@@ -735,15 +701,15 @@ test_policy_check_main(void **state)
 	assert_int_equal(check_main(f, "--action", "x", NULL), 2);
 	assert_int_equal(check_main(f, "--bogus", NULL), 2);
 	assert_int_equal(check_main(f, "--login", ctx, NULL), 0);
-	write_file(f->dir, "login.lua", ok_login);
+	testlib_write(f->dir, "login.lua", ok_login, 0644);
 	assert_int_equal(check_main(f, "--login", ctx, NULL), 1);
-	write_file(f->lua_dir, "ctx.json", "{\"service_account\": "
-	    "{\"namespace\": \"boom\"}}");
+	testlib_write(f->lua_dir, "ctx.json", "{\"service_account\": "
+	    "{\"namespace\": \"boom\"}}", 0644);
 	assert_int_equal(check_main(f, "--login", ctx, NULL), 2);
-	write_file(f->lua_dir, "ctx.json", "{\"service_account\": "
-	    "{\"namespace\": \"override\"}}");
+	testlib_write(f->lua_dir, "ctx.json", "{\"service_account\": "
+	    "{\"namespace\": \"override\"}}", 0644);
 	assert_int_equal(check_main(f, "--login", ctx, NULL), 0);
-	write_file(f->dir, "login.lua", "return {");
+	testlib_write(f->dir, "login.lua", "return {", 0644);
 	assert_int_equal(check_main(f, "--login", ctx, NULL), 2);
 	unlink(cred);
 	unlink(admin);
@@ -765,8 +731,8 @@ test_independent_engines(void **state)
 	struct policy	*p1, *p2;
 	char		*cause = NULL, *reason = NULL;
 
-	write_file(f->dir, "api.lua", "local n = 0\nreturn { inc = "
-	    "function() n = n + 1 return n == 1, 'n=' .. n end }\n");
+	testlib_write(f->dir, "api.lua", "local n = 0\nreturn { inc = "
+	    "function() n = n + 1 return n == 1, 'n=' .. n end }\n", 0644);
 	p1 = policy_new(f->cfg, &cause);
 	p2 = policy_new(f->cfg, &cause);
 	assert_non_null(p1);

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "k8sauth.h"
+#include "testlib.h"
 
 #define JWT "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXZpZXdlciJ9.c2lnbmF0dXJl"
 
@@ -37,63 +38,17 @@ setup(void **state)
 	return (0);
 }
 
-/* Remove every file in dir, then dir. */
-static void
-rm_dir(const char *dir)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		*p;
-
-	if ((d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		xasprintf(&p, "%s/%s", dir, de->d_name);
-		unlink(p);
-		free(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
 static int
 teardown(void **state)
 {
 	struct fixture	*f = *state;
 
 	secret_clear();
-	rm_dir(f->keys);
+	testlib_rm_tree(f->keys);
 	assert_int_equal(rmdir(f->base), 0);
 	free(f->keys);
 	free(f);
 	return (0);
-}
-
-/* Contents of dir/name (must exist). */
-static char *
-read_key(const char *dir, const char *name)
-{
-	char	*path, *text = NULL, *cause = NULL;
-
-	xasprintf(&path, "%s/%s", dir, name);
-	assert_int_equal(util_read_file(path, 1024, &text, NULL, &cause), 0);
-	free(path);
-	return (text);
-}
-
-/* Write dir/name with text, mode 0600. */
-static void
-write_key(const char *dir, const char *name, const char *text)
-{
-	char	*path, *cause = NULL;
-
-	xasprintf(&path, "%s/%s", dir, name);
-	assert_int_equal(util_write_file_atomic(path, text, strlen(text),
-	    0600, &cause), 0);
-	free(path);
 }
 
 /* A fresh valid key text. */
@@ -151,12 +106,12 @@ test_setup_idempotent(void **state)
 	assert_int_equal(stat(path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
 	free(path);
-	k1 = read_key(f->keys, "1");
+	k1 = testlib_read(f->keys, "1");
 	assert_int_equal(strlen(k1), 44);
 	assert_int_equal(count_files(f->keys), 1);
 
 	assert_int_equal(secret_setup(f->keys, &cause), 0);
-	k2 = read_key(f->keys, "1");
+	k2 = testlib_read(f->keys, "1");
 	assert_string_equal(k1, k2);
 	assert_int_equal(count_files(f->keys), 1);
 	free(k1);
@@ -171,10 +126,10 @@ test_setup_keeps_existing_key(void **state)
 
 	assert_int_equal(util_mkdir_p(f->keys, 0700), 0);
 	text = new_key_text();
-	write_key(f->keys, "5", text);
+	testlib_write(f->keys, "5", text, 0600);
 	assert_int_equal(secret_setup(f->keys, &cause), 0);
 	assert_int_equal(count_files(f->keys), 1);
-	back = read_key(f->keys, "5");
+	back = testlib_read(f->keys, "5");
 	assert_string_equal(back, text);
 	free(back);
 	free(text);
@@ -284,7 +239,7 @@ test_wrong_key(void **state)
 	a = secret_encrypt(JWT, &cause);
 	/* Same id, different key material. */
 	text = new_key_text();
-	write_key(f->keys, "1", text);
+	testlib_write(f->keys, "1", text, 0600);
 	free(text);
 	assert_int_equal(secret_load(f->keys, &cause), 0);
 	expect_decrypt_error(a, "authentication");
@@ -302,7 +257,7 @@ test_rotation(void **state)
 	old = secret_encrypt(JWT, &cause);
 	assert_int_equal(strncmp(old, "k8s1:1:", 7), 0);
 	text = new_key_text();
-	write_key(f->keys, "2", text);
+	testlib_write(f->keys, "2", text, 0600);
 	free(text);
 	/* setup does nothing to a repository that has keys */
 	assert_int_equal(secret_setup(f->keys, &cause), 0);
@@ -334,7 +289,7 @@ test_malformed_key(void **state)
 	char		*cause = NULL, *text;
 
 	assert_int_equal(secret_setup(f->keys, &cause), 0);
-	write_key(f->keys, "3", "tooshort");
+	testlib_write(f->keys, "3", "tooshort", 0600);
 	assert_int_equal(secret_load(f->keys, &cause), -1);
 	assert_non_null(cause);
 	assert_non_null(strstr(cause, "/keys/3"));
@@ -344,7 +299,7 @@ test_malformed_key(void **state)
 	assert_int_equal(secret_loaded(), 0);
 	/* 44 characters but only 30 bytes of key. */
 	text = xstrdup("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA====");
-	write_key(f->keys, "3", text);
+	testlib_write(f->keys, "3", text, 0600);
 	free(text);
 	assert_int_equal(secret_load(f->keys, &cause), -1);
 	assert_non_null(strstr(cause, "/keys/3"));
@@ -362,8 +317,8 @@ test_load_errors_and_ignored_files(void **state)
 	free(cause);
 	cause = NULL;
 	assert_int_equal(util_mkdir_p(f->keys, 0700), 0);
-	write_key(f->keys, "README", "not a key");
-	write_key(f->keys, "1.bak", "not a key");
+	testlib_write(f->keys, "README", "not a key", 0600);
+	testlib_write(f->keys, "1.bak", "not a key", 0600);
 	assert_int_equal(secret_load(f->keys, &cause), -1);
 	assert_non_null(strstr(cause, "no key"));
 	free(cause);
@@ -372,7 +327,7 @@ test_load_errors_and_ignored_files(void **state)
 	assert_int_equal(secret_setup(f->keys, &cause), 0);
 	assert_int_equal(secret_load(f->keys, &cause), 0);
 	a = secret_encrypt(JWT, &cause);
-	write_key(f->keys, "7", "bad");
+	testlib_write(f->keys, "7", "bad", 0600);
 	assert_int_equal(secret_load(f->keys, &cause), -1);
 	free(cause);
 	cause = NULL;

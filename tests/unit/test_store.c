@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "k8sauth.h"
+#include "testlib.h"
 
 #define JWT "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXZpZXdlciJ9.c2VjcmV0"
 
@@ -28,31 +29,6 @@ struct fixture {
 	char		*path;
 	struct db	*db;
 };
-
-/* Remove every file in dir, then dir. */
-static void
-rm_dir(const char *dir)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		*p;
-
-	if ((d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		xasprintf(&p, "%s/%s", dir, de->d_name);
-		if (de->d_type == DT_DIR)
-			rm_dir(p);
-		else
-			unlink(p);
-		free(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
 
 static int
 setup(void **state)
@@ -80,7 +56,7 @@ teardown(void **state)
 
 	db_close(f->db);
 	secret_clear();
-	rm_dir(f->dir);
+	testlib_rm_tree(f->dir);
 	free(f->keys);
 	free(f->path);
 	free(f);
