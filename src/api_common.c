@@ -19,8 +19,8 @@
 void
 api_bad_request(struct request *r, const char *reason, char *cause)
 {
-	http_reply_error(r, 400, reason, "%s", cause != NULL ? cause :
-	    "invalid request");
+	http_reply_error(r, 400, reason, "%s",
+	    cause != NULL ? cause : "invalid request");
 	free(cause);
 }
 
@@ -34,11 +34,11 @@ api_check_body(struct request *r, const cJSON *body,
     const char *const *immutable, const char *const *read_only,
     const char *const *writable)
 {
-	const char	*f;
-	char		*cause = NULL;
+	const char *f;
+	char *cause = NULL;
 
-	if (immutable != NULL && (f = json_find_field(body, immutable)) !=
-	    NULL) {
+	if (immutable != NULL &&
+	    (f = json_find_field(body, immutable)) != NULL) {
 		http_reply_error(r, 400, "immutable_field",
 		    "%s cannot be changed", f);
 		return (-1);
@@ -60,7 +60,7 @@ int
 api_check_required(struct request *r, const cJSON *body,
     const char *const *required)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; required[i] != NULL; i++) {
 		if (cJSON_GetObjectItemCaseSensitive(body, required[i]) ==
@@ -100,16 +100,19 @@ api_store_fail(struct request *r, int rc, const char *kind, const char *id,
 		 * so ids cannot be probed (keystone-ng's existence oracle).
 		 */
 		if (!r->caller.is_admin && r->caller.kind != CALLER_NONE) {
-			http_reply_error(r, 403, "forbidden", "you are not "
-			    "authorized to access %s %.64s", kind, id);
+			http_reply_error(r, 403, "forbidden",
+			    "you are not "
+			    "authorized to access %s %.64s",
+			    kind, id);
 			break;
 		}
 		http_reply_error(r, 404, api_not_found_reason(kind),
 		    "could not find %s %.64s", kind, id);
 		break;
 	case STORE_CONFLICT:
-		http_reply_error(r, 409, "conflict", "%s", conflict != NULL ?
-		    conflict : "conflict, resource already exists");
+		http_reply_error(r, 409, "conflict", "%s",
+		    conflict != NULL ? conflict
+				     : "conflict, resource already exists");
 		break;
 	case STORE_IN_USE:
 		http_reply_error(r, 409, "restriction_in_use",
@@ -142,12 +145,12 @@ api_caller_kind(const struct caller *c)
 void
 api_log_change(struct request *r, const char *action, const char *id)
 {
-	char	*user;
+	char *user;
 
 	user = log_escape(r->caller.user_id, 64);
 	log_info("admin change: caller=%s user=%s action=%s id=%s",
-	    api_caller_kind(&r->caller), r->caller.user_id != NULL ? user :
-	    "-", action, id);
+	    api_caller_kind(&r->caller), r->caller.user_id != NULL ? user : "-",
+	    action, id);
 	free(user);
 	audit_admin(r, action, id, "success");
 }
@@ -157,8 +160,8 @@ void
 api_reply_created(struct request *r, const char *path, const char *wrapper,
     cJSON *obj)
 {
-	cJSON	*body;
-	char	*base, *url;
+	cJSON *body;
+	char *base, *url;
 
 	base = http_public_url(r);
 	xasprintf(&url, "%s%s", base, path);
@@ -174,7 +177,7 @@ api_reply_created(struct request *r, const char *path, const char *wrapper,
 void
 api_reply_object(struct request *r, const char *wrapper, cJSON *obj)
 {
-	cJSON	*body;
+	cJSON *body;
 
 	body = cJSON_CreateObject();
 	cJSON_AddItemToObject(body, wrapper, obj);
@@ -184,10 +187,9 @@ api_reply_object(struct request *r, const char *wrapper, cJSON *obj)
 /* Authorize a delete with target, then delete id and reply 204. */
 void
 api_delete(struct request *r, const char *action, const char *kind,
-    const char *id, int (*del)(struct db *, const char *),
-    const cJSON *target)
+    const char *id, int (*del)(struct db *, const char *), const cJSON *target)
 {
-	int	 rc;
+	int rc;
 
 	if (auth_require(r, action, target) != 0)
 		return;
@@ -215,12 +217,12 @@ void
 api_reply_list(struct request *r, const char *plural, cJSON *array,
     const char *last_id, int more)
 {
-	cJSON	*body;
+	cJSON *body;
 
 	body = cJSON_CreateObject();
 	cJSON_AddItemToObject(body, plural, array);
-	cJSON_AddItemToObject(body, "links", http_list_links(r,
-	    more ? last_id : NULL, more && last_id != NULL));
+	cJSON_AddItemToObject(body, "links",
+	    http_list_links(r, more ? last_id : NULL, more && last_id != NULL));
 	http_reply_json(r, 200, body);
 }
 
@@ -248,7 +250,7 @@ int
 api_list_query(struct request *r, const char *const *filters,
     struct store_query *q, cJSON **target)
 {
-	size_t	 i;
+	size_t i;
 
 	memset(q, 0, sizeof *q);
 	*target = NULL;
@@ -274,7 +276,7 @@ api_list_query(struct request *r, const char *const *filters,
 void
 api_query_add(struct store_query *q, const char *name, const char *value)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < q->nfilters; i++) {
 		if (strcmp(q->filter_names[i], name) == 0) {
@@ -282,8 +284,7 @@ api_query_add(struct store_query *q, const char *name, const char *value)
 			return;
 		}
 	}
-	if (q->nfilters >= sizeof q->filter_names / sizeof
-	    q->filter_names[0])
+	if (q->nfilters >= sizeof q->filter_names / sizeof q->filter_names[0])
 		fatalx("%s: too many filters", __func__);
 	q->filter_names[q->nfilters] = name;
 	q->filter_values[q->nfilters++] = value;
@@ -294,7 +295,7 @@ cJSON *
 api_target(const char *k1, cJSON *v1, const char *k2, cJSON *v2,
     const cJSON *patch)
 {
-	cJSON	*t;
+	cJSON *t;
 
 	t = cJSON_CreateObject();
 	cJSON_AddItemToObject(t, k1, v1);

@@ -15,28 +15,21 @@
 
 #include "k8sauth.h"
 
-static const char *const instance_writable[] = {
-	"domain_id", "name", "host", "ca_cert", "token_reviewer_jwt",
-	"disable_local_ca_jwt", "enabled", NULL
-};
-static const char *const instance_read_only[] = {
-	"id", "created_at", "updated_at", "token_reviewer_jwt_set", NULL
-};
-static const char *const instance_immutable[] = {
-	"id", "domain_id", NULL
-};
-static const char *const instance_required[] = {
-	"domain_id", "host", NULL
-};
-static const char *const instance_filters[] = {
-	"domain_id", "name", "enabled", NULL
-};
+static const char *const instance_writable[] = { "domain_id", "name", "host",
+	"ca_cert", "token_reviewer_jwt", "disable_local_ca_jwt", "enabled",
+	NULL };
+static const char *const instance_read_only[] = { "id", "created_at",
+	"updated_at", "token_reviewer_jwt_set", NULL };
+static const char *const instance_immutable[] = { "id", "domain_id", NULL };
+static const char *const instance_required[] = { "domain_id", "host", NULL };
+static const char *const instance_filters[] = { "domain_id", "name", "enabled",
+	NULL };
 
 /* The API representation of an instance (never the reviewer token). */
 cJSON *
 api_instance_json(const struct instance *in)
 {
-	cJSON	*o;
+	cJSON *o;
 
 	o = cJSON_CreateObject();
 	json_add_string_or_null(o, "id", api_or_null(in->id));
@@ -59,11 +52,11 @@ static int
 api_instance_jwt(const cJSON *body, size_t max, struct instance *in,
     char **cause)
 {
-	char	*jwt = NULL;
-	int	 rc;
+	char *jwt = NULL;
+	int rc;
 
-	rc = json_get_string(body, "token_reviewer_jwt", 1, max, 1, &jwt,
-	    cause);
+	rc =
+	    json_get_string(body, "token_reviewer_jwt", 1, max, 1, &jwt, cause);
 	if (rc == JSON_SET || rc == JSON_NULL) {
 		freezero_str(in->reviewer_jwt);
 		in->reviewer_jwt = jwt;
@@ -78,15 +71,15 @@ api_instance_apply(const struct config *cfg, const cJSON *body,
     struct instance *in, char **cause)
 {
 	if (json_get_string(body, "domain_id", 1, 64, 0, &in->domain_id,
-	    cause) == -1 ||
+		cause) == -1 ||
 	    json_get_string(body, "name", 1, 255, 1, &in->name, cause) == -1 ||
 	    json_get_string(body, "host", 1, 1024, 0, &in->host, cause) == -1 ||
 	    json_get_string(body, "ca_cert", 1, VALIDATE_MAX_PEM, 1,
-	    &in->ca_cert, cause) == -1 ||
-	    api_instance_jwt(body, (size_t)cfg->k8s_max_jwt_size, in,
-	    cause) == -1 ||
+		&in->ca_cert, cause) == -1 ||
+	    api_instance_jwt(body, (size_t)cfg->k8s_max_jwt_size, in, cause) ==
+		-1 ||
 	    json_get_bool(body, "disable_local_ca_jwt",
-	    &in->disable_local_ca_jwt, cause) == -1 ||
+		&in->disable_local_ca_jwt, cause) == -1 ||
 	    json_get_bool(body, "enabled", &in->enabled, cause) == -1)
 		return (-1);
 	if (in->host == NULL) {
@@ -104,7 +97,7 @@ api_instance_apply(const struct config *cfg, const cJSON *body,
 static cJSON *
 api_instance_patch_target(const cJSON *body, const cJSON *stored)
 {
-	cJSON	*patch, *jwt;
+	cJSON *patch, *jwt;
 
 	patch = cJSON_Duplicate(body, 1);
 	jwt = cJSON_DetachItemFromObjectCaseSensitive(patch,
@@ -122,10 +115,12 @@ api_instance_patch_target(const cJSON *body, const cJSON *stored)
 static char *
 api_instance_conflict(const struct instance *in)
 {
-	char	*msg;
+	char *msg;
 
-	xasprintf(&msg, "an instance named '%s' already exists in domain "
-	    "'%s'", in->name != NULL ? in->name : "", in->domain_id);
+	xasprintf(&msg,
+	    "an instance named '%s' already exists in domain "
+	    "'%s'",
+	    in->name != NULL ? in->name : "", in->domain_id);
 	return (msg);
 }
 
@@ -133,19 +128,20 @@ api_instance_conflict(const struct instance *in)
 static void
 api_instance_save(struct request *r, struct instance *in, int create)
 {
-	char	*msg, *path;
-	int	 rc;
+	char *msg, *path;
+	int rc;
 
-	rc = create ? store_instance_create(r->worker->db, in) :
-	    store_instance_update(r->worker->db, in);
+	rc = create ? store_instance_create(r->worker->db, in)
+		    : store_instance_update(r->worker->db, in);
 	if (rc != STORE_OK) {
 		msg = api_instance_conflict(in);
 		api_store_fail(r, rc, "instance", in->id, msg);
 		free(msg);
 		return;
 	}
-	api_log_change(r, create ? "k8s_auth:instance:create" :
-	    "k8s_auth:instance:update", in->id);
+	api_log_change(r,
+	    create ? "k8s_auth:instance:create" : "k8s_auth:instance:update",
+	    in->id);
 	if (!create) {
 		api_reply_object(r, "instance", api_instance_json(in));
 		return;
@@ -159,14 +155,14 @@ api_instance_save(struct request *r, struct instance *in, int create)
 void
 api_instance_create(struct request *r)
 {
-	struct instance	*in = NULL;
-	cJSON		*body = NULL, *target = NULL;
-	char		*cause = NULL;
+	struct instance *in = NULL;
+	cJSON *body = NULL, *target = NULL;
+	char *cause = NULL;
 
 	if (http_body_json(r, "instance", &body) != 0)
 		return;
 	if (api_check_body(r, body, NULL, instance_read_only,
-	    instance_writable) != 0 ||
+		instance_writable) != 0 ||
 	    api_check_required(r, body, instance_required) != 0)
 		goto out;
 	in = xcalloc(1, sizeof *in);
@@ -175,8 +171,8 @@ api_instance_create(struct request *r)
 		api_bad_request(r, "invalid_value", cause);
 		goto out;
 	}
-	target = api_target("instance", api_instance_json(in), NULL, NULL,
-	    NULL);
+	target =
+	    api_target("instance", api_instance_json(in), NULL, NULL, NULL);
 	if (auth_require(r, "k8s_auth:instance:create", target) != 0)
 		goto out;
 	api_instance_save(r, in, 1);
@@ -191,8 +187,8 @@ out:
 struct instance *
 api_instance_load(struct request *r, const char *id)
 {
-	struct instance	*in = NULL;
-	int		 rc;
+	struct instance *in = NULL;
+	int rc;
 
 	rc = store_instance_get(r->worker->db, id, &in);
 	if (rc != STORE_OK) {
@@ -206,13 +202,13 @@ api_instance_load(struct request *r, const char *id)
 void
 api_instance_show(struct request *r)
 {
-	struct instance	*in;
-	cJSON		*target;
+	struct instance *in;
+	cJSON *target;
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
-	target = api_target("instance", api_instance_json(in), NULL, NULL,
-	    NULL);
+	target =
+	    api_target("instance", api_instance_json(in), NULL, NULL, NULL);
 	api_show(r, "k8s_auth:instance:show", "instance", target,
 	    api_instance_json(in));
 	cJSON_Delete(target);
@@ -223,15 +219,15 @@ api_instance_show(struct request *r)
 void
 api_instance_update(struct request *r)
 {
-	struct instance	*in;
-	cJSON		*body = NULL, *stored = NULL, *target = NULL;
-	char		*cause = NULL;
+	struct instance *in;
+	cJSON *body = NULL, *stored = NULL, *target = NULL;
+	char *cause = NULL;
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
 	if (http_body_json(r, "instance", &body) != 0 ||
 	    api_check_body(r, body, instance_immutable, instance_read_only,
-	    instance_writable) != 0)
+		instance_writable) != 0)
 		goto out;
 	stored = api_instance_json(in);
 	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
@@ -253,13 +249,13 @@ out:
 void
 api_instance_delete(struct request *r)
 {
-	struct instance	*in;
-	cJSON		*target;
+	struct instance *in;
+	cJSON *target;
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
-	target = api_target("instance", api_instance_json(in), NULL, NULL,
-	    NULL);
+	target =
+	    api_target("instance", api_instance_json(in), NULL, NULL, NULL);
 	api_delete(r, "k8s_auth:instance:delete", "instance", in->id,
 	    store_instance_delete, target);
 	cJSON_Delete(target);
@@ -270,11 +266,11 @@ api_instance_delete(struct request *r)
 void
 api_instance_list(struct request *r)
 {
-	struct store_query	  q;
-	struct instance		**v = NULL;
-	cJSON			 *target = NULL, *a;
-	size_t			  n = 0, i;
-	int			  more = 0, rc;
+	struct store_query q;
+	struct instance **v = NULL;
+	cJSON *target = NULL, *a;
+	size_t n = 0, i;
+	int more = 0, rc;
 
 	if (api_list_query(r, instance_filters, &q, &target) != 0)
 		return;

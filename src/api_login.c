@@ -27,29 +27,29 @@
 #include "k8sauth.h"
 
 struct login {
-	struct request		*r;
-	struct instance		*inst;
-	struct role		*role;
-	struct jwt		*jwt;
-	struct k8s_review	*review;
-	struct keystone_check	*check;		/* step 6a in flight */
-	struct k8s_review_outcome outcome;	/* kept during step 6a */
-	struct restriction	*rs;		/* kept during step 6a */
-	long			 cap;		/* kept during step 6a */
-	char			 jwt_id[9];
-	char			*role_name;
-	char			*pod;		/* from the review */
-	char			*node;
-	char			 audit_id[23];	/* of the token issued */
-	cJSON			*policy_audit;	/* login.lua's audit fields */
+	struct request *r;
+	struct instance *inst;
+	struct role *role;
+	struct jwt *jwt;
+	struct k8s_review *review;
+	struct keystone_check *check;      /* step 6a in flight */
+	struct k8s_review_outcome outcome; /* kept during step 6a */
+	struct restriction *rs;            /* kept during step 6a */
+	long cap;                          /* kept during step 6a */
+	char jwt_id[9];
+	char *role_name;
+	char *pod; /* from the review */
+	char *node;
+	char audit_id[23];   /* of the token issued */
+	cJSON *policy_audit; /* login.lua's audit fields */
 };
 
 /* Write the login's audit record (after the reply). */
 static void
 login_audit(const struct login *l)
 {
-	struct audit_login	 a;
-	const struct request	*r = l->r;
+	struct audit_login a;
+	const struct request *r = l->r;
 
 	memset(&a, 0, sizeof a);
 	a.instance_id = r->params[0];
@@ -58,8 +58,8 @@ login_audit(const struct login *l)
 		a.namespace = l->jwt->namespace;
 		a.service_account = l->jwt->sa_name;
 	}
-	a.pod = l->pod != NULL ? l->pod : (l->jwt != NULL ?
-	    l->jwt->pod_name : NULL);
+	a.pod = l->pod != NULL ? l->pod
+			       : (l->jwt != NULL ? l->jwt->pod_name : NULL);
 	a.node = l->node;
 	a.status = r->status;
 	a.reason = r->status == 200 ? NULL : r->reason;
@@ -75,7 +75,7 @@ login_audit(const struct login *l)
 static void
 login_done(struct login *l)
 {
-	struct request	*r = l->r;
+	struct request *r = l->r;
 
 	login_audit(l);
 	r->data = NULL;
@@ -96,22 +96,22 @@ login_done(struct login *l)
 }
 
 /* Refuse a login: log why (with the JWT's fingerprint) and answer. */
-static void
-login_refuse(struct login *l, int status, const char *reason,
+static void login_refuse(struct login *l, int status, const char *reason,
     const char *fmt, ...) printflike(4, 5);
 static void
-login_refuse(struct login *l, int status, const char *reason,
-    const char *fmt, ...)
+login_refuse(struct login *l, int status, const char *reason, const char *fmt,
+    ...)
 {
-	va_list	 ap;
-	char	*msg;
+	va_list ap;
+	char *msg;
 
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
 	log_info("login refused: %s (%s) instance=%s role=%s jwt=sha256:%s",
-	    reason, msg, l->r->params[0], l->role_name != NULL ?
-	    l->role_name : "-", l->jwt_id[0] != '\0' ? l->jwt_id : "-");
+	    reason, msg, l->r->params[0],
+	    l->role_name != NULL ? l->role_name : "-",
+	    l->jwt_id[0] != '\0' ? l->jwt_id : "-");
 	http_reply_error(l->r, status, reason, "%s", msg);
 	free(msg);
 }
@@ -121,12 +121,14 @@ static int
 login_check_bounds(struct login *l, const char *ns, const char *name)
 {
 	if (!glob_match_any(&l->role->bound_sa_namespaces, ns)) {
-		login_refuse(l, 401, "namespace_not_bound", "the namespace "
+		login_refuse(l, 401, "namespace_not_bound",
+		    "the namespace "
 		    "is not bound to the role");
 		return (-1);
 	}
 	if (!glob_match_any(&l->role->bound_sa_names, name)) {
-		login_refuse(l, 401, "service_account_not_bound", "the "
+		login_refuse(l, 401, "service_account_not_bound",
+		    "the "
 		    "service account is not bound to the role");
 		return (-1);
 	}
@@ -137,12 +139,13 @@ login_check_bounds(struct login *l, const char *ns, const char *name)
 static int
 login_check_jwt(struct login *l)
 {
-	const struct config	*cfg = l->r->cfg;
-	const struct jwt	*j = l->jwt;
-	double			 now = util_now(), skew = (double)cfg->k8s_clock_skew;
+	const struct config *cfg = l->r->cfg;
+	const struct jwt *j = l->jwt;
+	double now = util_now(), skew = (double)cfg->k8s_clock_skew;
 
 	if (!j->has_exp && !cfg->k8s_allow_legacy_tokens) {
-		login_refuse(l, 401, "legacy_token_refused", "tokens without "
+		login_refuse(l, 401, "legacy_token_refused",
+		    "tokens without "
 		    "an expiry (legacy service-account secrets) are refused");
 		return (-1);
 	}
@@ -152,19 +155,22 @@ login_check_jwt(struct login *l)
 	}
 	/* Within the skew, but too late to give a token any lifetime. */
 	if (j->has_exp && cfg->token_cap_to_jwt_expiry && j->exp - now < 1.0) {
-		login_refuse(l, 401, "token_expired", "the JWT expires "
+		login_refuse(l, 401, "token_expired",
+		    "the JWT expires "
 		    "before a token could be used");
 		return (-1);
 	}
 	if ((j->has_nbf && j->nbf - skew > now) ||
 	    (j->has_iat && j->iat - skew > now)) {
-		login_refuse(l, 401, "token_not_yet_valid", "the JWT is not "
+		login_refuse(l, 401, "token_not_yet_valid",
+		    "the JWT is not "
 		    "valid yet");
 		return (-1);
 	}
 	if (l->role->bound_audience != NULL &&
 	    !jwt_has_audience(j, l->role->bound_audience)) {
-		login_refuse(l, 401, "audience_mismatch", "the JWT is not "
+		login_refuse(l, 401, "audience_mismatch",
+		    "the JWT is not "
 		    "issued for the role's audience");
 		return (-1);
 	}
@@ -172,7 +178,8 @@ login_check_jwt(struct login *l)
 		return (-1);
 	if (l->role->bound_pod_names != NULL && j->pod_name != NULL &&
 	    !glob_match_any(l->role->bound_pod_names, j->pod_name)) {
-		login_refuse(l, 401, "pod_not_bound", "the pod is not bound "
+		login_refuse(l, 401, "pod_not_bound",
+		    "the pod is not bound "
 		    "to the role");
 		return (-1);
 	}
@@ -183,16 +190,17 @@ login_check_jwt(struct login *l)
 static int
 login_check_review(struct login *l, const struct k8s_review_outcome *o)
 {
-	const struct jwt	*j = l->jwt;
-	const struct role	*role = l->role;
-	size_t			 i;
-	int			 found = 0;
+	const struct jwt *j = l->jwt;
+	const struct role *role = l->role;
+	size_t i;
+	int found = 0;
 
 	if (strcmp(o->namespace, j->namespace) != 0 ||
 	    strcmp(o->name, j->sa_name) != 0 ||
-	    (j->sa_uid != NULL && (o->uid == NULL ||
-	    strcmp(o->uid, j->sa_uid) != 0))) {
-		login_refuse(l, 502, "invalid_review", "the TokenReview "
+	    (j->sa_uid != NULL &&
+		(o->uid == NULL || strcmp(o->uid, j->sa_uid) != 0))) {
+		login_refuse(l, 502, "invalid_review",
+		    "the TokenReview "
 		    "names another service account than the JWT");
 		return (-1);
 	}
@@ -200,18 +208,22 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 		return (-1);
 	if (role->bound_audience != NULL) {
 		for (i = 0; i < o->audiences.n; i++) {
-			if (strcmp(o->audiences.v[i], role->bound_audience) == 0)
+			if (strcmp(o->audiences.v[i], role->bound_audience) ==
+			    0)
 				found = 1;
 		}
 		if (!found) {
-			login_refuse(l, 401, "audience_mismatch", "the cluster "
+			login_refuse(l, 401, "audience_mismatch",
+			    "the cluster "
 			    "did not confirm the role's audience");
 			return (-1);
 		}
 	}
-	if (role->bound_pod_names != NULL && (o->pod_name == NULL ||
-	    !glob_match_any(role->bound_pod_names, o->pod_name))) {
-		login_refuse(l, 401, "pod_not_bound", "the token is not bound "
+	if (role->bound_pod_names != NULL &&
+	    (o->pod_name == NULL ||
+		!glob_match_any(role->bound_pod_names, o->pod_name))) {
+		login_refuse(l, 401, "pod_not_bound",
+		    "the token is not bound "
 		    "to a pod the role allows");
 		return (-1);
 	}
@@ -222,9 +234,9 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 static long
 login_lifetime(const struct login *l, double now)
 {
-	const struct config	*cfg = l->r->cfg;
-	long			 life = cfg->token_expiration;
-	double			 left;
+	const struct config *cfg = l->r->cfg;
+	long life = cfg->token_expiration;
+	double left;
 
 	if (l->role->token_ttl > 0 && l->role->token_ttl < life)
 		life = l->role->token_ttl;
@@ -240,7 +252,7 @@ login_lifetime(const struct login *l, double now)
 static cJSON *
 login_k8s_json(const struct login *l, const struct k8s_review_outcome *o)
 {
-	cJSON	*k = cJSON_CreateObject();
+	cJSON *k = cJSON_CreateObject();
 
 	cJSON_AddStringToObject(k, "instance_id", l->inst->id);
 	cJSON_AddStringToObject(k, "role", l->role->name);
@@ -260,19 +272,20 @@ static void
 login_issue(struct login *l, const struct k8s_review_outcome *o,
     struct restriction *rs, long cap)
 {
-	struct request		*r = l->r;
-	const struct config	*cfg = r->cfg;
-	struct fernet_payload	 p;
-	cJSON			*doc;
-	char			*token = NULL, *cause = NULL;
-	double			 now = floor(util_now());
-	long			 life;
+	struct request *r = l->r;
+	const struct config *cfg = r->cfg;
+	struct fernet_payload p;
+	cJSON *doc;
+	char *token = NULL, *cause = NULL;
+	double now = floor(util_now());
+	long life;
 
 	life = login_lifetime(l, now);
 	if (cap > 0 && cap < life)
 		life = cap;
 	if (life <= 0) {
-		login_refuse(l, 401, "token_expired", "the JWT expires "
+		login_refuse(l, 401, "token_expired",
+		    "the JWT expires "
 		    "before a token could be used");
 		goto out;
 	}
@@ -288,7 +301,8 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 	p.allow_rescope = rs->allow_rescope;
 	if ((token = token_mint(&p, &cause)) == NULL) {
 		log_err("login: cannot mint a token: %s", cause);
-		http_reply_error(r, 500, "internal_error", "the token could "
+		http_reply_error(r, 500, "internal_error",
+		    "the token could "
 		    "not be issued");
 		goto out;
 	}
@@ -296,9 +310,10 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 	cJSON_AddItemToObject(cJSON_GetObjectItem(doc, "token"), "k8s_auth",
 	    login_k8s_json(l, o));
 	log_info("login: instance=%s role=%s sa=%s/%s pod=%s audit=%s "
-	    "expires_in=%ld jwt=sha256:%s", l->inst->id, l->role->name,
-	    o->namespace, o->name, o->pod_name != NULL ? o->pod_name : "-",
-	    p.audit_id, life, l->jwt_id);
+		 "expires_in=%ld jwt=sha256:%s",
+	    l->inst->id, l->role->name, o->namespace, o->name,
+	    o->pod_name != NULL ? o->pod_name : "-", p.audit_id, life,
+	    l->jwt_id);
 	memcpy(l->audit_id, p.audit_id, sizeof l->audit_id);
 	http_set_header(r, "X-Subject-Token", token);
 	http_reply_json(r, 200, doc);
@@ -314,16 +329,16 @@ out:
 static struct restriction *
 login_restriction(struct login *l, const char *id, const char *why)
 {
-	struct restriction	*rs = NULL;
+	struct restriction *rs = NULL;
 
 	if (store_restriction_get(l->r->worker->db, id, &rs) != STORE_OK ||
 	    strcmp(rs->domain_id, l->role->domain_id) != 0 ||
-	    rs->user_id == NULL || rs->project_id == NULL ||
-	    rs->nroles == 0) {
+	    rs->user_id == NULL || rs->project_id == NULL || rs->nroles == 0) {
 		log_err("login: role %s (%s): %s token restriction %.64s is "
-		    "missing, in another domain or incomplete: no token issued",
+			"missing, in another domain or incomplete: no token issued",
 		    l->role->id, l->role->name, why, id);
-		http_reply_error(l->r, 500, "restriction_invalid", "the "
+		http_reply_error(l->r, 500, "restriction_invalid",
+		    "the "
 		    "token restriction is missing or incomplete");
 		restriction_free(rs);
 		return (NULL);
@@ -335,7 +350,7 @@ login_restriction(struct login *l, const char *id, const char *why)
 static cJSON *
 login_ctx_ref(const char *name, const char *uid)
 {
-	cJSON	*o;
+	cJSON *o;
 
 	if (name == NULL)
 		return (NULL);
@@ -350,7 +365,7 @@ static cJSON *
 login_ctx(const struct login *l, const struct k8s_review_outcome *o,
     const struct restriction *rs)
 {
-	cJSON	*ctx = cJSON_CreateObject(), *it, *review, *pod, *node;
+	cJSON *ctx = cJSON_CreateObject(), *it, *review, *pod, *node;
 
 	it = cJSON_AddObjectToObject(ctx, "instance");
 	cJSON_AddStringToObject(it, "id", l->inst->id);
@@ -370,10 +385,10 @@ login_ctx(const struct login *l, const struct k8s_review_outcome *o,
 	cJSON_AddStringToObject(review, "username", o->username);
 	json_add_string_or_null(review, "uid", o->uid);
 	cJSON_AddItemToObject(review, "groups", json_strlist(&o->groups));
-	cJSON_AddItemToObject(review, "extra", o->extra != NULL ?
-	    cJSON_Duplicate(o->extra, 1) : cJSON_CreateObject());
-	cJSON_AddItemToObject(review, "audiences",
-	    json_strlist(&o->audiences));
+	cJSON_AddItemToObject(review, "extra",
+	    o->extra != NULL ? cJSON_Duplicate(o->extra, 1)
+			     : cJSON_CreateObject());
+	cJSON_AddItemToObject(review, "audiences", json_strlist(&o->audiences));
 	cJSON_AddItemToObject(ctx, "claims",
 	    cJSON_Duplicate(l->jwt->claims, 1));
 	cJSON_AddStringToObject(ctx, "client_ip", l->r->client_ip);
@@ -389,11 +404,11 @@ static struct restriction *
 login_policy(struct login *l, const struct k8s_review_outcome *o,
     struct restriction *rs, long *cap)
 {
-	struct policy_login_result	 res;
-	struct restriction		*mapped;
-	cJSON				*ctx;
-	char				*reason = NULL;
-	int				 rc;
+	struct policy_login_result res;
+	struct restriction *mapped;
+	cJSON *ctx;
+	char *reason = NULL;
+	int rc;
 
 	*cap = 0;
 	memset(&res, 0, sizeof res);
@@ -402,11 +417,13 @@ login_policy(struct login *l, const struct k8s_review_outcome *o,
 	cJSON_Delete(ctx);
 	if (rc != POLICY_ALLOW) {
 		if (rc == POLICY_DENY)
-			login_refuse(l, 401, "policy_denied", "the login policy "
+			login_refuse(l, 401, "policy_denied",
+			    "the login policy "
 			    "refused the login");
 		else {
 			metrics_policy_error();
-			login_refuse(l, 500, "policy_error", "the login policy "
+			login_refuse(l, 500, "policy_error",
+			    "the login policy "
 			    "failed");
 		}
 		log_info("login policy: %s", reason != NULL ? reason : "-");
@@ -433,8 +450,8 @@ static void
 login_refuse_keystone(struct login *l, const struct keystone_outcome *ko)
 {
 	if (ko->status == 503)
-		http_set_header(l->r, "Retry-After", ko->retry_after != NULL ?
-		    ko->retry_after : "1");
+		http_set_header(l->r, "Retry-After",
+		    ko->retry_after != NULL ? ko->retry_after : "1");
 	login_refuse(l, ko->status, ko->reason, "%s", ko->message);
 }
 
@@ -442,9 +459,9 @@ login_refuse_keystone(struct login *l, const struct keystone_outcome *ko)
 static void
 login_user_cb(struct keystone_outcome *ko, void *arg)
 {
-	struct login	*l = arg;
+	struct login *l = arg;
 
-	l->check = NULL;	/* keystone_check.c frees it after this call */
+	l->check = NULL; /* keystone_check.c frees it after this call */
 	if (ko->status != 0)
 		login_refuse_keystone(l, ko);
 	else
@@ -462,13 +479,13 @@ static int
 login_verify_user(struct login *l, struct k8s_review_outcome *o,
     struct restriction *rs, long cap)
 {
-	struct request		*r = l->r;
-	struct keystone_outcome	 ko;
+	struct request *r = l->r;
+	struct keystone_outcome ko;
 
 	if (!keystone_enabled() || !r->cfg->keystone_verify_user_enabled)
 		return (0);
-	l->check = keystone_check_user(r->worker, rs->user_id, login_user_cb,
-	    l, &ko);
+	l->check =
+	    keystone_check_user(r->worker, rs->user_id, login_user_cb, l, &ko);
 	if (l->check != NULL) {
 		l->outcome = *o;
 		memset(o, 0, sizeof *o);
@@ -488,12 +505,12 @@ login_verify_user(struct login *l, struct k8s_review_outcome *o,
 static void
 login_review_cb(struct k8s_review_outcome *o, void *arg)
 {
-	struct login		*l = arg;
-	struct restriction	*rs;
-	long			 cap;
-	int			 rc;
+	struct login *l = arg;
+	struct restriction *rs;
+	long cap;
+	int rc;
 
-	l->review = NULL;	/* k8s_review.c frees it after this call */
+	l->review = NULL; /* k8s_review.c frees it after this call */
 	if (o->pod_name != NULL)
 		l->pod = xstrdup(o->pod_name);
 	if (o->node_name != NULL)
@@ -504,11 +521,11 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 			    o->retry_after != NULL ? o->retry_after : "1");
 		login_refuse(l, o->status, o->reason, "%s", o->message);
 	} else if (login_check_review(l, o) == 0 &&
-	    (rs = login_restriction(l, l->role->token_restriction_id,
-	    "its")) != NULL &&
+	    (rs = login_restriction(l, l->role->token_restriction_id, "its")) !=
+		NULL &&
 	    (rs = login_policy(l, o, rs, &cap)) != NULL) {
 		if ((rc = login_verify_user(l, o, rs, cap)) == 1)
-			return;		/* login_user_cb goes on */
+			return; /* login_user_cb goes on */
 		if (rc == 0)
 			login_issue(l, o, rs, cap);
 		restriction_free(rs);
@@ -520,13 +537,14 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 static void
 login_cancel(struct request *r)
 {
-	struct login	*l = r->data;
+	struct login *l = r->data;
 
 	k8s_review_cancel(l->review);
 	l->review = NULL;
 	keystone_check_cancel(l->check);
 	l->check = NULL;
-	http_reply_error(r, 504, "cluster_timeout", "the login did not "
+	http_reply_error(r, 504, "cluster_timeout",
+	    "the login did not "
 	    "complete in time");
 	login_done(l);
 }
@@ -535,7 +553,7 @@ login_cancel(struct request *r)
 static void
 login_gone(struct request *r)
 {
-	struct login	*l = r->data;
+	struct login *l = r->data;
 
 	k8s_review_cancel(l->review);
 	l->review = NULL;
@@ -550,10 +568,10 @@ static int
 login_parse_body(struct request *r, char **role, char **jwt)
 {
 	static const char *const fields[] = { "k8s_role", "role_name", "jwt",
-	    NULL };
-	const cJSON	*k8s_role, *role_name, *token;
-	cJSON		*body;
-	char		*cause = NULL;
+		NULL };
+	const cJSON *k8s_role, *role_name, *token;
+	cJSON *body;
+	char *cause = NULL;
 
 	if (http_body_object(r, &body) != 0)
 		return (-1);
@@ -566,28 +584,32 @@ login_parse_body(struct request *r, char **role, char **jwt)
 	token = cJSON_GetObjectItemCaseSensitive(body, "jwt");
 	if ((k8s_role != NULL && !cJSON_IsString(k8s_role)) ||
 	    (role_name != NULL && !cJSON_IsString(role_name))) {
-		http_reply_error(r, 400, "invalid_value", "k8s_role and "
+		http_reply_error(r, 400, "invalid_value",
+		    "k8s_role and "
 		    "role_name must be strings");
 		goto fail;
 	}
 	if (k8s_role == NULL && role_name == NULL) {
-		http_reply_error(r, 400, "missing_field", "k8s_role is "
+		http_reply_error(r, 400, "missing_field",
+		    "k8s_role is "
 		    "required");
 		goto fail;
 	}
 	if (k8s_role != NULL && role_name != NULL &&
 	    strcmp(k8s_role->valuestring, role_name->valuestring) != 0) {
-		http_reply_error(r, 400, "invalid_value", "k8s_role and "
+		http_reply_error(r, 400, "invalid_value",
+		    "k8s_role and "
 		    "role_name differ");
 		goto fail;
 	}
 	if (token == NULL || !cJSON_IsString(token)) {
-		http_reply_error(r, 400, token == NULL ? "missing_field" :
-		    "invalid_value", "jwt is required and must be a string");
+		http_reply_error(r, 400,
+		    token == NULL ? "missing_field" : "invalid_value",
+		    "jwt is required and must be a string");
 		goto fail;
 	}
-	*role = xstrdup(k8s_role != NULL ? k8s_role->valuestring :
-	    role_name->valuestring);
+	*role = xstrdup(
+	    k8s_role != NULL ? k8s_role->valuestring : role_name->valuestring);
 	*jwt = xstrdup(token->valuestring);
 	cJSON_Delete(body);
 	return (0);
@@ -601,8 +623,8 @@ fail:
 static int
 login_lookup(struct login *l)
 {
-	struct request	*r = l->r;
-	int		 rc;
+	struct request *r = l->r;
+	int rc;
 
 	rc = store_instance_get(r->worker->db, r->params[0], &l->inst);
 	if (rc == STORE_NOT_FOUND) {
@@ -614,13 +636,15 @@ login_lookup(struct login *l)
 		return (-1);
 	}
 	if (!l->inst->enabled) {
-		login_refuse(l, 403, "instance_disabled", "the instance is "
+		login_refuse(l, 403, "instance_disabled",
+		    "the instance is "
 		    "disabled");
 		return (-1);
 	}
 	rc = store_role_get(r->worker->db, l->inst->id, l->role_name, &l->role);
 	if (rc == STORE_NOT_FOUND) {
-		login_refuse(l, 404, "role_not_found", "no such role in this "
+		login_refuse(l, 404, "role_not_found",
+		    "no such role in this "
 		    "instance");
 		return (-1);
 	}
@@ -639,21 +663,21 @@ login_lookup(struct login *l)
 void
 api_login(struct request *r)
 {
-	const struct config		*cfg = r->cfg;
-	struct k8s_review_outcome	 o;
-	struct login			*l;
-	char				*jwt = NULL, *cause = NULL;
+	const struct config *cfg = r->cfg;
+	struct k8s_review_outcome o;
+	struct login *l;
+	char *jwt = NULL, *cause = NULL;
 
 	l = xcalloc(1, sizeof *l);
 	l->r = r;
-	http_ref(r);	/* dropped by login_done */
+	http_ref(r); /* dropped by login_done */
 	if (login_parse_body(r, &l->role_name, &jwt) != 0)
 		goto done;
 	log_secret_id(jwt, l->jwt_id);
 	if (login_lookup(l) != 0)
 		goto done;
-	if (jwt_parse(jwt, strlen(jwt), (size_t)cfg->k8s_max_jwt_size,
-	    &l->jwt, &cause) != 0) {
+	if (jwt_parse(jwt, strlen(jwt), (size_t)cfg->k8s_max_jwt_size, &l->jwt,
+		&cause) != 0) {
 		login_refuse(l, 400, "malformed_jwt", "%s", cause);
 		goto done;
 	}
@@ -662,8 +686,8 @@ api_login(struct request *r)
 	l->review = k8s_review_start(r->worker, r->cfg, l->inst, jwt,
 	    l->role->bound_audience, login_review_cb, l, &o);
 	if (l->review == NULL) {
-		http_set_header(r, "Retry-After", o.retry_after != NULL ?
-		    o.retry_after : "1");
+		http_set_header(r, "Retry-After",
+		    o.retry_after != NULL ? o.retry_after : "1");
 		login_refuse(l, o.status, o.reason, "%s", o.message);
 		k8s_review_outcome_clear(&o);
 		goto done;

@@ -25,50 +25,40 @@
 
 #define RESTRICTION_MAX_ROLES 100
 
-static const char *const restriction_writable[] = {
-	"domain_id", "user_id", "project_id", "roles", "allow_renew",
-	"allow_rescope", NULL
-};
-static const char *const restriction_read_only[] = {
-	"id", "created_at", "updated_at", NULL
-};
-static const char *const restriction_immutable[] = {
-	"id", "domain_id", NULL
-};
-static const char *const restriction_required[] = {
-	"domain_id", NULL
-};
-static const char *const restriction_filters[] = {
-	"domain_id", "user_id", "project_id", NULL
-};
-static const char *const restriction_role_fields[] = {
-	"id", "name", NULL
-};
+static const char *const restriction_writable[] = { "domain_id", "user_id",
+	"project_id", "roles", "allow_renew", "allow_rescope", NULL };
+static const char *const restriction_read_only[] = { "id", "created_at",
+	"updated_at", NULL };
+static const char *const restriction_immutable[] = { "id", "domain_id", NULL };
+static const char *const restriction_required[] = { "domain_id", NULL };
+static const char *const restriction_filters[] = { "domain_id", "user_id",
+	"project_id", NULL };
+static const char *const restriction_role_fields[] = { "id", "name", NULL };
 
 /* A create or update waiting for Keystone's verdict. */
 struct restriction_pending {
-	struct request		*r;
-	struct restriction	*rs;
-	cJSON			*target;
-	int			 create;
-	struct keystone_check	*check;
+	struct request *r;
+	struct restriction *rs;
+	cJSON *target;
+	int create;
+	struct keystone_check *check;
 };
 
-static int	api_restriction_proceed(struct request *, struct restriction *,
-		    cJSON *, int);
+static int api_restriction_proceed(struct request *, struct restriction *,
+    cJSON *, int);
 
 /* A validation failure: the 400 reason and its message. */
 struct restriction_err {
-	const char	*reason;
-	char		*cause;
+	const char *reason;
+	char *cause;
 };
 
 /* The API representation of a restriction. */
 cJSON *
 api_restriction_json(const struct restriction *rs)
 {
-	cJSON	*o, *roles, *ro;
-	size_t	 i;
+	cJSON *o, *roles, *ro;
+	size_t i;
 
 	o = cJSON_CreateObject();
 	json_add_string_or_null(o, "id", api_or_null(rs->id));
@@ -94,7 +84,7 @@ api_restriction_json(const struct restriction *rs)
 static void
 api_restriction_roles_free(struct restriction_role *v, size_t n)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < n; i++) {
 		free(v[i].id);
@@ -105,8 +95,7 @@ api_restriction_roles_free(struct restriction_role *v, size_t n)
 
 /* Record a failure with reason; the message is cause (taken). */
 static int
-api_restriction_fail(struct restriction_err *e, const char *reason,
-    char *cause)
+api_restriction_fail(struct restriction_err *e, const char *reason, char *cause)
 {
 	e->reason = reason;
 	e->cause = cause;
@@ -115,10 +104,10 @@ api_restriction_fail(struct restriction_err *e, const char *reason,
 
 /* Parse roles[i]: {"id": 1..64, "name": 1..255 or null}. */
 static int
-api_restriction_role(const cJSON *item, size_t i,
-    struct restriction_role *rr, struct restriction_err *e)
+api_restriction_role(const cJSON *item, size_t i, struct restriction_role *rr,
+    struct restriction_err *e)
 {
-	char	 prefix[32], *cause = NULL, *msg;
+	char prefix[32], *cause = NULL, *msg;
 
 	snprintf(prefix, sizeof prefix, "roles[%zu].", i);
 	if (!cJSON_IsObject(item)) {
@@ -126,7 +115,7 @@ api_restriction_role(const cJSON *item, size_t i,
 		return (api_restriction_fail(e, "invalid_value", msg));
 	}
 	if (json_check_fields_at(item, prefix, restriction_role_fields,
-	    &cause) != 0)
+		&cause) != 0)
 		return (api_restriction_fail(e, "unknown_field", cause));
 	if (json_get_string(item, "id", 1, 64, 0, &rr->id, &cause) == -1 ||
 	    json_get_string(item, "name", 1, 255, 1, &rr->name, &cause) == -1) {
@@ -146,15 +135,17 @@ static int
 api_restriction_unique(const struct restriction_role *v, size_t n,
     struct restriction_err *e)
 {
-	char	*msg;
-	size_t	 i, j;
+	char *msg;
+	size_t i, j;
 
 	for (i = 1; i < n; i++) {
 		for (j = 0; j < i; j++) {
 			if (strcmp(v[i].id, v[j].id) != 0)
 				continue;
-			xasprintf(&msg, "roles[%zu].id duplicates "
-			    "roles[%zu].id", i, j);
+			xasprintf(&msg,
+			    "roles[%zu].id duplicates "
+			    "roles[%zu].id",
+			    i, j);
 			return (api_restriction_fail(e, "invalid_value", msg));
 		}
 	}
@@ -166,9 +157,9 @@ static int
 api_restriction_roles(const cJSON *body, struct restriction *rs,
     struct restriction_err *e)
 {
-	struct restriction_role	*v;
-	const cJSON		*list, *item;
-	size_t			 n, i = 0;
+	struct restriction_role *v;
+	const cJSON *list, *item;
+	size_t n, i = 0;
 
 	if ((list = cJSON_GetObjectItemCaseSensitive(body, "roles")) == NULL)
 		return (0);
@@ -180,7 +171,8 @@ api_restriction_roles(const cJSON *body, struct restriction *rs,
 		return (api_restriction_fail(e, "invalid_value",
 		    xstrdup("roles must have at most 100 items")));
 	v = xcalloc(n + 1, sizeof *v);
-	cJSON_ArrayForEach(item, list) {
+	cJSON_ArrayForEach(item, list)
+	{
 		if (api_restriction_role(item, i, &v[i], e) != 0)
 			goto fail;
 		i++;
@@ -201,18 +193,18 @@ static int
 api_restriction_apply(const cJSON *body, struct restriction *rs,
     struct restriction_err *e)
 {
-	char	*cause = NULL;
+	char *cause = NULL;
 
 	if (json_get_string(body, "domain_id", 1, 64, 0, &rs->domain_id,
-	    &cause) == -1 ||
-	    json_get_string(body, "user_id", 1, 64, 1, &rs->user_id,
-	    &cause) == -1 ||
+		&cause) == -1 ||
+	    json_get_string(body, "user_id", 1, 64, 1, &rs->user_id, &cause) ==
+		-1 ||
 	    json_get_string(body, "project_id", 1, 64, 1, &rs->project_id,
-	    &cause) == -1 ||
-	    json_get_bool(body, "allow_renew", &rs->allow_renew,
-	    &cause) == -1 ||
-	    json_get_bool(body, "allow_rescope", &rs->allow_rescope,
-	    &cause) == -1)
+		&cause) == -1 ||
+	    json_get_bool(body, "allow_renew", &rs->allow_renew, &cause) ==
+		-1 ||
+	    json_get_bool(body, "allow_rescope", &rs->allow_rescope, &cause) ==
+		-1)
 		return (api_restriction_fail(e, "invalid_value", cause));
 	return (api_restriction_roles(body, rs, e));
 }
@@ -221,17 +213,18 @@ api_restriction_apply(const cJSON *body, struct restriction *rs,
 static void
 api_restriction_save(struct request *r, struct restriction *rs, int create)
 {
-	char	*path;
-	int	 rc;
+	char *path;
+	int rc;
 
-	rc = create ? store_restriction_create(r->worker->db, rs) :
-	    store_restriction_update(r->worker->db, rs);
+	rc = create ? store_restriction_create(r->worker->db, rs)
+		    : store_restriction_update(r->worker->db, rs);
 	if (rc != STORE_OK) {
 		api_store_fail(r, rc, "restriction", rs->id, NULL);
 		return;
 	}
-	api_log_change(r, create ? "token_restriction:create" :
-	    "token_restriction:update", rs->id);
+	api_log_change(r,
+	    create ? "token_restriction:create" : "token_restriction:update",
+	    rs->id);
 	if (!create) {
 		api_reply_object(r, "restriction", api_restriction_json(rs));
 		return;
@@ -245,14 +238,14 @@ api_restriction_save(struct request *r, struct restriction *rs, int create)
 void
 api_restriction_create(struct request *r)
 {
-	struct restriction	*rs = NULL;
-	struct restriction_err	 e = { NULL, NULL };
-	cJSON			*body = NULL, *target = NULL;
+	struct restriction *rs = NULL;
+	struct restriction_err e = { NULL, NULL };
+	cJSON *body = NULL, *target = NULL;
 
 	if (http_body_json(r, "restriction", &body) != 0)
 		return;
 	if (api_check_body(r, body, NULL, restriction_read_only,
-	    restriction_writable) != 0 ||
+		restriction_writable) != 0 ||
 	    api_check_required(r, body, restriction_required) != 0)
 		goto out;
 	rs = xcalloc(1, sizeof *rs);
@@ -260,10 +253,10 @@ api_restriction_create(struct request *r)
 		api_bad_request(r, e.reason, e.cause);
 		goto out;
 	}
-	target = api_target("restriction", api_restriction_json(rs), NULL,
-	    NULL, NULL);
+	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
+	    NULL);
 	if (api_restriction_proceed(r, rs, target, 1) != 0) {
-		rs = NULL;	/* the Keystone check owns them */
+		rs = NULL; /* the Keystone check owns them */
 		target = NULL;
 	}
 out:
@@ -277,8 +270,8 @@ out:
 static struct restriction *
 api_restriction_load(struct request *r)
 {
-	struct restriction	*rs = NULL;
-	int			 rc;
+	struct restriction *rs = NULL;
+	int rc;
 
 	rc = store_restriction_get(r->worker->db, r->params[0], &rs);
 	if (rc != STORE_OK) {
@@ -292,13 +285,13 @@ api_restriction_load(struct request *r)
 void
 api_restriction_show(struct request *r)
 {
-	struct restriction	*rs;
-	cJSON			*target;
+	struct restriction *rs;
+	cJSON *target;
 
 	if ((rs = api_restriction_load(r)) == NULL)
 		return;
-	target = api_target("restriction", api_restriction_json(rs), NULL,
-	    NULL, NULL);
+	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
+	    NULL);
 	api_show(r, "token_restriction:show", "restriction", target,
 	    api_restriction_json(rs));
 	cJSON_Delete(target);
@@ -310,8 +303,8 @@ static int
 api_restriction_page_uses(struct role **v, size_t n, const char *id,
     char marker[ID_LEN + 1])
 {
-	size_t	 i;
-	int	 used = 0;
+	size_t i;
+	int used = 0;
 
 	for (i = 0; i < n; i++) {
 		if (v[i]->token_restriction_id != NULL &&
@@ -332,14 +325,13 @@ api_restriction_page_uses(struct role **v, size_t n, const char *id,
  * page.  A STORE_* code; *used set on STORE_OK.
  */
 static int
-api_restriction_used(struct request *r, const struct restriction *rs,
-    int *used)
+api_restriction_used(struct request *r, const struct restriction *rs, int *used)
 {
-	struct store_query	  q;
-	struct role		**v;
-	char			  marker[ID_LEN + 1];
-	size_t			  n;
-	int			  more, rc;
+	struct store_query q;
+	struct role **v;
+	char marker[ID_LEN + 1];
+	size_t n;
+	int more, rc;
 
 	memset(&q, 0, sizeof q);
 	q.limit = 1000;
@@ -365,7 +357,7 @@ api_restriction_used(struct request *r, const struct restriction *rs,
 static int
 api_restriction_check_used(struct request *r, const struct restriction *rs)
 {
-	int	 used, rc;
+	int used, rc;
 
 	if (rs->user_id != NULL && rs->project_id != NULL && rs->nroles > 0)
 		return (0);
@@ -375,9 +367,11 @@ api_restriction_check_used(struct request *r, const struct restriction *rs)
 	}
 	if (!used)
 		return (0);
-	http_reply_error(r, 409, "restriction_in_use", "token restriction %s "
+	http_reply_error(r, 409, "restriction_in_use",
+	    "token restriction %s "
 	    "is used by a role and must keep a user_id, a project_id and at "
-	    "least one role", rs->id);
+	    "least one role",
+	    rs->id);
 	return (-1);
 }
 
@@ -386,8 +380,10 @@ static void
 api_restriction_write(struct request *r, struct restriction *rs,
     const cJSON *target, int create)
 {
-	if (auth_require(r, create ? "token_restriction:create" :
-	    "token_restriction:update", target) != 0)
+	if (auth_require(r,
+		create ? "token_restriction:create"
+		       : "token_restriction:update",
+		target) != 0)
 		return;
 	if (!create && api_restriction_check_used(r, rs) != 0)
 		return;
@@ -403,18 +399,17 @@ static void
 api_restriction_resolved(struct restriction_pending *p,
     const struct keystone_outcome *ko)
 {
-	cJSON	*obj, *update, *resolved;
+	cJSON *obj, *update, *resolved;
 
 	resolved = api_restriction_json(p->rs);
 	if (p->create)
-		cJSON_ReplaceItemInObjectCaseSensitive(p->target,
-		    "restriction", api_restriction_json(p->rs));
+		cJSON_ReplaceItemInObjectCaseSensitive(p->target, "restriction",
+		    api_restriction_json(p->rs));
 	else if ((update = cJSON_GetObjectItemCaseSensitive(p->target,
-	    "update")) != NULL &&
+		      "update")) != NULL &&
 	    cJSON_GetObjectItemCaseSensitive(update, "roles") != NULL)
 		cJSON_ReplaceItemInObjectCaseSensitive(update, "roles",
-		    cJSON_DetachItemFromObjectCaseSensitive(resolved,
-		    "roles"));
+		    cJSON_DetachItemFromObjectCaseSensitive(resolved, "roles"));
 	cJSON_Delete(resolved);
 	obj = cJSON_GetObjectItemCaseSensitive(p->target, "restriction");
 	json_add_string_or_null(obj, "user_domain_id", ko->user_domain_id);
@@ -431,7 +426,7 @@ static void
 api_restriction_checked(struct restriction_pending *p,
     struct keystone_outcome *ko)
 {
-	struct request	*r = p->r;
+	struct request *r = p->r;
 
 	if (ko->status == 0) {
 		api_restriction_resolved(p, ko);
@@ -439,13 +434,15 @@ api_restriction_checked(struct restriction_pending *p,
 		return;
 	}
 	if (ko->status == 503) {
-		http_set_header(r, "Retry-After", ko->retry_after != NULL ?
-		    ko->retry_after : "1");
+		http_set_header(r, "Retry-After",
+		    ko->retry_after != NULL ? ko->retry_after : "1");
 		http_reply_error(r, 503, ko->reason, "%s", ko->message);
 		return;
 	}
-	if (auth_require(r, p->create ? "token_restriction:create" :
-	    "token_restriction:update", p->target) == 0)
+	if (auth_require(r,
+		p->create ? "token_restriction:create"
+			  : "token_restriction:update",
+		p->target) == 0)
 		http_reply_error(r, ko->status, ko->reason, "%s", ko->message);
 }
 
@@ -453,7 +450,7 @@ api_restriction_checked(struct restriction_pending *p,
 static void
 api_restriction_pending_free(struct restriction_pending *p)
 {
-	struct request	*r = p->r;
+	struct request *r = p->r;
 
 	r->data = NULL;
 	r->cancel = NULL;
@@ -468,9 +465,9 @@ api_restriction_pending_free(struct restriction_pending *p)
 static void
 api_restriction_check_cb(struct keystone_outcome *ko, void *arg)
 {
-	struct restriction_pending	*p = arg;
+	struct restriction_pending *p = arg;
 
-	p->check = NULL;	/* keystone_check.c frees it after this call */
+	p->check = NULL; /* keystone_check.c frees it after this call */
 	api_restriction_checked(p, ko);
 	api_restriction_pending_free(p);
 }
@@ -479,7 +476,7 @@ api_restriction_check_cb(struct keystone_outcome *ko, void *arg)
 static void
 api_restriction_check_cancel(struct request *r)
 {
-	struct restriction_pending	*p = r->data;
+	struct restriction_pending *p = r->data;
 
 	keystone_check_cancel(p->check);
 	api_restriction_pending_free(p);
@@ -489,7 +486,7 @@ api_restriction_check_cancel(struct request *r)
 static void
 api_restriction_check_gone(struct request *r)
 {
-	struct restriction_pending	*p = r->data;
+	struct restriction_pending *p = r->data;
 
 	keystone_check_cancel(p->check);
 	p->check = NULL;
@@ -506,8 +503,8 @@ static int
 api_restriction_proceed(struct request *r, struct restriction *rs,
     cJSON *target, int create)
 {
-	struct restriction_pending	*p;
-	struct keystone_outcome		 ko;
+	struct restriction_pending *p;
+	struct keystone_outcome ko;
 
 	if (!keystone_enabled()) {
 		api_restriction_write(r, rs, target, create);
@@ -526,7 +523,7 @@ api_restriction_proceed(struct request *r, struct restriction *rs,
 		free(p);
 		return (0);
 	}
-	http_ref(r);	/* dropped by api_restriction_pending_free */
+	http_ref(r); /* dropped by api_restriction_pending_free */
 	r->data = p;
 	r->cancel = api_restriction_check_cancel;
 	r->gone = api_restriction_check_gone;
@@ -538,24 +535,24 @@ api_restriction_proceed(struct request *r, struct restriction *rs,
 void
 api_restriction_update(struct request *r)
 {
-	struct restriction	*rs;
-	struct restriction_err	 e = { NULL, NULL };
-	cJSON			*body = NULL, *target = NULL;
+	struct restriction *rs;
+	struct restriction_err e = { NULL, NULL };
+	cJSON *body = NULL, *target = NULL;
 
 	if ((rs = api_restriction_load(r)) == NULL)
 		return;
 	if (http_body_json(r, "restriction", &body) != 0 ||
 	    api_check_body(r, body, restriction_immutable,
-	    restriction_read_only, restriction_writable) != 0)
+		restriction_read_only, restriction_writable) != 0)
 		goto out;
-	target = api_target("restriction", api_restriction_json(rs), NULL,
-	    NULL, body);
+	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
+	    body);
 	if (api_restriction_apply(body, rs, &e) != 0) {
 		api_bad_request(r, e.reason, e.cause);
 		goto out;
 	}
 	if (api_restriction_proceed(r, rs, target, 0) != 0) {
-		rs = NULL;	/* the Keystone check owns them */
+		rs = NULL; /* the Keystone check owns them */
 		target = NULL;
 	}
 out:
@@ -569,13 +566,13 @@ out:
 void
 api_restriction_delete(struct request *r)
 {
-	struct restriction	*rs;
-	cJSON			*target;
+	struct restriction *rs;
+	cJSON *target;
 
 	if ((rs = api_restriction_load(r)) == NULL)
 		return;
-	target = api_target("restriction", api_restriction_json(rs), NULL,
-	    NULL, NULL);
+	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
+	    NULL);
 	api_delete(r, "token_restriction:delete", "restriction", rs->id,
 	    store_restriction_delete, target);
 	cJSON_Delete(target);
@@ -586,11 +583,11 @@ api_restriction_delete(struct request *r)
 void
 api_restriction_list(struct request *r)
 {
-	struct store_query	  q;
-	struct restriction	**v = NULL;
-	cJSON			 *target, *a;
-	size_t			  n = 0, i;
-	int			  more = 0, rc;
+	struct store_query q;
+	struct restriction **v = NULL;
+	cJSON *target, *a;
+	size_t n = 0, i;
+	int more = 0, rc;
 
 	if (api_list_query(r, restriction_filters, &q, &target) != 0)
 		return;
@@ -604,8 +601,7 @@ api_restriction_list(struct request *r)
 	a = cJSON_CreateArray();
 	for (i = 0; i < n; i++)
 		cJSON_AddItemToArray(a, api_restriction_json(v[i]));
-	api_reply_list(r, "restrictions", a, n > 0 ? v[n - 1]->id : NULL,
-	    more);
+	api_reply_list(r, "restrictions", a, n > 0 ? v[n - 1]->id : NULL, more);
 out:
 	for (i = 0; i < n; i++)
 		restriction_free(v[i]);

@@ -18,37 +18,29 @@
 
 #include "k8sauth.h"
 
-#define ROLE_MAX_ITEMS 100
+#define ROLE_MAX_ITEMS    100
 #define ROLE_MAX_ITEM_LEN 255
 
-static const char *const role_writable[] = {
-	"name", "enabled", "bound_service_account_names",
-	"bound_service_account_namespaces", "bound_audience",
-	"bound_pod_names", "token_ttl", "token_restriction_id", NULL
-};
-static const char *const role_read_only[] = {
-	"id", "auth_instance_id", "domain_id", "created_at", "updated_at",
-	NULL
-};
-static const char *const role_immutable[] = {
-	"id", "auth_instance_id", "domain_id", NULL
-};
-static const char *const role_required[] = {
-	"name", "bound_service_account_names",
-	"bound_service_account_namespaces", "token_restriction_id", NULL
-};
-static const char *const role_filters[] = {
-	"name", "enabled", NULL
-};
-static const char *const role_all_filters[] = {
-	"auth_instance_id", "domain_id", "name", NULL
-};
+static const char *const role_writable[] = { "name", "enabled",
+	"bound_service_account_names", "bound_service_account_namespaces",
+	"bound_audience", "bound_pod_names", "token_ttl",
+	"token_restriction_id", NULL };
+static const char *const role_read_only[] = { "id", "auth_instance_id",
+	"domain_id", "created_at", "updated_at", NULL };
+static const char *const role_immutable[] = { "id", "auth_instance_id",
+	"domain_id", NULL };
+static const char *const role_required[] = { "name",
+	"bound_service_account_names", "bound_service_account_namespaces",
+	"token_restriction_id", NULL };
+static const char *const role_filters[] = { "name", "enabled", NULL };
+static const char *const role_all_filters[] = { "auth_instance_id", "domain_id",
+	"name", NULL };
 
 /* The API representation of a role. */
 cJSON *
 api_role_json(const struct role *ro)
 {
-	cJSON	*o;
+	cJSON *o;
 
 	o = cJSON_CreateObject();
 	json_add_string_or_null(o, "id", api_or_null(ro->id));
@@ -82,8 +74,8 @@ api_role_json(const struct role *ro)
 static int
 api_role_pods(const cJSON *body, struct role *ro, char **cause)
 {
-	struct strlist	 sl = { NULL, 0 };
-	int		 rc;
+	struct strlist sl = { NULL, 0 };
+	int rc;
 
 	rc = json_get_strlist(body, "bound_pod_names", ROLE_MAX_ITEMS,
 	    ROLE_MAX_ITEM_LEN, 1, &sl, cause);
@@ -106,8 +98,8 @@ static int
 api_role_ttl(const struct config *cfg, const cJSON *body, struct role *ro,
     char **cause)
 {
-	long	 ttl = 0;
-	int	 rc;
+	long ttl = 0;
+	int rc;
 
 	rc = json_get_long(body, "token_ttl", 60, cfg->token_expiration, 1,
 	    &ttl, cause);
@@ -121,44 +113,43 @@ static int
 api_role_validate(const struct role *ro, char **cause)
 {
 	if (validate_role_name(ro->name, cause) != 0 ||
-	    validate_globs("bound_service_account_names",
-	    &ro->bound_sa_names, cause) != 0 ||
+	    validate_globs("bound_service_account_names", &ro->bound_sa_names,
+		cause) != 0 ||
 	    validate_globs("bound_service_account_namespaces",
-	    &ro->bound_sa_namespaces, cause) != 0)
+		&ro->bound_sa_namespaces, cause) != 0)
 		return (-1);
-	if (ro->bound_pod_names != NULL && validate_globs("bound_pod_names",
-	    ro->bound_pod_names, cause) != 0)
+	if (ro->bound_pod_names != NULL &&
+	    validate_globs("bound_pod_names", ro->bound_pod_names, cause) != 0)
 		return (-1);
 	return (0);
 }
 
 /* Copy the fields present in body onto ro, then check the whole role. */
 static int
-api_role_apply(const struct config *cfg, const cJSON *body,
-    struct role *ro, char **cause)
+api_role_apply(const struct config *cfg, const cJSON *body, struct role *ro,
+    char **cause)
 {
 	if (json_get_string(body, "name", 1, 255, 0, &ro->name, cause) == -1 ||
 	    json_get_bool(body, "enabled", &ro->enabled, cause) == -1 ||
 	    json_get_strlist(body, "bound_service_account_names",
-	    ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_names,
-	    cause) == -1 ||
+		ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_names,
+		cause) == -1 ||
 	    json_get_strlist(body, "bound_service_account_namespaces",
-	    ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_namespaces,
-	    cause) == -1 ||
+		ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_namespaces,
+		cause) == -1 ||
 	    json_get_string(body, "bound_audience", 1, 255, 1,
-	    &ro->bound_audience, cause) == -1 ||
+		&ro->bound_audience, cause) == -1 ||
 	    api_role_pods(body, ro, cause) == -1 ||
 	    api_role_ttl(cfg, body, ro, cause) == -1 ||
 	    json_get_string(body, "token_restriction_id", 1, 64, 0,
-	    &ro->token_restriction_id, cause) == -1)
+		&ro->token_restriction_id, cause) == -1)
 		return (-1);
 	return (api_role_validate(ro, cause));
 }
 
 /* Why a restriction cannot back a role of domain_id, or NULL. */
 static const char *
-api_role_restriction_flaw(const struct restriction *rs,
-    const char *domain_id)
+api_role_restriction_flaw(const struct restriction *rs, const char *domain_id)
 {
 	if (strcmp(rs->domain_id, domain_id) != 0)
 		return ("belongs to another domain");
@@ -178,16 +169,17 @@ api_role_restriction_flaw(const struct restriction *rs,
 static int
 api_role_check_restriction(struct request *r, const struct role *ro)
 {
-	struct restriction	*rs = NULL;
-	const char		*flaw;
-	int			 rc;
+	struct restriction *rs = NULL;
+	const char *flaw;
+	int rc;
 
-	rc = store_restriction_get(r->worker->db, ro->token_restriction_id,
-	    &rs);
+	rc =
+	    store_restriction_get(r->worker->db, ro->token_restriction_id, &rs);
 	if (rc == STORE_NOT_FOUND) {
 		http_reply_error(r, 400, "invalid_restriction",
 		    "token_restriction_id: token restriction %.64s does not "
-		    "exist", ro->token_restriction_id);
+		    "exist",
+		    ro->token_restriction_id);
 		return (-1);
 	}
 	if (rc != STORE_OK) {
@@ -208,20 +200,22 @@ api_role_check_restriction(struct request *r, const struct role *ro)
 static void
 api_role_save(struct request *r, struct role *ro, int create)
 {
-	char	*msg, *path;
-	int	 rc;
+	char *msg, *path;
+	int rc;
 
-	rc = create ? store_role_create(r->worker->db, ro) :
-	    store_role_update(r->worker->db, ro);
+	rc = create ? store_role_create(r->worker->db, ro)
+		    : store_role_update(r->worker->db, ro);
 	if (rc != STORE_OK) {
-		xasprintf(&msg, "a role named '%s' already exists in "
-		    "instance '%s'", ro->name, ro->auth_instance_id);
+		xasprintf(&msg,
+		    "a role named '%s' already exists in "
+		    "instance '%s'",
+		    ro->name, ro->auth_instance_id);
 		api_store_fail(r, rc, "role", ro->id, msg);
 		free(msg);
 		return;
 	}
-	api_log_change(r, create ? "k8s_auth:role:create" :
-	    "k8s_auth:role:update", ro->id);
+	api_log_change(r,
+	    create ? "k8s_auth:role:create" : "k8s_auth:role:update", ro->id);
 	if (!create) {
 		api_reply_object(r, "role", api_role_json(ro));
 		return;
@@ -248,7 +242,7 @@ api_role_commit(struct request *r, const char *action, cJSON *target,
 static struct role *
 api_role_new(const struct instance *in)
 {
-	struct role	*ro;
+	struct role *ro;
 
 	ro = xcalloc(1, sizeof *ro);
 	ro->enabled = 1;
@@ -261,10 +255,10 @@ api_role_new(const struct instance *in)
 void
 api_role_create(struct request *r)
 {
-	struct instance	*in;
-	struct role	*ro = NULL;
-	cJSON		*body = NULL, *target = NULL;
-	char		*cause = NULL;
+	struct instance *in;
+	struct role *ro = NULL;
+	cJSON *body = NULL, *target = NULL;
+	char *cause = NULL;
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
@@ -292,7 +286,7 @@ out:
 static int
 api_role_load(struct request *r, struct instance **in, struct role **ro)
 {
-	int	 rc;
+	int rc;
 
 	*ro = NULL;
 	if ((*in = api_instance_load(r, r->params[0])) == NULL)
@@ -311,9 +305,9 @@ api_role_load(struct request *r, struct instance **in, struct role **ro)
 void
 api_role_show(struct request *r)
 {
-	struct instance	*in;
-	struct role	*ro;
-	cJSON		*target;
+	struct instance *in;
+	struct role *ro;
+	cJSON *target;
 
 	if (api_role_load(r, &in, &ro) != 0)
 		return;
@@ -329,16 +323,16 @@ api_role_show(struct request *r)
 void
 api_role_update(struct request *r)
 {
-	struct instance	*in;
-	struct role	*ro;
-	cJSON		*body = NULL, *target = NULL;
-	char		*cause = NULL;
+	struct instance *in;
+	struct role *ro;
+	cJSON *body = NULL, *target = NULL;
+	char *cause = NULL;
 
 	if (api_role_load(r, &in, &ro) != 0)
 		return;
 	if (http_body_json(r, "role", &body) != 0 ||
 	    api_check_body(r, body, role_immutable, role_read_only,
-	    role_writable) != 0)
+		role_writable) != 0)
 		goto out;
 	target = api_target("role", api_role_json(ro), "instance",
 	    api_instance_json(in), body);
@@ -358,16 +352,16 @@ out:
 void
 api_role_delete(struct request *r)
 {
-	struct instance	*in;
-	struct role	*ro;
-	cJSON		*target;
+	struct instance *in;
+	struct role *ro;
+	cJSON *target;
 
 	if (api_role_load(r, &in, &ro) != 0)
 		return;
 	target = api_target("role", api_role_json(ro), "instance",
 	    api_instance_json(in), NULL);
-	api_delete(r, "k8s_auth:role:delete", "role", ro->id,
-	    store_role_delete, target);
+	api_delete(r, "k8s_auth:role:delete", "role", ro->id, store_role_delete,
+	    target);
 	cJSON_Delete(target);
 	role_free(ro);
 	instance_free(in);
@@ -378,10 +372,10 @@ static void
 api_role_list_run(struct request *r, const struct store_query *q,
     const cJSON *target)
 {
-	struct role	**v = NULL;
-	cJSON		 *a;
-	size_t		  n = 0, i;
-	int		  more = 0, rc;
+	struct role **v = NULL;
+	cJSON *a;
+	size_t n = 0, i;
+	int more = 0, rc;
 
 	if (auth_require(r, "k8s_auth:role:list", target) != 0)
 		return;
@@ -403,9 +397,9 @@ api_role_list_run(struct request *r, const struct store_query *q,
 void
 api_role_list(struct request *r)
 {
-	struct instance		*in;
-	struct store_query	 q;
-	cJSON			*target;
+	struct instance *in;
+	struct store_query q;
+	cJSON *target;
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
@@ -425,8 +419,8 @@ api_role_list(struct request *r)
 void
 api_role_list_all(struct request *r)
 {
-	struct store_query	 q;
-	cJSON			*target;
+	struct store_query q;
+	cJSON *target;
 
 	if (api_list_query(r, role_all_filters, &q, &target) != 0)
 		return;

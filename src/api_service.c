@@ -16,8 +16,8 @@
 void
 api_version(struct request *r)
 {
-	cJSON	*doc, *v, *links, *link, *types, *t;
-	char	*base, *href;
+	cJSON *doc, *v, *links, *link, *types, *t;
+	char *base, *href;
 
 	base = http_public_url(r);
 	xasprintf(&href, "%s/v4/", base);
@@ -46,7 +46,7 @@ api_version(struct request *r)
 void
 api_healthz(struct request *r)
 {
-	cJSON	*doc = cJSON_CreateObject();
+	cJSON *doc = cJSON_CreateObject();
 
 	cJSON_AddStringToObject(doc, "status", "ok");
 	http_reply_json(r, 200, doc);
@@ -56,7 +56,7 @@ api_healthz(struct request *r)
 void
 api_readyz(struct request *r)
 {
-	cJSON	*doc;
+	cJSON *doc;
 
 	if (db_schema_version(r->worker->db) <= 0) {
 		http_reply_error(r, 503, "not_ready",
@@ -69,7 +69,8 @@ api_readyz(struct request *r)
 		return;
 	}
 	if (r->worker->policy == NULL) {
-		http_reply_error(r, 503, "not_ready", "the policy is not loaded");
+		http_reply_error(r, 503, "not_ready",
+		    "the policy is not loaded");
 		return;
 	}
 	if (!token_ready()) {
@@ -86,8 +87,8 @@ api_readyz(struct request *r)
 static void
 api_metrics_answer(struct request *r)
 {
-	struct evbuffer	*b;
-	char		*text;
+	struct evbuffer *b;
+	char *text;
 
 	if (r->caller.kind != CALLER_NONE && !r->caller.is_admin) {
 		http_reply_error(r, 403, "forbidden", "metrics need an admin");
@@ -107,7 +108,7 @@ api_metrics_answer(struct request *r)
 void
 api_metrics(struct request *r)
 {
-	const struct config	*cfg = r->cfg;
+	const struct config *cfg = r->cfg;
 
 	if (!cfg->metrics_enabled) {
 		http_reply_error(r, 404, "not_found", "metrics are disabled");

@@ -21,9 +21,9 @@
 static cJSON *
 api_token_methods(const struct config *cfg, uint64_t mask)
 {
-	cJSON	*a = cJSON_CreateArray();
-	char	*copy, *p, *m;
-	int	 i = 0;
+	cJSON *a = cJSON_CreateArray();
+	char *copy, *p, *m;
+	int i = 0;
 
 	copy = xstrdup(cfg->auth_methods);
 	p = copy;
@@ -43,7 +43,7 @@ api_token_methods(const struct config *cfg, uint64_t mask)
 static cJSON *
 api_token_ref(const char *id, const char *domain)
 {
-	cJSON	*o = cJSON_CreateObject(), *d;
+	cJSON *o = cJSON_CreateObject(), *d;
 
 	cJSON_AddStringToObject(o, "id", id);
 	if (domain != NULL) {
@@ -61,20 +61,19 @@ cJSON *
 api_token_document(const struct config *cfg, const struct fernet_payload *p,
     const struct restriction *rs)
 {
-	cJSON	*doc, *t, *roles, *role, *audits;
-	char	 ts[TIMESTAMP_LEN + 1];
-	size_t	 i;
+	cJSON *doc, *t, *roles, *role, *audits;
+	char ts[TIMESTAMP_LEN + 1];
+	size_t i;
 
 	doc = cJSON_CreateObject();
 	t = cJSON_AddObjectToObject(doc, "token");
-	cJSON_AddItemToObject(t, "methods", api_token_methods(cfg,
-	    p->methods));
-	cJSON_AddItemToObject(t, "user", api_token_ref(p->user_id,
-	    rs != NULL ? rs->domain_id : NULL));
+	cJSON_AddItemToObject(t, "methods", api_token_methods(cfg, p->methods));
+	cJSON_AddItemToObject(t, "user",
+	    api_token_ref(p->user_id, rs != NULL ? rs->domain_id : NULL));
 	if (p->project_id != NULL)
 		cJSON_AddItemToObject(t, "project",
-		    api_token_ref(p->project_id, rs != NULL ?
-		    rs->domain_id : NULL));
+		    api_token_ref(p->project_id,
+			rs != NULL ? rs->domain_id : NULL));
 	if (rs != NULL) {
 		roles = cJSON_AddArrayToObject(t, "roles");
 		for (i = 0; i < rs->nroles; i++) {
@@ -100,12 +99,12 @@ api_token_document(const struct config *cfg, const struct fernet_payload *p,
 static void
 api_token_answer(struct request *r)
 {
-	struct fernet_payload	 p;
-	struct restriction	*rs = NULL;
-	const char		*subject = http_header(r, "X-Subject-Token");
-	cJSON			*target, *t;
-	char			*cause = NULL;
-	int			 ok = 0, denied;
+	struct fernet_payload p;
+	struct restriction *rs = NULL;
+	const char *subject = http_header(r, "X-Subject-Token");
+	cJSON *target, *t;
+	char *cause = NULL;
+	int ok = 0, denied;
 
 	memset(&p, 0, sizeof p);
 	if (token_read(subject, &p, &cause) != 0)
@@ -114,10 +113,11 @@ api_token_answer(struct request *r)
 		log_debug("token validation: expired");
 	else if (p.version != 11)
 		ok = 1;
-	else if (store_restriction_get(r->worker->db, p.restriction_id,
-	    &rs) == STORE_OK && rs->user_id != NULL &&
-	    strcmp(rs->user_id, p.user_id) == 0 && rs->project_id != NULL &&
-	    p.project_id != NULL && strcmp(rs->project_id, p.project_id) == 0)
+	else if (store_restriction_get(r->worker->db, p.restriction_id, &rs) ==
+		STORE_OK &&
+	    rs->user_id != NULL && strcmp(rs->user_id, p.user_id) == 0 &&
+	    rs->project_id != NULL && p.project_id != NULL &&
+	    strcmp(rs->project_id, p.project_id) == 0)
 		ok = 1;
 	else
 		log_debug("token validation: restriction %s gone or changed",
@@ -146,8 +146,7 @@ api_token_answer(struct request *r)
 		    "the token is not valid");
 	else {
 		http_set_header(r, "X-Subject-Token", subject);
-		http_reply_json(r, 200, api_token_document(r->cfg,
-		    &p, rs));
+		http_reply_json(r, 200, api_token_document(r->cfg, &p, rs));
 	}
 out:
 	free(cause);
@@ -162,16 +161,16 @@ out:
 void
 api_token_validate(struct request *r)
 {
-	const char	*subject = http_header(r, "X-Subject-Token");
-	const char	*auth = http_header(r, "X-Auth-Token");
+	const char *subject = http_header(r, "X-Subject-Token");
+	const char *auth = http_header(r, "X-Auth-Token");
 
 	if (subject == NULL || *subject == '\0') {
 		http_reply_error(r, 400, "missing_subject_token",
 		    "the X-Subject-Token header is required");
 		return;
 	}
-	if (auth != NULL && util_ct_equal(auth, strlen(auth), subject,
-	    strlen(subject))) {
+	if (auth != NULL &&
+	    util_ct_equal(auth, strlen(auth), subject, strlen(subject))) {
 		api_token_answer(r);
 		return;
 	}

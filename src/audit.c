@@ -18,18 +18,18 @@
 
 #include "k8sauth.h"
 
-static int		 audit_fd = STDERR_FILENO;
-static pthread_mutex_t	 audit_lock = PTHREAD_MUTEX_INITIALIZER;
+static int audit_fd = STDERR_FILENO;
+static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Open (or reopen, on SIGHUP) the audit file; NULL means stderr. */
 int
 audit_open(const char *path, char **cause)
 {
-	int	 fd = STDERR_FILENO, old;
+	int fd = STDERR_FILENO, old;
 
 	if (path != NULL) {
-		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-		    0640);
+		fd =
+		    open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (fd == -1) {
 			xasprintf(cause, "[log] audit_file %s: %s", path,
 			    strerror(errno));
@@ -57,8 +57,8 @@ audit_add(cJSON *o, const char *key, const char *value)
 static cJSON *
 audit_new(const char *type)
 {
-	cJSON	*o = cJSON_CreateObject();
-	char	 ts[TIMESTAMP_LEN + 1];
+	cJSON *o = cJSON_CreateObject();
+	char ts[TIMESTAMP_LEN + 1];
 
 	util_timestamp(ts);
 	cJSON_AddStringToObject(o, "time", ts);
@@ -70,9 +70,9 @@ audit_new(const char *type)
 static void
 audit_write(cJSON *o)
 {
-	char	*line, *text;
-	size_t	 len;
-	ssize_t	 n;
+	char *line, *text;
+	size_t len;
+	ssize_t n;
 
 	text = json_print(o);
 	cJSON_Delete(o);
@@ -92,7 +92,7 @@ audit_write(cJSON *o)
 void
 audit_login(const struct audit_login *a)
 {
-	cJSON	*o = audit_new("login");
+	cJSON *o = audit_new("login");
 
 	audit_add(o, "instance", a->instance_id);
 	audit_add(o, "role", a->role);
@@ -100,8 +100,8 @@ audit_login(const struct audit_login *a)
 	audit_add(o, "service_account", a->service_account);
 	audit_add(o, "pod", a->pod);
 	audit_add(o, "node", a->node);
-	cJSON_AddStringToObject(o, "result", a->status == 200 ? "success" :
-	    "failure");
+	cJSON_AddStringToObject(o, "result",
+	    a->status == 200 ? "success" : "failure");
 	cJSON_AddNumberToObject(o, "status", a->status);
 	audit_add(o, "reason", a->reason);
 	audit_add(o, "token_audit_id", a->token_audit_id);
@@ -109,8 +109,8 @@ audit_login(const struct audit_login *a)
 	audit_add(o, "client", a->client);
 	cJSON_AddNumberToObject(o, "latency_ms", a->latency_ms);
 	if (a->policy != NULL)
-		cJSON_AddItemToObject(o, "policy", cJSON_Duplicate(a->policy,
-		    1));
+		cJSON_AddItemToObject(o, "policy",
+		    cJSON_Duplicate(a->policy, 1));
 	audit_write(o);
 }
 
@@ -120,8 +120,8 @@ audit_admin(const struct request *r, const char *action, const char *id,
     const char *result)
 {
 	static const char *const kinds[] = { "none", "bootstrap", "keystone",
-	    "restricted" };
-	cJSON	*o = audit_new("admin");
+		"restricted" };
+	cJSON *o = audit_new("admin");
 
 	cJSON_AddStringToObject(o, "caller", kinds[r->caller.kind]);
 	audit_add(o, "user_id", r->caller.user_id);

@@ -28,7 +28,7 @@
 void
 auth_reply_401(struct request *r, const char *reason, const char *msg)
 {
-	char	*base, *hdr;
+	char *base, *hdr;
 
 	base = http_public_url(r);
 	xasprintf(&hdr, "Keystone uri=\"%s\"", base);
@@ -47,17 +47,17 @@ auth_reply_401(struct request *r, const char *reason, const char *msg)
 int
 auth_caller(struct request *r, http_handler next)
 {
-	const char	*token = http_header(r, "X-Auth-Token");
-	const char	*admin = r->cfg->admin_token;
-	char		 id[9];
+	const char *token = http_header(r, "X-Auth-Token");
+	const char *admin = r->cfg->admin_token;
+	char id[9];
 
 	if (token == NULL || *token == '\0') {
 		auth_reply_401(r, "missing_token",
 		    "the request requires an X-Auth-Token header");
 		return (-1);
 	}
-	if (admin != NULL && util_ct_equal(token, strlen(token), admin,
-	    strlen(admin))) {
+	if (admin != NULL &&
+	    util_ct_equal(token, strlen(token), admin, strlen(admin))) {
 		r->caller.kind = CALLER_BOOTSTRAP;
 		r->caller.is_admin = 1;
 		return (0);
@@ -66,8 +66,7 @@ auth_caller(struct request *r, http_handler next)
 		return (keystone_token_caller(r, token, next));
 	log_secret_id(token, id);
 	log_info("%s: rejected X-Auth-Token sha256:%s", r->client_ip, id);
-	auth_reply_401(r, "invalid_token",
-	    "the X-Auth-Token is not valid");
+	auth_reply_401(r, "invalid_token", "the X-Auth-Token is not valid");
 	return (-1);
 }
 
@@ -80,7 +79,7 @@ int
 auth_authorize(struct request *r, const char *action, const cJSON *target,
     char **reason)
 {
-	int	 rc;
+	int rc;
 
 	rc = policy_authorize(r->worker->policy, action, &r->caller, target,
 	    reason);
@@ -97,7 +96,7 @@ auth_authorize(struct request *r, const char *action, const cJSON *target,
 int
 auth_require(struct request *r, const char *action, const cJSON *target)
 {
-	char	*reason = NULL;
+	char *reason = NULL;
 
 	if (auth_authorize(r, action, target, &reason) == 0)
 		return (0);
@@ -113,14 +112,16 @@ auth_require(struct request *r, const char *action, const cJSON *target)
 int
 auth_bootstrap(const char *path, int force, char **cause)
 {
-	unsigned char	 raw[32];
-	struct stat	 st;
-	char		*token, *dir, *copy;
-	int		 rc;
+	unsigned char raw[32];
+	struct stat st;
+	char *token, *dir, *copy;
+	int rc;
 
 	if (!force && stat(path, &st) == 0) {
-		xasprintf(cause, "%s already exists (use --force to replace "
-		    "it)", path);
+		xasprintf(cause,
+		    "%s already exists (use --force to replace "
+		    "it)",
+		    path);
 		return (-1);
 	}
 	copy = xstrdup(path);
@@ -143,15 +144,15 @@ auth_bootstrap(const char *path, int force, char **cause)
 char *
 auth_load_admin_token(const char *path, char **cause)
 {
-	struct stat	 st;
-	char		*buf = NULL, *t, *token;
+	struct stat st;
+	char *buf = NULL, *t, *token;
 
 	if (path == NULL) {
 		xasprintf(cause, "[bootstrap] admin_token_file is not set");
 		return (NULL);
 	}
 	if (util_read_file(path, AUTH_TOKEN_MAX, &buf, NULL, cause) != 0) {
-		char	*c = *cause;
+		char *c = *cause;
 
 		xasprintf(cause, "%s (create it with `%s bootstrap`)", c,
 		    K8SAUTH_NAME);
@@ -160,14 +161,17 @@ auth_load_admin_token(const char *path, char **cause)
 	}
 	t = util_trim(buf);
 	if (strlen(t) < 16) {
-		xasprintf(cause, "%s: the admin token is shorter than 16 "
-		    "characters", path);
+		xasprintf(cause,
+		    "%s: the admin token is shorter than 16 "
+		    "characters",
+		    path);
 		freezero_str(buf);
 		return (NULL);
 	}
 	if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
 		log_warn("%s is readable by group or others (mode %04o); "
-		    "it should be 0600", path, (unsigned)(st.st_mode & 07777));
+			 "it should be 0600",
+		    path, (unsigned)(st.st_mode & 07777));
 	token = xstrdup(t);
 	freezero_str(buf);
 	return (token);

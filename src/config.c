@@ -30,149 +30,150 @@
 #define LOCALSTATEDIR "/var"
 #endif
 
-enum config_type {
-	CT_STRING,
-	CT_INT,
-	CT_BOOL
-};
+enum config_type { CT_STRING, CT_INT, CT_BOOL };
 
 struct config_option {
-	const char	*section;
-	const char	*name;
+	const char *section;
+	const char *name;
 	enum config_type type;
-	size_t		 offset;
-	const char	*def;		/* NULL: unset */
-	long		 min;
-	long		 max;
-	int		 reloadable;
-	const char	*help;
+	size_t offset;
+	const char *def; /* NULL: unset */
+	long min;
+	long max;
+	int reloadable;
+	const char *help;
 };
 
 #define O(f) offsetof(struct config, f)
 static const struct config_option config_options[] = {
-	{ "server", "listen", CT_STRING, O(listen), "https://0.0.0.0:5050",
-	  0, 0, 0, "Comma-separated listen URLs (https://HOST:PORT or "
-	  "http://HOST:PORT); IPv6 hosts in brackets." },
+	{ "server", "listen", CT_STRING, O(listen), "https://0.0.0.0:5050", 0,
+	    0, 0,
+	    "Comma-separated listen URLs (https://HOST:PORT or "
+	    "http://HOST:PORT); IPv6 hosts in brackets." },
 	{ "server", "tls_cert", CT_STRING, O(tls_cert), NULL, 0, 0, 1,
-	  "PEM certificate chain for https:// listeners." },
+	    "PEM certificate chain for https:// listeners." },
 	{ "server", "tls_key", CT_STRING, O(tls_key), NULL, 0, 0, 1,
-	  "PEM private key for https:// listeners." },
+	    "PEM private key for https:// listeners." },
 	{ "server", "workers", CT_INT, O(workers), "0", 0, 256, 0,
-	  "Worker threads; 0 means one per CPU." },
-	{ "server", "max_body_size", CT_INT, O(max_body_size), "65536",
-	  1024, 16777216, 0, "Largest request body in bytes (413 above)." },
+	    "Worker threads; 0 means one per CPU." },
+	{ "server", "max_body_size", CT_INT, O(max_body_size), "65536", 1024,
+	    16777216, 0, "Largest request body in bytes (413 above)." },
 	{ "server", "max_header_size", CT_INT, O(max_header_size), "16384",
-	  1024, 1048576, 0, "Largest request header block in bytes." },
-	{ "server", "max_connections", CT_INT, O(max_connections), "1024",
-	  1, 1000000, 0, "Open client connections per process, counted from "
-	  "their first request; above it: 503 too_many_connections." },
+	    1024, 1048576, 0, "Largest request header block in bytes." },
+	{ "server", "max_connections", CT_INT, O(max_connections), "1024", 1,
+	    1000000, 0,
+	    "Open client connections per process, counted from "
+	    "their first request; above it: 503 too_many_connections." },
 	{ "server", "request_timeout", CT_INT, O(request_timeout), "30", 1,
-	  3600, 0, "Seconds a request may take in total before 503." },
+	    3600, 0, "Seconds a request may take in total before 503." },
 	{ "server", "idle_timeout", CT_INT, O(idle_timeout), "60", 1, 3600, 0,
-	  "Seconds a connection may be idle (reading or writing)." },
+	    "Seconds a connection may be idle (reading or writing)." },
 	{ "server", "public_url", CT_STRING, O(public_url), NULL, 0, 0, 1,
-	  "The URL clients use, for links and WWW-Authenticate; default "
-	  "from the Host header." },
+	    "The URL clients use, for links and WWW-Authenticate; default "
+	    "from the Host header." },
 	{ "database", "connection", CT_STRING, O(db_connection),
-	  "sqlite://" LOCALSTATEDIR "/lib/keystone-k8s-auth/"
-	  "keystone-k8s-auth.db", 0, 0, 0,
-	  "Database URL: sqlite:///ABSOLUTE/PATH." },
+	    "sqlite://" LOCALSTATEDIR "/lib/keystone-k8s-auth/"
+	    "keystone-k8s-auth.db",
+	    0, 0, 0, "Database URL: sqlite:///ABSOLUTE/PATH." },
 	{ "fernet_tokens", "key_repository", CT_STRING,
-	  O(fernet_key_repository), "/etc/keystone/fernet-keys/", 0, 0, 1,
-	  "Keystone's Fernet key repository (shared with Keystone)." },
-	{ "fernet_tokens", "max_active_keys", CT_INT,
-	  O(fernet_max_active_keys), "3", 2, 100, 1,
-	  "Keys kept by fernet-rotate, as in keystone.conf." },
+	    O(fernet_key_repository), "/etc/keystone/fernet-keys/", 0, 0, 1,
+	    "Keystone's Fernet key repository (shared with Keystone)." },
+	{ "fernet_tokens", "max_active_keys", CT_INT, O(fernet_max_active_keys),
+	    "3", 2, 100, 1,
+	    "Keys kept by fernet-rotate, as in keystone.conf." },
 	{ "credential", "key_repository", CT_STRING,
-	  O(credential_key_repository),
-	  SYSCONFDIR "/keystone-k8s-auth/credential-keys/", 0, 0, 0,
-	  "Keys encrypting reviewer tokens at rest (credential-setup)." },
+	    O(credential_key_repository),
+	    SYSCONFDIR "/keystone-k8s-auth/credential-keys/", 0, 0, 0,
+	    "Keys encrypting reviewer tokens at rest (credential-setup)." },
 	{ "token", "expiration", CT_INT, O(token_expiration), "3600", 60,
-	  604800, 1, "Longest lifetime of an issued token in seconds." },
-	{ "token", "payload", CT_STRING, O(token_payload_name), "restricted",
-	  0, 0, 1, "restricted (version 11, roles from the restriction) or "
-	  "project_scoped (version 2, validated by any Keystone)." },
+	    604800, 1, "Longest lifetime of an issued token in seconds." },
+	{ "token", "payload", CT_STRING, O(token_payload_name), "restricted", 0,
+	    0, 1,
+	    "restricted (version 11, roles from the restriction) or "
+	    "project_scoped (version 2, validated by any Keystone)." },
 	{ "token", "cap_to_jwt_expiry", CT_BOOL, O(token_cap_to_jwt_expiry),
-	  "true", 0, 0, 1, "Never let a token outlive the JWT it came from." },
+	    "true", 0, 0, 1,
+	    "Never let a token outlive the JWT it came from." },
 	{ "auth", "methods", CT_STRING, O(auth_methods),
-	  "external,password,token,oauth1,mapped,application_credential", 0,
-	  0, 0, "Keystone's [auth] methods list, same order (bitmask)." },
+	    "external,password,token,oauth1,mapped,application_credential", 0,
+	    0, 0, "Keystone's [auth] methods list, same order (bitmask)." },
 	{ "auth", "method", CT_STRING, O(auth_method), "mapped", 0, 0, 0,
-	  "Method stamped into issued tokens; must be in methods." },
-	{ "k8s_auth", "connect_timeout", CT_INT, O(k8s_connect_timeout), "2",
-	  1, 60, 1, "Seconds to connect to a cluster's API server." },
+	    "Method stamped into issued tokens; must be in methods." },
+	{ "k8s_auth", "connect_timeout", CT_INT, O(k8s_connect_timeout), "2", 1,
+	    60, 1, "Seconds to connect to a cluster's API server." },
 	{ "k8s_auth", "review_timeout", CT_INT, O(k8s_review_timeout), "5", 1,
-	  120, 1, "Seconds a TokenReview may take in total (504 above)." },
-	{ "k8s_auth", "clock_skew", CT_INT, O(k8s_clock_skew), "60", 0, 600,
-	  1, "Seconds of clock skew tolerated on exp, nbf and iat." },
+	    120, 1, "Seconds a TokenReview may take in total (504 above)." },
+	{ "k8s_auth", "clock_skew", CT_INT, O(k8s_clock_skew), "60", 0, 600, 1,
+	    "Seconds of clock skew tolerated on exp, nbf and iat." },
 	{ "k8s_auth", "local_sa_dir", CT_STRING, O(k8s_local_sa_dir),
-	  "/var/run/secrets/kubernetes.io/serviceaccount", 0, 0, 1,
-	  "Directory of this server's own service-account token and ca.crt." },
-	{ "k8s_auth", "max_jwt_size", CT_INT, O(k8s_max_jwt_size), "16384",
-	  256, 1048576, 1, "Largest accepted JWT in bytes." },
+	    "/var/run/secrets/kubernetes.io/serviceaccount", 0, 0, 1,
+	    "Directory of this server's own service-account token and ca.crt." },
+	{ "k8s_auth", "max_jwt_size", CT_INT, O(k8s_max_jwt_size), "16384", 256,
+	    1048576, 1, "Largest accepted JWT in bytes." },
 	{ "k8s_auth", "max_response_size", CT_INT, O(k8s_max_response_size),
-	  "1048576", 4096, 67108864, 1,
-	  "Largest TokenReview response body in bytes." },
+	    "1048576", 4096, 67108864, 1,
+	    "Largest TokenReview response body in bytes." },
 	{ "k8s_auth", "max_concurrent_reviews", CT_INT,
-	  O(k8s_max_concurrent_reviews), "256", 1, 100000, 0,
-	  "TokenReviews in flight per worker (503 above)." },
+	    O(k8s_max_concurrent_reviews), "256", 1, 100000, 0,
+	    "TokenReviews in flight per worker (503 above)." },
 	{ "k8s_auth", "allow_legacy_tokens", CT_BOOL,
-	  O(k8s_allow_legacy_tokens), "false", 0, 0, 1,
-	  "Accept JWTs without exp (legacy secret-based tokens)." },
+	    O(k8s_allow_legacy_tokens), "false", 0, 0, 1,
+	    "Accept JWTs without exp (legacy secret-based tokens)." },
 	{ "k8s_auth", "allow_insecure_http", CT_BOOL,
-	  O(k8s_allow_insecure_http), "false", 0, 0, 1,
-	  "Allow http:// instance hosts (development only)." },
+	    O(k8s_allow_insecure_http), "false", 0, 0, 1,
+	    "Allow http:// instance hosts (development only)." },
 	{ "policy", "dir", CT_STRING, O(policy_dir),
-	  SYSCONFDIR "/keystone-k8s-auth/policy", 0, 0, 1,
-	  "Directory of api.lua and login.lua; missing files fall back to "
-	  "the built-in defaults." },
+	    SYSCONFDIR "/keystone-k8s-auth/policy", 0, 0, 1,
+	    "Directory of api.lua and login.lua; missing files fall back to "
+	    "the built-in defaults." },
 	{ "policy", "lua_dir", CT_STRING, O(policy_lua_dir), NULL, 0, 0, 1,
-	  "Extra directory searched by require (after the built-in lua/)." },
+	    "Extra directory searched by require (after the built-in lua/)." },
 	{ "policy", "instruction_limit", CT_INT, O(policy_instruction_limit),
-	  "1000000", 1000, 1000000000, 1,
-	  "Lua VM instructions one policy call may run." },
-	{ "policy", "memory_limit", CT_INT, O(policy_memory_limit),
-	  "16777216", 1048576, 1073741824, 1,
-	  "Bytes one worker's Lua state may allocate." },
+	    "1000000", 1000, 1000000000, 1,
+	    "Lua VM instructions one policy call may run." },
+	{ "policy", "memory_limit", CT_INT, O(policy_memory_limit), "16777216",
+	    1048576, 1073741824, 1,
+	    "Bytes one worker's Lua state may allocate." },
 	{ "policy", "protected_roles", CT_STRING, O(policy_protected_roles),
-	  "admin", 0, 0, 1, "Comma-separated role names only an admin may "
-	  "put into a token restriction." },
+	    "admin", 0, 0, 1,
+	    "Comma-separated role names only an admin may "
+	    "put into a token restriction." },
 	{ "keystone", "url", CT_STRING, O(keystone_url), NULL, 0, 0, 0,
-	  "Keystone identity endpoint for validating admin callers." },
+	    "Keystone identity endpoint for validating admin callers." },
 	{ "keystone", "ca_file", CT_STRING, O(keystone_ca_file), NULL, 0, 0, 0,
-	  "CA bundle for Keystone; default the system store." },
+	    "CA bundle for Keystone; default the system store." },
 	{ "keystone", "application_credential_id", CT_STRING,
-	  O(keystone_app_cred_id), NULL, 0, 0, 1,
-	  "This service's application credential id." },
+	    O(keystone_app_cred_id), NULL, 0, 0, 1,
+	    "This service's application credential id." },
 	{ "keystone", "application_credential_secret_file", CT_STRING,
-	  O(keystone_app_cred_secret_file), NULL, 0, 0, 1,
-	  "File holding the application credential secret." },
+	    O(keystone_app_cred_secret_file), NULL, 0, 0, 1,
+	    "File holding the application credential secret." },
 	{ "keystone", "cache_ttl", CT_INT, O(keystone_cache_ttl), "300", 0,
-	  86400, 0, "Seconds a validated admin token is cached at most." },
+	    86400, 0, "Seconds a validated admin token is cached at most." },
 	{ "keystone", "verify_user_enabled", CT_BOOL,
-	  O(keystone_verify_user_enabled), "true", 0, 0, 1,
-	  "Refuse logins whose restriction user is disabled in Keystone." },
+	    O(keystone_verify_user_enabled), "true", 0, 0, 1,
+	    "Refuse logins whose restriction user is disabled in Keystone." },
 	{ "bootstrap", "admin_token_file", CT_STRING, O(admin_token_file),
-	  SYSCONFDIR "/keystone-k8s-auth/admin-token", 0, 0, 1,
-	  "File holding the bootstrap admin token (mode 0600)." },
+	    SYSCONFDIR "/keystone-k8s-auth/admin-token", 0, 0, 1,
+	    "File holding the bootstrap admin token (mode 0600)." },
 	{ "log", "level", CT_STRING, O(log_level_name), "info", 0, 0, 1,
-	  "debug, info, warning or error." },
+	    "debug, info, warning or error." },
 	{ "log", "format", CT_STRING, O(log_format), "text", 0, 0, 0,
-	  "text or json (one JSON object per line)." },
+	    "text or json (one JSON object per line)." },
 	{ "log", "audit_file", CT_STRING, O(log_audit_file), NULL, 0, 0, 1,
-	  "File for the JSON audit trail; default stderr." },
+	    "File for the JSON audit trail; default stderr." },
 	{ "metrics", "enabled", CT_BOOL, O(metrics_enabled), "true", 0, 0, 1,
-	  "Serve /metrics." },
-	{ "metrics", "require_auth", CT_BOOL, O(metrics_require_auth),
-	  "false", 0, 0, 1, "Require an admin X-Auth-Token on /metrics." },
+	    "Serve /metrics." },
+	{ "metrics", "require_auth", CT_BOOL, O(metrics_require_auth), "false",
+	    0, 0, 1, "Require an admin X-Auth-Token on /metrics." },
 };
 #undef O
 #define CONFIG_NOPTIONS (sizeof config_options / sizeof *config_options)
 
 /* State while inih walks one file: collects every error. */
 struct config_parse {
-	struct config	*cfg;
-	char		*errors;
+	struct config *cfg;
+	char *errors;
 };
 
 /* The default configuration file path. */
@@ -182,13 +183,14 @@ config_default_path(void)
 	return (SYSCONFDIR "/keystone-k8s-auth/keystone-k8s-auth.conf");
 }
 
-static void config_add_error(char **errors, const char *fmt, ...) printflike(2, 3);
+static void config_add_error(char **errors, const char *fmt, ...)
+    printflike(2, 3);
 /* Append one line to an error list. */
 static void
 config_add_error(char **errors, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*line, *joined;
+	va_list ap;
+	char *line, *joined;
 
 	va_start(ap, fmt);
 	xvasprintf(&line, fmt, ap);
@@ -207,7 +209,7 @@ config_add_error(char **errors, const char *fmt, ...)
 static const struct config_option *
 config_find(const char *section, const char *name)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		if (strcmp(config_options[i].section, section) == 0 &&
@@ -223,7 +225,7 @@ config_parse_bool(const char *v, int *out)
 {
 	static const char *const yes[] = { "true", "yes", "on", "1" };
 	static const char *const no[] = { "false", "no", "off", "0" };
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < 4; i++) {
 		if (strcasecmp(v, yes[i]) == 0) {
@@ -243,29 +245,32 @@ static int
 config_store(struct config *cfg, const struct config_option *o,
     const char *value, char **cause)
 {
-	char	*p = (char *)cfg + o->offset;
-	long	 l;
-	int	 b;
+	char *p = (char *)cfg + o->offset;
+	long l;
+	int b;
 
 	switch (o->type) {
 	case CT_STRING:
 		free(*(char **)p);
-		*(char **)p = (value == NULL || *value == '\0') ? NULL :
-		    xstrdup(value);
+		*(char **)p =
+		    (value == NULL || *value == '\0') ? NULL : xstrdup(value);
 		return (0);
 	case CT_INT:
 		if (util_parse_long(value, o->min, o->max, &l) != 0) {
-			xasprintf(cause, "[%s] %s: \"%s\" is not a whole number "
-			    "from %ld to %ld", o->section, o->name, value,
-			    o->min, o->max);
+			xasprintf(cause,
+			    "[%s] %s: \"%s\" is not a whole number "
+			    "from %ld to %ld",
+			    o->section, o->name, value, o->min, o->max);
 			return (-1);
 		}
 		*(long *)p = l;
 		return (0);
 	case CT_BOOL:
 		if (config_parse_bool(value, &b) != 0) {
-			xasprintf(cause, "[%s] %s: \"%s\" is not a boolean "
-			    "(true/false)", o->section, o->name, value);
+			xasprintf(cause,
+			    "[%s] %s: \"%s\" is not a boolean "
+			    "(true/false)",
+			    o->section, o->name, value);
 			return (-1);
 		}
 		*(int *)p = b;
@@ -279,7 +284,7 @@ int
 config_set(struct config *cfg, const char *section, const char *name,
     const char *value, char **cause)
 {
-	const struct config_option	*o;
+	const struct config_option *o;
 
 	if ((o = config_find(section, name)) == NULL) {
 		xasprintf(cause, "[%s] %s: unknown option", section, name);
@@ -292,17 +297,17 @@ config_set(struct config *cfg, const char *section, const char *name,
 struct config *
 config_new(void)
 {
-	struct config	*cfg;
-	size_t		 i;
-	char		*cause = NULL;
+	struct config *cfg;
+	size_t i;
+	char *cause = NULL;
 
 	cfg = xcalloc(1, sizeof *cfg);
 	cfg->references = 1;
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		if (config_options[i].def == NULL)
 			continue;
-		if (config_store(cfg, &config_options[i],
-		    config_options[i].def, &cause) != 0)
+		if (config_store(cfg, &config_options[i], config_options[i].def,
+			&cause) != 0)
 			fatalx("bad built-in default: %s", cause);
 	}
 	/* Sets the enums; https without a certificate is caught at load. */
@@ -335,21 +340,21 @@ config_unref(struct config *cfg)
 void
 config_keep_static(struct config *cfg, const struct config *old)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		const struct config_option *o = &config_options[i];
-		char		*np = (char *)cfg + o->offset;
-		const char	*op = (const char *)old + o->offset;
-		int		 same;
+		char *np = (char *)cfg + o->offset;
+		const char *op = (const char *)old + o->offset;
+		int same;
 
 		if (o->reloadable)
 			continue;
 		if (o->type == CT_STRING) {
 			const char *a = *(char **)np, *b = *(char *const *)op;
 
-			same = (a == NULL && b == NULL) || (a != NULL &&
-			    b != NULL && strcmp(a, b) == 0);
+			same = (a == NULL && b == NULL) ||
+			    (a != NULL && b != NULL && strcmp(a, b) == 0);
 			if (!same) {
 				free(*(char **)np);
 				*(char **)np = b != NULL ? xstrdup(b) : NULL;
@@ -363,7 +368,8 @@ config_keep_static(struct config *cfg, const struct config *old)
 		}
 		if (!same)
 			log_warn("reload: [%s] %s changed; it takes effect "
-			    "after a restart", o->section, o->name);
+				 "after a restart",
+			    o->section, o->name);
 	}
 }
 
@@ -371,15 +377,15 @@ config_keep_static(struct config *cfg, const struct config *old)
 void
 config_free(struct config *cfg)
 {
-	size_t	 i;
+	size_t i;
 
 	if (cfg == NULL)
 		return;
 	freezero_str(cfg->admin_token);
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		if (config_options[i].type == CT_STRING)
-			free(*(char **)((char *)cfg +
-			    config_options[i].offset));
+			free(
+			    *(char **)((char *)cfg + config_options[i].offset));
 	}
 	free(cfg);
 }
@@ -389,8 +395,8 @@ static int
 config_ini_cb(void *arg, const char *section, const char *name,
     const char *value)
 {
-	struct config_parse	*cp = arg;
-	char			*cause = NULL;
+	struct config_parse *cp = arg;
+	char *cause = NULL;
 
 	if (*section == '\0') {
 		config_add_error(&cp->errors, "%s: option outside any section",
@@ -408,8 +414,8 @@ config_ini_cb(void *arg, const char *section, const char *name,
 static int
 config_list_has(const char *list, const char *item)
 {
-	const char	*p = list, *end;
-	size_t		 n = strlen(item);
+	const char *p = list, *end;
+	size_t n = strlen(item);
 
 	while (*p != '\0') {
 		while (*p == ' ' || *p == ',')
@@ -432,8 +438,8 @@ config_list_has(const char *list, const char *item)
 static int
 config_check_listen_url(const char *url)
 {
-	const char	*rest, *colon;
-	long		 port;
+	const char *rest, *colon;
+	long port;
 
 	if (strncmp(url, "https://", 8) == 0)
 		rest = url + 8;
@@ -452,8 +458,8 @@ config_check_listen_url(const char *url)
 static void
 config_check_listen(struct config *cfg, char **errors)
 {
-	char	*copy, *p, *url;
-	int	 https = 0;
+	char *copy, *p, *url;
+	int https = 0;
 
 	cfg->tls_missing = 0;
 	copy = xstrdup(cfg->listen);
@@ -463,8 +469,10 @@ config_check_listen(struct config *cfg, char **errors)
 		if (*url == '\0')
 			continue;
 		if (config_check_listen_url(url) != 0)
-			config_add_error(errors, "[server] listen: \"%s\" is "
-			    "not http(s)://HOST:PORT", url);
+			config_add_error(errors,
+			    "[server] listen: \"%s\" is "
+			    "not http(s)://HOST:PORT",
+			    url);
 		if (strncmp(url, "https://", 8) == 0)
 			https = 1;
 	}
@@ -481,7 +489,8 @@ int
 config_validate_serve(const struct config *cfg, char **cause)
 {
 	if (cfg->tls_missing) {
-		xasprintf(cause, "[server] tls_cert and tls_key: required by "
+		xasprintf(cause,
+		    "[server] tls_cert and tls_key: required by "
 		    "an https:// listen URL");
 		return (-1);
 	}
@@ -492,7 +501,7 @@ config_validate_serve(const struct config *cfg, char **cause)
 int
 config_validate(struct config *cfg, char **cause)
 {
-	char	*errors = NULL;
+	char *errors = NULL;
 
 	if (cfg->listen == NULL)
 		config_add_error(&errors, "[server] listen: required");
@@ -505,33 +514,43 @@ config_validate(struct config *cfg, char **cause)
 	else if (strcmp(cfg->token_payload_name, "project_scoped") == 0)
 		cfg->token_payload = TOKEN_PAYLOAD_PROJECT_SCOPED;
 	else
-		config_add_error(&errors, "[token] payload: \"%s\" is not "
-		    "restricted or project_scoped", cfg->token_payload_name);
+		config_add_error(&errors,
+		    "[token] payload: \"%s\" is not "
+		    "restricted or project_scoped",
+		    cfg->token_payload_name);
 	if (cfg->auth_methods == NULL || cfg->auth_method == NULL)
-		config_add_error(&errors, "[auth] methods and method: required");
+		config_add_error(&errors,
+		    "[auth] methods and method: required");
 	else if (!config_list_has(cfg->auth_methods, cfg->auth_method))
-		config_add_error(&errors, "[auth] method: \"%s\" is not in "
-		    "[auth] methods", cfg->auth_method);
+		config_add_error(&errors,
+		    "[auth] method: \"%s\" is not in "
+		    "[auth] methods",
+		    cfg->auth_method);
 	if (cfg->log_level_name == NULL ||
 	    log_level_parse(cfg->log_level_name, &cfg->log_level) != 0)
-		config_add_error(&errors, "[log] level: must be debug, info, "
+		config_add_error(&errors,
+		    "[log] level: must be debug, info, "
 		    "warning or error");
-	if (cfg->log_format == NULL || (strcmp(cfg->log_format, "text") != 0 &&
-	    strcmp(cfg->log_format, "json") != 0))
+	if (cfg->log_format == NULL ||
+	    (strcmp(cfg->log_format, "text") != 0 &&
+		strcmp(cfg->log_format, "json") != 0))
 		config_add_error(&errors, "[log] format: must be text or json");
 	if (cfg->db_connection == NULL ||
 	    strncmp(cfg->db_connection, "sqlite:///", 10) != 0)
-		config_add_error(&errors, "[database] connection: must be "
+		config_add_error(&errors,
+		    "[database] connection: must be "
 		    "sqlite:///ABSOLUTE/PATH");
 	if (cfg->public_url != NULL &&
 	    strncmp(cfg->public_url, "https://", 8) != 0 &&
 	    strncmp(cfg->public_url, "http://", 7) != 0)
-		config_add_error(&errors, "[server] public_url: must be an "
+		config_add_error(&errors,
+		    "[server] public_url: must be an "
 		    "http(s):// URL");
 	if (cfg->keystone_url != NULL &&
 	    strncmp(cfg->keystone_url, "https://", 8) != 0 &&
 	    strncmp(cfg->keystone_url, "http://", 7) != 0)
-		config_add_error(&errors, "[keystone] url: must be an "
+		config_add_error(&errors,
+		    "[keystone] url: must be an "
 		    "http(s):// URL");
 	if (errors != NULL) {
 		*cause = errors;
@@ -547,9 +566,9 @@ config_validate(struct config *cfg, char **cause)
 int
 config_load(struct config *cfg, const char *path, char **cause)
 {
-	struct config_parse	 cp = { cfg, NULL };
-	char			*text = NULL, *vcause = NULL, *readcause = NULL;
-	int			 line;
+	struct config_parse cp = { cfg, NULL };
+	char *text = NULL, *vcause = NULL, *readcause = NULL;
+	int line;
 
 	if (util_read_file(path, 1024 * 1024, &text, NULL, &readcause) != 0) {
 		*cause = readcause;
@@ -579,9 +598,9 @@ config_load(struct config *cfg, const char *path, char **cause)
 void
 config_dump(const struct config *cfg, FILE *out)
 {
-	const char	*last = "";
-	const char	*p;
-	size_t		 i;
+	const char *last = "";
+	const char *p;
+	size_t i;
 
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		const struct config_option *o = &config_options[i];
@@ -622,9 +641,9 @@ config_doc_default(const char *def)
 		{ SYSCONFDIR "/", "${sysconfdir}/" },
 		{ LOCALSTATEDIR "/", "${localstatedir}/" },
 	};
-	const char	*at;
-	char		*out;
-	size_t		 i;
+	const char *at;
+	char *out;
+	size_t i;
 
 	if (def == NULL)
 		return (NULL);
@@ -643,16 +662,17 @@ void
 config_write_docs(FILE *out)
 {
 	static const char *const types[] = { "string", "integer", "boolean" };
-	const char	*last = "";
-	char		*def;
-	size_t		 i;
+	const char *last = "";
+	char *def;
+	size_t i;
 
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		const struct config_option *o = &config_options[i];
 
 		if (strcmp(last, o->section) != 0) {
 			fprintf(out, "\n### [%s]\n\n", o->section);
-			fprintf(out, "| option | type | default | range | "
+			fprintf(out,
+			    "| option | type | default | range | "
 			    "reload | meaning |\n|---|---|---|---|---|---|\n");
 		}
 		last = o->section;
@@ -671,10 +691,11 @@ config_write_docs(FILE *out)
 void
 config_write_sample(FILE *out)
 {
-	const char	*last = "";
-	size_t		 i;
+	const char *last = "";
+	size_t i;
 
-	fprintf(out, "# %s configuration (keystone.conf style).\n"
+	fprintf(out,
+	    "# %s configuration (keystone.conf style).\n"
 	    "# Every option is shown with its default, commented out.\n"
 	    "# Check a file with: %s config-check --config FILE\n",
 	    K8SAUTH_NAME, K8SAUTH_NAME);
@@ -689,8 +710,8 @@ config_write_sample(FILE *out)
 			fprintf(out, " (%ld..%ld)", o->min, o->max);
 		if (o->reloadable)
 			fprintf(out, " Reloaded by SIGHUP.");
-		fprintf(out, "\n#%s =%s%s\n", o->name, o->def != NULL ? " " : "",
-		    o->def != NULL ? o->def : "");
+		fprintf(out, "\n#%s =%s%s\n", o->name,
+		    o->def != NULL ? " " : "", o->def != NULL ? o->def : "");
 	}
 }
 
@@ -698,10 +719,11 @@ config_write_sample(FILE *out)
 char *
 config_db_path(const struct config *cfg, char **cause)
 {
-	const char	*p = cfg->db_connection;
+	const char *p = cfg->db_connection;
 
 	if (p == NULL || strncmp(p, "sqlite:///", 10) != 0) {
-		xasprintf(cause, "[database] connection: must be "
+		xasprintf(cause,
+		    "[database] connection: must be "
 		    "sqlite:///ABSOLUTE/PATH");
 		return (NULL);
 	}

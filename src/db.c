@@ -33,27 +33,26 @@
 
 #include "k8sauth.h"
 
-#define DB_BUSY_TIMEOUT_MS	200
-#define DB_APPLICATION_ID	0x6b386b61	/* "k8ka" */
-#define DB_MAX_DYNAMIC		64
+#define DB_BUSY_TIMEOUT_MS 200
+#define DB_APPLICATION_ID  0x6b386b61 /* "k8ka" */
+#define DB_MAX_DYNAMIC     64
 
 struct db_dynamic {
-	char		*sql;
-	sqlite3_stmt	*stmt;
+	char *sql;
+	sqlite3_stmt *stmt;
 };
 
 struct db {
-	sqlite3			*h;
-	char			*path;
-	sqlite3_stmt		*stmts[DB_NSTMTS];
-	struct db_dynamic	 dynamic[DB_MAX_DYNAMIC];
-	int			 ndynamic;
+	sqlite3 *h;
+	char *path;
+	sqlite3_stmt *stmts[DB_NSTMTS];
+	struct db_dynamic dynamic[DB_MAX_DYNAMIC];
+	int ndynamic;
 };
 
 #define DB_STMT_SQL(id, sql) [id] = sql,
-static const char *const db_stmt_sql_table[DB_NSTMTS] = {
-	DB_STATEMENTS(DB_STMT_SQL)
-};
+static const char *const db_stmt_sql_table[DB_NSTMTS] = { DB_STATEMENTS(
+    DB_STMT_SQL) };
 #undef DB_STMT_SQL
 
 /* The migrations, in order: migration i brings user_version to i + 1. */
@@ -122,7 +121,7 @@ static const char *const db_migration_table[] = {
 static int
 db_exec(struct db *db, const char *sql, char **cause)
 {
-	char	*msg = NULL;
+	char *msg = NULL;
 
 	if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) == SQLITE_OK)
 		return (0);
@@ -138,11 +137,11 @@ db_exec(struct db *db, const char *sql, char **cause)
 
 /* Run a query returning one row of one column as an integer (or text). */
 static int
-db_query_one(struct db *db, const char *sql, int *ival, char *sval,
-    size_t slen, char **cause)
+db_query_one(struct db *db, const char *sql, int *ival, char *sval, size_t slen,
+    char **cause)
 {
-	sqlite3_stmt		*st = NULL;
-	const unsigned char	*t;
+	sqlite3_stmt *st = NULL;
+	const unsigned char *t;
 
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
@@ -165,17 +164,19 @@ db_query_one(struct db *db, const char *sql, int *ival, char *sval,
 static int
 db_prepare_path(const char *path, char **cause)
 {
-	struct stat	 st;
-	char		*dir, *slash;
-	int		 fd, rc = 0;
+	struct stat st;
+	char *dir, *slash;
+	int fd, rc = 0;
 
 	dir = xstrdup(path);
 	if ((slash = strrchr(dir, '/')) != NULL) {
 		*slash = '\0';
-		if (*dir != '\0' && (stat(dir, &st) == -1 ||
-		    !S_ISDIR(st.st_mode))) {
-			xasprintf(cause, "database directory %s does not "
-			    "exist (for %s)", dir, path);
+		if (*dir != '\0' &&
+		    (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode))) {
+			xasprintf(cause,
+			    "database directory %s does not "
+			    "exist (for %s)",
+			    dir, path);
 			rc = -1;
 		}
 	}
@@ -196,44 +197,47 @@ db_prepare_path(const char *path, char **cause)
 static int
 db_configure(struct db *db, char **cause)
 {
-	char	 mode[16];
+	char mode[16];
 
 	sqlite3_extended_result_codes(db->h, 1);
 	sqlite3_busy_timeout(db->h, DB_BUSY_TIMEOUT_MS);
-	if (sqlite3_db_config(db->h, SQLITE_DBCONFIG_DEFENSIVE, 1,
-	    NULL) != SQLITE_OK) {
+	if (sqlite3_db_config(db->h, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) !=
+	    SQLITE_OK) {
 		xasprintf(cause, "%s: cannot enable defensive mode", db->path);
 		return (-1);
 	}
-	if (db_query_one(db, "PRAGMA journal_mode=WAL", NULL, mode,
-	    sizeof mode, cause) != 0)
+	if (db_query_one(db, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode,
+		cause) != 0)
 		return (-1);
 	if (strcmp(mode, "wal") != 0) {
 		xasprintf(cause, "%s: journal_mode is %s, not wal", db->path,
 		    mode);
 		return (-1);
 	}
-	return (db_exec(db, "PRAGMA synchronous=NORMAL;"
+	return (db_exec(db,
+	    "PRAGMA synchronous=NORMAL;"
 	    "PRAGMA foreign_keys=ON;"
-	    "PRAGMA trusted_schema=OFF;", cause));
+	    "PRAGMA trusted_schema=OFF;",
+	    cause));
 }
 
 /* Open (creating if needed) the database at path; NULL with *cause. */
 struct db *
 db_open(const char *path, char **cause)
 {
-	struct db	*db;
-	int		 rc;
+	struct db *db;
+	int rc;
 
 	if (db_prepare_path(path, cause) != 0)
 		return (NULL);
 	db = xcalloc(1, sizeof *db);
 	db->path = xstrdup(path);
-	rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(path, &db->h,
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+	    NULL);
 	if (rc != SQLITE_OK) {
-		xasprintf(cause, "%s: %s", path, db->h != NULL ?
-		    sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
+		xasprintf(cause, "%s: %s", path,
+		    db->h != NULL ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
 		goto fail;
 	}
 	if (db_configure(db, cause) != 0)
@@ -248,7 +252,7 @@ fail:
 void
 db_close(struct db *db)
 {
-	int	 i;
+	int i;
 
 	if (db == NULL)
 		return;
@@ -282,10 +286,10 @@ db_errmsg(struct db *db)
 static sqlite3_stmt *
 db_prepare_persistent(struct db *db, const char *sql)
 {
-	sqlite3_stmt	*st = NULL;
+	sqlite3_stmt *st = NULL;
 
-	if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT,
-	    &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+		NULL) != SQLITE_OK) {
 		log_err("db: prepare failed: %s", sqlite3_errmsg(db->h));
 		sqlite3_finalize(st);
 		return (NULL);
@@ -300,8 +304,8 @@ db_stmt(struct db *db, enum db_stmt_id id)
 	if ((int)id < 0 || id >= DB_NSTMTS)
 		fatalx("db_stmt: bad statement %d", (int)id);
 	if (db->stmts[id] == NULL)
-		db->stmts[id] = db_prepare_persistent(db,
-		    db_stmt_sql_table[id]);
+		db->stmts[id] =
+		    db_prepare_persistent(db, db_stmt_sql_table[id]);
 	return (db->stmts[id]);
 }
 
@@ -313,8 +317,8 @@ db_stmt(struct db *db, enum db_stmt_id id)
 struct sqlite3_stmt *
 db_stmt_sql(struct db *db, const char *sql)
 {
-	sqlite3_stmt	*st;
-	int		 i;
+	sqlite3_stmt *st;
+	int i;
 
 	for (i = 0; i < db->ndynamic; i++) {
 		if (strcmp(db->dynamic[i].sql, sql) == 0)
@@ -336,7 +340,7 @@ db_stmt_sql(struct db *db, const char *sql)
 int
 db_stmt_done(struct db *db, struct sqlite3_stmt *st)
 {
-	int	 rc;
+	int rc;
 
 	if (st == NULL)
 		return (0);
@@ -378,11 +382,10 @@ db_rollback(struct db *db)
 int
 db_schema_version(struct db *db)
 {
-	char	*cause = NULL;
-	int	 v;
+	char *cause = NULL;
+	int v;
 
-	if (db_query_one(db, "PRAGMA user_version", &v, NULL, 0,
-	    &cause) != 0) {
+	if (db_query_one(db, "PRAGMA user_version", &v, NULL, 0, &cause) != 0) {
 		log_err("db: %s", cause);
 		free(cause);
 		return (-1);
@@ -402,17 +405,18 @@ db_migrations(int *n)
 static int
 db_check_application_id(struct db *db, char **cause)
 {
-	char	 sql[64];
-	int	 id;
+	char sql[64];
+	int id;
 
-	if (db_query_one(db, "PRAGMA application_id", &id, NULL, 0,
-	    cause) != 0)
+	if (db_query_one(db, "PRAGMA application_id", &id, NULL, 0, cause) != 0)
 		return (-1);
 	if (id == DB_APPLICATION_ID)
 		return (0);
 	if (id != 0) {
-		xasprintf(cause, "%s: not a %s database (application_id "
-		    "%d)", db->path, K8SAUTH_NAME, id);
+		xasprintf(cause,
+		    "%s: not a %s database (application_id "
+		    "%d)",
+		    db->path, K8SAUTH_NAME, id);
 		return (-1);
 	}
 	snprintf(sql, sizeof sql, "PRAGMA application_id = %d",
@@ -424,13 +428,12 @@ db_check_application_id(struct db *db, char **cause)
 static int
 db_apply_migration(struct db *db, const char *sql, int n, char **cause)
 {
-	char	 pragma[64];
+	char pragma[64];
 
 	if (db_exec(db, "BEGIN IMMEDIATE", cause) != 0)
 		return (-1);
 	snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", n);
-	if (db_exec(db, sql, cause) != 0 ||
-	    db_exec(db, pragma, cause) != 0 ||
+	if (db_exec(db, sql, cause) != 0 || db_exec(db, pragma, cause) != 0 ||
 	    db_exec(db, "COMMIT", cause) != 0) {
 		db_rollback(db);
 		return (-1);
@@ -447,17 +450,19 @@ int
 db_migrate_list(struct db *db, const char *const *migrations, int n,
     char **cause)
 {
-	char	*why;
-	int	 v;
+	char *why;
+	int v;
 
 	if ((v = db_schema_version(db)) < 0) {
-		xasprintf(cause, "%s: cannot read user_version: %s",
-		    db->path, sqlite3_errmsg(db->h));
+		xasprintf(cause, "%s: cannot read user_version: %s", db->path,
+		    sqlite3_errmsg(db->h));
 		return (-1);
 	}
 	if (v > n) {
-		xasprintf(cause, "%s: schema version %d is newer than this "
-		    "binary knows (%d); refusing to use it", db->path, v, n);
+		xasprintf(cause,
+		    "%s: schema version %d is newer than this "
+		    "binary knows (%d); refusing to use it",
+		    db->path, v, n);
 		return (-1);
 	}
 	if (db_check_application_id(db, cause) != 0)
@@ -465,8 +470,7 @@ db_migrate_list(struct db *db, const char *const *migrations, int n,
 	for (; v < n; v++) {
 		why = NULL;
 		if (db_apply_migration(db, migrations[v], v + 1, &why) != 0) {
-			xasprintf(cause, "migration %d failed: %s", v + 1,
-			    why);
+			xasprintf(cause, "migration %d failed: %s", v + 1, why);
 			free(why);
 			return (-1);
 		}
@@ -478,6 +482,5 @@ db_migrate_list(struct db *db, const char *const *migrations, int n,
 int
 db_migrate(struct db *db, char **cause)
 {
-	return (db_migrate_list(db, db_migration_table, DB_NMIGRATIONS,
-	    cause));
+	return (db_migrate_list(db, db_migration_table, DB_NMIGRATIONS, cause));
 }

@@ -41,49 +41,48 @@
 
 #include "k8sauth.h"
 
-#define FERNET_VERSION_BYTE	0x80
-#define FERNET_HEADER_LEN	(1 + 8 + 16)	/* version, time, IV */
-#define FERNET_MAC_LEN		32
-#define FERNET_BLOCK		16
-#define FERNET_MIN_RAW		(FERNET_HEADER_LEN + FERNET_BLOCK + \
-				    FERNET_MAC_LEN)
-#define FERNET_KEY_LEN		32
-#define FERNET_KEY_B64_LEN	44
-#define FERNET_KEY_FILE_MAX	64		/* bytes read from a key file */
-#define FERNET_AUDIT_LEN	16		/* raw bytes of an audit id */
-#define FERNET_ID_MAX		255		/* bytes of a non-UUID id */
+#define FERNET_VERSION_BYTE 0x80
+#define FERNET_HEADER_LEN   (1 + 8 + 16) /* version, time, IV */
+#define FERNET_MAC_LEN      32
+#define FERNET_BLOCK        16
+#define FERNET_MIN_RAW      (FERNET_HEADER_LEN + FERNET_BLOCK + FERNET_MAC_LEN)
+#define FERNET_KEY_LEN      32
+#define FERNET_KEY_B64_LEN  44
+#define FERNET_KEY_FILE_MAX 64  /* bytes read from a key file */
+#define FERNET_AUDIT_LEN    16  /* raw bytes of an audit id */
+#define FERNET_ID_MAX       255 /* bytes of a non-UUID id */
 
 /* One key: raw[0:16] signs, raw[16:32] encrypts. */
 struct fernet_key {
-	long		 number;
-	unsigned char	 signing[16];
-	unsigned char	 encryption[16];
+	long number;
+	unsigned char signing[16];
+	unsigned char encryption[16];
 };
 
 /* What a key file looked like when it was read (change detection). */
 struct fernet_stamp {
-	long		 number;
-	dev_t		 dev;
-	ino_t		 ino;
-	off_t		 size;
-	struct timespec	 mtim;
+	long number;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtim;
 };
 
 struct fernet_keys {
-	struct fernet_key	*keys;		/* primary first, 0 last */
-	size_t			 nkeys;
-	struct fernet_stamp	*stamps;	/* every key file, by number */
-	size_t			 nstamps;
-	dev_t			 dir_dev;
-	ino_t			 dir_ino;
-	struct timespec		 dir_mtim;
+	struct fernet_key *keys; /* primary first, 0 last */
+	size_t nkeys;
+	struct fernet_stamp *stamps; /* every key file, by number */
+	size_t nstamps;
+	dev_t dir_dev;
+	ino_t dir_ino;
+	struct timespec dir_mtim;
 };
 
 /* Is name a key file name: decimal digits only, within a long? */
 static int
 fernet_key_name(const char *name, long *number)
 {
-	const char	*p;
+	const char *p;
 
 	if (*name == '\0')
 		return (0);
@@ -98,7 +97,7 @@ fernet_key_name(const char *name, long *number)
 static int
 fernet_stamp_cmp(const void *a, const void *b)
 {
-	const struct fernet_stamp	*sa = a, *sb = b;
+	const struct fernet_stamp *sa = a, *sb = b;
 
 	if (sa->number != sb->number)
 		return (sa->number < sb->number ? -1 : 1);
@@ -109,7 +108,7 @@ fernet_stamp_cmp(const void *a, const void *b)
 static int
 fernet_key_cmp(const void *a, const void *b)
 {
-	const struct fernet_key	*ka = a, *kb = b;
+	const struct fernet_key *ka = a, *kb = b;
 
 	if (ka->number != kb->number)
 		return (ka->number > kb->number ? -1 : 1);
@@ -136,13 +135,13 @@ static int
 fernet_scan(const char *dir, struct fernet_stamp **out, size_t *nout,
     char **cause)
 {
-	DIR			*d;
-	struct dirent		*de;
-	struct stat		 st;
-	struct fernet_stamp	*v = NULL;
-	size_t			 n = 0, i;
-	char			*path;
-	long			 number;
+	DIR *d;
+	struct dirent *de;
+	struct stat st;
+	struct fernet_stamp *v = NULL;
+	size_t n = 0, i;
+	char *path;
+	long number;
 
 	if ((d = opendir(dir)) == NULL) {
 		xasprintf(cause, "key repository %s: %s", dir, strerror(errno));
@@ -163,8 +162,10 @@ fernet_scan(const char *dir, struct fernet_stamp **out, size_t *nout,
 		qsort(v, n, sizeof *v, fernet_stamp_cmp);
 	for (i = 1; i < n; i++) {
 		if (v[i].number == v[i - 1].number) {
-			xasprintf(cause, "key repository %s: two files for key "
-			    "%ld", dir, v[i].number);
+			xasprintf(cause,
+			    "key repository %s: two files for key "
+			    "%ld",
+			    dir, v[i].number);
 			free(v);
 			return (-1);
 		}
@@ -178,8 +179,8 @@ fernet_scan(const char *dir, struct fernet_stamp **out, size_t *nout,
 static ssize_t
 fernet_read_fd(int fd, char *buf, size_t size)
 {
-	size_t	 have = 0;
-	ssize_t	 n;
+	size_t have = 0;
+	ssize_t n;
 
 	while (have < size) {
 		n = read(fd, buf + have, size - have);
@@ -198,9 +199,9 @@ fernet_read_fd(int fd, char *buf, size_t size)
 static int
 fernet_key_parse(const char *text, size_t len, struct fernet_key *key)
 {
-	unsigned char	*raw = NULL;
-	size_t		 rawlen = 0;
-	size_t		 i;
+	unsigned char *raw = NULL;
+	size_t rawlen = 0;
+	size_t i;
 
 	if (len > 0 && text[len - 1] == '\n')
 		len--;
@@ -233,11 +234,11 @@ static int
 fernet_key_read(const char *dir, struct fernet_stamp *stamp,
     struct fernet_key *key, char **cause)
 {
-	char		 buf[FERNET_KEY_FILE_MAX + 1];
-	char		*path;
-	struct stat	 st;
-	ssize_t		 n;
-	int		 fd, rc = -1;
+	char buf[FERNET_KEY_FILE_MAX + 1];
+	char *path;
+	struct stat st;
+	ssize_t n;
+	int fd, rc = -1;
 
 	xasprintf(&path, "%s/%ld", dir, stamp->number);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1 ||
@@ -262,8 +263,10 @@ fernet_key_read(const char *dir, struct fernet_stamp *stamp,
 	key->number = stamp->number;
 	if ((size_t)n > FERNET_KEY_FILE_MAX ||
 	    fernet_key_parse(buf, (size_t)n, key) != 0) {
-		xasprintf(cause, "key file %s: not a Fernet key (44 characters "
-		    "of urlsafe base64 of 32 bytes)", path);
+		xasprintf(cause,
+		    "key file %s: not a Fernet key (44 characters "
+		    "of urlsafe base64 of 32 bytes)",
+		    path);
 		goto out;
 	}
 	rc = 0;
@@ -294,10 +297,10 @@ fernet_dir_stat(const char *dir, struct stat *st, char **cause)
 struct fernet_keys *
 fernet_keys_load(const char *dir, char **cause)
 {
-	struct fernet_keys	*fk;
-	struct stat		 st;
-	size_t			 i;
-	int			 rc;
+	struct fernet_keys *fk;
+	struct stat st;
+	size_t i;
+	int rc;
 
 	if (fernet_dir_stat(dir, &st, cause) != 0)
 		return (NULL);
@@ -309,16 +312,18 @@ fernet_keys_load(const char *dir, char **cause)
 		goto fail;
 	fk->keys = xcalloc(fk->nstamps + 1, sizeof *fk->keys);
 	for (i = 0; i < fk->nstamps; i++) {
-		rc = fernet_key_read(dir, &fk->stamps[i],
-		    &fk->keys[fk->nkeys], cause);
+		rc = fernet_key_read(dir, &fk->stamps[i], &fk->keys[fk->nkeys],
+		    cause);
 		if (rc == -1)
 			goto fail;
 		if (rc == 0)
 			fk->nkeys++;
 	}
 	if (fk->nkeys == 0) {
-		xasprintf(cause, "key repository %s: no keys (run "
-		    "fernet-setup)", dir);
+		xasprintf(cause,
+		    "key repository %s: no keys (run "
+		    "fernet-setup)",
+		    dir);
 		goto fail;
 	}
 	qsort(fk->keys, fk->nkeys, sizeof *fk->keys, fernet_key_cmp);
@@ -376,11 +381,11 @@ fernet_stamp_same(const struct fernet_stamp *a, const struct fernet_stamp *b)
 int
 fernet_keys_changed(const char *dir, const struct fernet_keys *fk)
 {
-	struct stat		 st;
-	struct fernet_stamp	*v = NULL;
-	size_t			 n = 0, i;
-	char			*cause = NULL;
-	int			 changed = 0;
+	struct stat st;
+	struct fernet_stamp *v = NULL;
+	size_t n = 0, i;
+	char *cause = NULL;
+	int changed = 0;
 
 	if (fk == NULL || fernet_dir_stat(dir, &st, &cause) != 0) {
 		free(cause);
@@ -435,14 +440,15 @@ fernet_hex_value(char c)
 static void
 fernet_pack_id(msgpack_packer *pk, const char *id)
 {
-	unsigned char	 raw[16];
-	size_t		 i, len;
+	unsigned char raw[16];
+	size_t i, len;
 
 	msgpack_pack_array(pk, 2);
 	if (util_is_id(id)) {
 		for (i = 0; i < sizeof raw; i++) {
-			raw[i] = (unsigned char)(fernet_hex_value(id[i * 2]) <<
-			    4 | fernet_hex_value(id[i * 2 + 1]));
+			raw[i] =
+			    (unsigned char)(fernet_hex_value(id[i * 2]) << 4 |
+				fernet_hex_value(id[i * 2 + 1]));
 		}
 		msgpack_pack_true(pk);
 		msgpack_pack_bin(pk, sizeof raw);
@@ -499,12 +505,11 @@ fernet_payload_check(const struct fernet_payload *p, char **cause)
  * base64.  Writes the raw bytes to raw.  0 or -1 with *cause.
  */
 static int
-fernet_audit_id(struct fernet_payload *p, unsigned char raw[16],
-    char **cause)
+fernet_audit_id(struct fernet_payload *p, unsigned char raw[16], char **cause)
 {
-	unsigned char	*dec = NULL;
-	size_t		 declen = 0, len;
-	char		*text;
+	unsigned char *dec = NULL;
+	size_t declen = 0, len;
+	char *text;
 
 	if (p->audit_id[0] == '\0') {
 		util_random_bytes(raw, FERNET_AUDIT_LEN);
@@ -514,10 +519,12 @@ fernet_audit_id(struct fernet_payload *p, unsigned char raw[16],
 		return (0);
 	}
 	len = strnlen(p->audit_id, sizeof p->audit_id);
-	if (len != 22 || util_b64url_decode(p->audit_id, len, &dec,
-	    &declen) != 0 || declen != FERNET_AUDIT_LEN) {
+	if (len != 22 ||
+	    util_b64url_decode(p->audit_id, len, &dec, &declen) != 0 ||
+	    declen != FERNET_AUDIT_LEN) {
 		free(dec);
-		xasprintf(cause, "payload: audit id is not 16 bytes of "
+		xasprintf(cause,
+		    "payload: audit id is not 16 bytes of "
 		    "urlsafe base64");
 		return (-1);
 	}
@@ -531,7 +538,7 @@ static void
 fernet_pack_payload(msgpack_sbuffer *sbuf, const struct fernet_payload *p,
     const unsigned char audit[16])
 {
-	msgpack_packer	 pk;
+	msgpack_packer pk;
 
 	msgpack_packer_init(&pk, sbuf, msgpack_sbuffer_write);
 	msgpack_pack_array(&pk, p->version == 11 ? 9 : 6);
@@ -561,10 +568,10 @@ fernet_pack_payload(msgpack_sbuffer *sbuf, const struct fernet_payload *p,
 
 /* HMAC-SHA256 of data with a 16-byte signing key. */
 static void
-fernet_mac(const unsigned char key[16], const unsigned char *data,
-    size_t len, unsigned char out[FERNET_MAC_LEN])
+fernet_mac(const unsigned char key[16], const unsigned char *data, size_t len,
+    unsigned char out[FERNET_MAC_LEN])
 {
-	unsigned int	 outlen = FERNET_MAC_LEN;
+	unsigned int outlen = FERNET_MAC_LEN;
 
 	if (HMAC(EVP_sha256(), key, 16, data, len, out, &outlen) == NULL ||
 	    outlen != FERNET_MAC_LEN)
@@ -580,15 +587,15 @@ static int
 fernet_cipher(int enc, const unsigned char key[16], const unsigned char iv[16],
     const unsigned char *in, size_t inlen, unsigned char *out)
 {
-	EVP_CIPHER_CTX	*ctx;
-	int		 n = 0, fin = 0, ok;
+	EVP_CIPHER_CTX *ctx;
+	int n = 0, fin = 0, ok;
 
 	if (inlen > INT_MAX - FERNET_BLOCK)
 		return (-1);
 	if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
 		fatalx("fernet: EVP_CIPHER_CTX_new failed");
-	ok = EVP_CipherInit_ex(ctx, EVP_aes_128_cbc(), NULL, key, iv,
-	    enc) == 1 &&
+	ok = EVP_CipherInit_ex(ctx, EVP_aes_128_cbc(), NULL, key, iv, enc) ==
+		1 &&
 	    EVP_CipherUpdate(ctx, out, &n, in, (int)inlen) == 1 &&
 	    EVP_CipherFinal_ex(ctx, out + n, &fin) == 1;
 	EVP_CIPHER_CTX_free(ctx);
@@ -599,7 +606,7 @@ fernet_cipher(int enc, const unsigned char key[16], const unsigned char iv[16],
 static void
 fernet_put_u64(unsigned char *p, uint64_t v)
 {
-	int	 i;
+	int i;
 
 	for (i = 7; i >= 0; i--) {
 		p[i] = (unsigned char)(v & 0xff);
@@ -611,8 +618,8 @@ fernet_put_u64(unsigned char *p, uint64_t v)
 static uint64_t
 fernet_get_u64(const unsigned char *p)
 {
-	uint64_t	 v = 0;
-	int		 i;
+	uint64_t v = 0;
+	int i;
 
 	for (i = 0; i < 8; i++)
 		v = v << 8 | p[i];
@@ -624,10 +631,10 @@ static char *
 fernet_seal(const struct fernet_key *key, uint64_t ts,
     const unsigned char *plain, size_t plainlen, char **cause)
 {
-	unsigned char	*raw;
-	size_t		 rawmax, len;
-	char		*token;
-	int		 n;
+	unsigned char *raw;
+	size_t rawmax, len;
+	char *token;
+	int n;
 
 	rawmax = FERNET_HEADER_LEN + plainlen + FERNET_BLOCK + FERNET_MAC_LEN;
 	raw = xmalloc(rawmax);
@@ -662,9 +669,9 @@ char *
 fernet_encode(const struct fernet_keys *fk, struct fernet_payload *p,
     char **cause)
 {
-	msgpack_sbuffer	 sbuf;
-	unsigned char	 audit[FERNET_AUDIT_LEN];
-	char		*token;
+	msgpack_sbuffer sbuf;
+	unsigned char audit[FERNET_AUDIT_LEN];
+	char *token;
 
 	if (fk == NULL || fk->nkeys == 0) {
 		xasprintf(cause, "no Fernet keys loaded");
@@ -690,14 +697,13 @@ static const struct fernet_key *
 fernet_find_key(const struct fernet_keys *fk, const unsigned char *raw,
     size_t len)
 {
-	unsigned char	 mac[FERNET_MAC_LEN];
-	size_t		 i;
+	unsigned char mac[FERNET_MAC_LEN];
+	size_t i;
 
 	for (i = 0; i < fk->nkeys; i++) {
-		fernet_mac(fk->keys[i].signing, raw, len - FERNET_MAC_LEN,
-		    mac);
+		fernet_mac(fk->keys[i].signing, raw, len - FERNET_MAC_LEN, mac);
 		if (CRYPTO_memcmp(mac, raw + len - FERNET_MAC_LEN,
-		    FERNET_MAC_LEN) == 0)
+			FERNET_MAC_LEN) == 0)
 			return (&fk->keys[i]);
 	}
 	return (NULL);
@@ -711,10 +717,10 @@ static int
 fernet_open(const struct fernet_keys *fk, const char *token,
     unsigned char **plain, size_t *plainlen, uint64_t *ts, char **cause)
 {
-	const struct fernet_key	*key;
-	unsigned char		*raw = NULL, *out = NULL;
-	size_t			 len, rawlen = 0, clen;
-	int			 n;
+	const struct fernet_key *key;
+	unsigned char *raw = NULL, *out = NULL;
+	size_t len, rawlen = 0, clen;
+	int n;
 
 	len = strnlen(token, FERNET_TOKEN_MAX + 1);
 	if (len > FERNET_TOKEN_MAX) {
@@ -732,7 +738,8 @@ fernet_open(const struct fernet_keys *fk, const char *token,
 		goto fail;
 	}
 	if ((key = fernet_find_key(fk, raw, rawlen)) == NULL) {
-		xasprintf(cause, "invalid token: signature does not match any "
+		xasprintf(cause,
+		    "invalid token: signature does not match any "
 		    "key");
 		goto fail;
 	}
@@ -762,11 +769,11 @@ fail:
 static int
 fernet_read_id(const msgpack_object *o, char **out)
 {
-	static const char	 hex[] = "0123456789abcdef";
-	const msgpack_object	*flag, *v;
-	const unsigned char	*b;
-	char			*s;
-	size_t			 i;
+	static const char hex[] = "0123456789abcdef";
+	const msgpack_object *flag, *v;
+	const unsigned char *b;
+	char *s;
+	size_t i;
 
 	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2)
 		return (-1);
@@ -819,7 +826,7 @@ fernet_read_uint(const msgpack_object *o, uint64_t *out)
 static int
 fernet_read_time(const msgpack_object *o, double *out)
 {
-	double	 d;
+	double d;
 
 	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
 		d = (double)o->via.u64;
@@ -851,9 +858,9 @@ fernet_read_bool(const msgpack_object *o, int *out)
 static int
 fernet_read_audit(const msgpack_object *o, char out[23])
 {
-	const msgpack_object	*v;
-	char			*text;
-	uint32_t		 i;
+	const msgpack_object *v;
+	char *text;
+	uint32_t i;
 
 	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0)
 		return (-1);
@@ -875,10 +882,12 @@ static int
 fernet_read_v2(const msgpack_object *e, struct fernet_payload *p)
 {
 	return (fernet_read_id(&e[1], &p->user_id) == 0 &&
-	    fernet_read_uint(&e[2], &p->methods) == 0 &&
-	    fernet_read_id(&e[3], &p->project_id) == 0 &&
-	    fernet_read_time(&e[4], &p->expires_at) == 0 &&
-	    fernet_read_audit(&e[5], p->audit_id) == 0 ? 0 : -1);
+		    fernet_read_uint(&e[2], &p->methods) == 0 &&
+		    fernet_read_id(&e[3], &p->project_id) == 0 &&
+		    fernet_read_time(&e[4], &p->expires_at) == 0 &&
+		    fernet_read_audit(&e[5], p->audit_id) == 0
+		? 0
+		: -1);
 }
 
 /* Version 11, restricted (keystone-ng). */
@@ -886,22 +895,24 @@ static int
 fernet_read_v11(const msgpack_object *e, struct fernet_payload *p)
 {
 	return (fernet_read_id(&e[1], &p->user_id) == 0 &&
-	    fernet_read_uint(&e[2], &p->methods) == 0 &&
-	    fernet_read_id(&e[3], &p->restriction_id) == 0 &&
-	    fernet_read_time(&e[4], &p->expires_at) == 0 &&
-	    fernet_read_id(&e[5], &p->project_id) == 0 &&
-	    fernet_read_bool(&e[6], &p->allow_renew) == 0 &&
-	    fernet_read_bool(&e[7], &p->allow_rescope) == 0 &&
-	    fernet_read_audit(&e[8], p->audit_id) == 0 ? 0 : -1);
+		    fernet_read_uint(&e[2], &p->methods) == 0 &&
+		    fernet_read_id(&e[3], &p->restriction_id) == 0 &&
+		    fernet_read_time(&e[4], &p->expires_at) == 0 &&
+		    fernet_read_id(&e[5], &p->project_id) == 0 &&
+		    fernet_read_bool(&e[6], &p->allow_renew) == 0 &&
+		    fernet_read_bool(&e[7], &p->allow_rescope) == 0 &&
+		    fernet_read_audit(&e[8], p->audit_id) == 0
+		? 0
+		: -1);
 }
 
 /* Dispatch on the payload version.  0 or -1. */
 static int
 fernet_read_payload(const msgpack_object *root, struct fernet_payload *p)
 {
-	const msgpack_object	*e;
-	uint64_t		 version;
-	uint32_t		 n;
+	const msgpack_object *e;
+	uint64_t version;
+	uint32_t n;
 
 	if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size == 0)
 		return (-1);
@@ -927,7 +938,7 @@ fernet_read_payload(const msgpack_object *root, struct fernet_payload *p)
 static size_t
 fernet_mp_len(const unsigned char *b, size_t n)
 {
-	size_t	 v = 0, i;
+	size_t v = 0, i;
 
 	for (i = 0; i < n; i++)
 		v = v << 8 | b[i];
@@ -943,9 +954,9 @@ fernet_mp_len(const unsigned char *b, size_t n)
 static int
 fernet_mp_skip(const unsigned char *b, size_t len, size_t *off, int depth)
 {
-	static const unsigned char	 lenbytes[] = { 1, 2, 4 };
-	size_t				 n = 0, items = 0, fixed, i;
-	unsigned char			 c;
+	static const unsigned char lenbytes[] = { 1, 2, 4 };
+	size_t n = 0, items = 0, fixed, i;
+	unsigned char c;
 
 	if (*off >= len || depth > 4)
 		return (-1);
@@ -961,32 +972,52 @@ fernet_mp_skip(const unsigned char *b, size_t len, size_t *off, int depth)
 		goto bytes;
 	}
 	switch (c) {
-	case 0xc4: case 0xc5: case 0xc6:	/* bin 8, 16, 32 */
-	case 0xd9: case 0xda: case 0xdb:	/* str 8, 16, 32 */
+	case 0xc4:
+	case 0xc5:
+	case 0xc6: /* bin 8, 16, 32 */
+	case 0xd9:
+	case 0xda:
+	case 0xdb: /* str 8, 16, 32 */
 		fixed = lenbytes[c >= 0xd9 ? c - 0xd9 : c - 0xc4];
 		if (len - *off < fixed)
 			return (-1);
 		n = fernet_mp_len(b + *off, fixed);
 		*off += fixed;
 		goto bytes;
-	case 0xc7: case 0xc8: case 0xc9:	/* ext 8, 16, 32 */
+	case 0xc7:
+	case 0xc8:
+	case 0xc9: /* ext 8, 16, 32 */
 		fixed = lenbytes[c - 0xc7];
 		if (len - *off < fixed)
 			return (-1);
 		n = fernet_mp_len(b + *off, fixed) + 1;
 		*off += fixed;
 		goto bytes;
-	case 0xca: case 0xcb:			/* float 32, 64 */
+	case 0xca:
+	case 0xcb: /* float 32, 64 */
 		n = c == 0xca ? 4 : 8;
 		goto bytes;
-	case 0xcc: case 0xcd: case 0xce: case 0xcf:	/* uint */
-	case 0xd0: case 0xd1: case 0xd2: case 0xd3:	/* int */
+	case 0xcc:
+	case 0xcd:
+	case 0xce:
+	case 0xcf: /* uint */
+	case 0xd0:
+	case 0xd1:
+	case 0xd2:
+	case 0xd3: /* int */
 		n = (size_t)1 << (c & 0x03);
 		goto bytes;
-	case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: /* fixext */
+	case 0xd4:
+	case 0xd5:
+	case 0xd6:
+	case 0xd7:
+	case 0xd8: /* fixext */
 		n = ((size_t)1 << (c - 0xd4)) + 1;
 		goto bytes;
-	case 0xdc: case 0xdd: case 0xde: case 0xdf:	/* array, map */
+	case 0xdc:
+	case 0xdd:
+	case 0xde:
+	case 0xdf: /* array, map */
 		fixed = (c & 1) ? 4 : 2;
 		if (len - *off < fixed)
 			return (-1);
@@ -999,7 +1030,7 @@ fernet_mp_skip(const unsigned char *b, size_t len, size_t *off, int depth)
 		}
 		goto items;
 	}
-	return (-1);				/* 0xc1: never used */
+	return (-1); /* 0xc1: never used */
 bytes:
 	if (n > len - *off)
 		return (-1);
@@ -1019,16 +1050,17 @@ items:
 static int
 fernet_unpack(const unsigned char *buf, size_t len, struct fernet_payload *p)
 {
-	msgpack_unpacked	 up;
-	size_t			 off = 0;
-	int			 rc = -1;
+	msgpack_unpacked up;
+	size_t off = 0;
+	int rc = -1;
 
 	if (fernet_mp_skip(buf, len, &off, 0) != 0 || off != len)
 		return (-1);
 	off = 0;
 	msgpack_unpacked_init(&up);
 	if (msgpack_unpack_next(&up, (const char *)buf, len, &off) ==
-	    MSGPACK_UNPACK_SUCCESS && off == len)
+		MSGPACK_UNPACK_SUCCESS &&
+	    off == len)
 		rc = fernet_read_payload(&up.data, p);
 	msgpack_unpacked_destroy(&up);
 	return (rc);
@@ -1043,9 +1075,9 @@ int
 fernet_decode(const struct fernet_keys *fk, const char *token,
     struct fernet_payload *p, char **cause)
 {
-	unsigned char	*plain = NULL;
-	size_t		 plainlen = 0;
-	uint64_t	 ts = 0;
+	unsigned char *plain = NULL;
+	size_t plainlen = 0;
+	uint64_t ts = 0;
 
 	memset(p, 0, sizeof *p);
 	if (fk == NULL || fk->nkeys == 0) {
@@ -1071,14 +1103,14 @@ fernet_decode(const struct fernet_keys *fk, const char *token,
 static int
 fernet_write_key(const char *dir, const char *name, char **cause)
 {
-	unsigned char	 raw[FERNET_KEY_LEN];
-	char		*text, *b64, *path;
-	int		 rc;
+	unsigned char raw[FERNET_KEY_LEN];
+	char *text, *b64, *path;
+	int rc;
 
 	util_random_bytes(raw, sizeof raw);
 	b64 = util_b64url_encode(raw, sizeof raw);
 	OPENSSL_cleanse(raw, sizeof raw);
-	xasprintf(&text, "%s=", b64);		/* 43 + padding = 44 */
+	xasprintf(&text, "%s=", b64); /* 43 + padding = 44 */
 	freezero_str(b64);
 	xasprintf(&path, "%s/%s", dir, name);
 	rc = util_write_file_atomic(path, text, strlen(text), 0600, cause);
@@ -1091,8 +1123,8 @@ fernet_write_key(const char *dir, const char *name, char **cause)
 static int
 fernet_remove_key(const char *dir, long number, char **cause)
 {
-	char	*path;
-	int	 rc = 0;
+	char *path;
+	int rc = 0;
 
 	xasprintf(&path, "%s/%ld", dir, number);
 	if (unlink(path) == -1 && errno != ENOENT) {
@@ -1113,11 +1145,11 @@ fernet_remove_key(const char *dir, long number, char **cause)
 int
 fernet_rotate(const char *dir, long max_active, char **cause)
 {
-	struct fernet_stamp	*v = NULL;
-	size_t			 n = 0, i, left;
-	char			*from = NULL, *to = NULL;
-	long			 next;
-	int			 rc = -1;
+	struct fernet_stamp *v = NULL;
+	size_t n = 0, i, left;
+	char *from = NULL, *to = NULL;
+	long next;
+	int rc = -1;
 
 	if (max_active < 2) {
 		log_warn("fernet: max_active_keys %ld is below 2; keeping 2",
@@ -1127,8 +1159,10 @@ fernet_rotate(const char *dir, long max_active, char **cause)
 	if (fernet_scan(dir, &v, &n, cause) != 0)
 		return (-1);
 	if (n == 0 || v[0].number != 0) {
-		xasprintf(cause, "key repository %s: no staged key 0 (run "
-		    "fernet-setup)", dir);
+		xasprintf(cause,
+		    "key repository %s: no staged key 0 (run "
+		    "fernet-setup)",
+		    dir);
 		goto out;
 	}
 	next = v[n - 1].number + 1;
@@ -1166,8 +1200,8 @@ out:
 int
 fernet_setup(const char *dir, long max_active, char **cause)
 {
-	struct fernet_stamp	*v = NULL;
-	size_t			 n = 0;
+	struct fernet_stamp *v = NULL;
+	size_t n = 0;
 
 	if (util_mkdir_p(dir, 0700) != 0) {
 		xasprintf(cause, "mkdir %s: %s", dir, strerror(errno));
@@ -1178,7 +1212,8 @@ fernet_setup(const char *dir, long max_active, char **cause)
 	free(v);
 	if (n != 0) {
 		log_info("fernet: key repository %s already holds %zu keys; "
-		    "left unchanged", dir, n);
+			 "left unchanged",
+		    dir, n);
 		return (0);
 	}
 	if (fernet_write_key(dir, "0", cause) != 0)
@@ -1194,8 +1229,8 @@ int
 fernet_methods_mask(const char *methods, const char *method, uint64_t *mask,
     char **cause)
 {
-	const char	*p = methods, *end;
-	size_t		 len, index = 0, mlen;
+	const char *p = methods, *end;
+	size_t len, index = 0, mlen;
 
 	if (methods == NULL || method == NULL || *method == '\0') {
 		xasprintf(cause, "no auth method given");

@@ -39,56 +39,56 @@
 
 #include "k8sauth.h"
 
-#define FETCH_MAX_HEADER_BYTES	65536	/* all response headers */
-#define FETCH_MAX_HEADER_VALUE	8192	/* one kept header value */
-#define FETCH_MAX_RESPONSE	(1024L * 1024 * 1024)	/* 1 GiB */
+#define FETCH_MAX_HEADER_BYTES 65536                 /* all response headers */
+#define FETCH_MAX_HEADER_VALUE 8192                  /* one kept header value */
+#define FETCH_MAX_RESPONSE     (1024L * 1024 * 1024) /* 1 GiB */
 
 /* A socket curl asked us to watch. */
 struct fetch_sock {
-	struct fetch		*f;
-	curl_socket_t		 fd;
-	struct event		 ev;
-	int			 armed;		/* ev added */
-	LIST_ENTRY(fetch_sock)	 entry;
+	struct fetch *f;
+	curl_socket_t fd;
+	struct event ev;
+	int armed; /* ev added */
+	LIST_ENTRY(fetch_sock) entry;
 };
 
 /* One transfer: an easy handle and what it reads and writes. */
 struct fetch_transfer {
-	struct fetch		*f;
-	CURL			*easy;
-	int			 setopt_failed;
-	struct curl_slist	*headers;	/* secrets: wiped */
-	char			*post;		/* body copy: wiped */
-	size_t			 postlen;
-	char			*buf;		/* response: wiped */
-	size_t			 len;
-	size_t			 cap;
-	size_t			 max_response;
-	int			 too_large;
-	size_t			 header_bytes;
-	char			*retry_after;
-	char			*subject_token;	/* secret: wiped */
-	char			 errbuf[CURL_ERROR_SIZE];
-	fetch_cb		 cb;
-	void			*arg;
-	int			 attached;	/* easy is in f->multi */
-	int			 linked;	/* on f->transfers */
-	int			 failing;	/* multi rebuilt: fail it */
-	int			 in_callback;
+	struct fetch *f;
+	CURL *easy;
+	int setopt_failed;
+	struct curl_slist *headers; /* secrets: wiped */
+	char *post;                 /* body copy: wiped */
+	size_t postlen;
+	char *buf; /* response: wiped */
+	size_t len;
+	size_t cap;
+	size_t max_response;
+	int too_large;
+	size_t header_bytes;
+	char *retry_after;
+	char *subject_token; /* secret: wiped */
+	char errbuf[CURL_ERROR_SIZE];
+	fetch_cb cb;
+	void *arg;
+	int attached; /* easy is in f->multi */
+	int linked;   /* on f->transfers */
+	int failing;  /* multi rebuilt: fail it */
+	int in_callback;
 	LIST_ENTRY(fetch_transfer) entry;
 };
 
 struct fetch {
-	struct event_base	*base;
-	CURLM			*multi;
-	struct event		*timer;
-	long			 max_transfers;
-	long			 inflight;
+	struct event_base *base;
+	CURLM *multi;
+	struct event *timer;
+	long max_transfers;
+	long inflight;
 	LIST_HEAD(, fetch_transfer) transfers;
-	LIST_HEAD(, fetch_sock)	 socks;
+	LIST_HEAD(, fetch_sock) socks;
 };
 
-static void	fetch_event_cb(evutil_socket_t, short, void *);
+static void fetch_event_cb(evutil_socket_t, short, void *);
 
 /* Stop watching a socket and free its context. */
 static void
@@ -109,9 +109,9 @@ static int
 fetch_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
     void *socketp)
 {
-	struct fetch		*f = userp;
-	struct fetch_sock	*s = socketp;
-	short			 kind = EV_PERSIST;
+	struct fetch *f = userp;
+	struct fetch_sock *s = socketp;
+	short kind = EV_PERSIST;
 
 	if (what == CURL_POLL_REMOVE) {
 		if (s != NULL)
@@ -147,8 +147,8 @@ fetch_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 static int
 fetch_timer_fn(CURLM *multi, long timeout_ms, void *userp)
 {
-	struct fetch	*f = userp;
-	struct timeval	 tv;
+	struct fetch *f = userp;
+	struct timeval tv;
 
 	if (timeout_ms < 0) {
 		evtimer_del(f->timer);
@@ -165,7 +165,7 @@ fetch_timer_fn(CURLM *multi, long timeout_ms, void *userp)
 static void
 fetch_multi_new(struct fetch *f)
 {
-	CURLM	*m;
+	CURLM *m;
 
 	if ((m = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init failed");
@@ -182,7 +182,7 @@ fetch_multi_new(struct fetch *f)
 static void
 fetch_slist_wipe(struct curl_slist *l)
 {
-	struct curl_slist	*p;
+	struct curl_slist *p;
 
 	for (p = l; p != NULL; p = p->next)
 		explicit_bzero(p->data, strlen(p->data));
@@ -267,8 +267,8 @@ fetch_map_error(const struct fetch_transfer *t, CURLcode rc)
 static void
 fetch_finish(struct fetch_transfer *t, CURLcode rc)
 {
-	struct fetch_result	 res;
-	double			 total = 0;
+	struct fetch_result res;
+	double total = 0;
 
 	memset(&res, 0, sizeof res);
 	res.error = fetch_map_error(t, rc);
@@ -280,8 +280,8 @@ fetch_finish(struct fetch_transfer *t, CURLcode rc)
 	res.retry_after = t->retry_after;
 	res.subject_token = t->subject_token;
 	if (rc != CURLE_OK)
-		res.errmsg = t->errbuf[0] != '\0' ? t->errbuf :
-		    curl_easy_strerror(rc);
+		res.errmsg =
+		    t->errbuf[0] != '\0' ? t->errbuf : curl_easy_strerror(rc);
 	fetch_unlink(t);
 	t->in_callback = 1;
 	if (t->cb != NULL)
@@ -293,11 +293,11 @@ fetch_finish(struct fetch_transfer *t, CURLcode rc)
 static void
 fetch_drain(struct fetch *f)
 {
-	CURLMsg			*msg;
-	struct fetch_transfer	*t;
-	CURLcode		 rc;
-	char			*p;
-	int			 left;
+	CURLMsg *msg;
+	struct fetch_transfer *t;
+	CURLcode rc;
+	char *p;
+	int left;
 
 	while ((msg = curl_multi_info_read(f->multi, &left)) != NULL) {
 		if (msg->msg != CURLMSG_DONE)
@@ -319,9 +319,10 @@ fetch_drain(struct fetch *f)
 static struct fetch_transfer *
 fetch_first_failing(struct fetch *f)
 {
-	struct fetch_transfer	*t;
+	struct fetch_transfer *t;
 
-	LIST_FOREACH(t, &f->transfers, entry) {
+	LIST_FOREACH(t, &f->transfers, entry)
+	{
 		if (t->failing)
 			return (t);
 	}
@@ -337,12 +338,13 @@ fetch_first_failing(struct fetch *f)
 static void
 fetch_reset(struct fetch *f, CURLMcode mc)
 {
-	struct fetch_transfer	*t;
-	struct fetch_sock	*s;
+	struct fetch_transfer *t;
+	struct fetch_sock *s;
 
 	log_err("fetch: curl_multi_socket_action: %s; failing %ld transfers",
 	    curl_multi_strerror(mc), f->inflight);
-	LIST_FOREACH(t, &f->transfers, entry) {
+	LIST_FOREACH(t, &f->transfers, entry)
+	{
 		if (t->attached)
 			curl_multi_remove_handle(f->multi, t->easy);
 		t->attached = 0;
@@ -354,8 +356,8 @@ fetch_reset(struct fetch *f, CURLMcode mc)
 	evtimer_del(f->timer);
 	fetch_multi_new(f);
 	while ((t = fetch_first_failing(f)) != NULL) {
-		snprintf(t->errbuf, sizeof t->errbuf,
-		    "transfer aborted: %s", curl_multi_strerror(mc));
+		snprintf(t->errbuf, sizeof t->errbuf, "transfer aborted: %s",
+		    curl_multi_strerror(mc));
 		fetch_finish(t, CURLE_ABORTED_BY_CALLBACK);
 	}
 }
@@ -374,9 +376,9 @@ fetch_after_action(struct fetch *f, CURLMcode mc)
 static void
 fetch_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct fetch	*f = arg;
-	int		 mask = 0, running = 0;
-	CURLMcode	 mc;
+	struct fetch *f = arg;
+	int mask = 0, running = 0;
+	CURLMcode mc;
 
 	if (what & EV_READ)
 		mask |= CURL_CSELECT_IN;
@@ -390,9 +392,9 @@ fetch_event_cb(evutil_socket_t fd, short what, void *arg)
 static void
 fetch_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct fetch	*f = arg;
-	int		 running = 0;
-	CURLMcode	 mc;
+	struct fetch *f = arg;
+	int running = 0;
+	CURLMcode mc;
 
 	mc = curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0,
 	    &running);
@@ -403,7 +405,7 @@ fetch_timer_cb(evutil_socket_t fd, short what, void *arg)
 struct fetch *
 fetch_create(struct event_base *base, long max_transfers)
 {
-	struct fetch	*f;
+	struct fetch *f;
 
 	f = xcalloc(1, sizeof *f);
 	f->base = base;
@@ -424,8 +426,8 @@ fetch_create(struct event_base *base, long max_transfers)
 void
 fetch_destroy(struct fetch *f)
 {
-	struct fetch_transfer	*t;
-	struct fetch_sock	*s;
+	struct fetch_transfer *t;
+	struct fetch_sock *s;
 
 	if (f == NULL)
 		return;
@@ -454,8 +456,8 @@ fetch_inflight(const struct fetch *f)
 static size_t
 fetch_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 {
-	struct fetch_transfer	*t = arg;
-	size_t			 n = size * nmemb, want;
+	struct fetch_transfer *t = arg;
+	size_t n = size * nmemb, want;
 
 	if (n > t->max_response - t->len) {
 		t->too_large = 1;
@@ -480,7 +482,7 @@ fetch_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 static void
 fetch_header_keep(const char *line, size_t n, const char *name, char **out)
 {
-	size_t	 nl = strlen(name), start, end;
+	size_t nl = strlen(name), start, end;
 
 	if (n <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
 		return;
@@ -503,8 +505,8 @@ fetch_header_keep(const char *line, size_t n, const char *name, char **out)
 static size_t
 fetch_header_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 {
-	struct fetch_transfer	*t = arg;
-	size_t			 n = size * nmemb;
+	struct fetch_transfer *t = arg;
+	size_t n = size * nmemb;
 
 	t->header_bytes += n;
 	if (t->header_bytes > FETCH_MAX_HEADER_BYTES) {
@@ -534,8 +536,8 @@ fetch_bad_header_value(const char *s)
 static int
 fetch_check_request(const struct fetch_request *req, char **cause)
 {
-	const char	*why = NULL;
-	int		 post;
+	const char *why = NULL;
+	int post;
 
 	post = req->method != NULL && strcmp(req->method, "POST") == 0;
 	if (req->method == NULL || (!post && strcmp(req->method, "GET") != 0))
@@ -544,8 +546,8 @@ fetch_check_request(const struct fetch_request *req, char **cause)
 		why = "no URL";
 	else if (strncasecmp(req->url, "https://", 8) != 0 &&
 	    !(req->allow_http && strncasecmp(req->url, "http://", 7) == 0))
-		why = req->allow_http ? "URL must be http:// or https://" :
-		    "URL must be https://";
+		why = req->allow_http ? "URL must be http:// or https://"
+				      : "URL must be https://";
 	else if (!post && req->body != NULL)
 		why = "body with GET";
 	else if (req->timeout_ms <= 0)
@@ -590,11 +592,10 @@ fetch_opt_off(struct fetch_transfer *t, CURLoption opt, curl_off_t v)
 
 /* Append "name: value" to the request headers when value is set. */
 static void
-fetch_add_header(struct fetch_transfer *t, const char *name,
-    const char *value)
+fetch_add_header(struct fetch_transfer *t, const char *name, const char *value)
 {
-	struct curl_slist	*l;
-	char			*h;
+	struct curl_slist *l;
+	char *h;
 
 	if (value == NULL)
 		return;
@@ -609,7 +610,7 @@ fetch_add_header(struct fetch_transfer *t, const char *name,
 static void
 fetch_setup_headers(struct fetch_transfer *t, const struct fetch_request *req)
 {
-	char	*bearer = NULL;
+	char *bearer = NULL;
 
 	fetch_add_header(t, "Content-Type", "application/json");
 	fetch_add_header(t, "Accept", "application/json");
@@ -625,23 +626,21 @@ fetch_setup_headers(struct fetch_transfer *t, const struct fetch_request *req)
 
 /* Protocols, redirects and TLS verification: never relaxed. */
 static void
-fetch_setup_security(struct fetch_transfer *t,
-    const struct fetch_request *req)
+fetch_setup_security(struct fetch_transfer *t, const struct fetch_request *req)
 {
 #if LIBCURL_VERSION_NUM >= 0x074d00
-	struct curl_blob	 blob;
+	struct curl_blob blob;
 #endif
 
 #if LIBCURL_VERSION_NUM >= 0x075500
-	const char		*protos;
+	const char *protos;
 
 	protos = req->allow_http ? "http,https" : "https";
 
 	fetch_opt_ptr(t, CURLOPT_PROTOCOLS_STR, protos);
 	fetch_opt_ptr(t, CURLOPT_REDIR_PROTOCOLS_STR, protos);
 #else
-	long			 protos = CURLPROTO_HTTPS |
-	    (req->allow_http ? CURLPROTO_HTTP : 0);
+	long protos = CURLPROTO_HTTPS | (req->allow_http ? CURLPROTO_HTTP : 0);
 
 	fetch_opt_long(t, CURLOPT_PROTOCOLS, protos);
 	fetch_opt_long(t, CURLOPT_REDIR_PROTOCOLS, protos);
@@ -657,7 +656,7 @@ fetch_setup_security(struct fetch_transfer *t,
 		fetch_opt_ptr(t, CURLOPT_CAINFO_BLOB, &blob);
 		fetch_opt_ptr(t, CURLOPT_CAPATH, NULL);
 #else
-		t->setopt_failed = 1;	/* no way to pin: refuse */
+		t->setopt_failed = 1; /* no way to pin: refuse */
 #endif
 	} else if (req->ca_file != NULL) {
 		fetch_opt_ptr(t, CURLOPT_CAINFO, req->ca_file);
@@ -669,10 +668,10 @@ fetch_setup_security(struct fetch_transfer *t,
 static void
 fetch_setup(struct fetch_transfer *t, const struct fetch_request *req)
 {
-	long	 cto;
+	long cto;
 
-	cto = req->connect_timeout_ms > 0 ? req->connect_timeout_ms :
-	    req->timeout_ms;
+	cto = req->connect_timeout_ms > 0 ? req->connect_timeout_ms
+					  : req->timeout_ms;
 	fetch_opt_ptr(t, CURLOPT_URL, req->url);
 	fetch_opt_long(t, CURLOPT_NOSIGNAL, 1);
 	fetch_opt_long(t, CURLOPT_CONNECTTIMEOUT_MS, cto);
@@ -680,10 +679,10 @@ fetch_setup(struct fetch_transfer *t, const struct fetch_request *req)
 	fetch_setup_security(t, req);
 	fetch_opt_off(t, CURLOPT_MAXFILESIZE_LARGE,
 	    (curl_off_t)req->max_response);
-	if (curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION,
-	    fetch_write_cb) != CURLE_OK ||
+	if (curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, fetch_write_cb) !=
+		CURLE_OK ||
 	    curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION,
-	    fetch_header_cb) != CURLE_OK)
+		fetch_header_cb) != CURLE_OK)
 		t->setopt_failed = 1;
 	fetch_opt_ptr(t, CURLOPT_WRITEDATA, t);
 	fetch_opt_ptr(t, CURLOPT_HEADERDATA, t);
@@ -714,9 +713,9 @@ struct fetch_transfer *
 fetch_start(struct fetch *f, const struct fetch_request *req, fetch_cb cb,
     void *arg, char **cause)
 {
-	struct fetch_transfer	*t;
-	CURLMcode		 mc;
-	const char		*why;
+	struct fetch_transfer *t;
+	CURLMcode mc;
+	const char *why;
 
 	if (f->inflight >= f->max_transfers) {
 		if (cause != NULL)

@@ -33,16 +33,16 @@
 
 #include "k8sauth.h"
 
-#define HTTP_ADMIN	0x1	/* X-Auth-Token required */
-#define HTTP_LOGIN	0x2	/* counted as a login in the metrics */
+#define HTTP_ADMIN        0x1 /* X-Auth-Token required */
+#define HTTP_LOGIN        0x2 /* counted as a login in the metrics */
 #define HTTP_LIST_DEFAULT 100
-#define HTTP_LIST_MAX	1000
+#define HTTP_LIST_MAX     1000
 
 struct http_route {
-	int		 methods;
-	const char	*pattern;	/* '*' matches one path segment */
-	http_handler	 handler;
-	int		 flags;
+	int methods;
+	const char *pattern; /* '*' matches one path segment */
+	http_handler handler;
+	int flags;
 };
 
 /* The route table: every URL the server answers. */
@@ -53,25 +53,23 @@ static const struct http_route http_routes[] = {
 	{ HM_GET, "/readyz", api_readyz, 0 },
 
 	{ HM_POST, "/v4/k8s_auth", api_instance_create, HTTP_ADMIN },
-	{ HM_POST, "/v4/k8s_auth/instances", api_instance_create,
-	  HTTP_ADMIN },
+	{ HM_POST, "/v4/k8s_auth/instances", api_instance_create, HTTP_ADMIN },
 	{ HM_GET, "/v4/k8s_auth/instances", api_instance_list, HTTP_ADMIN },
 	{ HM_GET, "/v4/k8s_auth/instances/*", api_instance_show, HTTP_ADMIN },
 	{ HM_PATCH | HM_PUT, "/v4/k8s_auth/instances/*", api_instance_update,
-	  HTTP_ADMIN },
+	    HTTP_ADMIN },
 	{ HM_DELETE, "/v4/k8s_auth/instances/*", api_instance_delete,
-	  HTTP_ADMIN },
+	    HTTP_ADMIN },
 
 	{ HM_POST, "/v4/k8s_auth/instances/*/roles", api_role_create,
-	  HTTP_ADMIN },
-	{ HM_GET, "/v4/k8s_auth/instances/*/roles", api_role_list,
-	  HTTP_ADMIN },
+	    HTTP_ADMIN },
+	{ HM_GET, "/v4/k8s_auth/instances/*/roles", api_role_list, HTTP_ADMIN },
 	{ HM_GET, "/v4/k8s_auth/instances/*/roles/*", api_role_show,
-	  HTTP_ADMIN },
+	    HTTP_ADMIN },
 	{ HM_PATCH | HM_PUT, "/v4/k8s_auth/instances/*/roles/*",
-	  api_role_update, HTTP_ADMIN },
+	    api_role_update, HTTP_ADMIN },
 	{ HM_DELETE, "/v4/k8s_auth/instances/*/roles/*", api_role_delete,
-	  HTTP_ADMIN },
+	    HTTP_ADMIN },
 	{ HM_GET, "/v4/k8s_auth/roles", api_role_list_all, HTTP_ADMIN },
 
 	{ HM_POST, "/v4/k8s_auth/instances/*/auth", api_login, HTTP_LOGIN },
@@ -79,36 +77,42 @@ static const struct http_route http_routes[] = {
 	{ HM_GET, "/v3/auth/tokens", api_token_validate, 0 },
 
 	{ HM_POST, "/v4/tokens/restrictions", api_restriction_create,
-	  HTTP_ADMIN },
-	{ HM_GET, "/v4/tokens/restrictions", api_restriction_list,
-	  HTTP_ADMIN },
+	    HTTP_ADMIN },
+	{ HM_GET, "/v4/tokens/restrictions", api_restriction_list, HTTP_ADMIN },
 	{ HM_GET, "/v4/tokens/restrictions/*", api_restriction_show,
-	  HTTP_ADMIN },
+	    HTTP_ADMIN },
 	{ HM_PATCH | HM_PUT, "/v4/tokens/restrictions/*",
-	  api_restriction_update, HTTP_ADMIN },
+	    api_restriction_update, HTTP_ADMIN },
 	{ HM_DELETE, "/v4/tokens/restrictions/*", api_restriction_delete,
-	  HTTP_ADMIN },
+	    HTTP_ADMIN },
 };
 #define HTTP_NROUTES (sizeof http_routes / sizeof *http_routes)
 
 static const struct {
-	int		 code;
-	const char	*title;
+	int code;
+	const char *title;
 } http_titles[] = {
-	{ 200, "OK" }, { 201, "Created" }, { 204, "No Content" },
-	{ 400, "Bad Request" }, { 401, "Unauthorized" },
-	{ 403, "Forbidden" }, { 404, "Not Found" },
-	{ 405, "Method Not Allowed" }, { 409, "Conflict" },
+	{ 200, "OK" },
+	{ 201, "Created" },
+	{ 204, "No Content" },
+	{ 400, "Bad Request" },
+	{ 401, "Unauthorized" },
+	{ 403, "Forbidden" },
+	{ 404, "Not Found" },
+	{ 405, "Method Not Allowed" },
+	{ 409, "Conflict" },
 	{ 413, "Request Entity Too Large" },
 	{ 415, "Unsupported Media Type" },
-	{ 500, "Internal Server Error" }, { 502, "Bad Gateway" },
-	{ 503, "Service Unavailable" }, { 504, "Gateway Timeout" },
+	{ 500, "Internal Server Error" },
+	{ 502, "Bad Gateway" },
+	{ 503, "Service Unavailable" },
+	{ 504, "Gateway Timeout" },
 };
 
 static const struct {
-	enum evhttp_cmd_type	 cmd;
-	enum http_method	 method;
-	const char		*name;
+	enum evhttp_cmd_type cmd;
+	enum http_method method;
+	const char *name;
 } http_methods[] = {
 	{ EVHTTP_REQ_GET, HM_GET, "GET" },
 	{ EVHTTP_REQ_HEAD, HM_HEAD, "HEAD" },
@@ -122,7 +126,7 @@ static const struct {
 const char *
 http_status_title(int code)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < sizeof http_titles / sizeof *http_titles; i++) {
 		if (http_titles[i].code == code)
@@ -135,7 +139,7 @@ http_status_title(int code)
 static const char *
 http_method_name(enum http_method m)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < sizeof http_methods / sizeof *http_methods; i++) {
 		if (http_methods[i].method == m)
@@ -144,7 +148,7 @@ http_method_name(enum http_method m)
 	return ("?");
 }
 
-static void	http_park_restore(struct request *);
+static void http_park_restore(struct request *);
 
 /* Take a reference on a request context. */
 void
@@ -157,7 +161,7 @@ http_ref(struct request *r)
 void
 http_unref(struct request *r)
 {
-	size_t	 i;
+	size_t i;
 
 	if (--r->references > 0)
 		return;
@@ -190,15 +194,15 @@ http_header(struct request *r, const char *name)
 {
 	if (r->req == NULL)
 		return (NULL);
-	return (evhttp_find_header(evhttp_request_get_input_headers(r->req),
-	    name));
+	return (
+	    evhttp_find_header(evhttp_request_get_input_headers(r->req), name));
 }
 
 /* Set a response header (before replying). */
 void
 http_set_header(struct request *r, const char *name, const char *value)
 {
-	struct evkeyvalq	*h;
+	struct evkeyvalq *h;
 
 	if (r->req == NULL)
 		return;
@@ -211,8 +215,8 @@ http_set_header(struct request *r, const char *name, const char *value)
 static int
 http_is_tls(struct request *r)
 {
-	struct evhttp_connection	*evcon;
-	struct bufferevent		*bev;
+	struct evhttp_connection *evcon;
+	struct bufferevent *bev;
 
 	if (r->req == NULL ||
 	    (evcon = evhttp_request_get_connection(r->req)) == NULL)
@@ -225,13 +229,14 @@ http_is_tls(struct request *r)
 static int
 http_host_ok(const char *host)
 {
-	const char	*p;
+	const char *p;
 
 	if (*host == '\0' || strlen(host) > 255)
 		return (0);
 	for (p = host; *p != '\0'; p++) {
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || strchr(".-:[]", *p) != NULL))
+			(*p >= '0' && *p <= '9') ||
+			strchr(".-:[]", *p) != NULL))
 			return (0);
 	}
 	return (1);
@@ -241,10 +246,10 @@ http_host_ok(const char *host)
 char *
 http_public_url(struct request *r)
 {
-	const char	*pub = r->cfg->public_url;
-	const char	*host;
-	char		*url;
-	size_t		 n;
+	const char *pub = r->cfg->public_url;
+	const char *host;
+	char *url;
+	size_t n;
 
 	if (pub != NULL) {
 		n = strlen(pub);
@@ -263,11 +268,11 @@ http_public_url(struct request *r)
 static void
 http_finish(struct request *r, int status)
 {
-	char	*path;
+	char *path;
 
 	r->status = status;
 	r->replied = 1;
-	r->req = NULL;	/* evhttp owns and frees it once sent */
+	r->req = NULL; /* evhttp owns and frees it once sent */
 	if (r->deadline != NULL)
 		event_del(r->deadline);
 	path = log_escape(r->path, 200);
@@ -303,8 +308,8 @@ http_send(struct request *r, int status, struct evbuffer *body)
 void
 http_reply_json(struct request *r, int status, cJSON *body)
 {
-	struct evbuffer	*buf;
-	char		*text;
+	struct evbuffer *buf;
+	char *text;
 
 	text = json_print(body);
 	cJSON_Delete(body);
@@ -337,9 +342,9 @@ void
 http_reply_error(struct request *r, int status, const char *reason,
     const char *fmt, ...)
 {
-	cJSON	*body, *err;
-	va_list	 ap;
-	char	*msg;
+	cJSON *body, *err;
+	va_list ap;
+	char *msg;
 
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
@@ -347,7 +352,7 @@ http_reply_error(struct request *r, int status, const char *reason,
 	if (status >= 500)
 		log_warn("%s %s: %d %s: %s", http_method_name(r->method),
 		    r->path, status, reason, msg);
-	r->reason = reason;	/* a static string, read by http_finish */
+	r->reason = reason; /* a static string, read by http_finish */
 	body = cJSON_CreateObject();
 	err = cJSON_AddObjectToObject(body, "error");
 	cJSON_AddNumberToObject(err, "code", status);
@@ -364,7 +369,7 @@ http_reply_error(struct request *r, int status, const char *reason,
 static int
 http_is_json_type(const char *ct)
 {
-	size_t	 n = strlen("application/json");
+	size_t n = strlen("application/json");
 
 	if (ct == NULL)
 		return (0);
@@ -382,11 +387,11 @@ http_is_json_type(const char *ct)
 int
 http_body_object(struct request *r, cJSON **out)
 {
-	struct evbuffer	*in;
-	cJSON		*doc;
-	char		*cause = NULL;
-	size_t		 len;
-	const char	*data;
+	struct evbuffer *in;
+	cJSON *doc;
+	char *cause = NULL;
+	size_t len;
+	const char *data;
 
 	*out = NULL;
 	if (!http_is_json_type(http_header(r, "Content-Type"))) {
@@ -426,7 +431,7 @@ http_body_object(struct request *r, cJSON **out)
 int
 http_body_json(struct request *r, const char *wrapper, cJSON **out)
 {
-	cJSON	*doc, *inner;
+	cJSON *doc, *inner;
 
 	*out = NULL;
 	if (http_body_object(r, &doc) != 0)
@@ -436,7 +441,8 @@ http_body_json(struct request *r, const char *wrapper, cJSON **out)
 		cJSON_Delete(doc);
 		http_reply_error(r, 400, "invalid_wrapper",
 		    "the request body must be an object with exactly one "
-		    "member \"%s\"", wrapper);
+		    "member \"%s\"",
+		    wrapper);
 		return (-1);
 	}
 	if (!cJSON_IsObject(inner)) {
@@ -470,14 +476,15 @@ int
 http_list_query(struct request *r, const char *const *filters,
     struct store_query *q)
 {
-	struct evkeyval	*kv;
+	struct evkeyval *kv;
 	struct evkeyvalq *query = r->query;
 
 	memset(q, 0, sizeof *q);
 	q->limit = HTTP_LIST_DEFAULT;
 	if (query == NULL)
 		return (0);
-	TAILQ_FOREACH(kv, query, next) {
+	TAILQ_FOREACH(kv, query, next)
+	{
 		if (evhttp_find_header(query, kv->key) != kv->value) {
 			http_reply_error(r, 400, "invalid_query",
 			    "query parameter \"%s\" is repeated", kv->key);
@@ -490,7 +497,7 @@ http_list_query(struct request *r, const char *const *filters,
 		}
 		if (strcmp(kv->key, "limit") == 0) {
 			if (util_parse_long(kv->value, 1, HTTP_LIST_MAX,
-			    &q->limit) != 0) {
+				&q->limit) != 0) {
 				http_reply_error(r, 400, "invalid_query",
 				    "limit must be a whole number from 1 to %d",
 				    HTTP_LIST_MAX);
@@ -499,8 +506,8 @@ http_list_query(struct request *r, const char *const *filters,
 		} else if (strcmp(kv->key, "marker") == 0)
 			q->marker = kv->value;
 		else if (http_name_in(kv->key, filters) &&
-		    q->nfilters < sizeof q->filter_names /
-		    sizeof *q->filter_names) {
+		    q->nfilters <
+			sizeof q->filter_names / sizeof *q->filter_names) {
 			q->filter_names[q->nfilters] = kv->key;
 			q->filter_values[q->nfilters++] = kv->value;
 		} else {
@@ -516,12 +523,13 @@ http_list_query(struct request *r, const char *const *filters,
 static void
 http_links_query(struct request *r, struct evbuffer *b, const char *marker)
 {
-	struct evkeyval	*kv;
-	char		 sep = '?';
-	char		*k, *v;
+	struct evkeyval *kv;
+	char sep = '?';
+	char *k, *v;
 
 	if (r->query != NULL) {
-		TAILQ_FOREACH(kv, (struct evkeyvalq *)r->query, next) {
+		TAILQ_FOREACH(kv, (struct evkeyvalq *)r->query, next)
+		{
 			if (strcmp(kv->key, "marker") == 0)
 				continue;
 			k = evhttp_encode_uri(kv->key);
@@ -543,8 +551,8 @@ http_links_query(struct request *r, struct evbuffer *b, const char *marker)
 char *
 http_buffer_string(struct evbuffer *b)
 {
-	size_t	 len = evbuffer_get_length(b);
-	char	*out;
+	size_t len = evbuffer_get_length(b);
+	char *out;
 
 	out = xmalloc(len + 1);
 	evbuffer_remove(b, out, len);
@@ -557,8 +565,8 @@ http_buffer_string(struct evbuffer *b)
 static char *
 http_link(struct request *r, const char *marker, int keep_marker)
 {
-	struct evbuffer	*b;
-	char		*base;
+	struct evbuffer *b;
+	char *base;
 
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
@@ -575,8 +583,8 @@ http_link(struct request *r, const char *marker, int keep_marker)
 cJSON *
 http_list_links(struct request *r, const char *next_marker, int more)
 {
-	cJSON	*links;
-	char	*self, *next;
+	cJSON *links;
+	char *self, *next;
 
 	links = cJSON_CreateObject();
 	self = http_link(r, NULL, 1);
@@ -595,7 +603,7 @@ http_list_links(struct request *r, const char *next_marker, int more)
 static int
 http_split(char *path, char **seg, size_t max, size_t *n)
 {
-	char	*p = path, *s;
+	char *p = path, *s;
 
 	*n = 0;
 	while ((s = strsep(&p, "/")) != NULL) {
@@ -613,9 +621,9 @@ static int
 http_route_match(const struct http_route *rt, char **seg, size_t n,
     struct request *r)
 {
-	char	*pat, *pseg[16];
-	size_t	 pn, i, np = 0;
-	int	 ok = 1;
+	char *pat, *pseg[16];
+	size_t pn, i, np = 0;
+	int ok = 1;
 
 	pat = xstrdup(rt->pattern);
 	if (http_split(pat, pseg, 16, &pn) != 0 || pn != n)
@@ -635,10 +643,10 @@ http_route_match(const struct http_route *rt, char **seg, size_t n,
 static const struct http_route *
 http_route_find(struct request *r)
 {
-	const struct http_route	*rt;
-	char			*copy, *seg[16];
-	size_t			 n, i;
-	int			 want, allowed = 0;
+	const struct http_route *rt;
+	char *copy, *seg[16];
+	size_t n, i;
+	int want, allowed = 0;
 
 	want = r->method == HM_HEAD ? HM_GET : (int)r->method;
 	copy = xstrdup(r->path);
@@ -660,9 +668,10 @@ http_route_find(struct request *r)
 	free(copy);
 	if (allowed != 0) {
 		r->route = "405";
-		http_set_header(r, "Allow", (allowed & HM_POST) ?
-		    ((allowed & HM_GET) ? "GET, HEAD, POST" : "POST") :
-		    "GET, HEAD, PATCH, PUT, DELETE");
+		http_set_header(r, "Allow",
+		    (allowed & HM_POST)
+			? ((allowed & HM_GET) ? "GET, HEAD, POST" : "POST")
+			: "GET, HEAD, PATCH, PUT, DELETE");
 		http_reply_error(r, 405, "method_not_allowed",
 		    "%s is not allowed on %s", http_method_name(r->method),
 		    r->path);
@@ -674,13 +683,13 @@ http_route_find(struct request *r)
 static void
 http_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct request	*r = arg;
+	struct request *r = arg;
 
 	if (r->replied)
 		return;
 	log_warn("request %s %s exceeded request_timeout",
 	    http_method_name(r->method), r->path);
-	http_ref(r);	/* cancel may drop the handler's reference */
+	http_ref(r); /* cancel may drop the handler's reference */
 	if (r->cancel != NULL)
 		r->cancel(r);
 	if (!r->replied) {
@@ -695,13 +704,13 @@ http_deadline_cb(evutil_socket_t fd, short events, void *arg)
 static int
 http_request_parse(struct request *r, struct evhttp_request *req)
 {
-	const struct evhttp_uri	*uri;
-	struct evhttp_connection	*evcon;
-	const char		*path, *query;
-	enum evhttp_cmd_type	 cmd;
-	char			*peer = NULL;
-	ev_uint16_t		 port = 0;
-	size_t			 i, declen = 0;
+	const struct evhttp_uri *uri;
+	struct evhttp_connection *evcon;
+	const char *path, *query;
+	enum evhttp_cmd_type cmd;
+	char *peer = NULL;
+	ev_uint16_t port = 0;
+	size_t i, declen = 0;
 
 	cmd = evhttp_request_get_command(req);
 	for (i = 0; i < sizeof http_methods / sizeof *http_methods; i++) {
@@ -733,7 +742,7 @@ http_request_parse(struct request *r, struct evhttp_request *req)
 static void
 http_dispatch(struct request *r)
 {
-	const struct http_route	*rt;
+	const struct http_route *rt;
 
 	if ((rt = http_route_find(r)) == NULL) {
 		if (!r->replied)
@@ -759,10 +768,10 @@ http_dispatch(struct request *r)
 void
 http_request_cb(struct evhttp_request *req, void *arg)
 {
-	struct worker	*w = arg;
-	struct request	*r;
-	struct timeval	 tv;
-	int		 rc;
+	struct worker *w = arg;
+	struct request *r;
+	struct timeval tv;
+	int rc;
 
 	r = xcalloc(1, sizeof *r);
 	r->worker = w;
@@ -796,18 +805,18 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	tv.tv_sec = w->cfg->request_timeout;
 	tv.tv_usec = 0;
 	evtimer_add(r->deadline, &tv);
-	http_ref(r);	/* keep r alive while the handler runs */
+	http_ref(r); /* keep r alive while the handler runs */
 	http_dispatch(r);
 	http_unref(r);
 }
 
 /* What a parked request saved of evhttp's bufferevent callbacks. */
 struct http_park {
-	struct bufferevent	*bev;
-	bufferevent_data_cb	 readcb;
-	bufferevent_data_cb	 writecb;
-	bufferevent_event_cb	 eventcb;
-	void			*cbarg;
+	struct bufferevent *bev;
+	bufferevent_data_cb readcb;
+	bufferevent_data_cb writecb;
+	bufferevent_event_cb eventcb;
+	void *cbarg;
 };
 
 /* Parked: data from the client waits in the buffer for evhttp. */
@@ -821,11 +830,10 @@ http_park_read_cb(struct bufferevent *bev, void *arg)
 static void
 http_park_restore(struct request *r)
 {
-	struct http_park	*p = r->park;
+	struct http_park *p = r->park;
 
 	bufferevent_disable(p->bev, EV_READ);
-	bufferevent_setcb(p->bev, p->readcb, p->writecb, p->eventcb,
-	    p->cbarg);
+	bufferevent_setcb(p->bev, p->readcb, p->writecb, p->eventcb, p->cbarg);
 	free(p);
 	r->park = NULL;
 }
@@ -838,9 +846,9 @@ http_park_restore(struct request *r)
 static void
 http_park_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct request		*r = arg;
-	bufferevent_event_cb	 eventcb = ((struct http_park *)r->park)->eventcb;
-	void			*cbarg = ((struct http_park *)r->park)->cbarg;
+	struct request *r = arg;
+	bufferevent_event_cb eventcb = ((struct http_park *)r->park)->eventcb;
+	void *cbarg = ((struct http_park *)r->park)->cbarg;
 
 	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) == 0)
 		return;
@@ -862,8 +870,8 @@ http_park_event_cb(struct bufferevent *bev, short what, void *arg)
 void
 http_park(struct request *r)
 {
-	struct evhttp_connection	*evcon;
-	struct http_park		*p;
+	struct evhttp_connection *evcon;
+	struct http_park *p;
 
 	if (r->req == NULL || r->park != NULL ||
 	    (evcon = evhttp_request_get_connection(r->req)) == NULL)

@@ -19,9 +19,9 @@
 
 /* Scanner state for json_prescan. */
 struct json_scan {
-	int	 depth;
-	int	 in_string;
-	int	 escape;
+	int depth;
+	int in_string;
+	int escape;
 };
 
 /* Step the pre-scan over one byte; -1 with cause on a violation. */
@@ -35,7 +35,7 @@ json_prescan_byte(struct json_scan *s, const char *p, const char *end,
 			if (*p == 'u' && end - p >= 5 &&
 			    memcmp(p + 1, "0000", 4) == 0) {
 				*cause = xstrdup("strings must not contain "
-				    "NUL");
+						 "NUL");
 				return (-1);
 			}
 		} else if (*p == '\\')
@@ -61,8 +61,8 @@ json_prescan_byte(struct json_scan *s, const char *p, const char *end,
 static int
 json_prescan(const char *buf, size_t len, char **cause)
 {
-	struct json_scan	 s = { 0, 0, 0 };
-	const char		*p, *end = buf + len;
+	struct json_scan s = { 0, 0, 0 };
+	const char *p, *end = buf + len;
 
 	for (p = buf; p < end; p++) {
 		if (json_prescan_byte(&s, p, end, cause) != 0)
@@ -75,9 +75,9 @@ json_prescan(const char *buf, size_t len, char **cause)
 cJSON *
 json_parse(const char *buf, size_t len, char **cause)
 {
-	cJSON		*root;
-	const char	*end = NULL;
-	size_t		 off;
+	cJSON *root;
+	const char *end = NULL;
+	size_t off;
 
 	if (cause != NULL)
 		*cause = NULL;
@@ -111,7 +111,7 @@ json_parse(const char *buf, size_t len, char **cause)
 char *
 json_print(const cJSON *item)
 {
-	char	*s;
+	char *s;
 
 	s = cJSON_PrintUnformatted(item);
 	if (s == NULL)
@@ -123,7 +123,7 @@ json_print(const cJSON *item)
 static int
 json_list_index(const char *const *list, const char *name)
 {
-	int	 i;
+	int i;
 
 	for (i = 0; list[i] != NULL; i++) {
 		if (strcmp(list[i], name) == 0)
@@ -137,14 +137,15 @@ int
 json_check_fields_at(const cJSON *obj, const char *prefix,
     const char *const *allowed, char **cause)
 {
-	unsigned char	 seen[JSON_MAX_FIELDS];
-	const cJSON	*c;
-	int		 i;
+	unsigned char seen[JSON_MAX_FIELDS];
+	const cJSON *c;
+	int i;
 
 	memset(seen, 0, sizeof seen);
-	cJSON_ArrayForEach(c, obj) {
-		i = c->string == NULL ? -1 : json_list_index(allowed,
-		    c->string);
+	cJSON_ArrayForEach(c, obj)
+	{
+		i = c->string == NULL ? -1
+				      : json_list_index(allowed, c->string);
 		if (i < 0 || i >= JSON_MAX_FIELDS) {
 			xasprintf(cause, "unknown field %s%s", prefix,
 			    c->string == NULL ? "" : c->string);
@@ -161,8 +162,7 @@ json_check_fields_at(const cJSON *obj, const char *prefix,
 
 /* Every key of obj must be in allowed, once; -1 names the first bad one. */
 int
-json_check_fields(const cJSON *obj, const char *const *allowed,
-    char **cause)
+json_check_fields(const cJSON *obj, const char *const *allowed, char **cause)
 {
 	return (json_check_fields_at(obj, "", allowed, cause));
 }
@@ -171,9 +171,10 @@ json_check_fields(const cJSON *obj, const char *const *allowed,
 const char *
 json_find_field(const cJSON *obj, const char *const *names)
 {
-	const cJSON	*c;
+	const cJSON *c;
 
-	cJSON_ArrayForEach(c, obj) {
+	cJSON_ArrayForEach(c, obj)
+	{
 		if (c->string != NULL && json_list_index(names, c->string) >= 0)
 			return (c->string);
 	}
@@ -194,8 +195,8 @@ json_add_string_or_null(cJSON *obj, const char *name, const char *value)
 cJSON *
 json_strlist(const struct strlist *sl)
 {
-	cJSON	*a;
-	size_t	 i;
+	cJSON *a;
+	size_t i;
 
 	a = cJSON_CreateArray();
 	if (a == NULL)
@@ -210,8 +211,8 @@ json_strlist(const struct strlist *sl)
  * else -1 with cause), or JSON_SET with *item set.
  */
 static int
-json_lookup(const cJSON *obj, const char *name, int nullable,
-    const char *what, const cJSON **item, char **cause)
+json_lookup(const cJSON *obj, const char *name, int nullable, const char *what,
+    const cJSON **item, char **cause)
 {
 	*item = cJSON_GetObjectItemCaseSensitive(obj, name);
 	if (*item == NULL)
@@ -229,7 +230,7 @@ static int
 json_check_length(const char *name, const char *s, size_t min, size_t max,
     char **cause)
 {
-	size_t	 n = strlen(s);
+	size_t n = strlen(s);
 
 	if (n >= min && n <= max)
 		return (0);
@@ -249,8 +250,8 @@ int
 json_get_string(const cJSON *obj, const char *name, size_t min, size_t max,
     int nullable, char **out, char **cause)
 {
-	const cJSON	*item;
-	int		 rc;
+	const cJSON *item;
+	int rc;
 
 	rc = json_lookup(obj, name, nullable,
 	    nullable ? "a string or null" : "a string", &item, cause);
@@ -276,8 +277,8 @@ json_get_string(const cJSON *obj, const char *name, size_t min, size_t max,
 int
 json_get_bool(const cJSON *obj, const char *name, int *out, char **cause)
 {
-	const cJSON	*item;
-	int		 rc;
+	const cJSON *item;
+	int rc;
 
 	rc = json_lookup(obj, name, 0, "a boolean", &item, cause);
 	if (rc != JSON_SET)
@@ -295,9 +296,9 @@ int
 json_get_long(const cJSON *obj, const char *name, long min, long max,
     int nullable, long *out, char **cause)
 {
-	const cJSON	*item;
-	double		 d;
-	int		 rc;
+	const cJSON *item;
+	double d;
+	int rc;
 
 	rc = json_lookup(obj, name, nullable,
 	    nullable ? "an integer or null" : "an integer", &item, cause);
@@ -320,10 +321,10 @@ json_get_long(const cJSON *obj, const char *name, long min, long max,
 
 /* Check one array item is a string of 1..maxlen bytes. */
 static int
-json_check_list_item(const char *name, size_t i, const cJSON *c,
-    size_t maxlen, char **cause)
+json_check_list_item(const char *name, size_t i, const cJSON *c, size_t maxlen,
+    char **cause)
 {
-	size_t	 n;
+	size_t n;
 
 	if (!cJSON_IsString(c) || c->valuestring == NULL) {
 		xasprintf(cause, "%s[%zu] must be a string", name, i);
@@ -346,10 +347,10 @@ int
 json_get_strlist(const cJSON *obj, const char *name, size_t maxitems,
     size_t maxlen, int nullable, struct strlist *out, char **cause)
 {
-	const cJSON	*item, *c;
-	const char	*what;
-	size_t		 n, i;
-	int		 rc;
+	const cJSON *item, *c;
+	const char *what;
+	size_t n, i;
+	int rc;
 
 	what = nullable ? "a list of strings or null" : "a list of strings";
 	rc = json_lookup(obj, name, nullable, what, &item, cause);
@@ -367,15 +368,15 @@ json_get_strlist(const cJSON *obj, const char *name, size_t maxitems,
 		return (-1);
 	}
 	i = 0;
-	cJSON_ArrayForEach(c, item) {
+	cJSON_ArrayForEach(c, item)
+	{
 		if (json_check_list_item(name, i++, c, maxlen, cause) != 0)
 			return (-1);
 	}
 	json_strlist_clear(out);
 	out->v = xcalloc(n, sizeof *out->v);
 	i = 0;
-	cJSON_ArrayForEach(c, item)
-		out->v[i++] = xstrdup(c->valuestring);
+	cJSON_ArrayForEach(c, item) out->v[i++] = xstrdup(c->valuestring);
 	out->n = n;
 	return (JSON_SET);
 }
@@ -384,7 +385,7 @@ json_get_strlist(const cJSON *obj, const char *name, size_t maxitems,
 void
 json_strlist_clear(struct strlist *sl)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < sl->n; i++)
 		free(sl->v[i]);

@@ -26,10 +26,9 @@
 
 #include "k8sauth.h"
 
-#define JWT_LEGACY_NS	"kubernetes.io/serviceaccount/namespace"
-#define JWT_LEGACY_NAME	\
-    "kubernetes.io/serviceaccount/service-account.name"
-#define JWT_LEGACY_UID	"kubernetes.io/serviceaccount/service-account.uid"
+#define JWT_LEGACY_NS   "kubernetes.io/serviceaccount/namespace"
+#define JWT_LEGACY_NAME "kubernetes.io/serviceaccount/service-account.name"
+#define JWT_LEGACY_UID  "kubernetes.io/serviceaccount/service-account.uid"
 
 /* Set *cause to a copy of a fixed message (never token content). */
 static int
@@ -55,7 +54,7 @@ jwt_b64url_char(unsigned char c)
 static int
 jwt_part_valid(const char *p, size_t len)
 {
-	size_t	 i, data;
+	size_t i, data;
 
 	for (data = 0; data < len; data++) {
 		if (!jwt_b64url_char((unsigned char)p[data]))
@@ -78,14 +77,14 @@ static int
 jwt_split(const char *token, size_t len, size_t off[3], size_t plen[3],
     char **cause)
 {
-	size_t	 i, n = 0, start = 0;
+	size_t i, n = 0, start = 0;
 
 	for (i = 0; i <= len; i++) {
 		if (i < len && token[i] != '.')
 			continue;
 		if (n == 3)
-			return (jwt_fail(cause,
-			    "JWT has more than three parts"));
+			return (
+			    jwt_fail(cause, "JWT has more than three parts"));
 		off[n] = start;
 		plen[n] = i - start;
 		n++;
@@ -109,7 +108,7 @@ jwt_split(const char *token, size_t len, size_t off[3], size_t plen[3],
 static int
 jwt_json_has_nul(const unsigned char *s, size_t len)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < len; i++) {
 		if (s[i] == '\0')
@@ -119,7 +118,7 @@ jwt_json_has_nul(const unsigned char *s, size_t len)
 		if (i + 5 < len && s[i + 1] == 'u' &&
 		    memcmp(s + i + 2, "0000", 4) == 0)
 			return (1);
-		i++;	/* skip the escaped character */
+		i++; /* skip the escaped character */
 	}
 	return (0);
 }
@@ -128,7 +127,7 @@ jwt_json_has_nul(const unsigned char *s, size_t len)
 static int
 jwt_json_has_dup(const cJSON *node, int depth)
 {
-	const cJSON	*a, *b;
+	const cJSON *a, *b;
 
 	if (depth > 64)
 		return (1);
@@ -153,11 +152,11 @@ jwt_json_has_dup(const cJSON *node, int depth)
 static cJSON *
 jwt_decode_object(const char *p, size_t len, const char *what, char **cause)
 {
-	unsigned char	*buf = NULL;
-	size_t		 n = 0, i;
-	const char	*end = NULL;
-	cJSON		*obj = NULL;
-	char		*msg;
+	unsigned char *buf = NULL;
+	size_t n = 0, i;
+	const char *end = NULL;
+	cJSON *obj = NULL;
+	char *msg;
 
 	if (util_b64url_decode(p, len, &buf, &n) != 0) {
 		xasprintf(&msg, "JWT %s is not base64url", what);
@@ -208,7 +207,7 @@ fail:
 static int
 jwt_check_header(struct jwt *jwt, const cJSON *hdr, char **cause)
 {
-	const cJSON	*alg;
+	const cJSON *alg;
 
 	alg = cJSON_GetObjectItemCaseSensitive(hdr, "alg");
 	if (!cJSON_IsString(alg) || alg->valuestring[0] == '\0')
@@ -226,7 +225,7 @@ jwt_check_header(struct jwt *jwt, const cJSON *hdr, char **cause)
 static int
 jwt_opt_string(const cJSON *obj, const char *name, char **out)
 {
-	const cJSON	*v;
+	const cJSON *v;
 
 	*out = NULL;
 	v = cJSON_GetObjectItemCaseSensitive(obj, name);
@@ -242,7 +241,7 @@ jwt_opt_string(const cJSON *obj, const char *name, char **out)
 static int
 jwt_opt_number(const cJSON *claims, const char *name, int *has, double *out)
 {
-	const cJSON	*v;
+	const cJSON *v;
 
 	*has = 0;
 	v = cJSON_GetObjectItemCaseSensitive(claims, name);
@@ -259,8 +258,8 @@ jwt_opt_number(const cJSON *claims, const char *name, int *has, double *out)
 static int
 jwt_audience(struct jwt *jwt, const cJSON *claims)
 {
-	const cJSON	*aud, *e;
-	size_t		 n;
+	const cJSON *aud, *e;
+	size_t n;
 
 	aud = cJSON_GetObjectItemCaseSensitive(claims, "aud");
 	if (aud == NULL)
@@ -275,7 +274,8 @@ jwt_audience(struct jwt *jwt, const cJSON *claims)
 		return (-1);
 	n = (size_t)cJSON_GetArraySize(aud);
 	jwt->aud.v = xcalloc(n + 1, sizeof *jwt->aud.v);
-	cJSON_ArrayForEach(e, aud) {
+	cJSON_ArrayForEach(e, aud)
+	{
 		if (!cJSON_IsString(e))
 			return (-1);
 		jwt->aud.v[jwt->aud.n++] = xstrdup(e->valuestring);
@@ -287,7 +287,7 @@ jwt_audience(struct jwt *jwt, const cJSON *claims)
 static int
 jwt_name_uid(const cJSON *k8s, const char *key, char **name, char **uid)
 {
-	const cJSON	*o;
+	const cJSON *o;
 
 	o = cJSON_GetObjectItemCaseSensitive(k8s, key);
 	if (o == NULL)
@@ -305,15 +305,15 @@ static int
 jwt_projected(struct jwt *jwt, const cJSON *k8s, char **cause)
 {
 	if (!cJSON_IsObject(k8s))
-		return (jwt_fail(cause,
-		    "JWT kubernetes.io claim not an object"));
+		return (
+		    jwt_fail(cause, "JWT kubernetes.io claim not an object"));
 	if (jwt_opt_string(k8s, "namespace", &jwt->namespace) != 0 ||
-	    jwt_name_uid(k8s, "serviceaccount", &jwt->sa_name,
-	    &jwt->sa_uid) != 0 ||
+	    jwt_name_uid(k8s, "serviceaccount", &jwt->sa_name, &jwt->sa_uid) !=
+		0 ||
 	    jwt_name_uid(k8s, "pod", &jwt->pod_name, &jwt->pod_uid) != 0 ||
 	    jwt_name_uid(k8s, "node", &jwt->node_name, &jwt->node_uid) != 0)
-		return (jwt_fail(cause,
-		    "JWT kubernetes.io claim has a bad type"));
+		return (
+		    jwt_fail(cause, "JWT kubernetes.io claim has a bad type"));
 	return (0);
 }
 
@@ -325,7 +325,8 @@ jwt_legacy(struct jwt *jwt, const cJSON *claims, char **cause)
 	if (jwt_opt_string(claims, JWT_LEGACY_NS, &jwt->namespace) != 0 ||
 	    jwt_opt_string(claims, JWT_LEGACY_NAME, &jwt->sa_name) != 0 ||
 	    jwt_opt_string(claims, JWT_LEGACY_UID, &jwt->sa_uid) != 0)
-		return (jwt_fail(cause, "JWT service account claim has a bad "
+		return (jwt_fail(cause,
+		    "JWT service account claim has a bad "
 		    "type"));
 	return (0);
 }
@@ -334,24 +335,24 @@ jwt_legacy(struct jwt *jwt, const cJSON *claims, char **cause)
 static int
 jwt_identity(struct jwt *jwt, const cJSON *claims, char **cause)
 {
-	const cJSON	*k8s;
-	int		 has_legacy;
+	const cJSON *k8s;
+	int has_legacy;
 
 	k8s = cJSON_GetObjectItemCaseSensitive(claims, "kubernetes.io");
 	has_legacy =
 	    cJSON_GetObjectItemCaseSensitive(claims, JWT_LEGACY_NS) != NULL ||
 	    cJSON_GetObjectItemCaseSensitive(claims, JWT_LEGACY_NAME) != NULL;
 	if (k8s != NULL && has_legacy)
-		return (jwt_fail(cause,
-		    "JWT mixes projected and legacy claims"));
+		return (
+		    jwt_fail(cause, "JWT mixes projected and legacy claims"));
 	if (k8s != NULL) {
 		if (jwt_projected(jwt, k8s, cause) != 0)
 			return (-1);
 	} else if (jwt_legacy(jwt, claims, cause) != 0)
 		return (-1);
 	if (jwt->namespace == NULL || jwt->namespace[0] == '\0')
-		return (jwt_fail(cause,
-		    "JWT has no service account namespace"));
+		return (
+		    jwt_fail(cause, "JWT has no service account namespace"));
 	if (jwt->sa_name == NULL || jwt->sa_name[0] == '\0')
 		return (jwt_fail(cause, "JWT has no service account name"));
 	return (0);
@@ -366,7 +367,8 @@ jwt_check_claims(struct jwt *jwt, const cJSON *claims, char **cause)
 	    jwt_opt_number(claims, "iat", &jwt->has_iat, &jwt->iat) != 0)
 		return (jwt_fail(cause, "JWT exp, nbf or iat is not a number"));
 	if (jwt_audience(jwt, claims) != 0)
-		return (jwt_fail(cause, "JWT aud is not a string or a list of "
+		return (jwt_fail(cause,
+		    "JWT aud is not a string or a list of "
 		    "strings"));
 	if (jwt_opt_string(claims, "iss", &jwt->iss) != 0 ||
 	    jwt_opt_string(claims, "sub", &jwt->sub) != 0)
@@ -382,9 +384,9 @@ int
 jwt_parse(const char *token, size_t len, size_t max_size, struct jwt **out,
     char **cause)
 {
-	struct jwt	*jwt = NULL;
-	cJSON		*hdr = NULL;
-	size_t		 off[3], plen[3];
+	struct jwt *jwt = NULL;
+	cJSON *hdr = NULL;
+	size_t off[3], plen[3];
 
 	*out = NULL;
 	if (token == NULL || len == 0)
@@ -394,13 +396,13 @@ jwt_parse(const char *token, size_t len, size_t max_size, struct jwt **out,
 	if (jwt_split(token, len, off, plen, cause) != 0)
 		return (-1);
 	if ((hdr = jwt_decode_object(token + off[0], plen[0], "header",
-	    cause)) == NULL)
+		 cause)) == NULL)
 		goto fail;
 	jwt = xcalloc(1, sizeof *jwt);
 	if (jwt_check_header(jwt, hdr, cause) != 0)
 		goto fail;
-	if ((jwt->claims = jwt_decode_object(token + off[1], plen[1],
-	    "claims", cause)) == NULL)
+	if ((jwt->claims = jwt_decode_object(token + off[1], plen[1], "claims",
+		 cause)) == NULL)
 		goto fail;
 	if (jwt_check_claims(jwt, jwt->claims, cause) != 0)
 		goto fail;
@@ -418,7 +420,7 @@ fail:
 void
 jwt_free(struct jwt *jwt)
 {
-	size_t	 i;
+	size_t i;
 
 	if (jwt == NULL)
 		return;
@@ -443,7 +445,7 @@ jwt_free(struct jwt *jwt)
 int
 jwt_has_audience(const struct jwt *jwt, const char *aud)
 {
-	size_t	 i;
+	size_t i;
 
 	if (jwt == NULL || aud == NULL)
 		return (0);
@@ -461,7 +463,7 @@ jwt_has_audience(const struct jwt *jwt, const char *aud)
 int
 glob_match_any(const struct strlist *list, const char *s)
 {
-	size_t	 i;
+	size_t i;
 
 	if (list == NULL || s == NULL)
 		return (0);

@@ -23,42 +23,41 @@
 
 #include "k8sauth.h"
 
-#define K8S_LOCAL_MAX		(64 * 1024)
-#define K8S_SA_PREFIX		"system:serviceaccount:"
-#define K8S_EXTRA_POD_NAME	"authentication.kubernetes.io/pod-name"
-#define K8S_EXTRA_POD_UID	"authentication.kubernetes.io/pod-uid"
-#define K8S_EXTRA_NODE_NAME	"authentication.kubernetes.io/node-name"
-#define K8S_EXTRA_NODE_UID	"authentication.kubernetes.io/node-uid"
+#define K8S_LOCAL_MAX       (64 * 1024)
+#define K8S_SA_PREFIX       "system:serviceaccount:"
+#define K8S_EXTRA_POD_NAME  "authentication.kubernetes.io/pod-name"
+#define K8S_EXTRA_POD_UID   "authentication.kubernetes.io/pod-uid"
+#define K8S_EXTRA_NODE_NAME "authentication.kubernetes.io/node-name"
+#define K8S_EXTRA_NODE_UID  "authentication.kubernetes.io/node-uid"
 
 /* One cached local file: contents and the identity it was read from. */
 struct k8s_local_file {
-	char		*data;
-	dev_t		 dev;
-	ino_t		 ino;
-	struct timespec	 mtim;
-	off_t		 size;
-	double		 checked;
+	char *data;
+	dev_t dev;
+	ino_t ino;
+	struct timespec mtim;
+	off_t size;
+	double checked;
 };
 
 struct k8s_review {
-	struct fetch_transfer	*transfer;
-	char			 instance_id[ID_LEN + 1];
-	k8s_review_cb		 cb;
-	void			*arg;
+	struct fetch_transfer *transfer;
+	char instance_id[ID_LEN + 1];
+	k8s_review_cb cb;
+	void *arg;
 };
 
-static pthread_mutex_t		 k8s_local_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct k8s_local_file	 k8s_local_token;
-static struct k8s_local_file	 k8s_local_ca;
+static pthread_mutex_t k8s_local_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct k8s_local_file k8s_local_token;
+static struct k8s_local_file k8s_local_ca;
 
 /* Refresh one cached file if it changed; caller holds the lock. */
 static void
-k8s_local_refresh(struct k8s_local_file *f, const char *dir,
-    const char *name)
+k8s_local_refresh(struct k8s_local_file *f, const char *dir, const char *name)
 {
-	struct stat	 st;
-	char		*path, *data = NULL, *cause = NULL;
-	double		 now = util_now();
+	struct stat st;
+	char *path, *data = NULL, *cause = NULL;
+	double now = util_now();
 
 	if (f->checked != 0 && now - f->checked < 1.0)
 		return;
@@ -95,7 +94,7 @@ k8s_local_refresh(struct k8s_local_file *f, const char *dir,
 static char *
 k8s_local_get(struct k8s_local_file *f, const char *dir, const char *name)
 {
-	char	*copy = NULL;
+	char *copy = NULL;
 
 	pthread_mutex_lock(&k8s_local_lock);
 	k8s_local_refresh(f, dir, name);
@@ -125,14 +124,14 @@ k8s_review_outcome_clear(struct k8s_review_outcome *o)
 	memset(o, 0, sizeof *o);
 }
 
-static void k8s_review_fail(struct k8s_review_outcome *o, int status, const char *reason,
-    const char *fmt, ...) printflike(4, 5);
+static void k8s_review_fail(struct k8s_review_outcome *o, int status,
+    const char *reason, const char *fmt, ...) printflike(4, 5);
 /* Set an error outcome. */
 static void
 k8s_review_fail(struct k8s_review_outcome *o, int status, const char *reason,
     const char *fmt, ...)
 {
-	va_list	 ap;
+	va_list ap;
 
 	o->status = status;
 	o->reason = reason;
@@ -145,13 +144,14 @@ k8s_review_fail(struct k8s_review_outcome *o, int status, const char *reason,
 static int
 k8s_review_strings(const cJSON *a, struct strlist *out)
 {
-	const cJSON	*it;
+	const cJSON *it;
 
 	if (a == NULL || cJSON_IsNull(a))
 		return (0);
 	if (!cJSON_IsArray(a))
 		return (-1);
-	cJSON_ArrayForEach(it, a) {
+	cJSON_ArrayForEach(it, a)
+	{
 		if (!cJSON_IsString(it))
 			return (-1);
 		out->v = xreallocarray(out->v, out->n + 1, sizeof *out->v);
@@ -164,7 +164,7 @@ k8s_review_strings(const cJSON *a, struct strlist *out)
 static char *
 k8s_review_extra(const cJSON *extra, const char *key)
 {
-	const cJSON	*a, *first;
+	const cJSON *a, *first;
 
 	a = cJSON_GetObjectItemCaseSensitive(extra, key);
 	if (!cJSON_IsArray(a) || (first = cJSON_GetArrayItem(a, 0)) == NULL ||
@@ -177,7 +177,7 @@ k8s_review_extra(const cJSON *extra, const char *key)
 static int
 k8s_review_username(const char *u, char **ns, char **name)
 {
-	const char	*rest, *colon;
+	const char *rest, *colon;
 
 	if (strncmp(u, K8S_SA_PREFIX, strlen(K8S_SA_PREFIX)) != 0)
 		return (-1);
@@ -194,7 +194,7 @@ k8s_review_username(const char *u, char **ns, char **name)
 static void
 k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 {
-	const cJSON	*user, *username, *uid, *extra;
+	const cJSON *user, *username, *uid, *extra;
 
 	user = cJSON_GetObjectItemCaseSensitive(status, "user");
 	username = cJSON_GetObjectItemCaseSensitive(user, "username");
@@ -202,20 +202,23 @@ k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 	extra = cJSON_GetObjectItemCaseSensitive(user, "extra");
 	if (!cJSON_IsString(username) ||
 	    k8s_review_username(username->valuestring, &o->namespace,
-	    &o->name) != 0) {
-		k8s_review_fail(o, 502, "invalid_review", "the TokenReview "
+		&o->name) != 0) {
+		k8s_review_fail(o, 502, "invalid_review",
+		    "the TokenReview "
 		    "did not name a service account");
 		return;
 	}
 	o->username = xstrdup(username->valuestring);
 	if (cJSON_IsString(uid))
 		o->uid = xstrdup(uid->valuestring);
-	if (k8s_review_strings(cJSON_GetObjectItemCaseSensitive(user,
-	    "groups"), &o->groups) != 0 ||
+	if (k8s_review_strings(cJSON_GetObjectItemCaseSensitive(user, "groups"),
+		&o->groups) != 0 ||
 	    k8s_review_strings(cJSON_GetObjectItemCaseSensitive(status,
-	    "audiences"), &o->audiences) != 0 ||
+				   "audiences"),
+		&o->audiences) != 0 ||
 	    (extra != NULL && !cJSON_IsObject(extra))) {
-		k8s_review_fail(o, 502, "invalid_review", "the TokenReview "
+		k8s_review_fail(o, 502, "invalid_review",
+		    "the TokenReview "
 		    "status has fields of the wrong type");
 		return;
 	}
@@ -237,47 +240,56 @@ void
 k8s_review_parse(long http_status, const char *body, size_t len,
     struct k8s_review_outcome *o)
 {
-	cJSON		*doc = NULL;
-	const cJSON	*status, *auth, *err;
-	char		*cause = NULL, *esc;
+	cJSON *doc = NULL;
+	const cJSON *status, *auth, *err;
+	char *cause = NULL, *esc;
 
 	memset(o, 0, sizeof *o);
 	if (http_status == 401) {
-		k8s_review_fail(o, 502, "reviewer_unauthorized", "the "
+		k8s_review_fail(o, 502, "reviewer_unauthorized",
+		    "the "
 		    "cluster did not accept the reviewer credential");
 		return;
 	}
 	if (http_status == 403) {
-		k8s_review_fail(o, 502, "reviewer_forbidden", "the reviewer "
+		k8s_review_fail(o, 502, "reviewer_forbidden",
+		    "the reviewer "
 		    "may not create tokenreviews in the cluster");
 		return;
 	}
 	if (http_status == 429 || http_status >= 500) {
-		k8s_review_fail(o, 503, "cluster_unavailable", "the cluster "
-		    "answered %ld", http_status);
+		k8s_review_fail(o, 503, "cluster_unavailable",
+		    "the cluster "
+		    "answered %ld",
+		    http_status);
 		return;
 	}
 	if (http_status != 200 && http_status != 201) {
-		k8s_review_fail(o, 502, "invalid_review", "the cluster "
-		    "answered the TokenReview with %ld", http_status);
+		k8s_review_fail(o, 502, "invalid_review",
+		    "the cluster "
+		    "answered the TokenReview with %ld",
+		    http_status);
 		return;
 	}
 	if ((doc = json_parse(body, len, &cause)) == NULL ||
 	    !cJSON_IsObject(doc) ||
-	    !cJSON_IsObject(status = cJSON_GetObjectItemCaseSensitive(doc,
-	    "status"))) {
-		k8s_review_fail(o, 502, "invalid_review", "the TokenReview "
+	    !cJSON_IsObject(
+		status = cJSON_GetObjectItemCaseSensitive(doc, "status"))) {
+		k8s_review_fail(o, 502, "invalid_review",
+		    "the TokenReview "
 		    "answer is not a TokenReview");
 		goto out;
 	}
 	auth = cJSON_GetObjectItemCaseSensitive(status, "authenticated");
 	if (!cJSON_IsTrue(auth)) {
 		err = cJSON_GetObjectItemCaseSensitive(status, "error");
-		esc = log_escape(cJSON_IsString(err) ? err->valuestring :
-		    "(no error given)", 300);
+		esc = log_escape(cJSON_IsString(err) ? err->valuestring
+						     : "(no error given)",
+		    300);
 		log_info("TokenReview: not authenticated: %s", esc);
 		free(esc);
-		k8s_review_fail(o, 401, "token_invalid", "the cluster did "
+		k8s_review_fail(o, 401, "token_invalid",
+		    "the cluster did "
 		    "not authenticate the token");
 		goto out;
 	}
@@ -291,8 +303,8 @@ out:
 static char *
 k8s_review_body(const char *jwt, const char *audience)
 {
-	cJSON	*doc, *spec, *auds;
-	char	*out;
+	cJSON *doc, *spec, *auds;
+	char *out;
 
 	doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "apiVersion", "authentication.k8s.io/v1");
@@ -312,8 +324,8 @@ k8s_review_body(const char *jwt, const char *audience)
 static void
 k8s_review_done_cb(const struct fetch_result *res, void *arg)
 {
-	struct k8s_review		*rv = arg;
-	struct k8s_review_outcome	 o;
+	struct k8s_review *rv = arg;
+	struct k8s_review_outcome o;
 
 	memset(&o, 0, sizeof o);
 	switch (res->error) {
@@ -323,25 +335,29 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
 			o.retry_after = xstrdup(res->retry_after);
 		break;
 	case FETCH_TIMEOUT:
-		k8s_review_fail(&o, 504, "cluster_timeout", "the cluster did "
+		k8s_review_fail(&o, 504, "cluster_timeout",
+		    "the cluster did "
 		    "not answer the TokenReview in time");
 		break;
 	case FETCH_TLS:
-		k8s_review_fail(&o, 502, "cluster_tls_error", "the cluster's "
+		k8s_review_fail(&o, 502, "cluster_tls_error",
+		    "the cluster's "
 		    "TLS certificate could not be verified");
 		break;
 	case FETCH_TOO_LARGE:
-		k8s_review_fail(&o, 502, "invalid_review", "the TokenReview "
+		k8s_review_fail(&o, 502, "invalid_review",
+		    "the TokenReview "
 		    "answer is too large");
 		break;
 	default:
-		k8s_review_fail(&o, 503, "cluster_unavailable", "the cluster "
+		k8s_review_fail(&o, 503, "cluster_unavailable",
+		    "the cluster "
 		    "cannot be reached");
 		break;
 	}
 	if (res->error != FETCH_OK)
-		log_warn("TokenReview failed: %s", res->errmsg != NULL ?
-		    res->errmsg : "unknown error");
+		log_warn("TokenReview failed: %s",
+		    res->errmsg != NULL ? res->errmsg : "unknown error");
 	rv->transfer = NULL;
 	metrics_review_done(rv->instance_id, res->seconds);
 	rv->cb(&o, rv->arg);
@@ -358,10 +374,10 @@ k8s_review_start(struct worker *w, const struct config *cfg,
     const struct instance *inst, const char *jwt, const char *audience,
     k8s_review_cb cb, void *arg, struct k8s_review_outcome *o)
 {
-	struct fetch_request	 req;
-	struct k8s_review	*rv;
-	char			*bearer = NULL, *ca = NULL, *body, *url, *cause;
-	size_t			 hlen;
+	struct fetch_request req;
+	struct k8s_review *rv;
+	char *bearer = NULL, *ca = NULL, *body, *url, *cause;
+	size_t hlen;
 
 	memset(o, 0, sizeof *o);
 	memset(&req, 0, sizeof req);
@@ -371,7 +387,7 @@ k8s_review_start(struct worker *w, const struct config *cfg,
 		bearer = k8s_local_get(&k8s_local_token, cfg->k8s_local_sa_dir,
 		    "token");
 	if (bearer == NULL)
-		bearer = xstrdup(jwt);	/* the client reviews itself */
+		bearer = xstrdup(jwt); /* the client reviews itself */
 	if (inst->ca_cert != NULL)
 		ca = xstrdup(inst->ca_cert);
 	else if (!inst->disable_local_ca_jwt)
@@ -397,8 +413,8 @@ k8s_review_start(struct worker *w, const struct config *cfg,
 	snprintf(rv->instance_id, sizeof rv->instance_id, "%s", inst->id);
 	rv->cb = cb;
 	rv->arg = arg;
-	rv->transfer = fetch_start(w->fetch, &req, k8s_review_done_cb, rv,
-	    &cause);
+	rv->transfer =
+	    fetch_start(w->fetch, &req, k8s_review_done_cb, rv, &cause);
 	freezero_str(body);
 	freezero_str(bearer);
 	free(ca);

@@ -39,8 +39,8 @@
 #define K8SAUTH_VERSION "0.1.0"
 #endif
 
-#define ID_LEN 32		/* Keystone "simple" UUID: 32 lowercase hex */
-#define TIMESTAMP_LEN 27	/* 2026-11-28T13:00:00.000000Z */
+#define ID_LEN        32 /* Keystone "simple" UUID: 32 lowercase hex */
+#define TIMESTAMP_LEN 27 /* 2026-11-28T13:00:00.000000Z */
 
 struct worker;
 struct server;
@@ -52,243 +52,240 @@ struct evhttp_request;
 struct evbuffer;
 
 /* xmalloc.c */
-void		*xmalloc(size_t);
-void		*xcalloc(size_t, size_t);
-void		*xreallocarray(void *, size_t, size_t);
-char		*xstrdup(const char *);
-char		*xstrndup(const char *, size_t);
-int		 xasprintf(char **, const char *, ...) printflike(2, 3);
-int		 xvasprintf(char **, const char *, va_list) printflike(2, 0);
-void		 freezero_str(char *);
+void *xmalloc(size_t);
+void *xcalloc(size_t, size_t);
+void *xreallocarray(void *, size_t, size_t);
+char *xstrdup(const char *);
+char *xstrndup(const char *, size_t);
+int xasprintf(char **, const char *, ...) printflike(2, 3);
+int xvasprintf(char **, const char *, va_list) printflike(2, 0);
+void freezero_str(char *);
 
 /* log.c */
-enum log_level {
-	LOGL_DEBUG,
-	LOGL_INFO,
-	LOGL_WARN,
-	LOGL_ERR
-};
-void		 log_open(enum log_level, int json);
-void		 log_set_level(enum log_level);
-enum log_level	 log_get_level(void);
-int		 log_level_parse(const char *, enum log_level *);
-void		 log_debug(const char *, ...) printflike(1, 2);
-void		 log_info(const char *, ...) printflike(1, 2);
-void		 log_warn(const char *, ...) printflike(1, 2);
-void		 log_err(const char *, ...) printflike(1, 2);
-void		 log_msg(enum log_level, const char *, ...) printflike(2, 3);
-void		 log_vmsg(enum log_level, const char *, va_list) printflike(2, 0);
-__dead void	 fatal(const char *, ...) printflike(1, 2);
-__dead void	 fatalx(const char *, ...) printflike(1, 2);
-char		*log_escape(const char *, size_t);
-void		 log_secret_id(const char *, char [9]);
+enum log_level { LOGL_DEBUG, LOGL_INFO, LOGL_WARN, LOGL_ERR };
+void log_open(enum log_level, int json);
+void log_set_level(enum log_level);
+enum log_level log_get_level(void);
+int log_level_parse(const char *, enum log_level *);
+void log_debug(const char *, ...) printflike(1, 2);
+void log_info(const char *, ...) printflike(1, 2);
+void log_warn(const char *, ...) printflike(1, 2);
+void log_err(const char *, ...) printflike(1, 2);
+void log_msg(enum log_level, const char *, ...) printflike(2, 3);
+void log_vmsg(enum log_level, const char *, va_list) printflike(2, 0);
+__dead void fatal(const char *, ...) printflike(1, 2);
+__dead void fatalx(const char *, ...) printflike(1, 2);
+char *log_escape(const char *, size_t);
+void log_secret_id(const char *, char[9]);
 
 /* embed.c -- generated from lua/ and policy/ by src/build/embed.sh */
 struct embed_file {
-	const char		*name;
-	const unsigned char	*data;
-	size_t			 len;
+	const char *name;
+	const unsigned char *data;
+	size_t len;
 };
 extern const struct embed_file embed_files[];
 extern const size_t embed_nfiles;
 const struct embed_file *embed_find(const char *);
 
 /* util.c */
-void		 util_random_bytes(void *, size_t);
-void		 util_new_id(char [ID_LEN + 1]);
-int		 util_is_id(const char *);
-void		 util_timestamp(char [TIMESTAMP_LEN + 1]);
-void		 util_format_time(double, char [TIMESTAMP_LEN + 1]);
-double		 util_now(void);
-uint64_t	 util_monotonic_us(void);
-int		 util_ct_equal(const void *, size_t, const void *, size_t);
-int		 util_parse_long(const char *, long, long, long *);
-int		 util_read_file(const char *, size_t, char **, size_t *,
-		     char **);
-int		 util_write_file_atomic(const char *, const void *, size_t,
-		     mode_t, char **);
-int		 util_mkdir_p(const char *, mode_t);
-char		*util_b64url_encode(const void *, size_t);
-int		 util_b64url_decode(const char *, size_t, unsigned char **,
-		     size_t *);
-void		 util_sha256_hex(const void *, size_t, char [65]);
-char		*util_trim(char *);
+void util_random_bytes(void *, size_t);
+void util_new_id(char[ID_LEN + 1]);
+int util_is_id(const char *);
+void util_timestamp(char[TIMESTAMP_LEN + 1]);
+void util_format_time(double, char[TIMESTAMP_LEN + 1]);
+double util_now(void);
+uint64_t util_monotonic_us(void);
+int util_ct_equal(const void *, size_t, const void *, size_t);
+int util_parse_long(const char *, long, long, long *);
+int util_read_file(const char *, size_t, char **, size_t *, char **);
+int util_write_file_atomic(const char *, const void *, size_t, mode_t, char **);
+int util_mkdir_p(const char *, mode_t);
+char *util_b64url_encode(const void *, size_t);
+int util_b64url_decode(const char *, size_t, unsigned char **, size_t *);
+void util_sha256_hex(const void *, size_t, char[65]);
+char *util_trim(char *);
 
 /* config.c */
-enum token_payload {
-	TOKEN_PAYLOAD_RESTRICTED,
-	TOKEN_PAYLOAD_PROJECT_SCOPED
-};
+enum token_payload { TOKEN_PAYLOAD_RESTRICTED, TOKEN_PAYLOAD_PROJECT_SCOPED };
 struct config {
 	/* [server] */
-	char		*listen;
-	char		*tls_cert;
-	char		*tls_key;
-	long		 workers;
-	long		 max_body_size;
-	long		 max_header_size;
-	long		 max_connections;
-	long		 request_timeout;
-	long		 idle_timeout;
-	char		*public_url;
+	char *listen;
+	char *tls_cert;
+	char *tls_key;
+	long workers;
+	long max_body_size;
+	long max_header_size;
+	long max_connections;
+	long request_timeout;
+	long idle_timeout;
+	char *public_url;
 	/* [database] */
-	char		*db_connection;
+	char *db_connection;
 	/* [fernet_tokens] */
-	char		*fernet_key_repository;
-	long		 fernet_max_active_keys;
+	char *fernet_key_repository;
+	long fernet_max_active_keys;
 	/* [credential] */
-	char		*credential_key_repository;
+	char *credential_key_repository;
 	/* [token] */
-	long		 token_expiration;
-	char		*token_payload_name;
+	long token_expiration;
+	char *token_payload_name;
 	enum token_payload token_payload;
-	int		 token_cap_to_jwt_expiry;
+	int token_cap_to_jwt_expiry;
 	/* [auth] */
-	char		*auth_methods;
-	char		*auth_method;
+	char *auth_methods;
+	char *auth_method;
 	/* [k8s_auth] */
-	long		 k8s_connect_timeout;
-	long		 k8s_review_timeout;
-	long		 k8s_clock_skew;
-	char		*k8s_local_sa_dir;
-	long		 k8s_max_jwt_size;
-	long		 k8s_max_response_size;
-	int		 k8s_allow_legacy_tokens;
-	int		 k8s_allow_insecure_http;
-	long		 k8s_max_concurrent_reviews;
+	long k8s_connect_timeout;
+	long k8s_review_timeout;
+	long k8s_clock_skew;
+	char *k8s_local_sa_dir;
+	long k8s_max_jwt_size;
+	long k8s_max_response_size;
+	int k8s_allow_legacy_tokens;
+	int k8s_allow_insecure_http;
+	long k8s_max_concurrent_reviews;
 	/* [policy] */
-	char		*policy_dir;
-	char		*policy_lua_dir;
-	long		 policy_instruction_limit;
-	long		 policy_memory_limit;
-	char		*policy_protected_roles;
+	char *policy_dir;
+	char *policy_lua_dir;
+	long policy_instruction_limit;
+	long policy_memory_limit;
+	char *policy_protected_roles;
 	/* [keystone] */
-	char		*keystone_url;
-	char		*keystone_ca_file;
-	char		*keystone_app_cred_id;
-	char		*keystone_app_cred_secret_file;
-	long		 keystone_cache_ttl;
-	int		 keystone_verify_user_enabled;
+	char *keystone_url;
+	char *keystone_ca_file;
+	char *keystone_app_cred_id;
+	char *keystone_app_cred_secret_file;
+	long keystone_cache_ttl;
+	int keystone_verify_user_enabled;
 	/* [bootstrap] */
-	char		*admin_token_file;
+	char *admin_token_file;
 	/* [log] */
-	char		*log_level_name;
-	enum log_level	 log_level;
-	char		*log_format;
-	char		*log_audit_file;
+	char *log_level_name;
+	enum log_level log_level;
+	char *log_format;
+	char *log_audit_file;
 	/* [metrics] */
-	int		 metrics_enabled;
-	int		 metrics_require_auth;
+	int metrics_enabled;
+	int metrics_require_auth;
 	/* derived by config_validate */
-	int		 tls_missing;
+	int tls_missing;
 	/* loaded by serve from [bootstrap] admin_token_file */
-	char		*admin_token;
-	int		 references;	/* config_ref / config_unref */
+	char *admin_token;
+	int references; /* config_ref / config_unref */
 };
-struct config	*config_new(void);
-void		 config_free(struct config *);
-struct config	*config_ref(struct config *);
-void		 config_unref(struct config *);
-void		 config_keep_static(struct config *, const struct config *);
-int		 config_load(struct config *, const char *, char **);
-int		 config_set(struct config *, const char *, const char *,
-		     const char *, char **);
-int		 config_validate(struct config *, char **);
-int		 config_validate_serve(const struct config *, char **);
-void		 config_write_docs(FILE *);
-void		 config_write_sample(FILE *);
-void		 config_dump(const struct config *, FILE *);
-char		*config_db_path(const struct config *, char **);
-const char	*config_default_path(void);
+struct config *config_new(void);
+void config_free(struct config *);
+struct config *config_ref(struct config *);
+void config_unref(struct config *);
+void config_keep_static(struct config *, const struct config *);
+int config_load(struct config *, const char *, char **);
+int config_set(struct config *, const char *, const char *, const char *,
+    char **);
+int config_validate(struct config *, char **);
+int config_validate_serve(const struct config *, char **);
+void config_write_docs(FILE *);
+void config_write_sample(FILE *);
+void config_dump(const struct config *, FILE *);
+char *config_db_path(const struct config *, char **);
+const char *config_default_path(void);
 
 /* db.c -- one SQLite connection, owned by one thread */
-struct db	*db_open(const char *, char **);
-void		 db_close(struct db *);
-int		 db_migrate(struct db *, char **);
-int		 db_schema_version(struct db *);
-int		 db_begin(struct db *);
-int		 db_commit(struct db *);
-void		 db_rollback(struct db *);
-void		*db_handle(struct db *);	/* sqlite3 * */
+struct db *db_open(const char *, char **);
+void db_close(struct db *);
+int db_migrate(struct db *, char **);
+int db_schema_version(struct db *);
+int db_begin(struct db *);
+int db_commit(struct db *);
+void db_rollback(struct db *);
+void *db_handle(struct db *); /* sqlite3 * */
 /*
  * The per-connection statement cache: (id, SQL) pairs, prepared lazily and
  * kept for the life of the connection.  Every use ends with db_stmt_done
  * (reset + clear bindings).  Column orders are fixed by STORE_*_COLUMNS.
  */
-#define STORE_INSTANCE_COLUMNS "id, domain_id, name, host, ca_cert, " \
+#define STORE_INSTANCE_COLUMNS                                          \
+	"id, domain_id, name, host, ca_cert, "                          \
 	"reviewer_jwt_enc, disable_local_ca_jwt, enabled, created_at, " \
 	"updated_at"
-#define STORE_ROLE_COLUMNS "id, auth_instance_id, domain_id, name, " \
+#define STORE_ROLE_COLUMNS                                               \
+	"id, auth_instance_id, domain_id, name, "                        \
 	"enabled, bound_sa_names, bound_sa_namespaces, bound_audience, " \
 	"bound_pod_names, token_ttl, token_restriction_id, created_at, " \
 	"updated_at"
-#define STORE_RESTRICTION_COLUMNS "id, domain_id, user_id, project_id, " \
+#define STORE_RESTRICTION_COLUMNS              \
+	"id, domain_id, user_id, project_id, " \
 	"allow_renew, allow_rescope, created_at, updated_at"
-#define DB_STATEMENTS(X)						\
-	X(DB_INSTANCE_INSERT, "INSERT INTO instances ("		\
-	    STORE_INSTANCE_COLUMNS ") VALUES "				\
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")		\
-	X(DB_INSTANCE_GET, "SELECT " STORE_INSTANCE_COLUMNS		\
-	    " FROM instances WHERE id = ?1")				\
-	X(DB_INSTANCE_UPDATE, "UPDATE instances SET domain_id = ?2, "	\
-	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, " \
-	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10 " \
-	    "WHERE id = ?1")						\
-	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")	\
-	X(DB_ROLE_INSERT, "INSERT INTO roles (" STORE_ROLE_COLUMNS	\
-	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "	\
-	    "?12, ?13)")						\
-	X(DB_ROLE_GET, "SELECT " STORE_ROLE_COLUMNS			\
-	    " FROM roles WHERE id = ?1")				\
-	X(DB_ROLE_GET_IN_INSTANCE, "SELECT " STORE_ROLE_COLUMNS	\
-	    " FROM roles WHERE auth_instance_id = ?1 AND "		\
-	    "(id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1")	\
-	X(DB_ROLE_UPDATE, "UPDATE roles SET auth_instance_id = ?2, "	\
-	    "domain_id = ?3, name = ?4, enabled = ?5, "		\
-	    "bound_sa_names = ?6, bound_sa_namespaces = ?7, "		\
-	    "bound_audience = ?8, bound_pod_names = ?9, "		\
-	    "token_ttl = ?10, token_restriction_id = ?11, "		\
-	    "updated_at = ?13 WHERE id = ?1")				\
-	X(DB_ROLE_DELETE, "DELETE FROM roles WHERE id = ?1")		\
-	X(DB_RESTRICTION_INSERT, "INSERT INTO restrictions ("		\
-	    STORE_RESTRICTION_COLUMNS ") VALUES "			\
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")			\
-	X(DB_RESTRICTION_GET, "SELECT " STORE_RESTRICTION_COLUMNS	\
-	    " FROM restrictions WHERE id = ?1")			\
-	X(DB_RESTRICTION_UPDATE, "UPDATE restrictions SET "		\
-	    "domain_id = ?2, user_id = ?3, project_id = ?4, "		\
-	    "allow_renew = ?5, allow_rescope = ?6, updated_at = ?8 "	\
-	    "WHERE id = ?1")						\
-	X(DB_RESTRICTION_DELETE, "DELETE FROM restrictions WHERE id = ?1") \
-	X(DB_RROLE_INSERT, "INSERT INTO restriction_roles "		\
-	    "(restriction_id, position, role_id, role_name) "		\
-	    "VALUES (?1, ?2, ?3, ?4)")					\
-	X(DB_RROLE_LIST, "SELECT role_id, role_name FROM "		\
-	    "restriction_roles WHERE restriction_id = ?1 ORDER BY position") \
-	X(DB_RROLE_DELETE, "DELETE FROM restriction_roles "		\
+#define DB_STATEMENTS(X)                                                       \
+	X(DB_INSTANCE_INSERT,                                                  \
+	    "INSERT INTO instances (" STORE_INSTANCE_COLUMNS ") VALUES "       \
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")                       \
+	X(DB_INSTANCE_GET,                                                     \
+	    "SELECT " STORE_INSTANCE_COLUMNS " FROM instances WHERE id = ?1")  \
+	X(DB_INSTANCE_UPDATE,                                                  \
+	    "UPDATE instances SET domain_id = ?2, "                            \
+	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, "      \
+	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10 "       \
+	    "WHERE id = ?1")                                                   \
+	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")           \
+	X(DB_ROLE_INSERT,                                                      \
+	    "INSERT INTO roles (" STORE_ROLE_COLUMNS                           \
+	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "         \
+	    "?12, ?13)")                                                       \
+	X(DB_ROLE_GET,                                                         \
+	    "SELECT " STORE_ROLE_COLUMNS " FROM roles WHERE id = ?1")          \
+	X(DB_ROLE_GET_IN_INSTANCE,                                             \
+	    "SELECT " STORE_ROLE_COLUMNS                                       \
+	    " FROM roles WHERE auth_instance_id = ?1 AND "                     \
+	    "(id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1")            \
+	X(DB_ROLE_UPDATE,                                                      \
+	    "UPDATE roles SET auth_instance_id = ?2, "                         \
+	    "domain_id = ?3, name = ?4, enabled = ?5, "                        \
+	    "bound_sa_names = ?6, bound_sa_namespaces = ?7, "                  \
+	    "bound_audience = ?8, bound_pod_names = ?9, "                      \
+	    "token_ttl = ?10, token_restriction_id = ?11, "                    \
+	    "updated_at = ?13 WHERE id = ?1")                                  \
+	X(DB_ROLE_DELETE, "DELETE FROM roles WHERE id = ?1")                   \
+	X(DB_RESTRICTION_INSERT,                                               \
+	    "INSERT INTO restrictions (" STORE_RESTRICTION_COLUMNS ") VALUES " \
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                                \
+	X(DB_RESTRICTION_GET,                                                  \
+	    "SELECT " STORE_RESTRICTION_COLUMNS                                \
+	    " FROM restrictions WHERE id = ?1")                                \
+	X(DB_RESTRICTION_UPDATE,                                               \
+	    "UPDATE restrictions SET "                                         \
+	    "domain_id = ?2, user_id = ?3, project_id = ?4, "                  \
+	    "allow_renew = ?5, allow_rescope = ?6, updated_at = ?8 "           \
+	    "WHERE id = ?1")                                                   \
+	X(DB_RESTRICTION_DELETE, "DELETE FROM restrictions WHERE id = ?1")     \
+	X(DB_RROLE_INSERT,                                                     \
+	    "INSERT INTO restriction_roles "                                   \
+	    "(restriction_id, position, role_id, role_name) "                  \
+	    "VALUES (?1, ?2, ?3, ?4)")                                         \
+	X(DB_RROLE_LIST,                                                       \
+	    "SELECT role_id, role_name FROM "                                  \
+	    "restriction_roles WHERE restriction_id = ?1 ORDER BY position")   \
+	X(DB_RROLE_DELETE,                                                     \
+	    "DELETE FROM restriction_roles "                                   \
 	    "WHERE restriction_id = ?1")
 #define DB_STMT_ENUM(id, sql) id,
-enum db_stmt_id {
-	DB_STATEMENTS(DB_STMT_ENUM)
-	DB_NSTMTS
-};
+enum db_stmt_id { DB_STATEMENTS(DB_STMT_ENUM) DB_NSTMTS };
 #undef DB_STMT_ENUM
 struct sqlite3_stmt;
 struct sqlite3_stmt *db_stmt(struct db *, enum db_stmt_id);
 struct sqlite3_stmt *db_stmt_sql(struct db *, const char *);
-int		 db_stmt_done(struct db *, struct sqlite3_stmt *);
-const char	*db_errmsg(struct db *);
+int db_stmt_done(struct db *, struct sqlite3_stmt *);
+const char *db_errmsg(struct db *);
 const char *const *db_migrations(int *);
-int		 db_migrate_list(struct db *, const char *const *, int,
-		     char **);
+int db_migrate_list(struct db *, const char *const *, int, char **);
 
 /* secret.c -- at-rest encryption of reviewer tokens */
-int		 secret_setup(const char *, char **);
-int		 secret_load(const char *, char **);
-int		 secret_loaded(void);
-char		*secret_encrypt(const char *, char **);
-char		*secret_decrypt(const char *, char **);
-void		 secret_clear(void);
+int secret_setup(const char *, char **);
+int secret_load(const char *, char **);
+int secret_loaded(void);
+char *secret_encrypt(const char *, char **);
+char *secret_decrypt(const char *, char **);
+void secret_clear(void);
 
 /* store.c, store_*.c -- typed data access; results are STORE_* codes */
 enum store_result {
@@ -299,211 +296,199 @@ enum store_result {
 	STORE_ERROR = -4
 };
 struct strlist {
-	char		**v;
-	size_t		 n;
+	char **v;
+	size_t n;
 };
 struct instance {
-	char		 id[ID_LEN + 1];
-	char		*domain_id;
-	char		*name;			/* NULL when unset */
-	char		*host;
-	char		*ca_cert;		/* NULL when unset */
-	char		*reviewer_jwt;		/* plaintext, only from _get */
-	int		 reviewer_jwt_set;
-	int		 disable_local_ca_jwt;
-	int		 enabled;
-	char		 created_at[TIMESTAMP_LEN + 1];
-	char		 updated_at[TIMESTAMP_LEN + 1];
+	char id[ID_LEN + 1];
+	char *domain_id;
+	char *name; /* NULL when unset */
+	char *host;
+	char *ca_cert;      /* NULL when unset */
+	char *reviewer_jwt; /* plaintext, only from _get */
+	int reviewer_jwt_set;
+	int disable_local_ca_jwt;
+	int enabled;
+	char created_at[TIMESTAMP_LEN + 1];
+	char updated_at[TIMESTAMP_LEN + 1];
 };
 struct role {
-	char		 id[ID_LEN + 1];
-	char		 auth_instance_id[ID_LEN + 1];
-	char		*domain_id;
-	char		*name;
-	int		 enabled;
-	struct strlist	 bound_sa_names;
-	struct strlist	 bound_sa_namespaces;
-	char		*bound_audience;	/* NULL when unset */
-	struct strlist	*bound_pod_names;	/* NULL when unset */
-	long		 token_ttl;		/* 0 when unset */
-	char		*token_restriction_id;
-	char		 created_at[TIMESTAMP_LEN + 1];
-	char		 updated_at[TIMESTAMP_LEN + 1];
+	char id[ID_LEN + 1];
+	char auth_instance_id[ID_LEN + 1];
+	char *domain_id;
+	char *name;
+	int enabled;
+	struct strlist bound_sa_names;
+	struct strlist bound_sa_namespaces;
+	char *bound_audience;            /* NULL when unset */
+	struct strlist *bound_pod_names; /* NULL when unset */
+	long token_ttl;                  /* 0 when unset */
+	char *token_restriction_id;
+	char created_at[TIMESTAMP_LEN + 1];
+	char updated_at[TIMESTAMP_LEN + 1];
 };
 struct restriction_role {
-	char		*id;
-	char		*name;			/* NULL when unknown */
+	char *id;
+	char *name; /* NULL when unknown */
 };
 struct restriction {
-	char		 id[ID_LEN + 1];
-	char		*domain_id;
-	char		*user_id;		/* NULL when unset */
-	char		*project_id;		/* NULL when unset */
+	char id[ID_LEN + 1];
+	char *domain_id;
+	char *user_id;    /* NULL when unset */
+	char *project_id; /* NULL when unset */
 	struct restriction_role *roles;
-	size_t		 nroles;
-	int		 allow_renew;
-	int		 allow_rescope;
-	char		 created_at[TIMESTAMP_LEN + 1];
-	char		 updated_at[TIMESTAMP_LEN + 1];
+	size_t nroles;
+	int allow_renew;
+	int allow_rescope;
+	char created_at[TIMESTAMP_LEN + 1];
+	char updated_at[TIMESTAMP_LEN + 1];
 };
 /* A list query: exact-match filters, keyset pagination by id. */
 struct store_query {
-	const char	*filter_names[8];
-	const char	*filter_values[8];
-	size_t		 nfilters;
-	const char	*marker;		/* NULL: from the start */
-	long		 limit;			/* > 0 */
+	const char *filter_names[8];
+	const char *filter_values[8];
+	size_t nfilters;
+	const char *marker; /* NULL: from the start */
+	long limit;         /* > 0 */
 };
-void		 strlist_free(struct strlist *);
-void		 strlist_copy(struct strlist *, const struct strlist *);
-void		 instance_free(struct instance *);
-void		 role_free(struct role *);
-void		 restriction_free(struct restriction *);
-int		 store_instance_create(struct db *, struct instance *);
-int		 store_instance_get(struct db *, const char *,
-		     struct instance **);
-int		 store_instance_list(struct db *, const struct store_query *,
-		     struct instance ***, size_t *, int *);
-int		 store_instance_update(struct db *, struct instance *);
-int		 store_instance_delete(struct db *, const char *);
-int		 store_role_create(struct db *, struct role *);
-int		 store_role_get(struct db *, const char *, const char *,
-		     struct role **);
-int		 store_role_list(struct db *, const struct store_query *,
-		     struct role ***, size_t *, int *);
-int		 store_role_update(struct db *, struct role *);
-int		 store_role_delete(struct db *, const char *);
-int		 store_restriction_create(struct db *, struct restriction *);
-int		 store_restriction_get(struct db *, const char *,
-		     struct restriction **);
-int		 store_restriction_list(struct db *,
-		     const struct store_query *, struct restriction ***,
-		     size_t *, int *);
-int		 store_restriction_update(struct db *, struct restriction *);
-int		 store_restriction_delete(struct db *, const char *);
+void strlist_free(struct strlist *);
+void strlist_copy(struct strlist *, const struct strlist *);
+void instance_free(struct instance *);
+void role_free(struct role *);
+void restriction_free(struct restriction *);
+int store_instance_create(struct db *, struct instance *);
+int store_instance_get(struct db *, const char *, struct instance **);
+int store_instance_list(struct db *, const struct store_query *,
+    struct instance ***, size_t *, int *);
+int store_instance_update(struct db *, struct instance *);
+int store_instance_delete(struct db *, const char *);
+int store_role_create(struct db *, struct role *);
+int store_role_get(struct db *, const char *, const char *, struct role **);
+int store_role_list(struct db *, const struct store_query *, struct role ***,
+    size_t *, int *);
+int store_role_update(struct db *, struct role *);
+int store_role_delete(struct db *, const char *);
+int store_restriction_create(struct db *, struct restriction *);
+int store_restriction_get(struct db *, const char *, struct restriction **);
+int store_restriction_list(struct db *, const struct store_query *,
+    struct restriction ***, size_t *, int *);
+int store_restriction_update(struct db *, struct restriction *);
+int store_restriction_delete(struct db *, const char *);
 /* Helpers shared by store_*.c only (handlers never call these). */
 struct store_filter {
-	const char	*name;		/* query name and column name */
-	int		 boolean;	/* value must be "1" or "0" */
+	const char *name; /* query name and column name */
+	int boolean;      /* value must be "1" or "0" */
 };
 struct store_list_def {
-	const char	*what;		/* for log lines */
-	const char	*table;
-	const char	*columns;
-	const struct store_filter *filters;	/* ends with a NULL name */
-	int		(*read)(struct db *, struct sqlite3_stmt *, void **);
-	void		(*free)(void *);
+	const char *what; /* for log lines */
+	const char *table;
+	const char *columns;
+	const struct store_filter *filters; /* ends with a NULL name */
+	int (*read)(struct db *, struct sqlite3_stmt *, void **);
+	void (*free)(void *);
 };
-int		 store_list(struct db *, const struct store_list_def *,
-		     const struct store_query *, void ***, size_t *, int *);
-int		 store_bind_text(struct sqlite3_stmt *, int, const char *);
-int		 store_bind_strlist(struct sqlite3_stmt *, int,
-		     const struct strlist *);
-char		*store_column_text(struct sqlite3_stmt *, int);
-void		 store_column_fixed(struct sqlite3_stmt *, int, char *,
-		     size_t);
-int		 store_column_strlist(struct sqlite3_stmt *, int,
-		     struct strlist *);
-int		 store_error(struct db *, int, int, const char *);
-int		 store_write(struct db *, struct sqlite3_stmt *, int,
-		     const char *);
-int		 store_get_row(struct db *, struct sqlite3_stmt *,
-		     const char *);
-int		 store_delete(struct db *, enum db_stmt_id, const char *, int,
-		     const char *);
-int		 store_begin(struct db *);
-int		 store_finish(struct db *, int);
-void		 store_stamp(char *, char *);
+int store_list(struct db *, const struct store_list_def *,
+    const struct store_query *, void ***, size_t *, int *);
+int store_bind_text(struct sqlite3_stmt *, int, const char *);
+int store_bind_strlist(struct sqlite3_stmt *, int, const struct strlist *);
+char *store_column_text(struct sqlite3_stmt *, int);
+void store_column_fixed(struct sqlite3_stmt *, int, char *, size_t);
+int store_column_strlist(struct sqlite3_stmt *, int, struct strlist *);
+int store_error(struct db *, int, int, const char *);
+int store_write(struct db *, struct sqlite3_stmt *, int, const char *);
+int store_get_row(struct db *, struct sqlite3_stmt *, const char *);
+int store_delete(struct db *, enum db_stmt_id, const char *, int, const char *);
+int store_begin(struct db *);
+int store_finish(struct db *, int);
+void store_stamp(char *, char *);
 
 /* json.c -- cJSON helpers: strict, bounded, typed */
-cJSON		*json_parse(const char *, size_t, char **);
-char		*json_print(const cJSON *);
-int		 json_check_fields(const cJSON *, const char *const *,
-		     char **);
-void		 json_add_string_or_null(cJSON *, const char *,
-		     const char *);
-cJSON		*json_strlist(const struct strlist *);
-#define JSON_MAX_DEPTH 64	/* nesting accepted by json_parse */
-#define JSON_MAX_FIELDS 32	/* longest allowed-field list */
-#define JSON_ABSENT 0		/* typed getters: field not present */
-#define JSON_SET 1		/* present with a valid value */
-#define JSON_NULL 2		/* present as null (nullable fields) */
-int		 json_check_fields_at(const cJSON *, const char *,
-		     const char *const *, char **);
-const char	*json_find_field(const cJSON *, const char *const *);
-int		 json_get_string(const cJSON *, const char *, size_t, size_t,
-		     int, char **, char **);
-int		 json_get_bool(const cJSON *, const char *, int *, char **);
-int		 json_get_long(const cJSON *, const char *, long, long, int,
-		     long *, char **);
-int		 json_get_strlist(const cJSON *, const char *, size_t, size_t,
-		     int, struct strlist *, char **);
-void		 json_strlist_clear(struct strlist *);
+cJSON *json_parse(const char *, size_t, char **);
+char *json_print(const cJSON *);
+int json_check_fields(const cJSON *, const char *const *, char **);
+void json_add_string_or_null(cJSON *, const char *, const char *);
+cJSON *json_strlist(const struct strlist *);
+#define JSON_MAX_DEPTH  64 /* nesting accepted by json_parse */
+#define JSON_MAX_FIELDS 32 /* longest allowed-field list */
+#define JSON_ABSENT     0  /* typed getters: field not present */
+#define JSON_SET        1  /* present with a valid value */
+#define JSON_NULL       2  /* present as null (nullable fields) */
+int json_check_fields_at(const cJSON *, const char *, const char *const *,
+    char **);
+const char *json_find_field(const cJSON *, const char *const *);
+int json_get_string(const cJSON *, const char *, size_t, size_t, int, char **,
+    char **);
+int json_get_bool(const cJSON *, const char *, int *, char **);
+int json_get_long(const cJSON *, const char *, long, long, int, long *,
+    char **);
+int json_get_strlist(const cJSON *, const char *, size_t, size_t, int,
+    struct strlist *, char **);
+void json_strlist_clear(struct strlist *);
 
 /* validate.c -- field rules shared by the admin API handlers */
 #define VALIDATE_MAX_PEM (64 * 1024)
-int		 validate_host(const char *, int, char **);
-int		 validate_pem(const char *, char **);
-int		 validate_role_name(const char *, char **);
-int		 validate_globs(const char *, const struct strlist *, char **);
+int validate_host(const char *, int, char **);
+int validate_pem(const char *, char **);
+int validate_role_name(const char *, char **);
+int validate_globs(const char *, const struct strlist *, char **);
 
 /* server.c -- process-wide state, read-mostly, shared by workers */
 struct server {
-	struct config	*cfg;		/* current: use server_config_ref() */
-	const char	*config_path;
-	void		*ssl_ctx;		/* SSL_CTX *, swapped on reload */
-	struct worker	**workers;
-	int		 nworkers;
+	struct config *cfg; /* current: use server_config_ref() */
+	const char *config_path;
+	void *ssl_ctx; /* SSL_CTX *, swapped on reload */
+	struct worker **workers;
+	int nworkers;
 	struct server_listener *listeners;
-	size_t		 nlisteners;
-	volatile int	 stopping;
-	time_t		 started;
-	long		 connections;		/* atomic: admitted, all workers */
+	size_t nlisteners;
+	volatile int stopping;
+	time_t started;
+	long connections; /* atomic: admitted, all workers */
 };
 struct server_listener {
-	char		*url;
-	int		 fd;
-	int		 tls;
+	char *url;
+	int fd;
+	int tls;
 };
 extern struct server *server;
-int		 server_run(struct config *, const char *);
-void		*server_ssl_ctx_ref(void);	/* SSL_CTX *, up-ref'd */
-struct config	*server_config_ref(void);
+int server_run(struct config *, const char *);
+void *server_ssl_ctx_ref(void); /* SSL_CTX *, up-ref'd */
+struct config *server_config_ref(void);
 
 /* tls.c */
-void		*tls_ctx_new(const char *, const char *, char **);
-void		 tls_ctx_free(void *);
+void *tls_ctx_new(const char *, const char *, char **);
+void tls_ctx_free(void *);
 
 /* worker.c -- one thread: event_base, evhttp listeners, SQLite, fetch */
 struct worker {
-	int		 id;
-	struct server	*srv;
-	struct config	*cfg;			/* at start: static options */
+	int id;
+	struct server *srv;
+	struct config *cfg; /* at start: static options */
 	struct event_base *base;
-	struct evhttp	*https;			/* TLS listeners */
-	struct evhttp	*http;			/* plain listeners */
-	struct db	*db;
-	struct fetch	*fetch;			/* outbound HTTPS */
-	struct policy	*policy;		/* this thread's Lua state */
-	struct event	*reload_ev;
-	void		*thread;		/* pthread_t * */
-	long		 inflight;		/* requests not yet replied */
-	void		**conns;		/* evhttp_connection * admitted */
-	size_t		 nconns;
-	size_t		 conns_cap;
-	struct event	*stop_ev;
-	struct event	*drain_ev;
-	uint64_t	 drain_deadline_us;
-	void		**bound;		/* evhttp_bound_socket * */
-	size_t		 nbound;
+	struct evhttp *https; /* TLS listeners */
+	struct evhttp *http;  /* plain listeners */
+	struct db *db;
+	struct fetch *fetch;   /* outbound HTTPS */
+	struct policy *policy; /* this thread's Lua state */
+	struct event *reload_ev;
+	void *thread;  /* pthread_t * */
+	long inflight; /* requests not yet replied */
+	void **conns;  /* evhttp_connection * admitted */
+	size_t nconns;
+	size_t conns_cap;
+	struct event *stop_ev;
+	struct event *drain_ev;
+	uint64_t drain_deadline_us;
+	void **bound; /* evhttp_bound_socket * */
+	size_t nbound;
 };
-struct worker	*worker_new(struct server *, int, char **);
-int		 worker_start(struct worker *, char **);
-void		 worker_stop(struct worker *);
-void		 worker_reload(struct worker *);
-void		 worker_join(struct worker *);
-void		 worker_free(struct worker *);
-int		 worker_conn_admit(struct worker *, struct evhttp_request *);
+struct worker *worker_new(struct server *, int, char **);
+int worker_start(struct worker *, char **);
+void worker_stop(struct worker *);
+void worker_reload(struct worker *);
+void worker_join(struct worker *);
+void worker_free(struct worker *);
+int worker_conn_admit(struct worker *, struct evhttp_request *);
 
 /* http.c -- the request context and replies */
 enum http_method {
@@ -522,415 +507,397 @@ enum caller_kind {
 };
 struct caller {
 	enum caller_kind kind;
-	int		 is_admin;
-	char		*user_id;
-	char		*user_domain_id;
-	char		*project_id;
-	char		*project_domain_id;
-	char		*domain_id;
-	int		 system;
-	struct strlist	 roles;
+	int is_admin;
+	char *user_id;
+	char *user_domain_id;
+	char *project_id;
+	char *project_domain_id;
+	char *domain_id;
+	int system;
+	struct strlist roles;
 };
 #define HTTP_MAX_PARAMS 4
 struct request {
-	struct worker	*worker;
-	struct config	*cfg;			/* snapshot for this request */
+	struct worker *worker;
+	struct config *cfg; /* snapshot for this request */
 	struct evhttp_request *req;
 	enum http_method method;
-	char		*path;			/* decoded path, no query */
-	void		*query;			/* struct evkeyvalq * */
-	char		*params[HTTP_MAX_PARAMS]; /* path segments matched */
-	const char	*route;			/* route pattern, for metrics */
-	int		 route_flags;
-	const char	*reason;		/* of the error replied, if any */
-	char		 client_ip[64];
-	struct caller	 caller;
-	uint64_t	 start_us;
-	int		 status;		/* once replied */
-	int		 replied;
-	int		 references;
-	void		*deadline;		/* struct event * */
-	void		*data;			/* handler's own state */
-	void		(*cancel)(struct request *); /* on deadline */
-	void		(*gone)(struct request *); /* client went away */
-	void		*park;			/* see http_park() */
+	char *path;                    /* decoded path, no query */
+	void *query;                   /* struct evkeyvalq * */
+	char *params[HTTP_MAX_PARAMS]; /* path segments matched */
+	const char *route;             /* route pattern, for metrics */
+	int route_flags;
+	const char *reason; /* of the error replied, if any */
+	char client_ip[64];
+	struct caller caller;
+	uint64_t start_us;
+	int status; /* once replied */
+	int replied;
+	int references;
+	void *deadline;                   /* struct event * */
+	void *data;                       /* handler's own state */
+	void (*cancel)(struct request *); /* on deadline */
+	void (*gone)(struct request *);   /* client went away */
+	void *park;                       /* see http_park() */
 };
 typedef void (*http_handler)(struct request *);
-void		 http_request_cb(struct evhttp_request *, void *);
-const char	*http_query(struct request *, const char *);
-const char	*http_header(struct request *, const char *);
-void		 http_set_header(struct request *, const char *,
-		     const char *);
-int		 http_body_json(struct request *, const char *, cJSON **);
-int		 http_body_object(struct request *, cJSON **);
-void		 http_reply_json(struct request *, int, cJSON *);
-void		 http_reply_empty(struct request *, int);
-void		 http_reply_buffer(struct request *, int, struct evbuffer *);
-char		*http_buffer_string(struct evbuffer *);
-void		 http_reply_error(struct request *, int, const char *,
-		     const char *, ...) printflike(4, 5);
-void		 http_ref(struct request *);
-void		 http_park(struct request *);
-void		 http_unref(struct request *);
-const char	*http_status_title(int);
-char		*http_public_url(struct request *);
-int		 http_list_query(struct request *, const char *const *,
-		     struct store_query *);
-cJSON		*http_list_links(struct request *, const char *, int);
+void http_request_cb(struct evhttp_request *, void *);
+const char *http_query(struct request *, const char *);
+const char *http_header(struct request *, const char *);
+void http_set_header(struct request *, const char *, const char *);
+int http_body_json(struct request *, const char *, cJSON **);
+int http_body_object(struct request *, cJSON **);
+void http_reply_json(struct request *, int, cJSON *);
+void http_reply_empty(struct request *, int);
+void http_reply_buffer(struct request *, int, struct evbuffer *);
+char *http_buffer_string(struct evbuffer *);
+void http_reply_error(struct request *, int, const char *, const char *, ...)
+    printflike(4, 5);
+void http_ref(struct request *);
+void http_park(struct request *);
+void http_unref(struct request *);
+const char *http_status_title(int);
+char *http_public_url(struct request *);
+int http_list_query(struct request *, const char *const *,
+    struct store_query *);
+cJSON *http_list_links(struct request *, const char *, int);
 
 /* auth.c -- who is calling, and may they do it */
-int		 auth_caller(struct request *, http_handler);
-void		 auth_reply_401(struct request *, const char *, const char *);
-int		 auth_authorize(struct request *, const char *, const cJSON *,
-		     char **);
-int		 auth_require(struct request *, const char *, const cJSON *);
-void		 caller_clear(struct caller *);
-int		 auth_bootstrap(const char *, int, char **);
-char		*auth_load_admin_token(const char *, char **);
+int auth_caller(struct request *, http_handler);
+void auth_reply_401(struct request *, const char *, const char *);
+int auth_authorize(struct request *, const char *, const cJSON *, char **);
+int auth_require(struct request *, const char *, const cJSON *);
+void caller_clear(struct caller *);
+int auth_bootstrap(const char *, int, char **);
+char *auth_load_admin_token(const char *, char **);
 
 /* api_service.c */
-void		 api_version(struct request *);
-void		 api_healthz(struct request *);
-void		 api_readyz(struct request *);
-void		 api_metrics(struct request *);
+void api_version(struct request *);
+void api_healthz(struct request *);
+void api_readyz(struct request *);
+void api_metrics(struct request *);
 
 /* api_common.c -- plumbing shared by the admin API handlers */
-void		 api_bad_request(struct request *, const char *, char *);
-int		 api_check_body(struct request *, const cJSON *,
-		     const char *const *, const char *const *,
-		     const char *const *);
-int		 api_check_required(struct request *, const cJSON *,
-		     const char *const *);
-void		 api_store_fail(struct request *, int, const char *,
-		     const char *, const char *);
-void		 api_log_change(struct request *, const char *,
-		     const char *);
-void		 api_reply_created(struct request *, const char *,
-		     const char *, cJSON *);
-void		 api_reply_object(struct request *, const char *, cJSON *);
-void		 api_delete(struct request *, const char *, const char *,
-		     const char *, int (*)(struct db *, const char *),
-		     const cJSON *);
-void		 api_show(struct request *, const char *, const char *,
-		     const cJSON *, cJSON *);
-void		 api_reply_list(struct request *, const char *, cJSON *,
-		     const char *, int);
-int		 api_list_query(struct request *, const char *const *,
-		     struct store_query *, cJSON **);
-void		 api_query_add(struct store_query *, const char *,
-		     const char *);
-cJSON		*api_target(const char *, cJSON *, const char *, cJSON *,
-		     const cJSON *);
-const char	*api_or_null(const char *);
+void api_bad_request(struct request *, const char *, char *);
+int api_check_body(struct request *, const cJSON *, const char *const *,
+    const char *const *, const char *const *);
+int api_check_required(struct request *, const cJSON *, const char *const *);
+void api_store_fail(struct request *, int, const char *, const char *,
+    const char *);
+void api_log_change(struct request *, const char *, const char *);
+void api_reply_created(struct request *, const char *, const char *, cJSON *);
+void api_reply_object(struct request *, const char *, cJSON *);
+void api_delete(struct request *, const char *, const char *, const char *,
+    int (*)(struct db *, const char *), const cJSON *);
+void api_show(struct request *, const char *, const char *, const cJSON *,
+    cJSON *);
+void api_reply_list(struct request *, const char *, cJSON *, const char *, int);
+int api_list_query(struct request *, const char *const *, struct store_query *,
+    cJSON **);
+void api_query_add(struct store_query *, const char *, const char *);
+cJSON *api_target(const char *, cJSON *, const char *, cJSON *, const cJSON *);
+const char *api_or_null(const char *);
 
 /* api_instance.c */
-void		 api_instance_create(struct request *);
-void		 api_instance_list(struct request *);
-void		 api_instance_show(struct request *);
-void		 api_instance_update(struct request *);
-void		 api_instance_delete(struct request *);
-cJSON		*api_instance_json(const struct instance *);
-struct instance	*api_instance_load(struct request *, const char *);
+void api_instance_create(struct request *);
+void api_instance_list(struct request *);
+void api_instance_show(struct request *);
+void api_instance_update(struct request *);
+void api_instance_delete(struct request *);
+cJSON *api_instance_json(const struct instance *);
+struct instance *api_instance_load(struct request *, const char *);
 
 /* api_role.c */
-void		 api_role_create(struct request *);
-void		 api_role_list(struct request *);
-void		 api_role_list_all(struct request *);
-void		 api_role_show(struct request *);
-void		 api_role_update(struct request *);
-void		 api_role_delete(struct request *);
-cJSON		*api_role_json(const struct role *);
+void api_role_create(struct request *);
+void api_role_list(struct request *);
+void api_role_list_all(struct request *);
+void api_role_show(struct request *);
+void api_role_update(struct request *);
+void api_role_delete(struct request *);
+cJSON *api_role_json(const struct role *);
 
 /* api_restriction.c */
-void		 api_restriction_create(struct request *);
-void		 api_restriction_list(struct request *);
-void		 api_restriction_show(struct request *);
-void		 api_restriction_update(struct request *);
-void		 api_restriction_delete(struct request *);
-cJSON		*api_restriction_json(const struct restriction *);
+void api_restriction_create(struct request *);
+void api_restriction_list(struct request *);
+void api_restriction_show(struct request *);
+void api_restriction_update(struct request *);
+void api_restriction_delete(struct request *);
+cJSON *api_restriction_json(const struct restriction *);
 
 /* fernet.c -- Keystone Fernet tokens (login issue) */
 struct fernet_payload {
-	int		 version;		/* 2, 9 or 11 */
-	char		*user_id;
-	uint64_t	 methods;
-	char		*project_id;
-	char		*restriction_id;	/* version 11 */
-	char		*app_cred_id;		/* version 9 */
-	double		 expires_at;
-	int		 allow_renew;
-	int		 allow_rescope;
-	char		 audit_id[23];		/* urlsafe b64, no padding */
-	double		 issued_at;		/* Fernet timestamp */
+	int version; /* 2, 9 or 11 */
+	char *user_id;
+	uint64_t methods;
+	char *project_id;
+	char *restriction_id; /* version 11 */
+	char *app_cred_id;    /* version 9 */
+	double expires_at;
+	int allow_renew;
+	int allow_rescope;
+	char audit_id[23]; /* urlsafe b64, no padding */
+	double issued_at;  /* Fernet timestamp */
 };
-#define FERNET_TOKEN_MAX 1024	/* longer input tokens are invalid */
-struct fernet_keys;		/* immutable once loaded: share read-only */
+#define FERNET_TOKEN_MAX 1024 /* longer input tokens are invalid */
+struct fernet_keys;           /* immutable once loaded: share read-only */
 struct fernet_keys *fernet_keys_load(const char *, char **);
-void		 fernet_keys_free(struct fernet_keys *);
-size_t		 fernet_keys_count(const struct fernet_keys *);
-long		 fernet_keys_primary(const struct fernet_keys *);
+void fernet_keys_free(struct fernet_keys *);
+size_t fernet_keys_count(const struct fernet_keys *);
+long fernet_keys_primary(const struct fernet_keys *);
 /* 1 when the repository differs from the set loaded; call <= once a second */
-int		 fernet_keys_changed(const char *, const struct fernet_keys *);
+int fernet_keys_changed(const char *, const struct fernet_keys *);
 /* fills in issued_at (0 = now) and audit_id ("" = fresh) */
-char		*fernet_encode(const struct fernet_keys *,
-		     struct fernet_payload *, char **);
+char *fernet_encode(const struct fernet_keys *, struct fernet_payload *,
+    char **);
 /* fills the payload (issued_at = Fernet timestamp); expiry not checked */
-int		 fernet_decode(const struct fernet_keys *, const char *,
-		     struct fernet_payload *, char **);
-void		 fernet_payload_clear(struct fernet_payload *);
+int fernet_decode(const struct fernet_keys *, const char *,
+    struct fernet_payload *, char **);
+void fernet_payload_clear(struct fernet_payload *);
 /* leaves a repository that already holds keys alone and returns 0 */
-int		 fernet_setup(const char *, long, char **);
-int		 fernet_rotate(const char *, long, char **);
-int		 fernet_methods_mask(const char *, const char *, uint64_t *,
-		     char **);
+int fernet_setup(const char *, long, char **);
+int fernet_rotate(const char *, long, char **);
+int fernet_methods_mask(const char *, const char *, uint64_t *, char **);
 
 /* jwt.c -- service-account JWTs: structure and claims, no signature trust */
 struct jwt {
-	char		*alg;
-	int		 has_exp, has_nbf, has_iat;
-	double		 exp, nbf, iat;
-	struct strlist	 aud;
-	char		*iss;
-	char		*sub;
-	int		 legacy;	/* kubernetes.io/serviceaccount/... keys */
-	char		*namespace;
-	char		*sa_name;
-	char		*sa_uid;	/* NULL when absent */
-	char		*pod_name;	/* NULL when absent */
-	char		*pod_uid;
-	char		*node_name;
-	char		*node_uid;
-	cJSON		*claims;	/* every claim, unverified */
+	char *alg;
+	int has_exp, has_nbf, has_iat;
+	double exp, nbf, iat;
+	struct strlist aud;
+	char *iss;
+	char *sub;
+	int legacy; /* kubernetes.io/serviceaccount/... keys */
+	char *namespace;
+	char *sa_name;
+	char *sa_uid;   /* NULL when absent */
+	char *pod_name; /* NULL when absent */
+	char *pod_uid;
+	char *node_name;
+	char *node_uid;
+	cJSON *claims; /* every claim, unverified */
 };
-int		 jwt_parse(const char *, size_t, size_t, struct jwt **,
-		     char **);
-void		 jwt_free(struct jwt *);
-int		 jwt_has_audience(const struct jwt *, const char *);
-int		 glob_match_any(const struct strlist *, const char *);
+int jwt_parse(const char *, size_t, size_t, struct jwt **, char **);
+void jwt_free(struct jwt *);
+int jwt_has_audience(const struct jwt *, const char *);
+int glob_match_any(const struct strlist *, const char *);
 
 /* fetch.c -- outbound HTTPS on a worker's event loop (libcurl multi) */
 enum fetch_error {
-	FETCH_OK,		/* a response arrived; see status */
-	FETCH_CONNECT,		/* refused, reset, DNS: cluster unavailable */
-	FETCH_TIMEOUT,		/* connect or total timeout */
-	FETCH_TLS,		/* handshake or verification failed */
-	FETCH_TOO_LARGE,	/* response above max_response */
+	FETCH_OK,        /* a response arrived; see status */
+	FETCH_CONNECT,   /* refused, reset, DNS: cluster unavailable */
+	FETCH_TIMEOUT,   /* connect or total timeout */
+	FETCH_TLS,       /* handshake or verification failed */
+	FETCH_TOO_LARGE, /* response above max_response */
 	FETCH_OTHER
 };
 struct fetch_request {
-	const char	*method;	/* "GET" or "POST" */
-	const char	*url;
-	const char	*body;		/* POST body (JSON) or NULL */
-	size_t		 bodylen;
-	const char	*bearer;	/* Authorization: Bearer, or NULL */
-	const char	*auth_token;	/* X-Auth-Token, or NULL */
-	const char	*subject_token;	/* X-Subject-Token, or NULL */
-	const char	*ca_pem;	/* sole trust anchor when set */
-	const char	*ca_file;	/* CA bundle file when set */
-	long		 connect_timeout_ms;
-	long		 timeout_ms;
-	size_t		 max_response;
-	int		 allow_http;	/* permit http:// (tests, dev) */
+	const char *method; /* "GET" or "POST" */
+	const char *url;
+	const char *body; /* POST body (JSON) or NULL */
+	size_t bodylen;
+	const char *bearer;        /* Authorization: Bearer, or NULL */
+	const char *auth_token;    /* X-Auth-Token, or NULL */
+	const char *subject_token; /* X-Subject-Token, or NULL */
+	const char *ca_pem;        /* sole trust anchor when set */
+	const char *ca_file;       /* CA bundle file when set */
+	long connect_timeout_ms;
+	long timeout_ms;
+	size_t max_response;
+	int allow_http; /* permit http:// (tests, dev) */
 };
 struct fetch_result {
 	enum fetch_error error;
-	long		 status;	/* HTTP status, 0 without response */
-	const char	*body;		/* NUL-terminated, valid in callback */
-	size_t		 bodylen;
-	const char	*retry_after;	/* Retry-After header or NULL */
-	const char	*subject_token;	/* X-Subject-Token header or NULL */
-	const char	*errmsg;	/* curl's message, never secret */
-	double		 seconds;	/* total time */
+	long status;      /* HTTP status, 0 without response */
+	const char *body; /* NUL-terminated, valid in callback */
+	size_t bodylen;
+	const char *retry_after;   /* Retry-After header or NULL */
+	const char *subject_token; /* X-Subject-Token header or NULL */
+	const char *errmsg;        /* curl's message, never secret */
+	double seconds;            /* total time */
 };
 struct fetch;
 struct fetch_transfer;
 typedef void (*fetch_cb)(const struct fetch_result *, void *);
-struct fetch	*fetch_create(struct event_base *, long);
-void		 fetch_destroy(struct fetch *);
-struct fetch_transfer *fetch_start(struct fetch *,
-		     const struct fetch_request *, fetch_cb, void *, char **);
-void		 fetch_cancel(struct fetch_transfer *);
-long		 fetch_inflight(const struct fetch *);
+struct fetch *fetch_create(struct event_base *, long);
+void fetch_destroy(struct fetch *);
+struct fetch_transfer *fetch_start(struct fetch *, const struct fetch_request *,
+    fetch_cb, void *, char **);
+void fetch_cancel(struct fetch_transfer *);
+long fetch_inflight(const struct fetch *);
 
 /* k8s_review.c -- where the TokenReview is made */
 struct k8s_review_outcome {
-	int		 status;	/* 0: authenticated; else HTTP error */
-	const char	*reason;	/* API.md §3 reason code */
-	char		*message;
-	char		*retry_after;	/* for 503, when the cluster said */
-	char		*username;
-	char		*uid;
-	char		*namespace;
-	char		*name;
-	struct strlist	 groups;
-	struct strlist	 audiences;
-	cJSON		*extra;		/* status.user.extra, or NULL */
-	char		*pod_name;
-	char		*pod_uid;
-	char		*node_name;
-	char		*node_uid;
+	int status;         /* 0: authenticated; else HTTP error */
+	const char *reason; /* API.md §3 reason code */
+	char *message;
+	char *retry_after; /* for 503, when the cluster said */
+	char *username;
+	char *uid;
+	char *namespace;
+	char *name;
+	struct strlist groups;
+	struct strlist audiences;
+	cJSON *extra; /* status.user.extra, or NULL */
+	char *pod_name;
+	char *pod_uid;
+	char *node_name;
+	char *node_uid;
 };
 struct k8s_review;
 typedef void (*k8s_review_cb)(struct k8s_review_outcome *, void *);
 struct k8s_review *k8s_review_start(struct worker *, const struct config *,
-		     const struct instance *,
-		     const char *, const char *, k8s_review_cb, void *,
-		     struct k8s_review_outcome *);
-void		 k8s_review_cancel(struct k8s_review *);
-void		 k8s_review_parse(long, const char *, size_t,
-		     struct k8s_review_outcome *);
-void		 k8s_review_outcome_clear(struct k8s_review_outcome *);
+    const struct instance *, const char *, const char *, k8s_review_cb, void *,
+    struct k8s_review_outcome *);
+void k8s_review_cancel(struct k8s_review *);
+void k8s_review_parse(long, const char *, size_t, struct k8s_review_outcome *);
+void k8s_review_outcome_clear(struct k8s_review_outcome *);
 
 /* token.c -- where the token is minted: keys in use, mint, read */
-int		 token_init(const struct config *, char **);
-int		 token_reload(char **);
-int		 token_ready(void);
-uint64_t	 token_methods_mask(void);
-char		*token_mint(struct fernet_payload *, char **);
-int		 token_read(const char *, struct fernet_payload *, char **);
-void		 token_shutdown(void);
-int		 fernet_keys_changed(const char *, const struct fernet_keys *);
+int token_init(const struct config *, char **);
+int token_reload(char **);
+int token_ready(void);
+uint64_t token_methods_mask(void);
+char *token_mint(struct fernet_payload *, char **);
+int token_read(const char *, struct fernet_payload *, char **);
+void token_shutdown(void);
+int fernet_keys_changed(const char *, const struct fernet_keys *);
 
 /* api_login.c -- POST /v4/k8s_auth/instances/{id}/auth */
-void		 api_login(struct request *);
+void api_login(struct request *);
 
 /* api_token.c -- the token document and GET/HEAD /v3/auth/tokens */
-cJSON		*api_token_document(const struct config *,
-		     const struct fernet_payload *, const struct restriction *);
-void		 api_token_validate(struct request *);
+cJSON *api_token_document(const struct config *, const struct fernet_payload *,
+    const struct restriction *);
+void api_token_validate(struct request *);
 
 /* metrics.c -- counters for /metrics (Prometheus text) */
-void		 metrics_login(const char *);
-void		 metrics_review_start(void);
-void		 metrics_review_done(const char *, double);
-void		 metrics_policy_error(void);
-void		 metrics_http(const char *, const char *, int);
-char		*metrics_render(const struct config *, time_t);
+void metrics_login(const char *);
+void metrics_review_start(void);
+void metrics_review_done(const char *, double);
+void metrics_policy_error(void);
+void metrics_http(const char *, const char *, int);
+char *metrics_render(const struct config *, time_t);
 
 /* audit.c -- the audit trail: one JSON line per login and admin change */
 struct audit_login {
-	const char	*instance_id;
-	const char	*role;
-	const char	*namespace;
-	const char	*service_account;
-	const char	*pod;
-	const char	*node;
-	int		 status;
-	const char	*reason;
-	const char	*token_audit_id;
-	const char	*jwt_id;
-	const char	*client;
-	double		 latency_ms;
-	const cJSON	*policy;	/* login.lua's audit fields, or NULL */
+	const char *instance_id;
+	const char *role;
+	const char *namespace;
+	const char *service_account;
+	const char *pod;
+	const char *node;
+	int status;
+	const char *reason;
+	const char *token_audit_id;
+	const char *jwt_id;
+	const char *client;
+	double latency_ms;
+	const cJSON *policy; /* login.lua's audit fields, or NULL */
 };
-int		 audit_open(const char *, char **);
-void		 audit_login(const struct audit_login *);
-void		 audit_admin(const struct request *, const char *,
-		     const char *, const char *);
+int audit_open(const char *, char **);
+void audit_login(const struct audit_login *);
+void audit_admin(const struct request *, const char *, const char *,
+    const char *);
 
 /* policy.c -- sandboxed Lua policies: one engine (Lua state) per worker */
 struct policy;
 struct lua_State;
 struct policy_login_result {
-	long		 expires_in;	/* seconds; 0: as the role says */
-	char		*restriction_id; /* NULL: the role's restriction */
-	cJSON		*audit;		/* NULL or an object of scalars */
+	long expires_in;      /* seconds; 0: as the role says */
+	char *restriction_id; /* NULL: the role's restriction */
+	cJSON *audit;         /* NULL or an object of scalars */
 };
 struct policy_source {
-	char		*name;		/* "lua/k8sauth.lua" */
-	char		*chunkname;	/* "@/etc/.../api.lua" */
-	char		*text;
-	size_t		 len;
+	char *name;      /* "lua/k8sauth.lua" */
+	char *chunkname; /* "@/etc/.../api.lua" */
+	char *text;
+	size_t len;
 };
-#define POLICY_ALLOW	0
-#define POLICY_DENY	(-1)
-#define POLICY_ERROR	(-2)
-struct policy	*policy_new(const struct config *, char **);
-void		 policy_free(struct policy *);
-int		 policy_validate(const struct config *, char **);
-int		 policy_authorize(struct policy *, const char *,
-		     const struct caller *, const cJSON *, char **);
-int		 policy_login(struct policy *, const cJSON *,
-		     struct policy_login_result *, char **);
-void		 policy_login_result_clear(struct policy_login_result *);
-size_t		 policy_memory(const struct policy *);
-const char	*policy_action(const struct policy *);
-long long	 policy_generation(const struct policy *);
+#define POLICY_ALLOW 0
+#define POLICY_DENY  (-1)
+#define POLICY_ERROR (-2)
+struct policy *policy_new(const struct config *, char **);
+void policy_free(struct policy *);
+int policy_validate(const struct config *, char **);
+int policy_authorize(struct policy *, const char *, const struct caller *,
+    const cJSON *, char **);
+int policy_login(struct policy *, const cJSON *, struct policy_login_result *,
+    char **);
+void policy_login_result_clear(struct policy_login_result *);
+size_t policy_memory(const struct policy *);
+const char *policy_action(const struct policy *);
+long long policy_generation(const struct policy *);
 const struct strlist *policy_protected_roles(const struct policy *);
-const struct policy_source *policy_source_module(struct policy *,
-		     const char *, char **);
-void		 policy_charge(struct lua_State *, double);
+const struct policy_source *policy_source_module(struct policy *, const char *,
+    char **);
+void policy_charge(struct lua_State *, double);
 
 /* policy_api.c -- the C functions policy scripts can reach */
-void		 policy_api_sandbox(struct lua_State *, struct policy *);
-void		 policy_api_env_new(struct lua_State *);
-void		 policy_api_env_seal(struct lua_State *, int);
+void policy_api_sandbox(struct lua_State *, struct policy *);
+void policy_api_env_new(struct lua_State *);
+void policy_api_env_seal(struct lua_State *, int);
 
 /* policy_check.c -- the policy-check subcommand */
-int		 policy_check_main(const struct config *, int, char **);
+int policy_check_main(const struct config *, int, char **);
 
 /* keystone.c, keystone_*.c -- the upstream Keystone ([keystone] section) */
 struct keystone_result {
-	int		 unavailable;	/* no usable answer: 503 */
-	long		 status;	/* HTTP status when answered */
-	cJSON		*doc;		/* parsed 2xx body, valid in callback */
-	const char	*retry_after;	/* Keystone's Retry-After or NULL */
+	int unavailable;         /* no usable answer: 503 */
+	long status;             /* HTTP status when answered */
+	cJSON *doc;              /* parsed 2xx body, valid in callback */
+	const char *retry_after; /* Keystone's Retry-After or NULL */
 };
 /* The callback may not cancel its own operation. */
 typedef void (*keystone_cb)(const struct keystone_result *, void *);
 struct keystone_op;
-int		 keystone_init(const struct config *, char **);
-int		 keystone_reload(const struct config *, char **);
-void		 keystone_shutdown(void);
-int		 keystone_enabled(void);
-char		*keystone_url_base(const char *);
-double		 keystone_parse_time(const char *);
+int keystone_init(const struct config *, char **);
+int keystone_reload(const struct config *, char **);
+void keystone_shutdown(void);
+int keystone_enabled(void);
+char *keystone_url_base(const char *);
+double keystone_parse_time(const char *);
 struct keystone_op *keystone_get(struct worker *, const char *, const char *,
-		     keystone_cb, void *, char **);
-void		 keystone_cancel(struct keystone_op *);
-void		 keystone_worker_free(struct worker *);
+    keystone_cb, void *, char **);
+void keystone_cancel(struct keystone_op *);
+void keystone_worker_free(struct worker *);
 /* keystone_cache.c */
 #define KEYSTONE_TOKEN_CACHE_MAX 4096
-#define KEYSTONE_USER_CACHE_MAX	1024
+#define KEYSTONE_USER_CACHE_MAX  1024
 struct keystone_cache;
 extern struct keystone_cache *keystone_token_cache;
 extern struct keystone_cache *keystone_user_cache;
-extern long	 keystone_cache_ttl;
+extern long keystone_cache_ttl;
 struct keystone_cache *keystone_cache_new(size_t);
-void		 keystone_cache_free(struct keystone_cache *);
-void		 keystone_cache_clear(struct keystone_cache *);
-void		 keystone_cache_put(struct keystone_cache *, const char *,
-		     cJSON *, double, double);
-int		 keystone_cache_get(struct keystone_cache *, const char *,
-		     double, cJSON **);
-size_t		 keystone_cache_count(struct keystone_cache *);
-void		 keystone_caches_init(const struct config *);
-void		 keystone_caches_free(void);
+void keystone_cache_free(struct keystone_cache *);
+void keystone_cache_clear(struct keystone_cache *);
+void keystone_cache_put(struct keystone_cache *, const char *, cJSON *, double,
+    double);
+int keystone_cache_get(struct keystone_cache *, const char *, double, cJSON **);
+size_t keystone_cache_count(struct keystone_cache *);
+void keystone_caches_init(const struct config *);
+void keystone_caches_free(void);
 /* keystone_token.c -- Keystone tokens as admin callers */
-int		 keystone_token_parse(const cJSON *, struct caller *, double *,
-		     char **);
-cJSON		*keystone_token_slim(const cJSON *);
-double		 keystone_token_cache_until(double, double, long);
-int		 keystone_token_caller(struct request *, const char *,
-		     http_handler);
+int keystone_token_parse(const cJSON *, struct caller *, double *, char **);
+cJSON *keystone_token_slim(const cJSON *);
+double keystone_token_cache_until(double, double, long);
+int keystone_token_caller(struct request *, const char *, http_handler);
 /* keystone_check.c -- restrictions and login users checked in Keystone */
 struct keystone_outcome {
-	int		 status;	/* 0: fine; else HTTP status */
-	const char	*reason;
-	char		*message;
-	char		*retry_after;	/* for 503 */
-	char		*user_domain_id;	/* resolved, when checked */
-	char		*project_domain_id;
+	int status; /* 0: fine; else HTTP status */
+	const char *reason;
+	char *message;
+	char *retry_after;    /* for 503 */
+	char *user_domain_id; /* resolved, when checked */
+	char *project_domain_id;
 };
 struct keystone_check;
 typedef void (*keystone_check_cb)(struct keystone_outcome *, void *);
 struct keystone_check *keystone_check_restriction(struct worker *,
-		     struct restriction *, keystone_check_cb, void *,
-		     struct keystone_outcome *);
+    struct restriction *, keystone_check_cb, void *, struct keystone_outcome *);
 struct keystone_check *keystone_check_user(struct worker *, const char *,
-		     keystone_check_cb, void *, struct keystone_outcome *);
-void		 keystone_check_cancel(struct keystone_check *);
-void		 keystone_outcome_clear(struct keystone_outcome *);
-char		*keystone_path_escape(const char *);
+    keystone_check_cb, void *, struct keystone_outcome *);
+void keystone_check_cancel(struct keystone_check *);
+void keystone_outcome_clear(struct keystone_outcome *);
+char *keystone_path_escape(const char *);
 
 #endif /* K8SAUTH_H */

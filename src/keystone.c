@@ -30,46 +30,46 @@
 
 #include "k8sauth.h"
 
-#define KEYSTONE_SECRET_MAX	4096
-#define KEYSTONE_RESPONSE_MAX	(1024 * 1024)
-#define KEYSTONE_RENEW_BEFORE	300.0	/* renew this long before expiry */
+#define KEYSTONE_SECRET_MAX   4096
+#define KEYSTONE_RESPONSE_MAX (1024 * 1024)
+#define KEYSTONE_RENEW_BEFORE 300.0 /* renew this long before expiry */
 
 struct keystone_op {
-	struct keystone_worker	*kw;
-	char			*path;		/* "/v3/..." with query */
-	char			*subject;	/* X-Subject-Token: secret */
-	keystone_cb		 cb;
-	void			*arg;
-	struct fetch_transfer	*transfer;
-	long			 generation;	/* service token used */
-	unsigned long		 epoch;		/* authentication awaited */
-	int			 retried;
-	int			 waiting;
+	struct keystone_worker *kw;
+	char *path;    /* "/v3/..." with query */
+	char *subject; /* X-Subject-Token: secret */
+	keystone_cb cb;
+	void *arg;
+	struct fetch_transfer *transfer;
+	long generation;     /* service token used */
+	unsigned long epoch; /* authentication awaited */
+	int retried;
+	int waiting;
 	TAILQ_ENTRY(keystone_op) entry;
 };
 
 struct keystone_worker {
-	struct worker		*w;
-	struct fetch_transfer	*auth;		/* service token in flight */
-	unsigned long		 epoch;		/* authentications started */
+	struct worker *w;
+	struct fetch_transfer *auth; /* service token in flight */
+	unsigned long epoch;         /* authentications started */
 	TAILQ_HEAD(, keystone_op) waiting;
 	LIST_ENTRY(keystone_worker) entry;
 };
 
-static pthread_mutex_t	 ks_lock = PTHREAD_MUTEX_INITIALIZER;
-static char		*ks_base;	/* NULL: Keystone not configured */
-static char		*ks_ca_file;
-static char		*ks_app_id;	/* ks_lock */
-static char		*ks_secret;	/* secret; ks_lock */
-static long		 ks_connect_ms, ks_timeout_ms;
-static int		 ks_allow_http;
-static char		*ks_token;	/* service token; ks_lock */
-static double		 ks_renew_at;	/* ks_lock */
-static long		 ks_generation;	/* ks_lock */
-static LIST_HEAD(, keystone_worker) ks_workers =
-    LIST_HEAD_INITIALIZER(ks_workers);
+static pthread_mutex_t ks_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *ks_base; /* NULL: Keystone not configured */
+static char *ks_ca_file;
+static char *ks_app_id; /* ks_lock */
+static char *ks_secret; /* secret; ks_lock */
+static long ks_connect_ms, ks_timeout_ms;
+static int ks_allow_http;
+static char *ks_token;     /* service token; ks_lock */
+static double ks_renew_at; /* ks_lock */
+static long ks_generation; /* ks_lock */
+static LIST_HEAD(, keystone_worker) ks_workers = LIST_HEAD_INITIALIZER(
+    ks_workers);
 
-static int	keystone_op_start(struct keystone_op *, char **);
+static int keystone_op_start(struct keystone_op *, char **);
 
 /*
  * The base URL from [keystone] url: trailing slashes and a trailing
@@ -78,7 +78,7 @@ static int	keystone_op_start(struct keystone_op *, char **);
 char *
 keystone_url_base(const char *url)
 {
-	size_t	 n = strlen(url);
+	size_t n = strlen(url);
 
 	while (n > 0 && url[n - 1] == '/')
 		n--;
@@ -93,9 +93,9 @@ keystone_url_base(const char *url)
 double
 keystone_parse_time(const char *s)
 {
-	struct tm	 tm;
-	const char	*p;
-	double		 frac = 0, scale = 0.1;
+	struct tm tm;
+	const char *p;
+	double frac = 0, scale = 0.1;
 
 	if (s == NULL)
 		return (-1);
@@ -124,7 +124,7 @@ keystone_enabled(void)
 static char *
 keystone_read_secret(const char *path, char **cause)
 {
-	char	*buf = NULL, *secret;
+	char *buf = NULL, *secret;
 
 	if (util_read_file(path, KEYSTONE_SECRET_MAX, &buf, NULL, cause) != 0)
 		return (NULL);
@@ -142,24 +142,26 @@ keystone_read_secret(const char *path, char **cause)
 int
 keystone_init(const struct config *cfg, char **cause)
 {
-	char	*secret;
+	char *secret;
 
 	if (cfg->keystone_url == NULL)
 		return (0);
 	if (cfg->keystone_app_cred_id == NULL ||
 	    cfg->keystone_app_cred_secret_file == NULL) {
-		xasprintf(cause, "[keystone] url is set: "
+		xasprintf(cause,
+		    "[keystone] url is set: "
 		    "application_credential_id and "
 		    "application_credential_secret_file are required");
 		return (-1);
 	}
 	if ((secret = keystone_read_secret(cfg->keystone_app_cred_secret_file,
-	    cause)) == NULL)
+		 cause)) == NULL)
 		return (-1);
 	keystone_shutdown();
 	ks_base = keystone_url_base(cfg->keystone_url);
-	ks_ca_file = cfg->keystone_ca_file != NULL ?
-	    xstrdup(cfg->keystone_ca_file) : NULL;
+	ks_ca_file = cfg->keystone_ca_file != NULL
+	    ? xstrdup(cfg->keystone_ca_file)
+	    : NULL;
 	ks_app_id = xstrdup(cfg->keystone_app_cred_id);
 	ks_secret = secret;
 	ks_connect_ms = cfg->k8s_connect_timeout * 1000;
@@ -167,7 +169,7 @@ keystone_init(const struct config *cfg, char **cause)
 	ks_allow_http = strncasecmp(ks_base, "http://", 7) == 0;
 	if (ks_allow_http)
 		log_warn("[keystone] url is plain http: tokens cross the "
-		    "network unencrypted");
+			 "network unencrypted");
 	keystone_caches_init(cfg);
 	log_info("keystone: admin callers validated by %s", ks_base);
 	return (0);
@@ -182,18 +184,19 @@ keystone_init(const struct config *cfg, char **cause)
 int
 keystone_reload(const struct config *cfg, char **cause)
 {
-	char	*secret, *old, *old_id;
+	char *secret, *old, *old_id;
 
 	if (ks_base == NULL)
 		return (0);
 	if (cfg->keystone_app_cred_id == NULL ||
 	    cfg->keystone_app_cred_secret_file == NULL) {
-		xasprintf(cause, "[keystone] application_credential_id and "
+		xasprintf(cause,
+		    "[keystone] application_credential_id and "
 		    "application_credential_secret_file are required");
 		return (-1);
 	}
 	if ((secret = keystone_read_secret(cfg->keystone_app_cred_secret_file,
-	    cause)) == NULL)
+		 cause)) == NULL)
 		return (-1);
 	pthread_mutex_lock(&ks_lock);
 	old = ks_secret;
@@ -227,10 +230,11 @@ keystone_shutdown(void)
 static struct keystone_worker *
 keystone_worker_get(struct worker *w)
 {
-	struct keystone_worker	*kw;
+	struct keystone_worker *kw;
 
 	pthread_mutex_lock(&ks_lock);
-	LIST_FOREACH(kw, &ks_workers, entry) {
+	LIST_FOREACH(kw, &ks_workers, entry)
+	{
 		if (kw->w == w)
 			break;
 	}
@@ -260,11 +264,12 @@ keystone_op_free(struct keystone_op *op)
 void
 keystone_worker_free(struct worker *w)
 {
-	struct keystone_worker	*kw;
-	struct keystone_op	*op;
+	struct keystone_worker *kw;
+	struct keystone_op *op;
 
 	pthread_mutex_lock(&ks_lock);
-	LIST_FOREACH(kw, &ks_workers, entry) {
+	LIST_FOREACH(kw, &ks_workers, entry)
+	{
 		if (kw->w == w)
 			break;
 	}
@@ -285,7 +290,7 @@ keystone_worker_free(struct worker *w)
 static char *
 keystone_token_copy(long *generation)
 {
-	char	*t = NULL;
+	char *t = NULL;
 
 	pthread_mutex_lock(&ks_lock);
 	if (ks_token != NULL && util_now() < ks_renew_at) {
@@ -313,7 +318,7 @@ keystone_token_invalidate(long generation)
 static void
 keystone_token_set(const char *token, double expires)
 {
-	double	 now = util_now(), before = KEYSTONE_RENEW_BEFORE;
+	double now = util_now(), before = KEYSTONE_RENEW_BEFORE;
 
 	if ((expires - now) / 2 < before)
 		before = (expires - now) / 2;
@@ -329,14 +334,15 @@ keystone_token_set(const char *token, double expires)
 static char *
 keystone_auth_body(void)
 {
-	cJSON	*doc, *id;
-	char	*out;
+	cJSON *doc, *id;
+	char *out;
 
 	doc = cJSON_CreateObject();
 	id = cJSON_AddObjectToObject(cJSON_AddObjectToObject(doc, "auth"),
 	    "identity");
-	cJSON_AddItemToObject(id, "methods", cJSON_CreateStringArray(
-	    (const char *[]){ "application_credential" }, 1));
+	cJSON_AddItemToObject(id, "methods",
+	    cJSON_CreateStringArray((const char *[]){ "application_credential" },
+		1));
 	id = cJSON_AddObjectToObject(id, "application_credential");
 	pthread_mutex_lock(&ks_lock);
 	cJSON_AddStringToObject(id, "id", ks_app_id);
@@ -368,7 +374,7 @@ keystone_request_init(struct fetch_request *req, const char *method,
 static void
 keystone_op_fail(struct keystone_op *op, const char *retry_after)
 {
-	struct keystone_result	 res;
+	struct keystone_result res;
 
 	memset(&res, 0, sizeof res);
 	res.unavailable = 1;
@@ -381,9 +387,9 @@ keystone_op_fail(struct keystone_op *op, const char *retry_after)
 static double
 keystone_auth_expiry(const struct fetch_result *res)
 {
-	cJSON		*doc;
-	const cJSON	*exp;
-	double		 t = -1;
+	cJSON *doc;
+	const cJSON *exp;
+	double t = -1;
 
 	if ((doc = json_parse(res->body, res->bodylen, NULL)) != NULL) {
 		exp = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "token"),
@@ -406,7 +412,8 @@ keystone_auth_ok(const struct fetch_result *res)
 	}
 	if (res->status != 201 || res->subject_token == NULL) {
 		log_err("keystone: the application credential was refused "
-		    "(HTTP %ld)", res->status);
+			"(HTTP %ld)",
+		    res->status);
 		return (0);
 	}
 	return (1);
@@ -416,11 +423,11 @@ keystone_auth_ok(const struct fetch_result *res)
 static void
 keystone_auth_done_cb(const struct fetch_result *res, void *arg)
 {
-	struct keystone_worker	*kw = arg;
-	struct keystone_op	*op;
-	unsigned long		 epoch = kw->epoch;
-	int			 ok;
-	char			*cause = NULL;
+	struct keystone_worker *kw = arg;
+	struct keystone_op *op;
+	unsigned long epoch = kw->epoch;
+	int ok;
+	char *cause = NULL;
 
 	kw->auth = NULL;
 	if ((ok = keystone_auth_ok(res)) != 0) {
@@ -428,8 +435,7 @@ keystone_auth_done_cb(const struct fetch_result *res, void *arg)
 		    keystone_auth_expiry(res));
 		log_info("keystone: service token obtained");
 	}
-	while ((op = TAILQ_FIRST(&kw->waiting)) != NULL &&
-	    op->epoch <= epoch) {
+	while ((op = TAILQ_FIRST(&kw->waiting)) != NULL && op->epoch <= epoch) {
 		TAILQ_REMOVE(&kw->waiting, op, entry);
 		op->waiting = 0;
 		if (!ok)
@@ -447,8 +453,8 @@ keystone_auth_done_cb(const struct fetch_result *res, void *arg)
 static int
 keystone_auth_start(struct keystone_worker *kw, char **cause)
 {
-	struct fetch_request	 req;
-	char			*url, *body;
+	struct fetch_request req;
+	char *url, *body;
 
 	if (kw->auth != NULL)
 		return (0);
@@ -457,8 +463,8 @@ keystone_auth_start(struct keystone_worker *kw, char **cause)
 	keystone_request_init(&req, "POST", url);
 	req.body = body;
 	req.bodylen = strlen(body);
-	kw->auth = fetch_start(kw->w->fetch, &req, keystone_auth_done_cb, kw,
-	    cause);
+	kw->auth =
+	    fetch_start(kw->w->fetch, &req, keystone_auth_done_cb, kw, cause);
 	freezero_str(body);
 	free(url);
 	if (kw->auth == NULL)
@@ -471,8 +477,8 @@ keystone_auth_start(struct keystone_worker *kw, char **cause)
 static void
 keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 {
-	struct keystone_result	 r;
-	char			*cause = NULL;
+	struct keystone_result r;
+	char *cause = NULL;
 
 	memset(&r, 0, sizeof r);
 	r.status = res->status;
@@ -480,13 +486,14 @@ keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 	if (res->error != FETCH_OK || res->status == 429 ||
 	    res->status >= 500 || res->status == 401) {
 		log_warn("keystone: GET %s: %s", op->path,
-		    res->error != FETCH_OK ? (res->errmsg != NULL ?
-		    res->errmsg : "transfer error") : "refused or failed");
+		    res->error != FETCH_OK
+			? (res->errmsg != NULL ? res->errmsg : "transfer error")
+			: "refused or failed");
 		r.unavailable = 1;
 	} else if (res->status >= 200 && res->status < 300 &&
 	    (r.doc = json_parse(res->body, res->bodylen, &cause)) == NULL) {
-		log_warn("keystone: GET %s: answer is not JSON: %s",
-		    op->path, cause);
+		log_warn("keystone: GET %s: answer is not JSON: %s", op->path,
+		    cause);
 		free(cause);
 		r.unavailable = 1;
 	}
@@ -498,13 +505,13 @@ keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 static void
 keystone_op_done_cb(const struct fetch_result *res, void *arg)
 {
-	struct keystone_op	*op = arg;
-	char			*cause = NULL;
+	struct keystone_op *op = arg;
+	char *cause = NULL;
 
 	op->transfer = NULL;
 	if (res->error == FETCH_OK && res->status == 401 && !op->retried) {
 		log_info("keystone: service token refused; "
-		    "re-authenticating");
+			 "re-authenticating");
 		keystone_token_invalidate(op->generation);
 		op->retried = 1;
 		if (keystone_op_start(op, &cause) == 0)
@@ -522,8 +529,8 @@ keystone_op_done_cb(const struct fetch_result *res, void *arg)
 static int
 keystone_op_start(struct keystone_op *op, char **cause)
 {
-	struct fetch_request	 req;
-	char			*token, *url;
+	struct fetch_request req;
+	char *token, *url;
 
 	if ((token = keystone_token_copy(&op->generation)) == NULL) {
 		if (keystone_auth_start(op->kw, cause) != 0)
@@ -537,8 +544,8 @@ keystone_op_start(struct keystone_op *op, char **cause)
 	keystone_request_init(&req, "GET", url);
 	req.auth_token = token;
 	req.subject_token = op->subject;
-	op->transfer = fetch_start(op->kw->w->fetch, &req,
-	    keystone_op_done_cb, op, cause);
+	op->transfer =
+	    fetch_start(op->kw->w->fetch, &req, keystone_op_done_cb, op, cause);
 	freezero_str(token);
 	free(url);
 	return (op->transfer != NULL ? 0 : -1);
@@ -553,7 +560,7 @@ struct keystone_op *
 keystone_get(struct worker *w, const char *path, const char *subject,
     keystone_cb cb, void *arg, char **cause)
 {
-	struct keystone_op	*op;
+	struct keystone_op *op;
 
 	if (ks_base == NULL) {
 		*cause = xstrdup("[keystone] url is not configured");

@@ -19,25 +19,25 @@
 #include "k8sauth.h"
 
 struct keystone_cache_entry {
-	char				*key;
-	cJSON				*value;	/* NULL: negative */
-	double				 expires;
-	struct keystone_cache_entry	*next;
+	char *key;
+	cJSON *value; /* NULL: negative */
+	double expires;
+	struct keystone_cache_entry *next;
 };
 
 struct keystone_cache {
-	pthread_mutex_t			 lock;
-	struct keystone_cache_entry	**buckets;
-	size_t				 nbuckets;
-	size_t				 count;
-	size_t				 max;
+	pthread_mutex_t lock;
+	struct keystone_cache_entry **buckets;
+	size_t nbuckets;
+	size_t count;
+	size_t max;
 };
 
 /* FNV-1a of a key. */
 static size_t
 keystone_cache_hash(const char *key)
 {
-	uint64_t	 h = 1469598103934665603ULL;
+	uint64_t h = 1469598103934665603ULL;
 
 	for (; *key != '\0'; key++) {
 		h ^= (unsigned char)*key;
@@ -50,7 +50,7 @@ keystone_cache_hash(const char *key)
 struct keystone_cache *
 keystone_cache_new(size_t max)
 {
-	struct keystone_cache	*c;
+	struct keystone_cache *c;
 
 	c = xcalloc(1, sizeof *c);
 	c->max = max > 0 ? max : 1;
@@ -75,8 +75,8 @@ keystone_cache_entry_free(struct keystone_cache_entry *e)
 static void
 keystone_cache_empty(struct keystone_cache *c)
 {
-	struct keystone_cache_entry	*e, *next;
-	size_t				 i;
+	struct keystone_cache_entry *e, *next;
+	size_t i;
 
 	for (i = 0; i < c->nbuckets; i++) {
 		for (e = c->buckets[i]; e != NULL; e = next) {
@@ -113,7 +113,7 @@ keystone_cache_clear(struct keystone_cache *c)
 static struct keystone_cache_entry **
 keystone_cache_find(struct keystone_cache *c, const char *key)
 {
-	struct keystone_cache_entry	**ep;
+	struct keystone_cache_entry **ep;
 
 	ep = &c->buckets[keystone_cache_hash(key) & (c->nbuckets - 1)];
 	while (*ep != NULL && strcmp((*ep)->key, key) != 0)
@@ -126,7 +126,7 @@ static void
 keystone_cache_unlink(struct keystone_cache *c,
     struct keystone_cache_entry **ep)
 {
-	struct keystone_cache_entry	*e = *ep;
+	struct keystone_cache_entry *e = *ep;
 
 	*ep = e->next;
 	keystone_cache_entry_free(e);
@@ -137,8 +137,8 @@ keystone_cache_unlink(struct keystone_cache *c,
 static void
 keystone_cache_make_room(struct keystone_cache *c, double now)
 {
-	struct keystone_cache_entry	**ep, **soonest;
-	size_t				 i;
+	struct keystone_cache_entry **ep, **soonest;
+	size_t i;
 
 	for (i = 0; i < c->nbuckets; i++) {
 		ep = &c->buckets[i];
@@ -153,7 +153,7 @@ keystone_cache_make_room(struct keystone_cache *c, double now)
 		soonest = NULL;
 		for (i = 0; i < c->nbuckets; i++) {
 			for (ep = &c->buckets[i]; *ep != NULL;
-			    ep = &(*ep)->next) {
+			     ep = &(*ep)->next) {
 				if (soonest == NULL ||
 				    (*ep)->expires < (*soonest)->expires)
 					soonest = ep;
@@ -168,10 +168,10 @@ keystone_cache_make_room(struct keystone_cache *c, double now)
  * taken (NULL makes a negative entry).  An existing entry is replaced.
  */
 void
-keystone_cache_put(struct keystone_cache *c, const char *key,
-    cJSON *value, double expires, double now)
+keystone_cache_put(struct keystone_cache *c, const char *key, cJSON *value,
+    double expires, double now)
 {
-	struct keystone_cache_entry	**ep, *e;
+	struct keystone_cache_entry **ep, *e;
 
 	if (expires <= now) {
 		cJSON_Delete(value);
@@ -203,8 +203,8 @@ int
 keystone_cache_get(struct keystone_cache *c, const char *key, double now,
     cJSON **value)
 {
-	struct keystone_cache_entry	**ep;
-	int				  hit = 0;
+	struct keystone_cache_entry **ep;
+	int hit = 0;
 
 	*value = NULL;
 	pthread_mutex_lock(&c->lock);
@@ -224,7 +224,7 @@ keystone_cache_get(struct keystone_cache *c, const char *key, double now,
 size_t
 keystone_cache_count(struct keystone_cache *c)
 {
-	size_t	 n;
+	size_t n;
 
 	pthread_mutex_lock(&c->lock);
 	n = c->count;
@@ -233,9 +233,9 @@ keystone_cache_count(struct keystone_cache *c)
 }
 
 /* The process-wide caches and the positive TTL ([keystone] cache_ttl). */
-struct keystone_cache	*keystone_token_cache;
-struct keystone_cache	*keystone_user_cache;
-long			 keystone_cache_ttl = 300;
+struct keystone_cache *keystone_token_cache;
+struct keystone_cache *keystone_user_cache;
+long keystone_cache_ttl = 300;
 
 /* Create the process-wide caches (main thread, before the workers). */
 void

@@ -24,23 +24,23 @@
 
 #include "k8sauth.h"
 
-#define KEYSTONE_USER_TTL	30.0
+#define KEYSTONE_USER_TTL 30.0
 
 enum keystone_step {
 	KS_STEP_USER,
 	KS_STEP_PROJECT,
-	KS_STEP_ROLES		/* then one step per role */
+	KS_STEP_ROLES /* then one step per role */
 };
 
 struct keystone_check {
-	struct worker		*w;
-	struct restriction	*rs;		/* NULL: login user check */
-	char			*user_id;	/* login user check */
-	size_t			 step;
-	struct keystone_op	*op;
-	keystone_check_cb	 cb;
-	void			*arg;
-	struct keystone_outcome	 o;
+	struct worker *w;
+	struct restriction *rs; /* NULL: login user check */
+	char *user_id;          /* login user check */
+	size_t step;
+	struct keystone_op *op;
+	keystone_check_cb cb;
+	void *arg;
+	struct keystone_outcome o;
 };
 
 /* Free what an outcome holds. */
@@ -54,14 +54,14 @@ keystone_outcome_clear(struct keystone_outcome *o)
 	memset(o, 0, sizeof *o);
 }
 
-static void keystone_check_fail(struct keystone_outcome *, int,
-    const char *, const char *, ...) printflike(4, 5);
+static void keystone_check_fail(struct keystone_outcome *, int, const char *,
+    const char *, ...) printflike(4, 5);
 /* Set an error outcome. */
 static void
-keystone_check_fail(struct keystone_outcome *o, int status,
-    const char *reason, const char *fmt, ...)
+keystone_check_fail(struct keystone_outcome *o, int status, const char *reason,
+    const char *fmt, ...)
 {
-	va_list	 ap;
+	va_list ap;
 
 	o->status = status;
 	o->reason = reason;
@@ -73,10 +73,10 @@ keystone_check_fail(struct keystone_outcome *o, int status,
 
 /* Keystone could not answer: 503 with its Retry-After, if any. */
 static void
-keystone_check_unavailable(struct keystone_outcome *o,
-    const char *retry_after)
+keystone_check_unavailable(struct keystone_outcome *o, const char *retry_after)
 {
-	keystone_check_fail(o, 503, "keystone_unavailable", "Keystone "
+	keystone_check_fail(o, 503, "keystone_unavailable",
+	    "Keystone "
 	    "cannot be asked now; retry later");
 	free(o->retry_after);
 	o->retry_after = xstrdup(retry_after != NULL ? retry_after : "5");
@@ -89,12 +89,12 @@ keystone_check_unavailable(struct keystone_outcome *o,
 char *
 keystone_path_escape(const char *id)
 {
-	static const char	 hex[] = "0123456789ABCDEF";
-	char			*out, *p;
+	static const char hex[] = "0123456789ABCDEF";
+	char *out, *p;
 
 	p = out = xmalloc(strlen(id) * 3 + 1);
 	for (; *id != '\0'; id++) {
-		unsigned char	 ch = (unsigned char)*id;
+		unsigned char ch = (unsigned char)*id;
 
 		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')
@@ -113,22 +113,24 @@ keystone_path_escape(const char *id)
 static void
 keystone_check_cache_user(const char *id, const cJSON *user)
 {
-	cJSON	*v = NULL;
-	char	*key;
-	double	 now = util_now();
+	cJSON *v = NULL;
+	char *key;
+	double now = util_now();
 
 	if (keystone_user_cache == NULL)
 		return;
 	if (user != NULL) {
 		v = cJSON_CreateObject();
-		json_add_string_or_null(v, "domain_id", cJSON_GetStringValue(
-		    cJSON_GetObjectItemCaseSensitive(user, "domain_id")));
-		cJSON_AddBoolToObject(v, "enabled", cJSON_IsTrue(
-		    cJSON_GetObjectItemCaseSensitive(user, "enabled")));
+		json_add_string_or_null(v, "domain_id",
+		    cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(user, "domain_id")));
+		cJSON_AddBoolToObject(v, "enabled",
+		    cJSON_IsTrue(
+			cJSON_GetObjectItemCaseSensitive(user, "enabled")));
 	}
 	xasprintf(&key, "user:%s", id);
-	keystone_cache_put(keystone_user_cache, key, v,
-	    now + KEYSTONE_USER_TTL, now);
+	keystone_cache_put(keystone_user_cache, key, v, now + KEYSTONE_USER_TTL,
+	    now);
 	free(key);
 }
 
@@ -136,10 +138,10 @@ keystone_check_cache_user(const char *id, const cJSON *user)
 static const char *
 keystone_check_domain(const cJSON *o)
 {
-	const char	*d;
+	const char *d;
 
-	d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o,
-	    "domain_id"));
+	d = cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(o, "domain_id"));
 	return (d != NULL ? d : "");
 }
 
@@ -151,7 +153,7 @@ static int
 keystone_check_member(struct keystone_check *kc, const char *what,
     const char *id, const cJSON *obj)
 {
-	const struct restriction	*rs = kc->rs;
+	const struct restriction *rs = kc->rs;
 
 	if (strcmp(keystone_check_domain(obj), rs->domain_id) != 0) {
 		keystone_check_fail(&kc->o, 400, "invalid_restriction",
@@ -164,8 +166,8 @@ keystone_check_member(struct keystone_check *kc, const char *what,
 		    "%s %s is disabled", what, id);
 		return (-1);
 	}
-	if (strcmp(what, "project") == 0 && cJSON_IsTrue(
-	    cJSON_GetObjectItemCaseSensitive(obj, "is_domain"))) {
+	if (strcmp(what, "project") == 0 &&
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "is_domain"))) {
 		keystone_check_fail(&kc->o, 400, "invalid_restriction",
 		    "project_id %s is a domain, not a project", id);
 		return (-1);
@@ -182,11 +184,11 @@ static int
 keystone_check_role(struct keystone_check *kc, struct restriction_role *rr,
     const cJSON *role)
 {
-	const char	*d, *name;
+	const char *d, *name;
 
 	d = keystone_check_domain(role);
-	name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(role,
-	    "name"));
+	name = cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(role, "name"));
 	if (*d != '\0' && strcmp(d, kc->rs->domain_id) != 0) {
 		keystone_check_fail(&kc->o, 400, "invalid_restriction",
 		    "role %s is a role of another domain", rr->id);
@@ -225,8 +227,8 @@ static int
 keystone_check_judge(struct keystone_check *kc,
     const struct keystone_result *res)
 {
-	const char	*id, *what = keystone_check_kind(kc, &id);
-	const cJSON	*obj;
+	const char *id, *what = keystone_check_kind(kc, &id);
+	const cJSON *obj;
 
 	if (res->unavailable || (res->status != 200 && res->status != 404)) {
 		if (!res->unavailable)
@@ -235,8 +237,9 @@ keystone_check_judge(struct keystone_check *kc,
 		keystone_check_unavailable(&kc->o, res->retry_after);
 		return (-1);
 	}
-	obj = res->status == 200 ? cJSON_GetObjectItemCaseSensitive(res->doc,
-	    what) : NULL;
+	obj = res->status == 200
+	    ? cJSON_GetObjectItemCaseSensitive(res->doc, what)
+	    : NULL;
 	if (obj == NULL) {
 		keystone_check_fail(&kc->o, 400, "invalid_restriction",
 		    "%s%s %s does not exist in Keystone", what,
@@ -249,7 +252,7 @@ keystone_check_judge(struct keystone_check *kc,
 	    &kc->rs->roles[kc->step - KS_STEP_ROLES], obj));
 }
 
-static void	keystone_check_step_cb(const struct keystone_result *, void *);
+static void keystone_check_step_cb(const struct keystone_result *, void *);
 
 /* Skip the steps with nothing to look up; 1 when all are done. */
 static int
@@ -266,14 +269,14 @@ keystone_check_skip(struct keystone_check *kc)
 static int
 keystone_check_send(struct keystone_check *kc)
 {
-	const char	*id, *what = keystone_check_kind(kc, &id);
-	char		*path, *esc, *cause = NULL;
+	const char *id, *what = keystone_check_kind(kc, &id);
+	char *path, *esc, *cause = NULL;
 
 	esc = keystone_path_escape(id);
 	xasprintf(&path, "/v3/%ss/%s", what, esc);
 	free(esc);
-	kc->op = keystone_get(kc->w, path, NULL, keystone_check_step_cb, kc,
-	    &cause);
+	kc->op =
+	    keystone_get(kc->w, path, NULL, keystone_check_step_cb, kc, &cause);
 	free(path);
 	if (kc->op != NULL)
 		return (0);
@@ -297,7 +300,7 @@ keystone_check_finish(struct keystone_check *kc)
 static void
 keystone_check_step_cb(const struct keystone_result *res, void *arg)
 {
-	struct keystone_check	*kc = arg;
+	struct keystone_check *kc = arg;
 
 	kc->op = NULL;
 	if (keystone_check_judge(kc, res) == 0) {
@@ -317,7 +320,7 @@ struct keystone_check *
 keystone_check_restriction(struct worker *w, struct restriction *rs,
     keystone_check_cb cb, void *arg, struct keystone_outcome *o)
 {
-	struct keystone_check	*kc;
+	struct keystone_check *kc;
 
 	memset(o, 0, sizeof *o);
 	kc = xcalloc(1, sizeof *kc);
@@ -337,16 +340,17 @@ static void
 keystone_check_user_verdict(struct keystone_outcome *o, const char *id,
     const cJSON *user)
 {
-	char	*esc;
+	char *esc;
 
-	if (user != NULL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
-	    user, "enabled")))
+	if (user != NULL &&
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(user, "enabled")))
 		return;
 	esc = log_escape(id, 64);
-	log_info("login refused: restriction user %s is %s in Keystone",
-	    esc, user != NULL ? "disabled" : "missing");
+	log_info("login refused: restriction user %s is %s in Keystone", esc,
+	    user != NULL ? "disabled" : "missing");
 	free(esc);
-	keystone_check_fail(o, 401, "user_disabled", "the token "
+	keystone_check_fail(o, 401, "user_disabled",
+	    "the token "
 	    "restriction's user is disabled or deleted in Keystone");
 }
 
@@ -354,16 +358,16 @@ keystone_check_user_verdict(struct keystone_outcome *o, const char *id,
 static void
 keystone_check_user_cb(const struct keystone_result *res, void *arg)
 {
-	struct keystone_check	*kc = arg;
-	const cJSON		*user = NULL;
+	struct keystone_check *kc = arg;
+	const cJSON *user = NULL;
 
 	kc->op = NULL;
 	if (res->unavailable || (res->status != 200 && res->status != 404))
 		keystone_check_unavailable(&kc->o, res->retry_after);
 	else {
 		if (res->status == 200)
-			user = cJSON_GetObjectItemCaseSensitive(res->doc,
-			    "user");
+			user =
+			    cJSON_GetObjectItemCaseSensitive(res->doc, "user");
 		keystone_check_cache_user(kc->user_id, user);
 		keystone_check_user_verdict(&kc->o, kc->user_id, user);
 	}
@@ -376,13 +380,13 @@ keystone_check_user_cb(const struct keystone_result *res, void *arg)
  * Else the check in flight; cb gets the outcome.
  */
 struct keystone_check *
-keystone_check_user(struct worker *w, const char *user_id,
-    keystone_check_cb cb, void *arg, struct keystone_outcome *o)
+keystone_check_user(struct worker *w, const char *user_id, keystone_check_cb cb,
+    void *arg, struct keystone_outcome *o)
 {
-	struct keystone_check	*kc;
-	cJSON			*user;
-	char			*key, *path, *esc, *cause = NULL;
-	int			 hit;
+	struct keystone_check *kc;
+	cJSON *user;
+	char *key, *path, *esc, *cause = NULL;
+	int hit;
 
 	memset(o, 0, sizeof *o);
 	xasprintf(&key, "user:%s", user_id);
@@ -401,8 +405,8 @@ keystone_check_user(struct worker *w, const char *user_id,
 	esc = keystone_path_escape(user_id);
 	xasprintf(&path, "/v3/users/%s", esc);
 	free(esc);
-	kc->op = keystone_get(w, path, NULL, keystone_check_user_cb, kc,
-	    &cause);
+	kc->op =
+	    keystone_get(w, path, NULL, keystone_check_user_cb, kc, &cause);
 	free(path);
 	if (kc->op != NULL)
 		return (kc);

@@ -30,22 +30,22 @@
 
 #include "k8sauth.h"
 
-#define KEYSTONE_TOKEN_MAX	8192	/* longer X-Auth-Token: invalid */
-#define KEYSTONE_NEGATIVE_TTL	10.0
+#define KEYSTONE_TOKEN_MAX    8192 /* longer X-Auth-Token: invalid */
+#define KEYSTONE_NEGATIVE_TTL 10.0
 
 /* An asynchronous validation of a request's X-Auth-Token. */
 struct keystone_auth {
-	struct request		*r;
-	http_handler		 next;
-	struct keystone_op	*op;
-	char			 key[65];
+	struct request *r;
+	http_handler next;
+	struct keystone_op *op;
+	char key[65];
 };
 
 /* A string member of an object, or NULL. */
 static const char *
 keystone_token_str(const cJSON *o, const char *name)
 {
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, name);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 
 	return (cJSON_IsString(v) ? v->valuestring : NULL);
 }
@@ -54,7 +54,7 @@ keystone_token_str(const cJSON *o, const char *name)
 static int
 keystone_token_ids(const cJSON *o, char **id, char **domain_id)
 {
-	const char	*s;
+	const char *s;
 
 	if ((s = keystone_token_str(o, "id")) == NULL)
 		return (-1);
@@ -70,14 +70,15 @@ keystone_token_ids(const cJSON *o, char **id, char **domain_id)
 static int
 keystone_token_roles(const cJSON *roles, struct caller *c)
 {
-	const cJSON	*it;
-	const char	*name;
+	const cJSON *it;
+	const char *name;
 
 	if (roles == NULL)
 		return (0);
 	if (!cJSON_IsArray(roles))
 		return (-1);
-	cJSON_ArrayForEach(it, roles) {
+	cJSON_ArrayForEach(it, roles)
+	{
 		if ((name = keystone_token_str(it, "name")) == NULL)
 			return (-1);
 		c->roles.v = xreallocarray(c->roles.v, c->roles.n + 1,
@@ -93,19 +94,20 @@ keystone_token_roles(const cJSON *roles, struct caller *c)
 static int
 keystone_token_scope(const cJSON *tok, struct caller *c)
 {
-	const cJSON	*project, *domain, *sys;
+	const cJSON *project, *domain, *sys;
 
 	project = cJSON_GetObjectItemCaseSensitive(tok, "project");
 	domain = cJSON_GetObjectItemCaseSensitive(tok, "domain");
 	sys = cJSON_GetObjectItemCaseSensitive(tok, "system");
-	if (project != NULL && keystone_token_ids(project, &c->project_id,
-	    &c->project_domain_id) != 0)
+	if (project != NULL &&
+	    keystone_token_ids(project, &c->project_id,
+		&c->project_domain_id) != 0)
 		return (-1);
-	if (domain != NULL && keystone_token_ids(domain, &c->domain_id,
-	    NULL) != 0)
+	if (domain != NULL &&
+	    keystone_token_ids(domain, &c->domain_id, NULL) != 0)
 		return (-1);
-	if (sys != NULL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sys,
-	    "all")))
+	if (sys != NULL &&
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sys, "all")))
 		c->system = 1;
 	return (0);
 }
@@ -118,22 +120,24 @@ int
 keystone_token_parse(const cJSON *tok, struct caller *c, double *expires,
     char **cause)
 {
-	const char	*why = NULL;
+	const char *why = NULL;
 
 	memset(c, 0, sizeof *c);
 	c->kind = CALLER_KEYSTONE;
 	if (!cJSON_IsObject(tok))
 		why = "no token object";
-	else if ((*expires = keystone_parse_time(keystone_token_str(tok,
-	    "expires_at"))) < 0)
+	else if ((*expires = keystone_parse_time(
+		      keystone_token_str(tok, "expires_at"))) < 0)
 		why = "no valid expires_at";
 	else if (keystone_token_ids(cJSON_GetObjectItemCaseSensitive(tok,
-	    "user"), &c->user_id, &c->user_domain_id) != 0)
+					"user"),
+		     &c->user_id, &c->user_domain_id) != 0)
 		why = "no user id";
 	else if (keystone_token_scope(tok, c) != 0)
 		why = "malformed scope";
 	else if (keystone_token_roles(cJSON_GetObjectItemCaseSensitive(tok,
-	    "roles"), c) != 0)
+					  "roles"),
+		     c) != 0)
 		why = "malformed roles";
 	if (why == NULL)
 		return (0);
@@ -148,14 +152,15 @@ cJSON *
 keystone_token_slim(const cJSON *tok)
 {
 	static const char *const keep[] = { "expires_at", "user", "project",
-	    "domain", "system", "roles", NULL };
-	const cJSON	*v;
-	cJSON		*out;
-	size_t		 i;
+		"domain", "system", "roles", NULL };
+	const cJSON *v;
+	cJSON *out;
+	size_t i;
 
 	out = cJSON_CreateObject();
 	for (i = 0; keep[i] != NULL; i++) {
-		if ((v = cJSON_GetObjectItemCaseSensitive(tok, keep[i])) != NULL)
+		if ((v = cJSON_GetObjectItemCaseSensitive(tok, keep[i])) !=
+		    NULL)
 			cJSON_AddItemToObject(out, keep[i],
 			    cJSON_Duplicate(v, 1));
 	}
@@ -173,18 +178,18 @@ keystone_token_cache_until(double now, double expires, long ttl)
 static void
 keystone_token_503(struct request *r, const char *retry_after)
 {
-	http_set_header(r, "Retry-After", retry_after != NULL ?
-	    retry_after : "5");
-	http_reply_error(r, 503, "keystone_unavailable", "Keystone cannot "
+	http_set_header(r, "Retry-After",
+	    retry_after != NULL ? retry_after : "5");
+	http_reply_error(r, 503, "keystone_unavailable",
+	    "Keystone cannot "
 	    "validate the X-Auth-Token now; retry later");
 }
 
 /* The restriction's role names as the caller's roles. */
 static void
-keystone_token_restriction_roles(const struct restriction *rs,
-    struct caller *c)
+keystone_token_restriction_roles(const struct restriction *rs, struct caller *c)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < rs->nroles; i++) {
 		if (rs->roles[i].name == NULL)
@@ -202,10 +207,10 @@ keystone_token_restriction_roles(const struct restriction *rs,
 static int
 keystone_token_local(struct request *r, const char *token)
 {
-	struct fernet_payload	 p;
-	struct restriction	*rs = NULL;
-	char			*cause = NULL;
-	int			 rc = -1;
+	struct fernet_payload p;
+	struct restriction *rs = NULL;
+	char *cause = NULL;
+	int rc = -1;
 
 	memset(&p, 0, sizeof p);
 	if (token_read(token, &p, &cause) != 0 || p.version != 11) {
@@ -214,8 +219,8 @@ keystone_token_local(struct request *r, const char *token)
 		return (1);
 	}
 	if (p.expires_at > util_now() && p.restriction_id != NULL &&
-	    store_restriction_get(r->worker->db, p.restriction_id,
-	    &rs) == STORE_OK) {
+	    store_restriction_get(r->worker->db, p.restriction_id, &rs) ==
+		STORE_OK) {
 		r->caller.kind = CALLER_RESTRICTED;
 		r->caller.user_id = xstrdup(p.user_id);
 		r->caller.user_domain_id = xstrdup(rs->domain_id);
@@ -239,7 +244,7 @@ keystone_token_local(struct request *r, const char *token)
 static void
 keystone_auth_done(struct keystone_auth *ka)
 {
-	struct request	*r = ka->r;
+	struct request *r = ka->r;
 
 	free(ka);
 	http_unref(r);
@@ -258,19 +263,18 @@ keystone_auth_detach(struct request *r)
 static int
 keystone_auth_valid(struct keystone_auth *ka, const cJSON *doc)
 {
-	const cJSON	*tok = cJSON_GetObjectItemCaseSensitive(doc, "token");
-	double		 expires, now = util_now();
-	char		*cause = NULL;
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(doc, "token");
+	double expires, now = util_now();
+	char *cause = NULL;
 
-	if (keystone_token_parse(tok, &ka->r->caller, &expires,
-	    &cause) != 0) {
+	if (keystone_token_parse(tok, &ka->r->caller, &expires, &cause) != 0) {
 		log_warn("keystone: unusable token document: %s", cause);
 		free(cause);
 		return (-1);
 	}
 	keystone_cache_put(keystone_token_cache, ka->key,
-	    keystone_token_slim(tok), keystone_token_cache_until(now,
-	    expires, keystone_cache_ttl), now);
+	    keystone_token_slim(tok),
+	    keystone_token_cache_until(now, expires, keystone_cache_ttl), now);
 	return (0);
 }
 
@@ -278,10 +282,10 @@ keystone_auth_valid(struct keystone_auth *ka, const cJSON *doc)
 static void
 keystone_auth_cb(const struct keystone_result *res, void *arg)
 {
-	struct keystone_auth	*ka = arg;
-	struct request		*r = ka->r;
-	http_handler		 next = ka->next;
-	double			 now = util_now();
+	struct keystone_auth *ka = arg;
+	struct request *r = ka->r;
+	http_handler next = ka->next;
+	double now = util_now();
 
 	ka->op = NULL;
 	keystone_auth_detach(r);
@@ -289,7 +293,7 @@ keystone_auth_cb(const struct keystone_result *res, void *arg)
 	    (res->status == 200 && keystone_auth_valid(ka, res->doc) != 0)) {
 		if (res->status == 403)
 			log_err("keystone: the service user may not validate "
-			    "tokens (403)");
+				"tokens (403)");
 		keystone_token_503(r, res->retry_after);
 	} else if (res->status == 200) {
 		log_debug("keystone: validated X-Auth-Token of user %s",
@@ -299,7 +303,8 @@ keystone_auth_cb(const struct keystone_result *res, void *arg)
 		keystone_cache_put(keystone_token_cache, ka->key, NULL,
 		    now + KEYSTONE_NEGATIVE_TTL, now);
 		log_info("%s: Keystone rejected X-Auth-Token sha256:%.8s "
-		    "(%ld)", r->client_ip, ka->key, res->status);
+			 "(%ld)",
+		    r->client_ip, ka->key, res->status);
 		auth_reply_401(r, "invalid_token",
 		    "the X-Auth-Token is not valid");
 	}
@@ -310,7 +315,7 @@ keystone_auth_cb(const struct keystone_result *res, void *arg)
 static void
 keystone_auth_cancel(struct request *r)
 {
-	struct keystone_auth	*ka = r->data;
+	struct keystone_auth *ka = r->data;
 
 	keystone_cancel(ka->op);
 	keystone_auth_detach(r);
@@ -321,7 +326,7 @@ keystone_auth_cancel(struct request *r)
 static void
 keystone_auth_gone(struct request *r)
 {
-	struct keystone_auth	*ka = r->data;
+	struct keystone_auth *ka = r->data;
 
 	keystone_cancel(ka->op);
 	keystone_auth_detach(r);
@@ -333,9 +338,9 @@ keystone_auth_gone(struct request *r)
 static int
 keystone_token_cached(struct request *r, const char *key)
 {
-	cJSON	*tok;
-	double	 expires;
-	int	 rc;
+	cJSON *tok;
+	double expires;
+	int rc;
 
 	if (!keystone_cache_get(keystone_token_cache, key, util_now(), &tok))
 		return (1);
@@ -354,8 +359,8 @@ static int
 keystone_token_ask(struct request *r, const char *token, const char *key,
     http_handler next)
 {
-	struct keystone_auth	*ka;
-	char			*cause = NULL;
+	struct keystone_auth *ka;
+	char *cause = NULL;
 
 	ka = xcalloc(1, sizeof *ka);
 	ka->r = r;
@@ -370,7 +375,7 @@ keystone_token_ask(struct request *r, const char *token, const char *key,
 		keystone_token_503(r, "1");
 		return (-1);
 	}
-	http_ref(r);	/* dropped by keystone_auth_done */
+	http_ref(r); /* dropped by keystone_auth_done */
 	r->data = ka;
 	r->cancel = keystone_auth_cancel;
 	r->gone = keystone_auth_gone;
@@ -384,11 +389,10 @@ keystone_token_ask(struct request *r, const char *token, const char *key,
  * runs once Keystone has answered, or an error has been replied).
  */
 int
-keystone_token_caller(struct request *r, const char *token,
-    http_handler next)
+keystone_token_caller(struct request *r, const char *token, http_handler next)
 {
-	char	 key[65];
-	int	 rc;
+	char key[65];
+	int rc;
 
 	if (strlen(token) > KEYSTONE_TOKEN_MAX ||
 	    strpbrk(token, "\r\n") != NULL) {
@@ -398,7 +402,8 @@ keystone_token_caller(struct request *r, const char *token,
 	}
 	if ((rc = keystone_token_local(r, token)) <= 0) {
 		if (rc < 0)
-			auth_reply_401(r, "invalid_token", "the token "
+			auth_reply_401(r, "invalid_token",
+			    "the token "
 			    "has expired or its restriction is gone");
 		return (rc);
 	}

@@ -18,12 +18,11 @@
 
 #include "k8sauth.h"
 
-static enum log_level	 log_level = LOGL_INFO;
-static int		 log_json;
+static enum log_level log_level = LOGL_INFO;
+static int log_json;
 
-static const char *const log_level_names[] = {
-	"debug", "info", "warning", "error"
-};
+static const char *const log_level_names[] = { "debug", "info", "warning",
+	"error" };
 
 /* Set the level and format; may be called again on reload. */
 void
@@ -51,10 +50,9 @@ log_get_level(void)
 int
 log_level_parse(const char *s, enum log_level *out)
 {
-	size_t	 i;
+	size_t i;
 
-	for (i = 0; i < sizeof log_level_names / sizeof *log_level_names;
-	    i++) {
+	for (i = 0; i < sizeof log_level_names / sizeof *log_level_names; i++) {
 		if (strcasecmp(s, log_level_names[i]) == 0) {
 			*out = (enum log_level)i;
 			return (0);
@@ -79,9 +77,9 @@ log_level_parse(const char *s, enum log_level *out)
 char *
 log_escape(const char *s, size_t max)
 {
-	static const char	 hex[] = "0123456789abcdef";
-	char			*out, *o;
-	size_t			 n, i;
+	static const char hex[] = "0123456789abcdef";
+	char *out, *o;
+	size_t n, i;
 
 	if (s == NULL)
 		return (xstrdup("(null)"));
@@ -90,7 +88,7 @@ log_escape(const char *s, size_t max)
 	n = strnlen(s, max);
 	o = out = xmalloc(n * 4 + 4);
 	for (i = 0; i < n; i++) {
-		unsigned char	 c = (unsigned char)s[i];
+		unsigned char c = (unsigned char)s[i];
 
 		if (c == '"' || c == '\\') {
 			*o++ = '\\';
@@ -115,7 +113,7 @@ log_escape(const char *s, size_t max)
 void
 log_secret_id(const char *secret, char out[9])
 {
-	char	 hex[65];
+	char hex[65];
 
 	util_sha256_hex(secret, strlen(secret), hex);
 	memcpy(out, hex, 8);
@@ -126,7 +124,7 @@ log_secret_id(const char *secret, char out[9])
 static void
 log_write(const char *line, size_t len)
 {
-	ssize_t	 n;
+	ssize_t n;
 
 	while (len > 0) {
 		n = write(STDERR_FILENO, line, len);
@@ -143,8 +141,8 @@ log_write(const char *line, size_t len)
 static char *
 log_json_string(const char *msg)
 {
-	cJSON	*s;
-	char	*out;
+	cJSON *s;
+	char *out;
 
 	s = cJSON_CreateString(msg);
 	if (s == NULL)
@@ -160,8 +158,8 @@ log_json_string(const char *msg)
 void
 log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
-	char	 ts[TIMESTAMP_LEN + 1], *msg, *line, *js;
-	int	 n;
+	char ts[TIMESTAMP_LEN + 1], *msg, *line, *js;
+	int n;
 
 	if (level < log_level)
 		return;
@@ -174,8 +172,8 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 		    log_level_names[level], js);
 		free(js);
 	} else
-		n = xasprintf(&line, "%s %s: %s\n", ts,
-		    log_level_names[level], msg);
+		n = xasprintf(&line, "%s %s: %s\n", ts, log_level_names[level],
+		    msg);
 	log_write(line, (size_t)n);
 	free(line);
 	free(msg);
@@ -185,7 +183,7 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
-	va_list	 ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	log_vmsg(level, fmt, ap);
@@ -196,7 +194,7 @@ log_msg(enum log_level level, const char *fmt, ...)
 void
 log_debug(const char *fmt, ...)
 {
-	va_list	 ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	log_vmsg(LOGL_DEBUG, fmt, ap);
@@ -207,7 +205,7 @@ log_debug(const char *fmt, ...)
 void
 log_info(const char *fmt, ...)
 {
-	va_list	 ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	log_vmsg(LOGL_INFO, fmt, ap);
@@ -218,7 +216,7 @@ log_info(const char *fmt, ...)
 void
 log_warn(const char *fmt, ...)
 {
-	va_list	 ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	log_vmsg(LOGL_WARN, fmt, ap);
@@ -229,7 +227,7 @@ log_warn(const char *fmt, ...)
 void
 log_err(const char *fmt, ...)
 {
-	va_list	 ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	log_vmsg(LOGL_ERR, fmt, ap);
@@ -240,9 +238,9 @@ log_err(const char *fmt, ...)
 __dead void
 fatal(const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*msg;
-	int	 saved = errno;
+	va_list ap;
+	char *msg;
+	int saved = errno;
 
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
@@ -255,8 +253,8 @@ fatal(const char *fmt, ...)
 __dead void
 fatalx(const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*msg;
+	va_list ap;
+	char *msg;
 
 	va_start(ap, fmt);
 	if (vasprintf(&msg, fmt, ap) == -1)

@@ -23,41 +23,37 @@
 #include "k8sauth.h"
 
 struct main_cmd {
-	const char	*name;
-	int		(*fn)(struct config *, const char *, int, char **);
-	const char	*usage;
+	const char *name;
+	int (*fn)(struct config *, const char *, int, char **);
+	const char *usage;
 };
 
-static int	main_serve(struct config *, const char *, int, char **);
-static int	main_db_sync(struct config *, const char *, int, char **);
-static int	main_bootstrap(struct config *, const char *, int, char **);
-static int	main_credential_setup(struct config *, const char *, int,
-		    char **);
-static int	main_fernet_setup(struct config *, const char *, int,
-		    char **);
-static int	main_fernet_rotate(struct config *, const char *, int,
-		    char **);
-static int	main_config_check(struct config *, const char *, int,
-		    char **);
-static int	main_version(struct config *, const char *, int, char **);
+static int main_serve(struct config *, const char *, int, char **);
+static int main_db_sync(struct config *, const char *, int, char **);
+static int main_bootstrap(struct config *, const char *, int, char **);
+static int main_credential_setup(struct config *, const char *, int, char **);
+static int main_fernet_setup(struct config *, const char *, int, char **);
+static int main_fernet_rotate(struct config *, const char *, int, char **);
+static int main_config_check(struct config *, const char *, int, char **);
+static int main_version(struct config *, const char *, int, char **);
 static struct config *main_load_config(const char **, int, int);
 
 static const struct main_cmd main_cmds[] = {
 	{ "serve", main_serve, "serve [--config FILE]" },
 	{ "db-sync", main_db_sync, "db-sync [--config FILE]" },
-	{ "bootstrap", main_bootstrap,
-	  "bootstrap [--config FILE] [--force]" },
+	{ "bootstrap", main_bootstrap, "bootstrap [--config FILE] [--force]" },
 	{ "credential-setup", main_credential_setup,
-	  "credential-setup [--config FILE]" },
+	    "credential-setup [--config FILE]" },
 	{ "fernet-setup", main_fernet_setup, "fernet-setup [--config FILE]" },
 	{ "fernet-rotate", main_fernet_rotate,
-	  "fernet-rotate [--config FILE]" },
+	    "fernet-rotate [--config FILE]" },
 	{ "config-check", main_config_check,
-	  "config-check [--config FILE] [--dump | --docs | --sample]" },
+	    "config-check [--config FILE] [--dump | --docs | --sample]" },
 	{ "version", main_version, "version" },
-	{ "policy-check", NULL, "policy-check [--config FILE] --action NAME "
-	  "--credentials FILE --target FILE\n  policy-check [--config FILE] "
-	  "--login CTXFILE" },
+	{ "policy-check", NULL,
+	    "policy-check [--config FILE] --action NAME "
+	    "--credentials FILE --target FILE\n  policy-check [--config FILE] "
+	    "--login CTXFILE" },
 };
 #define MAIN_NCMDS (sizeof main_cmds / sizeof *main_cmds)
 
@@ -65,8 +61,8 @@ static const struct main_cmd main_cmds[] = {
 static __dead void
 main_usage(int status)
 {
-	size_t	 i;
-	FILE	*f = status == 0 ? stdout : stderr;
+	size_t i;
+	FILE *f = status == 0 ? stdout : stderr;
 
 	fprintf(f, "usage: %s SUBCOMMAND [options]\n\nsubcommands:\n",
 	    K8SAUTH_NAME);
@@ -90,9 +86,9 @@ main_serve(struct config *cfg, const char *path, int flags, char **cause)
 static int
 main_db_sync(struct config *cfg, const char *path, int flags, char **cause)
 {
-	struct db	*db;
-	char		*file;
-	int		 rc;
+	struct db *db;
+	char *file;
+	int rc;
 
 	if ((file = config_db_path(cfg, cause)) == NULL)
 		return (-1);
@@ -102,7 +98,8 @@ main_db_sync(struct config *cfg, const char *path, int flags, char **cause)
 		return (-1);
 	rc = db_migrate(db, cause);
 	if (rc == 0)
-		printf("database at schema version %d\n", db_schema_version(db));
+		printf("database at schema version %d\n",
+		    db_schema_version(db));
 	db_close(db);
 	return (rc);
 }
@@ -130,11 +127,10 @@ main_credential_setup(struct config *cfg, const char *path, int flags,
 
 /* fernet-setup: create a Keystone-compatible key repository. */
 static int
-main_fernet_setup(struct config *cfg, const char *path, int flags,
-    char **cause)
+main_fernet_setup(struct config *cfg, const char *path, int flags, char **cause)
 {
 	if (fernet_setup(cfg->fernet_key_repository,
-	    cfg->fernet_max_active_keys, cause) != 0)
+		cfg->fernet_max_active_keys, cause) != 0)
 		return (-1);
 	printf("fernet keys in %s\n", cfg->fernet_key_repository);
 	return (0);
@@ -146,7 +142,7 @@ main_fernet_rotate(struct config *cfg, const char *path, int flags,
     char **cause)
 {
 	if (fernet_rotate(cfg->fernet_key_repository,
-	    cfg->fernet_max_active_keys, cause) != 0)
+		cfg->fernet_max_active_keys, cause) != 0)
 		return (-1);
 	printf("fernet keys rotated in %s\n", cfg->fernet_key_repository);
 	return (0);
@@ -154,8 +150,7 @@ main_fernet_rotate(struct config *cfg, const char *path, int flags,
 
 /* config-check: already loaded and validated by main; print results. */
 static int
-main_config_check(struct config *cfg, const char *path, int flags,
-    char **cause)
+main_config_check(struct config *cfg, const char *path, int flags, char **cause)
 {
 	if (flags == 0 && config_validate_serve(cfg, cause) != 0)
 		return (-1);
@@ -185,13 +180,14 @@ main_version(struct config *cfg, const char *path, int flags, char **cause)
 static int
 main_policy_check(int argc, char **argv)
 {
-	struct config	*cfg;
-	const char	*path = config_default_path();
-	int		 i, explicit = 0, rc;
+	struct config *cfg;
+	const char *path = config_default_path();
+	int i, explicit = 0, rc;
 
 	for (i = 1; i < argc; i++) {
 		if ((strcmp(argv[i], "--config") == 0 ||
-		    strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+			strcmp(argv[i], "-c") == 0) &&
+		    i + 1 < argc) {
 			path = argv[i + 1];
 			explicit = 1;
 		} else if (strncmp(argv[i], "--config=", 9) == 0) {
@@ -210,13 +206,13 @@ main_policy_check(int argc, char **argv)
 static struct config *
 main_load_config(const char **path, int explicit, int status)
 {
-	struct config	*cfg;
-	struct stat	 st;
-	char		*cause = NULL;
+	struct config *cfg;
+	struct stat st;
+	char *cause = NULL;
 
 	cfg = config_new();
 	if (!explicit && stat(*path, &st) == -1 && errno == ENOENT) {
-		*path = NULL;	/* embedded defaults */
+		*path = NULL; /* embedded defaults */
 		if (config_validate(cfg, &cause) != 0) {
 			fprintf(stderr, "%s\n", cause);
 			exit(status);
@@ -233,21 +229,19 @@ main_load_config(const char **path, int explicit, int status)
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
+	static const struct option longopts[] = { { "config", required_argument,
+						      NULL, 'c' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "dump", no_argument, NULL, 'd' },
 		{ "docs", no_argument, NULL, 'D' },
 		{ "sample", no_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
-	const struct main_cmd	*cmd = NULL;
-	struct config		*cfg;
-	const char		*path = config_default_path();
-	char			*cause = NULL;
-	size_t			 i;
-	int			 ch, explicit = 0, flags = 0, force = 0, rc;
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+	const struct main_cmd *cmd = NULL;
+	struct config *cfg;
+	const char *path = config_default_path();
+	char *cause = NULL;
+	size_t i;
+	int ch, explicit = 0, flags = 0, force = 0, rc;
 
 	if (argc < 2)
 		main_usage(1);
@@ -263,8 +257,8 @@ main(int argc, char **argv)
 			cmd = &main_cmds[i];
 	}
 	if (cmd == NULL) {
-		fprintf(stderr, "%s: unknown subcommand \"%s\"\n",
-		    K8SAUTH_NAME, argv[1]);
+		fprintf(stderr, "%s: unknown subcommand \"%s\"\n", K8SAUTH_NAME,
+		    argv[1]);
 		main_usage(1);
 	}
 	argc--;

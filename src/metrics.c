@@ -20,63 +20,56 @@
 
 #include "k8sauth.h"
 
-#define METRICS_MAX_INSTANCES	256
-#define METRICS_MAX_ROUTES	64
+#define METRICS_MAX_INSTANCES 256
+#define METRICS_MAX_ROUTES    64
 
 /* Every login outcome has a slot; the last one catches anything else. */
-static const char *const metrics_reasons[] = {
-	"success", "instance_not_found", "instance_disabled",
-	"role_not_found", "role_disabled", "malformed_jwt",
+static const char *const metrics_reasons[] = { "success", "instance_not_found",
+	"instance_disabled", "role_not_found", "role_disabled", "malformed_jwt",
 	"legacy_token_refused", "token_expired", "token_not_yet_valid",
-	"audience_mismatch", "namespace_not_bound",
-	"service_account_not_bound", "pod_not_bound", "token_invalid",
-	"reviewer_unauthorized", "reviewer_forbidden", "cluster_unavailable",
-	"cluster_timeout", "cluster_tls_error", "invalid_review",
-	"policy_denied", "policy_error", "user_disabled",
-	"restriction_invalid", "bad_request", "client_gone", "internal_error",
-	"other"
-};
+	"audience_mismatch", "namespace_not_bound", "service_account_not_bound",
+	"pod_not_bound", "token_invalid", "reviewer_unauthorized",
+	"reviewer_forbidden", "cluster_unavailable", "cluster_timeout",
+	"cluster_tls_error", "invalid_review", "policy_denied", "policy_error",
+	"user_disabled", "restriction_invalid", "bad_request", "client_gone",
+	"internal_error", "other" };
 #define METRICS_NREASONS (sizeof metrics_reasons / sizeof *metrics_reasons)
 
-static const int metrics_statuses[] = {
-	200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 500, 502, 503,
-	504, 0
-};
+static const int metrics_statuses[] = { 200, 201, 204, 400, 401, 403, 404, 405,
+	409, 413, 415, 500, 502, 503, 504, 0 };
 #define METRICS_NSTATUSES (sizeof metrics_statuses / sizeof *metrics_statuses)
 
-static const char *const metrics_methods[] = {
-	"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"
-};
+static const char *const metrics_methods[] = { "GET", "HEAD", "POST", "PUT",
+	"PATCH", "DELETE" };
 #define METRICS_NMETHODS (sizeof metrics_methods / sizeof *metrics_methods)
 
-static const double metrics_buckets[] = {
-	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
-};
+static const double metrics_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+	0.5, 1, 2.5, 5, 10 };
 #define METRICS_NBUCKETS (sizeof metrics_buckets / sizeof *metrics_buckets)
 
 struct metrics_instance {
-	char		 id[ID_LEN + 1];
+	char id[ID_LEN + 1];
 	_Atomic unsigned long buckets[METRICS_NBUCKETS + 1];
 	_Atomic unsigned long count;
 	_Atomic unsigned long sum_us;
 };
 
-static pthread_mutex_t	 metrics_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic unsigned long metrics_logins[METRICS_NREASONS];
-static _Atomic long	 metrics_inflight;
+static _Atomic long metrics_inflight;
 static _Atomic unsigned long metrics_policy_errors;
 static struct metrics_instance metrics_instances[METRICS_MAX_INSTANCES];
-static _Atomic size_t	 metrics_ninstances;
-static const char	*metrics_routes[METRICS_MAX_ROUTES];
-static _Atomic size_t	 metrics_nroutes;
-static _Atomic unsigned long metrics_http_counts[METRICS_MAX_ROUTES]
-			    [METRICS_NMETHODS][METRICS_NSTATUSES];
+static _Atomic size_t metrics_ninstances;
+static const char *metrics_routes[METRICS_MAX_ROUTES];
+static _Atomic size_t metrics_nroutes;
+static _Atomic unsigned long
+    metrics_http_counts[METRICS_MAX_ROUTES][METRICS_NMETHODS][METRICS_NSTATUSES];
 
 /* The slot of a login reason; the last slot catches anything else. */
 static size_t
 metrics_reason_index(const char *reason)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < METRICS_NREASONS - 1; i++) {
 		if (strcmp(metrics_reasons[i], reason) == 0)
@@ -89,7 +82,7 @@ metrics_reason_index(const char *reason)
 void
 metrics_login(const char *reason)
 {
-	size_t	 i;
+	size_t i;
 
 	if (reason == NULL)
 		reason = "success";
@@ -116,8 +109,8 @@ metrics_review_start(void)
 static struct metrics_instance *
 metrics_instance(const char *id)
 {
-	struct metrics_instance	*mi = NULL;
-	size_t			 i, n;
+	struct metrics_instance *mi = NULL;
+	size_t i, n;
 
 	n = atomic_load(&metrics_ninstances);
 	for (i = 0; i < n; i++) {
@@ -143,8 +136,8 @@ metrics_instance(const char *id)
 void
 metrics_review_done(const char *instance_id, double seconds)
 {
-	struct metrics_instance	*mi;
-	size_t			 b;
+	struct metrics_instance *mi;
+	size_t b;
 
 	atomic_fetch_sub_explicit(&metrics_inflight, 1, memory_order_relaxed);
 	if ((mi = metrics_instance(instance_id)) == NULL)
@@ -171,7 +164,7 @@ metrics_policy_error(void)
 static size_t
 metrics_route(const char *route)
 {
-	size_t	 i, n;
+	size_t i, n;
 
 	n = atomic_load(&metrics_nroutes);
 	for (i = 0; i < n; i++) {
@@ -196,7 +189,7 @@ metrics_route(const char *route)
 void
 metrics_http(const char *route, const char *method, int status)
 {
-	size_t	 r, m, s;
+	size_t r, m, s;
 
 	if (route == NULL)
 		route = "unmatched";
@@ -217,14 +210,17 @@ metrics_http(const char *route, const char *method, int status)
 static void
 metrics_render_logins(struct evbuffer *b)
 {
-	size_t	 i;
+	size_t i;
 
-	evbuffer_add_printf(b, "# HELP k8sauth_logins_total Logins by result "
+	evbuffer_add_printf(b,
+	    "# HELP k8sauth_logins_total Logins by result "
 	    "and reason.\n# TYPE k8sauth_logins_total counter\n");
 	for (i = 0; i < METRICS_NREASONS; i++) {
-		evbuffer_add_printf(b, "k8sauth_logins_total{result=\"%s\","
-		    "reason=\"%s\"} %lu\n", i == 0 ? "success" : "failure",
-		    metrics_reasons[i], atomic_load(&metrics_logins[i]));
+		evbuffer_add_printf(b,
+		    "k8sauth_logins_total{result=\"%s\","
+		    "reason=\"%s\"} %lu\n",
+		    i == 0 ? "success" : "failure", metrics_reasons[i],
+		    atomic_load(&metrics_logins[i]));
 	}
 }
 
@@ -232,11 +228,12 @@ metrics_render_logins(struct evbuffer *b)
 static void
 metrics_render_reviews(struct evbuffer *b)
 {
-	struct metrics_instance	*mi;
-	unsigned long		 cum;
-	size_t			 i, k, n = atomic_load(&metrics_ninstances);
+	struct metrics_instance *mi;
+	unsigned long cum;
+	size_t i, k, n = atomic_load(&metrics_ninstances);
 
-	evbuffer_add_printf(b, "# HELP k8sauth_tokenreview_duration_seconds "
+	evbuffer_add_printf(b,
+	    "# HELP k8sauth_tokenreview_duration_seconds "
 	    "TokenReview latency by instance.\n# TYPE "
 	    "k8sauth_tokenreview_duration_seconds histogram\n");
 	for (i = 0; i < n; i++) {
@@ -244,21 +241,27 @@ metrics_render_reviews(struct evbuffer *b)
 		cum = 0;
 		for (k = 0; k < METRICS_NBUCKETS; k++) {
 			cum += atomic_load(&mi->buckets[k]);
-			evbuffer_add_printf(b, "k8sauth_tokenreview_duration_"
+			evbuffer_add_printf(b,
+			    "k8sauth_tokenreview_duration_"
 			    "seconds_bucket{instance=\"%s\",le=\"%g\"} %lu\n",
 			    mi->id, metrics_buckets[k], cum);
 		}
 		cum += atomic_load(&mi->buckets[METRICS_NBUCKETS]);
-		evbuffer_add_printf(b, "k8sauth_tokenreview_duration_seconds_"
-		    "bucket{instance=\"%s\",le=\"+Inf\"} %lu\n", mi->id, cum);
-		evbuffer_add_printf(b, "k8sauth_tokenreview_duration_seconds_"
-		    "sum{instance=\"%s\"} %.6f\n", mi->id,
-		    (double)atomic_load(&mi->sum_us) / 1e6);
-		evbuffer_add_printf(b, "k8sauth_tokenreview_duration_seconds_"
-		    "count{instance=\"%s\"} %lu\n", mi->id,
-		    atomic_load(&mi->count));
+		evbuffer_add_printf(b,
+		    "k8sauth_tokenreview_duration_seconds_"
+		    "bucket{instance=\"%s\",le=\"+Inf\"} %lu\n",
+		    mi->id, cum);
+		evbuffer_add_printf(b,
+		    "k8sauth_tokenreview_duration_seconds_"
+		    "sum{instance=\"%s\"} %.6f\n",
+		    mi->id, (double)atomic_load(&mi->sum_us) / 1e6);
+		evbuffer_add_printf(b,
+		    "k8sauth_tokenreview_duration_seconds_"
+		    "count{instance=\"%s\"} %lu\n",
+		    mi->id, atomic_load(&mi->count));
 	}
-	evbuffer_add_printf(b, "# HELP k8sauth_tokenreviews_in_flight "
+	evbuffer_add_printf(b,
+	    "# HELP k8sauth_tokenreviews_in_flight "
 	    "TokenReviews waiting for the cluster.\n# TYPE "
 	    "k8sauth_tokenreviews_in_flight gauge\n"
 	    "k8sauth_tokenreviews_in_flight %ld\n",
@@ -269,10 +272,11 @@ metrics_render_reviews(struct evbuffer *b)
 static void
 metrics_render_http(struct evbuffer *b)
 {
-	size_t		 r, m, s, n = atomic_load(&metrics_nroutes);
-	unsigned long	 v;
+	size_t r, m, s, n = atomic_load(&metrics_nroutes);
+	unsigned long v;
 
-	evbuffer_add_printf(b, "# HELP k8sauth_http_requests_total HTTP "
+	evbuffer_add_printf(b,
+	    "# HELP k8sauth_http_requests_total HTTP "
 	    "requests by route, method and status.\n# TYPE "
 	    "k8sauth_http_requests_total counter\n");
 	for (r = 0; r < n; r++) {
@@ -281,10 +285,11 @@ metrics_render_http(struct evbuffer *b)
 				v = atomic_load(&metrics_http_counts[r][m][s]);
 				if (v == 0)
 					continue;
-				evbuffer_add_printf(b, "k8sauth_http_requests_"
+				evbuffer_add_printf(b,
+				    "k8sauth_http_requests_"
 				    "total{route=\"%s\",method=\"%s\",code=\""
-				    "%s%d\"} %lu\n", metrics_routes[r],
-				    metrics_methods[m],
+				    "%s%d\"} %lu\n",
+				    metrics_routes[r], metrics_methods[m],
 				    metrics_statuses[s] == 0 ? "other" : "",
 				    metrics_statuses[s], v);
 			}
@@ -296,29 +301,34 @@ metrics_render_http(struct evbuffer *b)
 char *
 metrics_render(const struct config *cfg, time_t started)
 {
-	struct evbuffer	*b;
-	struct stat	 st;
-	char		*path;
+	struct evbuffer *b;
+	struct stat st;
+	char *path;
 
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
-	evbuffer_add_printf(b, "# HELP k8sauth_build_info Version.\n# TYPE "
+	evbuffer_add_printf(b,
+	    "# HELP k8sauth_build_info Version.\n# TYPE "
 	    "k8sauth_build_info gauge\nk8sauth_build_info{version=\"%s\"} 1\n",
 	    K8SAUTH_VERSION);
-	evbuffer_add_printf(b, "# HELP process_start_time_seconds Start time."
+	evbuffer_add_printf(b,
+	    "# HELP process_start_time_seconds Start time."
 	    "\n# TYPE process_start_time_seconds gauge\n"
-	    "process_start_time_seconds %lld\n", (long long)started);
+	    "process_start_time_seconds %lld\n",
+	    (long long)started);
 	metrics_render_logins(b);
 	metrics_render_reviews(b);
 	metrics_render_http(b);
-	evbuffer_add_printf(b, "# HELP k8sauth_policy_errors_total Policy "
+	evbuffer_add_printf(b,
+	    "# HELP k8sauth_policy_errors_total Policy "
 	    "calls that failed (error or budget).\n# TYPE "
 	    "k8sauth_policy_errors_total counter\n"
 	    "k8sauth_policy_errors_total %lu\n",
 	    atomic_load(&metrics_policy_errors));
 	xasprintf(&path, "%s/0", cfg->fernet_key_repository);
 	if (stat(path, &st) == 0)
-		evbuffer_add_printf(b, "# HELP k8sauth_fernet_key_repository_"
+		evbuffer_add_printf(b,
+		    "# HELP k8sauth_fernet_key_repository_"
 		    "age_seconds Seconds since the staged key was written "
 		    "(the last rotation).\n# TYPE k8sauth_fernet_key_"
 		    "repository_age_seconds gauge\nk8sauth_fernet_key_"

@@ -42,68 +42,68 @@
 
 #include "k8sauth.h"
 
-#define POLICY_MAX_FILE		(1024 * 1024)	/* a policy or module */
-#define POLICY_MAX_DEPTH	16		/* JSON -> Lua nesting */
-#define POLICY_MAX_NODES	10000		/* JSON -> Lua values */
-#define POLICY_MAX_REASON	256
-#define POLICY_MAX_AUDIT	16		/* audit override fields */
-#define POLICY_MAX_ID		64		/* restriction_id override */
-#define POLICY_HOOK_INTERVAL	1000
+#define POLICY_MAX_FILE      (1024 * 1024) /* a policy or module */
+#define POLICY_MAX_DEPTH     16            /* JSON -> Lua nesting */
+#define POLICY_MAX_NODES     10000         /* JSON -> Lua values */
+#define POLICY_MAX_REASON    256
+#define POLICY_MAX_AUDIT     16 /* audit override fields */
+#define POLICY_MAX_ID        64 /* restriction_id override */
+#define POLICY_HOOK_INTERVAL 1000
 /*
  * The wall-clock safety net for work the count hook cannot see (a VM
  * concatenation copying megabytes is one instruction): a call may run
  * instruction_limit / 10 microseconds, at least 50 ms.  Real policies run
  * far faster than 10 instructions per microsecond.
  */
-#define POLICY_MIN_DEADLINE_US	50000
+#define POLICY_MIN_DEADLINE_US 50000
 
 struct policy {
-	lua_State	*L;
-	char		*dir;			/* [policy] dir, or NULL */
-	char		*lua_dir;		/* [policy] lua_dir, or NULL */
-	long		 instruction_limit;
-	size_t		 memory_limit;
-	struct strlist	 protected_roles;
+	lua_State *L;
+	char *dir;     /* [policy] dir, or NULL */
+	char *lua_dir; /* [policy] lua_dir, or NULL */
+	long instruction_limit;
+	size_t memory_limit;
+	struct strlist protected_roles;
 
-	size_t		 mem;			/* bytes allocated by L */
-	long		 used;			/* instructions this call */
-	uint64_t	 deadline_us;		/* wall-clock safety net */
-	int		 tripped;		/* budget exhausted */
-	int		 building;		/* no recovery while set */
-	long long	 generation;		/* calls entered */
-	const char	*action;		/* what is running, for logs */
-	char		 where[128];		/* where the error was */
+	size_t mem;           /* bytes allocated by L */
+	long used;            /* instructions this call */
+	uint64_t deadline_us; /* wall-clock safety net */
+	int tripped;          /* budget exhausted */
+	int building;         /* no recovery while set */
+	long long generation; /* calls entered */
+	const char *action;   /* what is running, for logs */
+	char where[128];      /* where the error was */
 
-	int		 api_ref;		/* registry: api.lua table */
-	int		 login_ref;		/* registry: login.lua table */
+	int api_ref;   /* registry: api.lua table */
+	int login_ref; /* registry: login.lua table */
 	const struct policy_source *api_src;
 	const struct policy_source *login_src;
 
-	struct policy_source **srcs;		/* every file read, by name */
-	size_t		 nsrcs;
+	struct policy_source **srcs; /* every file read, by name */
+	size_t nsrcs;
 };
 
 /* What policy_load_cb loads. */
 struct policy_load {
 	const struct policy_source *src;
-	int		 login;			/* login.lua, else api.lua */
-	int		 ref;
+	int login; /* login.lua, else api.lua */
+	int ref;
 };
 
 /* One policy_authorize call. */
 struct policy_api_call {
-	const char	*action;
+	const char *action;
 	const struct caller *caller;
-	const cJSON	*target;
-	int		 decision;
-	char		*reason;
+	const cJSON *target;
+	int decision;
+	char *reason;
 };
 
 /* One policy_login call. */
 struct policy_login_call {
-	const cJSON	*ctx;
-	int		 decision;
-	char		*reason;
+	const cJSON *ctx;
+	int decision;
+	char *reason;
 	struct policy_login_result *out;
 };
 
@@ -111,8 +111,8 @@ struct policy_login_call {
 static void *
 policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
-	struct policy	*p = ud;
-	void		*np;
+	struct policy *p = ud;
+	void *np;
 
 	if (ptr == NULL)
 		osize = 0;
@@ -133,7 +133,7 @@ policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 static int
 policy_panic(lua_State *L)
 {
-	const char	*msg = lua_tostring(L, -1);
+	const char *msg = lua_tostring(L, -1);
 
 	fatalx("policy: unprotected Lua error: %s", msg != NULL ? msg : "?");
 }
@@ -145,8 +145,8 @@ policy_panic(lua_State *L)
 static void
 policy_hook(lua_State *L, lua_Debug *ar)
 {
-	struct policy	*p;
-	void		*ud;
+	struct policy *p;
+	void *ud;
 
 	lua_getallocf(L, &ud);
 	p = ud;
@@ -172,8 +172,8 @@ policy_hook(lua_State *L, lua_Debug *ar)
 void
 policy_charge(struct lua_State *L, double units)
 {
-	struct policy	*p;
-	void		*ud;
+	struct policy *p;
+	void *ud;
 
 	lua_getallocf(L, &ud);
 	p = ud;
@@ -194,10 +194,10 @@ policy_charge(struct lua_State *L, double units)
 static int
 policy_msgh(lua_State *L)
 {
-	struct policy	*p;
-	lua_Debug	 ar;
-	void		*ud;
-	int		 level;
+	struct policy *p;
+	lua_Debug ar;
+	void *ud;
+	int level;
 
 	lua_getallocf(L, &ud);
 	p = ud;
@@ -222,19 +222,20 @@ policy_msgh(lua_State *L)
  * or -1 with *cause saying why (and where, "FILE:LINE", when known).
  */
 static int
-policy_enter(struct policy *p, lua_CFunction fn, void *arg,
-    const char *what, char **cause)
+policy_enter(struct policy *p, lua_CFunction fn, void *arg, const char *what,
+    char **cause)
 {
-	lua_State	*L = p->L;
-	int		 base, rc;
-	const char	*msg;
+	lua_State *L = p->L;
+	int base, rc;
+	const char *msg;
 
 	base = lua_gettop(L);
 	p->used = 0;
 	p->tripped = 0;
-	p->deadline_us = util_monotonic_us() + (uint64_t)(p->instruction_limit /
-	    10 > POLICY_MIN_DEADLINE_US ? p->instruction_limit / 10 :
-	    POLICY_MIN_DEADLINE_US);
+	p->deadline_us = util_monotonic_us() +
+	    (uint64_t)(p->instruction_limit / 10 > POLICY_MIN_DEADLINE_US
+		    ? p->instruction_limit / 10
+		    : POLICY_MIN_DEADLINE_US);
 	p->generation++;
 	p->where[0] = '\0';
 	p->action = what;
@@ -244,8 +245,10 @@ policy_enter(struct policy *p, lua_CFunction fn, void *arg,
 	lua_pushlightuserdata(L, arg);
 	rc = lua_pcall(L, 1, 0, base + 1);
 	if (rc == LUA_OK && p->tripped)
-		xasprintf(cause, "instruction budget (%ld) exhausted; the "
-		    "policy caught the error", p->instruction_limit);
+		xasprintf(cause,
+		    "instruction budget (%ld) exhausted; the "
+		    "policy caught the error",
+		    p->instruction_limit);
 	else if (rc == LUA_ERRMEM)
 		xasprintf(cause, "memory limit (%zu bytes) exceeded",
 		    p->memory_limit);
@@ -269,17 +272,15 @@ policy_enter(struct policy *p, lua_CFunction fn, void *arg,
 static int
 policy_build_cb(lua_State *L)
 {
-	static const luaL_Reg libs[] = {
-		{ LUA_GNAME, luaopen_base },
+	static const luaL_Reg libs[] = { { LUA_GNAME, luaopen_base },
 		{ LUA_STRLIBNAME, luaopen_string },
 		{ LUA_TABLIBNAME, luaopen_table },
 		{ LUA_MATHLIBNAME, luaopen_math },
 		{ LUA_UTF8LIBNAME, luaopen_utf8 },
 		{ LUA_COLIBNAME, luaopen_coroutine },
-		{ LUA_OSLIBNAME, luaopen_os },	/* only time/clock/date kept */
-		{ NULL, NULL }
-	};
-	const luaL_Reg	*l;
+		{ LUA_OSLIBNAME, luaopen_os }, /* only time/clock/date kept */
+		{ NULL, NULL } };
+	const luaL_Reg *l;
 
 	for (l = libs; l->name != NULL; l++) {
 		luaL_requiref(L, l->name, l->func, 0);
@@ -296,12 +297,15 @@ policy_check_rules(lua_State *L, int t, const char *file)
 	lua_pushnil(L);
 	while (lua_next(L, t) != 0) {
 		if (lua_type(L, -2) != LUA_TSTRING)
-			luaL_error(L, "%s: a rule key is a %s, not an action "
-			    "name", file, luaL_typename(L, -2));
+			luaL_error(L,
+			    "%s: a rule key is a %s, not an action "
+			    "name",
+			    file, luaL_typename(L, -2));
 		if (lua_type(L, -1) != LUA_TFUNCTION)
-			luaL_error(L, "%s: the rule for \"%s\" is a %s, not a "
-			    "function", file, lua_tostring(L, -2),
-			    luaL_typename(L, -1));
+			luaL_error(L,
+			    "%s: the rule for \"%s\" is a %s, not a "
+			    "function",
+			    file, lua_tostring(L, -2), luaL_typename(L, -1));
 		lua_pop(L, 1);
 	}
 }
@@ -310,29 +314,31 @@ policy_check_rules(lua_State *L, int t, const char *file)
 static int
 policy_load_cb(lua_State *L)
 {
-	struct policy_load	*pl = lua_touserdata(L, 1);
-	const char		*file = pl->src->chunkname + 1;
-	int			 t;
+	struct policy_load *pl = lua_touserdata(L, 1);
+	const char *file = pl->src->chunkname + 1;
+	int t;
 
-	if (luaL_loadbufferx(L, pl->src->text, pl->src->len,
-	    pl->src->chunkname, "t") != LUA_OK)
+	if (luaL_loadbufferx(L, pl->src->text, pl->src->len, pl->src->chunkname,
+		"t") != LUA_OK)
 		return (lua_error(L));
-	policy_api_env_new(L);			/* chunk env */
+	policy_api_env_new(L); /* chunk env */
 	lua_pushvalue(L, -1);
 	lua_setupvalue(L, -3, 1);
-	lua_insert(L, -2);			/* env chunk */
-	lua_call(L, 0, 1);			/* env result */
+	lua_insert(L, -2); /* env chunk */
+	lua_call(L, 0, 1); /* env result */
 	policy_api_env_seal(L, -2);
 	t = lua_gettop(L);
 	if (lua_type(L, t) != LUA_TTABLE)
-		return (luaL_error(L, "%s: must return a table, not a %s",
-		    file, luaL_typename(L, t)));
+		return (luaL_error(L, "%s: must return a table, not a %s", file,
+		    luaL_typename(L, t)));
 	if (pl->login) {
 		lua_pushliteral(L, "check");
 		lua_rawget(L, t);
 		if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TFUNCTION)
-			return (luaL_error(L, "%s: check is a %s, not a "
-			    "function", file, luaL_typename(L, -1)));
+			return (luaL_error(L,
+			    "%s: check is a %s, not a "
+			    "function",
+			    file, luaL_typename(L, -1)));
 		lua_pop(L, 1);
 	} else
 		policy_check_rules(L, t, file);
@@ -345,7 +351,7 @@ static int
 policy_build_step(struct policy *p, lua_CFunction fn, void *arg,
     const char *file, char **cause)
 {
-	char	*c;
+	char *c;
 
 	if (policy_enter(p, fn, arg, file, cause) == 0)
 		return (0);
@@ -361,9 +367,9 @@ policy_build_step(struct policy *p, lua_CFunction fn, void *arg,
 static int
 policy_state_build(struct policy *p, char **cause)
 {
-	struct policy_load	 api = { p->api_src, 0, LUA_NOREF };
-	struct policy_load	 login = { p->login_src, 1, LUA_NOREF };
-	lua_State		*L;
+	struct policy_load api = { p->api_src, 0, LUA_NOREF };
+	struct policy_load login = { p->login_src, 1, LUA_NOREF };
+	lua_State *L;
 
 	p->mem = 0;
 	if ((L = lua_newstate(policy_alloc, p)) == NULL) {
@@ -378,9 +384,9 @@ policy_state_build(struct policy *p, char **cause)
 	p->building = 1;
 	if (policy_build_step(p, policy_build_cb, p, "sandbox", cause) != 0 ||
 	    policy_build_step(p, policy_load_cb, &api,
-	    p->api_src->chunkname + 1, cause) != 0 ||
+		p->api_src->chunkname + 1, cause) != 0 ||
 	    policy_build_step(p, policy_load_cb, &login,
-	    p->login_src->chunkname + 1, cause) != 0) {
+		p->login_src->chunkname + 1, cause) != 0) {
 		p->building = 0;
 		lua_close(L);
 		p->L = NULL;
@@ -397,7 +403,7 @@ policy_state_build(struct policy *p, char **cause)
 static void
 policy_recover(struct policy *p)
 {
-	char	*cause = NULL;
+	char *cause = NULL;
 
 	if (p->building || p->L == NULL)
 		return;
@@ -405,7 +411,8 @@ policy_recover(struct policy *p)
 	if (p->mem <= p->memory_limit / 2)
 		return;
 	log_warn("policy: %zu of %zu bytes still in use after a failure; "
-	    "rebuilding the Lua state", p->mem, p->memory_limit);
+		 "rebuilding the Lua state",
+	    p->mem, p->memory_limit);
 	lua_close(p->L);
 	p->L = NULL;
 	if (policy_state_build(p, &cause) != 0) {
@@ -418,7 +425,7 @@ policy_recover(struct policy *p)
 static const struct policy_source *
 policy_source_cached(struct policy *p, const char *name)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < p->nsrcs; i++) {
 		if (strcmp(p->srcs[i]->name, name) == 0)
@@ -432,7 +439,7 @@ static const struct policy_source *
 policy_source_add(struct policy *p, const char *name, const char *chunk,
     char *text, size_t len)
 {
-	struct policy_source	*s;
+	struct policy_source *s;
 
 	p->srcs = xreallocarray(p->srcs, p->nsrcs + 1, sizeof *p->srcs);
 	s = p->srcs[p->nsrcs++] = xcalloc(1, sizeof *s);
@@ -453,9 +460,9 @@ policy_source_file(struct policy *p, const char *name, const char *dir,
     const char *rel, char **cause)
 {
 	const struct policy_source *s;
-	struct stat	 st;
-	char		*path, *text;
-	size_t		 len;
+	struct stat st;
+	char *path, *text;
+	size_t len;
 
 	xasprintf(&path, "%s/%s", dir, rel);
 	if (stat(path, &st) == -1) {
@@ -483,15 +490,15 @@ policy_source_file(struct policy *p, const char *name, const char *dir,
 static const struct policy_source *
 policy_source_embedded(struct policy *p, const char *name)
 {
-	const struct embed_file	*e;
-	char			*chunk;
+	const struct embed_file *e;
+	char *chunk;
 	const struct policy_source *s;
 
 	if ((e = embed_find(name)) == NULL)
 		return (NULL);
 	xasprintf(&chunk, "builtin:%s", name);
-	s = policy_source_add(p, name, chunk, xstrndup((const char *)e->data,
-	    e->len), e->len);
+	s = policy_source_add(p, name, chunk,
+	    xstrndup((const char *)e->data, e->len), e->len);
 	free(chunk);
 	return (s);
 }
@@ -504,7 +511,7 @@ static const struct policy_source *
 policy_source_policy(struct policy *p, const char *file, char **cause)
 {
 	const struct policy_source *s = NULL;
-	char			*name;
+	char *name;
 
 	xasprintf(&name, "policy/%s", file);
 	if (p->dir != NULL)
@@ -526,7 +533,7 @@ const struct policy_source *
 policy_source_module(struct policy *p, const char *module, char **cause)
 {
 	const struct policy_source *s;
-	char			*rel, *name, *c;
+	char *rel, *name, *c;
 
 	rel = NULL;
 	xasprintf(&rel, "%s.lua", module);
@@ -542,8 +549,10 @@ policy_source_module(struct policy *p, const char *module, char **cause)
 	if (s == NULL && *cause == NULL && p->dir != NULL)
 		s = policy_source_file(p, name, p->dir, rel, cause);
 	if (s == NULL && *cause == NULL)
-		xasprintf(cause, "module \"%s\" not found (built-in lua/, "
-		    "[policy] lua_dir, [policy] dir)", module);
+		xasprintf(cause,
+		    "module \"%s\" not found (built-in lua/, "
+		    "[policy] lua_dir, [policy] dir)",
+		    module);
 	free(name);
 	free(rel);
 	return (s);
@@ -553,7 +562,7 @@ policy_source_module(struct policy *p, const char *module, char **cause)
 static void
 policy_parse_roles(struct strlist *out, const char *s)
 {
-	char	*copy, *tok, *next, *t;
+	char *copy, *tok, *next, *t;
 
 	copy = xstrdup(s != NULL ? s : "admin");
 	for (tok = copy; tok != NULL; tok = next) {
@@ -576,7 +585,7 @@ policy_parse_roles(struct strlist *out, const char *s)
 struct policy *
 policy_new(const struct config *cfg, char **cause)
 {
-	struct policy	*p;
+	struct policy *p;
 
 	*cause = NULL;
 	p = xcalloc(1, sizeof *p);
@@ -585,14 +594,17 @@ policy_new(const struct config *cfg, char **cause)
 		p->dir = xstrdup(cfg->policy_dir);
 	if (cfg->policy_lua_dir != NULL)
 		p->lua_dir = xstrdup(cfg->policy_lua_dir);
-	p->instruction_limit = cfg->policy_instruction_limit > 0 ?
-	    cfg->policy_instruction_limit : 1000000;
-	p->memory_limit = cfg->policy_memory_limit > 0 ?
-	    (size_t)cfg->policy_memory_limit : 16 * 1024 * 1024;
+	p->instruction_limit = cfg->policy_instruction_limit > 0
+	    ? cfg->policy_instruction_limit
+	    : 1000000;
+	p->memory_limit = cfg->policy_memory_limit > 0
+	    ? (size_t)cfg->policy_memory_limit
+	    : 16 * 1024 * 1024;
 	policy_parse_roles(&p->protected_roles, cfg->policy_protected_roles);
 	if ((p->api_src = policy_source_policy(p, "api.lua", cause)) == NULL ||
-	    (p->login_src = policy_source_policy(p, "login.lua",
-	    cause)) == NULL || policy_state_build(p, cause) != 0) {
+	    (p->login_src = policy_source_policy(p, "login.lua", cause)) ==
+		NULL ||
+	    policy_state_build(p, cause) != 0) {
 		policy_free(p);
 		return (NULL);
 	}
@@ -605,7 +617,7 @@ policy_new(const struct config *cfg, char **cause)
 void
 policy_free(struct policy *p)
 {
-	size_t	 i;
+	size_t i;
 
 	if (p == NULL)
 		return;
@@ -628,7 +640,7 @@ policy_free(struct policy *p)
 int
 policy_validate(const struct config *cfg, char **cause)
 {
-	struct policy	*p;
+	struct policy *p;
 
 	if ((p = policy_new(cfg, cause)) == NULL)
 		return (-1);
@@ -668,20 +680,20 @@ policy_protected_roles(const struct policy *p)
 static void
 policy_push_json(lua_State *L, const cJSON *j, int depth, int *nodes)
 {
-	const cJSON	*c;
-	lua_Integer	 i;
-	double		 d;
+	const cJSON *c;
+	lua_Integer i;
+	double d;
 
 	if (++*nodes > POLICY_MAX_NODES)
 		luaL_error(L, "input has more than %d values",
 		    POLICY_MAX_NODES);
 	if (depth > POLICY_MAX_DEPTH)
-		luaL_error(L, "input nested deeper than %d",
-		    POLICY_MAX_DEPTH);
+		luaL_error(L, "input nested deeper than %d", POLICY_MAX_DEPTH);
 	luaL_checkstack(L, 4, "input");
 	if (cJSON_IsObject(j)) {
 		lua_newtable(L);
-		cJSON_ArrayForEach(c, j) {
+		cJSON_ArrayForEach(c, j)
+		{
 			if (cJSON_IsNull(c) || c->string == NULL)
 				continue;
 			policy_push_json(L, c, depth + 1, nodes);
@@ -690,7 +702,8 @@ policy_push_json(lua_State *L, const cJSON *j, int depth, int *nodes)
 	} else if (cJSON_IsArray(j)) {
 		lua_newtable(L);
 		i = 0;
-		cJSON_ArrayForEach(c, j) {
+		cJSON_ArrayForEach(c, j)
+		{
 			i++;
 			if (cJSON_IsNull(c))
 				continue;
@@ -726,8 +739,8 @@ static void
 policy_push_caller(lua_State *L, const struct caller *c)
 {
 	static const char *const kinds[] = { "none", "bootstrap", "keystone",
-	    "restricted" };
-	size_t	 i;
+		"restricted" };
+	size_t i;
 
 	lua_createtable(L, 0, 10);
 	lua_pushstring(L, (unsigned)c->kind < 4 ? kinds[c->kind] : "none");
@@ -753,24 +766,23 @@ policy_push_caller(lua_State *L, const struct caller *c)
 static char *
 policy_reason(lua_State *L, int idx, const char *dflt)
 {
-	size_t		 len;
-	const char	*s;
+	size_t len;
+	const char *s;
 
 	if (lua_type(L, idx) != LUA_TSTRING)
 		return (xstrdup(dflt));
 	s = lua_tolstring(L, idx, &len);
-	return (xstrndup(s, len > POLICY_MAX_REASON ? POLICY_MAX_REASON :
-	    len));
+	return (xstrndup(s, len > POLICY_MAX_REASON ? POLICY_MAX_REASON : len));
 }
 
 /* Evaluate one api.lua rule (protected). */
 static int
 policy_authorize_cb(lua_State *L)
 {
-	struct policy_api_call	*c = lua_touserdata(L, 1);
-	struct policy		*p;
-	int			 nodes = 0;
-	void			*ud;
+	struct policy_api_call *c = lua_touserdata(L, 1);
+	struct policy *p;
+	int nodes = 0;
+	void *ud;
 
 	lua_getallocf(L, &ud);
 	p = ud;
@@ -798,8 +810,10 @@ policy_authorize_cb(lua_State *L)
 		return (0);
 	}
 	if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-		return (luaL_error(L, "the rule returned false and a %s, not "
-		    "a string reason", luaL_typename(L, -1)));
+		return (luaL_error(L,
+		    "the rule returned false and a %s, not "
+		    "a string reason",
+		    luaL_typename(L, -1)));
 	c->decision = POLICY_DENY;
 	c->reason = policy_reason(L, -1, "denied by policy");
 	return (0);
@@ -814,8 +828,8 @@ int
 policy_authorize(struct policy *p, const char *action,
     const struct caller *caller, const cJSON *target, char **reason)
 {
-	struct policy_api_call	 c;
-	char			*cause = NULL;
+	struct policy_api_call c;
+	char *cause = NULL;
 
 	*reason = NULL;
 	if (p->L == NULL) {
@@ -855,15 +869,15 @@ policy_login_result_clear(struct policy_login_result *r)
 static int
 policy_is_ident(const char *s, size_t len)
 {
-	size_t	 i;
+	size_t i;
 
 	if (len == 0 || len > POLICY_MAX_ID)
 		return (0);
 	for (i = 0; i < len; i++) {
 		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
-		    s[i] == '-'))
+			(s[i] >= 'A' && s[i] <= 'Z') ||
+			(s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+			s[i] == '-'))
 			return (0);
 	}
 	return (1);
@@ -873,8 +887,8 @@ policy_is_ident(const char *s, size_t len)
 static void
 policy_check_audit(lua_State *L, int idx)
 {
-	int	 n = 0;
-	size_t	 len;
+	int n = 0;
+	size_t len;
 
 	if (lua_type(L, idx) != LUA_TTABLE)
 		luaL_error(L, "audit must be a table, not a %s",
@@ -885,8 +899,7 @@ policy_check_audit(lua_State *L, int idx)
 			luaL_error(L, "audit has more than %d fields",
 			    POLICY_MAX_AUDIT);
 		if (lua_type(L, -2) != LUA_TSTRING ||
-		    !policy_is_ident(lua_tostring(L, -2),
-		    lua_rawlen(L, -2)))
+		    !policy_is_ident(lua_tostring(L, -2), lua_rawlen(L, -2)))
 			luaL_error(L, "audit keys must be identifiers");
 		switch (lua_type(L, -1)) {
 		case LUA_TSTRING:
@@ -899,9 +912,10 @@ policy_check_audit(lua_State *L, int idx)
 		case LUA_TBOOLEAN:
 			break;
 		default:
-			luaL_error(L, "audit.%s is a %s, not a string, number "
-			    "or boolean", lua_tostring(L, -2),
-			    luaL_typename(L, -1));
+			luaL_error(L,
+			    "audit.%s is a %s, not a string, number "
+			    "or boolean",
+			    lua_tostring(L, -2), luaL_typename(L, -1));
 		}
 		lua_pop(L, 1);
 	}
@@ -911,8 +925,8 @@ policy_check_audit(lua_State *L, int idx)
 static cJSON *
 policy_audit_json(lua_State *L, int idx)
 {
-	cJSON	*o = cJSON_CreateObject();
-	size_t	 len;
+	cJSON *o = cJSON_CreateObject();
+	size_t len;
 	const char *s;
 
 	lua_pushnil(L);
@@ -921,8 +935,7 @@ policy_audit_json(lua_State *L, int idx)
 
 		if (lua_type(L, -1) == LUA_TSTRING) {
 			s = lua_tolstring(L, -1, &len);
-			cJSON_AddItemToObject(o, k,
-			    cJSON_CreateString(s));
+			cJSON_AddItemToObject(o, k, cJSON_CreateString(s));
 		} else if (lua_type(L, -1) == LUA_TBOOLEAN)
 			cJSON_AddBoolToObject(o, k, lua_toboolean(L, -1));
 		else
@@ -939,10 +952,10 @@ policy_audit_json(lua_State *L, int idx)
 static void
 policy_login_overrides(lua_State *L, int idx, struct policy_login_result *out)
 {
-	lua_Integer	 ttl = 0;
-	const char	*rid = NULL, *k;
-	size_t		 len;
-	int		 audit = 0, isnum;
+	lua_Integer ttl = 0;
+	const char *rid = NULL, *k;
+	size_t len;
+	int audit = 0, isnum;
 
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
@@ -951,21 +964,25 @@ policy_login_overrides(lua_State *L, int idx, struct policy_login_result *out)
 			ttl = lua_tointegerx(L, -1, &isnum);
 			if (!isnum || lua_type(L, -1) != LUA_TNUMBER ||
 			    ttl < 1 || ttl > 0x7fffffff)
-				luaL_error(L, "expires_in must be a positive "
+				luaL_error(L,
+				    "expires_in must be a positive "
 				    "integer (seconds)");
 		} else if (k != NULL && strcmp(k, "restriction_id") == 0) {
-			rid = lua_type(L, -1) == LUA_TSTRING ?
-			    lua_tolstring(L, -1, &len) : NULL;
+			rid = lua_type(L, -1) == LUA_TSTRING
+			    ? lua_tolstring(L, -1, &len)
+			    : NULL;
 			if (rid == NULL || !policy_is_ident(rid, len))
-				luaL_error(L, "restriction_id must be an id "
+				luaL_error(L,
+				    "restriction_id must be an id "
 				    "string");
 		} else if (k != NULL && strcmp(k, "audit") == 0) {
 			policy_check_audit(L, lua_gettop(L));
 			audit = 1;
 		} else
-			luaL_error(L, "unknown override \"%s\" (expires_in, "
-			    "restriction_id, audit)", k != NULL ? k :
-			    luaL_typename(L, -2));
+			luaL_error(L,
+			    "unknown override \"%s\" (expires_in, "
+			    "restriction_id, audit)",
+			    k != NULL ? k : luaL_typename(L, -2));
 		lua_pop(L, 1);
 	}
 	/* From here on, nothing raises. */
@@ -973,7 +990,7 @@ policy_login_overrides(lua_State *L, int idx, struct policy_login_result *out)
 	if (rid != NULL)
 		out->restriction_id = xstrdup(rid);
 	if (audit) {
-		lua_getfield(L, idx, "audit");	/* checked: a plain read */
+		lua_getfield(L, idx, "audit"); /* checked: a plain read */
 		out->audit = policy_audit_json(L, lua_gettop(L));
 		lua_pop(L, 1);
 	}
@@ -984,9 +1001,9 @@ static int
 policy_login_cb(lua_State *L)
 {
 	struct policy_login_call *c = lua_touserdata(L, 1);
-	struct policy		*p;
-	int			 nodes = 0;
-	void			*ud;
+	struct policy *p;
+	int nodes = 0;
+	void *ud;
 
 	lua_getallocf(L, &ud);
 	p = ud;
@@ -1006,8 +1023,10 @@ policy_login_cb(lua_State *L)
 		    luaL_typename(L, -2)));
 	if (!lua_toboolean(L, -2)) {
 		if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-			return (luaL_error(L, "check returned false and a %s, "
-			    "not a string reason", luaL_typename(L, -1)));
+			return (luaL_error(L,
+			    "check returned false and a %s, "
+			    "not a string reason",
+			    luaL_typename(L, -1)));
 		c->decision = POLICY_DENY;
 		c->reason = policy_reason(L, -1, "denied by policy");
 		return (0);
@@ -1017,8 +1036,10 @@ policy_login_cb(lua_State *L)
 		return (0);
 	}
 	if (lua_type(L, -1) != LUA_TTABLE || lua_getmetatable(L, -1))
-		return (luaL_error(L, "check returned true and a %s, not a "
-		    "plain overrides table", luaL_typename(L, -1)));
+		return (luaL_error(L,
+		    "check returned true and a %s, not a "
+		    "plain overrides table",
+		    luaL_typename(L, -1)));
 	policy_login_overrides(L, lua_gettop(L), c->out);
 	c->decision = POLICY_ALLOW;
 	return (0);
@@ -1034,7 +1055,7 @@ policy_login(struct policy *p, const cJSON *ctx,
     struct policy_login_result *out, char **reason)
 {
 	struct policy_login_call c;
-	char			*cause = NULL;
+	char *cause = NULL;
 
 	*reason = NULL;
 	memset(out, 0, sizeof *out);
@@ -1049,8 +1070,8 @@ policy_login(struct policy *p, const cJSON *ctx,
 	if (policy_enter(p, policy_login_cb, &c, "login", &cause) != 0) {
 		free(c.reason);
 		policy_login_result_clear(out);
-		xasprintf(reason, "login (%s): %s",
-		    p->login_src->chunkname + 1, cause);
+		xasprintf(reason, "login (%s): %s", p->login_src->chunkname + 1,
+		    cause);
 		free(cause);
 		log_warn("policy: failed closed: %s", *reason);
 		policy_recover(p);

@@ -38,32 +38,31 @@
 
 #include "k8sauth.h"
 
-#define POLICY_API_MAX_SUBJECT	(1024 * 1024)	/* pattern functions */
-#define POLICY_API_MAX_PATTERN	256
-#define POLICY_API_PATTERN_COST	1e7		/* estimated steps */
-#define POLICY_API_STEPS_PER_INSN 4		/* pattern steps charged */
-#define POLICY_API_BYTES_PER_INSN 64		/* bytes built, charged */
-#define POLICY_API_MAX_REP	(1024 * 1024)	/* string.rep result */
-#define POLICY_API_MAX_SORT	100000		/* table.sort elements */
-#define POLICY_API_MAX_LOAD	(64 * 1024)	/* load() chunk */
-#define POLICY_API_MAX_LOG	1024		/* log line from a policy */
-#define POLICY_API_MAX_MODULE	64		/* module name */
+#define POLICY_API_MAX_SUBJECT    (1024 * 1024) /* pattern functions */
+#define POLICY_API_MAX_PATTERN    256
+#define POLICY_API_PATTERN_COST   1e7           /* estimated steps */
+#define POLICY_API_STEPS_PER_INSN 4             /* pattern steps charged */
+#define POLICY_API_BYTES_PER_INSN 64            /* bytes built, charged */
+#define POLICY_API_MAX_REP        (1024 * 1024) /* string.rep result */
+#define POLICY_API_MAX_SORT       100000        /* table.sort elements */
+#define POLICY_API_MAX_LOAD       (64 * 1024)   /* load() chunk */
+#define POLICY_API_MAX_LOG        1024          /* log line from a policy */
+#define POLICY_API_MAX_MODULE     64            /* module name */
 
 /* Registry keys (their addresses are the keys). */
 static const char policy_api_key_base = 'B';
 static const char policy_api_key_baseproxy = 'P';
 
-static const char *const policy_api_base_copy[] = {
-	"assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall",
-	"rawequal", "rawget", "rawlen", "select", "tonumber", "tostring",
-	"type", "getmetatable", "_VERSION", NULL
-};
+static const char *const policy_api_base_copy[] = { "assert", "error", "ipairs",
+	"next", "pairs", "pcall", "xpcall", "rawequal", "rawget", "rawlen",
+	"select", "tonumber", "tostring", "type", "getmetatable", "_VERSION",
+	NULL };
 
 /* The engine that owns L (the allocator's user data). */
 static struct policy *
 policy_api_policy(lua_State *L)
 {
-	void	*ud;
+	void *ud;
 
 	lua_getallocf(L, &ud);
 	return (ud);
@@ -73,7 +72,7 @@ policy_api_policy(lua_State *L)
 static int
 policy_api_is_ro(lua_State *L, int idx)
 {
-	int	 ro;
+	int ro;
 
 	if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
 		return (0);
@@ -95,7 +94,7 @@ policy_api_ro_newindex(lua_State *L)
 static int
 policy_api_ro_pairs(lua_State *L)
 {
-	lua_getglobal(L, "next");	/* the real next, not the script's */
+	lua_getglobal(L, "next"); /* the real next, not the script's */
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_pushnil(L);
 	return (3);
@@ -115,8 +114,8 @@ policy_api_ro_len(lua_State *L)
 static void
 policy_api_readonly(lua_State *L)
 {
-	lua_newtable(L);			/* real proxy */
-	lua_createtable(L, 0, 6);		/* real proxy mt */
+	lua_newtable(L);          /* real proxy */
+	lua_createtable(L, 0, 6); /* real proxy mt */
 	lua_pushvalue(L, -3);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, policy_api_ro_newindex);
@@ -131,18 +130,18 @@ policy_api_readonly(lua_State *L)
 	lua_setfield(L, -2, "__metatable");
 	lua_pushboolean(L, 1);
 	lua_setfield(L, -2, "__ro");
-	lua_setmetatable(L, -2);		/* real proxy */
-	lua_remove(L, -2);			/* proxy */
+	lua_setmetatable(L, -2); /* real proxy */
+	lua_remove(L, -2);       /* proxy */
 }
 
 /* print(...): one info line in the server log, escaped.  [-n, +0, m] */
 static int
 policy_api_print(lua_State *L)
 {
-	struct policy	*p = policy_api_policy(L);
-	luaL_Buffer	 b;
-	char		*esc;
-	int		 i, n = lua_gettop(L);
+	struct policy *p = policy_api_policy(L);
+	luaL_Buffer b;
+	char *esc;
+	int i, n = lua_gettop(L);
 
 	luaL_buffinit(L, &b);
 	for (i = 1; i <= n; i++) {
@@ -162,14 +161,14 @@ policy_api_print(lua_State *L)
 static int
 policy_api_log(lua_State *L)
 {
-	static const char *const names[] = { "debug", "info", "warn",
-	    "error", NULL };
+	static const char *const names[] = { "debug", "info", "warn", "error",
+		NULL };
 	static const enum log_level levels[] = { LOGL_DEBUG, LOGL_INFO,
-	    LOGL_WARN, LOGL_ERR };
-	struct policy	*p = policy_api_policy(L);
-	int		 lvl = luaL_checkoption(L, 1, NULL, names);
-	const char	*msg = luaL_checkstring(L, 2);
-	char		*esc;
+		LOGL_WARN, LOGL_ERR };
+	struct policy *p = policy_api_policy(L);
+	int lvl = luaL_checkoption(L, 1, NULL, names);
+	const char *msg = luaL_checkstring(L, 2);
+	char *esc;
 
 	esc = log_escape(msg, POLICY_API_MAX_LOG);
 	log_msg(levels[lvl], "policy %s: %s", policy_action(p), esc);
@@ -181,11 +180,12 @@ policy_api_log(lua_State *L)
 static int
 policy_api_collectgarbage(lua_State *L)
 {
-	const char	*opt = luaL_optstring(L, 1, "count");
-	int		 kb, b;
+	const char *opt = luaL_optstring(L, 1, "count");
+	int kb, b;
 
 	if (strcmp(opt, "count") != 0)
-		return (luaL_error(L, "collectgarbage: only \"count\" is "
+		return (luaL_error(L,
+		    "collectgarbage: only \"count\" is "
 		    "allowed"));
 	kb = lua_gc(L, LUA_GCCOUNT, 0);
 	b = lua_gc(L, LUA_GCCOUNTB, 0);
@@ -201,7 +201,8 @@ policy_api_setmetatable(lua_State *L)
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
 		if (lua_getfield(L, 2, "__gc") != LUA_TNIL)
-			return (luaL_error(L, "setmetatable: __gc is not "
+			return (luaL_error(L,
+			    "setmetatable: __gc is not "
 			    "allowed"));
 		lua_pop(L, 1);
 	}
@@ -234,10 +235,10 @@ policy_api_rawset(lua_State *L)
 static int
 policy_api_load(lua_State *L)
 {
-	size_t		 len;
-	const char	*s = luaL_checklstring(L, 1, &len);
-	const char	*name = luaL_optstring(L, 2, "=(load)");
-	const char	*mode = luaL_optstring(L, 3, "t");
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	const char *name = luaL_optstring(L, 2, "=(load)");
+	const char *mode = luaL_optstring(L, 3, "t");
 
 	if (strcmp(mode, "t") != 0)
 		return (luaL_error(L, "load: only text chunks (mode \"t\")"));
@@ -270,16 +271,16 @@ policy_api_load(lua_State *L)
 static int
 policy_api_module_ok(const char *s, size_t len)
 {
-	size_t	 i;
+	size_t i;
 
 	if (len == 0 || len > POLICY_API_MAX_MODULE || s[0] == '.' ||
 	    s[len - 1] == '.' || strstr(s, "..") != NULL)
 		return (0);
 	for (i = 0; i < len; i++) {
 		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
-		    s[i] == '.'))
+			(s[i] >= 'A' && s[i] <= 'Z') ||
+			(s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+			s[i] == '.'))
 			return (0);
 	}
 	return (1);
@@ -293,15 +294,14 @@ policy_api_module_ok(const char *s, size_t len)
 static int
 policy_api_require(lua_State *L)
 {
-	struct policy	*p = policy_api_policy(L);
-	size_t		 len;
-	const char	*name = luaL_checklstring(L, 1, &len);
+	struct policy *p = policy_api_policy(L);
+	size_t len;
+	const char *name = luaL_checklstring(L, 1, &len);
 	const struct policy_source *src;
-	char		*cause = NULL;
+	char *cause = NULL;
 
 	if (!policy_api_module_ok(name, len))
-		return (luaL_error(L, "require: bad module name \"%s\"",
-		    name));
+		return (luaL_error(L, "require: bad module name \"%s\"", name));
 	lua_settop(L, 1);
 	lua_pushvalue(L, 1);
 	if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) {
@@ -318,15 +318,15 @@ policy_api_require(lua_State *L)
 	}
 	lua_pushvalue(L, 1);
 	lua_pushlightuserdata(L, (void *)&policy_api_key_base);
-	lua_rawset(L, lua_upvalueindex(1));	/* mark "loading" */
+	lua_rawset(L, lua_upvalueindex(1)); /* mark "loading" */
 	if (luaL_loadbufferx(L, src->text, src->len, src->chunkname, "t") !=
 	    LUA_OK)
 		return (lua_error(L));
-	policy_api_env_new(L);			/* chunk env */
+	policy_api_env_new(L); /* chunk env */
 	lua_pushvalue(L, -1);
-	lua_setupvalue(L, -3, 1);		/* chunk's _ENV */
-	lua_insert(L, -2);			/* env chunk */
-	lua_call(L, 0, 1);			/* env result */
+	lua_setupvalue(L, -3, 1); /* chunk's _ENV */
+	lua_insert(L, -2);        /* env chunk */
+	lua_call(L, 0, 1);        /* env result */
 	policy_api_env_seal(L, -2);
 	lua_remove(L, -2);
 	if (lua_isnil(L, -1)) {
@@ -346,12 +346,12 @@ policy_api_require(lua_State *L)
  * the cap.
  */
 static int
-policy_api_pattern_cost(const char *pat, size_t plen, size_t n,
-    int anchor_ok, double *costp, const char **why)
+policy_api_pattern_cost(const char *pat, size_t plen, size_t n, int anchor_ok,
+    double *costp, const char **why)
 {
-	size_t	 i = 0;
-	int	 q = 0, opt = 0, anchored = 0;
-	double	 cost;
+	size_t i = 0;
+	int q = 0, opt = 0, anchored = 0;
+	double cost;
 
 	if (plen > POLICY_API_MAX_PATTERN) {
 		*why = "pattern longer than 256 bytes";
@@ -417,22 +417,23 @@ policy_api_pattern_cost(const char *pat, size_t plen, size_t n,
 static int
 policy_api_pattern(lua_State *L)
 {
-	const char	*name = lua_tostring(L, lua_upvalueindex(2));
-	int		 anchor_ok = lua_toboolean(L, lua_upvalueindex(3));
-	size_t		 n, plen;
-	const char	*why;
-	const char	*pat;
-	double		 cost;
+	const char *name = lua_tostring(L, lua_upvalueindex(2));
+	int anchor_ok = lua_toboolean(L, lua_upvalueindex(3));
+	size_t n, plen;
+	const char *why;
+	const char *pat;
+	double cost;
 
 	luaL_checklstring(L, 1, &n);
 	pat = luaL_checklstring(L, 2, &plen);
 	if (strcmp(name, "find") == 0 && lua_toboolean(L, 4)) {
 		if (n > POLICY_API_MAX_SUBJECT || plen > POLICY_API_MAX_SUBJECT)
-			return (luaL_error(L, "string.find: subject longer "
+			return (luaL_error(L,
+			    "string.find: subject longer "
 			    "than 1 MiB"));
 		cost = (double)n;
 	} else if (policy_api_pattern_cost(pat, plen, n, anchor_ok, &cost,
-	    &why) != 0)
+		       &why) != 0)
 		return (luaL_error(L, "string.%s: %s", name, why));
 	policy_charge(L, cost / POLICY_API_STEPS_PER_INSN);
 	lua_pushvalue(L, lua_upvalueindex(1));
@@ -445,18 +446,19 @@ policy_api_pattern(lua_State *L)
 static int
 policy_api_rep(lua_State *L)
 {
-	size_t		 l, lsep = 0;
-	lua_Integer	 n;
+	size_t l, lsep = 0;
+	lua_Integer n;
 
 	luaL_checklstring(L, 1, &l);
 	n = luaL_checkinteger(L, 2);
 	luaL_optlstring(L, 3, "", &lsep);
-	if (n > 0 && (l + lsep == 0 ? 0 :
-	    (lua_Unsigned)n > POLICY_API_MAX_REP / (l + lsep)))
+	if (n > 0 &&
+	    (l + lsep == 0 ? 0
+			   : (lua_Unsigned)n > POLICY_API_MAX_REP / (l + lsep)))
 		return (luaL_error(L, "string.rep: result longer than 1 MiB"));
 	if (n > 0)
-		policy_charge(L, (double)n * (double)(l + lsep) /
-		    POLICY_API_BYTES_PER_INSN);
+		policy_charge(L,
+		    (double)n * (double)(l + lsep) / POLICY_API_BYTES_PER_INSN);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 1);
@@ -467,7 +469,7 @@ policy_api_rep(lua_State *L)
 static int
 policy_api_sort(lua_State *L)
 {
-	lua_Integer	 n;
+	lua_Integer n;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	if ((n = luaL_len(L, 1)) > POLICY_API_MAX_SORT)
@@ -488,8 +490,7 @@ policy_api_concat(lua_State *L)
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 1);
-	policy_charge(L, (double)lua_rawlen(L, -1) /
-	    POLICY_API_BYTES_PER_INSN);
+	policy_charge(L, (double)lua_rawlen(L, -1) / POLICY_API_BYTES_PER_INSN);
 	return (1);
 }
 
@@ -547,8 +548,7 @@ policy_api_pick(lua_State *L, int src, const char *const *names)
 
 /* Set base[name] to a read-only proxy of LOADED[lib].  [-0, +0, m] */
 static void
-policy_api_library(lua_State *L, int base, const char *lib,
-    const char *name)
+policy_api_library(lua_State *L, int base, const char *lib, const char *name)
 {
 	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
 	lua_getfield(L, -1, lib);
@@ -563,7 +563,7 @@ static void
 policy_api_core(lua_State *L, struct policy *p)
 {
 	const struct strlist *roles = policy_protected_roles(p);
-	size_t	 i;
+	size_t i;
 
 	lua_createtable(L, 0, 2);
 	lua_pushcfunction(L, policy_api_log);
@@ -587,17 +587,13 @@ policy_api_core(lua_State *L, struct policy *p)
 void
 policy_api_sandbox(lua_State *L, struct policy *p)
 {
-	static const char *const os_names[] = { "time", "clock", "date",
-	    NULL };
-	static const luaL_Reg wrapped[] = {
-		{ "print", policy_api_print },
+	static const char *const os_names[] = { "time", "clock", "date", NULL };
+	static const luaL_Reg wrapped[] = { { "print", policy_api_print },
 		{ "collectgarbage", policy_api_collectgarbage },
 		{ "setmetatable", policy_api_setmetatable },
-		{ "rawset", policy_api_rawset },
-		{ "load", policy_api_load },
-		{ NULL, NULL }
-	};
-	int	 base;
+		{ "rawset", policy_api_rawset }, { "load", policy_api_load },
+		{ NULL, NULL } };
+	int base;
 
 	lua_pushglobaltable(L);
 	policy_api_pick(L, -1, policy_api_base_copy);
@@ -641,9 +637,9 @@ policy_api_sandbox(lua_State *L, struct policy *p)
 static void
 policy_api_env_scratch(lua_State *L, int create)
 {
-	struct policy	*p = policy_api_policy(L);
-	int		 mt = lua_upvalueindex(1);
-	lua_Integer	 gen;
+	struct policy *p = policy_api_policy(L);
+	int mt = lua_upvalueindex(1);
+	lua_Integer gen;
 
 	lua_getfield(L, mt, "gen");
 	gen = lua_tointeger(L, -1);
@@ -670,7 +666,7 @@ policy_api_env_scratch(lua_State *L, int create)
 static int
 policy_api_env_index(lua_State *L)
 {
-	int	 mt = lua_upvalueindex(1);
+	int mt = lua_upvalueindex(1);
 
 	policy_api_env_scratch(L, 0);
 	if (!lua_isnil(L, -1)) {
@@ -697,7 +693,7 @@ policy_api_env_index(lua_State *L)
 static int
 policy_api_env_newindex(lua_State *L)
 {
-	int	 mt = lua_upvalueindex(1);
+	int mt = lua_upvalueindex(1);
 
 	lua_getfield(L, mt, "sealed");
 	if (lua_toboolean(L, -1))
@@ -719,16 +715,16 @@ policy_api_env_newindex(lua_State *L)
 void
 policy_api_env_new(lua_State *L)
 {
-	int	 mt, frozen;
+	int mt, frozen;
 
-	lua_newtable(L);			/* env */
-	lua_createtable(L, 0, 8);		/* env mt */
+	lua_newtable(L);          /* env */
+	lua_createtable(L, 0, 8); /* env mt */
 	mt = lua_gettop(L);
 	lua_newtable(L);
 	frozen = lua_gettop(L);
 	lua_pushvalue(L, mt - 1);
 	lua_setfield(L, frozen, "_G");
-	lua_newtable(L);			/* module cache */
+	lua_newtable(L); /* module cache */
 	lua_pushcclosure(L, policy_api_require, 1);
 	lua_setfield(L, frozen, "require");
 	lua_setfield(L, mt, "frozen");
@@ -742,7 +738,7 @@ policy_api_env_new(lua_State *L)
 	lua_setfield(L, mt, "__metatable");
 	lua_pushboolean(L, 1);
 	lua_setfield(L, mt, "__ro");
-	lua_setmetatable(L, -2);		/* env */
+	lua_setmetatable(L, -2); /* env */
 }
 
 /*

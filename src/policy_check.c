@@ -18,25 +18,24 @@
 
 #include "k8sauth.h"
 
-#define POLICY_CHECK_MAX_FILE	(1024 * 1024)
+#define POLICY_CHECK_MAX_FILE (1024 * 1024)
 
 struct policy_check_args {
-	const char	*action;
-	const char	*credentials;
-	const char	*target;
-	const char	*login;
+	const char *action;
+	const char *credentials;
+	const char *target;
+	const char *login;
 };
 
 /* Read and parse a JSON file.  NULL with *cause. */
 static cJSON *
 policy_check_json(const char *path, char **cause)
 {
-	cJSON		*j;
-	char		*buf;
-	size_t		 len;
+	cJSON *j;
+	char *buf;
+	size_t len;
 
-	if (util_read_file(path, POLICY_CHECK_MAX_FILE, &buf, &len,
-	    cause) != 0)
+	if (util_read_file(path, POLICY_CHECK_MAX_FILE, &buf, &len, cause) != 0)
 		return (NULL);
 	j = cJSON_ParseWithLength(buf, len);
 	free(buf);
@@ -61,11 +60,12 @@ policy_check_string(const cJSON *j, char **out)
 static int
 policy_check_roles(const cJSON *j, struct caller *c)
 {
-	const cJSON	*r;
+	const cJSON *r;
 
 	if (!cJSON_IsArray(j))
 		return (-1);
-	cJSON_ArrayForEach(r, j) {
+	cJSON_ArrayForEach(r, j)
+	{
 		if (!cJSON_IsString(r))
 			return (-1);
 		c->roles.v = xreallocarray(c->roles.v, c->roles.n + 1,
@@ -80,8 +80,8 @@ static int
 policy_check_kind(const cJSON *j, struct caller *c)
 {
 	static const char *const kinds[] = { "none", "bootstrap", "keystone",
-	    "restricted" };
-	size_t	 i;
+		"restricted" };
+	size_t i;
 
 	if (!cJSON_IsString(j))
 		return (-1);
@@ -98,7 +98,7 @@ policy_check_kind(const cJSON *j, struct caller *c)
 static int
 policy_check_field(const cJSON *f, struct caller *c)
 {
-	const char	*k = f->string;
+	const char *k = f->string;
 
 	if (strcmp(k, "kind") == 0)
 		return (policy_check_kind(f, c));
@@ -127,8 +127,8 @@ policy_check_field(const cJSON *f, struct caller *c)
 static int
 policy_check_caller(const char *path, struct caller *c, char **cause)
 {
-	cJSON		*j;
-	const cJSON	*f;
+	cJSON *j;
+	const cJSON *f;
 
 	memset(c, 0, sizeof *c);
 	c->kind = CALLER_KEYSTONE;
@@ -139,7 +139,8 @@ policy_check_caller(const char *path, struct caller *c, char **cause)
 		cJSON_Delete(j);
 		return (-1);
 	}
-	cJSON_ArrayForEach(f, j) {
+	cJSON_ArrayForEach(f, j)
+	{
 		if (policy_check_field(f, c) != 0) {
 			xasprintf(cause, "%s: unknown or mistyped field \"%s\"",
 			    path, f->string);
@@ -157,8 +158,8 @@ static int
 policy_check_args(int argc, char **argv, struct policy_check_args *a,
     char **cause)
 {
-	const char	**slot;
-	int		 i;
+	const char **slot;
+	int i;
 
 	memset(a, 0, sizeof *a);
 	for (i = 1; i < argc; i++) {
@@ -186,7 +187,8 @@ policy_check_args(int argc, char **argv, struct policy_check_args *a,
 	}
 	if ((a->login != NULL) == (a->action != NULL) ||
 	    (a->action != NULL && a->credentials == NULL)) {
-		xasprintf(cause, "usage: policy-check --config FILE --action "
+		xasprintf(cause,
+		    "usage: policy-check --config FILE --action "
 		    "NAME --credentials FILE [--target FILE] | --login FILE");
 		return (-1);
 	}
@@ -198,10 +200,10 @@ static int
 policy_check_action(struct policy *p, const struct policy_check_args *a,
     char **cause)
 {
-	struct caller	 c;
-	cJSON		*target = NULL;
-	char		*reason = NULL;
-	int		 rc;
+	struct caller c;
+	cJSON *target = NULL;
+	char *reason = NULL;
+	int rc;
 
 	if (policy_check_caller(a->credentials, &c, cause) != 0)
 		return (2);
@@ -229,11 +231,10 @@ policy_check_action(struct policy *p, const struct policy_check_args *a,
 static void
 policy_check_overrides(const struct policy_login_result *r)
 {
-	cJSON	*o;
-	char	*s;
+	cJSON *o;
+	char *s;
 
-	if (r->expires_in == 0 && r->restriction_id == NULL &&
-	    r->audit == NULL)
+	if (r->expires_in == 0 && r->restriction_id == NULL && r->audit == NULL)
 		return;
 	o = cJSON_CreateObject();
 	if (r->expires_in != 0)
@@ -253,10 +254,10 @@ static int
 policy_check_login(struct policy *p, const struct policy_check_args *a,
     char **cause)
 {
-	struct policy_login_result	 r;
-	cJSON				*ctx;
-	char				*reason = NULL;
-	int				 rc;
+	struct policy_login_result r;
+	cJSON *ctx;
+	char *reason = NULL;
+	int rc;
 
 	if ((ctx = policy_check_json(a->login, cause)) == NULL)
 		return (2);
@@ -283,10 +284,10 @@ policy_check_login(struct policy *p, const struct policy_check_args *a,
 int
 policy_check_main(const struct config *cfg, int argc, char **argv)
 {
-	struct policy_check_args	 a;
-	struct policy			*p = NULL;
-	char				*cause = NULL;
-	int				 rc = 2;
+	struct policy_check_args a;
+	struct policy *p = NULL;
+	char *cause = NULL;
+	int rc = 2;
 
 	if (policy_check_args(argc, argv, &a, &cause) != 0)
 		goto out;

@@ -31,24 +31,24 @@
 
 #include "k8sauth.h"
 
-#define SECRET_PREFIX		"k8s1:"
-#define SECRET_AAD		"keystone-k8s-auth reviewer token v1"
-#define SECRET_KEY_LEN		32
-#define SECRET_KEY_TEXT_LEN	44
-#define SECRET_IV_LEN		12
-#define SECRET_TAG_LEN		16
-#define SECRET_MAX_KEY_FILE	256
-#define SECRET_MAX_TEXT		(1024 * 1024)
+#define SECRET_PREFIX       "k8s1:"
+#define SECRET_AAD          "keystone-k8s-auth reviewer token v1"
+#define SECRET_KEY_LEN      32
+#define SECRET_KEY_TEXT_LEN 44
+#define SECRET_IV_LEN       12
+#define SECRET_TAG_LEN      16
+#define SECRET_MAX_KEY_FILE 256
+#define SECRET_MAX_TEXT     (1024 * 1024)
 
 struct secret_key {
-	long		 id;
-	unsigned char	 key[SECRET_KEY_LEN];
+	long id;
+	unsigned char key[SECRET_KEY_LEN];
 };
 
 struct secret_table {
-	struct secret_key	*keys;
-	size_t			 n;
-	size_t			 primary;	/* index of the highest id */
+	struct secret_key *keys;
+	size_t n;
+	size_t primary; /* index of the highest id */
 };
 
 static struct secret_table secret_table;
@@ -79,12 +79,13 @@ secret_table_clear(struct secret_table *t)
 static int
 secret_decode_key(char *text, unsigned char key[SECRET_KEY_LEN])
 {
-	unsigned char	*raw = NULL;
-	size_t		 rawlen = 0;
-	char		*s = util_trim(text);
+	unsigned char *raw = NULL;
+	size_t rawlen = 0;
+	char *s = util_trim(text);
 
-	if (strlen(s) != SECRET_KEY_TEXT_LEN || s[SECRET_KEY_TEXT_LEN - 1] !=
-	    '=' || strchr(s, '+') != NULL || strchr(s, '/') != NULL)
+	if (strlen(s) != SECRET_KEY_TEXT_LEN ||
+	    s[SECRET_KEY_TEXT_LEN - 1] != '=' || strchr(s, '+') != NULL ||
+	    strchr(s, '/') != NULL)
 		return (-1);
 	if (util_b64url_decode(s, strlen(s), &raw, &rawlen) != 0)
 		return (-1);
@@ -104,21 +105,22 @@ static int
 secret_read_key(const char *dir, const char *name, long id,
     struct secret_key *k, char **cause)
 {
-	struct stat	 st;
-	char		*path, *text = NULL;
-	int		 rc = -1;
+	struct stat st;
+	char *path, *text = NULL;
+	int rc = -1;
 
 	xasprintf(&path, "%s/%s", dir, name);
-	if (util_read_file(path, SECRET_MAX_KEY_FILE, &text, NULL,
-	    cause) != 0)
+	if (util_read_file(path, SECRET_MAX_KEY_FILE, &text, NULL, cause) != 0)
 		goto out;
 	if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
 		log_warn("credential key %s is accessible by group or others "
-		    "(mode %04o); it should be 0600", path,
-		    (unsigned)(st.st_mode & 07777));
+			 "(mode %04o); it should be 0600",
+		    path, (unsigned)(st.st_mode & 07777));
 	if (secret_decode_key(text, k->key) != 0) {
-		xasprintf(cause, "credential key %s is malformed (expected "
-		    "44 characters of urlsafe base64 of 32 bytes)", path);
+		xasprintf(cause,
+		    "credential key %s is malformed (expected "
+		    "44 characters of urlsafe base64 of 32 bytes)",
+		    path);
 		goto out;
 	}
 	k->id = id;
@@ -133,10 +135,10 @@ out:
 static int
 secret_read_dir(const char *dir, struct secret_table *t, char **cause)
 {
-	DIR		*d;
-	struct dirent	*de;
-	struct stat	 st;
-	long		 id;
+	DIR *d;
+	struct dirent *de;
+	struct stat st;
+	long id;
 
 	if ((d = opendir(dir)) == NULL) {
 		xasprintf(cause, "credential key repository %s: %s", dir,
@@ -145,14 +147,14 @@ secret_read_dir(const char *dir, struct secret_table *t, char **cause)
 	}
 	if (fstat(dirfd(d), &st) == 0 && (st.st_mode & 077) != 0)
 		log_warn("credential key repository %s is accessible by "
-		    "group or others (mode %04o); it should be 0700", dir,
-		    (unsigned)(st.st_mode & 07777));
+			 "group or others (mode %04o); it should be 0700",
+		    dir, (unsigned)(st.st_mode & 07777));
 	while ((de = readdir(d)) != NULL) {
 		if (!secret_key_name(de->d_name, &id))
 			continue;
 		t->keys = xreallocarray(t->keys, t->n + 1, sizeof *t->keys);
 		if (secret_read_key(dir, de->d_name, id, &t->keys[t->n],
-		    cause) != 0) {
+			cause) != 0) {
 			closedir(d);
 			return (-1);
 		}
@@ -162,8 +164,10 @@ secret_read_dir(const char *dir, struct secret_table *t, char **cause)
 	}
 	closedir(d);
 	if (t->n == 0) {
-		xasprintf(cause, "credential key repository %s holds no key "
-		    "(run credential-setup)", dir);
+		xasprintf(cause,
+		    "credential key repository %s holds no key "
+		    "(run credential-setup)",
+		    dir);
 		return (-1);
 	}
 	return (0);
@@ -173,7 +177,7 @@ secret_read_dir(const char *dir, struct secret_table *t, char **cause)
 int
 secret_load(const char *dir, char **cause)
 {
-	struct secret_table	 t;
+	struct secret_table t;
 
 	memset(&t, 0, sizeof t);
 	if (secret_read_dir(dir, &t, cause) != 0) {
@@ -182,8 +186,8 @@ secret_load(const char *dir, char **cause)
 	}
 	secret_table_clear(&secret_table);
 	secret_table = t;
-	log_info("credential keys loaded from %s: %zu key(s), primary %ld",
-	    dir, t.n, t.keys[t.primary].id);
+	log_info("credential keys loaded from %s: %zu key(s), primary %ld", dir,
+	    t.n, t.keys[t.primary].id);
 	return (0);
 }
 
@@ -205,10 +209,10 @@ secret_loaded(void)
 static int
 secret_dir_has_key(const char *dir, char **cause)
 {
-	DIR		*d;
-	struct dirent	*de;
-	long		 id;
-	int		 found = 0;
+	DIR *d;
+	struct dirent *de;
+	long id;
+	int found = 0;
 
 	if ((d = opendir(dir)) == NULL) {
 		xasprintf(cause, "%s: %s", dir, strerror(errno));
@@ -224,9 +228,9 @@ secret_dir_has_key(const char *dir, char **cause)
 static int
 secret_write_first_key(const char *dir, char **cause)
 {
-	unsigned char	 raw[SECRET_KEY_LEN];
-	char		*b64, *text, *tmp, *path;
-	int		 rc = -1;
+	unsigned char raw[SECRET_KEY_LEN];
+	char *b64, *text, *tmp, *path;
+	int rc = -1;
 
 	util_random_bytes(raw, sizeof raw);
 	b64 = util_b64url_encode(raw, sizeof raw);
@@ -235,8 +239,7 @@ secret_write_first_key(const char *dir, char **cause)
 	freezero_str(b64);
 	xasprintf(&tmp, "%s/.new-key", dir);
 	xasprintf(&path, "%s/1", dir);
-	if (util_write_file_atomic(tmp, text, strlen(text), 0600,
-	    cause) != 0)
+	if (util_write_file_atomic(tmp, text, strlen(text), 0600, cause) != 0)
 		goto out;
 	/* link(2) fails with EEXIST rather than replacing a key. */
 	if (link(tmp, path) == -1) {
@@ -258,7 +261,7 @@ out:
 int
 secret_setup(const char *dir, char **cause)
 {
-	int	 has;
+	int has;
 
 	if (util_mkdir_p(dir, 0700) != 0) {
 		xasprintf(cause, "%s: %s", dir, strerror(errno));
@@ -275,7 +278,7 @@ secret_setup(const char *dir, char **cause)
 static const struct secret_key *
 secret_find(long id)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < secret_table.n; i++) {
 		if (secret_table.keys[i].id == id)
@@ -290,24 +293,26 @@ secret_gcm(int enc, const unsigned char *key, const unsigned char *iv,
     const unsigned char *in, size_t len, unsigned char *out,
     unsigned char tag[SECRET_TAG_LEN])
 {
-	EVP_CIPHER_CTX	*ctx;
-	int		 n, fin, ok;
+	EVP_CIPHER_CTX *ctx;
+	int n, fin, ok;
 
 	if (len > INT_MAX || (ctx = EVP_CIPHER_CTX_new()) == NULL)
 		return (-1);
-	ok = EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL,
-	    enc) == 1 &&
+	ok = EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) ==
+		1 &&
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SECRET_IV_LEN,
-	    NULL) == 1 &&
+		NULL) == 1 &&
 	    EVP_CipherInit_ex(ctx, NULL, NULL, key, iv, enc) == 1 &&
 	    EVP_CipherUpdate(ctx, NULL, &n, (const unsigned char *)SECRET_AAD,
-	    (int)strlen(SECRET_AAD)) == 1 &&
+		(int)strlen(SECRET_AAD)) == 1 &&
 	    EVP_CipherUpdate(ctx, out, &n, in, (int)len) == 1 &&
-	    (enc || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG,
-	    SECRET_TAG_LEN, tag) == 1) &&
+	    (enc ||
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SECRET_TAG_LEN,
+		    tag) == 1) &&
 	    EVP_CipherFinal_ex(ctx, out + n, &fin) == 1 &&
-	    (!enc || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG,
-	    SECRET_TAG_LEN, tag) == 1);
+	    (!enc ||
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SECRET_TAG_LEN,
+		    tag) == 1);
 	EVP_CIPHER_CTX_free(ctx);
 	return (ok ? 0 : -1);
 }
@@ -316,10 +321,10 @@ secret_gcm(int enc, const unsigned char *key, const unsigned char *iv,
 char *
 secret_encrypt(const char *plaintext, char **cause)
 {
-	const struct secret_key	*k;
-	unsigned char		*buf;
-	char			*b64, *out = NULL;
-	size_t			 len = strlen(plaintext), total;
+	const struct secret_key *k;
+	unsigned char *buf;
+	char *b64, *out = NULL;
+	size_t len = strlen(plaintext), total;
 
 	if (!secret_loaded()) {
 		xasprintf(cause, "credential keys are not loaded");
@@ -335,7 +340,7 @@ secret_encrypt(const char *plaintext, char **cause)
 	buf = xmalloc(total);
 	util_random_bytes(buf, SECRET_IV_LEN);
 	if (secret_gcm(1, k->key, buf, (const unsigned char *)plaintext, len,
-	    buf + SECRET_IV_LEN, buf + SECRET_IV_LEN + len) != 0) {
+		buf + SECRET_IV_LEN, buf + SECRET_IV_LEN + len) != 0) {
 		xasprintf(cause, "AES-GCM encryption failed");
 		goto out;
 	}
@@ -350,12 +355,12 @@ out:
 
 /* Split "k8s1:<id>:<b64>" into key and raw bytes; 0 or -1 + *cause. */
 static int
-secret_parse(const char *text, const struct secret_key **k,
-    unsigned char **raw, size_t *rawlen, char **cause)
+secret_parse(const char *text, const struct secret_key **k, unsigned char **raw,
+    size_t *rawlen, char **cause)
 {
-	const char	*p, *colon;
-	char		 idbuf[16];
-	long		 id;
+	const char *p, *colon;
+	char idbuf[16];
+	long id;
 
 	if (strncmp(text, SECRET_PREFIX, strlen(SECRET_PREFIX)) != 0 ||
 	    (colon = strchr(p = text + strlen(SECRET_PREFIX), ':')) == NULL ||
@@ -374,8 +379,9 @@ secret_parse(const char *text, const struct secret_key **k,
 		return (-1);
 	}
 	if (strlen(colon + 1) > SECRET_MAX_TEXT * 2 ||
-	    util_b64url_decode(colon + 1, strlen(colon + 1), raw,
-	    rawlen) != 0 || *rawlen < SECRET_IV_LEN + SECRET_TAG_LEN) {
+	    util_b64url_decode(colon + 1, strlen(colon + 1), raw, rawlen) !=
+		0 ||
+	    *rawlen < SECRET_IV_LEN + SECRET_TAG_LEN) {
 		if (*raw != NULL)
 			free(*raw);
 		xasprintf(cause, "encrypted secret is malformed");
@@ -388,10 +394,10 @@ secret_parse(const char *text, const struct secret_key **k,
 char *
 secret_decrypt(const char *text, char **cause)
 {
-	const struct secret_key	*k;
-	unsigned char		*raw = NULL, *tag;
-	char			*out;
-	size_t			 rawlen = 0, len;
+	const struct secret_key *k;
+	unsigned char *raw = NULL, *tag;
+	char *out;
+	size_t rawlen = 0, len;
 
 	if (!secret_loaded()) {
 		xasprintf(cause, "credential keys are not loaded");
@@ -403,8 +409,9 @@ secret_decrypt(const char *text, char **cause)
 	tag = raw + SECRET_IV_LEN + len;
 	out = xmalloc(len + 1);
 	if (secret_gcm(0, k->key, raw, raw + SECRET_IV_LEN, len,
-	    (unsigned char *)out, tag) != 0) {
-		xasprintf(cause, "encrypted secret failed authentication "
+		(unsigned char *)out, tag) != 0) {
+		xasprintf(cause,
+		    "encrypted secret failed authentication "
 		    "(wrong key or tampered)");
 		explicit_bzero(out, len + 1);
 		free(out);

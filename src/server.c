@@ -37,15 +37,15 @@
 
 #define SERVER_BACKLOG 511
 
-struct server		*server;
+struct server *server;
 /* Guards the pointers a reload swaps: ssl_ctx and cfg. */
-static pthread_mutex_t	 server_tls_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t server_tls_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* A reference to the current TLS context (the caller frees it). */
 void *
 server_ssl_ctx_ref(void)
 {
-	SSL_CTX	*ctx;
+	SSL_CTX *ctx;
 
 	pthread_mutex_lock(&server_tls_lock);
 	ctx = server->ssl_ctx;
@@ -61,7 +61,7 @@ server_ssl_ctx_ref(void)
 static void
 server_set_ssl_ctx(void *ctx)
 {
-	void	*old;
+	void *old;
 
 	pthread_mutex_lock(&server_tls_lock);
 	old = server->ssl_ctx;
@@ -75,7 +75,7 @@ server_set_ssl_ctx(void *ctx)
 static int
 server_parse_listen(const char *url, int *tls, char **host, char **port)
 {
-	const char	*rest, *colon;
+	const char *rest, *colon;
 
 	if (strncmp(url, "https://", 8) == 0) {
 		*tls = 1;
@@ -101,12 +101,11 @@ server_parse_listen(const char *url, int *tls, char **host, char **port)
 
 /* Create, bind and listen on one socket for a listen URL. */
 static int
-server_open_listener(const char *url, struct server_listener *l,
-    char **cause)
+server_open_listener(const char *url, struct server_listener *l, char **cause)
 {
-	struct addrinfo	 hints, *ai = NULL;
-	char		*host = NULL, *port = NULL;
-	int		 fd = -1, on = 1, rc;
+	struct addrinfo hints, *ai = NULL;
+	char *host = NULL, *port = NULL;
+	int fd = -1, on = 1, rc;
 
 	if (server_parse_listen(url, &l->tls, &host, &port) != 0) {
 		xasprintf(cause, "[server] listen: bad URL \"%s\"", url);
@@ -117,13 +116,13 @@ server_open_listener(const char *url, struct server_listener *l,
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
 	if ((rc = getaddrinfo(*host == '\0' ? NULL : host, port, &hints,
-	    &ai)) != 0) {
+		 &ai)) != 0) {
 		xasprintf(cause, "[server] listen %s: %s", url,
 		    gai_strerror(rc));
 		goto fail;
 	}
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+	fd = socket(ai->ai_family,
+	    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == -1 ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
@@ -152,7 +151,7 @@ fail:
 static int
 server_open_listeners(struct server *srv, char **cause)
 {
-	char	*copy, *p, *url;
+	char *copy, *p, *url;
 
 	copy = xstrdup(srv->cfg->listen);
 	p = copy;
@@ -162,8 +161,8 @@ server_open_listeners(struct server *srv, char **cause)
 			continue;
 		srv->listeners = xreallocarray(srv->listeners,
 		    srv->nlisteners + 1, sizeof *srv->listeners);
-		if (server_open_listener(url,
-		    &srv->listeners[srv->nlisteners], cause) != 0) {
+		if (server_open_listener(url, &srv->listeners[srv->nlisteners],
+			cause) != 0) {
 			free(copy);
 			return (-1);
 		}
@@ -177,7 +176,7 @@ server_open_listeners(struct server *srv, char **cause)
 static int
 server_has_tls(const struct server *srv)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < srv->nlisteners; i++) {
 		if (srv->listeners[i].tls)
@@ -202,13 +201,13 @@ server_reload_failed(const char *what, char *cause)
 static struct config *
 server_reload_config(struct server *srv, const struct config *old)
 {
-	struct config	*cfg;
-	char		*cause = NULL;
+	struct config *cfg;
+	char *cause = NULL;
 
 	cfg = config_new();
 	if (srv->config_path != NULL &&
 	    (config_load(cfg, srv->config_path, &cause) != 0 ||
-	    config_validate_serve(cfg, &cause) != 0)) {
+		config_validate_serve(cfg, &cause) != 0)) {
 		server_reload_failed("configuration", cause);
 		config_free(cfg);
 		return (NULL);
@@ -218,8 +217,7 @@ server_reload_config(struct server *srv, const struct config *old)
 		return (NULL);
 	}
 	config_keep_static(cfg, old);
-	cfg->admin_token = auth_load_admin_token(cfg->admin_token_file,
-	    &cause);
+	cfg->admin_token = auth_load_admin_token(cfg->admin_token_file, &cause);
 	if (cfg->admin_token == NULL) {
 		server_reload_failed("admin token", cause);
 		cfg->admin_token = xstrdup(old->admin_token);
@@ -231,7 +229,7 @@ server_reload_config(struct server *srv, const struct config *old)
 static void
 server_reload_workers(struct server *srv)
 {
-	int	 i;
+	int i;
 
 	for (i = 0; i < srv->nworkers; i++)
 		worker_reload(srv->workers[i]);
@@ -241,7 +239,7 @@ server_reload_workers(struct server *srv)
 static void
 server_set_config(struct server *srv, struct config *cfg)
 {
-	struct config	*old;
+	struct config *old;
 
 	pthread_mutex_lock(&server_tls_lock);
 	old = srv->cfg;
@@ -258,10 +256,10 @@ server_set_config(struct server *srv, struct config *cfg)
 static void
 server_reload(struct server *srv)
 {
-	struct config	*old = srv->cfg, *cfg;
-	void		*ctx;
-	char		*cause = NULL;
-	int		 rc;
+	struct config *old = srv->cfg, *cfg;
+	void *ctx;
+	char *cause = NULL;
+	int rc;
 
 	log_info("SIGHUP: reloading");
 	if ((cfg = server_reload_config(srv, old)) == NULL)
@@ -270,8 +268,7 @@ server_reload(struct server *srv)
 	if (audit_open(cfg->log_audit_file, &cause) != 0)
 		server_reload_failed("audit file", cause);
 	cause = NULL;
-	if (strcmp(cfg->fernet_key_repository,
-	    old->fernet_key_repository) != 0)
+	if (strcmp(cfg->fernet_key_repository, old->fernet_key_repository) != 0)
 		rc = token_init(cfg, &cause);
 	else
 		rc = token_reload(&cause);
@@ -304,7 +301,7 @@ server_reload(struct server *srv)
 struct config *
 server_config_ref(void)
 {
-	struct config	*cfg;
+	struct config *cfg;
 
 	pthread_mutex_lock(&server_tls_lock);
 	cfg = config_ref(server->cfg);
@@ -316,7 +313,7 @@ server_config_ref(void)
 static void
 server_signal_cb(evutil_socket_t sig, short events, void *arg)
 {
-	struct event_base	*base = arg;
+	struct event_base *base = arg;
 
 	switch (sig) {
 	case SIGHUP:
@@ -338,11 +335,11 @@ server_signal_cb(evutil_socket_t sig, short events, void *arg)
 static int
 server_prepare(struct server *srv, char **cause)
 {
-	struct db	*db;
-	char		*path;
+	struct db *db;
+	char *path;
 
-	srv->cfg->admin_token = auth_load_admin_token(
-	    srv->cfg->admin_token_file, cause);
+	srv->cfg->admin_token =
+	    auth_load_admin_token(srv->cfg->admin_token_file, cause);
 	if (srv->cfg->admin_token == NULL)
 		return (-1);
 	if (secret_load(srv->cfg->credential_key_repository, cause) != 0)
@@ -367,8 +364,8 @@ server_prepare(struct server *srv, char **cause)
 	if (server_open_listeners(srv, cause) != 0)
 		return (-1);
 	if (server_has_tls(srv)) {
-		srv->ssl_ctx = tls_ctx_new(srv->cfg->tls_cert,
-		    srv->cfg->tls_key, cause);
+		srv->ssl_ctx =
+		    tls_ctx_new(srv->cfg->tls_cert, srv->cfg->tls_key, cause);
 		if (srv->ssl_ctx == NULL)
 			return (-1);
 	}
@@ -379,9 +376,9 @@ server_prepare(struct server *srv, char **cause)
 static int
 server_start_workers(struct server *srv, char **cause)
 {
-	sigset_t	 set, old;
-	long		 n;
-	int		 i, rc = 0;
+	sigset_t set, old;
+	long n;
+	int i, rc = 0;
 
 	n = srv->cfg->workers;
 	if (n == 0 && (n = sysconf(_SC_NPROCESSORS_ONLN)) < 1)
@@ -407,7 +404,7 @@ server_start_workers(struct server *srv, char **cause)
 static void
 server_stop_workers(struct server *srv)
 {
-	int	 i;
+	int i;
 
 	for (i = 0; i < srv->nworkers; i++) {
 		if (srv->workers[i] != NULL && srv->workers[i]->thread != NULL)
@@ -427,7 +424,7 @@ server_stop_workers(struct server *srv)
 static void
 server_free(struct server *srv)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < srv->nlisteners; i++) {
 		close(srv->listeners[i].fd);
@@ -445,16 +442,16 @@ server_free(struct server *srv)
 int
 server_run(struct config *cfg, const char *path)
 {
-	struct event_base	*base;
-	struct event		*sigs[3];
-	static const int	 signos[3] = { SIGTERM, SIGINT, SIGHUP };
-	char			*cause = NULL;
-	size_t			 i;
+	struct event_base *base;
+	struct event *sigs[3];
+	static const int signos[3] = { SIGTERM, SIGINT, SIGHUP };
+	char *cause = NULL;
+	size_t i;
 
 	if (evthread_use_pthreads() != 0)
 		fatalx("evthread_use_pthreads failed");
 	server = xcalloc(1, sizeof *server);
-	server->cfg = config_ref(cfg);	/* main.c keeps its own reference */
+	server->cfg = config_ref(cfg); /* main.c keeps its own reference */
 	server->config_path = path;
 	server->started = time(NULL);
 	if (server_prepare(server, &cause) != 0)
@@ -471,8 +468,8 @@ server_run(struct config *cfg, const char *path)
 	for (i = 0; i < server->nlisteners; i++)
 		log_info("listening on %s", server->listeners[i].url);
 	log_info("%s %s serving with %d workers (config %s)", K8SAUTH_NAME,
-	    K8SAUTH_VERSION, server->nworkers, path != NULL ? path :
-	    "embedded defaults");
+	    K8SAUTH_VERSION, server->nworkers,
+	    path != NULL ? path : "embedded defaults");
 	event_base_dispatch(base);
 	server_stop_workers(server);
 	for (i = 0; i < 3; i++)

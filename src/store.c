@@ -18,13 +18,13 @@
 
 #include "k8sauth.h"
 
-#define STORE_LIST_SQL_MAX	1024
+#define STORE_LIST_SQL_MAX 1024
 
 /* Free the strings of a list and empty it. */
 void
 strlist_free(struct strlist *l)
 {
-	size_t	 i;
+	size_t i;
 
 	if (l == NULL)
 		return;
@@ -39,7 +39,7 @@ strlist_free(struct strlist *l)
 void
 strlist_copy(struct strlist *dst, const struct strlist *src)
 {
-	size_t	 i;
+	size_t i;
 
 	dst->n = src->n;
 	dst->v = NULL;
@@ -87,7 +87,7 @@ role_free(struct role *r)
 void
 restriction_free(struct restriction *rs)
 {
-	size_t	 i;
+	size_t i;
 
 	if (rs == NULL)
 		return;
@@ -124,17 +124,17 @@ store_bind_text(struct sqlite3_stmt *st, int i, const char *s)
 int
 store_bind_strlist(struct sqlite3_stmt *st, int i, const struct strlist *l)
 {
-	cJSON	*a;
-	char	*s;
-	size_t	 j;
-	int	 rc;
+	cJSON *a;
+	char *s;
+	size_t j;
+	int rc;
 
 	if (l == NULL)
 		return (sqlite3_bind_null(st, i));
 	a = cJSON_CreateArray();
 	for (j = 0; j < l->n; j++) {
-		if (a == NULL || !cJSON_AddItemToArray(a,
-		    cJSON_CreateString(l->v[j])))
+		if (a == NULL ||
+		    !cJSON_AddItemToArray(a, cJSON_CreateString(l->v[j])))
 			fatalx("store: out of memory building a JSON list");
 	}
 	if (a == NULL || (s = cJSON_PrintUnformatted(a)) == NULL)
@@ -149,7 +149,7 @@ store_bind_strlist(struct sqlite3_stmt *st, int i, const struct strlist *l)
 char *
 store_column_text(struct sqlite3_stmt *st, int i)
 {
-	const unsigned char	*t;
+	const unsigned char *t;
 
 	if (sqlite3_column_type(st, i) == SQLITE_NULL ||
 	    (t = sqlite3_column_text(st, i)) == NULL)
@@ -161,8 +161,8 @@ store_column_text(struct sqlite3_stmt *st, int i)
 void
 store_column_fixed(struct sqlite3_stmt *st, int i, char *buf, size_t size)
 {
-	const unsigned char	*t = sqlite3_column_text(st, i);
-	size_t			 n;
+	const unsigned char *t = sqlite3_column_text(st, i);
+	size_t n;
 
 	n = t != NULL ? strnlen((const char *)t, size - 1) : 0;
 	if (n > 0)
@@ -174,10 +174,10 @@ store_column_fixed(struct sqlite3_stmt *st, int i, char *buf, size_t size)
 int
 store_column_strlist(struct sqlite3_stmt *st, int i, struct strlist *l)
 {
-	const unsigned char	*t = sqlite3_column_text(st, i);
-	const cJSON		*e;
-	cJSON			*a;
-	int			 n;
+	const unsigned char *t = sqlite3_column_text(st, i);
+	const cJSON *e;
+	cJSON *a;
+	int n;
 
 	memset(l, 0, sizeof *l);
 	if (t == NULL || (a = cJSON_Parse((const char *)t)) == NULL)
@@ -186,7 +186,8 @@ store_column_strlist(struct sqlite3_stmt *st, int i, struct strlist *l)
 		goto fail;
 	if (n > 0)
 		l->v = xcalloc((size_t)n, sizeof *l->v);
-	cJSON_ArrayForEach(e, a) {
+	cJSON_ArrayForEach(e, a)
+	{
 		if (!cJSON_IsString(e))
 			goto fail;
 		l->v[l->n++] = xstrdup(e->valuestring);
@@ -229,7 +230,7 @@ int
 store_write(struct db *db, struct sqlite3_stmt *st, int fk_result,
     const char *what)
 {
-	int	 rc, result;
+	int rc, result;
 
 	if (st == NULL)
 		return (STORE_ERROR);
@@ -250,7 +251,7 @@ store_write(struct db *db, struct sqlite3_stmt *st, int fk_result,
 int
 store_get_row(struct db *db, struct sqlite3_stmt *st, const char *what)
 {
-	int	 rc;
+	int rc;
 
 	if (st == NULL)
 		return (STORE_ERROR);
@@ -285,11 +286,11 @@ store_finish(struct db *db, int result)
  * STORE_NOT_FOUND when absent, fk_result when a foreign key forbids it.
  */
 int
-store_delete(struct db *db, enum db_stmt_id sid, const char *id,
-    int fk_result, const char *what)
+store_delete(struct db *db, enum db_stmt_id sid, const char *id, int fk_result,
+    const char *what)
 {
-	struct sqlite3_stmt	*st;
-	int			 result;
+	struct sqlite3_stmt *st;
+	int result;
 
 	if ((result = store_begin(db)) != STORE_OK)
 		return (result);
@@ -306,7 +307,7 @@ store_delete(struct db *db, enum db_stmt_id sid, const char *id,
 static int
 store_filter_index(const struct store_filter *f, const char *name)
 {
-	int	 i;
+	int i;
 
 	for (i = 0; f[i].name != NULL; i++) {
 		if (strcmp(f[i].name, name) == 0)
@@ -323,20 +324,20 @@ static int
 store_list_filters(const struct store_list_def *def,
     const struct store_query *q, const char **values)
 {
-	const char	*v;
-	char		*esc;
-	size_t		 j;
-	int		 i;
+	const char *v;
+	char *esc;
+	size_t j;
+	int i;
 
 	for (j = 0; j < q->nfilters && j < 8; j++) {
 		i = store_filter_index(def->filters, q->filter_names[j]);
 		v = q->filter_values[j];
 		if (i < 0 || i >= 8 || values[i] != NULL || v == NULL ||
 		    (def->filters[i].boolean && strcmp(v, "1") != 0 &&
-		    strcmp(v, "0") != 0)) {
+			strcmp(v, "0") != 0)) {
 			esc = log_escape(q->filter_names[j], 64);
-			log_warn("store: %s list: bad filter \"%s\"",
-			    def->what, esc);
+			log_warn("store: %s list: bad filter \"%s\"", def->what,
+			    esc);
 			free(esc);
 			return (STORE_ERROR);
 		}
@@ -350,13 +351,15 @@ static struct sqlite3_stmt *
 store_list_prepare(struct db *db, const struct store_list_def *def,
     const struct store_query *q, const char **values)
 {
-	struct sqlite3_stmt	*st;
-	char			 sql[STORE_LIST_SQL_MAX];
-	size_t			 len;
-	int			 i, k = 2, bad = 0;
+	struct sqlite3_stmt *st;
+	char sql[STORE_LIST_SQL_MAX];
+	size_t len;
+	int i, k = 2, bad = 0;
 
-	len = (size_t)snprintf(sql, sizeof sql, "SELECT %s FROM %s WHERE "
-	    "id > ?1", def->columns, def->table);
+	len = (size_t)snprintf(sql, sizeof sql,
+	    "SELECT %s FROM %s WHERE "
+	    "id > ?1",
+	    def->columns, def->table);
 	for (i = 0; def->filters[i].name != NULL && len < sizeof sql; i++) {
 		if (values[i] != NULL)
 			len += (size_t)snprintf(sql + len, sizeof sql - len,
@@ -390,11 +393,10 @@ store_list_prepare(struct db *db, const struct store_list_def *def,
 /* Step the list statement, reading at most limit rows. */
 static int
 store_list_rows(struct db *db, const struct store_list_def *def,
-    struct sqlite3_stmt *st, long limit, void ***out, size_t *count,
-    int *more)
+    struct sqlite3_stmt *st, long limit, void ***out, size_t *count, int *more)
 {
-	void	*obj;
-	int	 rc;
+	void *obj;
+	int rc;
 
 	for (;;) {
 		rc = sqlite3_step(st);
@@ -423,10 +425,10 @@ int
 store_list(struct db *db, const struct store_list_def *def,
     const struct store_query *q, void ***out, size_t *count, int *more)
 {
-	struct sqlite3_stmt	*st;
-	const char		*values[8] = { NULL };
-	size_t			 i;
-	int			 result;
+	struct sqlite3_stmt *st;
+	const char *values[8] = { NULL };
+	size_t i;
+	int result;
 
 	*out = NULL;
 	*count = 0;

@@ -18,33 +18,35 @@
 
 /* Columns, in STORE_INSTANCE_COLUMNS order. */
 enum {
-	SI_ID = 0, SI_DOMAIN_ID, SI_NAME, SI_HOST, SI_CA_CERT,
-	SI_REVIEWER_JWT_ENC, SI_DISABLE_LOCAL, SI_ENABLED, SI_CREATED_AT,
+	SI_ID = 0,
+	SI_DOMAIN_ID,
+	SI_NAME,
+	SI_HOST,
+	SI_CA_CERT,
+	SI_REVIEWER_JWT_ENC,
+	SI_DISABLE_LOCAL,
+	SI_ENABLED,
+	SI_CREATED_AT,
 	SI_UPDATED_AT
 };
 
-static int	store_instance_read(struct db *, struct sqlite3_stmt *,
-		    void **);
-static void	store_instance_free(void *);
+static int store_instance_read(struct db *, struct sqlite3_stmt *, void **);
+static void store_instance_free(void *);
 
 static const struct store_filter store_instance_filters[] = {
-	{ "domain_id", 0 },
-	{ "name", 0 },
-	{ "enabled", 1 },
-	{ NULL, 0 }
+	{ "domain_id", 0 }, { "name", 0 }, { "enabled", 1 }, { NULL, 0 }
 };
 
-static const struct store_list_def store_instance_list_def = {
-	"instance", "instances", STORE_INSTANCE_COLUMNS,
-	store_instance_filters, store_instance_read, store_instance_free
-};
+static const struct store_list_def store_instance_list_def = { "instance",
+	"instances", STORE_INSTANCE_COLUMNS, store_instance_filters,
+	store_instance_read, store_instance_free };
 
 /* Bind every column (?1..?10); enc is the sealed reviewer token. */
 static int
 store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
     const char *enc)
 {
-	int	 bad = 0;
+	int bad = 0;
 
 	bad |= store_bind_text(st, SI_ID + 1, in->id);
 	bad |= store_bind_text(st, SI_DOMAIN_ID + 1, in->domain_id);
@@ -64,7 +66,7 @@ store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
 static int
 store_instance_read(struct db *db, struct sqlite3_stmt *st, void **out)
 {
-	struct instance	*in;
+	struct instance *in;
 
 	in = xcalloc(1, sizeof *in);
 	store_column_fixed(st, SI_ID, in->id, sizeof in->id);
@@ -95,14 +97,15 @@ store_instance_free(void *p)
 static int
 store_instance_seal(const struct instance *in, char **enc)
 {
-	char	*cause = NULL;
+	char *cause = NULL;
 
 	*enc = NULL;
 	if (in->reviewer_jwt == NULL)
 		return (STORE_OK);
 	if (!secret_loaded()) {
 		log_err("store: instance %s: credential keys are missing, "
-		    "cannot store its reviewer token", in->id);
+			"cannot store its reviewer token",
+		    in->id);
 		return (STORE_ERROR);
 	}
 	if ((*enc = secret_encrypt(in->reviewer_jwt, &cause)) == NULL) {
@@ -117,13 +120,14 @@ store_instance_seal(const struct instance *in, char **enc)
 static int
 store_instance_unseal(struct instance *in, const char *enc)
 {
-	char	*cause = NULL;
+	char *cause = NULL;
 
 	if (enc == NULL)
 		return (STORE_OK);
 	if (!secret_loaded()) {
 		log_err("store: instance %s: credential keys are missing, "
-		    "cannot read its reviewer token", in->id);
+			"cannot read its reviewer token",
+		    in->id);
 		return (STORE_ERROR);
 	}
 	if ((in->reviewer_jwt = secret_decrypt(enc, &cause)) == NULL) {
@@ -140,9 +144,9 @@ store_instance_unseal(struct instance *in, const char *enc)
 static int
 store_instance_put(struct db *db, enum db_stmt_id id, struct instance *in)
 {
-	struct sqlite3_stmt	*st;
-	char			*enc;
-	int			 result;
+	struct sqlite3_stmt *st;
+	char *enc;
+	int result;
 
 	if ((result = store_instance_seal(in, &enc)) != STORE_OK)
 		return (result);
@@ -187,11 +191,11 @@ store_instance_update(struct db *db, struct instance *in)
 int
 store_instance_get(struct db *db, const char *id, struct instance **out)
 {
-	struct sqlite3_stmt	*st;
-	struct instance		*in = NULL;
-	char			*enc = NULL;
-	void			*p;
-	int			 result;
+	struct sqlite3_stmt *st;
+	struct instance *in = NULL;
+	char *enc = NULL;
+	void *p;
+	int result;
 
 	*out = NULL;
 	if ((st = db_stmt(db, DB_INSTANCE_GET)) == NULL)
@@ -221,11 +225,10 @@ int
 store_instance_list(struct db *db, const struct store_query *q,
     struct instance ***out, size_t *count, int *more)
 {
-	void	**arr;
-	int	  result;
+	void **arr;
+	int result;
 
-	result = store_list(db, &store_instance_list_def, q, &arr, count,
-	    more);
+	result = store_list(db, &store_instance_list_def, q, &arr, count, more);
 	*out = (struct instance **)arr;
 	return (result);
 }

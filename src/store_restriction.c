@@ -18,40 +18,40 @@
 
 /* Columns, in STORE_RESTRICTION_COLUMNS order. */
 enum {
-	SX_ID = 0, SX_DOMAIN_ID, SX_USER_ID, SX_PROJECT_ID, SX_ALLOW_RENEW,
-	SX_ALLOW_RESCOPE, SX_CREATED_AT, SX_UPDATED_AT
+	SX_ID = 0,
+	SX_DOMAIN_ID,
+	SX_USER_ID,
+	SX_PROJECT_ID,
+	SX_ALLOW_RENEW,
+	SX_ALLOW_RESCOPE,
+	SX_CREATED_AT,
+	SX_UPDATED_AT
 };
 
-static int	store_restriction_read(struct db *, struct sqlite3_stmt *,
-		    void **);
-static void	store_restriction_free(void *);
+static int store_restriction_read(struct db *, struct sqlite3_stmt *, void **);
+static void store_restriction_free(void *);
 
 static const struct store_filter store_restriction_filters[] = {
-	{ "domain_id", 0 },
-	{ "user_id", 0 },
-	{ "project_id", 0 },
-	{ NULL, 0 }
+	{ "domain_id", 0 }, { "user_id", 0 }, { "project_id", 0 }, { NULL, 0 }
 };
 
-static const struct store_list_def store_restriction_list_def = {
-	"restriction", "restrictions", STORE_RESTRICTION_COLUMNS,
-	store_restriction_filters, store_restriction_read,
-	store_restriction_free
-};
+static const struct store_list_def store_restriction_list_def = { "restriction",
+	"restrictions", STORE_RESTRICTION_COLUMNS, store_restriction_filters,
+	store_restriction_read, store_restriction_free };
 
 /* Bind every column (?1..?8). */
 static int
 store_restriction_bind(struct sqlite3_stmt *st, const struct restriction *rs)
 {
-	int	 bad = 0;
+	int bad = 0;
 
 	bad |= store_bind_text(st, SX_ID + 1, rs->id);
 	bad |= store_bind_text(st, SX_DOMAIN_ID + 1, rs->domain_id);
 	bad |= store_bind_text(st, SX_USER_ID + 1, rs->user_id);
 	bad |= store_bind_text(st, SX_PROJECT_ID + 1, rs->project_id);
 	bad |= sqlite3_bind_int(st, SX_ALLOW_RENEW + 1, rs->allow_renew != 0);
-	bad |= sqlite3_bind_int(st, SX_ALLOW_RESCOPE + 1,
-	    rs->allow_rescope != 0);
+	bad |=
+	    sqlite3_bind_int(st, SX_ALLOW_RESCOPE + 1, rs->allow_rescope != 0);
 	bad |= store_bind_text(st, SX_CREATED_AT + 1, rs->created_at);
 	bad |= store_bind_text(st, SX_UPDATED_AT + 1, rs->updated_at);
 	return (bad == SQLITE_OK ? 0 : -1);
@@ -61,16 +61,16 @@ store_restriction_bind(struct sqlite3_stmt *st, const struct restriction *rs)
 static int
 store_restriction_read_roles(struct db *db, struct restriction *rs)
 {
-	struct sqlite3_stmt	*st;
-	struct restriction_role	*rr;
-	int			 rc;
+	struct sqlite3_stmt *st;
+	struct restriction_role *rr;
+	int rc;
 
 	if ((st = db_stmt(db, DB_RROLE_LIST)) == NULL)
 		return (STORE_ERROR);
 	store_bind_text(st, 1, rs->id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		rs->roles = xreallocarray(rs->roles, rs->nroles + 1,
-		    sizeof *rs->roles);
+		rs->roles =
+		    xreallocarray(rs->roles, rs->nroles + 1, sizeof *rs->roles);
 		rr = &rs->roles[rs->nroles++];
 		rr->id = store_column_text(st, 0);
 		rr->name = store_column_text(st, 1);
@@ -90,7 +90,7 @@ store_restriction_read_roles(struct db *db, struct restriction *rs)
 static int
 store_restriction_read(struct db *db, struct sqlite3_stmt *st, void **out)
 {
-	struct restriction	*rs;
+	struct restriction *rs;
 
 	*out = NULL;
 	rs = xcalloc(1, sizeof *rs);
@@ -123,9 +123,9 @@ store_restriction_free(void *p)
 static int
 store_restriction_write_roles(struct db *db, const struct restriction *rs)
 {
-	struct sqlite3_stmt	*st;
-	size_t			 i;
-	int			 result = STORE_OK, bad;
+	struct sqlite3_stmt *st;
+	size_t i;
+	int result = STORE_OK, bad;
 
 	for (i = 0; i < rs->nroles && result == STORE_OK; i++) {
 		if ((st = db_stmt(db, DB_RROLE_INSERT)) == NULL)
@@ -145,11 +145,10 @@ store_restriction_write_roles(struct db *db, const struct restriction *rs)
 
 /* Write the row with statement id, then replace its roles. */
 static int
-store_restriction_put(struct db *db, enum db_stmt_id id,
-    struct restriction *rs)
+store_restriction_put(struct db *db, enum db_stmt_id id, struct restriction *rs)
 {
-	struct sqlite3_stmt	*st;
-	int			 result;
+	struct sqlite3_stmt *st;
+	int result;
 
 	if ((result = store_begin(db)) != STORE_OK)
 		return (result);
@@ -195,12 +194,11 @@ store_restriction_update(struct db *db, struct restriction *rs)
 
 /* Load one restriction with its roles. */
 int
-store_restriction_get(struct db *db, const char *id,
-    struct restriction **out)
+store_restriction_get(struct db *db, const char *id, struct restriction **out)
 {
-	struct sqlite3_stmt	*st;
-	void			*p = NULL;
-	int			 result;
+	struct sqlite3_stmt *st;
+	void *p = NULL;
+	int result;
 
 	*out = NULL;
 	if ((st = db_stmt(db, DB_RESTRICTION_GET)) == NULL)
@@ -224,11 +222,11 @@ int
 store_restriction_list(struct db *db, const struct store_query *q,
     struct restriction ***out, size_t *count, int *more)
 {
-	void	**arr;
-	int	  result;
+	void **arr;
+	int result;
 
-	result = store_list(db, &store_restriction_list_def, q, &arr, count,
-	    more);
+	result =
+	    store_list(db, &store_restriction_list_def, q, &arr, count, more);
 	*out = (struct restriction **)arr;
 	return (result);
 }

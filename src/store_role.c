@@ -19,36 +19,41 @@
 
 /* Columns, in STORE_ROLE_COLUMNS order. */
 enum {
-	SR_ID = 0, SR_AUTH_INSTANCE_ID, SR_DOMAIN_ID, SR_NAME, SR_ENABLED,
-	SR_SA_NAMES, SR_SA_NAMESPACES, SR_AUDIENCE, SR_POD_NAMES,
-	SR_TOKEN_TTL, SR_RESTRICTION_ID, SR_CREATED_AT, SR_UPDATED_AT
+	SR_ID = 0,
+	SR_AUTH_INSTANCE_ID,
+	SR_DOMAIN_ID,
+	SR_NAME,
+	SR_ENABLED,
+	SR_SA_NAMES,
+	SR_SA_NAMESPACES,
+	SR_AUDIENCE,
+	SR_POD_NAMES,
+	SR_TOKEN_TTL,
+	SR_RESTRICTION_ID,
+	SR_CREATED_AT,
+	SR_UPDATED_AT
 };
 
-static int	store_role_read(struct db *, struct sqlite3_stmt *, void **);
-static void	store_role_free(void *);
+static int store_role_read(struct db *, struct sqlite3_stmt *, void **);
+static void store_role_free(void *);
 
-static const struct store_filter store_role_filters[] = {
-	{ "auth_instance_id", 0 },
-	{ "domain_id", 0 },
-	{ "name", 0 },
-	{ "enabled", 1 },
-	{ NULL, 0 }
-};
+static const struct store_filter store_role_filters[] = { { "auth_instance_id",
+							      0 },
+	{ "domain_id", 0 }, { "name", 0 }, { "enabled", 1 }, { NULL, 0 } };
 
-static const struct store_list_def store_role_list_def = {
-	"role", "roles", STORE_ROLE_COLUMNS, store_role_filters,
-	store_role_read, store_role_free
-};
+static const struct store_list_def store_role_list_def = { "role", "roles",
+	STORE_ROLE_COLUMNS, store_role_filters, store_role_read,
+	store_role_free };
 
 /* Bind every column (?1..?13). */
 static int
 store_role_bind(struct sqlite3_stmt *st, const struct role *r)
 {
-	int	 bad = 0;
+	int bad = 0;
 
 	bad |= store_bind_text(st, SR_ID + 1, r->id);
-	bad |= store_bind_text(st, SR_AUTH_INSTANCE_ID + 1,
-	    r->auth_instance_id);
+	bad |=
+	    store_bind_text(st, SR_AUTH_INSTANCE_ID + 1, r->auth_instance_id);
 	bad |= store_bind_text(st, SR_DOMAIN_ID + 1, r->domain_id);
 	bad |= store_bind_text(st, SR_NAME + 1, r->name);
 	bad |= sqlite3_bind_int(st, SR_ENABLED + 1, r->enabled != 0);
@@ -61,8 +66,8 @@ store_role_bind(struct sqlite3_stmt *st, const struct role *r)
 		bad |= sqlite3_bind_int64(st, SR_TOKEN_TTL + 1, r->token_ttl);
 	else
 		bad |= sqlite3_bind_null(st, SR_TOKEN_TTL + 1);
-	bad |= store_bind_text(st, SR_RESTRICTION_ID + 1,
-	    r->token_restriction_id);
+	bad |=
+	    store_bind_text(st, SR_RESTRICTION_ID + 1, r->token_restriction_id);
 	bad |= store_bind_text(st, SR_CREATED_AT + 1, r->created_at);
 	bad |= store_bind_text(st, SR_UPDATED_AT + 1, r->updated_at);
 	return (bad == SQLITE_OK ? 0 : -1);
@@ -74,7 +79,7 @@ store_role_read_lists(struct sqlite3_stmt *st, struct role *r)
 {
 	if (store_column_strlist(st, SR_SA_NAMES, &r->bound_sa_names) != 0 ||
 	    store_column_strlist(st, SR_SA_NAMESPACES,
-	    &r->bound_sa_namespaces) != 0)
+		&r->bound_sa_namespaces) != 0)
 		return (-1);
 	if (sqlite3_column_type(st, SR_POD_NAMES) == SQLITE_NULL)
 		return (0);
@@ -86,7 +91,7 @@ store_role_read_lists(struct sqlite3_stmt *st, struct role *r)
 static int
 store_role_read(struct db *db, struct sqlite3_stmt *st, void **out)
 {
-	struct role	*r;
+	struct role *r;
 
 	*out = NULL;
 	r = xcalloc(1, sizeof *r);
@@ -105,7 +110,8 @@ store_role_read(struct db *db, struct sqlite3_stmt *st, void **out)
 	    sizeof r->updated_at);
 	if (store_role_read_lists(st, r) != 0) {
 		log_err("store: role %s: a bound list column is not a JSON "
-		    "array of strings", r->id);
+			"array of strings",
+		    r->id);
 		role_free(r);
 		return (STORE_ERROR);
 	}
@@ -124,8 +130,8 @@ store_role_free(void *p)
 static int
 store_role_put(struct db *db, enum db_stmt_id id, struct role *r)
 {
-	struct sqlite3_stmt	*st;
-	int			 result;
+	struct sqlite3_stmt *st;
+	int result;
 
 	if ((result = store_begin(db)) != STORE_OK)
 		return (result);
@@ -166,13 +172,13 @@ int
 store_role_get(struct db *db, const char *instance_id, const char *key,
     struct role **out)
 {
-	struct sqlite3_stmt	*st;
-	void			*p = NULL;
-	int			 result;
+	struct sqlite3_stmt *st;
+	void *p = NULL;
+	int result;
 
 	*out = NULL;
-	st = db_stmt(db, instance_id != NULL ? DB_ROLE_GET_IN_INSTANCE :
-	    DB_ROLE_GET);
+	st = db_stmt(db,
+	    instance_id != NULL ? DB_ROLE_GET_IN_INSTANCE : DB_ROLE_GET);
 	if (st == NULL)
 		return (STORE_ERROR);
 	if (instance_id != NULL) {
@@ -195,11 +201,11 @@ store_role_get(struct db *db, const char *instance_id, const char *key,
 
 /* One page of roles matching the query's filters. */
 int
-store_role_list(struct db *db, const struct store_query *q,
-    struct role ***out, size_t *count, int *more)
+store_role_list(struct db *db, const struct store_query *q, struct role ***out,
+    size_t *count, int *more)
 {
-	void	**arr;
-	int	  result;
+	void **arr;
+	int result;
 
 	result = store_list(db, &store_role_list_def, q, &arr, count, more);
 	*out = (struct role **)arr;
@@ -210,6 +216,6 @@ store_role_list(struct db *db, const struct store_query *q,
 int
 store_role_delete(struct db *db, const char *id)
 {
-	return (store_delete(db, DB_ROLE_DELETE, id, STORE_IN_USE,
-	    "role delete"));
+	return (
+	    store_delete(db, DB_ROLE_DELETE, id, STORE_IN_USE, "role delete"));
 }

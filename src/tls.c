@@ -19,8 +19,8 @@
 static char *
 tls_errors(const char *what, const char *path)
 {
-	char		 buf[256], *out, *tmp;
-	unsigned long	 e;
+	char buf[256], *out, *tmp;
+	unsigned long e;
 
 	xasprintf(&out, "%s%s%s", what, path != NULL ? " " : "",
 	    path != NULL ? path : "");
@@ -38,11 +38,11 @@ static int
 tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     const unsigned char *in, unsigned int inlen, void *arg)
 {
-	static const unsigned char	 h11[] = "\x08http/1.1";
-	unsigned char			*sel;
+	static const unsigned char h11[] = "\x08http/1.1";
+	unsigned char *sel;
 
 	if (SSL_select_next_proto(&sel, outlen, h11, sizeof h11 - 1, in,
-	    inlen) != OPENSSL_NPN_NEGOTIATED)
+		inlen) != OPENSSL_NPN_NEGOTIATED)
 		return (SSL_TLSEXT_ERR_NOACK);
 	*out = sel;
 	return (SSL_TLSEXT_ERR_OK);
@@ -52,11 +52,12 @@ tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 void *
 tls_ctx_new(const char *cert, const char *key, char **cause)
 {
-	SSL_CTX	*ctx;
+	SSL_CTX *ctx;
 
 	ERR_clear_error();
 	if (cert == NULL || key == NULL) {
-		xasprintf(cause, "[server] tls_cert and tls_key are required "
+		xasprintf(cause,
+		    "[server] tls_cert and tls_key are required "
 		    "for https:// listeners");
 		return (NULL);
 	}
@@ -65,12 +66,13 @@ tls_ctx_new(const char *cert, const char *key, char **cause)
 		return (NULL);
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION
+	SSL_CTX_set_options(ctx,
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+		SSL_OP_NO_COMPRESSION
 #ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
-	    | SSL_OP_IGNORE_UNEXPECTED_EOF
+		| SSL_OP_IGNORE_UNEXPECTED_EOF
 #endif
-	    );
+	);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
@@ -83,8 +85,8 @@ tls_ctx_new(const char *cert, const char *key, char **cause)
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		*cause = tls_errors("private key does not match certificate",
-		    key);
+		*cause =
+		    tls_errors("private key does not match certificate", key);
 		goto fail;
 	}
 	return (ctx);

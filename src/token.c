@@ -17,20 +17,20 @@
 
 #include "k8sauth.h"
 
-static pthread_rwlock_t	 token_lock = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_rwlock_t token_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct fernet_keys *token_keys;
-static char		*token_repo;
-static uint64_t		 token_methods;
-static _Atomic double	 token_checked;
+static char *token_repo;
+static uint64_t token_methods;
+static _Atomic double token_checked;
 
 /* Load the key repository and the methods bitmask at startup. */
 int
 token_init(const struct config *cfg, char **cause)
 {
-	struct fernet_keys	*keys;
+	struct fernet_keys *keys;
 
 	if (fernet_methods_mask(cfg->auth_methods, cfg->auth_method,
-	    &token_methods, cause) != 0)
+		&token_methods, cause) != 0)
 		return (-1);
 	if ((keys = fernet_keys_load(cfg->fernet_key_repository, cause)) ==
 	    NULL)
@@ -51,7 +51,7 @@ token_init(const struct config *cfg, char **cause)
 int
 token_reload(char **cause)
 {
-	struct fernet_keys	*keys, *old;
+	struct fernet_keys *keys, *old;
 
 	if (token_repo == NULL)
 		return (0);
@@ -71,16 +71,16 @@ token_reload(char **cause)
 static void
 token_maybe_reload(void)
 {
-	double	 now = util_now(), last = token_checked;
-	char	*cause = NULL;
-	int	 changed;
+	double now = util_now(), last = token_checked;
+	char *cause = NULL;
+	int changed;
 
-	if (now - last < 1.0 || !atomic_compare_exchange_strong(
-	    &token_checked, &last, now))
+	if (now - last < 1.0 ||
+	    !atomic_compare_exchange_strong(&token_checked, &last, now))
 		return;
 	pthread_rwlock_rdlock(&token_lock);
-	changed = token_keys != NULL && fernet_keys_changed(token_repo,
-	    token_keys);
+	changed =
+	    token_keys != NULL && fernet_keys_changed(token_repo, token_keys);
 	pthread_rwlock_unlock(&token_lock);
 	if (changed && token_reload(&cause) != 0) {
 		log_err("fernet keys: reload failed, old keys stay in use: %s",
@@ -93,7 +93,7 @@ token_maybe_reload(void)
 int
 token_ready(void)
 {
-	int	 ready;
+	int ready;
 
 	pthread_rwlock_rdlock(&token_lock);
 	ready = token_keys != NULL && fernet_keys_count(token_keys) > 0;
@@ -112,7 +112,7 @@ token_methods_mask(void)
 char *
 token_mint(struct fernet_payload *p, char **cause)
 {
-	char	*t;
+	char *t;
 
 	token_maybe_reload();
 	pthread_rwlock_rdlock(&token_lock);
@@ -129,7 +129,7 @@ token_mint(struct fernet_payload *p, char **cause)
 int
 token_read(const char *token, struct fernet_payload *p, char **cause)
 {
-	int	 rc = -1;
+	int rc = -1;
 
 	token_maybe_reload();
 	pthread_rwlock_rdlock(&token_lock);

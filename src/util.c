@@ -35,9 +35,9 @@ util_random_bytes(void *buf, size_t len)
 void
 util_new_id(char out[ID_LEN + 1])
 {
-	static const char	 hex[] = "0123456789abcdef";
-	unsigned char		 b[16];
-	size_t			 i;
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[16];
+	size_t i;
 
 	util_random_bytes(b, sizeof b);
 	b[6] = (b[6] & 0x0f) | 0x40;
@@ -53,11 +53,11 @@ util_new_id(char out[ID_LEN + 1])
 int
 util_is_id(const char *s)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < ID_LEN; i++) {
 		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
+			(s[i] >= 'a' && s[i] <= 'f')))
 			return (0);
 	}
 	return (s[ID_LEN] == '\0');
@@ -67,7 +67,7 @@ util_is_id(const char *s)
 double
 util_now(void)
 {
-	struct timespec	 ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
@@ -77,7 +77,7 @@ util_now(void)
 uint64_t
 util_monotonic_us(void)
 {
-	struct timespec	 ts;
+	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000);
@@ -87,7 +87,7 @@ util_monotonic_us(void)
 static void
 util_format_tm(const struct tm *tm, long usec, char out[TIMESTAMP_LEN + 1])
 {
-	char	 buf[96];
+	char buf[96];
 
 	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
 	    tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday, tm->tm_hour,
@@ -100,9 +100,9 @@ util_format_tm(const struct tm *tm, long usec, char out[TIMESTAMP_LEN + 1])
 void
 util_format_time(double t, char out[TIMESTAMP_LEN + 1])
 {
-	struct tm	 tm;
-	time_t		 sec = (time_t)t;
-	long		 usec = (long)((t - (double)sec) * 1e6 + 0.5);
+	struct tm tm;
+	time_t sec = (time_t)t;
+	long usec = (long)((t - (double)sec) * 1e6 + 0.5);
 
 	if (usec >= 1000000)
 		usec = 999999;
@@ -116,8 +116,8 @@ util_format_time(double t, char out[TIMESTAMP_LEN + 1])
 void
 util_timestamp(char out[TIMESTAMP_LEN + 1])
 {
-	struct timespec	 ts;
-	struct tm	 tm;
+	struct timespec ts;
+	struct tm tm;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
@@ -128,8 +128,8 @@ util_timestamp(char out[TIMESTAMP_LEN + 1])
 int
 util_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
-	unsigned char	 da[32], db[32];
-	unsigned int	 len = 0;
+	unsigned char da[32], db[32];
+	unsigned int len = 0;
 
 	/* Hash first so that the comparison length never depends on input. */
 	if (EVP_Digest(a, alen, da, &len, EVP_sha256(), NULL) != 1 ||
@@ -142,8 +142,8 @@ util_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 int
 util_parse_long(const char *s, long min, long max, long *out)
 {
-	char	*end;
-	long	 v;
+	char *end;
+	long v;
 
 	if (s == NULL || *s == '\0')
 		return (-1);
@@ -163,11 +163,11 @@ int
 util_read_file(const char *path, size_t max, char **out, size_t *outlen,
     char **cause)
 {
-	struct stat	 st;
-	char		*buf = NULL;
-	size_t		 have = 0;
-	ssize_t		 n;
-	int		 fd;
+	struct stat st;
+	char *buf = NULL;
+	size_t have = 0;
+	ssize_t n;
+	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		xasprintf(cause, "%s: %s", path, strerror(errno));
@@ -218,8 +218,8 @@ fail:
 static int
 util_fsync_dir(const char *path)
 {
-	char	*copy, *slash;
-	int	 fd, rc;
+	char *copy, *slash;
+	int fd, rc;
 
 	copy = xstrdup(path);
 	if ((slash = strrchr(copy, '/')) == NULL) {
@@ -246,10 +246,10 @@ int
 util_write_file_atomic(const char *path, const void *data, size_t len,
     mode_t mode, char **cause)
 {
-	char		*tmp;
-	const char	*p = data;
-	ssize_t		 n;
-	int		 fd;
+	char *tmp;
+	const char *p = data;
+	ssize_t n;
+	int fd;
 
 	xasprintf(&tmp, "%s.tmp.XXXXXX", path);
 	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
@@ -299,8 +299,8 @@ fail:
 int
 util_mkdir_p(const char *path, mode_t mode)
 {
-	char	*copy, *p;
-	int	 rc = 0;
+	char *copy, *p;
+	int rc = 0;
 
 	copy = xstrdup(path);
 	for (p = copy + 1; *p != '\0'; p++) {
@@ -321,16 +321,17 @@ util_mkdir_p(const char *path, mode_t mode)
 char *
 util_b64url_encode(const void *data, size_t len)
 {
-	static const char	 tab[] =
+	static const char tab[] =
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	const unsigned char	*in = data;
-	char			*out, *o;
-	size_t			 i;
-	uint32_t		 v;
+	const unsigned char *in = data;
+	char *out, *o;
+	size_t i;
+	uint32_t v;
 
 	o = out = xmalloc((len + 2) / 3 * 4 + 1);
 	for (i = 0; i + 2 < len; i += 3) {
-		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+		    in[i + 2];
 		*o++ = tab[(v >> 18) & 63];
 		*o++ = tab[(v >> 12) & 63];
 		*o++ = tab[(v >> 6) & 63];
@@ -376,10 +377,10 @@ int
 util_b64url_decode(const char *s, size_t len, unsigned char **out,
     size_t *outlen)
 {
-	unsigned char	*buf;
-	uint32_t	 acc = 0;
-	size_t		 i, n = 0, bits = 0, pad = 0;
-	int		 v;
+	unsigned char *buf;
+	uint32_t acc = 0;
+	size_t i, n = 0, bits = 0, pad = 0;
+	int v;
 
 	while (len > 0 && s[len - 1] == '=') {
 		len--;
@@ -412,10 +413,10 @@ fail:
 void
 util_sha256_hex(const void *data, size_t len, char out[65])
 {
-	static const char	 hex[] = "0123456789abcdef";
-	unsigned char		 md[32];
-	unsigned int		 mdlen = 0;
-	size_t			 i;
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	size_t i;
 
 	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1)
 		fatalx("EVP_Digest failed");
@@ -430,13 +431,14 @@ util_sha256_hex(const void *data, size_t len, char out[65])
 char *
 util_trim(char *s)
 {
-	char	*end;
+	char *end;
 
 	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
 		s++;
 	end = s + strlen(s);
-	while (end > s && (end[-1] == ' ' || end[-1] == '\t' ||
-	    end[-1] == '\n' || end[-1] == '\r'))
+	while (end > s &&
+	    (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
+		end[-1] == '\r'))
 		end--;
 	*end = '\0';
 	return (s);

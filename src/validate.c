@@ -24,8 +24,8 @@
 #include "k8sauth.h"
 
 #define VALIDATE_MAX_URL 1024
-#define PEM_BEGIN "-----BEGIN CERTIFICATE-----"
-#define PEM_END "-----END CERTIFICATE-----"
+#define PEM_BEGIN        "-----BEGIN CERTIFICATE-----"
+#define PEM_END          "-----END CERTIFICATE-----"
 
 /* Set cause to "host <why>" and return -1. */
 static int
@@ -39,8 +39,8 @@ validate_host_fail(char **cause, const char *why)
 static int
 validate_port(const char *port, size_t len)
 {
-	long	 v = 0;
-	size_t	 i;
+	long v = 0;
+	size_t i;
 
 	if (len == 0 || len > 5)
 		return (0);
@@ -56,7 +56,7 @@ validate_port(const char *port, size_t len)
 static int
 validate_hostname(const char *name, size_t len)
 {
-	size_t	 i;
+	size_t i;
 
 	if (len == 0 || len > 253 || name[0] == '.' || name[0] == '-')
 		return (0);
@@ -72,8 +72,8 @@ validate_hostname(const char *name, size_t len)
 static int
 validate_ipv6(const char *addr, size_t len)
 {
-	char		 buf[64];
-	unsigned char	 out[16];
+	char buf[64];
+	unsigned char out[16];
 
 	if (len == 0 || len >= sizeof buf)
 		return (0);
@@ -86,8 +86,8 @@ validate_ipv6(const char *addr, size_t len)
 static int
 validate_authority(const char *a, size_t len, char **cause)
 {
-	const char	*close, *colon;
-	size_t		 hostlen;
+	const char *close, *colon;
+	size_t hostlen;
 
 	if (memchr(a, '@', len) != NULL)
 		return (validate_host_fail(cause, "must not contain userinfo"));
@@ -123,7 +123,8 @@ validate_scheme(const char *url, int allow_http, char **cause)
 	if (strncasecmp(url, "http://", 7) == 0) {
 		if (allow_http)
 			return (url + 7);
-		validate_host_fail(cause, "must use https:// "
+		validate_host_fail(cause,
+		    "must use https:// "
 		    "(http:// needs [k8s_auth] allow_insecure_http)");
 		return (NULL);
 	}
@@ -139,27 +140,31 @@ validate_scheme(const char *url, int allow_http, char **cause)
 int
 validate_host(const char *url, int allow_http, char **cause)
 {
-	const char	*rest, *slash;
-	size_t		 i, len;
+	const char *rest, *slash;
+	size_t i, len;
 
 	len = strlen(url);
 	if (len == 0 || len > VALIDATE_MAX_URL)
-		return (validate_host_fail(cause, "must be 1 to 1024 "
+		return (validate_host_fail(cause,
+		    "must be 1 to 1024 "
 		    "characters long"));
 	for (i = 0; i < len; i++) {
 		if ((unsigned char)url[i] <= 0x20 ||
 		    (unsigned char)url[i] >= 0x7f)
-			return (validate_host_fail(cause, "must not contain "
+			return (validate_host_fail(cause,
+			    "must not contain "
 			    "spaces, control or non-ASCII characters"));
 	}
 	if (strpbrk(url, "?#") != NULL)
-		return (validate_host_fail(cause, "must not have a query or "
+		return (validate_host_fail(cause,
+		    "must not have a query or "
 		    "fragment"));
 	if ((rest = validate_scheme(url, allow_http, cause)) == NULL)
 		return (-1);
 	slash = strchr(rest, '/');
 	if (slash != NULL && slash[1] != '\0')
-		return (validate_host_fail(cause, "must not have a path "
+		return (validate_host_fail(cause,
+		    "must not have a path "
 		    "other than /"));
 	len = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
 	return (validate_authority(rest, len, cause));
@@ -169,8 +174,8 @@ validate_host(const char *url, int allow_http, char **cause)
 static int
 validate_pem_block(const char *block, size_t len)
 {
-	BIO	*bio;
-	X509	*x;
+	BIO *bio;
+	X509 *x;
 
 	bio = BIO_new_mem_buf(block, (int)len);
 	if (bio == NULL)
@@ -201,8 +206,8 @@ validate_skip_space(const char *p)
 int
 validate_pem(const char *pem, char **cause)
 {
-	const char	*p, *end;
-	size_t		 n = 0;
+	const char *p, *end;
+	size_t n = 0;
 
 	if (strlen(pem) > VALIDATE_MAX_PEM) {
 		xasprintf(cause, "ca_cert must be at most %d bytes",
@@ -210,30 +215,36 @@ validate_pem(const char *pem, char **cause)
 		return (-1);
 	}
 	for (p = validate_skip_space(pem); *p != '\0';
-	    p = validate_skip_space(p)) {
+	     p = validate_skip_space(p)) {
 		n++;
 		if (strncmp(p, PEM_BEGIN, strlen(PEM_BEGIN)) != 0) {
-			xasprintf(cause, "ca_cert has data that is not a "
-			    "PEM certificate (before certificate %zu)", n);
+			xasprintf(cause,
+			    "ca_cert has data that is not a "
+			    "PEM certificate (before certificate %zu)",
+			    n);
 			return (-1);
 		}
 		end = strstr(p, PEM_END);
 		if (end == NULL) {
-			xasprintf(cause, "ca_cert certificate %zu has no END "
-			    "line", n);
+			xasprintf(cause,
+			    "ca_cert certificate %zu has no END "
+			    "line",
+			    n);
 			return (-1);
 		}
 		end += strlen(PEM_END);
 		if (validate_pem_block(p, (size_t)(end - p)) != 0) {
-			xasprintf(cause, "ca_cert certificate %zu does not "
-			    "parse", n);
+			xasprintf(cause,
+			    "ca_cert certificate %zu does not "
+			    "parse",
+			    n);
 			return (-1);
 		}
 		p = end;
 	}
 	if (n == 0) {
 		*cause = xstrdup("ca_cert must contain at least one PEM "
-		    "certificate");
+				 "certificate");
 		return (-1);
 	}
 	return (0);
@@ -243,7 +254,7 @@ validate_pem(const char *pem, char **cause)
 int
 validate_role_name(const char *name, char **cause)
 {
-	size_t	 i, n = strlen(name);
+	size_t i, n = strlen(name);
 
 	for (i = 0; i < n; i++) {
 		if (!isalnum((unsigned char)name[i]) && name[i] != '_' &&
@@ -252,7 +263,7 @@ validate_role_name(const char *name, char **cause)
 	}
 	if (n == 0 || n > 255 || i != n) {
 		*cause = xstrdup("name must be 1 to 255 characters of "
-		    "A-Z a-z 0-9 _ . -");
+				 "A-Z a-z 0-9 _ . -");
 		return (-1);
 	}
 	return (0);
@@ -262,7 +273,7 @@ validate_role_name(const char *name, char **cause)
 static int
 validate_glob(const char *g)
 {
-	const char	*p;
+	const char *p;
 
 	for (p = g; *p != '\0'; p++) {
 		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
@@ -279,13 +290,14 @@ validate_glob(const char *g)
 int
 validate_globs(const char *field, const struct strlist *sl, char **cause)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < sl->n; i++) {
 		if (validate_glob(sl->v[i]) != 0) {
-			xasprintf(cause, "%s[%zu] must be a name or a glob "
-			    "(printable, no spaces, brackets closed)", field,
-			    i);
+			xasprintf(cause,
+			    "%s[%zu] must be a name or a glob "
+			    "(printable, no spaces, brackets closed)",
+			    field, i);
 			return (-1);
 		}
 	}

@@ -35,15 +35,15 @@
 
 #define WORKER_DRAIN_POLL_MS 20
 
-static void	worker_accept_error_cb(struct evconnlistener *, void *);
+static void worker_accept_error_cb(struct evconnlistener *, void *);
 
 /* evhttp's bufferevent callback for TLS listeners: never returns NULL. */
 static struct bufferevent *
 worker_tls_bev_cb(struct event_base *base, void *arg)
 {
-	struct bufferevent	*bev;
-	SSL_CTX			*ctx;
-	SSL			*ssl;
+	struct bufferevent *bev;
+	SSL_CTX *ctx;
+	SSL *ssl;
 
 	/*
 	 * Returning NULL here would make evhttp serve plain HTTP on the TLS
@@ -65,9 +65,9 @@ worker_tls_bev_cb(struct event_base *base, void *arg)
 static struct evhttp *
 worker_evhttp_new(struct worker *w, int tls)
 {
-	const struct config	*cfg = w->cfg;
-	struct evhttp		*h;
-	struct timeval		 tv;
+	const struct config *cfg = w->cfg;
+	struct evhttp *h;
+	struct timeval tv;
 
 	if ((h = evhttp_new(w->base)) == NULL)
 		fatalx("evhttp_new failed");
@@ -82,9 +82,9 @@ worker_evhttp_new(struct worker *w, int tls)
 	tv.tv_sec = cfg->idle_timeout;
 	tv.tv_usec = 0;
 	evhttp_set_timeout_tv(h, &tv);
-	evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-	    EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
-	    EVHTTP_REQ_DELETE);
+	evhttp_set_allowed_methods(h,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+		EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
 	evhttp_set_default_content_type(h, "application/json");
 	evhttp_set_gencb(h, http_request_cb, w);
 	if (tls)
@@ -94,19 +94,18 @@ worker_evhttp_new(struct worker *w, int tls)
 
 /* Start accepting on a dup() of one of the server's listening sockets. */
 static int
-worker_listen(struct worker *w, const struct server_listener *l,
-    char **cause)
+worker_listen(struct worker *w, const struct server_listener *l, char **cause)
 {
-	struct evhttp_bound_socket	*bound;
-	struct evconnlistener		*lev;
-	int				 fd;
+	struct evhttp_bound_socket *bound;
+	struct evconnlistener *lev;
+	int fd;
 
 	if ((fd = fcntl(l->fd, F_DUPFD_CLOEXEC, 0)) == -1) {
 		xasprintf(cause, "dup: %s", strerror(errno));
 		return (-1);
 	}
-	bound = evhttp_accept_socket_with_handle(l->tls ? w->https : w->http,
-	    fd);
+	bound =
+	    evhttp_accept_socket_with_handle(l->tls ? w->https : w->http, fd);
 	if (bound == NULL) {
 		close(fd);
 		xasprintf(cause, "cannot accept on %s", l->url);
@@ -123,7 +122,7 @@ worker_listen(struct worker *w, const struct server_listener *l,
 static void
 worker_accept_resume_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct evconnlistener	*lev = arg;
+	struct evconnlistener *lev = arg;
 
 	if (server->stopping)
 		return;
@@ -137,8 +136,8 @@ worker_accept_resume_cb(evutil_socket_t fd, short events, void *arg)
 static void
 worker_accept_error_cb(struct evconnlistener *lev, void *arg)
 {
-	struct timeval	 tv = { 0, 100 * 1000 };
-	int		 err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { 0, 100 * 1000 };
+	int err = EVUTIL_SOCKET_ERROR();
 
 	log_warn("accept failed: %s; pausing the listener for 100 ms",
 	    evutil_socket_error_to_string(err));
@@ -151,8 +150,8 @@ worker_accept_error_cb(struct evconnlistener *lev, void *arg)
 static void
 worker_conn_close_cb(struct evhttp_connection *evcon, void *arg)
 {
-	struct worker	*w = arg;
-	size_t		 i;
+	struct worker *w = arg;
+	size_t i;
 
 	for (i = 0; i < w->nconns; i++) {
 		if (w->conns[i] == evcon) {
@@ -172,9 +171,9 @@ worker_conn_close_cb(struct evhttp_connection *evcon, void *arg)
 int
 worker_conn_admit(struct worker *w, struct evhttp_request *req)
 {
-	struct evhttp_connection	*evcon;
-	size_t				 i;
-	long				 n;
+	struct evhttp_connection *evcon;
+	size_t i;
+	long n;
 
 	if ((evcon = evhttp_request_get_connection(req)) == NULL)
 		return (0);
@@ -189,8 +188,8 @@ worker_conn_admit(struct worker *w, struct evhttp_request *req)
 	}
 	if (w->nconns == w->conns_cap) {
 		w->conns_cap = w->conns_cap == 0 ? 64 : w->conns_cap * 2;
-		w->conns = xreallocarray(w->conns, w->conns_cap,
-		    sizeof *w->conns);
+		w->conns =
+		    xreallocarray(w->conns, w->conns_cap, sizeof *w->conns);
 	}
 	w->conns[w->nconns++] = evcon;
 	evhttp_connection_set_closecb(evcon, worker_conn_close_cb, w);
@@ -201,9 +200,9 @@ worker_conn_admit(struct worker *w, struct evhttp_request *req)
 struct worker *
 worker_new(struct server *srv, int id, char **cause)
 {
-	struct worker	*w;
-	char		*path;
-	size_t		 i;
+	struct worker *w;
+	char *path;
+	size_t i;
 
 	w = xcalloc(1, sizeof *w);
 	w->id = id;
@@ -236,13 +235,14 @@ fail:
 static void
 worker_drain_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct worker	*w = arg;
-	struct timeval	 tv = { 0, WORKER_DRAIN_POLL_MS * 1000 };
+	struct worker *w = arg;
+	struct timeval tv = { 0, WORKER_DRAIN_POLL_MS * 1000 };
 
 	if (w->inflight <= 0 || util_monotonic_us() >= w->drain_deadline_us) {
 		if (w->inflight > 0)
 			log_warn("worker %d: stopping with %ld requests "
-			    "still in flight", w->id, w->inflight);
+				 "still in flight",
+			    w->id, w->inflight);
 		event_base_loopbreak(w->base);
 		return;
 	}
@@ -253,17 +253,18 @@ worker_drain_cb(evutil_socket_t fd, short events, void *arg)
 static void
 worker_stop_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct worker	*w = arg;
-	size_t		 i;
+	struct worker *w = arg;
+	size_t i;
 
 	/* bound[i] was made from srv->listeners[i] (worker_new). */
 	for (i = 0; i < w->nbound; i++) {
-		evhttp_del_accept_socket(w->srv->listeners[i].tls ? w->https :
-		    w->http, w->bound[i]);
+		evhttp_del_accept_socket(w->srv->listeners[i].tls ? w->https
+								  : w->http,
+		    w->bound[i]);
 	}
 	w->nbound = 0;
-	w->drain_deadline_us = util_monotonic_us() +
-	    (uint64_t)w->cfg->request_timeout * 1000000;
+	w->drain_deadline_us =
+	    util_monotonic_us() + (uint64_t)w->cfg->request_timeout * 1000000;
 	worker_drain_cb(-1, 0, w);
 }
 
@@ -275,14 +276,15 @@ worker_stop_cb(evutil_socket_t fd, short events, void *arg)
 static void
 worker_reload_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct worker	*w = arg;
-	struct config	*cfg = server_config_ref();
-	struct policy	*p;
-	char		*cause = NULL;
+	struct worker *w = arg;
+	struct config *cfg = server_config_ref();
+	struct policy *p;
+	char *cause = NULL;
 
 	if ((p = policy_new(cfg, &cause)) == NULL) {
 		log_err("worker %d: policy not reloaded, the old one stays in "
-		    "force: %s", w->id, cause);
+			"force: %s",
+		    w->id, cause);
 		free(cause);
 	} else {
 		policy_free(w->policy);
@@ -302,7 +304,7 @@ worker_reload(struct worker *w)
 static void *
 worker_main(void *arg)
 {
-	struct worker	*w = arg;
+	struct worker *w = arg;
 
 	log_debug("worker %d: running", w->id);
 	event_base_dispatch(w->base);
@@ -314,8 +316,8 @@ worker_main(void *arg)
 int
 worker_start(struct worker *w, char **cause)
 {
-	pthread_t	*t;
-	int		 rc;
+	pthread_t *t;
+	int rc;
 
 	w->stop_ev = event_new(w->base, -1, 0, worker_stop_cb, w);
 	w->drain_ev = evtimer_new(w->base, worker_drain_cb, w);
@@ -356,11 +358,11 @@ worker_free(struct worker *w)
 {
 	if (w == NULL)
 		return;
-	keystone_worker_free(w);		/* before its fetch */
+	keystone_worker_free(w); /* before its fetch */
 	if (w->fetch != NULL)
-		fetch_destroy(w->fetch);	/* before the base */
+		fetch_destroy(w->fetch); /* before the base */
 	if (w->https != NULL)
-		evhttp_free(w->https);		/* closes connections */
+		evhttp_free(w->https); /* closes connections */
 	if (w->http != NULL)
 		evhttp_free(w->http);
 	if (w->stop_ev != NULL)

@@ -19,7 +19,7 @@
 void *
 xmalloc(size_t size)
 {
-	void	*p;
+	void *p;
 
 	if (size == 0)
 		size = 1;
@@ -32,7 +32,7 @@ xmalloc(size_t size)
 void *
 xcalloc(size_t nmemb, size_t size)
 {
-	void	*p;
+	void *p;
 
 	if (nmemb == 0 || size == 0)
 		nmemb = size = 1;
@@ -46,7 +46,7 @@ xcalloc(size_t nmemb, size_t size)
 void *
 xreallocarray(void *ptr, size_t nmemb, size_t size)
 {
-	void	*p;
+	void *p;
 
 	if (nmemb == 0 || size == 0)
 		nmemb = size = 1;
@@ -62,7 +62,7 @@ xreallocarray(void *ptr, size_t nmemb, size_t size)
 char *
 xstrdup(const char *s)
 {
-	char	*p;
+	char *p;
 
 	if ((p = strdup(s)) == NULL)
 		fatalx("xstrdup: out of memory");
@@ -73,7 +73,7 @@ xstrdup(const char *s)
 char *
 xstrndup(const char *s, size_t n)
 {
-	char	*p;
+	char *p;
 
 	if ((p = strndup(s, n)) == NULL)
 		fatalx("xstrndup: out of memory");
@@ -84,7 +84,7 @@ xstrndup(const char *s, size_t n)
 int
 xvasprintf(char **ret, const char *fmt, va_list ap)
 {
-	int	 n;
+	int n;
 
 	n = vasprintf(ret, fmt, ap);
 	if (n == -1)
@@ -96,8 +96,8 @@ xvasprintf(char **ret, const char *fmt, va_list ap)
 int
 xasprintf(char **ret, const char *fmt, ...)
 {
-	va_list	 ap;
-	int	 n;
+	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
 	n = xvasprintf(ret, fmt, ap);
