@@ -162,10 +162,11 @@ function M.has_role(cred, name)
 	return false
 end
 
--- is_admin(cred): the bootstrap token and callers the server classified
--- as admin (cred.is_admin), or the "admin" role on a system-scoped token.
--- An "admin" role on a project or domain scope is NOT cloud admin: that
--- is the Keystone hole (bug 968696) this policy refuses to copy.
+-- is_admin(cred): callers the server classified as admin (cred.is_admin:
+-- the bootstrap token, and Keystone tokens with the "admin" role in any
+-- scope, as Keystone's default policy treats role:admin), or the "admin"
+-- role on a system-scoped credential.  See docs/policy.md for demanding
+-- system scope instead.
 function M.is_admin(cred)
 	if type(cred) ~= "table" then
 		return false
