@@ -52,6 +52,9 @@ C="--config $D/keystone-k8s-auth.conf"
 $BIN fernet-setup $C >/dev/null
 $BIN credential-setup $C >/dev/null
 [ -f "$D/admin-token" ] || $BIN bootstrap $C >/dev/null
+# Every run of the demo starts from an empty database.
+rm -f "$D/keystone-k8s-auth.db" "$D/keystone-k8s-auth.db-wal" \
+    "$D/keystone-k8s-auth.db-shm"
 $BIN db-sync $C >/dev/null
 
 pids=
@@ -108,6 +111,16 @@ SUBJECT=$(sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: *//p' "$D/login.headers" | tr -d 
 echo "X-Subject-Token: $(printf '%s' "$SUBJECT" | cut -c1-24)..."
 echo "== and the token validates: GET $U/v3/auth/tokens"
 ac -o /dev/null -w 'HTTP %{http_code}\n' -H "X-Subject-Token: $SUBJECT" "$U/v3/auth/tokens"
+
+# DEMO_THEN: run a command against the running set-up instead of waiting
+# (bench/run.sh uses it); the variables below describe the set-up.
+if [ -n "${DEMO_THEN:-}" ]; then
+	export DEMO_URL="$U" DEMO_INSTANCE="$IID" DEMO_JWT="$JWT" \
+	    DEMO_ADMIN_TOKEN="$TOKEN" DEMO_K8S="$K" DEMO_CA="$D/ca.pem" \
+	    DEMO_SERVER_PID="${pids##* }" DEMO_DIR="$D"
+	sh -c "$DEMO_THEN"
+	exit $?
+fi
 
 cat <<EOM
 
