@@ -344,14 +344,17 @@ http_reply_error(struct request *r, int status, const char *reason,
 {
 	cJSON *body, *err;
 	va_list ap;
-	char *msg;
+	char *msg, *path;
 
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
-	if (status >= 500)
-		log_warn("%s %s: %d %s: %s", http_method_name(r->method),
-		    r->path, status, reason, msg);
+	if (status >= 500) {
+		path = log_escape(r->path, 200);
+		log_warn("%s %s: %d %s: %s", http_method_name(r->method), path,
+		    status, reason, msg);
+		free(path);
+	}
 	r->reason = reason; /* a static string, read by http_finish */
 	body = cJSON_CreateObject();
 	err = cJSON_AddObjectToObject(body, "error");
@@ -684,11 +687,14 @@ static void
 http_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct request *r = arg;
+	char *path;
 
 	if (r->replied)
 		return;
+	path = log_escape(r->path, 200);
 	log_warn("request %s %s exceeded request_timeout",
-	    http_method_name(r->method), r->path);
+	    http_method_name(r->method), path);
+	free(path);
 	http_ref(r); /* cancel may drop the handler's reference */
 	if (r->cancel != NULL)
 		r->cancel(r);
@@ -849,12 +855,15 @@ http_park_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct request *r = arg;
 	bufferevent_event_cb eventcb = ((struct http_park *)r->park)->eventcb;
 	void *cbarg = ((struct http_park *)r->park)->cbarg;
+	char *path;
 
 	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) == 0)
 		return;
 	http_park_restore(r);
+	path = log_escape(r->path, 200);
 	log_info("%s: client went away during %s %s", r->client_ip,
-	    http_method_name(r->method), r->path);
+	    http_method_name(r->method), path);
+	free(path);
 	http_ref(r);
 	if (eventcb != NULL)
 		eventcb(bev, what, cbarg);
