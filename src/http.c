@@ -642,6 +642,26 @@ http_route_match(const struct http_route *rt, char **seg, size_t n,
 	return (ok);
 }
 
+/* Allow: the methods of a path's routes (GET brings HEAD). */
+static void
+http_allow_header(struct request *r, int allowed)
+{
+	static const enum http_method order[] = { HM_GET, HM_HEAD, HM_POST,
+		HM_PATCH, HM_PUT, HM_DELETE };
+	char allow[64] = "";
+	size_t i, n = 0;
+
+	if (allowed & HM_GET)
+		allowed |= HM_HEAD;
+	for (i = 0; i < sizeof order / sizeof *order; i++) {
+		if ((allowed & (int)order[i]) == 0)
+			continue;
+		n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s",
+		    n == 0 ? "" : ", ", http_method_name(order[i]));
+	}
+	http_set_header(r, "Allow", allow);
+}
+
 /* Find the route for a request: 0, or replies 404/405 and -1. */
 static const struct http_route *
 http_route_find(struct request *r)
@@ -671,10 +691,7 @@ http_route_find(struct request *r)
 	free(copy);
 	if (allowed != 0) {
 		r->route = "405";
-		http_set_header(r, "Allow",
-		    (allowed & HM_POST)
-			? ((allowed & HM_GET) ? "GET, HEAD, POST" : "POST")
-			: "GET, HEAD, PATCH, PUT, DELETE");
+		http_allow_header(r, allowed);
 		http_reply_error(r, 405, "method_not_allowed",
 		    "%s is not allowed on %s", http_method_name(r->method),
 		    r->path);

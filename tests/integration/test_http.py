@@ -367,3 +367,20 @@ def test_untrusted_path_cannot_forge_log_lines():
         for line in srv.log_text().splitlines():
             check(not line.startswith(mark),
                   "a client forged a log line: %r" % line)
+
+
+def test_405_allow_header_lists_exactly_the_route_methods():
+    cases = [
+        ("POST", "/metrics", "GET, HEAD"),
+        ("DELETE", "/healthz", "GET, HEAD"),
+        ("PUT", "/v3/auth/tokens", "GET, HEAD"),
+        ("POST", "/v4/k8s_auth/roles", "GET, HEAD"),
+        ("GET", "/v4/k8s_auth/instances/x/auth", "POST"),
+        ("DELETE", RST, "GET, HEAD, POST"),
+        ("POST", RST + "/x", "GET, HEAD, PATCH, PUT, DELETE"),
+    ]
+    for method, path, allow in cases:
+        r = SRV.req(method, path, body={} if method in ("POST", "PUT")
+                    else None)
+        assert_error(r, 405, "method_not_allowed")
+        eq(r.headers.get("allow"), allow, "Allow of %s %s" % (method, path))
