@@ -103,15 +103,18 @@ login_refuse(struct login *l, int status, const char *reason, const char *fmt,
     ...)
 {
 	va_list ap;
-	char *msg;
+	char *msg, *inst, *role;
 
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
+	/* The instance id and role name are the client's: escape them. */
+	inst = log_escape(l->r->params[0], 100);
+	role = log_escape(l->role_name != NULL ? l->role_name : "-", 100);
 	log_info("login refused: %s (%s) instance=%s role=%s jwt=sha256:%s",
-	    reason, msg, l->r->params[0],
-	    l->role_name != NULL ? l->role_name : "-",
-	    l->jwt_id[0] != '\0' ? l->jwt_id : "-");
+	    reason, msg, inst, role, l->jwt_id[0] != '\0' ? l->jwt_id : "-");
+	free(inst);
+	free(role);
 	http_reply_error(l->r, status, reason, "%s", msg);
 	free(msg);
 }

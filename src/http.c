@@ -344,14 +344,17 @@ http_reply_error(struct request *r, int status, const char *reason,
 {
 	cJSON *body, *err;
 	va_list ap;
-	char *msg;
+	char *msg, *path;
 
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
-	if (status >= 500)
-		log_warn("%s %s: %d %s: %s", http_method_name(r->method),
-		    r->path, status, reason, msg);
+	if (status >= 500) {
+		path = log_escape(r->path, 200);
+		log_warn("%s %s: %d %s: %s", http_method_name(r->method), path,
+		    status, reason, msg);
+		free(path);
+	}
 	r->reason = reason; /* a static string, read by http_finish */
 	body = cJSON_CreateObject();
 	err = cJSON_AddObjectToObject(body, "error");
@@ -639,6 +642,26 @@ http_route_match(const struct http_route *rt, char **seg, size_t n,
 	return (ok);
 }
 
+/* Allow: the methods of a path's routes (GET brings HEAD). */
+static void
+http_allow_header(struct request *r, int allowed)
+{
+	static const enum http_method order[] = { HM_GET, HM_HEAD, HM_POST,
+		HM_PATCH, HM_PUT, HM_DELETE };
+	char allow[64] = "";
+	size_t i, n = 0;
+
+	if (allowed & HM_GET)
+		allowed |= HM_HEAD;
+	for (i = 0; i < sizeof order / sizeof *order; i++) {
+		if ((allowed & (int)order[i]) == 0)
+			continue;
+		n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s",
+		    n == 0 ? "" : ", ", http_method_name(order[i]));
+	}
+	http_set_header(r, "Allow", allow);
+}
+
 /* Find the route for a request: 0, or replies 404/405 and -1. */
 static const struct http_route *
 http_route_find(struct request *r)
@@ -668,10 +691,7 @@ http_route_find(struct request *r)
 	free(copy);
 	if (allowed != 0) {
 		r->route = "405";
-		http_set_header(r, "Allow",
-		    (allowed & HM_POST)
-			? ((allowed & HM_GET) ? "GET, HEAD, POST" : "POST")
-			: "GET, HEAD, PATCH, PUT, DELETE");
+		http_allow_header(r, allowed);
 		http_reply_error(r, 405, "method_not_allowed",
 		    "%s is not allowed on %s", http_method_name(r->method),
 		    r->path);
@@ -684,11 +704,14 @@ static void
 http_deadline_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct request *r = arg;
+	char *path;
 
 	if (r->replied)
 		return;
+	path = log_escape(r->path, 200);
 	log_warn("request %s %s exceeded request_timeout",
-	    http_method_name(r->method), r->path);
+	    http_method_name(r->method), path);
+	free(path);
 	http_ref(r); /* cancel may drop the handler's reference */
 	if (r->cancel != NULL)
 		r->cancel(r);
@@ -849,12 +872,15 @@ http_park_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct request *r = arg;
 	bufferevent_event_cb eventcb = ((struct http_park *)r->park)->eventcb;
 	void *cbarg = ((struct http_park *)r->park)->cbarg;
+	char *path;
 
 	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) == 0)
 		return;
 	http_park_restore(r);
+	path = log_escape(r->path, 200);
 	log_info("%s: client went away during %s %s", r->client_ip,
-	    http_method_name(r->method), r->path);
+	    http_method_name(r->method), path);
+	free(path);
 	http_ref(r);
 	if (eventcb != NULL)
 		eventcb(bev, what, cbarg);

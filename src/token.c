@@ -28,6 +28,7 @@ int
 token_init(const struct config *cfg, char **cause)
 {
 	struct fernet_keys *keys;
+	size_t n;
 
 	if (fernet_methods_mask(cfg->auth_methods, cfg->auth_method,
 		&token_methods, cause) != 0)
@@ -35,6 +36,7 @@ token_init(const struct config *cfg, char **cause)
 	if ((keys = fernet_keys_load(cfg->fernet_key_repository, cause)) ==
 	    NULL)
 		return (-1);
+	n = fernet_keys_count(keys); /* a reload may free keys once unlocked */
 	pthread_rwlock_wrlock(&token_lock);
 	fernet_keys_free(token_keys);
 	token_keys = keys;
@@ -42,28 +44,46 @@ token_init(const struct config *cfg, char **cause)
 	token_repo = xstrdup(cfg->fernet_key_repository);
 	pthread_rwlock_unlock(&token_lock);
 	token_checked = util_now();
-	log_info("fernet keys: %zu loaded from %s", fernet_keys_count(keys),
+	log_info("fernet keys: %zu loaded from %s", n,
 	    cfg->fernet_key_repository);
 	return (0);
 }
 
-/* Re-read the repository; a failure keeps the keys in use. */
+/*
+ * Re-read the repository; a failure keeps the keys in use.  Workers and
+ * the main thread (SIGHUP, which may also switch repositories in
+ * token_init) call this concurrently: the path is copied under the lock,
+ * and keys read from a repository no longer in use are dropped.
+ */
 int
 token_reload(char **cause)
 {
 	struct fernet_keys *keys, *old;
+	char *repo = NULL;
+	size_t n;
 
-	if (token_repo == NULL)
-		return (0);
-	if ((keys = fernet_keys_load(token_repo, cause)) == NULL)
-		return (-1);
-	pthread_rwlock_wrlock(&token_lock);
-	old = token_keys;
-	token_keys = keys;
+	pthread_rwlock_rdlock(&token_lock);
+	if (token_repo != NULL)
+		repo = xstrdup(token_repo);
 	pthread_rwlock_unlock(&token_lock);
+	if (repo == NULL)
+		return (0);
+	if ((keys = fernet_keys_load(repo, cause)) == NULL) {
+		free(repo);
+		return (-1);
+	}
+	n = fernet_keys_count(keys);
+	pthread_rwlock_wrlock(&token_lock);
+	if (token_repo != NULL && strcmp(token_repo, repo) == 0) {
+		old = token_keys;
+		token_keys = keys;
+	} else
+		old = keys; /* the repository changed meanwhile */
+	pthread_rwlock_unlock(&token_lock);
+	if (old != keys)
+		log_info("fernet keys: %zu loaded from %s", n, repo);
 	fernet_keys_free(old);
-	log_info("fernet keys: %zu loaded from %s", fernet_keys_count(keys),
-	    token_repo);
+	free(repo);
 	return (0);
 }
 

@@ -1,13 +1,15 @@
 """Request limits, content negotiation and transport (API.md §0, DESIGN)."""
 import http.client
 import json
+import os
 import socket
 import ssl
 import threading
 import time
 import warnings
 
-from harness import Server, assert_error, check, eq, fail, wait_for
+from harness import (Server, assert_error, check, eq, fail, free_ports,
+                     wait_for)
 
 SRV = None
 RST = "/v4/tokens/restrictions"
@@ -339,3 +341,46 @@ def test_idle_connection_closed_after_idle_timeout():
         check(waited < 5, "closed after %.1f s (idle_timeout 1 s)" % waited)
         still = srv.req("GET", "/healthz", token=None)
         eq(still.status, 200, "serving after")
+
+
+def test_untrusted_path_cannot_forge_log_lines():
+    # A 5xx is logged with the request's path; the path is the client's
+    # (decoded), so a %0a in it must not start a forged log line.  With
+    # Keystone unreachable any unknown X-Auth-Token gets 503, so this needs
+    # no credential at all.
+    port = free_ports(1)[0]
+    srv = Server(name="pathlog")
+    secret = os.path.join(srv.dir, "app-secret")
+    with open(secret, "w") as f:
+        f.write("not-a-real-secret\n")
+    os.chmod(secret, 0o600)
+    srv.extra = {"keystone": {
+        "url": "http://127.0.0.1:%d/v3" % port,
+        "application_credential_id": "app",
+        "application_credential_secret_file": secret}}
+    srv._write_config()
+    with srv:
+        mark = "FORGED-%d" % port
+        r = srv.req("GET", RST + "/x%0a" + mark, token="not-a-token")
+        eq(r.status, 503, "unknown token with Keystone down")
+        wait_for(lambda: mark in srv.log_text(), what="503 logged")
+        for line in srv.log_text().splitlines():
+            check(not line.startswith(mark),
+                  "a client forged a log line: %r" % line)
+
+
+def test_405_allow_header_lists_exactly_the_route_methods():
+    cases = [
+        ("POST", "/metrics", "GET, HEAD"),
+        ("DELETE", "/healthz", "GET, HEAD"),
+        ("PUT", "/v3/auth/tokens", "GET, HEAD"),
+        ("POST", "/v4/k8s_auth/roles", "GET, HEAD"),
+        ("GET", "/v4/k8s_auth/instances/x/auth", "POST"),
+        ("DELETE", RST, "GET, HEAD, POST"),
+        ("POST", RST + "/x", "GET, HEAD, PATCH, PUT, DELETE"),
+    ]
+    for method, path, allow in cases:
+        r = SRV.req(method, path, body={} if method in ("POST", "PUT")
+                    else None)
+        assert_error(r, 405, "method_not_allowed")
+        eq(r.headers.get("allow"), allow, "Allow of %s %s" % (method, path))

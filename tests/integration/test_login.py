@@ -608,3 +608,20 @@ def test_a_login_token_cannot_validate_another_token():
     check(b"X-Subject-Token" not in r.raw and "x-subject-token" not in
           r.headers, "B echoed to A")
     eq(validate(SRV, b, token=b).status, 200, "self-validation of B")
+
+
+def test_untrusted_instance_id_and_role_cannot_forge_log_lines():
+    # The instance id (a decoded path segment) and the role name (from the
+    # body) are the client's: a newline in either must not start a new,
+    # forged line in the server log.
+    L = Login(SRV, K8S)
+    jwt = L.jwt()
+    mark = unique("FORGED")
+    r = SRV.req("POST", LOGIN_FMT % ("x%0a" + mark + "-inst"),
+                {"k8s_role": L.role_name, "jwt": jwt}, token=None)
+    refuse(r, 404, "instance_not_found")
+    refuse(L.login(jwt, role="r\n" + mark + "-role"), 404, "role_not_found")
+    wait_for(lambda: mark + "-role" in SRV.log_text(), what="refusal logged")
+    for line in SRV.log_text().splitlines():
+        check(not line.startswith(mark),
+              "a client forged a log line: %r" % line)
