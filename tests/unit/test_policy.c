@@ -641,6 +641,12 @@ test_rebuild(void **state)
 	    "string.rep('x', 1000) .. #keep end end,\n"
 	    "  ok = function() return #keep == 0, 'kept ' .. #keep end,\n"
 	    "}\n", 0644);
+	/*
+	 * Budget time generously: this test is about memory, and a loaded
+	 * machine (or a sanitizer build) must not hit the time limit first.
+	 */
+	assert_int_equal(config_set(f->cfg, "policy", "instruction_limit",
+	    "1000000000", NULL), 0);
 	p = load(f);
 	assert_int_equal(decide(p, "fill", &reason), POLICY_ERROR);
 	assert_non_null(strstr(reason, "memory limit"));
