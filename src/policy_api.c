@@ -90,12 +90,26 @@ policy_api_ro_newindex(lua_State *L)
 	return (luaL_error(L, "attempt to modify a read-only table"));
 }
 
+/*
+ * The iterator __pairs hands out: next over the real table (upvalue 1),
+ * which itself is never given to the script.  [-2, +1|2, e]
+ */
+static int
+policy_api_ro_next(lua_State *L)
+{
+	lua_settop(L, 2);
+	if (lua_next(L, lua_upvalueindex(1)) != 0)
+		return (2);
+	lua_pushnil(L);
+	return (1);
+}
+
 /* __pairs of a read-only proxy: iterate the real table.  [-0, +3] */
 static int
 policy_api_ro_pairs(lua_State *L)
 {
-	lua_getglobal(L, "next"); /* the real next, not the script's */
-	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_pushvalue(L, lua_upvalueindex(1)); /* policy_api_ro_next */
+	lua_pushvalue(L, 1);
 	lua_pushnil(L);
 	return (3);
 }
@@ -121,6 +135,7 @@ policy_api_readonly(lua_State *L)
 	lua_pushcfunction(L, policy_api_ro_newindex);
 	lua_setfield(L, -2, "__newindex");
 	lua_pushvalue(L, -3);
+	lua_pushcclosure(L, policy_api_ro_next, 1);
 	lua_pushcclosure(L, policy_api_ro_pairs, 1);
 	lua_setfield(L, -2, "__pairs");
 	lua_pushvalue(L, -3);
