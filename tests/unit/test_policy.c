@@ -795,6 +795,39 @@ test_pairs_proxy(void **state)
 	free(reason);
 }
 
+/* C loops the count hook cannot see (table.move, insert, remove). */
+static const char cloop_api[] =
+    "local big = setmetatable({}, {__len = function() "
+    "return math.maxinteger - 2 end})\n"
+    "return {\n"
+    "  ok = function() return true end,\n"
+    "  upper = function() return true end,\n"
+    "  move = function() table.move({}, 1, math.maxinteger - 1, 1) "
+    "return true end,\n"
+    "  insert = function() table.insert(big, 1, 'x') return true end,\n"
+    "  remove = function() table.remove(big, 1) return true end,\n"
+    "  small = function() local t = table.move({1, 2, 3}, 1, 3, 2) "
+    "table.insert(t, 1, 0) table.remove(t, 1) "
+    "return #t == 4 and t[4] == 3 end,\n"
+    "}\n";
+
+static void
+test_hostile_c_loops(void **state)
+{
+	struct fixture	*f = *state;
+	struct policy	*p;
+	char		*reason = NULL;
+	time_t		 t0 = time(NULL);
+
+	testlib_write(f->dir, "api.lua", cloop_api, 0644);
+	p = load(f);
+	assert_int_equal(decide(p, "small", &reason), POLICY_ALLOW);
+	assert_contained(p, "move", "instruction budget");
+	assert_contained(p, "insert", "instruction budget");
+	assert_contained(p, "remove", "instruction budget");
+	assert_true(time(NULL) - t0 < 5);
+}
+
 int
 main(void)
 {
@@ -825,6 +858,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_independent_engines,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pairs_proxy, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_c_loops, setup,
 		    teardown),
 	};
 
