@@ -175,6 +175,17 @@ api_role_check_restriction(struct request *r, const struct role *ro)
 
 	rc =
 	    store_restriction_get(r->worker->db, ro->token_restriction_id, &rs);
+	/*
+	 * Only an admin learns that the id is another domain's restriction;
+	 * anyone else gets the answer for an id that does not exist, so
+	 * other domains' ids cannot be probed through a role write.
+	 */
+	if (rc == STORE_OK && !r->caller.is_admin &&
+	    strcmp(rs->domain_id, ro->domain_id) != 0) {
+		restriction_free(rs);
+		rs = NULL;
+		rc = STORE_NOT_FOUND;
+	}
 	if (rc == STORE_NOT_FOUND) {
 		http_reply_error(r, 400, "invalid_restriction",
 		    "token_restriction_id: token restriction %.64s does not "

@@ -14,8 +14,8 @@
  *		lua/, [policy] lua_dir, [policy] dir; text only)
  *   string	without dump; find/match/gmatch/gsub/rep wrapped: sizes
  *		capped, estimated cost charged to the instruction budget
- *   table	sort capped; sort and concat charged; math, utf8,
- *		coroutine as they are
+ *   table	sort capped; sort, concat, move, insert and remove
+ *		charged; math, utf8, coroutine as they are
  *   os		time, clock, date only
  *   k8sauth_core	log(level, msg), protected_roles (read-only list)
  *
@@ -90,12 +90,26 @@ policy_api_ro_newindex(lua_State *L)
 	return (luaL_error(L, "attempt to modify a read-only table"));
 }
 
+/*
+ * The iterator __pairs hands out: next over the real table (upvalue 1),
+ * which itself is never given to the script.  [-2, +1|2, e]
+ */
+static int
+policy_api_ro_next(lua_State *L)
+{
+	lua_settop(L, 2);
+	if (lua_next(L, lua_upvalueindex(1)) != 0)
+		return (2);
+	lua_pushnil(L);
+	return (1);
+}
+
 /* __pairs of a read-only proxy: iterate the real table.  [-0, +3] */
 static int
 policy_api_ro_pairs(lua_State *L)
 {
-	lua_getglobal(L, "next"); /* the real next, not the script's */
-	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_pushvalue(L, lua_upvalueindex(1)); /* policy_api_ro_next */
+	lua_pushvalue(L, 1);
 	lua_pushnil(L);
 	return (3);
 }
@@ -121,6 +135,7 @@ policy_api_readonly(lua_State *L)
 	lua_pushcfunction(L, policy_api_ro_newindex);
 	lua_setfield(L, -2, "__newindex");
 	lua_pushvalue(L, -3);
+	lua_pushcclosure(L, policy_api_ro_next, 1);
 	lua_pushcclosure(L, policy_api_ro_pairs, 1);
 	lua_setfield(L, -2, "__pairs");
 	lua_pushvalue(L, -3);
@@ -483,6 +498,44 @@ policy_api_sort(lua_State *L)
 	return (0);
 }
 
+/*
+ * table.move(a1, f, e, t [, a2]): the elements copied are charged before
+ * the copy, a C loop the count hook never sees.  [-5, +1, e]
+ */
+static int
+policy_api_move(lua_State *L)
+{
+	lua_Integer f, e;
+
+	f = luaL_checkinteger(L, 2);
+	e = luaL_checkinteger(L, 3);
+	if (e >= f)
+		policy_charge(L, (double)e - (double)f + 1);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return (1);
+}
+
+/*
+ * table.insert and table.remove: the elements they may shift (the
+ * length, which __len can make as large as it likes) are charged before
+ * the C loop runs.  [-n, +r, e]
+ */
+static int
+policy_api_shift(lua_State *L)
+{
+	lua_Integer n;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	if ((n = luaL_len(L, 1)) > 0)
+		policy_charge(L, (double)n);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+	return (lua_gettop(L));
+}
+
 /* table.concat(...), its result charged by length.  [-4, +1, e] */
 static int
 policy_api_concat(lua_State *L)
@@ -608,6 +661,9 @@ policy_api_sandbox(lua_State *L, struct policy *p)
 	lua_getfield(L, -1, LUA_TABLIBNAME);
 	policy_api_wrap(L, -1, "sort", policy_api_sort, 0);
 	policy_api_wrap(L, -1, "concat", policy_api_concat, 0);
+	policy_api_wrap(L, -1, "move", policy_api_move, 0);
+	policy_api_wrap(L, -1, "insert", policy_api_shift, 0);
+	policy_api_wrap(L, -1, "remove", policy_api_shift, 0);
 	lua_pop(L, 1);
 	lua_getfield(L, -1, LUA_OSLIBNAME);
 	policy_api_pick(L, -1, os_names);

@@ -529,6 +529,31 @@ def case_manager_forbidden_in_domain_b():
                       token=tok), 403)
 
 
+@_needs_policy
+def case_manager_cannot_probe_other_domain_restriction():
+    # A role naming domain B's restriction answers like an unknown id, so
+    # a manager of A learns nothing about B's restriction ids.
+    b = C.env["domain_b"]["id"]
+    r = C.srv.call("POST", "/v4/tokens/restrictions", restriction_body(
+        b, C.env["user_b"]["id"], C.env["project_b"]["id"],
+        [(C.env["roles"]["member"], "member")]))
+    expect(r, 201)
+    rid_b = r.json()["restriction"]["id"]
+    path = "/v4/k8s_auth/instances/%s/roles" % C.inst_a
+
+    def answer(rid):
+        r = C.srv.call("POST", path, {"role": {
+            "name": "probe", "bound_service_account_names": ["a"],
+            "bound_service_account_namespaces": ["b"],
+            "token_restriction_id": rid}}, token=C.manager_tok)
+        expect(r, 400, "invalid_restriction")
+        return r.json()["error"]["message"].replace(rid, "ID")
+
+    unknown = answer("f" * 32)
+    foreign = answer(rid_b)
+    assert foreign == unknown, (foreign, unknown)
+
+
 def case_manager_foreign_user_refused():
     # A manager of A naming domain B's user in an A restriction: refused
     # (400 from Keystone's answer, or 403 if the policy already says no);

@@ -753,6 +753,87 @@ test_independent_engines(void **state)
 	assert_int_equal(policy_validate(f->cfg, &cause), 0);
 }
 
+/* pairs() on a library proxy must not hand out the real, writable table. */
+static const char pairs_api[] =
+    "return {\n"
+    "  tamper = function()\n"
+    "    local _, t = pairs(k8sauth_core.protected_roles)\n"
+    "    if type(t) == 'table' then rawset(t, 1, nil) end\n"
+    "    local _, s = pairs(string)\n"
+    "    if type(s) == 'table' then rawset(s, 'upper', function() "
+    "return 'x' end) end\n"
+    "    return true\n"
+    "  end,\n"
+    "  check = function()\n"
+    "    local n = 0\n"
+    "    for k, v in pairs(k8sauth_core.protected_roles) do n = n + 1 end\n"
+    "    if n ~= 2 or k8sauth_core.protected_roles[1] ~= 'admin' then\n"
+    "      return false, 'protected roles changed: ' .. n\n"
+    "    end\n"
+    "    if ('a'):upper() ~= 'A' then return false, 'string changed' end\n"
+    "    local seen = {}\n"
+    "    for k in pairs(string) do seen[k] = true end\n"
+    "    if not seen.upper or not seen.find then\n"
+    "      return false, 'pairs misses fields'\n"
+    "    end\n"
+    "    return true\n"
+    "  end,\n"
+    "}\n";
+
+static void
+test_pairs_proxy(void **state)
+{
+	struct fixture	*f = *state;
+	struct policy	*p;
+	char		*reason = NULL;
+	int		 rc;
+
+	testlib_write(f->dir, "api.lua", pairs_api, 0644);
+	p = load(f);
+	/* Whatever tamper gets to do, check must still see the originals. */
+	(void)decide(p, "tamper", &reason);
+	free(reason);
+	reason = NULL;
+	rc = decide(p, "check", &reason);
+	if (rc != POLICY_ALLOW)
+		fail_msg("library tables changed through pairs(): %s",
+		    reason != NULL ? reason : "-");
+	free(reason);
+}
+
+/* C loops the count hook cannot see (table.move, insert, remove). */
+static const char cloop_api[] =
+    "local big = setmetatable({}, {__len = function() "
+    "return math.maxinteger - 2 end})\n"
+    "return {\n"
+    "  ok = function() return true end,\n"
+    "  upper = function() return true end,\n"
+    "  move = function() table.move({}, 1, math.maxinteger - 1, 1) "
+    "return true end,\n"
+    "  insert = function() table.insert(big, 1, 'x') return true end,\n"
+    "  remove = function() table.remove(big, 1) return true end,\n"
+    "  small = function() local t = table.move({1, 2, 3}, 1, 3, 2) "
+    "table.insert(t, 1, 0) table.remove(t, 1) "
+    "return #t == 4 and t[4] == 3 end,\n"
+    "}\n";
+
+static void
+test_hostile_c_loops(void **state)
+{
+	struct fixture	*f = *state;
+	struct policy	*p;
+	char		*reason = NULL;
+	time_t		 t0 = time(NULL);
+
+	testlib_write(f->dir, "api.lua", cloop_api, 0644);
+	p = load(f);
+	assert_int_equal(decide(p, "small", &reason), POLICY_ALLOW);
+	assert_contained(p, "move", "instruction budget");
+	assert_contained(p, "insert", "instruction budget");
+	assert_contained(p, "remove", "instruction budget");
+	assert_true(time(NULL) - t0 < 5);
+}
+
 int
 main(void)
 {
@@ -782,6 +863,10 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_independent_engines,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pairs_proxy, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_c_loops, setup,
+		    teardown),
 	};
 
 	log_open(LOGL_ERR, 0);
