@@ -15,7 +15,9 @@
 --     domain_id filter is admin-only);
 --   * nobody but admin may put a role named in [policy] protected_roles
 --     into a token restriction (create and update, by role name; a role
---     without a name cannot be checked and is refused);
+--     without a name cannot be checked and is refused), change a
+--     restriction that grants one, or bind a k8s role to such a
+--     restriction;
 --   * an update must not move an object to another domain (or a role to
 --     another instance).
 --   * token:validate: admin, the "service" role, or the token's own user.
@@ -119,8 +121,26 @@ local function update_stays(kind, obj, update)
 	return true
 end
 
--- Checks that bind everyone but admin, whatever the role.
+-- Checks that bind everyone but admin, whatever the role.  A restriction
+-- that grants a protected role (or a role without a name) is an admin's:
+-- nobody else may bind a k8s role to it or change it, since either would
+-- hand its roles to service accounts of their choosing.
 local function content_allowed(kind, op, target)
+	if kind == "role" and (op == "create" or op == "update") and
+	    type(target.restriction) == "table" then
+		local ok, why = roles_allowed(target.restriction.roles)
+		if not ok then
+			return false, "the role's token restriction: " .. why
+		end
+	end
+	if kind == "restriction" and op == "update" and
+	    type(target.restriction) == "table" then
+		local ok = roles_allowed(target.restriction.roles)
+		if not ok then
+			return false, "only an admin may change a token " ..
+			    "restriction that grants a protected role"
+		end
+	end
 	if kind == "restriction" and op == "create" then
 		local ok, why = roles_allowed(target.restriction.roles)
 		if not ok then

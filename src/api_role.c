@@ -242,6 +242,19 @@ static void
 api_role_commit(struct request *r, const char *action, cJSON *target,
     struct role *ro, int create)
 {
+	struct restriction *rs = NULL;
+
+	/*
+	 * The policy sees the restriction the role will point at (when it
+	 * is in the role's domain), so it can refuse binding a role to a
+	 * restriction that grants a protected role.
+	 */
+	if (store_restriction_get(r->worker->db, ro->token_restriction_id,
+		&rs) == STORE_OK &&
+	    strcmp(rs->domain_id, ro->domain_id) == 0)
+		cJSON_AddItemToObject(target, "restriction",
+		    api_restriction_json(rs));
+	restriction_free(rs);
 	if (auth_require(r, action, target) != 0)
 		return;
 	if (api_role_check_restriction(r, ro) != 0)

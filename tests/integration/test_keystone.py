@@ -515,6 +515,30 @@ def case_manager_cannot_smuggle_admin_role():
     expect(r, 403)
 
 
+@_needs_policy
+def case_manager_cannot_use_admin_granting_restriction():
+    # An admin made a restriction in A that grants admin: a manager of A
+    # may neither bind a k8s role to it nor change who it is for.
+    a = C.env["domain_a"]["id"]
+    r = C.srv.call("POST", "/v4/tokens/restrictions", restriction_body(
+        a, C.env["user"]["id"], C.env["project"]["id"],
+        [(C.env["roles"]["admin"], "admin")]))
+    expect(r, 201)
+    rid = r.json()["restriction"]["id"]
+    r = C.srv.call("POST", "/v4/k8s_auth/instances/%s/roles" % C.inst_a,
+                   {"role": {"name": "grab-admin",
+                             "bound_service_account_names": ["*"],
+                             "bound_service_account_namespaces": ["*"],
+                             "token_restriction_id": rid}},
+                   token=C.manager_tok)
+    expect(r, 403)
+    r = C.srv.call("PATCH", "/v4/tokens/restrictions/%s" % rid,
+                   {"restriction": {"project_id": C.env["project"]["id"]}},
+                   token=C.manager_tok)
+    expect(r, 403)
+    expect(C.srv.call("DELETE", "/v4/tokens/restrictions/%s" % rid), 204)
+
+
 def case_manager_forbidden_in_domain_b():
     b = C.env["domain_b"]["id"]
     tok = C.manager_tok

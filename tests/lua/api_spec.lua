@@ -211,6 +211,37 @@ describe("api.lua", function()
 			assert.is_true(allowed("token_restriction:update", sysadmin, t))
 		end)
 
+		it("update: a restriction granting admin is an admin's", function()
+			local t = with_roles({ { id = "b", name = "admin" } })
+			t.update = { user_id = "someone-else" }
+			local ok, why = decide("token_restriction:update", manager, t)
+			assert.is_false(ok)
+			assert.matches("protected", why)
+			assert.is_true(allowed("token_restriction:update", bootstrap, t))
+			-- deleting it takes nothing from anyone
+			assert.is_true(allowed("token_restriction:delete", manager,
+			    with_roles({ { id = "b", name = "admin" } })))
+		end)
+
+		it("role create/update: not bound to a restriction granting admin",
+		    function()
+			local function role_target(roles)
+				return { instance = { id = "i1", domain_id = D1 },
+				    role = { domain_id = D1, auth_instance_id = "i1",
+				        token_restriction_id = "r1" },
+				    restriction = { id = "r1", domain_id = D1,
+				        roles = roles } }
+			end
+			local t = role_target({ { id = "b", name = "admin" } })
+			local ok, why = decide("k8s_auth:role:create", manager, t)
+			assert.is_false(ok)
+			assert.matches("admin", why)
+			assert.is_false(allowed("k8s_auth:role:update", manager, t))
+			assert.is_true(allowed("k8s_auth:role:create", bootstrap, t))
+			assert.is_true(allowed("k8s_auth:role:create", manager,
+			    role_target({ { id = "m", name = "member" } })))
+		end)
+
 		it("follows [policy] protected_roles", function()
 			k8sauth.protected_role_list = { "admin", "superuser" }
 			local t = with_roles({ { id = "s", name = "superuser" } })
