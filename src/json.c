@@ -310,7 +310,8 @@ json_get_long(const cJSON *obj, const char *name, long min, long max,
 		    nullable ? "an integer or null" : "an integer");
 		return (-1);
 	}
-	if (d < (double)min || d > (double)max) {
+	/* (double)LONG_MAX rounds up to 2^63, which a long cannot hold. */
+	if (d < (double)min || d > (double)max || d >= 0x1p63) {
 		xasprintf(cause, "%s must be between %ld and %ld", name, min,
 		    max);
 		return (-1);
