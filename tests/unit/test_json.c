@@ -90,6 +90,23 @@ test_parse_depth(void **state)
 	parse(buf, "deeper");
 }
 
+/* Without a cause pointer (keystone.c's service token) it still refuses. */
+static void
+test_parse_no_cause(void **state)
+{
+	char	 buf[2 * (JSON_MAX_DEPTH + 1)];
+	int	 i;
+
+	for (i = 0; i <= JSON_MAX_DEPTH; i++) {
+		buf[i] = '[';
+		buf[JSON_MAX_DEPTH + 1 + i] = ']';
+	}
+	assert_null(json_parse(buf, sizeof buf, NULL));
+	assert_null(json_parse("\"\\u0000\"", 8, NULL));
+	assert_null(json_parse("{", 1, NULL));
+	assert_null(json_parse("", 0, NULL));
+}
+
 static void
 test_print(void **state)
 {
@@ -326,6 +343,7 @@ main(void)
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_bad),
 		cmocka_unit_test(test_parse_depth),
+		cmocka_unit_test(test_parse_no_cause),
 		cmocka_unit_test(test_print),
 		cmocka_unit_test(test_check_fields),
 		cmocka_unit_test(test_get_string),
