@@ -8,7 +8,8 @@
  * is allowed); the rest is the field's text, NUL-terminated here as cJSON
  * would hand it over.  For globs the text is split on newlines into a
  * list.  Asserted: -1 always comes with a cause naming the field, 0 never
- * leaves one; an accepted host has no space, query or fragment; an
+ * leaves one; an accepted host has no space, query or fragment and
+ * starts with http (any case: schemes are case-insensitive); an
  * accepted role name is 1..255 bytes.  Any crash, leak or sanitizer
  * report is a bug.
  *
@@ -19,6 +20,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "k8sauth.h"
 
@@ -74,7 +76,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = validate_host(text, data[0] & 1, &cause);
 		fuzz_check(rc, cause, "host ");
 		if (rc == 0 && (strpbrk(text, " ?#\t\r\n") != NULL ||
-		    strncmp(text, "http", 4) != 0))
+		    strncasecmp(text, "http", 4) != 0))
 			abort();
 		break;
 	case 2:
