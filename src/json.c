@@ -77,6 +77,7 @@ json_parse(const char *buf, size_t len, char **cause)
 {
 	cJSON *root;
 	const char *end = NULL;
+	char *why = NULL;
 	size_t off;
 
 	if (cause != NULL)
@@ -86,8 +87,14 @@ json_parse(const char *buf, size_t len, char **cause)
 			*cause = xstrdup("empty body");
 		return (NULL);
 	}
-	if (json_prescan(buf, len, cause) != 0)
+	/* cause may be NULL: the pre-scan always gets somewhere to write. */
+	if (json_prescan(buf, len, &why) != 0) {
+		if (cause != NULL)
+			*cause = why;
+		else
+			free(why);
 		return (NULL);
+	}
 	root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
 	if (root == NULL) {
 		off = (end != NULL && end >= buf) ? (size_t)(end - buf) : 0;
@@ -310,7 +317,8 @@ json_get_long(const cJSON *obj, const char *name, long min, long max,
 		    nullable ? "an integer or null" : "an integer");
 		return (-1);
 	}
-	if (d < (double)min || d > (double)max) {
+	/* (double)LONG_MAX rounds up to 2^63, which a long cannot hold. */
+	if (d < (double)min || d > (double)max || d >= 0x1p63) {
 		xasprintf(cause, "%s must be between %ld and %ld", name, min,
 		    max);
 		return (-1);

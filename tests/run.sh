@@ -1,11 +1,12 @@
 #!/bin/sh
-# tests/run.sh [unit|lua|k8s|integration|interop]...: run the test layers and print one
+# tests/run.sh [unit|lua|k8s|integration|interop|fuzz]...: run the test layers and print one
 # closing line "N passed, N failed" for all of them.  Exit status is 0 only
 # when nothing failed and at least one test ran.
 #
 # Each layer reports its own counts: cmocka binaries ([ OK ]/[ FAILED ]
 # lines), busted (TAP), the test cluster's self-test and the Python
-# integration runner (their closing lines).
+# integration runner (their closing lines).  The fuzz layer (not run by
+# default) runs every target of `make fuzz` for FUZZ_SECONDS (10) each.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 PYTHON=${PYTHON:-python3}
@@ -85,6 +86,45 @@ run_interop() {
 	    "$PYTHON" tests/interop/test_keystone.py
 }
 
+# run_fuzz: each libFuzzer target of `make fuzz` for FUZZ_SECONDS from its
+# seed corpus tests/fuzz/corpus/NAME (new inputs go to tests/tmp/fuzz, not
+# into the tree).  A target that ends without a crash is one passed test;
+# a crash, leak or timeout one failed, with the input that caused it.
+run_fuzz() {
+	secs=${FUZZ_SECONDS:-10}
+	found=0
+	for t in tests/fuzz/build/fuzz_*; do
+		[ -x "$t" ] || continue
+		found=1
+		name=${t##*/fuzz_}
+		work=tests/tmp/fuzz/$name
+		rm -rf "$work"
+		mkdir -p "$work/corpus" "$work/crash"
+		seeds=
+		[ -d "tests/fuzz/corpus/$name" ] && seeds=tests/fuzz/corpus/$name
+		echo "== fuzz: $name for ${secs}s"
+		"./$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+		    -artifact_prefix="$work/crash/" -print_final_stats=1 \
+		    "$work/corpus" $seeds > "$out" 2>&1
+		rc=$?
+		if [ "$rc" -eq 0 ]; then
+			grep -E '^(Done|stat::number_of_executed_units)' "$out"
+			add 1 0
+		else
+			tail -n 60 "$out"
+			for c in "$work"/crash/*; do
+				[ -f "$c" ] && echo "fuzz: $name crashed on $c"
+			done
+			echo "fuzz: $name exited with $rc"
+			add 0 1
+		fi
+	done
+	if [ "$found" -eq 0 ]; then
+		echo "fuzz: no target in tests/fuzz/build (run make fuzz)"
+		add 0 1
+	fi
+}
+
 for layer in $layers; do
 	case "$layer" in
 	unit) run_unit ;;
@@ -92,6 +132,7 @@ for layer in $layers; do
 	k8s) run_k8s ;;
 	integration) run_integration ;;
 	interop) run_interop ;;
+	fuzz) run_fuzz ;;
 	*) echo "run.sh: unknown layer $layer" >&2; exit 2 ;;
 	esac
 done

@@ -9,21 +9,16 @@
  * The key repository is made by fernet_setup in a temporary directory at
  * start and removed once loaded.
  *
- * Build and run (from the repository root, after ./configure && make so
- * that config.h and src/embed.c exist; not part of the Makefile):
+ * Build: `make fuzz` (tests/fuzz/build/fuzz_fernet, clang with the
+ * sources rebuilt in tests/fuzz/build/); run every target from its seeds
+ * with `sh tests/run.sh fuzz`, or this one by hand:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
- *       -std=gnu11 -D_GNU_SOURCE -Isrc -I. -include config.h \
- *       -I/usr/include/cjson \
- *       tests/fuzz/fuzz_fernet.c src/fernet.c src/util.c src/xmalloc.c \
- *       src/log.c src/embed.c -lmsgpackc -lcrypto -lcjson -lm \
- *       -o tests/fuzz/fuzz_fernet
- *   mkdir -p tests/tmp/fuzz-corpus
- *   ./tests/fuzz/fuzz_fernet -max_len=1200 -max_total_time=300 \
- *       tests/tmp/fuzz-corpus
+ *   ./tests/fuzz/build/fuzz_fernet -max_len=1200 -max_total_time=300 \
+ *       tests/tmp/fuzz-fernet tests/fuzz/corpus/fernet
  *
- * Seeds: the tokens of shared/testdata/fernet/vectors.json, one per file,
- * each prefixed with an even byte (e.g. printf 0 > seed; cat token >> seed).
+ * Seeds (tests/fuzz/corpus/fernet): the tokens of
+ * shared/testdata/fernet/vectors.json behind an even byte, and their
+ * decrypted msgpack payloads behind an odd byte.
  */
 #include <stdint.h>
 #include <stdio.h>

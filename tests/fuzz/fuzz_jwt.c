@@ -1,20 +1,14 @@
 /*
  * fuzz_jwt.c: libFuzzer target for jwt_parse() (and the accessors on what it
- * returns).  Not built by the Makefile.
+ * returns).
  *
- * Build (clang, from the top of the tree after ./configure; util.c needs
- * the generated src/embed.c, so run `make src/embed.c` first):
- *
- *	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -I. \
- *	    -include config.h -I/usr/include/cjson -D_GNU_SOURCE \
- *	    -o fuzz_jwt tests/fuzz/fuzz_jwt.c src/jwt.c src/util.c \
- *	    src/xmalloc.c src/log.c src/embed.c -lcjson -lcrypto -lm
- *
- * Run (a corpus directory is optional; -max_len above the 16 KiB default
+ * Build: `make fuzz` (tests/fuzz/build/fuzz_jwt, clang with the sources
+ * rebuilt in tests/fuzz/build/); run every target from its seeds with
+ * `sh tests/run.sh fuzz`, or this one by hand (-max_len above the 16 KiB
  * limit also exercises the size check):
  *
- *	mkdir -p tests/fuzz/corpus_jwt
- *	./fuzz_jwt -max_len=20000 -timeout=5 tests/fuzz/corpus_jwt
+ *	./tests/fuzz/build/fuzz_jwt -max_len=20000 -timeout=5 \
+ *	    tests/tmp/fuzz-jwt tests/fuzz/corpus/jwt
  *
  * The first bytes of the input choose nothing: the whole input is the token,
  * parsed with the production limit of 16384 bytes.  Any crash, leak or

@@ -1,6 +1,7 @@
 /*
  * test_json.c: strict parsing, field checks and the typed getters.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -87,6 +88,23 @@ test_parse_depth(void **state)
 	}
 	buf[2 * (JSON_MAX_DEPTH + 1)] = '\0';
 	parse(buf, "deeper");
+}
+
+/* Without a cause pointer (keystone.c's service token) it still refuses. */
+static void
+test_parse_no_cause(void **state)
+{
+	char	 buf[2 * (JSON_MAX_DEPTH + 1)];
+	int	 i;
+
+	for (i = 0; i <= JSON_MAX_DEPTH; i++) {
+		buf[i] = '[';
+		buf[JSON_MAX_DEPTH + 1 + i] = ']';
+	}
+	assert_null(json_parse(buf, sizeof buf, NULL));
+	assert_null(json_parse("\"\\u0000\"", 8, NULL));
+	assert_null(json_parse("{", 1, NULL));
+	assert_null(json_parse("", 0, NULL));
 }
 
 static void
@@ -249,6 +267,36 @@ test_get_long(void **state)
 	cJSON_Delete(j);
 }
 
+/* The full long range: 2^63 (what LONG_MAX rounds to) is out of it. */
+static void
+test_get_long_limits(void **state)
+{
+	cJSON	*j;
+	char	*cause = NULL;
+	long	 v = 7;
+
+	j = parse("{\"max\": 9223372036854775807, \"two63\": 9.3e18, "
+	    "\"min\": -9223372036854775808, \"below\": -9.3e18, "
+	    "\"big\": 9223372036854774784}", NULL);
+	expect_cause(json_get_long(j, "max", LONG_MIN, LONG_MAX, 0, &v,
+	    &cause), &cause, "max must be between "
+	    "-9223372036854775808 and 9223372036854775807");
+	expect_cause(json_get_long(j, "two63", LONG_MIN, LONG_MAX, 0, &v,
+	    &cause), &cause, "two63 must be between "
+	    "-9223372036854775808 and 9223372036854775807");
+	expect_cause(json_get_long(j, "below", LONG_MIN, LONG_MAX, 0, &v,
+	    &cause), &cause, "below must be between "
+	    "-9223372036854775808 and 9223372036854775807");
+	assert_int_equal(v, 7);
+	assert_int_equal(json_get_long(j, "min", LONG_MIN, LONG_MAX, 0, &v,
+	    &cause), JSON_SET);
+	assert_true(v == LONG_MIN);
+	assert_int_equal(json_get_long(j, "big", LONG_MIN, LONG_MAX, 0, &v,
+	    &cause), JSON_SET);
+	assert_true(v == 9223372036854774784L);
+	cJSON_Delete(j);
+}
+
 static void
 test_get_strlist(void **state)
 {
@@ -295,11 +343,13 @@ main(void)
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_bad),
 		cmocka_unit_test(test_parse_depth),
+		cmocka_unit_test(test_parse_no_cause),
 		cmocka_unit_test(test_print),
 		cmocka_unit_test(test_check_fields),
 		cmocka_unit_test(test_get_string),
 		cmocka_unit_test(test_get_bool),
 		cmocka_unit_test(test_get_long),
+		cmocka_unit_test(test_get_long_limits),
 		cmocka_unit_test(test_get_strlist),
 	};
 
