@@ -113,15 +113,18 @@ class Proxy:
                              daemon=True).start()
 
     def _note(self, data, carry):
-        data = carry + data
-        for line in data.split(b"\r\n"):
+        # Only complete lines count: a request line cut by a TCP segment
+        # boundary is kept (as carry) until its CRLF arrives, so it is
+        # counted exactly once.
+        lines = (carry + data).split(b"\r\n")
+        for line in lines[:-1]:
             for m in (b"GET ", b"POST ", b"HEAD ", b"PATCH ", b"PUT ",
                       b"DELETE "):
                 if line.startswith(m) and b" HTTP/1." in line:
                     with self.lock:
                         self.requests.append(line.split(b" HTTP/")[0]
                                              .decode("latin-1"))
-        return data[-200:] if not data.endswith(b"\r\n") else b""
+        return lines[-1][-8192:]
 
     def _pump(self, c, u):
         carry = b""
