@@ -756,7 +756,10 @@ http_request_parse(struct request *r, struct evhttp_request *req)
 	query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
 	r->query = xcalloc(1, sizeof(struct evkeyvalq));
 	TAILQ_INIT((struct evkeyvalq *)r->query);
-	if (query != NULL && evhttp_parse_query_str(query, r->query) != 0)
+	/* As for the path: a %00 would silently cut a filter value short. */
+	if (query != NULL &&
+	    (strstr(query, "%00") != NULL ||
+		evhttp_parse_query_str(query, r->query) != 0))
 		return (-1);
 	return (r->method == 0 ? -2 : 0);
 }

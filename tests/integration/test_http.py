@@ -384,3 +384,11 @@ def test_405_allow_header_lists_exactly_the_route_methods():
                     else None)
         assert_error(r, 405, "method_not_allowed")
         eq(r.headers.get("allow"), allow, "Allow of %s %s" % (method, path))
+
+
+def test_nul_in_path_or_query_400():
+    # A %00 would cut a path or a filter value short after decoding
+    # (?name=a%00b would list the instances named "a"): refused.
+    for path in (RST + "/abc%00def", RST + "?domain_id=a%00b"):
+        assert_error(SRV.req("GET", path), 400, "invalid_request")
+    still_serving()
