@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
@@ -231,18 +232,47 @@ fail:
 	return (NULL);
 }
 
-/* Poll until in-flight requests finish or the drain deadline passes. */
+/*
+ * Free what serves and fetches: Keystone lookups, transfers, evhttp (which
+ * closes the remaining idle connections).  Safe to call twice.
+ */
+static void
+worker_close_http(struct worker *w)
+{
+	keystone_worker_free(w); /* before its fetch */
+	if (w->fetch != NULL)
+		fetch_destroy(w->fetch); /* before the base */
+	w->fetch = NULL;
+	if (w->https != NULL)
+		evhttp_free(w->https);
+	w->https = NULL;
+	if (w->http != NULL)
+		evhttp_free(w->http);
+	w->http = NULL;
+}
+
+/*
+ * Poll until in-flight requests finish or the drain deadline passes.
+ * Finished: free the HTTP side inside the loop and let the loop run dry,
+ * so that libevent finalizes every connection's bufferevent (a loopbreak
+ * here left a TLS bufferevent, its SSL and so the SSL_CTX unfreed when a
+ * connection was closing at that moment).  Deadline passed: break out
+ * (the stuck requests are abandoned with the process).
+ */
 static void
 worker_drain_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct worker *w = arg;
 	struct timeval tv = { 0, WORKER_DRAIN_POLL_MS * 1000 };
 
-	if (w->inflight <= 0 || util_monotonic_us() >= w->drain_deadline_us) {
-		if (w->inflight > 0)
-			log_warn("worker %d: stopping with %ld requests "
-				 "still in flight",
-			    w->id, w->inflight);
+	if (w->inflight <= 0) {
+		worker_close_http(w);
+		return;
+	}
+	if (util_monotonic_us() >= w->drain_deadline_us) {
+		log_warn("worker %d: stopping with %ld requests still in "
+			 "flight",
+		    w->id, w->inflight);
 		event_base_loopbreak(w->base);
 		return;
 	}
@@ -341,13 +371,26 @@ worker_stop(struct worker *w)
 	event_active(w->stop_ev, EV_READ, 0);
 }
 
-/* Wait for a worker's thread to end. */
+/*
+ * Wait for a worker's thread to end.  Its loop ends on its own once its
+ * connections are finalized; should anything keep it alive beyond the
+ * drain deadline and a few seconds, its loop is broken from here.
+ */
 void
 worker_join(struct worker *w)
 {
+	struct timespec ts;
+
 	if (w->thread == NULL)
 		return;
-	pthread_join(*(pthread_t *)w->thread, NULL);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += w->cfg->request_timeout + 5;
+	if (pthread_timedjoin_np(*(pthread_t *)w->thread, NULL, &ts) != 0) {
+		log_warn("worker %d: did not stop in time; breaking its loop",
+		    w->id);
+		event_base_loopbreak(w->base);
+		pthread_join(*(pthread_t *)w->thread, NULL);
+	}
 	free(w->thread);
 	w->thread = NULL;
 }
@@ -358,13 +401,7 @@ worker_free(struct worker *w)
 {
 	if (w == NULL)
 		return;
-	keystone_worker_free(w); /* before its fetch */
-	if (w->fetch != NULL)
-		fetch_destroy(w->fetch); /* before the base */
-	if (w->https != NULL)
-		evhttp_free(w->https); /* closes connections */
-	if (w->http != NULL)
-		evhttp_free(w->http);
+	worker_close_http(w);
 	if (w->stop_ev != NULL)
 		event_free(w->stop_ev);
 	if (w->drain_ev != NULL)
