@@ -134,17 +134,23 @@ def hammer(srv, stop, results, errors, idx):
         conn.close()
 
 
+def start_burst(srv, acknowledged, timeout):
+    """8 threads creating restrictions until `acknowledged` got a 201."""
+    stop = threading.Event()
+    results, errors = [], []
+    threads = [threading.Thread(target=hammer, daemon=True,
+                                args=(srv, stop, results, errors, i))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(results) >= acknowledged, timeout=timeout,
+             interval=0.01, what="%d acknowledged creates" % acknowledged)
+    return stop, threads, results, errors
+
+
 def test_sigkill_mid_burst_keeps_every_acknowledged_write():
     with Server(name="crash") as srv:
-        stop = threading.Event()
-        results, errors = [], []
-        threads = [threading.Thread(target=hammer, daemon=True,
-                                    args=(srv, stop, results, errors, i))
-                   for i in range(8)]
-        for t in threads:
-            t.start()
-        wait_for(lambda: len(results) >= 300, timeout=30, interval=0.01,
-                 what="300 acknowledged creates")
+        stop, threads, results, errors = start_burst(srv, 300, 30)
         srv.kill()                    # SIGKILL mid-burst
         stop.set()
         for t in threads:
@@ -170,15 +176,7 @@ def test_sigkill_mid_burst_keeps_every_acknowledged_write():
 
 def test_sigterm_with_requests_in_flight_exits_0():
     with Server(name="graceful") as srv:
-        stop = threading.Event()
-        results, errors = [], []
-        threads = [threading.Thread(target=hammer, daemon=True,
-                                    args=(srv, stop, results, errors, i))
-                   for i in range(8)]
-        for t in threads:
-            t.start()
-        wait_for(lambda: len(results) >= 50, timeout=20, interval=0.01,
-                 what="50 acknowledged creates")
+        stop, threads, results, errors = start_burst(srv, 50, 20)
         srv.signal(signal.SIGTERM)
         try:
             rc = srv.proc.wait(timeout=10 * timeout_scale())
