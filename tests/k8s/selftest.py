@@ -682,6 +682,77 @@ def test_faults(srv, rt, tok):
     check(srv.stats().get("tokenreviews") == 0, "stats reset")
 
 
+def test_tamper(srv, rt, tok):
+    """Tamper faults: the real review, then an altered authenticated
+    status (another identity, no audiences, no pod); rejections stay."""
+    srv.post("/_test/stats/reset", {})
+    base = expect_authenticated(srv, rt, tok, ["keystone"], what="untampered")
+    user = base.get("user", {})
+    check(base.get("audiences") == ["keystone"] and
+          user.get("username") == "system:serviceaccount:team-a:worker" and
+          EXTRA + "pod-name" in user.get("extra", {}),
+          "untampered review of the pod-bound token: %s" % base)
+
+    def tampered(mode):
+        st, _, doc = srv.post("/_test/faults", {"mode": mode, "count": 1})
+        check(st == 200 and doc.get("mode") == mode and
+              doc.get("count") == 1, "set %s fault: %s %s" % (mode, st, doc))
+        s = expect_authenticated(srv, rt, tok, ["keystone"], what=mode)
+        return s, s.get("user", {})
+
+    def same_but(mode, u, s, keys):
+        for k in ("username", "uid", "groups", "extra"):
+            if k not in keys:
+                check(u.get(k) == user.get(k), "%s leaves user.%s: %s" %
+                      (mode, k, u.get(k)))
+        if "audiences" not in keys:
+            check(s.get("audiences") == ["keystone"],
+                  "%s leaves audiences: %s" % (mode, s))
+
+    s, u = tampered("other_name")
+    check(u.get("username") == "system:serviceaccount:team-a:worker-impostor",
+          "other_name: another service account name: %s" % u)
+    same_but("other_name", u, s, ("username",))
+    s, u = tampered("other_namespace")
+    check(u.get("username") ==
+          "system:serviceaccount:team-a-impostor:worker" and
+          "system:serviceaccounts:team-a-impostor" in u.get("groups", []),
+          "other_namespace: another namespace: %s" % u)
+    same_but("other_namespace", u, s, ("username", "groups"))
+    s, u = tampered("other_uid")
+    check(isinstance(u.get("uid"), str) and len(u["uid"]) == 36 and
+          u["uid"] != user.get("uid"), "other_uid: another UID: %s" % u)
+    same_but("other_uid", u, s, ("uid",))
+    s, u = tampered("no_audiences")
+    check("audiences" not in s, "no_audiences: status.audiences left "
+          "out: %s" % s)
+    same_but("no_audiences", u, s, ("audiences",))
+    s, u = tampered("no_pod")
+    check(u.get("extra") == {EXTRA + "credential-id":
+                             user["extra"][EXTRA + "credential-id"]},
+          "no_pod: no pod or node in extra: %s" % u)
+    same_but("no_pod", u, s, ("extra",))
+
+    after = expect_authenticated(srv, rt, tok, ["keystone"],
+                                 what="after count=1 tamper faults")
+    check(after == base, "tamper faults expire after count: %s" % after)
+    srv.post("/_test/faults", {"mode": "other_name"})
+    expect_rejected(srv, rt, srv.token("team-a", "worker", expires_in=-120),
+                    "[invalid bearer token, service account token has "
+                    "expired]", what="a rejection under a tamper fault")
+    st, _, doc = srv.request("GET", "/_test/faults")
+    check(doc.get("mode") == "other_name" and doc.get("count") == -1,
+          "tamper fault without count stays: %s" % doc)
+    srv.request("DELETE", "/_test/faults")
+    check(expect_authenticated(srv, rt, tok, ["keystone"],
+                               what="cleared tamper") == base,
+          "cleared tamper fault")
+    s = srv.stats()
+    check(s.get("faulted") == 6 and s.get("tokenreviews") == 9 and
+          s.get("authenticated") == 8 and s.get("unauthenticated") == 1,
+          "tamper faults counted: %s" % s)
+
+
 def test_stats(srv, rt, tok):
     srv.post("/_test/stats/reset", {})
     srv.review(rt, tok, ["keystone"])
@@ -769,6 +840,7 @@ def main():
             test_bad_bodies(srv, rt)
             test_stats(srv, rt, tok)
             test_faults(srv, rt, tok)
+            test_tamper(srv, rt, tok)
             test_keepalive(srv, rt, tok)
             # Leave one request hanging and one delayed: exit must still
             # be clean.
