@@ -398,6 +398,61 @@ def test_pod_not_bound_by_claim_and_by_review():
     eq(r.json["token"]["k8s_auth"]["pod_name"], "api-0", "pod_name")
 
 
+def refuse_tampered(L, jwt, mode, status, reason):
+    """Login with jwt while fake-k8s answers the review tampered by mode:
+    exactly one (faulted) review, the refusal, and no token anywhere."""
+    before = K8S.stats()
+    K8S.fault(mode)
+    try:
+        r = L.login(jwt)
+    finally:
+        K8S.clear_faults()
+    after = K8S.stats()
+    eq(after["faulted"] - before["faulted"], 1, "%s reviews" % mode)
+    eq(after["authenticated"] - before["authenticated"], 1,
+       "reviews that authenticated the JWT (%s)" % mode)
+    check("x-subject-token" not in r.headers,
+          "%s: a refusal carries an X-Subject-Token" % mode)
+    check(b'"token"' not in r.raw, "%s: a token in the refusal: %r" %
+          (mode, r.raw[:300]))
+    refuse(r, status, reason)
+
+
+def test_review_of_another_identity_is_invalid_review():
+    # Bounds that admit any name and namespace: the cross-check of the
+    # review against the JWT is the only thing that can refuse.
+    L = Login(SRV, K8S, role={"bound_service_account_names": ["*"],
+                              "bound_service_account_namespaces": ["*"]})
+    jwt = L.jwt()
+    for mode in ("other_name", "other_namespace", "other_uid"):
+        refuse_tampered(L, jwt, mode, 502, "invalid_review")
+    log = SRV.log_text()
+    check("login refused: invalid_review (the TokenReview names another "
+          "service account than the JWT)" in log,
+          "the identity mismatch is not logged")
+    L.ok(jwt)
+
+
+def test_review_without_the_audience_is_audience_mismatch():
+    L = Login(SRV, K8S, role={"bound_audience": "keystone"})
+    jwt = L.jwt(audiences=["keystone"])
+    refuse_tampered(L, jwt, "no_audiences", 401, "audience_mismatch")
+    check("the cluster did not confirm the role's audience" in
+          SRV.log_text(), "the unconfirmed audience is not logged")
+    L.ok(jwt)
+
+
+def test_review_without_the_pod_is_pod_not_bound():
+    L = Login(SRV, K8S, role={"bound_pod_names": ["api-*"]})
+    K8S.pod(L.ns, "api-0", "web")
+    jwt = L.jwt(pod="api-0")
+    # The JWT's pod claim passes the local check; only the review says
+    # whether the pod is real, and this one reports none.
+    refuse_tampered(L, jwt, "no_pod", 401, "pod_not_bound")
+    r = L.ok(jwt)
+    eq(r.json["token"]["k8s_auth"]["pod_name"], "api-0", "pod_name")
+
+
 def test_token_invalid_after_pod_or_sa_deleted_and_bad_signature():
     L = Login(SRV, K8S, role={"bound_service_account_names": ["*"]})
     K8S.pod(L.ns, "web-0", "web")
