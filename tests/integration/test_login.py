@@ -192,14 +192,12 @@ def test_local_token_rotation_by_symlink_swap():
     SRV.secrets.add(other)
     try:
         LOCAL.write(token=other, ca=K8S.ca_pem)
-        time.sleep(1.1)
         r = wait_for(lambda: (lambda x: x if x.status == 502 else None)(
             L.login(jwt)), timeout=5, interval=0.2,
             what="the rotated local token to be used")
         refuse(r, 502, "reviewer_forbidden")
     finally:
         LOCAL.write(token=LOCAL_REVIEWER, ca=K8S.ca_pem)
-    time.sleep(1.1)
     wait_for(lambda: L.login(jwt).status == 200, timeout=5, interval=0.2,
              what="login with the restored local token")
 

@@ -161,6 +161,7 @@ int			 fk_fault_apply(struct evhttp_request *,
 			     enum fk_tamper *);
 void			 fk_fault_set(struct evhttp_request *);
 void			 fk_fault_clear(struct evhttp_request *);
+void			 fk_fault_release(struct evhttp_request *);
 cJSON			*fk_fault_describe(void);
 void			 fk_fault_shutdown(void);
 

@@ -379,6 +379,27 @@ fk_fault_clear(struct evhttp_request *req)
 	fk_http_reply_json(req, 200, fk_fault_describe(), NULL);
 }
 
+/*
+ * POST /_test/faults/release: answer every delayed (latency) request now,
+ * so a test can hold requests in flight for exactly as long as it needs.
+ */
+void
+fk_fault_release(struct evhttp_request *req)
+{
+	struct fk_fault_park	*p;
+	cJSON			*o = cJSON_CreateObject();
+	int			 n = 0;
+
+	TAILQ_FOREACH(p, &fk_fault_parked, entry) {
+		if (p->mode != FK_FAULT_LATENCY)
+			continue;
+		event_active(p->timer, EV_TIMEOUT, 0);
+		n++;
+	}
+	cJSON_AddNumberToObject(o, "released", n);
+	fk_http_reply_json(req, 200, o, NULL);
+}
+
 /* At exit: drop every parked connection. */
 void
 fk_fault_shutdown(void)

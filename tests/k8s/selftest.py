@@ -661,6 +661,34 @@ def test_faults(srv, rt, tok):
     check(res == "reset", "reset fault: RST, no answer (%s)" % res)
     check(raw_review(srv, rt, 5) == 201, "reset count=1 then normal")
 
+    # A long latency held, then released at once.
+    srv.post("/_test/faults", {"mode": "latency", "latency_ms": 600000,
+                               "count": 2})
+    held = [None, None]
+
+    def hold(i):
+        held[i] = raw_review(srv, rt, 30)
+    ths = [threading.Thread(target=hold, args=(i,)) for i in range(2)]
+    for t in ths:
+        t.start()
+    deadline = time.monotonic() + 10
+    while srv.request("GET", "/_test/faults")[2].get("parked") != 2 and \
+            time.monotonic() < deadline:
+        time.sleep(0.01)
+    check(held == [None, None], "held requests not answered yet")
+    t0 = time.monotonic()
+    st, _, doc = srv.post("/_test/faults/release", {})
+    check(st == 200 and doc == {"released": 2}, "release: %s %s" % (st, doc))
+    for t in ths:
+        t.join(10)
+    check(held == [201, 201] and time.monotonic() - t0 < 5,
+          "released requests answered: %s" % held)
+    check(srv.request("GET", "/_test/faults")[2].get("parked") == 0,
+          "nothing parked after release")
+    st, _, doc = srv.post("/_test/faults/release", {})
+    check(st == 200 and doc == {"released": 0}, "release of nothing: %s" %
+          doc)
+
     srv.post("/_test/faults", {"mode": "hang"})
     t0 = time.monotonic()
     res = raw_review(srv, rt, 1.0)
@@ -676,8 +704,8 @@ def test_faults(srv, rt, tok):
     st, _, _ = srv.post("/_test/faults", {"mode": "status", "status": 99})
     check(st == 400, "status out of range: 400")
     s = srv.stats()
-    check(s.get("faulted") == 6, "faulted counter: %s" % s)
-    check(s.get("tokenreviews") == 10, "tokenreviews counter: %s" % s)
+    check(s.get("faulted") == 8, "faulted counter: %s" % s)
+    check(s.get("tokenreviews") == 12, "tokenreviews counter: %s" % s)
     srv.post("/_test/stats/reset", {})
     check(srv.stats().get("tokenreviews") == 0, "stats reset")
 
