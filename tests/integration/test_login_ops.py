@@ -188,7 +188,7 @@ def test_fernet_rotation_while_serving():
         srv.signal(signal.SIGHUP)
         wait_for(lambda: fernet_loads(srv) > loads, timeout=5,
                  what="SIGHUP to reload the fernet keys")
-        assert_error(validate(srv, t1), 404)
+        assert_error(validate(srv, t1), 404, "token_not_found")
         eq(validate(srv, t3).status, 200, "t3 (key 3) still valid")
 
         # 4: a token from a repository this server does not know.
@@ -197,7 +197,7 @@ def test_fernet_rotation_while_serving():
         SRV.secrets.add(foreign)
         srv.secrets.add(foreign)
         eq(validate(SRV, foreign).status, 200, "foreign token at home")
-        assert_error(validate(srv, foreign), 404)
+        assert_error(validate(srv, foreign), 404, "token_not_found")
 
 
 def test_no_secrets_in_logs():
