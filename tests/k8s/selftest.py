@@ -878,7 +878,12 @@ def main():
                                        "latency_ms": 60000})
             threading.Thread(target=raw_review, args=(srv, rt, 30),
                              daemon=True).start()
-            time.sleep(0.3)
+            deadline = time.monotonic() + 10
+            while srv.request("GET", "/_test/faults")[2].get("parked") \
+                    != 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            check(srv.request("GET", "/_test/faults")[2].get("parked") == 2,
+                  "a hung and a delayed request held at exit")
         finally:
             rc, err = srv.stop()
         check(rc == 0, "SIGTERM exits 0 (got %s)" % rc)
