@@ -22,7 +22,7 @@ import subprocess
 import time
 
 from harness import (ROOT, check, eq, fail, make_tmpdir, timeout_scale,
-                     unique, KEEP_TMP)
+                     unique, wait_for, KEEP_TMP)
 
 FAKE_BIN = os.environ.get("FAKE_K8S_BIN",
                           os.path.join(ROOT, "tests", "k8s", "fake-k8s"))
@@ -224,6 +224,16 @@ class FakeK8s:
 
     def clear_faults(self):
         self.api("DELETE", "/_test/faults", expect=200)
+
+    def release(self):
+        """Answer every delayed (latency) review now; how many."""
+        return self.api("POST", "/_test/faults/release", {},
+                        expect=200)[1]["released"]
+
+    def wait_parked(self, n, what="reviews held by the fake"):
+        """Wait until exactly n reviews are delayed or hung at the fake."""
+        wait_for(lambda: self.faults()["parked"] == n,
+                 what="%d %s" % (n, what))
 
     def stats(self):
         return self.api("GET", "/_test/stats", expect=200)[1]

@@ -27,9 +27,9 @@ def new_instance(**over):
     return SRV.create("instance", obj)
 
 
-def bad_create(obj, names, status=400, path=BASE):
+def bad_create(obj, names, status=400, path=BASE, reason="invalid_value"):
     r = SRV.req("POST", path, {"instance": obj})
-    return assert_error(r, status, names=names)
+    return assert_error(r, status, reason, names=names)
 
 
 def good():
@@ -118,7 +118,7 @@ def test_create_ids_unique():
 
 # -- validation --------------------------------------------------------------
 def test_create_unknown_field_400():
-    bad_create(with_(colour="blue"), "colour")
+    bad_create(with_(colour="blue"), "colour", reason="unknown_field")
 
 
 def test_create_server_fields_refused_or_ignored():
@@ -130,12 +130,12 @@ def test_create_server_fields_refused_or_ignored():
             inst = r.json["instance"]
             check(inst[field] != value, "client set %s on create" % field)
         else:
-            assert_error(r, 400, names=field)
+            assert_error(r, 400, "read_only_field", names=field)
 
 
 def test_create_missing_required_400():
-    bad_create(without("domain_id"), "domain_id")
-    bad_create(without("host"), "host")
+    bad_create(without("domain_id"), "domain_id", reason="missing_field")
+    bad_create(without("host"), "host", reason="missing_field")
 
 
 def test_create_wrong_types_400():
@@ -196,7 +196,7 @@ def test_http_host_allowed_with_allow_insecure_http():
         # the other host rules still apply
         r = srv.req("POST", BASE, {"instance": {
             "domain_id": "d", "host": "http://127.0.0.1:8080/path"}})
-        assert_error(r, 400, names="host")
+        assert_error(r, 400, "invalid_value", names="host")
 
 
 def test_ca_cert_garbage_400_real_pem_ok():
@@ -216,7 +216,7 @@ def test_duplicate_name_same_domain_409():
     dom = unique("dom")
     new_instance(domain_id=dom, name="prod")
     r = SRV.req("POST", BASE, {"instance": with_(domain_id=dom, name="prod")})
-    assert_error(r, 409)
+    assert_error(r, 409, "conflict")
     other = new_instance(domain_id=unique("dom"), name="prod")
     eq(other["name"], "prod", "same name in another domain")
     # unnamed instances never conflict
@@ -229,11 +229,11 @@ def test_secret_not_echoed_in_validation_error():
     SRV.secrets.add(jwt)
     r = SRV.req("POST", BASE, {"instance": with_(host="http://x",
                                                  token_reviewer_jwt=jwt)})
-    assert_error(r, 400)
+    assert_error(r, 400, "invalid_value")
     check(jwt.encode() not in r.raw, "400 body echoes token_reviewer_jwt")
     r = SRV.req("POST", BASE, {"instance": with_(token_reviewer_jwt=jwt,
                                                  bogus=1)})
-    assert_error(r, 400)
+    assert_error(r, 400, "unknown_field")
     check(jwt.encode() not in r.raw, "400 body echoes token_reviewer_jwt")
 
 
@@ -279,15 +279,18 @@ def test_list_links_shape():
 def test_list_invalid_limit_400():
     for q in ("limit=abc", "limit=-1", "limit=0", "limit=1x"):
         try:
-            assert_error(SRV.req("GET", BASE + "?" + q), 400, names="limit")
+            assert_error(SRV.req("GET", BASE + "?" + q), 400,
+                         "invalid_query", names="limit")
         except AssertionError as e:
             fail("%s: %s" % (q, e))
 
 
 # -- show / update -----------------------------------------------------------
 def test_show_unknown_404():
-    assert_error(SRV.req("GET", BASE + "/" + "f" * 32), 404)
-    assert_error(SRV.req("GET", BASE + "/not-an-id"), 404)
+    assert_error(SRV.req("GET", BASE + "/" + "f" * 32), 404,
+                 "instance_not_found")
+    assert_error(SRV.req("GET", BASE + "/not-an-id"), 404,
+                 "instance_not_found")
 
 
 def full_instance():
@@ -355,11 +358,12 @@ def test_patch_immutable_400():
     inst = new_instance()
     p = BASE + "/" + inst["id"]
     assert_error(SRV.req("PATCH", p, {"instance": {"id": "0" * 32}}), 400,
+                 "immutable_field",
                  names="id")
     assert_error(SRV.req("PATCH", p, {"instance": {"domain_id": "other"}}),
-                 400, names="domain_id")
+                 400, "immutable_field", names="domain_id")
     assert_error(SRV.req("PUT", p, {"instance": {"domain_id": "other"}}),
-                 400, names="domain_id")
+                 400, "immutable_field", names="domain_id")
     eq(SRV.ok("GET", p).json["instance"]["domain_id"], inst["domain_id"],
        "domain_id unchanged")
 
@@ -377,11 +381,13 @@ def test_patch_validation_400():
                         ({"bogus": 1}, "bogus")):
         try:
             assert_error(SRV.req("PATCH", p, {"instance": body}), 400,
-                         names=field)
+                         "unknown_field" if field == "bogus" else
+                         "invalid_value", names=field)
         except AssertionError as e:
             fail("%r: %s" % (body, e))
     eq(SRV.ok("GET", p).json["instance"], inst, "unchanged after bad PATCHes")
-    assert_error(SRV.req("PATCH", p, {"role": {"name": "x"}}), 400)
+    assert_error(SRV.req("PATCH", p, {"role": {"name": "x"}}), 400,
+                 "invalid_wrapper")
 
 
 def test_patch_duplicate_name_409():
@@ -389,12 +395,13 @@ def test_patch_duplicate_name_409():
     new_instance(domain_id=dom, name="one")
     two = new_instance(domain_id=dom, name="two")
     assert_error(SRV.req("PATCH", BASE + "/" + two["id"],
-                         {"instance": {"name": "one"}}), 409)
+                         {"instance": {"name": "one"}}), 409, "conflict")
 
 
 def test_patch_unknown_404():
     assert_error(SRV.req("PATCH", BASE + "/" + "e" * 32,
-                         {"instance": {"enabled": False}}), 404)
+                         {"instance": {"enabled": False}}), 404,
+                 "instance_not_found")
 
 
 # -- delete ------------------------------------------------------------------
@@ -404,9 +411,10 @@ def test_delete_204_then_404():
     r = SRV.req("DELETE", p)
     eq(r.status, 204, "DELETE status")
     eq(r.raw, b"", "204 body")
-    assert_error(SRV.req("GET", p), 404)
-    assert_error(SRV.req("DELETE", p), 404)
-    assert_error(SRV.req("PATCH", p, {"instance": {"enabled": True}}), 404)
+    assert_error(SRV.req("GET", p), 404, "instance_not_found")
+    assert_error(SRV.req("DELETE", p), 404, "instance_not_found")
+    assert_error(SRV.req("PATCH", p, {"instance": {"enabled": True}}), 404,
+                 "instance_not_found")
 
 
 def test_delete_cascades_roles():
@@ -420,7 +428,8 @@ def test_delete_cascades_roles():
         "bound_service_account_namespaces": ["default"],
         "token_restriction_id": rst["id"]}, path=roles)
     eq(SRV.req("DELETE", BASE + "/" + inst["id"]).status, 204, "delete")
-    assert_error(SRV.req("GET", roles + "/" + role["id"]), 404)
+    assert_error(SRV.req("GET", roles + "/" + role["id"]), 404,
+                 "instance_not_found")
     r = SRV.ok("GET", "/v4/k8s_auth/roles?auth_instance_id=" + inst["id"])
     eq(r.json["roles"], [], "flat list after cascade")
     r = SRV.ok("GET", "/v4/k8s_auth/roles?domain_id=" + inst["domain_id"])

@@ -12,6 +12,7 @@ import time
 from harness import (Server, assert_error, check, eq, fail, run_cli,
                      timeout_scale, wait_for)
 from k8s_fixture import FakeK8s, Login, lasting_close_waits, validate
+from test_reload import primary_signs
 
 K8S = None
 SRV = None
@@ -31,7 +32,7 @@ def teardown_module():
         K8S.stop()
 
 
-def test_concurrent_logins_share_one_review_latency():
+def test_concurrent_logins_are_reviewed_at_once():
     L = Login(SRV, K8S)
     jwt = L.jwt()
     L.ok(jwt)
@@ -49,12 +50,13 @@ def test_concurrent_logins_share_one_review_latency():
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
-    K8S.fault("latency", latency_ms=1000)
+    # The cluster holds every review until released: all n must be in
+    # flight at once (a server serialising reviews never gets there).
+    K8S.fault("latency", latency_ms=600000)
     try:
         before = K8S.stats()["authenticated"]
-        t0 = time.monotonic()
         go.set()
-        time.sleep(0.2)
+        K8S.wait_parked(n, "login reviews in flight at once")
         # Admin requests are not queued behind the parked logins.
         slow = []
         for _ in range(3):
@@ -63,19 +65,15 @@ def test_concurrent_logins_share_one_review_latency():
             took = time.monotonic() - a
             if took >= 0.5 * timeout_scale():
                 slow.append(round(took, 2))
-        parked = K8S.faults()["parked"]
-        for t in threads:
-            t.join(60)
-        total = time.monotonic() - t0
+        eq(results, [None] * n, "logins answered before their review")
     finally:
         K8S.clear_faults()
+        released = K8S.release()
+        for t in threads:
+            t.join(60)
+    eq(released, n, "reviews released")
     eq(results, [200] * n, "40 concurrent logins")
-    check(total < 5 * timeout_scale(),
-          "40 logins behind a 1 s review took %.1fs (serialised?)" % total)
-    check(total >= 0.9, "logins finished in %.2fs despite a 1 s review "
-          "latency" % total)
     check(not slow, "admin GETs during the logins took %r s" % slow)
-    check(parked >= 2, "only %d reviews were in flight at once" % parked)
     eq(K8S.stats()["authenticated"] - before, n, "reviews made")
 
 
@@ -154,13 +152,18 @@ def test_fernet_rotation_while_serving():
             p = run_cli(["fernet-rotate", "--config", srv.conf])
             eq(p.returncode, 0, "fernet-rotate exit (%s)" % p.stderr)
 
-        # 1: rotation noticed on its own (checked at most once a second).
+        # 1: rotation noticed on its own (checked at most once a second):
+        # logins until one is signed with the new primary key.
         loads = fernet_loads(srv)
         rotate()
         eq(sorted(os.listdir(repo), key=int), ["0", "1", "2"], "keys")
-        time.sleep(1.1)
-        t2 = L.ok(jwt).headers["x-subject-token"]
-        srv.secrets.add(t2)
+
+        def login_with_new_key():
+            t = L.ok(jwt).headers["x-subject-token"]
+            srv.secrets.add(t)
+            return t if primary_signs(repo, t) else None
+        t2 = wait_for(login_with_new_key, timeout=5, interval=0.2,
+                      what="a token signed with the rotated primary key")
         check(fernet_loads(srv) > loads, "rotated keys not reloaded")
         eq(validate(srv, t1).status, 200, "t1 after rotation")
         eq(validate(srv, t2).status, 200, "t2 after rotation")
@@ -185,7 +188,7 @@ def test_fernet_rotation_while_serving():
         srv.signal(signal.SIGHUP)
         wait_for(lambda: fernet_loads(srv) > loads, timeout=5,
                  what="SIGHUP to reload the fernet keys")
-        assert_error(validate(srv, t1), 404)
+        assert_error(validate(srv, t1), 404, "token_not_found")
         eq(validate(srv, t3).status, 200, "t3 (key 3) still valid")
 
         # 4: a token from a repository this server does not know.
@@ -194,7 +197,7 @@ def test_fernet_rotation_while_serving():
         SRV.secrets.add(foreign)
         srv.secrets.add(foreign)
         eq(validate(SRV, foreign).status, 200, "foreign token at home")
-        assert_error(validate(srv, foreign), 404)
+        assert_error(validate(srv, foreign), 404, "token_not_found")
 
 
 def test_no_secrets_in_logs():

@@ -64,23 +64,34 @@ def test_login_policy_denies_with_reason_only_in_log():
 
 
 def test_login_policy_shortens_never_lengthens():
+    # [token] expiration 600 s and JWTs living 2 h: a policy asking for
+    # more than 600 s would visibly get it (up to the JWT's 7200 s, or its
+    # own 99999 s), so the cap is what the test sees, not a coincidence.
     login = 'return { check = function(ctx)\n' \
             '  if ctx.role.name:find("^short") then\n' \
             '    return true, {expires_in = 120, audit = {why = "short"}}\n' \
             '  end\n' \
+            '  if ctx.role.name:find("^mid") then\n' \
+            '    return true, {expires_in = 1000}\n' \
+            '  end\n' \
             '  return true, {expires_in = 99999}\nend }\n'
-    with policy_server({"login.lua": login}, "pol-life") as srv:
+    with policy_server({"login.lua": login}, "pol-life",
+                       extra={"token": {"expiration": "600"}}) as srv:
         short = Login(srv, K8S, role={"name": "short-role"})
         short.role_name = "short-role"
-        r = short.ok(short.jwt())
+        r = short.ok(short.jwt(expires_in=7200))
         left = iso_seconds(r.json["token"]["expires_at"]) - time.time()
         check(100 < left <= 121, "expires in %.0f s, want ~120" % left)
         wait_for(lambda: '"policy":{"why":"short"}' in srv.log_text(),
                  what="the policy's audit fields in the audit line")
-        long = Login(srv, K8S)
-        r = long.ok(long.jwt(expires_in=3600))
-        left = iso_seconds(r.json["token"]["expires_at"]) - time.time()
-        check(left <= 3601, "a policy lengthened the token to %.0f s" % left)
+        for name, asked in (("mid-role", 1000), (None, 99999)):
+            L = Login(srv, K8S, role={"name": name} if name else None)
+            if name:
+                L.role_name = name
+            r = L.ok(L.jwt(expires_in=7200))
+            left = iso_seconds(r.json["token"]["expires_at"]) - time.time()
+            check(580 < left <= 601, "a policy asking %d s got %.0f s, "
+                  "want [token] expiration 600" % (asked, left))
 
 
 def iso_seconds(ts):

@@ -57,33 +57,38 @@ def test_sighup_replaces_everything_while_logins_complete():
                   "the first token is not signed with the primary key")
             old_der = peer_cert(srv)
 
-            # Five logins wait on a slow cluster while everything changes.
-            k8s.fault("latency", latency_ms=1500, count=5)
+            # Five logins are held by the cluster (a latency the test ends
+            # with a release) while everything changes and reloads.
+            k8s.fault("latency", latency_ms=600000, count=5)
             results = [None] * 5
 
             def one(i):
-                results[i] = L.login(jwt, timeout=30)
+                results[i] = L.login(jwt, timeout=60)
             threads = [threading.Thread(target=one, args=(i,))
                        for i in range(5)]
             for t in threads:
                 t.start()
-            time.sleep(0.3)
+            k8s.wait_parked(5, "logins' reviews held")
             replace_cert(srv)
             p = run_cli(["fernet-rotate", "--config", srv.conf])
             eq(p.returncode, 0, "fernet-rotate: %s" % p.stderr)
             write_login_policy(srv, "two")
             srv.extra = {"token": {"expiration": "600"}}
             srv._write_config()
-            check(all(r is None for r in results),
-                  "the slow logins finished before the reload")
             srv.signal(signal.SIGHUP)
+            wait_for(lambda: "reload: done" in srv.log_text(),
+                     what="the reload to finish")
+            eq(k8s.faults()["parked"], 5, "logins held across the reload")
+            check(all(r is None for r in results),
+                  "a held login finished before the release: %r" % results)
+            eq(k8s.release(), 5, "held reviews released")
             for t in threads:
                 t.join(60)
             for i, r in enumerate(results):
+                check(r is not None, "login %d did not finish" % i)
                 eq(r.status, 200, "login %d in flight across the reload" % i)
-
-            wait_for(lambda: "reload: done" in srv.log_text(),
-                     what="the reload to finish")
+                eq(expires_in(r) > 601, True,
+                   "login %d in flight got the new [token] expiration" % i)
             after = L.ok(jwt)
             token = after.headers["x-subject-token"]
             check(primary_signs(repo, token),

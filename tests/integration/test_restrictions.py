@@ -35,10 +35,10 @@ def new(**over):
     return SRV.create("restriction", body(**over))
 
 
-def bad(names, **over):
+def bad(names, reason="invalid_value", **over):
     r = SRV.req("POST", BASE, {"restriction": body(**over)})
     try:
-        return assert_error(r, 400, names=names)
+        return assert_error(r, 400, reason, names=names)
     except AssertionError as e:
         fail("%r: %s" % (over, e))
 
@@ -83,7 +83,7 @@ def test_create_minimal_and_flags():
 
 
 def test_validation_errors_name_the_field():
-    bad("domain_id", domain_id=DROP)
+    bad("domain_id", "missing_field", domain_id=DROP)
     bad("domain_id", domain_id="")
     bad("domain_id", domain_id="d" * 65)
     bad("domain_id", domain_id=7)
@@ -97,14 +97,14 @@ def test_validation_errors_name_the_field():
     bad("allow_rescope", allow_rescope=1)
     bad("roles", roles="member")
     bad("roles", roles={"id": "r1"})
-    bad("colour", colour="red")
+    bad("colour", "unknown_field", colour="red")
     eq(new(domain_id="d" * 64, user_id="u" * 64, project_id="p" * 64)[
         "user_id"], "u" * 64, "64-char ids accepted")
 
 
 def test_roles_entries_strict():
-    bad("colour", roles=[{"id": "r1", "colour": "x"}])
-    bad("id", roles=[{"name": "member"}])
+    bad("colour", "unknown_field", roles=[{"id": "r1", "colour": "x"}])
+    bad("id", "missing_field", roles=[{"name": "member"}])
     bad("id", roles=[{"id": 5}])
     bad("id", roles=[{"id": ""}])
     bad("name", roles=[{"id": "r1", "name": 5}])
@@ -114,11 +114,14 @@ def test_roles_entries_strict():
 
 
 def test_wrapper_400():
-    assert_error(SRV.req("POST", BASE, {"restrictions": body()}), 400)
-    assert_error(SRV.req("POST", BASE, {"restriction": body(), "x": 1}), 400)
-    assert_error(SRV.req("POST", BASE, {"restriction": "x"}), 400)
-    assert_error(SRV.req("POST", BASE, [body()]), 400)
-    assert_error(SRV.req("POST", BASE, {}), 400)
+    assert_error(SRV.req("POST", BASE, {"restrictions": body()}), 400,
+                 "invalid_wrapper")
+    assert_error(SRV.req("POST", BASE, {"restriction": body(), "x": 1}), 400,
+                 "invalid_wrapper")
+    assert_error(SRV.req("POST", BASE, {"restriction": "x"}), 400,
+                 "invalid_value")
+    assert_error(SRV.req("POST", BASE, [body()]), 400, "malformed_json")
+    assert_error(SRV.req("POST", BASE, {}), 400, "invalid_wrapper")
 
 
 def test_list_filters_and_pagination():
@@ -147,7 +150,8 @@ def test_list_filters_and_pagination():
 
 
 def test_show_unknown_404():
-    assert_error(SRV.req("GET", BASE + "/" + "d" * 32), 404)
+    assert_error(SRV.req("GET", BASE + "/" + "d" * 32), 404,
+                 "restriction_not_found")
 
 
 def test_patch_and_put():
@@ -166,19 +170,21 @@ def test_patch_and_put():
     eq(up["allow_rescope"], True, "allow_rescope")
     eq(up.get("user_id"), None, "user_id still null")
     eq(SRV.ok("GET", p).json["restriction"], up, "show after update")
-    for b, field in (({"id": "0" * 32}, "id"),
-                     ({"domain_id": "other"}, "domain_id"),
-                     ({"roles": [{"id": "r", "bad": 1}]}, "bad"),
-                     ({"allow_renew": None}, "allow_renew"),
-                     ({"project_id": "p" * 65}, "project_id")):
+    for b, field, reason in (
+            ({"id": "0" * 32}, "id", "immutable_field"),
+            ({"domain_id": "other"}, "domain_id", "immutable_field"),
+            ({"roles": [{"id": "r", "bad": 1}]}, "bad", "unknown_field"),
+            ({"allow_renew": None}, "allow_renew", "invalid_value"),
+            ({"project_id": "p" * 65}, "project_id", "invalid_value")):
         try:
             assert_error(SRV.req("PATCH", p, {"restriction": b}), 400,
-                         names=field)
+                         reason, names=field)
         except AssertionError as e:
             fail("%r: %s" % (b, e))
     eq(SRV.ok("GET", p).json["restriction"], up, "unchanged after bad PATCH")
     assert_error(SRV.req("PATCH", BASE + "/" + "d" * 32,
-                         {"restriction": {"user_id": "x"}}), 404)
+                         {"restriction": {"user_id": "x"}}), 404,
+                 "restriction_not_found")
 
 
 def test_delete_204_then_404():
@@ -187,8 +193,8 @@ def test_delete_204_then_404():
     r = SRV.req("DELETE", p)
     eq(r.status, 204, "delete")
     eq(r.raw, b"", "204 body")
-    assert_error(SRV.req("GET", p), 404)
-    assert_error(SRV.req("DELETE", p), 404)
+    assert_error(SRV.req("GET", p), 404, "restriction_not_found")
+    assert_error(SRV.req("DELETE", p), 404, "restriction_not_found")
 
 
 def test_delete_in_use_409_restriction_in_use():

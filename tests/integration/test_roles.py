@@ -55,10 +55,10 @@ class Ctx:
     def create(self, **over):
         return SRV.create("role", self.body(**over), path=self.roles)
 
-    def bad(self, names, status=400, **over):
+    def bad(self, names, status=400, reason="invalid_value", **over):
         r = SRV.req("POST", self.roles, {"role": self.body(**over)})
         try:
-            return assert_error(r, status, names=names)
+            return assert_error(r, status, reason, names=names)
         except AssertionError as e:
             fail("%r: %s" % (over, e))
 
@@ -108,12 +108,12 @@ def test_create_all_optional_fields():
 def test_create_under_unknown_instance_404():
     c = Ctx()
     r = SRV.req("POST", "%s/%s/roles" % (INST, "a" * 32), {"role": c.body()})
-    assert_error(r, 404)
+    assert_error(r, 404, "instance_not_found")
 
 
 def test_name_rules():
     c = Ctx()
-    c.bad("name", name=DROP)
+    c.bad("name", reason="missing_field", name=DROP)
     for name in ("", "n" * 256, "bad name", "a/b", "caf\u00e9", "x;y", "a*",
                  "tab\t"):
         c.bad("name", name=name)
@@ -127,7 +127,7 @@ def test_required_lists_non_empty():
     c = Ctx()
     for f in ("bound_service_account_names",
               "bound_service_account_namespaces"):
-        c.bad(f, **{f: DROP})
+        c.bad(f, reason="missing_field", **{f: DROP})
         c.bad(f, **{f: []})
         c.bad(f, **{f: None})
         c.bad(f, **{f: "web"})
@@ -179,28 +179,34 @@ def test_token_ttl_max_follows_token_expiration():
         r = srv.req("POST", path, {"role": dict(body, name="a", token_ttl=7200)})
         eq(r.status, 201, "ttl 7200 with expiration 7200 (%r)" % r.raw[:200])
         r = srv.req("POST", path, {"role": dict(body, name="b", token_ttl=7201)})
-        assert_error(r, 400, names="token_ttl")
+        assert_error(r, 400, "invalid_value", names="token_ttl")
 
 
 def test_restriction_must_exist_same_domain_and_be_complete():
     c = Ctx()
-    c.bad("token_restriction_id", token_restriction_id=DROP)
+    c.bad("token_restriction_id", reason="missing_field",
+          token_restriction_id=DROP)
     c.bad("token_restriction_id", token_restriction_id=None)
-    c.bad("token_restriction_id", token_restriction_id="0" * 32)
+    c.bad("token_restriction_id", reason="invalid_restriction",
+          token_restriction_id="0" * 32)
     c.bad("token_restriction_id", token_restriction_id=5)
     other = new_restriction(unique("other"))
-    c.bad("token_restriction_id", token_restriction_id=other["id"])
+    c.bad("token_restriction_id", reason="invalid_restriction",
+          token_restriction_id=other["id"])
     no_user = new_restriction(c.dom, user_id=None)
-    c.bad("token_restriction_id", token_restriction_id=no_user["id"])
+    c.bad("token_restriction_id", reason="invalid_restriction",
+          token_restriction_id=no_user["id"])
     no_project = new_restriction(c.dom, project_id=None)
-    c.bad("token_restriction_id", token_restriction_id=no_project["id"])
+    c.bad("token_restriction_id", reason="invalid_restriction",
+          token_restriction_id=no_project["id"])
     no_roles = new_restriction(c.dom, roles=[])
-    c.bad("token_restriction_id", token_restriction_id=no_roles["id"])
+    c.bad("token_restriction_id", reason="invalid_restriction",
+          token_restriction_id=no_roles["id"])
 
 
 def test_unknown_field_and_server_fields_400():
     c = Ctx()
-    c.bad("colour", colour="red")
+    c.bad("colour", reason="unknown_field", colour="red")
     # server-maintained fields: refused, or ignored in favour of the URL's
     other = new_instance()
     for field, value in (("id", "0" * 32), ("auth_instance_id", other["id"]),
@@ -212,11 +218,11 @@ def test_unknown_field_and_server_fields_400():
             eq(role["auth_instance_id"], c.inst["id"], "auth_instance_id")
             eq(role["domain_id"], c.dom, "domain_id")
         else:
-            assert_error(r, 400, names=field)
+            assert_error(r, 400, "read_only_field", names=field)
     r = SRV.req("POST", c.roles, {"instance": c.body()})
-    assert_error(r, 400)
+    assert_error(r, 400, "invalid_wrapper")
     r = SRV.req("POST", c.roles, {"role": c.body(), "extra": 1})
-    assert_error(r, 400)
+    assert_error(r, 400, "invalid_wrapper")
 
 
 def test_role_path_by_name_and_by_id():
@@ -226,27 +232,30 @@ def test_role_path_by_name_and_by_id():
     b = SRV.ok("GET", c.roles + "/by-name").json["role"]
     eq(a, role, "by id")
     eq(b, role, "by name")
-    assert_error(SRV.req("GET", c.roles + "/no-such-role"), 404)
+    assert_error(SRV.req("GET", c.roles + "/no-such-role"), 404,
+                 "role_not_found")
 
 
 def test_role_of_another_instance_404():
     c1, c2 = Ctx(), Ctx()
     role = c1.create(name="mine")
     for p in (c2.roles + "/" + role["id"], c2.roles + "/mine"):
-        assert_error(SRV.req("GET", p), 404)
-        assert_error(SRV.req("PATCH", p, {"role": {"enabled": False}}), 404)
-        assert_error(SRV.req("DELETE", p), 404)
+        assert_error(SRV.req("GET", p), 404, "role_not_found")
+        assert_error(SRV.req("PATCH", p, {"role": {"enabled": False}}), 404,
+                     "role_not_found")
+        assert_error(SRV.req("DELETE", p), 404, "role_not_found")
     eq(SRV.ok("GET", c1.roles + "/mine").json["role"]["enabled"], True,
        "untouched by the other instance's routes")
     assert_error(SRV.req("GET", "%s/%s/roles/%s" % (INST, "b" * 32,
-                                                     role["id"])), 404)
+                                                     role["id"])), 404,
+                 "instance_not_found")
 
 
 def test_duplicate_name_409_other_instance_ok():
     c = Ctx()
     c.create(name="dup")
     r = SRV.req("POST", c.roles, {"role": c.body(name="dup")})
-    assert_error(r, 409)
+    assert_error(r, 409, "conflict")
     inst2 = new_instance(c.dom)
     path2 = "%s/%s/roles" % (INST, inst2["id"])
     role = SRV.create("role", c.body(name="dup"), path=path2)
@@ -266,7 +275,8 @@ def test_list_under_instance_with_filters():
        [a["id"]], "name filter")
     eq([x["id"] for x in SRV.ok("GET", c.roles + "?enabled=false").json[
         "roles"]], [b["id"]], "enabled filter")
-    assert_error(SRV.req("GET", "%s/%s/roles" % (INST, "c" * 32)), 404)
+    assert_error(SRV.req("GET", "%s/%s/roles" % (INST, "c" * 32)), 404,
+                 "instance_not_found")
 
 
 def test_list_pagination():
@@ -327,7 +337,7 @@ def test_update_patch_and_put():
     up = SRV.ok("PATCH", c.roles + "/" + role["id"],
                 {"role": {"name": "renamed"}}).json["role"]
     eq(up["name"], "renamed", "renamed")
-    assert_error(SRV.req("GET", p), 404)
+    assert_error(SRV.req("GET", p), 404, "role_not_found")
     eq(SRV.ok("GET", c.roles + "/renamed").json["role"]["id"], role["id"],
        "by new name")
     rst2 = new_restriction(c.dom)
@@ -336,6 +346,18 @@ def test_update_patch_and_put():
         "bound_service_account_names": ["x", "y"]}}).json["role"]
     eq(up["token_restriction_id"], rst2["id"], "restriction changed")
     eq(up["bound_service_account_names"], ["x", "y"], "names changed")
+
+
+UPDATE_REASONS = {"auth_instance_id": "immutable_field",
+                  "domain_id": "immutable_field", "id": "immutable_field",
+                  "bogus": "unknown_field"}
+
+
+def update_reason(body, field):
+    """The reason a bad role update gets."""
+    if field == "token_restriction_id" and body[field] is not None:
+        return "invalid_restriction"
+    return UPDATE_REASONS.get(field, "invalid_value")
 
 
 def test_update_validation_400():
@@ -362,7 +384,8 @@ def test_update_validation_400():
                         ({"enabled": "false"}, "enabled"),
                         ({"bogus": True}, "bogus")):
         try:
-            assert_error(SRV.req("PATCH", p, {"role": body}), 400, names=field)
+            assert_error(SRV.req("PATCH", p, {"role": body}), 400,
+                         update_reason(body, field), names=field)
         except AssertionError as e:
             fail("%r: %s" % (body, e))
     eq(SRV.ok("GET", p).json["role"], role, "unchanged after bad updates")
@@ -373,7 +396,7 @@ def test_update_duplicate_name_409():
     c.create(name="first")
     second = c.create(name="second")
     assert_error(SRV.req("PATCH", c.roles + "/" + second["id"],
-                         {"role": {"name": "first"}}), 409)
+                         {"role": {"name": "first"}}), 409, "conflict")
 
 
 def test_delete_by_name_and_id():
@@ -383,7 +406,9 @@ def test_delete_by_name_and_id():
     r = SRV.req("DELETE", c.roles + "/del-a")
     eq(r.status, 204, "delete by name")
     eq(r.raw, b"", "204 body")
-    assert_error(SRV.req("GET", c.roles + "/" + a["id"]), 404)
+    assert_error(SRV.req("GET", c.roles + "/" + a["id"]), 404,
+                 "role_not_found")
     eq(SRV.req("DELETE", c.roles + "/" + b["id"]).status, 204, "delete by id")
-    assert_error(SRV.req("DELETE", c.roles + "/" + b["id"]), 404)
+    assert_error(SRV.req("DELETE", c.roles + "/" + b["id"]), 404,
+                 "role_not_found")
     eq(SRV.ok("GET", c.roles).json["roles"], [], "empty after deletes")

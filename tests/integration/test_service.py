@@ -1,5 +1,6 @@
 """Service routes (API.md §6), authentication (§0) and routing errors."""
 import re
+import sqlite3
 
 from harness import Server, assert_error, check, eq, fail, wait_for
 
@@ -47,6 +48,30 @@ def test_readyz_200_when_ready():
              timeout=5, what="GET /readyz 200")
 
 
+def test_readyz_503_while_the_database_has_no_schema_then_200():
+    # The database the server has open loses its schema version (someone
+    # reset or restored it under the running server): not ready -- 503,
+    # retry -- while alive; ready again once the version is back.
+    with Server(name="notready") as srv:
+        eq(srv.req("GET", "/readyz", token=None).status, 200, "ready first")
+        db = sqlite3.connect(srv.db, timeout=10, isolation_level=None)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            check(version > 0, "db-sync left user_version %r" % version)
+            db.execute("PRAGMA user_version = 0")
+            r = srv.req("GET", "/readyz", token=None)
+            assert_error(r, 503, "not_ready")
+            eq(r.json["error"]["message"], "the database is not available",
+               "readyz message")
+            eq(srv.req("GET", "/healthz", token=None).status, 200,
+               "healthz while not ready")
+            db.execute("PRAGMA user_version = %d" % version)
+        finally:
+            db.close()
+        eq(srv.req("GET", "/readyz", token=None).status, 200,
+           "ready again with the schema version back")
+
+
 def test_metrics_prometheus_text_without_auth():
     r = SRV.req("GET", "/metrics", token=None)
     eq(r.status, 200, "GET /metrics (%r)" % r.raw[:200])
@@ -64,7 +89,7 @@ def test_metrics_prometheus_text_without_auth():
 
 def test_missing_token_401_with_www_authenticate():
     r = SRV.req("GET", "/v4/k8s_auth/instances", token=None)
-    assert_error(r, 401)
+    assert_error(r, 401, "missing_token")
     wa = r.headers.get("www-authenticate")
     check(wa is not None, "401 without WWW-Authenticate")
     m = re.match(r'^Keystone uri="(https?://[^"]+)"$', wa)
@@ -80,7 +105,7 @@ def test_wrong_token_401_and_not_echoed():
     for path in ("/v4/k8s_auth/instances", "/v4/tokens/restrictions",
                  "/v4/k8s_auth/roles"):
         r = SRV.req("GET", path, token=bad)
-        assert_error(r, 401)
+        assert_error(r, 401, "invalid_token")
         check(r.headers.get("www-authenticate", "").startswith("Keystone uri="),
               "%s: WWW-Authenticate %r" % (path, r.headers.get(
                   "www-authenticate")))
@@ -88,14 +113,15 @@ def test_wrong_token_401_and_not_echoed():
 
 
 def test_empty_token_401():
-    assert_error(SRV.req("GET", "/v4/k8s_auth/instances", token=""), 401)
+    assert_error(SRV.req("GET", "/v4/k8s_auth/instances", token=""), 401,
+                 "missing_token")
 
 
 def test_admin_token_with_extra_char_401():
     assert_error(SRV.req("GET", "/v4/k8s_auth/instances",
-                         token=SRV.admin_token + "x"), 401)
+                         token=SRV.admin_token + "x"), 401, "invalid_token")
     assert_error(SRV.req("GET", "/v4/k8s_auth/instances",
-                         token=SRV.admin_token[:-1]), 401)
+                         token=SRV.admin_token[:-1]), 401, "invalid_token")
 
 
 def test_bootstrap_token_works():
@@ -107,15 +133,15 @@ def test_bootstrap_token_works():
 def test_mutations_need_token():
     r = SRV.req("POST", "/v4/tokens/restrictions",
                 {"restriction": {"domain_id": "d"}}, token=None)
-    assert_error(r, 401)
+    assert_error(r, 401, "missing_token")
     r = SRV.req("DELETE", "/v4/k8s_auth/instances/" + "0" * 32, token=None)
-    assert_error(r, 401)
+    assert_error(r, 401, "missing_token")
 
 
 def test_unknown_route_404_json():
     for path in ("/nothing", "/v4/nothing", "/v4/k8s_auth/instances/x/y/z/w",
                  "/v3/nothing"):
-        assert_error(SRV.req("GET", path), 404)
+        assert_error(SRV.req("GET", path), 404, "not_found")
 
 
 def test_wrong_method_405_json():
@@ -126,7 +152,7 @@ def test_wrong_method_405_json():
                          ("DELETE", "/v4")):
         r = SRV.req(method, path, body={} if method != "DELETE" else None)
         try:
-            assert_error(r, 405)
+            assert_error(r, 405, "method_not_allowed")
         except AssertionError as e:
             fail("%s %s: %s" % (method, path, e))
 
@@ -136,7 +162,7 @@ def test_http_listener_serves_same_routes():
     eq(SRV.req("GET", "/healthz", token=None, https=False).status, 200,
        "http healthz")
     assert_error(SRV.req("GET", "/v4/k8s_auth/instances", token=None,
-                         https=False), 401)
+                         https=False), 401, "missing_token")
     r = SRV.ok("POST", "/v4/tokens/restrictions",
                {"restriction": {"domain_id": "http-listener"}}, status=201,
                https=False)
@@ -149,7 +175,7 @@ def test_metrics_require_auth():
     with Server(extra={"metrics": {"require_auth": "true"}},
                 name="metrics-auth") as srv:
         r = srv.req("GET", "/metrics", token=None)
-        assert_error(r, 401)
+        assert_error(r, 401, "missing_token")
         check(r.headers.get("www-authenticate", "").startswith("Keystone uri="),
               "WWW-Authenticate on /metrics 401")
         eq(srv.req("GET", "/metrics").status, 200, "/metrics with admin token")

@@ -14,7 +14,9 @@
  *   fk_jwt.c        the signing key, minting and verifying JWTs
  *   fk_review.c     POST /apis/authentication.k8s.io/v1/tokenreviews
  *   fk_control.c    the /_test/ control API
- *   fk_fault.c      injected faults: latency, status, reset, hang
+ *   fk_fault.c      injected faults: latency, status, reset, hang, and
+ *                   tampered reviews (another identity, no audiences,
+ *                   no pod)
  */
 #ifndef FAKE_K8S_H
 #define FAKE_K8S_H
@@ -123,6 +125,14 @@ int			 fk_jwt_verify(const char *);
 void			 fk_jwt_clear(struct fk_jwt *);
 
 /* fk_review.c */
+enum fk_tamper {		/* what a tamper fault changes in a review */
+	FK_TAMPER_NONE,
+	FK_TAMPER_OTHER_NAME,	/* status.user.username: another SA name */
+	FK_TAMPER_OTHER_NAMESPACE, /* ... another namespace */
+	FK_TAMPER_OTHER_UID,	/* status.user.uid: another UID */
+	FK_TAMPER_NO_AUDIENCES,	/* status.audiences left out */
+	FK_TAMPER_NO_POD	/* no pod-* or node-* in user.extra */
+};
 struct fk_ident {
 	char		*ns;
 	char		*name;
@@ -138,7 +148,8 @@ struct fk_ident {
 int			 fk_review_authenticate(const char *, const cJSON *,
 			     struct fk_ident *, char **);
 void			 fk_review_ident_clear(struct fk_ident *);
-void			 fk_review_handle(struct evhttp_request *);
+void			 fk_review_handle(struct evhttp_request *,
+			     enum fk_tamper);
 void			 fk_review_cb(struct evhttp_request *);
 
 /* fk_control.c */
@@ -146,9 +157,11 @@ int			 fk_control_route(struct evhttp_request *,
 			     const char *);
 
 /* fk_fault.c */
-int			 fk_fault_apply(struct evhttp_request *);
+int			 fk_fault_apply(struct evhttp_request *,
+			     enum fk_tamper *);
 void			 fk_fault_set(struct evhttp_request *);
 void			 fk_fault_clear(struct evhttp_request *);
+void			 fk_fault_release(struct evhttp_request *);
 cJSON			*fk_fault_describe(void);
 void			 fk_fault_shutdown(void);
 

@@ -467,6 +467,9 @@ fk_control_route(struct evhttp_request *req, const char *path)
 		fk_fault_clear(req);
 	else if (strcmp(path, "faults") == 0 && cmd == EVHTTP_REQ_GET)
 		fk_http_reply_json(req, 200, fk_fault_describe(), NULL);
+	else if (strcmp(path, "faults/release") == 0 &&
+	    cmd == EVHTTP_REQ_POST)
+		fk_fault_release(req);
 	else if (strcmp(path, "stats") == 0 && cmd == EVHTTP_REQ_GET)
 		fk_control_stats(req);
 	else if (strcmp(path, "stats/reset") == 0 && cmd == EVHTTP_REQ_POST) {

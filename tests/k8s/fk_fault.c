@@ -7,7 +7,16 @@
  *   status   an error Status with the given code (and Retry-After);
  *   reset    the connection is closed with SO_LINGER 0 (an RST), no answer;
  *   hang     no answer at all, until the client gives up or the fault is
- *            cleared (then the connection is dropped).
+ *            cleared (then the connection is dropped);
+ * and "tamper" modes, where the real review runs and, when it
+ * authenticates, fk_review.c alters the status it answers (a cluster
+ * that is wrong or hostile, for the server's post-review checks):
+ *   other_name, other_namespace, other_uid   status.user names another
+ *            service account, namespace or UID than the token's;
+ *   no_audiences  status.audiences is left out (an audience-unaware
+ *            authenticator);
+ *   no_pod   status.user.extra has no pod or node (a token bound to a pod
+ *            reviewed as if it were not).
  * A delayed, reset or hung request is "parked": this file owns the park
  * entry and learns through the connection's close callback if evhttp frees
  * the connection first, so no pointer dangles.  Single-threaded.
@@ -33,11 +42,18 @@ enum fk_fault_mode {
 	FK_FAULT_LATENCY,
 	FK_FAULT_STATUS,
 	FK_FAULT_RESET,
-	FK_FAULT_HANG
+	FK_FAULT_HANG,
+	FK_FAULT_OTHER_NAME,	/* the tamper modes: enum fk_tamper + 4 */
+	FK_FAULT_OTHER_NAMESPACE,
+	FK_FAULT_OTHER_UID,
+	FK_FAULT_NO_AUDIENCES,
+	FK_FAULT_NO_POD,
+	FK_FAULT_NMODES
 };
 
 static const char *const fk_fault_names[] = {
-	"none", "latency", "status", "reset", "hang"
+	"none", "latency", "status", "reset", "hang", "other_name",
+	"other_namespace", "other_uid", "no_audiences", "no_pod"
 };
 
 struct fk_fault {
@@ -96,7 +112,7 @@ fk_fault_latency_cb(evutil_socket_t fd, short what, void *arg)
 	struct evhttp_request	*req = p->req;
 
 	fk_fault_unpark(p);
-	fk_review_handle(req);
+	fk_review_handle(req, FK_TAMPER_NONE);
 }
 
 /*
@@ -205,13 +221,15 @@ fk_fault_status(struct evhttp_request *req)
 /*
  * Apply the active fault to a TokenReview request.  Returns 1 when the
  * fault took the request over (answered, parked or dropped), 0 when the
- * request is to be served normally.
+ * request is to be served normally, with *tamper the change to make to
+ * an authenticated status (FK_TAMPER_NONE: none).
  */
 int
-fk_fault_apply(struct evhttp_request *req)
+fk_fault_apply(struct evhttp_request *req, enum fk_tamper *tamper)
 {
 	enum fk_fault_mode	 mode = fk_fault.mode;
 
+	*tamper = FK_TAMPER_NONE;
 	if (mode == FK_FAULT_NONE)
 		return (0);
 	if (fk_fault.count > 0 && --fk_fault.count == 0)
@@ -234,6 +252,7 @@ fk_fault_apply(struct evhttp_request *req)
 		fk_fault_park(req, mode, 0, NULL);
 		break;
 	default:
+		*tamper = (enum fk_tamper)(mode - FK_FAULT_OTHER_NAME + 1);
 		return (0);
 	}
 	return (1);
@@ -266,12 +285,14 @@ fk_fault_parse(const cJSON *body, struct fk_fault *f, char **cause)
 	memset(f, 0, sizeof *f);
 	f->count = -1;
 	f->status = 503;
-	for (i = 1; cJSON_IsString(m) && i < 5; i++) {
+	for (i = 1; cJSON_IsString(m) && i < FK_FAULT_NMODES; i++) {
 		if (strcmp(m->valuestring, fk_fault_names[i]) == 0)
 			f->mode = (enum fk_fault_mode)i;
 	}
 	if (f->mode == FK_FAULT_NONE) {
-		*cause = xstrdup("mode must be latency, status, reset or hang");
+		*cause = xstrdup("mode must be latency, status, reset, hang, "
+		    "other_name, other_namespace, other_uid, no_audiences or "
+		    "no_pod");
 		return (-1);
 	}
 	if (fk_fault_long(body, "latency_ms", 0, 3600000, &f->latency_ms) ||
@@ -356,6 +377,27 @@ fk_fault_clear(struct evhttp_request *req)
 	fk_fault.count = -1;
 	fk_fault_drop_hung();
 	fk_http_reply_json(req, 200, fk_fault_describe(), NULL);
+}
+
+/*
+ * POST /_test/faults/release: answer every delayed (latency) request now,
+ * so a test can hold requests in flight for exactly as long as it needs.
+ */
+void
+fk_fault_release(struct evhttp_request *req)
+{
+	struct fk_fault_park	*p;
+	cJSON			*o = cJSON_CreateObject();
+	int			 n = 0;
+
+	TAILQ_FOREACH(p, &fk_fault_parked, entry) {
+		if (p->mode != FK_FAULT_LATENCY)
+			continue;
+		event_active(p->timer, EV_TIMEOUT, 0);
+		n++;
+	}
+	cJSON_AddNumberToObject(o, "released", n);
+	fk_http_reply_json(req, 200, o, NULL);
 }
 
 /* At exit: drop every parked connection. */

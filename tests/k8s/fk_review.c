@@ -697,24 +697,75 @@ fk_review_answer(const cJSON *body, const char *token, const cJSON *auds,
 	return (tr);
 }
 
-/* Review spec.token and reply 201. */
+/* Replace *s with a copy of s followed by "-impostor". */
+static void
+fk_review_impostor(char **s)
+{
+	char	*t;
+
+	xasprintf(&t, "%s-impostor", *s);
+	free(*s);
+	*s = t;
+}
+
+/*
+ * A tamper fault: alter an authenticated identity before it is answered
+ * (fk_fault.c).  Returns the name of the change for the log, or "".
+ */
+static const char *
+fk_review_tamper(struct fk_ident *id, enum fk_tamper tamper)
+{
+	switch (tamper) {
+	case FK_TAMPER_OTHER_NAME:
+		fk_review_impostor(&id->name);
+		return (" fault=other_name");
+	case FK_TAMPER_OTHER_NAMESPACE:
+		fk_review_impostor(&id->ns);
+		return (" fault=other_namespace");
+	case FK_TAMPER_OTHER_UID:
+		free(id->uid);
+		id->uid = xmalloc(FK_UID_LEN + 1);
+		fk_state_new_uid(id->uid);
+		return (" fault=other_uid");
+	case FK_TAMPER_NO_AUDIENCES:
+		cJSON_Delete(id->auds);
+		id->auds = NULL;
+		return (" fault=no_audiences");
+	case FK_TAMPER_NO_POD:
+		free(id->pod_name);
+		free(id->pod_uid);
+		free(id->node_name);
+		free(id->node_uid);
+		id->pod_name = id->pod_uid = NULL;
+		id->node_name = id->node_uid = NULL;
+		return (" fault=no_pod");
+	default:
+		return ("");
+	}
+}
+
+/* Review spec.token and reply 201, altered by tamper when authenticated. */
 static void
 fk_review_verdict(struct evhttp_request *req, const cJSON *body,
-    const char *token, const cJSON *auds, const char *caller)
+    const char *token, const cJSON *auds, const char *caller,
+    enum fk_tamper tamper)
 {
 	struct fk_ident	 id;
 	cJSON		*status = cJSON_CreateObject();
+	const char	*how;
 	char		*error = NULL, *note, tid[9];
 
 	log_secret_id(token, tid);
 	if (fk_review_authenticate(token, auds, &id, &error) == 0) {
+		how = fk_review_tamper(&id, tamper);
 		cJSON_AddTrueToObject(status, "authenticated");
 		cJSON_AddItemToObject(status, "user", fk_review_user(&id));
-		cJSON_AddItemToObject(status, "audiences", id.auds);
+		if (id.auds != NULL)
+			cJSON_AddItemToObject(status, "audiences", id.auds);
 		id.auds = NULL;
 		fk_stats.authenticated++;
 		xasprintf(&note, "caller=%s token=%s authenticated as "
-		    "%s/%s", caller, tid, id.ns, id.name);
+		    "%s/%s%s", caller, tid, id.ns, id.name, how);
 		fk_review_ident_clear(&id);
 	} else {
 		cJSON_AddItemToObject(status, "user", cJSON_CreateObject());
@@ -730,9 +781,9 @@ fk_review_verdict(struct evhttp_request *req, const cJSON *body,
 	free(note);
 }
 
-/* Serve one TokenReview (after any injected fault). */
+/* Serve one TokenReview (after any injected fault, tamper aside). */
 void
-fk_review_handle(struct evhttp_request *req)
+fk_review_handle(struct evhttp_request *req, enum fk_tamper tamper)
 {
 	cJSON		*body = NULL;
 	const cJSON	*auds = NULL;
@@ -744,7 +795,7 @@ fk_review_handle(struct evhttp_request *req)
 	if ((body = fk_review_body(req)) != NULL &&
 	    fk_review_check_kind(req, body) == 0 &&
 	    fk_review_check_spec(req, body, &token, &auds) == 0)
-		fk_review_verdict(req, body, token, auds, caller);
+		fk_review_verdict(req, body, token, auds, caller, tamper);
 	cJSON_Delete(body);
 	free(caller);
 }
@@ -753,6 +804,8 @@ fk_review_handle(struct evhttp_request *req)
 void
 fk_review_cb(struct evhttp_request *req)
 {
+	enum fk_tamper	 tamper;
+
 	fk_stats.tokenreviews++;
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		fk_stats.bad_request++;
@@ -761,7 +814,7 @@ fk_review_cb(struct evhttp_request *req)
 		    "resource", cJSON_CreateObject(), NULL);
 		return;
 	}
-	if (fk_fault_apply(req))
+	if (fk_fault_apply(req, &tamper))
 		return;
-	fk_review_handle(req);
+	fk_review_handle(req, tamper);
 }

@@ -661,6 +661,34 @@ def test_faults(srv, rt, tok):
     check(res == "reset", "reset fault: RST, no answer (%s)" % res)
     check(raw_review(srv, rt, 5) == 201, "reset count=1 then normal")
 
+    # A long latency held, then released at once.
+    srv.post("/_test/faults", {"mode": "latency", "latency_ms": 600000,
+                               "count": 2})
+    held = [None, None]
+
+    def hold(i):
+        held[i] = raw_review(srv, rt, 30)
+    ths = [threading.Thread(target=hold, args=(i,)) for i in range(2)]
+    for t in ths:
+        t.start()
+    deadline = time.monotonic() + 10
+    while srv.request("GET", "/_test/faults")[2].get("parked") != 2 and \
+            time.monotonic() < deadline:
+        time.sleep(0.01)
+    check(held == [None, None], "held requests not answered yet")
+    t0 = time.monotonic()
+    st, _, doc = srv.post("/_test/faults/release", {})
+    check(st == 200 and doc == {"released": 2}, "release: %s %s" % (st, doc))
+    for t in ths:
+        t.join(10)
+    check(held == [201, 201] and time.monotonic() - t0 < 5,
+          "released requests answered: %s" % held)
+    check(srv.request("GET", "/_test/faults")[2].get("parked") == 0,
+          "nothing parked after release")
+    st, _, doc = srv.post("/_test/faults/release", {})
+    check(st == 200 and doc == {"released": 0}, "release of nothing: %s" %
+          doc)
+
     srv.post("/_test/faults", {"mode": "hang"})
     t0 = time.monotonic()
     res = raw_review(srv, rt, 1.0)
@@ -676,10 +704,81 @@ def test_faults(srv, rt, tok):
     st, _, _ = srv.post("/_test/faults", {"mode": "status", "status": 99})
     check(st == 400, "status out of range: 400")
     s = srv.stats()
-    check(s.get("faulted") == 6, "faulted counter: %s" % s)
-    check(s.get("tokenreviews") == 10, "tokenreviews counter: %s" % s)
+    check(s.get("faulted") == 8, "faulted counter: %s" % s)
+    check(s.get("tokenreviews") == 12, "tokenreviews counter: %s" % s)
     srv.post("/_test/stats/reset", {})
     check(srv.stats().get("tokenreviews") == 0, "stats reset")
+
+
+def test_tamper(srv, rt, tok):
+    """Tamper faults: the real review, then an altered authenticated
+    status (another identity, no audiences, no pod); rejections stay."""
+    srv.post("/_test/stats/reset", {})
+    base = expect_authenticated(srv, rt, tok, ["keystone"], what="untampered")
+    user = base.get("user", {})
+    check(base.get("audiences") == ["keystone"] and
+          user.get("username") == "system:serviceaccount:team-a:worker" and
+          EXTRA + "pod-name" in user.get("extra", {}),
+          "untampered review of the pod-bound token: %s" % base)
+
+    def tampered(mode):
+        st, _, doc = srv.post("/_test/faults", {"mode": mode, "count": 1})
+        check(st == 200 and doc.get("mode") == mode and
+              doc.get("count") == 1, "set %s fault: %s %s" % (mode, st, doc))
+        s = expect_authenticated(srv, rt, tok, ["keystone"], what=mode)
+        return s, s.get("user", {})
+
+    def same_but(mode, u, s, keys):
+        for k in ("username", "uid", "groups", "extra"):
+            if k not in keys:
+                check(u.get(k) == user.get(k), "%s leaves user.%s: %s" %
+                      (mode, k, u.get(k)))
+        if "audiences" not in keys:
+            check(s.get("audiences") == ["keystone"],
+                  "%s leaves audiences: %s" % (mode, s))
+
+    s, u = tampered("other_name")
+    check(u.get("username") == "system:serviceaccount:team-a:worker-impostor",
+          "other_name: another service account name: %s" % u)
+    same_but("other_name", u, s, ("username",))
+    s, u = tampered("other_namespace")
+    check(u.get("username") ==
+          "system:serviceaccount:team-a-impostor:worker" and
+          "system:serviceaccounts:team-a-impostor" in u.get("groups", []),
+          "other_namespace: another namespace: %s" % u)
+    same_but("other_namespace", u, s, ("username", "groups"))
+    s, u = tampered("other_uid")
+    check(isinstance(u.get("uid"), str) and len(u["uid"]) == 36 and
+          u["uid"] != user.get("uid"), "other_uid: another UID: %s" % u)
+    same_but("other_uid", u, s, ("uid",))
+    s, u = tampered("no_audiences")
+    check("audiences" not in s, "no_audiences: status.audiences left "
+          "out: %s" % s)
+    same_but("no_audiences", u, s, ("audiences",))
+    s, u = tampered("no_pod")
+    check(u.get("extra") == {EXTRA + "credential-id":
+                             user["extra"][EXTRA + "credential-id"]},
+          "no_pod: no pod or node in extra: %s" % u)
+    same_but("no_pod", u, s, ("extra",))
+
+    after = expect_authenticated(srv, rt, tok, ["keystone"],
+                                 what="after count=1 tamper faults")
+    check(after == base, "tamper faults expire after count: %s" % after)
+    srv.post("/_test/faults", {"mode": "other_name"})
+    expect_rejected(srv, rt, srv.token("team-a", "worker", expires_in=-120),
+                    "[invalid bearer token, service account token has "
+                    "expired]", what="a rejection under a tamper fault")
+    st, _, doc = srv.request("GET", "/_test/faults")
+    check(doc.get("mode") == "other_name" and doc.get("count") == -1,
+          "tamper fault without count stays: %s" % doc)
+    srv.request("DELETE", "/_test/faults")
+    check(expect_authenticated(srv, rt, tok, ["keystone"],
+                               what="cleared tamper") == base,
+          "cleared tamper fault")
+    s = srv.stats()
+    check(s.get("faulted") == 6 and s.get("tokenreviews") == 9 and
+          s.get("authenticated") == 8 and s.get("unauthenticated") == 1,
+          "tamper faults counted: %s" % s)
 
 
 def test_stats(srv, rt, tok):
@@ -769,6 +868,7 @@ def main():
             test_bad_bodies(srv, rt)
             test_stats(srv, rt, tok)
             test_faults(srv, rt, tok)
+            test_tamper(srv, rt, tok)
             test_keepalive(srv, rt, tok)
             # Leave one request hanging and one delayed: exit must still
             # be clean.
@@ -778,7 +878,12 @@ def main():
                                        "latency_ms": 60000})
             threading.Thread(target=raw_review, args=(srv, rt, 30),
                              daemon=True).start()
-            time.sleep(0.3)
+            deadline = time.monotonic() + 10
+            while srv.request("GET", "/_test/faults")[2].get("parked") \
+                    != 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            check(srv.request("GET", "/_test/faults")[2].get("parked") == 2,
+                  "a hung and a delayed request held at exit")
         finally:
             rc, err = srv.stop()
         check(rc == 0, "SIGTERM exits 0 (got %s)" % rc)
