@@ -31,7 +31,7 @@ def setup_module():
     LOCAL_REVIEWER = K8S.reviewer_token(name="local-reviewer")
     LOCAL.write(token=LOCAL_REVIEWER, ca=K8S.ca_pem)
     SRV = Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path}},
-                 name="login")
+                 name="login", env=in_cluster_env(K8S))
     SRV.secrets.add(LOCAL_REVIEWER)
     SRV.start()
 
@@ -45,6 +45,13 @@ def teardown_module():
 
 
 # -- helpers -----------------------------------------------------------------
+def in_cluster_env(k8s):
+    """The server runs "in" the fake cluster: its own service-account token
+    goes only to KUBERNETES_SERVICE_HOST:PORT (API.md §7)."""
+    return {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(k8s.port)}
+
+
 def ts(s):
     """Keystone timestamp -> POSIX seconds."""
     assert_timestamp(s)
@@ -492,7 +499,7 @@ def test_cluster_timeout_on_hang():
     with Server(extra={"k8s_auth": {"review_timeout": 1,
                                     "connect_timeout": 1,
                                     "local_sa_dir": LOCAL.path}},
-                name="timeout") as srv:
+                name="timeout", env=in_cluster_env(K8S)) as srv:
         L = Login(srv, K8S)
         jwt = L.jwt()
         K8S.fault("hang")
