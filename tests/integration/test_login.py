@@ -632,3 +632,92 @@ def test_untrusted_instance_id_and_role_cannot_forge_log_lines():
     for line in SRV.log_text().splitlines():
         check(not line.startswith(mark),
               "a client forged a log line: %r" % line)
+
+
+# -- trust boundaries (API.md §7) ---------------------------------------------
+LOCAL_CALLER = "caller=system:serviceaccount:kube-system:local-reviewer"
+
+
+def test_local_token_only_to_the_in_cluster_api_server():
+    """The server's own pod token (bound to system:auth-delegator in its
+    cluster) goes only to the API server of the cluster it runs in; an
+    instance pointing anywhere else reviews with the client's JWT."""
+    other = free_ports(1)[0]
+    elsewhere = {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                 "KUBERNETES_SERVICE_PORT": str(other)}
+    for env in (elsewhere, {}):
+        with Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path}},
+                    name="no-local-token", env=env) as srv:
+            L = Login(srv, K8S, reviewer=False)
+            before = K8S.log_text().count(LOCAL_CALLER)
+            # The JWT reviews itself; the workload is no reviewer: 403.
+            refuse(L.login(L.jwt()), 502, "reviewer_forbidden")
+            log = K8S.log_text()
+            eq(log.count(LOCAL_CALLER), before,
+               "the local token reached a host outside the cluster (%r)" %
+               env)
+            check("caller=system:serviceaccount:%s:web" % L.ns in log,
+                  "the review was not made with the client's JWT")
+    # The in-cluster API server (the module's server) does get it.
+    L = Login(SRV, K8S, reviewer=False)
+    before = K8S.log_text().count(LOCAL_CALLER)
+    L.ok(L.jwt())
+    check(K8S.log_text().count(LOCAL_CALLER) > before,
+          "the in-cluster API server did not see the local token")
+
+
+def test_proxy_environment_ignored():
+    """curl's proxy variables do not redirect TokenReviews (a proxy is
+    only used when [k8s_auth] proxy says so)."""
+    dead = "http://127.0.0.1:%d" % free_ports(1)[0]
+    env = dict(in_cluster_env(K8S))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "ALL_PROXY",
+                "all_proxy"):
+        env[var] = dead
+    env["NO_PROXY"] = env["no_proxy"] = ""
+    with Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path}},
+                name="proxy-env", env=env) as srv:
+        L = Login(srv, K8S)
+        L.ok(L.jwt())
+
+
+def _sql(srv, statement, *args):
+    import sqlite3
+    db = sqlite3.connect(srv.db, timeout=10)
+    try:
+        with db:
+            db.execute(statement, args)
+    finally:
+        db.close()
+
+
+def test_connect_time_destination_checks():
+    """What is connected to is checked when the socket opens: an instance
+    whose host a non-admin set (host_admin = 0, as every instance written
+    before this rule) only reaches [k8s_auth] allowed_hosts, and nobody
+    reaches a link-local address, whatever the stored host says."""
+    with Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path,
+                                    "allowed_hosts": "10.0.0.0/8, "
+                                    "*.allowed.example",
+                                    "connect_timeout": 2}},
+                name="connect-checks", env=in_cluster_env(K8S)) as srv:
+        L = Login(srv, K8S)
+        jwt = L.jwt()
+        L.ok(jwt)  # the bootstrap admin set the host: exempt
+        _sql(srv, "UPDATE instances SET host_admin = 0 WHERE id = ?", L.iid)
+        n = K8S.reviews()
+        r = refuse(L.login(jwt), 502, "destination_forbidden")
+        check("allowed_hosts" in r["message"], "message: %r" % r["message"])
+        eq(K8S.reviews(), n, "TokenReviews after the refusal")
+        _sql(srv, "UPDATE instances SET host_admin = 1 WHERE id = ?", L.iid)
+        L.ok(jwt)
+        for host in ("https://169.254.1.1:6443", "https://[fe80::1]:6443",
+                     "https://2852039166:443"):
+            _sql(srv, "UPDATE instances SET host = ? WHERE id = ?", host,
+                 L.iid)
+            t0 = time.monotonic()
+            r = refuse(L.login(jwt), 502, "destination_forbidden")
+            check("link-local" in r["message"],
+                  "%s: message %r" % (host, r["message"]))
+            check(time.monotonic() - t0 < 1.5 * timeout_scale(),
+                  "%s: the refusal waited for a connect timeout" % host)
