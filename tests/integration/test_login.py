@@ -721,3 +721,87 @@ def test_connect_time_destination_checks():
                   "%s: message %r" % (host, r["message"]))
             check(time.monotonic() - t0 < 1.5 * timeout_scale(),
                   "%s: the refusal waited for a connect timeout" % host)
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on loopback that records the targets
+    it was asked for (the tunnel is a plain byte pump)."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.targets = []
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.threading.Thread(target=self._serve, args=(c,),
+                                  daemon=True).start()
+
+    def _serve(self, c):
+        import select
+        import socket
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 8192:
+            data = c.recv(4096)
+            if not data:
+                c.close()
+                return
+            head += data
+        line = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        if len(line) < 2 or line[0] != "CONNECT":
+            c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            c.close()
+            return
+        self.targets.append(line[1])
+        host, port = line[1].rsplit(":", 1)
+        try:
+            u = socket.create_connection((host, int(port)), timeout=5)
+        except OSError:
+            c.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            c.close()
+            return
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        try:
+            while True:
+                r, _, _ = select.select([c, u], [], [], 30)
+                if not r:
+                    break
+                for s in r:
+                    data = s.recv(65536)
+                    if not data:
+                        raise OSError("closed")
+                    (u if s is c else c).sendall(data)
+        except OSError:
+            pass
+        for s in (c, u):
+            s.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_configured_proxy_is_used():
+    """[k8s_auth] proxy sends TokenReviews through that proxy (and only
+    then is one used)."""
+    proxy = ConnectProxy()
+    try:
+        with Server(extra={"k8s_auth": {
+                "local_sa_dir": LOCAL.path,
+                "proxy": "http://127.0.0.1:%d" % proxy.port}},
+                name="proxy-conf", env=in_cluster_env(K8S)) as srv:
+            L = Login(srv, K8S)
+            L.ok(L.jwt())
+        check("127.0.0.1:%d" % K8S.port in proxy.targets,
+              "the proxy saw %r" % proxy.targets)
+    finally:
+        proxy.close()
