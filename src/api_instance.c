@@ -166,14 +166,14 @@ api_instance_facts(const struct instance *in, int protected)
 static int
 api_instance_host_allowed(struct request *r, struct instance *in)
 {
-	struct outbound_rules * or ;
+	struct outbound_rules *rules;
 	char *host, *cause = NULL;
 	int rc;
 
 	in->host_admin = r->caller.is_admin;
 	if (r->caller.is_admin)
 		return (0);
-	if ((or = outbound_rules_parse(r->cfg->k8s_allowed_hosts, &cause)) ==
+	if ((rules = outbound_rules_parse(r->cfg->k8s_allowed_hosts, &cause)) ==
 	    NULL) {
 		log_err("[k8s_auth] %s", cause);
 		free(cause);
@@ -182,8 +182,8 @@ api_instance_host_allowed(struct request *r, struct instance *in)
 		return (-1);
 	}
 	host = outbound_url_host(in->host);
-	rc = host != NULL ? outbound_host_allowed(or, host, &cause) : -1;
-	outbound_rules_free(or);
+	rc = host != NULL ? outbound_host_allowed(rules, host, &cause) : -1;
+	outbound_rules_free(rules);
 	free(host);
 	if (rc == 0)
 		return (0);

@@ -515,11 +515,12 @@ config_validate_serve(const struct config *cfg, char **cause)
 static void
 config_check_allowed_hosts(const struct config *cfg, char **errors)
 {
-	struct outbound_rules * or ;
+	struct outbound_rules *rules;
 	char *why = NULL;
 
-	if ((or = outbound_rules_parse(cfg->k8s_allowed_hosts, &why)) != NULL) {
-		outbound_rules_free(or);
+	if ((rules = outbound_rules_parse(cfg->k8s_allowed_hosts, &why)) !=
+	    NULL) {
+		outbound_rules_free(rules);
 		return;
 	}
 	config_add_error(errors, "[k8s_auth] %s", why);

@@ -415,8 +415,7 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
 		break;
 	case FETCH_DESTINATION:
 		k8s_review_fail(&o, 502, "destination_forbidden",
-		    "the instance's host resolves to an address the server may "
-		    "not contact: %s",
+		    "the instance's host resolves to an address the server may not contact: %s",
 		    res->errmsg != NULL ? res->errmsg : "refused");
 		break;
 	default:

@@ -49,13 +49,13 @@ struct outbound_rules {
 
 /* Free rules (NULL: no-op). */
 void
-outbound_rules_free(struct outbound_rules * or)
+outbound_rules_free(struct outbound_rules *rules)
 {
-	if (or == NULL)
+	if (rules == NULL)
 		return;
-	strlist_free(& or->globs);
-	free(or->cidrs);
-	free(or);
+	strlist_free(&rules->globs);
+	free(rules->cidrs);
+	free(rules);
 }
 
 /* An address literal (IPv4 in any inet_aton form, or IPv6): 4, 16 or 0. */
@@ -120,13 +120,13 @@ outbound_is_cidr(const char *s)
 
 /* Add one trimmed entry to the rules; -1 with *cause. */
 static int
-outbound_rules_add(struct outbound_rules * or, const char *e, char **cause)
+outbound_rules_add(struct outbound_rules *rules, const char *e, char **cause)
 {
 	struct outbound_cidr c;
 	char *low;
 	size_t i;
 
-	if (or->globs.n + or->ncidrs >= OUTBOUND_MAX_ENTRIES) {
+	if (rules->globs.n + rules->ncidrs >= OUTBOUND_MAX_ENTRIES) {
 		xasprintf(cause, "allowed_hosts has more than %d entries",
 		    OUTBOUND_MAX_ENTRIES);
 		return (-1);
@@ -134,22 +134,20 @@ outbound_rules_add(struct outbound_rules * or, const char *e, char **cause)
 	if (outbound_is_cidr(e)) {
 		if (outbound_parse_cidr(e, &c) != 0) {
 			xasprintf(cause,
-			    "allowed_hosts: bad address or CIDR "
-			    "\"%.64s\"",
-			    e);
+			    "allowed_hosts: bad address or CIDR \"%.64s\"", e);
 			return (-1);
 		}
-		or->cidrs = xreallocarray(or->cidrs, or->ncidrs + 1,
-		    sizeof * or->cidrs);
-		or->cidrs[or->ncidrs++] = c;
+		rules->cidrs = xreallocarray(rules->cidrs, rules->ncidrs + 1,
+		    sizeof *rules->cidrs);
+		rules->cidrs[rules->ncidrs++] = c;
 		return (0);
 	}
 	low = xstrdup(e);
 	for (i = 0; low[i] != '\0'; i++)
 		low[i] = (char)tolower((unsigned char)low[i]);
-	or->globs.v =
-	    xreallocarray(or->globs.v, or->globs.n + 1, sizeof * or->globs.v);
-	or->globs.v[or->globs.n++] = low;
+	rules->globs.v = xreallocarray(rules->globs.v, rules->globs.n + 1,
+	    sizeof *rules->globs.v);
+	rules->globs.v[rules->globs.n++] = low;
 	return (0);
 }
 
@@ -160,36 +158,36 @@ outbound_rules_add(struct outbound_rules * or, const char *e, char **cause)
 struct outbound_rules *
 outbound_rules_parse(const char *list, char **cause)
 {
-	struct outbound_rules * or ;
+	struct outbound_rules *rules;
 	char *copy, *p, *e, *why = NULL;
 
-	or = xcalloc(1, sizeof * or);
+	rules = xcalloc(1, sizeof *rules);
 	if (list == NULL)
-		return (or);
+		return (rules);
 	copy = p = xstrdup(list);
 	while ((e = strsep(&p, ",")) != NULL) {
 		e = util_trim(e);
 		if (*e == '\0')
 			continue;
-		if (outbound_rules_add(or, e, &why) != 0) {
+		if (outbound_rules_add(rules, e, &why) != 0) {
 			if (cause != NULL)
 				*cause = why;
 			else
 				free(why);
 			free(copy);
-			outbound_rules_free(or);
+			outbound_rules_free(rules);
 			return (NULL);
 		}
 	}
 	free(copy);
-	return (or);
+	return (rules);
 }
 
 /* Does the list allow any host (no entries)? */
 int
-outbound_rules_empty(const struct outbound_rules * or)
+outbound_rules_empty(const struct outbound_rules *rules)
 {
-	return (or == NULL || (or->globs.n == 0 && or->ncidrs == 0));
+	return (rules == NULL || (rules->globs.n == 0 && rules->ncidrs == 0));
 }
 
 /*
@@ -304,15 +302,15 @@ outbound_link_local_addr(const struct sockaddr *sa)
 
 /* Do the len address bytes lie in one of the CIDRs? */
 static int
-outbound_in_cidrs(const struct outbound_rules * or, const unsigned char *b,
+outbound_in_cidrs(const struct outbound_rules *rules, const unsigned char *b,
     int len)
 {
 	const struct outbound_cidr *c;
 	size_t i;
 	int full, rest;
 
-	for (i = 0; i < or->ncidrs; i++) {
-		c = & or->cidrs[i];
+	for (i = 0; i < rules->ncidrs; i++) {
+		c = &rules->cidrs[i];
 		if ((c->family == AF_INET) != (len == 4))
 			continue;
 		full = c->bits / 8;
@@ -333,20 +331,19 @@ outbound_in_cidrs(const struct outbound_rules * or, const unsigned char *b,
  * by outbound_check_host for everyone; this is the allowed_hosts part.
  */
 int
-outbound_host_allowed(const struct outbound_rules * or, const char *host,
+outbound_host_allowed(const struct outbound_rules *rules, const char *host,
     char **cause)
 {
 	unsigned char b[16];
 	int len;
 
-	if (outbound_rules_empty(or) || glob_match_any(& or->globs, host))
+	if (outbound_rules_empty(rules) || glob_match_any(&rules->globs, host))
 		return (0);
 	len = outbound_parse_addr(host, b);
-	if (len != 0 ? outbound_in_cidrs(or, b, len) : or->ncidrs > 0)
+	if (len != 0 ? outbound_in_cidrs(rules, b, len) : rules->ncidrs > 0)
 		return (0);
 	xasprintf(cause,
-	    "host %.253s is not in [k8s_auth] allowed_hosts; only an admin "
-	    "may point an instance elsewhere",
+	    "host %.253s is not in [k8s_auth] allowed_hosts; only an admin may point an instance elsewhere",
 	    host);
 	return (-1);
 }
@@ -358,7 +355,7 @@ outbound_host_allowed(const struct outbound_rules * or, const char *host,
  * *why.
  */
 int
-outbound_addr_allowed(const struct outbound_rules * or, const char *host,
+outbound_addr_allowed(const struct outbound_rules *rules, const char *host,
     const struct sockaddr *sa, const char **why)
 {
 	unsigned char b[16];
@@ -369,9 +366,9 @@ outbound_addr_allowed(const struct outbound_rules * or, const char *host,
 		*why = "link-local addresses are never contacted";
 		return (-1);
 	}
-	if (outbound_rules_empty(or) ||
-	    (host != NULL && glob_match_any(& or->globs, host)) ||
-	    outbound_in_cidrs(or, b, len))
+	if (outbound_rules_empty(rules) ||
+	    (host != NULL && glob_match_any(&rules->globs, host)) ||
+	    outbound_in_cidrs(rules, b, len))
 		return (0);
 	*why = "the address is not in [k8s_auth] allowed_hosts";
 	return (-1);
@@ -396,7 +393,6 @@ outbound_check_host(const char *url, char **cause)
 	if (!bad)
 		return (0);
 	xasprintf(cause,
-	    "host is a link-local address (169.254.0.0/16, fe80::/10), which "
-	    "is never contacted");
+	    "host is a link-local address (169.254.0.0/16, fe80::/10), which is never contacted");
 	return (-1);
 }

@@ -305,8 +305,7 @@ role_facts_fail(struct request *r, const struct keystone_result *res)
 {
 	if (!res->unavailable && (res->status == 401 || res->status == 403)) {
 		http_reply_error(r, 502, "keystone_forbidden",
-		    "Keystone answered %ld to GET /v3/role_inferences: the "
-		    "service credential may not list role inferences",
+		    "Keystone answered %ld to GET /v3/role_inferences: the service credential may not list role inferences",
 		    res->status);
 		return;
 	}
