@@ -13,11 +13,21 @@
 --   * "reader" (and "manager") may list and show within that domain; a
 --     list must be filtered to the caller's domain (a list without a
 --     domain_id filter is admin-only);
---   * nobody but admin may put a role named in [policy] protected_roles
---     into a token restriction (create and update, by role name; a role
---     without a name cannot be checked and is refused), change a
---     restriction that grants one, or bind a k8s role to such a
---     restriction;
+--   * nobody but admin may put a role that is not delegable into a token
+--     restriction (create and update), change a restriction that grants
+--     one, or bind a k8s role to such a restriction (API.md §7).  The
+--     server marks every role of the target: `delegable` (its name is in
+--     [policy] delegable_roles, case-insensitively, and so is every role
+--     it implies in Keystone) and `implies` (those names); a role without
+--     a name, without the mark, or named in [policy] protected_roles (the
+--     older denylist, kept for one release) is not delegable.  Denials
+--     start with "role_not_delegable: ", which the server sends as that
+--     reason code;
+--   * on a protected instance (target.instance.protected: one of its
+--     roles binds a restriction granting a non-delegable role) nobody but
+--     admin may change host, ca_cert, token_reviewer_jwt,
+--     disable_local_ca_jwt or jwks (target.changed lists what an update
+--     changes); denials start with "instance_protected: ";
 --   * an update must not move an object to another domain (or a role to
 --     another instance).
 --   * token:validate: admin, the "service" role, or the token's own user.
@@ -83,7 +93,45 @@ local function caller_domain(cred)
 	return nil
 end
 
--- Every role of a restriction body is named and not protected.
+-- The fields of an instance that make its trust anchor: who controls
+-- them decides which identities the cluster vouches for.
+local ANCHOR_FIELDS = { "host", "ca_cert", "token_reviewer_jwt",
+	"token_reviewer_jwt_set", "disable_local_ca_jwt", "jwks" }
+
+-- Is one role of a restriction something a non-admin may grant?  True,
+-- or false and the reason (naming the role).
+local function role_delegable(r, protected)
+	if type(r) ~= "table" then
+		return false, "role_not_delegable: a role is not an object"
+	end
+	local name = r.name
+	if type(name) ~= "string" then
+		return false, "role_not_delegable: only an admin may add the " ..
+		    "role " .. tostring(r.id) .. " without a name Keystone " ..
+		    "resolved"
+	end
+	if protected[name] or r.delegable ~= true then
+		local why = "role_not_delegable: only an admin may grant " ..
+		    "the role " .. name
+		if type(r.implies) == "table" and #r.implies > 0 then
+			why = why .. " (it implies " ..
+			    table.concat(r.implies, ", ") .. ")"
+		end
+		return false, why
+	end
+	if type(r.implies) == "table" then
+		for _, n in ipairs(r.implies) do
+			if protected[n] then
+				return false, "role_not_delegable: only an " ..
+				    "admin may grant the role " .. name ..
+				    " (it implies " .. n .. ")"
+			end
+		end
+	end
+	return true
+end
+
+-- Every role of a restriction body is one a non-admin may grant.
 local function roles_allowed(roles)
 	if roles == nil then
 		return true
@@ -93,12 +141,33 @@ local function roles_allowed(roles)
 	end
 	local protected = k8sauth.protected_roles()
 	for _, r in ipairs(roles) do
-		local name = type(r) == "table" and r.name or nil
-		if type(name) ~= "string" then
-			return false, "only an admin may add a role without a name"
+		local ok, why = role_delegable(r, protected)
+		if not ok then
+			return false, why
 		end
-		if protected[name] then
-			return false, "only an admin may grant the role " .. name
+	end
+	return true
+end
+
+-- An update of a protected instance must leave its trust anchor alone.
+local function anchor_kept(target)
+	local inst = target.instance
+	if type(inst) ~= "table" or inst.protected ~= true then
+		return true
+	end
+	local changed = target.changed
+	if type(changed) ~= "table" then
+		return false, "instance_protected: the update's changes are " ..
+		    "unknown"
+	end
+	for _, f in ipairs(changed) do
+		for _, a in ipairs(ANCHOR_FIELDS) do
+			if f == a then
+				return false, "instance_protected: a role of " ..
+				    "this instance grants a role only an " ..
+				    "admin may delegate, so only an admin " ..
+				    "may change its " .. a
+			end
 		end
 	end
 	return true
@@ -122,7 +191,8 @@ local function update_stays(kind, obj, update)
 end
 
 -- Checks that bind everyone but admin, whatever the role.  A restriction
--- that grants a protected role (or a role without a name) is an admin's:
+-- that grants a role that is not delegable (or a role without a name) is
+-- an admin's, and so is the trust anchor of an instance binding one:
 -- nobody else may bind a k8s role to it or change it, since either would
 -- hand its roles to service accounts of their choosing.
 local function content_allowed(kind, op, target)
@@ -130,15 +200,25 @@ local function content_allowed(kind, op, target)
 	    type(target.restriction) == "table" then
 		local ok, why = roles_allowed(target.restriction.roles)
 		if not ok then
-			return false, "the role's token restriction: " .. why
+			return false, "role_not_delegable: the role's token " ..
+			    "restriction: " .. string.gsub(why,
+			    "^role_not_delegable: ", "")
 		end
 	end
 	if kind == "restriction" and op == "update" and
 	    type(target.restriction) == "table" then
-		local ok = roles_allowed(target.restriction.roles)
+		local ok, why = roles_allowed(target.restriction.roles)
 		if not ok then
-			return false, "only an admin may change a token " ..
-			    "restriction that grants a protected role"
+			return false, "role_not_delegable: only an admin may " ..
+			    "change a token restriction that grants a role " ..
+			    "only an admin may delegate (" ..
+			    string.gsub(why, "^role_not_delegable: ", "") .. ")"
+		end
+	end
+	if kind == "instance" and op == "update" then
+		local ok, why = anchor_kept(target)
+		if not ok then
+			return false, why
 		end
 	end
 	if kind == "restriction" and op == "create" then

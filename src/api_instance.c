@@ -7,6 +7,13 @@
  * token is write-only: it is never put in a response, a policy target or
  * a log line; responses carry token_reviewer_jwt_set instead.
  *
+ * Trust (API.md §7): a host is never link-local (400); a non-admin's
+ * host must be in [k8s_auth] allowed_hosts (403 host_not_allowed) and
+ * the instance remembers who set it (host_admin) for the connect-time
+ * check.  Changing host or ca_cert without a new token_reviewer_jwt
+ * clears the stored one: the credential follows the trust anchor.  An
+ * update is decided with target.instance.protected (role_facts.c).
+ *
  * Runs on a worker thread; the only blocking calls are short SQLite
  * reads and writes through the store.
  */
@@ -86,16 +93,45 @@ api_instance_apply(const struct config *cfg, const cJSON *body,
 		*cause = xstrdup("host is required");
 		return (-1);
 	}
-	if (validate_host(in->host, cfg->k8s_allow_insecure_http, cause) != 0)
+	if (validate_host(in->host, cfg->k8s_allow_insecure_http, cause) != 0 ||
+	    outbound_check_host(in->host, cause) != 0)
 		return (-1);
 	if (in->ca_cert != NULL && validate_pem(in->ca_cert, cause) != 0)
 		return (-1);
 	return (0);
 }
 
+/*
+ * The names of the fields an update changes (target.changed): every
+ * field whose value differs, and token_reviewer_jwt when one was sent.
+ */
+static cJSON *
+api_instance_changes(const cJSON *body, const cJSON *stored,
+    const struct instance *in)
+{
+	cJSON *now, *it, *out;
+
+	out = cJSON_CreateArray();
+	now = api_instance_json(in);
+	cJSON_ArrayForEach(it, now)
+	{
+		if (!cJSON_Compare(it,
+			cJSON_GetObjectItemCaseSensitive(stored, it->string),
+			1))
+			cJSON_AddItemToArray(out,
+			    cJSON_CreateString(it->string));
+	}
+	cJSON_Delete(now);
+	if (cJSON_GetObjectItemCaseSensitive(body, "token_reviewer_jwt") !=
+	    NULL)
+		cJSON_AddItemToArray(out,
+		    cJSON_CreateString("token_reviewer_jwt"));
+	return (out);
+}
+
 /* The patch as the policy sees it: the reviewer token only as a flag. */
 static cJSON *
-api_instance_patch_target(const cJSON *body, const cJSON *stored)
+api_instance_patch_target(const cJSON *body, cJSON *stored)
 {
 	cJSON *patch, *jwt;
 
@@ -107,8 +143,86 @@ api_instance_patch_target(const cJSON *body, const cJSON *stored)
 		    !cJSON_IsNull(jwt));
 		cJSON_Delete(jwt);
 	}
-	return (api_target("instance", cJSON_Duplicate(stored, 1), "update",
-	    patch, NULL));
+	return (api_target("instance", stored, "update", patch, NULL));
+}
+
+/* The instance as the policy sees it: with target.instance.protected. */
+static cJSON *
+api_instance_facts(const struct instance *in, int protected)
+{
+	cJSON *o;
+
+	o = api_instance_json(in);
+	cJSON_AddBoolToObject(o, "protected", protected);
+	return (o);
+}
+
+/*
+ * Who set the host decides the connect-time allowed_hosts check: an
+ * admin's host is exempt; anyone else's must be in allowed_hosts now
+ * (the host name) and when connecting (the address).  Replies 403
+ * host_not_allowed and returns -1.
+ */
+static int
+api_instance_host_allowed(struct request *r, struct instance *in)
+{
+	struct outbound_rules *rules;
+	char *host, *cause = NULL;
+	int rc;
+
+	in->host_admin = r->caller.is_admin;
+	if (r->caller.is_admin)
+		return (0);
+	if ((rules = outbound_rules_parse(r->cfg->k8s_allowed_hosts, &cause)) ==
+	    NULL) {
+		log_err("[k8s_auth] %s", cause);
+		free(cause);
+		http_reply_error(r, 500, "internal_error",
+		    "[k8s_auth] allowed_hosts does not parse");
+		return (-1);
+	}
+	host = outbound_url_host(in->host);
+	rc = host != NULL ? outbound_host_allowed(rules, host, &cause) : -1;
+	outbound_rules_free(rules);
+	free(host);
+	if (rc == 0)
+		return (0);
+	http_reply_error(r, 403, "host_not_allowed", "%s",
+	    cause != NULL ? cause : "host has no host name");
+	free(cause);
+	return (-1);
+}
+
+/* Did the field change between the stored JSON and the instance? */
+static int
+api_instance_changed(const cJSON *stored, const char *field, const char *now)
+{
+	const char *was = cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(stored, field));
+
+	if (was == NULL || now == NULL)
+		return (was != now);
+	return (strcmp(was, now) != 0);
+}
+
+/*
+ * The reviewer credential follows the trust anchor: a new host or
+ * ca_cert without a token_reviewer_jwt in the same request clears the
+ * stored reviewer token.
+ */
+static void
+api_instance_follow_anchor(const cJSON *body, const cJSON *stored,
+    struct instance *in)
+{
+	if (cJSON_GetObjectItemCaseSensitive(body, "token_reviewer_jwt") !=
+	    NULL)
+		return;
+	if (!api_instance_changed(stored, "host", in->host) &&
+	    !api_instance_changed(stored, "ca_cert", in->ca_cert))
+		return;
+	freezero_str(in->reviewer_jwt);
+	in->reviewer_jwt = NULL;
+	in->reviewer_jwt_set = 0;
 }
 
 /* The conflict message for a duplicate (domain_id, name). */
@@ -172,8 +286,9 @@ api_instance_create(struct request *r)
 		goto out;
 	}
 	target =
-	    api_target("instance", api_instance_json(in), NULL, NULL, NULL);
-	if (auth_require(r, "k8s_auth:instance:create", target) != 0)
+	    api_target("instance", api_instance_facts(in, 0), NULL, NULL, NULL);
+	if (auth_require(r, "k8s_auth:instance:create", target) != 0 ||
+	    api_instance_host_allowed(r, in) != 0)
 		goto out;
 	api_instance_save(r, in, 1);
 out:
@@ -215,12 +330,57 @@ api_instance_show(struct request *r)
 	instance_free(in);
 }
 
+/* An instance update waiting for the role facts. */
+struct instance_update {
+	struct instance *in;
+	cJSON *target;
+	int host_changed;
+};
+
+/* Free an instance update. */
+static void
+api_instance_update_free(void *arg)
+{
+	struct instance_update *u = arg;
+
+	instance_free(u->in);
+	cJSON_Delete(u->target);
+	free(u);
+}
+
+/*
+ * The role facts are known: mark the target protected or not, ask the
+ * policy, check the host, write.
+ */
+static void
+api_instance_update_cb(struct request *r, const cJSON *inferences, void *arg)
+{
+	struct instance_update *u = arg;
+	cJSON *obj;
+	int protected, rc;
+
+	rc = role_facts_protected(r, inferences, u->in->id, &protected);
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, "instance", u->in->id, NULL);
+		return;
+	}
+	obj = cJSON_GetObjectItemCaseSensitive(u->target, "instance");
+	cJSON_DeleteItemFromObjectCaseSensitive(obj, "protected");
+	cJSON_AddBoolToObject(obj, "protected", protected);
+	if (auth_require(r, "k8s_auth:instance:update", u->target) != 0)
+		return;
+	if (u->host_changed && api_instance_host_allowed(r, u->in) != 0)
+		return;
+	api_instance_save(r, u->in, 0);
+}
+
 /* PATCH | PUT /v4/k8s_auth/instances/{id} */
 void
 api_instance_update(struct request *r)
 {
+	struct instance_update *u;
 	struct instance *in;
-	cJSON *body = NULL, *stored = NULL, *target = NULL;
+	cJSON *body = NULL, *stored = NULL, *changes;
 	char *cause = NULL;
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
@@ -229,20 +389,26 @@ api_instance_update(struct request *r)
 	    api_check_body(r, body, instance_immutable, instance_read_only,
 		instance_writable) != 0)
 		goto out;
-	stored = api_instance_json(in);
+	stored = api_instance_facts(in, 0);
 	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
 		api_bad_request(r, "invalid_value", cause);
 		goto out;
 	}
-	target = api_instance_patch_target(body, stored);
-	if (auth_require(r, "k8s_auth:instance:update", target) != 0)
-		goto out;
-	api_instance_save(r, in, 0);
+	api_instance_follow_anchor(body, stored, in);
+	u = xcalloc(1, sizeof *u);
+	u->host_changed = api_instance_changed(stored, "host", in->host);
+	u->in = in;
+	changes = api_instance_changes(body, stored, in);
+	u->target = api_instance_patch_target(body, stored);
+	cJSON_AddItemToObject(u->target, "changed", changes);
+	in = NULL;
+	stored = NULL;
+	role_facts_run(r, api_instance_update_cb, u, api_instance_update_free);
 out:
-	cJSON_Delete(target);
 	cJSON_Delete(stored);
 	cJSON_Delete(body);
-	instance_free(in);
+	if (in != NULL)
+		instance_free(in);
 }
 
 /* DELETE /v4/k8s_auth/instances/{id} (its roles go with it). */

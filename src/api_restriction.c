@@ -12,7 +12,10 @@
  * Keystone (keystone_check.c: user and project of the restriction's
  * domain and enabled, roles existing, role names from Keystone); the
  * request is parked meanwhile.  The policy then sees the resolved names
- * and target.restriction.user_domain_id / project_domain_id.
+ * and target.restriction.user_domain_id / project_domain_id.  Before
+ * that, Keystone's role inferences are fetched (role_facts.c), so that
+ * every role object of the target carries "delegable" and "implies"
+ * (API.md §7): a role given by id alone is judged by Keystone's name.
  *
  * Runs on a worker thread; the only blocking calls are short SQLite
  * reads and writes through the store.
@@ -41,10 +44,11 @@ struct restriction_pending {
 	struct restriction *rs;
 	cJSON *target;
 	int create;
+	cJSON *inferences; /* Keystone's role inferences, or NULL */
 	struct keystone_check *check;
 };
 
-static int api_restriction_proceed(struct request *, struct restriction *,
+static void api_restriction_start(struct request *, struct restriction *,
     cJSON *, int);
 
 /* A validation failure: the 400 reason and its message. */
@@ -255,10 +259,9 @@ api_restriction_create(struct request *r)
 	}
 	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
 	    NULL);
-	if (api_restriction_proceed(r, rs, target, 1) != 0) {
-		rs = NULL; /* the Keystone check owns them */
-		target = NULL;
-	}
+	api_restriction_start(r, rs, target, 1);
+	rs = NULL; /* handed over */
+	target = NULL;
 out:
 	cJSON_Delete(target);
 	cJSON_Delete(body);
@@ -375,11 +378,30 @@ api_restriction_check_used(struct request *r, const struct restriction *rs)
 	return (-1);
 }
 
+/*
+ * Put the role facts into the target: every role of target.restriction
+ * (the new restriction, or the stored one on update) and of
+ * target.update gets "delegable" and "implies".
+ */
+static void
+api_restriction_facts(struct request *r, cJSON *target, const cJSON *inferences)
+{
+	cJSON *obj;
+
+	obj = cJSON_GetObjectItemCaseSensitive(target, "restriction");
+	role_facts_annotate(r->cfg, inferences,
+	    cJSON_GetObjectItemCaseSensitive(obj, "roles"));
+	obj = cJSON_GetObjectItemCaseSensitive(target, "update");
+	role_facts_annotate(r->cfg, inferences,
+	    cJSON_GetObjectItemCaseSensitive(obj, "roles"));
+}
+
 /* Authorize, check that no role is left broken, write and reply. */
 static void
-api_restriction_write(struct request *r, struct restriction *rs,
-    const cJSON *target, int create)
+api_restriction_write(struct request *r, struct restriction *rs, cJSON *target,
+    int create, const cJSON *inferences)
 {
+	api_restriction_facts(r, target, inferences);
 	if (auth_require(r,
 		create ? "token_restriction:create"
 		       : "token_restriction:update",
@@ -430,7 +452,8 @@ api_restriction_checked(struct restriction_pending *p,
 
 	if (ko->status == 0) {
 		api_restriction_resolved(p, ko);
-		api_restriction_write(r, p->rs, p->target, p->create);
+		api_restriction_write(r, p->rs, p->target, p->create,
+		    p->inferences);
 		return;
 	}
 	if (ko->status == 503) {
@@ -439,6 +462,7 @@ api_restriction_checked(struct restriction_pending *p,
 		http_reply_error(r, 503, ko->reason, "%s", ko->message);
 		return;
 	}
+	api_restriction_facts(r, p->target, p->inferences);
 	if (auth_require(r,
 		p->create ? "token_restriction:create"
 			  : "token_restriction:update",
@@ -457,6 +481,7 @@ api_restriction_pending_free(struct restriction_pending *p)
 	r->gone = NULL;
 	restriction_free(p->rs);
 	cJSON_Delete(p->target);
+	cJSON_Delete(p->inferences);
 	free(p);
 	http_unref(r);
 }
@@ -495,40 +520,88 @@ api_restriction_check_gone(struct request *r)
 }
 
 /*
- * Go on with a create or update: straight to the write without Keystone,
- * else after Keystone's check.  Returns 1 when the check is in flight
- * and owns rs and target (the request is parked), 0 when done here.
+ * Go on with a create or update once the role inferences are known:
+ * straight to the write without Keystone, else after Keystone's check
+ * (the request stays parked; the check owns rs and target).
  */
-static int
+static void
 api_restriction_proceed(struct request *r, struct restriction *rs,
-    cJSON *target, int create)
+    cJSON *target, int create, const cJSON *inferences)
 {
 	struct restriction_pending *p;
 	struct keystone_outcome ko;
 
 	if (!keystone_enabled()) {
-		api_restriction_write(r, rs, target, create);
-		return (0);
+		api_restriction_write(r, rs, target, create, inferences);
+		restriction_free(rs);
+		cJSON_Delete(target);
+		return;
 	}
 	p = xcalloc(1, sizeof *p);
 	p->r = r;
 	p->rs = rs;
 	p->target = target;
 	p->create = create;
+	p->inferences =
+	    inferences != NULL ? cJSON_Duplicate(inferences, 1) : NULL;
+	http_ref(r); /* dropped by api_restriction_pending_free */
 	p->check = keystone_check_restriction(r->worker, rs,
 	    api_restriction_check_cb, p, &ko);
 	if (p->check == NULL) {
 		api_restriction_checked(p, &ko);
 		keystone_outcome_clear(&ko);
-		free(p);
-		return (0);
+		api_restriction_pending_free(p);
+		return;
 	}
-	http_ref(r); /* dropped by api_restriction_pending_free */
 	r->data = p;
 	r->cancel = api_restriction_check_cancel;
 	r->gone = api_restriction_check_gone;
 	http_park(r);
-	return (1);
+}
+
+/* A create or update waiting for the role inferences. */
+struct restriction_start {
+	struct restriction *rs;
+	cJSON *target;
+	int create;
+};
+
+/* Free a waiting create or update (what it still owns). */
+static void
+api_restriction_start_free(void *arg)
+{
+	struct restriction_start *st = arg;
+
+	if (st->rs != NULL)
+		restriction_free(st->rs);
+	cJSON_Delete(st->target);
+	free(st);
+}
+
+/* The role inferences are known: go on (rs and target handed over). */
+static void
+api_restriction_start_cb(struct request *r, const cJSON *inferences, void *arg)
+{
+	struct restriction_start *st = arg;
+
+	api_restriction_proceed(r, st->rs, st->target, st->create, inferences);
+	st->rs = NULL;
+	st->target = NULL;
+}
+
+/* Fetch the role inferences, then proceed; takes rs and target. */
+static void
+api_restriction_start(struct request *r, struct restriction *rs, cJSON *target,
+    int create)
+{
+	struct restriction_start *st;
+
+	st = xcalloc(1, sizeof *st);
+	st->rs = rs;
+	st->target = target;
+	st->create = create;
+	role_facts_run(r, api_restriction_start_cb, st,
+	    api_restriction_start_free);
 }
 
 /* PATCH | PUT /v4/tokens/restrictions/{id} */
@@ -551,10 +624,9 @@ api_restriction_update(struct request *r)
 		api_bad_request(r, e.reason, e.cause);
 		goto out;
 	}
-	if (api_restriction_proceed(r, rs, target, 0) != 0) {
-		rs = NULL; /* the Keystone check owns them */
-		target = NULL;
-	}
+	api_restriction_start(r, rs, target, 0);
+	rs = NULL; /* handed over */
+	target = NULL;
 out:
 	cJSON_Delete(target);
 	cJSON_Delete(body);

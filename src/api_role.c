@@ -8,7 +8,9 @@
  * GET /v4/k8s_auth/roles.  A role takes its domain from its instance and
  * may only point at a restriction of the same domain that names a user,
  * a project and at least one role; bound lists are never empty (["*"]
- * must be written out).
+ * must be written out).  The policy decides with the facts of the
+ * restriction the role will point at (every role of it "delegable" or
+ * not, role_facts.c) and target.instance.protected (API.md §7).
  *
  * Runs on a worker thread; the only blocking calls are short SQLite
  * reads and writes through the store.
@@ -237,29 +239,88 @@ api_role_save(struct request *r, struct role *ro, int create)
 	free(path);
 }
 
-/* Authorize, check the restriction, then write (create or update). */
+/* A role create or update waiting for the role facts. */
+struct role_commit {
+	const char *action;
+	cJSON *target;
+	struct role *ro;
+	int create;
+};
+
+/* Free a role commit. */
+static void
+api_role_commit_free(void *arg)
+{
+	struct role_commit *c = arg;
+
+	cJSON_Delete(c->target);
+	role_free(c->ro);
+	free(c);
+}
+
+/*
+ * The policy sees the restriction the role will point at (when it is in
+ * the role's domain) with the facts of its roles, and whether the
+ * instance is protected, so it can refuse binding a role to a
+ * restriction that grants a role the caller could not delegate.
+ */
+static int
+api_role_facts(struct request *r, const cJSON *inferences, cJSON *target,
+    const struct role *ro)
+{
+	struct restriction *rs = NULL;
+	cJSON *rj, *inst;
+	int protected, rc;
+
+	if (store_restriction_get(r->worker->db, ro->token_restriction_id,
+		&rs) == STORE_OK &&
+	    strcmp(rs->domain_id, ro->domain_id) == 0) {
+		rj = api_restriction_json(rs);
+		role_facts_annotate(r->cfg, inferences,
+		    cJSON_GetObjectItemCaseSensitive(rj, "roles"));
+		cJSON_AddItemToObject(target, "restriction", rj);
+	}
+	restriction_free(rs);
+	rc = role_facts_protected(r, inferences, ro->auth_instance_id,
+	    &protected);
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, "instance", ro->auth_instance_id, NULL);
+		return (-1);
+	}
+	inst = cJSON_GetObjectItemCaseSensitive(target, "instance");
+	cJSON_DeleteItemFromObjectCaseSensitive(inst, "protected");
+	cJSON_AddBoolToObject(inst, "protected", protected);
+	return (0);
+}
+
+/* The facts are known: authorize, check the restriction, write. */
+static void
+api_role_commit_cb(struct request *r, const cJSON *inferences, void *arg)
+{
+	struct role_commit *c = arg;
+
+	if (api_role_facts(r, inferences, c->target, c->ro) != 0)
+		return;
+	if (auth_require(r, c->action, c->target) != 0)
+		return;
+	if (api_role_check_restriction(r, c->ro) != 0)
+		return;
+	api_role_save(r, c->ro, c->create);
+}
+
+/* Authorize, check the restriction, then write; takes target and ro. */
 static void
 api_role_commit(struct request *r, const char *action, cJSON *target,
     struct role *ro, int create)
 {
-	struct restriction *rs = NULL;
+	struct role_commit *c;
 
-	/*
-	 * The policy sees the restriction the role will point at (when it
-	 * is in the role's domain), so it can refuse binding a role to a
-	 * restriction that grants a protected role.
-	 */
-	if (store_restriction_get(r->worker->db, ro->token_restriction_id,
-		&rs) == STORE_OK &&
-	    strcmp(rs->domain_id, ro->domain_id) == 0)
-		cJSON_AddItemToObject(target, "restriction",
-		    api_restriction_json(rs));
-	restriction_free(rs);
-	if (auth_require(r, action, target) != 0)
-		return;
-	if (api_role_check_restriction(r, ro) != 0)
-		return;
-	api_role_save(r, ro, create);
+	c = xcalloc(1, sizeof *c);
+	c->action = action;
+	c->target = target;
+	c->ro = ro;
+	c->create = create;
+	role_facts_run(r, api_role_commit_cb, c, api_role_commit_free);
 }
 
 /* A new role of instance in: defaults and the instance's ids. */
@@ -298,6 +359,8 @@ api_role_create(struct request *r)
 	target = api_target("role", api_role_json(ro), "instance",
 	    api_instance_json(in), NULL);
 	api_role_commit(r, "k8s_auth:role:create", target, ro, 1);
+	target = NULL; /* handed over */
+	ro = NULL;
 out:
 	cJSON_Delete(target);
 	cJSON_Delete(body);
@@ -365,10 +428,13 @@ api_role_update(struct request *r)
 		goto out;
 	}
 	api_role_commit(r, "k8s_auth:role:update", target, ro, 0);
+	target = NULL; /* handed over */
+	ro = NULL;
 out:
 	cJSON_Delete(target);
 	cJSON_Delete(body);
-	role_free(ro);
+	if (ro != NULL)
+		role_free(ro);
 	instance_free(in);
 }
 

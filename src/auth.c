@@ -92,18 +92,46 @@ auth_authorize(struct request *r, const char *action, const cJSON *target,
 	return (-1);
 }
 
+/*
+ * The reason code a policy's denial selects: a reason starting with
+ * "role_not_delegable: " or "instance_protected: " (API.md §7) is sent
+ * with that code, its text after the prefix as the message; any other
+ * reason is only logged (403 forbidden).  NULL: plain forbidden.
+ */
+static const char *
+auth_deny_code(const char *reason, const char **msg)
+{
+	static const char *const codes[] = { "role_not_delegable",
+		"instance_protected", NULL };
+	size_t i, n;
+
+	for (i = 0; codes[i] != NULL; i++) {
+		n = strlen(codes[i]);
+		if (strncmp(reason, codes[i], n) == 0 && reason[n] == ':' &&
+		    reason[n + 1] == ' ') {
+			*msg = reason + n + 2;
+			return (codes[i]);
+		}
+	}
+	return (NULL);
+}
+
 /* Authorize or reply 403; returns 0 when allowed. */
 int
 auth_require(struct request *r, const char *action, const cJSON *target)
 {
+	const char *code, *msg = NULL;
 	char *reason = NULL;
 
 	if (auth_authorize(r, action, target, &reason) == 0)
 		return (0);
 	log_info("%s: %s denied: %s", r->client_ip, action, reason);
 	audit_admin(r, action, NULL, "denied");
-	http_reply_error(r, 403, "forbidden",
-	    "you are not authorized to perform %s", action);
+	if ((code = auth_deny_code(reason, &msg)) != NULL)
+		http_reply_error(r, 403, code, "%s", msg);
+	else
+		http_reply_error(r, 403, "forbidden",
+		    "you are not authorized to perform %s", action);
 	free(reason);
 	return (-1);
 }

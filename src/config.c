@@ -122,6 +122,14 @@ static const struct config_option config_options[] = {
 	{ "k8s_auth", "allow_insecure_http", CT_BOOL,
 	    O(k8s_allow_insecure_http), "false", 0, 0, 1,
 	    "Allow http:// instance hosts (development only)." },
+	{ "k8s_auth", "allowed_hosts", CT_STRING, O(k8s_allowed_hosts), NULL, 0,
+	    0, 1,
+	    "Comma-separated host globs and CIDRs a non-admin may point an "
+	    "instance at (checked on the host name when written and on the "
+	    "address connected to); empty: any host but link-local." },
+	{ "k8s_auth", "proxy", CT_STRING, O(k8s_proxy), NULL, 0, 0, 1,
+	    "HTTP(S) proxy URL for TokenReviews; unset: no proxy (the "
+	    "proxy environment variables are ignored)." },
 	{ "policy", "dir", CT_STRING, O(policy_dir),
 	    SYSCONFDIR "/keystone-k8s-auth/policy", 0, 0, 1,
 	    "Directory of api.lua and login.lua; missing files fall back to "
@@ -136,8 +144,14 @@ static const struct config_option config_options[] = {
 	    "Bytes one worker's Lua state may allocate." },
 	{ "policy", "protected_roles", CT_STRING, O(policy_protected_roles),
 	    "admin", 0, 0, 1,
-	    "Comma-separated role names only an admin may "
-	    "put into a token restriction." },
+	    "Comma-separated role names only an admin may put into a token "
+	    "restriction (deprecated: delegable_roles decides; kept as an "
+	    "extra denylist for one release)." },
+	{ "policy", "delegable_roles", CT_STRING, O(policy_delegable_roles),
+	    "member,reader,manager", 0, 0, 1,
+	    "Comma-separated role names (compared case-insensitively) a "
+	    "non-admin may put into a token restriction; a role implying any "
+	    "other role is not delegable." },
 	{ "keystone", "url", CT_STRING, O(keystone_url), NULL, 0, 0, 0,
 	    "Keystone identity endpoint for validating admin callers." },
 	{ "keystone", "ca_file", CT_STRING, O(keystone_ca_file), NULL, 0, 0, 0,
@@ -497,6 +511,22 @@ config_validate_serve(const struct config *cfg, char **cause)
 	return (0);
 }
 
+/* [k8s_auth] allowed_hosts must parse (outbound.c). */
+static void
+config_check_allowed_hosts(const struct config *cfg, char **errors)
+{
+	struct outbound_rules *rules;
+	char *why = NULL;
+
+	if ((rules = outbound_rules_parse(cfg->k8s_allowed_hosts, &why)) !=
+	    NULL) {
+		outbound_rules_free(rules);
+		return;
+	}
+	config_add_error(errors, "[k8s_auth] %s", why);
+	free(why);
+}
+
 /* Cross-option checks that one table row cannot express. */
 int
 config_validate(struct config *cfg, char **cause)
@@ -552,6 +582,7 @@ config_validate(struct config *cfg, char **cause)
 		config_add_error(&errors,
 		    "[keystone] url: must be an "
 		    "http(s):// URL");
+	config_check_allowed_hosts(cfg, &errors);
 	if (errors != NULL) {
 		*cause = errors;
 		return (-1);

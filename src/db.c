@@ -113,6 +113,12 @@ static const char *const db_migration_table[] = {
 	"CREATE INDEX roles_enabled ON roles (enabled);"
 	"CREATE INDEX roles_token_restriction_id ON roles"
 	"  (token_restriction_id);",
+	/*
+	 * 2: whether an admin set the instance's host (API.md §7); hosts
+	 * written before count as set by a non-admin (fail closed).
+	 */
+	"ALTER TABLE instances ADD COLUMN host_admin INTEGER NOT NULL "
+	"DEFAULT 0;",
 };
 #define DB_NMIGRATIONS \
 	((int)(sizeof db_migration_table / sizeof db_migration_table[0]))

@@ -23,10 +23,19 @@
  * cannot cancel itself from its own callback, it is finishing anyway).
  * fetch_destroy must not be called from a completion callback.
  *
+ * Where it connects (API.md §7): every socket is opened by
+ * fetch_opensocket_cb, which refuses link-local addresses and, for a
+ * request carrying allowed_hosts, addresses outside them (outbound.c), so
+ * the check sees the address actually connected to, after DNS.  Such a
+ * transfer never reuses a cached connection nor leaves one behind.  TLS
+ * is 1.2 or newer; a proxy is used only when the request names one (the
+ * proxy environment variables are ignored).
+ *
  * Thread: the worker's thread only; nothing here blocks (curl's threaded
  * resolver keeps DNS off the loop).
  */
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <stdlib.h>
@@ -75,6 +84,10 @@ struct fetch_transfer {
 	int linked;   /* on f->transfers */
 	int failing;  /* multi rebuilt: fail it */
 	int in_callback;
+	struct outbound_rules *rules; /* allowed_hosts, or NULL */
+	char *host;                   /* the URL's host, for the globs */
+	int proxied;                  /* sockets go to the proxy */
+	const char *refused;          /* why a socket was refused */
 	LIST_ENTRY(fetch_transfer) entry;
 };
 
@@ -206,6 +219,8 @@ fetch_transfer_free(struct fetch_transfer *t)
 	}
 	free(t->retry_after);
 	freezero_str(t->subject_token);
+	outbound_rules_free(t->rules);
+	free(t->host);
 	free(t);
 }
 
@@ -272,6 +287,8 @@ fetch_finish(struct fetch_transfer *t, CURLcode rc)
 
 	memset(&res, 0, sizeof res);
 	res.error = fetch_map_error(t, rc);
+	if (rc != CURLE_OK && t->refused != NULL)
+		res.error = FETCH_DESTINATION;
 	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &res.status);
 	curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
 	res.seconds = total;
@@ -279,7 +296,9 @@ fetch_finish(struct fetch_transfer *t, CURLcode rc)
 	res.bodylen = t->len;
 	res.retry_after = t->retry_after;
 	res.subject_token = t->subject_token;
-	if (rc != CURLE_OK)
+	if (rc != CURLE_OK && t->refused != NULL)
+		res.errmsg = t->refused;
+	else if (rc != CURLE_OK)
 		res.errmsg =
 		    t->errbuf[0] != '\0' ? t->errbuf : curl_easy_strerror(rc);
 	fetch_unlink(t);
@@ -664,6 +683,47 @@ fetch_setup_security(struct fetch_transfer *t, const struct fetch_request *req)
 	}
 }
 
+/*
+ * CURLOPT_OPENSOCKETFUNCTION: open the socket only for an allowed
+ * address (outbound.c); else CURL_SOCKET_BAD, which curl reports as a
+ * failed connect, and t->refused says why.  Behind a proxy the address
+ * is the proxy's (configured by the operator): only link-local is
+ * refused then.
+ */
+static curl_socket_t
+fetch_opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct fetch_transfer *t = arg;
+	const char *why = NULL;
+
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return (CURL_SOCKET_BAD);
+	if (outbound_addr_allowed(t->proxied ? NULL : t->rules, t->host,
+		&addr->addr, &why) != 0) {
+		t->refused = why;
+		return (CURL_SOCKET_BAD);
+	}
+	return (socket(addr->family, addr->socktype, addr->protocol));
+}
+
+/* Where the transfer may connect, TLS floor and proxy (API.md §7). */
+static void
+fetch_setup_destination(struct fetch_transfer *t,
+    const struct fetch_request *req)
+{
+	if (curl_easy_setopt(t->easy, CURLOPT_OPENSOCKETFUNCTION,
+		fetch_opensocket_cb) != CURLE_OK)
+		t->setopt_failed = 1;
+	fetch_opt_ptr(t, CURLOPT_OPENSOCKETDATA, t);
+	fetch_opt_long(t, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
+	fetch_opt_ptr(t, CURLOPT_PROXY, req->proxy != NULL ? req->proxy : "");
+	t->proxied = req->proxy != NULL && *req->proxy != '\0';
+	if (!outbound_rules_empty(t->rules)) {
+		fetch_opt_long(t, CURLOPT_FRESH_CONNECT, 1);
+		fetch_opt_long(t, CURLOPT_FORBID_REUSE, 1);
+	}
+}
+
 /* Everything an easy handle needs for req. */
 static void
 fetch_setup(struct fetch_transfer *t, const struct fetch_request *req)
@@ -677,6 +737,7 @@ fetch_setup(struct fetch_transfer *t, const struct fetch_request *req)
 	fetch_opt_long(t, CURLOPT_CONNECTTIMEOUT_MS, cto);
 	fetch_opt_long(t, CURLOPT_TIMEOUT_MS, req->timeout_ms);
 	fetch_setup_security(t, req);
+	fetch_setup_destination(t, req);
 	fetch_opt_off(t, CURLOPT_MAXFILESIZE_LARGE,
 	    (curl_off_t)req->max_response);
 	if (curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, fetch_write_cb) !=
@@ -729,6 +790,11 @@ fetch_start(struct fetch *f, const struct fetch_request *req, fetch_cb cb,
 	t->cb = cb;
 	t->arg = arg;
 	t->max_response = req->max_response;
+	t->host = outbound_url_host(req->url);
+	why = "[k8s_auth] allowed_hosts does not parse";
+	if (req->allowed_hosts != NULL &&
+	    (t->rules = outbound_rules_parse(req->allowed_hosts, NULL)) == NULL)
+		goto fail;
 	why = "curl_easy_init failed";
 	if ((t->easy = curl_easy_init()) == NULL)
 		goto fail;

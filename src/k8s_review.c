@@ -10,6 +10,13 @@
  * into a review_outcome: an error (status + reason, as API.md §3 maps
  * them) or the reviewed identity.
  *
+ * The server's own service-account token goes only to the API server of
+ * the cluster the server runs in (https://kubernetes.default.svc[.
+ * cluster.local] or KUBERNETES_SERVICE_HOST:PORT): an instance pointing
+ * anywhere else reviews with its stored reviewer token or the client's
+ * JWT (API.md §7).  An instance whose host a non-admin set is held to
+ * [k8s_auth] allowed_hosts when the socket opens (fetch.c).
+ *
  * The local service-account files are cached process-wide and re-read when
  * the kubelet swaps them (checked at most once a second: a stat(2) of a
  * tmpfs file).  Runs on worker threads; never blocks on the network.
@@ -18,6 +25,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -299,6 +307,62 @@ out:
 	cJSON_Delete(doc);
 }
 
+/* Is host:port KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT? */
+static int
+k8s_review_service_env(const char *host, long port)
+{
+	const char *eh = getenv("KUBERNETES_SERVICE_HOST");
+	const char *ep = getenv("KUBERNETES_SERVICE_PORT");
+	long p = 443;
+
+	if (eh == NULL || *eh == '\0' || strcasecmp(eh, host) != 0)
+		return (0);
+	if (ep != NULL && util_parse_long(ep, 1, 65535, &p) != 0)
+		return (0);
+	return (port == p);
+}
+
+/*
+ * Is url the API server of the cluster this server runs in, the only
+ * place its own service-account token may go?
+ */
+static int
+k8s_review_in_cluster(const char *url)
+{
+	char *host;
+	long port;
+	int in;
+
+	if (strncasecmp(url, "https://", 8) != 0 ||
+	    (host = outbound_url_host(url)) == NULL)
+		return (0);
+	port = outbound_url_port(url);
+	in = ((strcmp(host, "kubernetes.default.svc") == 0 ||
+		  strcmp(host, "kubernetes.default.svc.cluster.local") == 0) &&
+		 port == 443) ||
+	    k8s_review_service_env(host, port);
+	free(host);
+	return (in);
+}
+
+/*
+ * The reviewer bearer: the stored reviewer token, else this server's own
+ * token (only towards its own cluster), else the client's JWT.
+ */
+static char *
+k8s_review_bearer(const struct config *cfg, const struct instance *inst,
+    const char *jwt)
+{
+	char *bearer = NULL;
+
+	if (inst->reviewer_jwt != NULL)
+		return (xstrdup(inst->reviewer_jwt));
+	if (!inst->disable_local_ca_jwt && k8s_review_in_cluster(inst->host))
+		bearer = k8s_local_get(&k8s_local_token, cfg->k8s_local_sa_dir,
+		    "token");
+	return (bearer != NULL ? bearer : xstrdup(jwt));
+}
+
 /* The TokenReview request body (allocated; holds the JWT). */
 static char *
 k8s_review_body(const char *jwt, const char *audience)
@@ -349,6 +413,11 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
 		    "the TokenReview "
 		    "answer is too large");
 		break;
+	case FETCH_DESTINATION:
+		k8s_review_fail(&o, 502, "destination_forbidden",
+		    "the instance's host resolves to an address the server may not contact: %s",
+		    res->errmsg != NULL ? res->errmsg : "refused");
+		break;
 	default:
 		k8s_review_fail(&o, 503, "cluster_unavailable",
 		    "the cluster "
@@ -381,13 +450,7 @@ k8s_review_start(struct worker *w, const struct config *cfg,
 
 	memset(o, 0, sizeof *o);
 	memset(&req, 0, sizeof req);
-	if (inst->reviewer_jwt != NULL)
-		bearer = xstrdup(inst->reviewer_jwt);
-	else if (!inst->disable_local_ca_jwt)
-		bearer = k8s_local_get(&k8s_local_token, cfg->k8s_local_sa_dir,
-		    "token");
-	if (bearer == NULL)
-		bearer = xstrdup(jwt); /* the client reviews itself */
+	bearer = k8s_review_bearer(cfg, inst, jwt);
 	if (inst->ca_cert != NULL)
 		ca = xstrdup(inst->ca_cert);
 	else if (!inst->disable_local_ca_jwt)
@@ -409,6 +472,8 @@ k8s_review_start(struct worker *w, const struct config *cfg,
 	req.timeout_ms = cfg->k8s_review_timeout * 1000;
 	req.max_response = (size_t)cfg->k8s_max_response_size;
 	req.allow_http = cfg->k8s_allow_insecure_http;
+	req.allowed_hosts = inst->host_admin ? NULL : cfg->k8s_allowed_hosts;
+	req.proxy = cfg->k8s_proxy;
 	rv = xcalloc(1, sizeof *rv);
 	snprintf(rv->instance_id, sizeof rv->instance_id, "%s", inst->id);
 	rv->cb = cb;

@@ -145,12 +145,15 @@ struct config {
 	int k8s_allow_legacy_tokens;
 	int k8s_allow_insecure_http;
 	long k8s_max_concurrent_reviews;
+	char *k8s_allowed_hosts;
+	char *k8s_proxy;
 	/* [policy] */
 	char *policy_dir;
 	char *policy_lua_dir;
 	long policy_instruction_limit;
 	long policy_memory_limit;
 	char *policy_protected_roles;
+	char *policy_delegable_roles;
 	/* [keystone] */
 	char *keystone_url;
 	char *keystone_ca_file;
@@ -207,7 +210,7 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define STORE_INSTANCE_COLUMNS                                          \
 	"id, domain_id, name, host, ca_cert, "                          \
 	"reviewer_jwt_enc, disable_local_ca_jwt, enabled, created_at, " \
-	"updated_at"
+	"updated_at, host_admin"
 #define STORE_ROLE_COLUMNS                                               \
 	"id, auth_instance_id, domain_id, name, "                        \
 	"enabled, bound_sa_names, bound_sa_namespaces, bound_audience, " \
@@ -219,13 +222,14 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define DB_STATEMENTS(X)                                                       \
 	X(DB_INSTANCE_INSERT,                                                  \
 	    "INSERT INTO instances (" STORE_INSTANCE_COLUMNS ") VALUES "       \
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")                       \
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                  \
 	X(DB_INSTANCE_GET,                                                     \
 	    "SELECT " STORE_INSTANCE_COLUMNS " FROM instances WHERE id = ?1")  \
 	X(DB_INSTANCE_UPDATE,                                                  \
 	    "UPDATE instances SET domain_id = ?2, "                            \
 	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, "      \
-	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10 "       \
+	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10, "      \
+	    "host_admin = ?11 "                                                \
 	    "WHERE id = ?1")                                                   \
 	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")           \
 	X(DB_ROLE_INSERT,                                                      \
@@ -311,6 +315,7 @@ struct instance {
 	int enabled;
 	char created_at[TIMESTAMP_LEN + 1];
 	char updated_at[TIMESTAMP_LEN + 1];
+	int host_admin; /* host set by an admin: no allowed_hosts check */
 };
 struct role {
 	char id[ID_LEN + 1];
@@ -598,6 +603,15 @@ void api_query_add(struct store_query *, const char *, const char *);
 cJSON *api_target(const char *, cJSON *, const char *, cJSON *, const cJSON *);
 const char *api_or_null(const char *);
 
+/* role_facts.c -- what restriction roles grant: delegable, implied */
+typedef void (*role_facts_next)(struct request *, const cJSON *, void *);
+void role_facts_run(struct request *, role_facts_next, void *,
+    void (*)(void *));
+void role_facts_annotate(const struct config *, const cJSON *, cJSON *);
+int role_facts_delegable(const struct config *, const cJSON *,
+    const struct restriction *);
+int role_facts_protected(struct request *, const cJSON *, const char *, int *);
+
 /* api_instance.c */
 void api_instance_create(struct request *);
 void api_instance_list(struct request *);
@@ -681,13 +695,29 @@ void jwt_free(struct jwt *);
 int jwt_has_audience(const struct jwt *, const char *);
 int glob_match_any(const struct strlist *, const char *);
 
+/* outbound.c -- where the server may connect (API.md §7) */
+struct outbound_rules;
+struct sockaddr;
+struct outbound_rules *outbound_rules_parse(const char *, char **);
+void outbound_rules_free(struct outbound_rules *);
+int outbound_rules_empty(const struct outbound_rules *);
+char *outbound_url_host(const char *);
+long outbound_url_port(const char *);
+int outbound_link_local_host(const char *);
+int outbound_link_local_addr(const struct sockaddr *);
+int outbound_host_allowed(const struct outbound_rules *, const char *, char **);
+int outbound_addr_allowed(const struct outbound_rules *, const char *,
+    const struct sockaddr *, const char **);
+int outbound_check_host(const char *, char **);
+
 /* fetch.c -- outbound HTTPS on a worker's event loop (libcurl multi) */
 enum fetch_error {
-	FETCH_OK,        /* a response arrived; see status */
-	FETCH_CONNECT,   /* refused, reset, DNS: cluster unavailable */
-	FETCH_TIMEOUT,   /* connect or total timeout */
-	FETCH_TLS,       /* handshake or verification failed */
-	FETCH_TOO_LARGE, /* response above max_response */
+	FETCH_OK,          /* a response arrived; see status */
+	FETCH_CONNECT,     /* refused, reset, DNS: cluster unavailable */
+	FETCH_TIMEOUT,     /* connect or total timeout */
+	FETCH_TLS,         /* handshake or verification failed */
+	FETCH_TOO_LARGE,   /* response above max_response */
+	FETCH_DESTINATION, /* the address may not be contacted (API.md §7) */
 	FETCH_OTHER
 };
 struct fetch_request {
@@ -704,6 +734,9 @@ struct fetch_request {
 	long timeout_ms;
 	size_t max_response;
 	int allow_http; /* permit http:// (tests, dev) */
+	/* [k8s_auth] allowed_hosts to enforce at connect time, or NULL */
+	const char *allowed_hosts;
+	const char *proxy; /* proxy URL, or NULL: never a proxy */
 };
 struct fetch_result {
 	enum fetch_error error;

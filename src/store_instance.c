@@ -27,7 +27,8 @@ enum {
 	SI_DISABLE_LOCAL,
 	SI_ENABLED,
 	SI_CREATED_AT,
-	SI_UPDATED_AT
+	SI_UPDATED_AT,
+	SI_HOST_ADMIN
 };
 
 static int store_instance_read(struct db *, struct sqlite3_stmt *, void **);
@@ -41,7 +42,7 @@ static const struct store_list_def store_instance_list_def = { "instance",
 	"instances", STORE_INSTANCE_COLUMNS, store_instance_filters,
 	store_instance_read, store_instance_free };
 
-/* Bind every column (?1..?10); enc is the sealed reviewer token. */
+/* Bind every column (?1..?11); enc is the sealed reviewer token. */
 static int
 store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
     const char *enc)
@@ -59,6 +60,7 @@ store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
 	bad |= sqlite3_bind_int(st, SI_ENABLED + 1, in->enabled != 0);
 	bad |= store_bind_text(st, SI_CREATED_AT + 1, in->created_at);
 	bad |= store_bind_text(st, SI_UPDATED_AT + 1, in->updated_at);
+	bad |= sqlite3_bind_int(st, SI_HOST_ADMIN + 1, in->host_admin != 0);
 	return (bad == SQLITE_OK ? 0 : -1);
 }
 
@@ -82,6 +84,7 @@ store_instance_read(struct db *db, struct sqlite3_stmt *st, void **out)
 	    sizeof in->created_at);
 	store_column_fixed(st, SI_UPDATED_AT, in->updated_at,
 	    sizeof in->updated_at);
+	in->host_admin = sqlite3_column_int(st, SI_HOST_ADMIN);
 	*out = in;
 	return (STORE_OK);
 }

@@ -212,8 +212,9 @@ class Server:
     exception kills it and keeps the files for inspection.
     """
 
-    def __init__(self, extra=None, workers=2, name="srv"):
+    def __init__(self, extra=None, workers=2, name="srv", env=None):
         self.dir = make_tmpdir("it-%s-" % name)
+        self.env = dict(env or {})      # extra environment of `serve`
         self.cert = os.path.join(self.dir, "cert.pem")
         self.key = os.path.join(self.dir, "key.pem")
         self.conf = os.path.join(self.dir, "k8sauth.conf")
@@ -309,9 +310,11 @@ class Server:
         if os.path.exists(self.log):
             self.logs.append(open(self.log, errors="replace").read())
         logf = open(self.log, "wb")
+        env = sanitizer_env()
+        env.update(self.env)
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--config", self.conf], stdin=subprocess.DEVNULL,
-            stdout=logf, stderr=logf, env=sanitizer_env())
+            stdout=logf, stderr=logf, env=env)
         logf.close()
         deadline = time.monotonic() + 10 * timeout_scale()
         while time.monotonic() < deadline:

@@ -462,3 +462,76 @@ def test_concurrent_duplicate_names_exactly_one_wins():
     eq(sorted(statuses), [201] + [409] * 7, "statuses of 8 racing creates")
     r = SRV.ok("GET", BASE + "?domain_id=%s&name=same" % dom)
     eq(len(r.json["instances"]), 1, "instances named 'same'")
+
+
+# -- trust boundaries (API.md §7) ---------------------------------------------
+LINK_LOCAL_HOSTS = ("https://169.254.169.254", "https://169.254.1.1:6443",
+                    "https://[fe80::1]:6443", "https://[FE80::1]",
+                    "https://[::ffff:169.254.169.254]",
+                    "https://2852039166", "https://0xa9.0xfe.0xa9.0xfe")
+
+
+def test_link_local_host_refused_for_everyone():
+    """Link-local addresses (cloud metadata) are never contacted: no
+    instance may name one, whoever writes it (here the bootstrap admin)."""
+    for host in LINK_LOCAL_HOSTS:
+        r = bad_create(with_(host=host), "host")
+        check("link-local" in r["message"],
+              "host %r: message %r" % (host, r["message"]))
+    inst = new_instance()
+    for host in LINK_LOCAL_HOSTS:
+        r = SRV.req("PATCH", BASE + "/" + inst["id"],
+                    {"instance": {"host": host}})
+        assert_error(r, 400, names="host")
+    eq(SRV.ok("GET", BASE + "/" + inst["id"]).json["instance"]["host"],
+       inst["host"], "host unchanged after refused PATCHes")
+    # Near misses are ordinary hosts.
+    for host in ("https://169.253.255.255", "https://169.255.0.1",
+                 "https://[fec0::1]", "https://169-254-169-254.example"):
+        r = SRV.req("POST", BASE, {"instance": with_(host=host)})
+        eq(r.status, 201, "host %r accepted (%r)" % (host, r.raw[:200]))
+
+
+def test_reviewer_token_follows_the_trust_anchor():
+    """A new host or ca_cert without a token_reviewer_jwt in the same
+    request clears the stored reviewer token: it must never be sent to a
+    server it was not given for."""
+    inst = full_instance()
+    path = BASE + "/" + inst["id"]
+    eq(inst["token_reviewer_jwt_set"], True, "fixture has a reviewer")
+    up = SRV.ok("PATCH", path, {"instance": {"host": "https://other.example"}})
+    eq(up.json["instance"]["token_reviewer_jwt_set"], False,
+       "host change clears the reviewer token")
+    eq(SRV.ok("GET", path).json["instance"]["token_reviewer_jwt_set"], False,
+       "cleared for good")
+    jwt = fake_jwt()
+    SRV.secrets.add(jwt)
+    up = SRV.ok("PATCH", path, {"instance": {"host": "https://third.example",
+                                             "token_reviewer_jwt": jwt}})
+    eq(up.json["instance"]["token_reviewer_jwt_set"], True,
+       "host and a new reviewer token together")
+    for same in ({"host": "https://third.example"}, {"name": "kept"},
+                 {"enabled": False}, {"disable_local_ca_jwt": True}):
+        up = SRV.ok("PATCH", path, {"instance": same})
+        eq(up.json["instance"]["token_reviewer_jwt_set"], True,
+           "%r keeps the reviewer token" % same)
+    up = SRV.ok("PATCH", path, {"instance": {"ca_cert": PEM2}})
+    eq(up.json["instance"]["token_reviewer_jwt_set"], False,
+       "ca_cert change clears the reviewer token")
+    SRV.ok("PATCH", path, {"instance": {"token_reviewer_jwt": jwt}})
+    up = SRV.ok("PUT", path, {"instance": {"ca_cert": None}})
+    eq(up.json["instance"]["token_reviewer_jwt_set"], False,
+       "removing ca_cert clears the reviewer token")
+
+
+def test_allowed_hosts_config_checked():
+    """[k8s_auth] allowed_hosts must parse: config-check names the entry."""
+    from harness import run_cli
+    srv = Server(extra={"k8s_auth": {"allowed_hosts":
+                                     "*.ok.example, 10.0.0.0/33"}},
+                 name="allowed-bad")
+    p = run_cli(["config-check", "--config", srv.conf])
+    check(p.returncode != 0, "config-check accepted 10.0.0.0/33")
+    check("allowed_hosts" in p.stdout + p.stderr and
+          "10.0.0.0/33" in p.stdout + p.stderr,
+          "config-check output: %r" % (p.stdout + p.stderr))

@@ -179,6 +179,8 @@ key_repository = {d}/credential-keys
 admin_token_file = {token_file}
 [policy]
 dir = {d}/policy
+[k8s_auth]
+allowed_hosts = 127.0.0.1/32, *.k8s-allowed.test
 [keystone]
 url = http://127.0.0.1:{port}/v3/
 application_credential_id = {app_id}
@@ -628,7 +630,235 @@ def case_reader_cannot_write_or_see_b():
                       token=tok), 403)
 
 
+# ---- trust boundaries (API.md §7) ------------------------------------------
+
+def _restriction(roles, token=None):
+    """POST a restriction of domain A for k8s-svc with roles [(id, name)]
+    (name None: by id alone)."""
+    body = restriction_body(C.env["domain_a"]["id"], C.env["user"]["id"],
+                            C.env["project"]["id"])
+    body["restriction"]["roles"] = [
+        {"id": rid} if name is None else {"id": rid, "name": name}
+        for rid, name in roles]
+    return C.srv.call("POST", "/v4/tokens/restrictions", body, token=token)
+
+
+def _message(r):
+    return (r.json() or {}).get("error", {}).get("message", "")
+
+
+@_needs_policy
+def case_restriction_roles_by_id_alone_named_by_keystone():
+    roles = C.env["roles"]
+    r = _restriction([(roles["member"], None), (roles["reader"], None)],
+                     token=C.manager_tok)
+    expect(r, 201)
+    got = r.json()["restriction"]["roles"]
+    assert got == [{"id": roles["member"], "name": "member"},
+                   {"id": roles["reader"], "name": "reader"}], got
+    expect(C.srv.call("DELETE", "/v4/tokens/restrictions/"
+                      + r.json()["restriction"]["id"], token=C.manager_tok),
+           204)
+    # admin by id alone, and admin's id under a delegable name: Keystone's
+    # name decides, and the refusal names it.
+    for name in (None, "member", "MEMBER"):
+        r = _restriction([(roles["admin"], name)], token=C.manager_tok)
+        expect(r, 403, "role_not_delegable")
+        assert "admin" in _message(r), r
+
+
+@_needs_policy
+def case_non_delegable_roles_manager_403_admin_201():
+    roles = C.env["roles"]
+    for name in ("service", "Admin", "k8s-implies-admin", "admin"):
+        for sent in (name, None):
+            r = _restriction([(roles["member"], "member"),
+                              (roles[name], sent)], token=C.manager_tok)
+            expect(r, 403, "role_not_delegable")
+            assert name in _message(r), (name, r)
+        r = _restriction([(roles[name], None)])
+        expect(r, 201)
+        rs = r.json()["restriction"]
+        assert rs["roles"] == [{"id": roles[name], "name": name}], rs
+        # A manager may not add it by PATCH to a restriction of theirs...
+        r = _restriction([(roles["member"], None)], token=C.manager_tok)
+        expect(r, 201)
+        mine = r.json()["restriction"]["id"]
+        r = C.srv.call("PATCH", "/v4/tokens/restrictions/" + mine,
+                       {"restriction": {"roles": [{"id": roles[name]}]}},
+                       token=C.manager_tok)
+        expect(r, 403, "role_not_delegable")
+        # ...nor change the admin's.
+        r = C.srv.call("PATCH", "/v4/tokens/restrictions/" + rs["id"],
+                       {"restriction": {"allow_renew": True}},
+                       token=C.manager_tok)
+        expect(r, 403, "role_not_delegable")
+        for rid in (mine, rs["id"]):
+            expect(C.srv.call("DELETE", "/v4/tokens/restrictions/" + rid),
+                   204)
+    # What implies only delegable roles stays delegable (manager implies
+    # member implies reader in Keystone's bootstrap, where it exists).
+    r = _restriction([(roles["manager"], None)], token=C.manager_tok)
+    expect(r, 201)
+    expect(C.srv.call("DELETE", "/v4/tokens/restrictions/"
+                      + r.json()["restriction"]["id"]), 204)
+
+
+def _admin_bound_instance(name):
+    """What an admin sets up for a CI service account: a restriction
+    granting admin, an instance of domain A with a reviewer token and a
+    role binding the workload to it.  Returns the instance id."""
+    r = _restriction([(C.env["roles"]["admin"], None)])
+    expect(r, 201)
+    inst = C.srv.call("POST", "/v4/k8s_auth/instances", {"instance": {
+        "domain_id": C.env["domain_a"]["id"], "name": name,
+        "host": C.k8s.url, "ca_cert": C.k8s.ca_pem,
+        "token_reviewer_jwt": C.reviewer}})
+    expect(inst, 201)
+    iid = inst.json()["instance"]["id"]
+    expect(C.srv.call("POST", "/v4/k8s_auth/instances/%s/roles" % iid, {
+        "role": {"name": "workload",
+                 "bound_service_account_names": ["workload"],
+                 "bound_service_account_namespaces": ["interop"],
+                 "bound_audience": "keystone",
+                 "token_restriction_id": r.json()["restriction"]["id"]}}),
+        201)
+    return iid
+
+
+@_needs_policy
+def case_repoint_attack_instance_protected():
+    """Issue 10, hole 1: the manager of A must not repoint an instance
+    whose role grants admin (to a cluster that vouches for anyone)."""
+    iid = _admin_bound_instance("ci-cluster")
+    expect(_login(iid), 200)
+    path = "/v4/k8s_auth/instances/" + iid
+    before = C.srv.call("GET", path).json()["instance"]
+    attacker = "https://127.0.0.1:%d" % interop.free_port()
+    for patch in ({"host": attacker}, {"ca_cert": C.other_ca},
+                  {"host": attacker, "ca_cert": C.other_ca,
+                   "token_reviewer_jwt": C.reviewer},
+                  {"ca_cert": None}, {"token_reviewer_jwt": None},
+                  {"token_reviewer_jwt": "a.b.c"},
+                  {"disable_local_ca_jwt": True}):
+        r = C.srv.call("PATCH", path, {"instance": patch},
+                       token=C.manager_tok)
+        expect(r, 403, "instance_protected")
+        r = C.srv.call("PUT", path, {"instance": patch}, token=C.manager_tok)
+        expect(r, 403, "instance_protected")
+    after = C.srv.call("GET", path).json()["instance"]
+    assert after == before, (before, after)
+    # Other fields stay the manager's to change.
+    expect(C.srv.call("PATCH", path, {"instance": {"name": "ci-renamed"}},
+                      token=C.manager_tok), 200)
+    # Binding another role to the admin's restriction stays admin-only.
+    role = C.srv.call("GET", path + "/roles/workload").json()["role"]
+    r = C.srv.call("POST", path + "/roles", {"role": {
+        "name": "grab", "bound_service_account_names": ["*"],
+        "bound_service_account_namespaces": ["*"],
+        "token_restriction_id": role["token_restriction_id"]}},
+        token=C.manager_tok)
+    expect(r, 403, "role_not_delegable")
+    r = C.srv.call("PATCH", path + "/roles/workload", {"role": {
+        "bound_service_account_names": ["*"]}}, token=C.manager_tok)
+    expect(r, 403, "role_not_delegable")
+    # An admin may repoint it; the reviewer token does not follow.
+    r = C.srv.call("PATCH", path, {"instance": {"host": attacker}})
+    expect(r, 200)
+    assert r.json()["instance"]["token_reviewer_jwt_set"] is False, r
+
+
+@_needs_policy
+def case_unprotected_instance_repoint_clears_reviewer():
+    """On an instance binding only delegable roles the manager may move
+    the host; the reviewer token is cleared, never sent to the new host."""
+    r = _restriction([(C.env["roles"]["member"], None)], token=C.manager_tok)
+    expect(r, 201)
+    inst = C.srv.call("POST", "/v4/k8s_auth/instances", {"instance": {
+        "domain_id": C.env["domain_a"]["id"], "name": "mgr-cluster",
+        "host": C.k8s.url, "ca_cert": C.k8s.ca_pem,
+        "token_reviewer_jwt": C.reviewer}}, token=C.manager_tok)
+    expect(inst, 201)
+    iid = inst.json()["instance"]["id"]
+    expect(C.srv.call("POST", "/v4/k8s_auth/instances/%s/roles" % iid, {
+        "role": {"name": "app", "bound_service_account_names": ["app"],
+                 "bound_service_account_namespaces": ["app"],
+                 "token_restriction_id": r.json()["restriction"]["id"]}},
+        token=C.manager_tok), 201)
+    for patch in ({"host": "https://127.0.0.1:%d" % interop.free_port()},
+                  {"ca_cert": C.other_ca}):
+        expect(C.srv.call("PATCH", "/v4/k8s_auth/instances/" + iid,
+                          {"instance": {"token_reviewer_jwt": C.reviewer}},
+                          token=C.manager_tok), 200)
+        r = C.srv.call("PATCH", "/v4/k8s_auth/instances/" + iid,
+                       {"instance": patch}, token=C.manager_tok)
+        expect(r, 200)
+        assert r.json()["instance"]["token_reviewer_jwt_set"] is False, r
+
+
+@_needs_policy
+def case_allowed_hosts_for_non_admins():
+    a = C.env["domain_a"]["id"]
+
+    def create(host, token):
+        return C.srv.call("POST", "/v4/k8s_auth/instances", {"instance": {
+            "domain_id": a, "host": host}}, token=token)
+
+    r = create("https://10.9.9.9:6443", C.manager_tok)
+    expect(r, 403, "host_not_allowed")
+    assert "10.9.9.9" in _message(r), r
+    r = create("https://api.k8s-allowed.test:6443", C.manager_tok)
+    expect(r, 201)
+    iid = r.json()["instance"]["id"]
+    r = C.srv.call("PATCH", "/v4/k8s_auth/instances/" + iid, {"instance": {
+        "host": "https://10.9.9.9:6443"}}, token=C.manager_tok)
+    expect(r, 403, "host_not_allowed")
+    # An admin may point anywhere (but link-local); the manager may still
+    # edit the rest of that instance.
+    r = create("https://10.9.9.9:6443", C.admin_tok)
+    expect(r, 201)
+    iid = r.json()["instance"]["id"]
+    expect(C.srv.call("PATCH", "/v4/k8s_auth/instances/" + iid, {
+        "instance": {"name": "admins-host"}}, token=C.manager_tok), 200)
+    for host in ("https://169.254.169.254", "https://[fe80::1]:6443"):
+        expect(create(host, C.admin_tok), 400, "invalid_value")
+        expect(create(host, C.manager_tok), 400, "invalid_value")
+    # A name the globs do not cover is judged by the address connected
+    # to: localhost reaches 127.0.0.1, which the CIDR allows.
+    rs = _restriction([(C.env["roles"]["member"], None)],
+                      token=C.manager_tok)
+    expect(rs, 201)
+    r = C.srv.call("POST", "/v4/k8s_auth/instances", {"instance": {
+        "domain_id": a, "name": "by-name",
+        "host": C.k8s.url.replace("127.0.0.1", "localhost"),
+        "ca_cert": C.k8s.ca_pem, "token_reviewer_jwt": C.reviewer}},
+        token=C.manager_tok)
+    expect(r, 201)
+    iid = r.json()["instance"]["id"]
+    expect(C.srv.call("POST", "/v4/k8s_auth/instances/%s/roles" % iid, {
+        "role": {"name": "workload",
+                 "bound_service_account_names": ["workload"],
+                 "bound_service_account_namespaces": ["interop"],
+                 "bound_audience": "keystone",
+                 "token_restriction_id": rs.json()["restriction"]["id"]}},
+        token=C.manager_tok), 201)
+    expect(_login(iid), 200)
+
+
 # ---- set-up and the runner --------------------------------------------------
+
+def _other_ca(workdir):
+    """A self-signed CA certificate (PEM) that signs nothing we serve."""
+    import subprocess
+    key = os.path.join(workdir, "other-ca.key")
+    crt = os.path.join(workdir, "other-ca.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-keyout", key, "-out", crt, "-days", "2",
+                    "-subj", "/CN=k8sauth-other-ca"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(crt) as f:
+        return f.read()
+
 
 def setup(workdir, res):
     status, env = interop.start_keystone(workdir)
@@ -660,6 +890,7 @@ def setup(workdir, res):
              {"namespace": "kube-system", "name": "keystone-reviewer"})
     k8s.call("POST", "/_test/reviewers",
              {"namespace": "kube-system", "name": "keystone-reviewer"})
+    C.other_ca = _other_ca(workdir)
     C.reviewer = k8s.call("POST", "/_test/tokens", {
         "namespace": "kube-system", "service_account": "keystone-reviewer",
         "expires_in": 86400})["token"]

@@ -31,7 +31,7 @@ def setup_module():
     LOCAL_REVIEWER = K8S.reviewer_token(name="local-reviewer")
     LOCAL.write(token=LOCAL_REVIEWER, ca=K8S.ca_pem)
     SRV = Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path}},
-                 name="login")
+                 name="login", env=in_cluster_env(K8S))
     SRV.secrets.add(LOCAL_REVIEWER)
     SRV.start()
 
@@ -45,6 +45,13 @@ def teardown_module():
 
 
 # -- helpers -----------------------------------------------------------------
+def in_cluster_env(k8s):
+    """The server runs "in" the fake cluster: its own service-account token
+    goes only to KUBERNETES_SERVICE_HOST:PORT (API.md §7)."""
+    return {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(k8s.port)}
+
+
 def ts(s):
     """Keystone timestamp -> POSIX seconds."""
     assert_timestamp(s)
@@ -547,7 +554,7 @@ def test_cluster_timeout_on_hang():
     with Server(extra={"k8s_auth": {"review_timeout": 1,
                                     "connect_timeout": 1,
                                     "local_sa_dir": LOCAL.path}},
-                name="timeout") as srv:
+                name="timeout", env=in_cluster_env(K8S)) as srv:
         L = Login(srv, K8S)
         jwt = L.jwt()
         K8S.fault("hang")
@@ -684,3 +691,176 @@ def test_untrusted_instance_id_and_role_cannot_forge_log_lines():
     for line in SRV.log_text().splitlines():
         check(not line.startswith(mark),
               "a client forged a log line: %r" % line)
+
+
+# -- trust boundaries (API.md §7) ---------------------------------------------
+LOCAL_CALLER = "caller=system:serviceaccount:kube-system:local-reviewer"
+
+
+def test_local_token_only_to_the_in_cluster_api_server():
+    """The server's own pod token (bound to system:auth-delegator in its
+    cluster) goes only to the API server of the cluster it runs in; an
+    instance pointing anywhere else reviews with the client's JWT."""
+    other = free_ports(1)[0]
+    elsewhere = {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                 "KUBERNETES_SERVICE_PORT": str(other)}
+    for env in (elsewhere, {}):
+        with Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path}},
+                    name="no-local-token", env=env) as srv:
+            L = Login(srv, K8S, reviewer=False)
+            before = K8S.log_text().count(LOCAL_CALLER)
+            # The JWT reviews itself; the workload is no reviewer: 403.
+            refuse(L.login(L.jwt()), 502, "reviewer_forbidden")
+            log = K8S.log_text()
+            eq(log.count(LOCAL_CALLER), before,
+               "the local token reached a host outside the cluster (%r)" %
+               env)
+            check("caller=system:serviceaccount:%s:web" % L.ns in log,
+                  "the review was not made with the client's JWT")
+    # The in-cluster API server (the module's server) does get it.
+    L = Login(SRV, K8S, reviewer=False)
+    before = K8S.log_text().count(LOCAL_CALLER)
+    L.ok(L.jwt())
+    check(K8S.log_text().count(LOCAL_CALLER) > before,
+          "the in-cluster API server did not see the local token")
+
+
+def test_proxy_environment_ignored():
+    """curl's proxy variables do not redirect TokenReviews (a proxy is
+    only used when [k8s_auth] proxy says so)."""
+    dead = "http://127.0.0.1:%d" % free_ports(1)[0]
+    env = dict(in_cluster_env(K8S))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "ALL_PROXY",
+                "all_proxy"):
+        env[var] = dead
+    env["NO_PROXY"] = env["no_proxy"] = ""
+    with Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path}},
+                name="proxy-env", env=env) as srv:
+        L = Login(srv, K8S)
+        L.ok(L.jwt())
+
+
+def _sql(srv, statement, *args):
+    import sqlite3
+    db = sqlite3.connect(srv.db, timeout=10)
+    try:
+        with db:
+            db.execute(statement, args)
+    finally:
+        db.close()
+
+
+def test_connect_time_destination_checks():
+    """What is connected to is checked when the socket opens: an instance
+    whose host a non-admin set (host_admin = 0, as every instance written
+    before this rule) only reaches [k8s_auth] allowed_hosts, and nobody
+    reaches a link-local address, whatever the stored host says."""
+    with Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path,
+                                    "allowed_hosts": "10.0.0.0/8, "
+                                    "*.allowed.example",
+                                    "connect_timeout": 2}},
+                name="connect-checks", env=in_cluster_env(K8S)) as srv:
+        L = Login(srv, K8S)
+        jwt = L.jwt()
+        L.ok(jwt)  # the bootstrap admin set the host: exempt
+        _sql(srv, "UPDATE instances SET host_admin = 0 WHERE id = ?", L.iid)
+        n = K8S.reviews()
+        r = refuse(L.login(jwt), 502, "destination_forbidden")
+        check("allowed_hosts" in r["message"], "message: %r" % r["message"])
+        eq(K8S.reviews(), n, "TokenReviews after the refusal")
+        _sql(srv, "UPDATE instances SET host_admin = 1 WHERE id = ?", L.iid)
+        L.ok(jwt)
+        for host in ("https://169.254.1.1:6443", "https://[fe80::1]:6443",
+                     "https://2852039166:443"):
+            _sql(srv, "UPDATE instances SET host = ? WHERE id = ?", host,
+                 L.iid)
+            t0 = time.monotonic()
+            r = refuse(L.login(jwt), 502, "destination_forbidden")
+            check("link-local" in r["message"],
+                  "%s: message %r" % (host, r["message"]))
+            check(time.monotonic() - t0 < 1.5 * timeout_scale(),
+                  "%s: the refusal waited for a connect timeout" % host)
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on loopback that records the targets
+    it was asked for (the tunnel is a plain byte pump)."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.targets = []
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.threading.Thread(target=self._serve, args=(c,),
+                                  daemon=True).start()
+
+    def _serve(self, c):
+        import select
+        import socket
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 8192:
+            data = c.recv(4096)
+            if not data:
+                c.close()
+                return
+            head += data
+        line = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        if len(line) < 2 or line[0] != "CONNECT":
+            c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            c.close()
+            return
+        self.targets.append(line[1])
+        host, port = line[1].rsplit(":", 1)
+        try:
+            u = socket.create_connection((host, int(port)), timeout=5)
+        except OSError:
+            c.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            c.close()
+            return
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        try:
+            while True:
+                r, _, _ = select.select([c, u], [], [], 30)
+                if not r:
+                    break
+                for s in r:
+                    data = s.recv(65536)
+                    if not data:
+                        raise OSError("closed")
+                    (u if s is c else c).sendall(data)
+        except OSError:
+            pass
+        for s in (c, u):
+            s.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_configured_proxy_is_used():
+    """[k8s_auth] proxy sends TokenReviews through that proxy (and only
+    then is one used)."""
+    proxy = ConnectProxy()
+    try:
+        with Server(extra={"k8s_auth": {
+                "local_sa_dir": LOCAL.path,
+                "proxy": "http://127.0.0.1:%d" % proxy.port}},
+                name="proxy-conf", env=in_cluster_env(K8S)) as srv:
+            L = Login(srv, K8S)
+            L.ok(L.jwt())
+        check("127.0.0.1:%d" % K8S.port in proxy.targets,
+              "the proxy saw %r" % proxy.targets)
+    finally:
+        proxy.close()

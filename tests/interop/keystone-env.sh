@@ -220,6 +220,11 @@ write_conf() {
 	provider = fernet
 	expiration = 3600
 
+	[assignment]
+	# Keystone refuses a role implying admin by default; the tests need one
+	# (keystone-k8s-auth must refuse it to a domain manager).
+	prohibited_implied_role = k8s-never-implied
+
 	[fernet_tokens]
 	key_repository = $dir/fernet-keys
 	max_active_keys = 3

@@ -14,6 +14,8 @@ standard library only.  The fixtures:
     user k8s-reader with role reader on domain A;
     user k8s-member with role member on k8s-proj;
   domain B (k8s-interop-b): project k8s-proj-b, user k8s-svc-b (member);
+  global roles admin, member, reader, manager, service, Admin (another
+    role than admin) and k8s-implies-admin (a role implying admin);
   domain Default: project service, user k8s-auth with roles admin and
     service on it, and an application credential of that user (what the
     server's [keystone] section uses to validate admin tokens).
@@ -98,8 +100,9 @@ class Fixtures:
     def role_id(self, name):
         _, _, doc = call(self.base, "GET", "/v3/roles?name=" + name,
                          self.token)
-        if doc["roles"]:
-            return doc["roles"][0]["id"]
+        for role in doc["roles"]:
+            if role["name"] == name:   # exact case: "Admin" is not "admin"
+                return role["id"]
         return self.post("/v3/roles", "role", {"name": name})["id"]
 
     def domain(self, name):
@@ -163,7 +166,14 @@ def main():
     fx = Fixtures(base, token)
 
     roles = {name: fx.role_id(name)
-             for name in ("admin", "member", "reader", "manager", "service")}
+             for name in ("admin", "member", "reader", "manager", "service",
+                          "Admin", "k8s-implies-admin")}
+    # Global roles a domain manager must not delegate (API.md §7): "Admin"
+    # (another role than "admin", created with that case) and a role that
+    # implies admin.
+    call(base, "PUT", "/v3/roles/%s/implies/%s" % (
+        roles["k8s-implies-admin"], roles["admin"]), token,
+        expect=(201, 204))
 
     dom_a = fx.domain("k8s-interop-a")
     dom_b = fx.domain("k8s-interop-b")

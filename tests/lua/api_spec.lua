@@ -48,7 +48,8 @@ local function target_for(key, op, domain)
 	if op == "list" then
 		return { [key] = { domain_id = domain } }
 	end
-	local t = { [key] = { domain_id = domain, roles = { { id = "r1", name = "member" } } } }
+	local t = { [key] = { domain_id = domain,
+	    roles = { { id = "r1", name = "member", delegable = true, implies = { "reader" } } } } }
 	if op == "update" then
 		t.update = { name = "x" }
 	end
@@ -179,51 +180,95 @@ describe("api.lua", function()
 		end
 	end)
 
-	describe("protected roles in restrictions", function()
+	-- Role objects as the server marks them (role_facts.c).
+	local MEMBER = { id = "m", name = "member", delegable = true, implies = { "reader" } }
+	local READER = { id = "r", name = "reader", delegable = true, implies = {} }
+	local ADMIN = { id = "a", name = "admin", delegable = false,
+	    implies = { "member", "reader" } }
+
+	describe("delegable roles in restrictions", function()
 		local function with_roles(roles)
 			return { restriction = { domain_id = D1, roles = roles } }
 		end
 
-		it("create: a manager may not grant admin", function()
+		it("create: a manager may grant delegable roles", function()
+			assert.is_true(allowed("token_restriction:create", manager,
+			    with_roles({ MEMBER, READER })))
+		end)
+
+		it("create: a manager may not grant admin, and the reason names it", function()
 			local ok, why = decide("token_restriction:create", manager,
-			    with_roles({ { id = "a", name = "member" }, { id = "b", name = "admin" } }))
+			    with_roles({ MEMBER, ADMIN }))
 			assert.is_false(ok)
+			assert.matches("^role_not_delegable: ", why)
 			assert.matches("admin", why)
 		end)
 
-		it("create: a manager may not add a role without a name", function()
-			assert.is_false(allowed("token_restriction:create", manager,
-			    with_roles({ { id = "a" } })))
+		it("create: a role the server did not mark delegable is refused", function()
+			for _, r in ipairs({
+				{ id = "s", name = "service", delegable = false },
+				{ id = "A", name = "Admin", delegable = false },
+				{ id = "x", name = "member" }, -- no mark at all
+				{ id = "y", name = "member", delegable = "yes" },
+			}) do
+				local ok, why = decide("token_restriction:create", manager,
+				    with_roles({ r }))
+				assert.is_false(ok)
+				assert.matches("^role_not_delegable: ", why)
+				assert.matches(r.name, why, 1, true)
+			end
 		end)
 
-		it("create: an admin may grant admin", function()
-			assert.is_true(allowed("token_restriction:create", bootstrap,
-			    with_roles({ { id = "b", name = "admin" } })))
+		it("create: a role implying a non-delegable role names what it implies", function()
+			local ok, why = decide("token_restriction:create", manager,
+			    with_roles({ { id = "i", name = "member", delegable = false,
+			        implies = { "admin" } } }))
+			assert.is_false(ok)
+			assert.matches("implies admin", why)
+		end)
+
+		it("create: a manager may not add a role without a name", function()
+			local ok, why = decide("token_restriction:create", manager,
+			    with_roles({ { id = "a", delegable = true } }))
+			assert.is_false(ok)
+			assert.matches("^role_not_delegable: ", why)
+			assert.matches("without a name", why)
+		end)
+
+		it("create: an admin may grant anything", function()
+			for _, c in ipairs({ bootstrap, sysadmin }) do
+				assert.is_true(allowed("token_restriction:create", c,
+				    with_roles({ ADMIN, { id = "s", name = "service",
+				        delegable = false }, { id = "n" } })))
+			end
 		end)
 
 		it("update: checks the patch's roles", function()
-			local t = with_roles({ { id = "a", name = "member" } })
-			t.update = { roles = { { id = "b", name = "admin" } } }
-			assert.is_false(allowed("token_restriction:update", manager, t))
-			t.update.roles = { { id = "c", name = "reader" } }
+			local t = with_roles({ MEMBER })
+			t.update = { roles = { ADMIN } }
+			local ok, why = decide("token_restriction:update", manager, t)
+			assert.is_false(ok)
+			assert.matches("^role_not_delegable: ", why)
+			t.update.roles = { READER }
 			assert.is_true(allowed("token_restriction:update", manager, t))
-			t.update.roles = { { id = "b", name = "admin" } }
+			t.update.roles = { ADMIN }
 			assert.is_true(allowed("token_restriction:update", sysadmin, t))
 		end)
 
-		it("update: a restriction granting admin is an admin's", function()
-			local t = with_roles({ { id = "b", name = "admin" } })
+		it("update: a restriction granting a non-delegable role is an admin's", function()
+			local t = with_roles({ ADMIN })
 			t.update = { user_id = "someone-else" }
 			local ok, why = decide("token_restriction:update", manager, t)
 			assert.is_false(ok)
-			assert.matches("protected", why)
+			assert.matches("^role_not_delegable: ", why)
+			assert.matches("admin", why)
 			assert.is_true(allowed("token_restriction:update", bootstrap, t))
 			-- deleting it takes nothing from anyone
 			assert.is_true(allowed("token_restriction:delete", manager,
-			    with_roles({ { id = "b", name = "admin" } })))
+			    with_roles({ ADMIN })))
 		end)
 
-		it("role create/update: not bound to a restriction granting admin",
+		it("role create/update: not bound to a restriction granting a non-delegable role",
 		    function()
 			local function role_target(roles)
 				return { instance = { id = "i1", domain_id = D1 },
@@ -232,24 +277,82 @@ describe("api.lua", function()
 				    restriction = { id = "r1", domain_id = D1,
 				        roles = roles } }
 			end
-			local t = role_target({ { id = "b", name = "admin" } })
+			local t = role_target({ ADMIN })
 			local ok, why = decide("k8s_auth:role:create", manager, t)
 			assert.is_false(ok)
+			assert.matches("^role_not_delegable: ", why)
 			assert.matches("admin", why)
 			assert.is_false(allowed("k8s_auth:role:update", manager, t))
 			assert.is_true(allowed("k8s_auth:role:create", bootstrap, t))
 			assert.is_true(allowed("k8s_auth:role:create", manager,
-			    role_target({ { id = "m", name = "member" } })))
+			    role_target({ MEMBER })))
 		end)
 
-		it("follows [policy] protected_roles", function()
+		it("still follows [policy] protected_roles (deprecated denylist)", function()
 			k8sauth.protected_role_list = { "admin", "superuser" }
-			local t = with_roles({ { id = "s", name = "superuser" } })
+			local t = with_roles({ { id = "s", name = "superuser", delegable = true } })
 			assert.is_false(allowed("token_restriction:create", manager, t))
+			-- a delegable role implying a protected one
+			t = with_roles({ { id = "m", name = "member", delegable = true,
+			    implies = { "superuser" } } })
+			local ok, why = decide("token_restriction:create", manager, t)
+			assert.is_false(ok)
+			assert.matches("implies superuser", why)
 			k8sauth.protected_role_list = { "superuser" }
 			assert.is_true(allowed("token_restriction:create", manager,
-			    with_roles({ { id = "a", name = "admin" } })))
+			    with_roles({ MEMBER })))
 			k8sauth.protected_role_list = nil
+		end)
+	end)
+
+	describe("protected instances", function()
+		local function inst_target(protected, changed, update)
+			return { instance = { id = "i1", domain_id = D1,
+			    host = "https://a.example:6443", protected = protected },
+			    update = update or {}, changed = changed }
+		end
+		local ANCHOR = { "host", "ca_cert", "token_reviewer_jwt",
+		    "disable_local_ca_jwt", "jwks" }
+
+		for _, f in ipairs(ANCHOR) do
+			it("a manager may not change " .. f .. " of a protected instance", function()
+				local ok, why = decide("k8s_auth:instance:update", manager,
+				    inst_target(true, { f }))
+				assert.is_false(ok)
+				assert.matches("^instance_protected: ", why)
+				assert.matches(f, why, 1, true)
+			end)
+
+			it("an admin may change " .. f .. " of a protected instance", function()
+				assert.is_true(allowed("k8s_auth:instance:update", bootstrap,
+				    inst_target(true, { f })))
+				assert.is_true(allowed("k8s_auth:instance:update", sysadmin,
+				    inst_target(true, { f })))
+			end)
+
+			it("a manager may change " .. f .. " of an unprotected instance", function()
+				assert.is_true(allowed("k8s_auth:instance:update", manager,
+				    inst_target(false, { f })))
+			end)
+		end
+
+		it("a manager may change other fields of a protected instance", function()
+			assert.is_true(allowed("k8s_auth:instance:update", manager,
+			    inst_target(true, { "name", "enabled" })))
+			assert.is_true(allowed("k8s_auth:instance:update", manager,
+			    inst_target(true, {})))
+		end)
+
+		it("a protected instance without the list of changes is refused", function()
+			local ok, why = decide("k8s_auth:instance:update", manager,
+			    inst_target(true, nil))
+			assert.is_false(ok)
+			assert.matches("^instance_protected: ", why)
+		end)
+
+		it("a reader may not change an unprotected instance either", function()
+			assert.is_false(allowed("k8s_auth:instance:update", reader,
+			    inst_target(false, { "host" })))
 		end)
 	end)
 
