@@ -168,7 +168,7 @@ api_instance_create(struct request *r)
 	in = xcalloc(1, sizeof *in);
 	in->enabled = 1;
 	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
-		api_bad_request(r, "invalid_value", cause);
+		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
 	target =
@@ -231,7 +231,7 @@ api_instance_update(struct request *r)
 		goto out;
 	stored = api_instance_json(in);
 	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
-		api_bad_request(r, "invalid_value", cause);
+		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
 	target = api_instance_patch_target(body, stored);

@@ -59,22 +59,22 @@ api_readyz(struct request *r)
 	cJSON *doc;
 
 	if (db_schema_version(r->worker->db) <= 0) {
-		http_reply_error(r, 503, "not_ready",
+		http_reply_reason(r, REASON_not_ready,
 		    "the database is not available");
 		return;
 	}
 	if (!secret_loaded()) {
-		http_reply_error(r, 503, "not_ready",
+		http_reply_reason(r, REASON_not_ready,
 		    "the credential keys are not loaded");
 		return;
 	}
 	if (r->worker->policy == NULL) {
-		http_reply_error(r, 503, "not_ready",
+		http_reply_reason(r, REASON_not_ready,
 		    "the policy is not loaded");
 		return;
 	}
 	if (!token_ready()) {
-		http_reply_error(r, 503, "not_ready",
+		http_reply_reason(r, REASON_not_ready,
 		    "the fernet key repository is not loaded");
 		return;
 	}
@@ -91,7 +91,7 @@ api_metrics_answer(struct request *r)
 	char *text;
 
 	if (r->caller.kind != CALLER_NONE && !r->caller.is_admin) {
-		http_reply_error(r, 403, "forbidden", "metrics need an admin");
+		http_reply_reason(r, REASON_forbidden, "metrics need an admin");
 		return;
 	}
 	text = metrics_render(r->cfg, r->worker->srv->started);
@@ -111,7 +111,7 @@ api_metrics(struct request *r)
 	const struct config *cfg = r->cfg;
 
 	if (!cfg->metrics_enabled) {
-		http_reply_error(r, 404, "not_found", "metrics are disabled");
+		http_reply_reason(r, REASON_not_found, "metrics are disabled");
 		return;
 	}
 	if (cfg->metrics_require_auth) {

@@ -26,7 +26,7 @@
 
 /* 401 with the header Keystone clients look for. */
 void
-auth_reply_401(struct request *r, const char *reason, const char *msg)
+auth_reply_401(struct request *r, enum reason reason, const char *msg)
 {
 	char *base, *hdr;
 
@@ -35,7 +35,7 @@ auth_reply_401(struct request *r, const char *reason, const char *msg)
 	http_set_header(r, "WWW-Authenticate", hdr);
 	free(hdr);
 	free(base);
-	http_reply_error(r, 401, reason, "%s", msg);
+	http_reply_reason(r, reason, "%s", msg);
 }
 
 /*
@@ -52,7 +52,7 @@ auth_caller(struct request *r, http_handler next)
 	char id[9];
 
 	if (token == NULL || *token == '\0') {
-		auth_reply_401(r, "missing_token",
+		auth_reply_401(r, REASON_missing_token,
 		    "the request requires an X-Auth-Token header");
 		return (-1);
 	}
@@ -66,7 +66,8 @@ auth_caller(struct request *r, http_handler next)
 		return (keystone_token_caller(r, token, next));
 	log_secret_id(token, id);
 	log_info("%s: rejected X-Auth-Token sha256:%s", r->client_ip, id);
-	auth_reply_401(r, "invalid_token", "the X-Auth-Token is not valid");
+	auth_reply_401(r, REASON_invalid_token,
+	    "the X-Auth-Token is not valid");
 	return (-1);
 }
 
@@ -102,7 +103,7 @@ auth_require(struct request *r, const char *action, const cJSON *target)
 		return (0);
 	log_info("%s: %s denied: %s", r->client_ip, action, reason);
 	audit_admin(r, action, NULL, "denied");
-	http_reply_error(r, 403, "forbidden",
+	http_reply_reason(r, REASON_forbidden,
 	    "you are not authorized to perform %s", action);
 	free(reason);
 	return (-1);

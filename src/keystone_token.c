@@ -180,7 +180,7 @@ keystone_token_503(struct request *r, const char *retry_after)
 {
 	http_set_header(r, "Retry-After",
 	    retry_after != NULL ? retry_after : "5");
-	http_reply_error(r, 503, "keystone_unavailable",
+	http_reply_reason(r, REASON_keystone_unavailable,
 	    "Keystone cannot "
 	    "validate the X-Auth-Token now; retry later");
 }
@@ -305,7 +305,7 @@ keystone_auth_cb(const struct keystone_result *res, void *arg)
 		log_info("%s: Keystone rejected X-Auth-Token sha256:%.8s "
 			 "(%ld)",
 		    r->client_ip, ka->key, res->status);
-		auth_reply_401(r, "invalid_token",
+		auth_reply_401(r, REASON_invalid_token,
 		    "the X-Auth-Token is not valid");
 	}
 	keystone_auth_done(ka);
@@ -330,7 +330,7 @@ keystone_auth_gone(struct request *r)
 
 	keystone_cancel(ka->op);
 	keystone_auth_detach(r);
-	http_reply_error(r, 400, "client_gone", "the client disconnected");
+	http_reply_reason(r, REASON_client_gone, "the client disconnected");
 	keystone_auth_done(ka);
 }
 
@@ -345,7 +345,7 @@ keystone_token_cached(struct request *r, const char *key)
 	if (!keystone_cache_get(keystone_token_cache, key, util_now(), &tok))
 		return (1);
 	if (tok == NULL) {
-		auth_reply_401(r, "invalid_token",
+		auth_reply_401(r, REASON_invalid_token,
 		    "the X-Auth-Token is not valid");
 		return (-1);
 	}
@@ -396,13 +396,13 @@ keystone_token_caller(struct request *r, const char *token, http_handler next)
 
 	if (strlen(token) > KEYSTONE_TOKEN_MAX ||
 	    strpbrk(token, "\r\n") != NULL) {
-		auth_reply_401(r, "invalid_token",
+		auth_reply_401(r, REASON_invalid_token,
 		    "the X-Auth-Token is not valid");
 		return (-1);
 	}
 	if ((rc = keystone_token_local(r, token)) <= 0) {
 		if (rc < 0)
-			auth_reply_401(r, "invalid_token",
+			auth_reply_401(r, REASON_invalid_token,
 			    "the token "
 			    "has expired or its restriction is gone");
 		return (rc);
