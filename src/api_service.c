@@ -52,6 +52,32 @@ api_healthz(struct request *r)
 	http_reply_json(r, 200, doc);
 }
 
+/*
+ * The state of the service's Keystone credential, added to the /readyz
+ * document: {"credential": "ok" | "refused" | "unreachable" | "unknown",
+ * "message": why}.  While unknown, a service authentication is started so
+ * that the next look tells.  It never makes the process unready: every
+ * replica shares the credential, and taking them all out of service would
+ * stop the logins that do not need Keystone.
+ */
+static void
+api_readyz_keystone(struct request *r, cJSON *doc)
+{
+	enum keystone_cred state;
+	const char *message;
+	cJSON *ks;
+
+	state = keystone_credential_state(&message);
+	if (state == KEYSTONE_CRED_DISABLED)
+		return;
+	if (state == KEYSTONE_CRED_UNKNOWN)
+		keystone_probe(r->worker);
+	ks = cJSON_AddObjectToObject(doc, "keystone");
+	cJSON_AddStringToObject(ks, "credential", keystone_cred_name(state));
+	if (message != NULL)
+		cJSON_AddStringToObject(ks, "message", message);
+}
+
 /* GET /readyz: 200 only when everything a login needs is loaded. */
 void
 api_readyz(struct request *r)
@@ -80,6 +106,7 @@ api_readyz(struct request *r)
 	}
 	doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "status", "ready");
+	api_readyz_keystone(r, doc);
 	http_reply_json(r, 200, doc);
 }
 

@@ -844,6 +844,7 @@ int policy_check_main(const struct config *, int, char **);
 /* keystone.c, keystone_*.c -- the upstream Keystone ([keystone] section) */
 struct keystone_result {
 	int unavailable;         /* no usable answer: 503 */
+	const char *refused;     /* the service credential was refused: why */
 	long status;             /* HTTP status when answered */
 	cJSON *doc;              /* parsed 2xx body, valid in callback */
 	const char *retry_after; /* Keystone's Retry-After or NULL */
@@ -851,6 +852,16 @@ struct keystone_result {
 /* The callback may not cancel its own operation. */
 typedef void (*keystone_cb)(const struct keystone_result *, void *);
 struct keystone_op;
+enum keystone_cred { /* the service's own credential, for /readyz */
+	KEYSTONE_CRED_UNKNOWN,
+	KEYSTONE_CRED_OK,
+	KEYSTONE_CRED_REFUSED,
+	KEYSTONE_CRED_UNREACHABLE,
+	KEYSTONE_CRED_DISABLED,
+};
+enum keystone_cred keystone_credential_state(const char **);
+const char *keystone_cred_name(enum keystone_cred);
+void keystone_probe(struct worker *);
 int keystone_init(const struct config *, char **);
 int keystone_reload(const struct config *, char **);
 void keystone_shutdown(void);

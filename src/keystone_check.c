@@ -234,8 +234,22 @@ keystone_check_kind(const struct keystone_check *kc, const char **id)
 }
 
 /*
- * Judge one restriction lookup: 0 (go on) or -1 (outcome set).  Any
- * status but 200 and 404 means Keystone will not tell: 503.
+ * Keystone refused the service's own credential for a lookup of what:
+ * 502 keystone_forbidden, saying what the credential lacks.  The caller
+ * cannot fix this and a retry will not help.
+ */
+static void
+keystone_check_refused(struct keystone_outcome *o, const char *what,
+    const char *refused)
+{
+	keystone_check_fail(o, REASON_keystone_forbidden,
+	    "cannot look up the %s in Keystone: %s", what, refused);
+}
+
+/*
+ * Judge one restriction lookup: 0 (go on) or -1 (outcome set).  The
+ * service credential refused: 502; any other status but 200 and 404 means
+ * Keystone will not tell: 503.
  */
 static int
 keystone_check_judge(struct keystone_check *kc,
@@ -244,6 +258,10 @@ keystone_check_judge(struct keystone_check *kc,
 	const char *id, *what = keystone_check_kind(kc, &id);
 	const cJSON *obj;
 
+	if (res->refused != NULL) {
+		keystone_check_refused(&kc->o, what, res->refused);
+		return (-1);
+	}
 	if (res->unavailable || (res->status != 200 && res->status != 404)) {
 		if (!res->unavailable)
 			log_err("keystone: GET %ss/%s answered %ld", what, id,
@@ -375,7 +393,10 @@ keystone_check_user_cb(const struct keystone_result *res, void *arg)
 	const cJSON *user = NULL;
 
 	kc->op = NULL;
-	if (res->unavailable || (res->status != 200 && res->status != 404))
+	if (res->refused != NULL)
+		keystone_check_refused(&kc->o, "restriction's user",
+		    res->refused);
+	else if (res->unavailable || (res->status != 200 && res->status != 404))
 		keystone_check_unavailable(&kc->o, res->retry_after);
 	else {
 		if (res->status == 200)
@@ -389,7 +410,8 @@ keystone_check_user_cb(const struct keystone_result *res, void *arg)
 
 /*
  * Is user_id enabled in Keystone?  Answers from the 30 s cache when it
- * can: NULL with *o set (REASON_NONE: enabled; 401 user_disabled; 503).
+ * can: NULL with *o set (REASON_NONE: enabled; 401 user_disabled; 502
+ * keystone_forbidden; 503).
  * Else the check in flight; cb gets the outcome.
  */
 struct keystone_check *

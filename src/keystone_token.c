@@ -13,7 +13,8 @@
  *     with the service token, keystone.c).  A valid answer is cached,
  *     keyed by the token's SHA-256, until min(expires_at, now +
  *     [keystone] cache_ttl); an invalid one (404) for 10 s.  Keystone
- *     unavailable is 503 keystone_unavailable with Retry-After, never 401.
+ *     unavailable is 503 keystone_unavailable with Retry-After, never 401;
+ *     Keystone refusing the service's credential 502 keystone_forbidden.
  *
  * is_admin: the token carries the role "admin", whatever its scope
  * (project, domain or system).  That is what Keystone's own default policy
@@ -289,13 +290,14 @@ keystone_auth_cb(const struct keystone_result *res, void *arg)
 
 	ka->op = NULL;
 	keystone_auth_detach(r);
-	if (res->unavailable || res->status == 403 ||
-	    (res->status == 200 && keystone_auth_valid(ka, res->doc) != 0)) {
-		if (res->status == 403)
-			log_err("keystone: the service user may not validate "
-				"tokens (403)");
+	if (res->refused != NULL)
+		http_reply_reason(r, REASON_keystone_forbidden,
+		    "Keystone cannot validate the X-Auth-Token for this service: %s",
+		    res->refused);
+	else if (res->unavailable ||
+	    (res->status == 200 && keystone_auth_valid(ka, res->doc) != 0))
 		keystone_token_503(r, res->retry_after);
-	} else if (res->status == 200) {
+	else if (res->status == 200) {
 		log_debug("keystone: validated X-Auth-Token of user %s",
 		    r->caller.user_id);
 		next(r);
