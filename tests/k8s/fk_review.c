@@ -761,7 +761,7 @@ fk_review_cb(struct evhttp_request *req)
 		    "resource", cJSON_CreateObject(), NULL);
 		return;
 	}
-	if (fk_fault_apply(req))
+	if (fk_fault_review_as(req) || fk_fault_apply(req))
 		return;
 	fk_review_handle(req);
 }
