@@ -38,8 +38,9 @@ struct login {
 	long cap;                          /* kept during step 6a */
 	char jwt_id[9];
 	char *role_name;
-	char *pod; /* from the review */
+	char *pod; /* from the review, once checked */
 	char *node;
+	int reviewed; /* the review confirmed the JWT's identity (step 4) */
 	char audit_id[23];   /* of the token issued */
 	cJSON *policy_audit; /* login.lua's audit fields */
 };
@@ -54,12 +55,17 @@ login_audit(const struct login *l)
 	memset(&a, 0, sizeof a);
 	a.instance_id = r->params[0];
 	a.role = l->role_name;
-	if (l->jwt != NULL) {
+	/* What only the JWT says is claimed; the review makes it reviewed. */
+	if (l->jwt != NULL && l->reviewed) {
 		a.namespace = l->jwt->namespace;
 		a.service_account = l->jwt->sa_name;
+	} else if (l->jwt != NULL) {
+		a.claimed_namespace = l->jwt->namespace;
+		a.claimed_service_account = l->jwt->sa_name;
 	}
-	a.pod = l->pod != NULL ? l->pod
-			       : (l->jwt != NULL ? l->jwt->pod_name : NULL);
+	a.pod = l->pod;
+	if (l->pod == NULL && l->jwt != NULL)
+		a.claimed_pod = l->jwt->pod_name;
 	a.node = l->node;
 	a.status = r->status;
 	a.reason = r->status == 200 ? NULL : reason_name(r->reason);
@@ -189,6 +195,33 @@ login_check_jwt(struct login *l)
 	return (0);
 }
 
+/*
+ * Step 4a: the names a review reports must be Kubernetes names (namespace
+ * a DNS-1123 label, service account and pod DNS-1123 subdomains): any
+ * other answer does not come from a real API server.  0 or -1 (replied
+ * 502 invalid_review; the names are logged escaped).
+ */
+static int
+login_check_names(struct login *l, const struct k8s_review_outcome *o)
+{
+	char *ns, *sa, *pod;
+
+	if (k8s_name_label(o->namespace) && k8s_name_subdomain(o->name) &&
+	    (o->pod_name == NULL || k8s_name_subdomain(o->pod_name)))
+		return (0);
+	ns = log_escape(o->namespace, 100);
+	sa = log_escape(o->name, 100);
+	pod = log_escape(o->pod_name != NULL ? o->pod_name : "-", 100);
+	log_warn("login: instance %s: the TokenReview names %s/%s pod=%s, not Kubernetes names",
+	    l->inst->id, ns, sa, pod);
+	free(ns);
+	free(sa);
+	free(pod);
+	login_refuse(l, REASON_invalid_review,
+	    "the TokenReview names a namespace, service account or pod that is not a valid Kubernetes name");
+	return (-1);
+}
+
 /* Step 4: the reviewed identity must be the JWT's and within bounds. */
 static int
 login_check_review(struct login *l, const struct k8s_review_outcome *o)
@@ -198,6 +231,8 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 	size_t i;
 	int found = 0;
 
+	if (login_check_names(l, o) != 0)
+		return (-1);
 	if (strcmp(o->namespace, j->namespace) != 0 ||
 	    strcmp(o->name, j->sa_name) != 0 ||
 	    (j->sa_uid != NULL &&
@@ -207,6 +242,11 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 		    "names another service account than the JWT");
 		return (-1);
 	}
+	l->reviewed = 1;
+	if (o->pod_name != NULL)
+		l->pod = xstrdup(o->pod_name);
+	if (o->node_name != NULL)
+		l->node = xstrdup(o->node_name);
 	if (login_check_bounds(l, o->namespace, o->name) != 0)
 		return (-1);
 	if (role->bound_audience != NULL) {
@@ -270,6 +310,26 @@ login_k8s_json(const struct login *l, const struct k8s_review_outcome *o)
 	return (k);
 }
 
+/*
+ * The success line of the text log.  The reviewed names are checked
+ * (step 4a) and escaped all the same: they come from the cluster.
+ */
+static void
+login_log_success(const struct login *l, const struct k8s_review_outcome *o,
+    const char *audit_id, long life)
+{
+	char *ns, *sa, *pod;
+
+	ns = log_escape(o->namespace, 100);
+	sa = log_escape(o->name, 260);
+	pod = log_escape(o->pod_name != NULL ? o->pod_name : "-", 260);
+	log_info("login: instance=%s role=%s sa=%s/%s pod=%s audit=%s expires_in=%ld jwt=sha256:%s",
+	    l->inst->id, l->role->name, ns, sa, pod, audit_id, life, l->jwt_id);
+	free(ns);
+	free(sa);
+	free(pod);
+}
+
 /* Step 7: mint a token of restriction rs living at most cap seconds. */
 static void
 login_issue(struct login *l, const struct k8s_review_outcome *o,
@@ -312,11 +372,7 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 	doc = api_token_document(cfg, &p, rs);
 	cJSON_AddItemToObject(cJSON_GetObjectItem(doc, "token"), "k8s_auth",
 	    login_k8s_json(l, o));
-	log_info("login: instance=%s role=%s sa=%s/%s pod=%s audit=%s "
-		 "expires_in=%ld jwt=sha256:%s",
-	    l->inst->id, l->role->name, o->namespace, o->name,
-	    o->pod_name != NULL ? o->pod_name : "-", p.audit_id, life,
-	    l->jwt_id);
+	login_log_success(l, o, p.audit_id, life);
 	memcpy(l->audit_id, p.audit_id, sizeof l->audit_id);
 	http_set_header(r, "X-Subject-Token", token);
 	http_reply_json(r, 200, doc);
@@ -514,10 +570,6 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 	int rc;
 
 	l->review = NULL; /* k8s_review.c frees it after this call */
-	if (o->pod_name != NULL)
-		l->pod = xstrdup(o->pod_name);
-	if (o->node_name != NULL)
-		l->node = xstrdup(o->node_name);
 	if (o->reason != REASON_NONE) {
 		if (reason_status(o->reason) == 503)
 			http_set_header(l->r, "Retry-After",

@@ -753,6 +753,10 @@ void k8s_review_cancel(struct k8s_review *);
 void k8s_review_parse(long, const char *, size_t, struct k8s_review_outcome *);
 void k8s_review_outcome_clear(struct k8s_review_outcome *);
 
+/* k8s_name.c -- Kubernetes names (DNS-1123 label and subdomain) */
+int k8s_name_label(const char *);
+int k8s_name_subdomain(const char *);
+
 /* token.c -- where the token is minted: keys in use, mint, read */
 int token_init(const struct config *, char **);
 int token_reload(char **);
@@ -783,9 +787,12 @@ char *metrics_render(const struct config *, time_t);
 struct audit_login {
 	const char *instance_id;
 	const char *role;
-	const char *namespace;
+	const char *namespace; /* reviewed (by the cluster) */
 	const char *service_account;
 	const char *pod;
+	const char *claimed_namespace; /* only the JWT says so */
+	const char *claimed_service_account;
+	const char *claimed_pod;
 	const char *node;
 	int status;
 	const char *reason;
