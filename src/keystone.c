@@ -81,7 +81,7 @@ static int keystone_op_start(struct keystone_op *, char **);
 static const char keystone_refused_auth[] =
     "Keystone refused the service's application credential ([keystone] application_credential_id and its secret file): the id or secret is wrong, the credential expired or was deleted, or its user is disabled";
 static const char keystone_refused_lookup[] =
-    "Keystone refused a lookup made with the service's credential (403): the service user lacks the role assignment this lookup needs (see docs/operations.md, \"The Keystone service user\")";
+    "Keystone refused a lookup made with the service's credential (403): the service user lacks the role assignment this lookup needs (reading users, projects and roles, validating tokens; the OpenStack convention is admin on the service project, see keystone_forbidden in docs/operations.md)";
 static const char keystone_refused_token[] =
     "Keystone refused a fresh service token (401): the service user or its application credential is no longer valid";
 static const char keystone_unreachable[] =
