@@ -269,6 +269,11 @@ keystone_reload(const struct config *cfg, char **cause)
 	ks_secret = secret;
 	old_id = ks_app_id;
 	ks_app_id = xstrdup(cfg->keystone_app_cred_id);
+	if (ks_cred == KEYSTONE_CRED_REFUSED) {
+		/* A new credential may be the fix: /readyz asks again. */
+		ks_cred = KEYSTONE_CRED_UNKNOWN;
+		ks_cred_message = NULL;
+	}
 	pthread_mutex_unlock(&ks_lock);
 	freezero_str(old);
 	free(old_id);

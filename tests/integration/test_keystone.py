@@ -184,6 +184,9 @@ key_repository = {d}/credential-keys
 admin_token_file = {token_file}
 [policy]
 dir = {d}/policy
+[k8s_auth]
+# Keystone's answers take seconds on a loaded test machine.
+review_timeout = 30
 [keystone]
 url = http://127.0.0.1:{port}/v3/
 application_credential_id = {app_id}
