@@ -17,9 +17,9 @@
 
 /* Reply 400 with reason and cause (freed). */
 void
-api_bad_request(struct request *r, const char *reason, char *cause)
+api_bad_request(struct request *r, enum reason reason, char *cause)
 {
-	http_reply_error(r, 400, reason, "%s",
+	http_reply_reason(r, reason, "%s",
 	    cause != NULL ? cause : "invalid request");
 	free(cause);
 }
@@ -39,17 +39,17 @@ api_check_body(struct request *r, const cJSON *body,
 
 	if (immutable != NULL &&
 	    (f = json_find_field(body, immutable)) != NULL) {
-		http_reply_error(r, 400, "immutable_field",
+		http_reply_reason(r, REASON_immutable_field,
 		    "%s cannot be changed", f);
 		return (-1);
 	}
 	if ((f = json_find_field(body, read_only)) != NULL) {
-		http_reply_error(r, 400, "read_only_field",
+		http_reply_reason(r, REASON_read_only_field,
 		    "%s is set by the server and cannot be written", f);
 		return (-1);
 	}
 	if (json_check_fields(body, writable, &cause) != 0) {
-		api_bad_request(r, "unknown_field", cause);
+		api_bad_request(r, REASON_unknown_field, cause);
 		return (-1);
 	}
 	return (0);
@@ -65,7 +65,7 @@ api_check_required(struct request *r, const cJSON *body,
 	for (i = 0; required[i] != NULL; i++) {
 		if (cJSON_GetObjectItemCaseSensitive(body, required[i]) ==
 		    NULL) {
-			http_reply_error(r, 400, "missing_field",
+			http_reply_reason(r, REASON_missing_field,
 			    "%s is required", required[i]);
 			return (-1);
 		}
@@ -74,14 +74,14 @@ api_check_required(struct request *r, const cJSON *body,
 }
 
 /* The 404 reason for a kind of object. */
-static const char *
+static enum reason
 api_not_found_reason(const char *kind)
 {
 	if (strcmp(kind, "instance") == 0)
-		return ("instance_not_found");
+		return (REASON_instance_not_found);
 	if (strcmp(kind, "role") == 0)
-		return ("role_not_found");
-	return ("restriction_not_found");
+		return (REASON_role_not_found);
+	return (REASON_restriction_not_found);
 }
 
 /*
@@ -100,27 +100,27 @@ api_store_fail(struct request *r, int rc, const char *kind, const char *id,
 		 * so ids cannot be probed (keystone-ng's existence oracle).
 		 */
 		if (!r->caller.is_admin && r->caller.kind != CALLER_NONE) {
-			http_reply_error(r, 403, "forbidden",
+			http_reply_reason(r, REASON_forbidden,
 			    "you are not "
 			    "authorized to access %s %.64s",
 			    kind, id);
 			break;
 		}
-		http_reply_error(r, 404, api_not_found_reason(kind),
+		http_reply_reason(r, api_not_found_reason(kind),
 		    "could not find %s %.64s", kind, id);
 		break;
 	case STORE_CONFLICT:
-		http_reply_error(r, 409, "conflict", "%s",
+		http_reply_reason(r, REASON_conflict, "%s",
 		    conflict != NULL ? conflict
 				     : "conflict, resource already exists");
 		break;
 	case STORE_IN_USE:
-		http_reply_error(r, 409, "restriction_in_use",
+		http_reply_reason(r, REASON_restriction_in_use,
 		    "%s %.64s is still referenced by a role", kind, id);
 		break;
 	default:
 		log_err("store error on %s %.64s", kind, id);
-		http_reply_error(r, 500, "internal_error", "database error");
+		http_reply_reason(r, REASON_internal_error, "database error");
 		break;
 	}
 }
@@ -262,7 +262,7 @@ api_list_query(struct request *r, const char *const *filters,
 			cJSON_AddStringToObject(*target, q->filter_names[i],
 			    q->filter_values[i]);
 		} else if (api_enabled_filter(q, i, *target) != 0) {
-			http_reply_error(r, 400, "invalid_query",
+			http_reply_reason(r, REASON_invalid_query,
 			    "enabled must be true or false");
 			cJSON_Delete(*target);
 			*target = NULL;

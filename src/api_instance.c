@@ -177,7 +177,7 @@ api_instance_host_allowed(struct request *r, struct instance *in)
 	    NULL) {
 		log_err("[k8s_auth] %s", cause);
 		free(cause);
-		http_reply_error(r, 500, "internal_error",
+		http_reply_reason(r, REASON_internal_error,
 		    "[k8s_auth] allowed_hosts does not parse");
 		return (-1);
 	}
@@ -187,7 +187,7 @@ api_instance_host_allowed(struct request *r, struct instance *in)
 	free(host);
 	if (rc == 0)
 		return (0);
-	http_reply_error(r, 403, "host_not_allowed", "%s",
+	http_reply_reason(r, REASON_host_not_allowed, "%s",
 	    cause != NULL ? cause : "host has no host name");
 	free(cause);
 	return (-1);
@@ -282,7 +282,7 @@ api_instance_create(struct request *r)
 	in = xcalloc(1, sizeof *in);
 	in->enabled = 1;
 	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
-		api_bad_request(r, "invalid_value", cause);
+		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
 	target =
@@ -391,7 +391,7 @@ api_instance_update(struct request *r)
 		goto out;
 	stored = api_instance_facts(in, 0);
 	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
-		api_bad_request(r, "invalid_value", cause);
+		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
 	api_instance_follow_anchor(body, stored, in);

@@ -38,8 +38,9 @@ struct login {
 	long cap;                          /* kept during step 6a */
 	char jwt_id[9];
 	char *role_name;
-	char *pod; /* from the review */
+	char *pod; /* from the review, once checked */
 	char *node;
+	int reviewed; /* the review confirmed the JWT's identity (step 4) */
 	char audit_id[23];   /* of the token issued */
 	cJSON *policy_audit; /* login.lua's audit fields */
 };
@@ -54,15 +55,20 @@ login_audit(const struct login *l)
 	memset(&a, 0, sizeof a);
 	a.instance_id = r->params[0];
 	a.role = l->role_name;
-	if (l->jwt != NULL) {
+	/* What only the JWT says is claimed; the review makes it reviewed. */
+	if (l->jwt != NULL && l->reviewed) {
 		a.namespace = l->jwt->namespace;
 		a.service_account = l->jwt->sa_name;
+	} else if (l->jwt != NULL) {
+		a.claimed_namespace = l->jwt->namespace;
+		a.claimed_service_account = l->jwt->sa_name;
 	}
-	a.pod = l->pod != NULL ? l->pod
-			       : (l->jwt != NULL ? l->jwt->pod_name : NULL);
+	a.pod = l->pod;
+	if (l->pod == NULL && l->jwt != NULL)
+		a.claimed_pod = l->jwt->pod_name;
 	a.node = l->node;
 	a.status = r->status;
-	a.reason = r->status == 200 ? NULL : r->reason;
+	a.reason = r->status == 200 ? NULL : reason_name(r->reason);
 	a.token_audit_id = l->audit_id[0] != '\0' ? l->audit_id : NULL;
 	a.jwt_id = l->jwt_id[0] != '\0' ? l->jwt_id : NULL;
 	a.client = r->client_ip;
@@ -96,11 +102,10 @@ login_done(struct login *l)
 }
 
 /* Refuse a login: log why (with the JWT's fingerprint) and answer. */
-static void login_refuse(struct login *l, int status, const char *reason,
-    const char *fmt, ...) printflike(4, 5);
+static void login_refuse(struct login *l, enum reason reason, const char *fmt,
+    ...) printflike(3, 4);
 static void
-login_refuse(struct login *l, int status, const char *reason, const char *fmt,
-    ...)
+login_refuse(struct login *l, enum reason reason, const char *fmt, ...)
 {
 	va_list ap;
 	char *msg, *inst, *role;
@@ -112,10 +117,11 @@ login_refuse(struct login *l, int status, const char *reason, const char *fmt,
 	inst = log_escape(l->r->params[0], 100);
 	role = log_escape(l->role_name != NULL ? l->role_name : "-", 100);
 	log_info("login refused: %s (%s) instance=%s role=%s jwt=sha256:%s",
-	    reason, msg, inst, role, l->jwt_id[0] != '\0' ? l->jwt_id : "-");
+	    reason_name(reason), msg, inst, role,
+	    l->jwt_id[0] != '\0' ? l->jwt_id : "-");
 	free(inst);
 	free(role);
-	http_reply_error(l->r, status, reason, "%s", msg);
+	http_reply_reason(l->r, reason, "%s", msg);
 	free(msg);
 }
 
@@ -124,13 +130,13 @@ static int
 login_check_bounds(struct login *l, const char *ns, const char *name)
 {
 	if (!glob_match_any(&l->role->bound_sa_namespaces, ns)) {
-		login_refuse(l, 401, "namespace_not_bound",
+		login_refuse(l, REASON_namespace_not_bound,
 		    "the namespace "
 		    "is not bound to the role");
 		return (-1);
 	}
 	if (!glob_match_any(&l->role->bound_sa_names, name)) {
-		login_refuse(l, 401, "service_account_not_bound",
+		login_refuse(l, REASON_service_account_not_bound,
 		    "the "
 		    "service account is not bound to the role");
 		return (-1);
@@ -147,32 +153,32 @@ login_check_jwt(struct login *l)
 	double now = util_now(), skew = (double)cfg->k8s_clock_skew;
 
 	if (!j->has_exp && !cfg->k8s_allow_legacy_tokens) {
-		login_refuse(l, 401, "legacy_token_refused",
+		login_refuse(l, REASON_legacy_token_refused,
 		    "tokens without "
 		    "an expiry (legacy service-account secrets) are refused");
 		return (-1);
 	}
 	if (j->has_exp && j->exp + skew < now) {
-		login_refuse(l, 401, "token_expired", "the JWT has expired");
+		login_refuse(l, REASON_token_expired, "the JWT has expired");
 		return (-1);
 	}
 	/* Within the skew, but too late to give a token any lifetime. */
 	if (j->has_exp && cfg->token_cap_to_jwt_expiry && j->exp - now < 1.0) {
-		login_refuse(l, 401, "token_expired",
+		login_refuse(l, REASON_token_expired,
 		    "the JWT expires "
 		    "before a token could be used");
 		return (-1);
 	}
 	if ((j->has_nbf && j->nbf - skew > now) ||
 	    (j->has_iat && j->iat - skew > now)) {
-		login_refuse(l, 401, "token_not_yet_valid",
+		login_refuse(l, REASON_token_not_yet_valid,
 		    "the JWT is not "
 		    "valid yet");
 		return (-1);
 	}
 	if (l->role->bound_audience != NULL &&
 	    !jwt_has_audience(j, l->role->bound_audience)) {
-		login_refuse(l, 401, "audience_mismatch",
+		login_refuse(l, REASON_audience_mismatch,
 		    "the JWT is not "
 		    "issued for the role's audience");
 		return (-1);
@@ -181,12 +187,39 @@ login_check_jwt(struct login *l)
 		return (-1);
 	if (l->role->bound_pod_names != NULL && j->pod_name != NULL &&
 	    !glob_match_any(l->role->bound_pod_names, j->pod_name)) {
-		login_refuse(l, 401, "pod_not_bound",
+		login_refuse(l, REASON_pod_not_bound,
 		    "the pod is not bound "
 		    "to the role");
 		return (-1);
 	}
 	return (0);
+}
+
+/*
+ * Step 4a: the names a review reports must be Kubernetes names (namespace
+ * a DNS-1123 label, service account and pod DNS-1123 subdomains): any
+ * other answer does not come from a real API server.  0 or -1 (replied
+ * 502 invalid_review; the names are logged escaped).
+ */
+static int
+login_check_names(struct login *l, const struct k8s_review_outcome *o)
+{
+	char *ns, *sa, *pod;
+
+	if (k8s_name_label(o->namespace) && k8s_name_subdomain(o->name) &&
+	    (o->pod_name == NULL || k8s_name_subdomain(o->pod_name)))
+		return (0);
+	ns = log_escape(o->namespace, 100);
+	sa = log_escape(o->name, 100);
+	pod = log_escape(o->pod_name != NULL ? o->pod_name : "-", 100);
+	log_warn("login: instance %s: the TokenReview names %s/%s pod=%s, not Kubernetes names",
+	    l->inst->id, ns, sa, pod);
+	free(ns);
+	free(sa);
+	free(pod);
+	login_refuse(l, REASON_invalid_review,
+	    "the TokenReview names a namespace, service account or pod that is not a valid Kubernetes name");
+	return (-1);
 }
 
 /* Step 4: the reviewed identity must be the JWT's and within bounds. */
@@ -198,15 +231,22 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 	size_t i;
 	int found = 0;
 
+	if (login_check_names(l, o) != 0)
+		return (-1);
 	if (strcmp(o->namespace, j->namespace) != 0 ||
 	    strcmp(o->name, j->sa_name) != 0 ||
 	    (j->sa_uid != NULL &&
 		(o->uid == NULL || strcmp(o->uid, j->sa_uid) != 0))) {
-		login_refuse(l, 502, "invalid_review",
+		login_refuse(l, REASON_invalid_review,
 		    "the TokenReview "
 		    "names another service account than the JWT");
 		return (-1);
 	}
+	l->reviewed = 1;
+	if (o->pod_name != NULL)
+		l->pod = xstrdup(o->pod_name);
+	if (o->node_name != NULL)
+		l->node = xstrdup(o->node_name);
 	if (login_check_bounds(l, o->namespace, o->name) != 0)
 		return (-1);
 	if (role->bound_audience != NULL) {
@@ -216,7 +256,7 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 				found = 1;
 		}
 		if (!found) {
-			login_refuse(l, 401, "audience_mismatch",
+			login_refuse(l, REASON_audience_mismatch,
 			    "the cluster "
 			    "did not confirm the role's audience");
 			return (-1);
@@ -225,7 +265,7 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 	if (role->bound_pod_names != NULL &&
 	    (o->pod_name == NULL ||
 		!glob_match_any(role->bound_pod_names, o->pod_name))) {
-		login_refuse(l, 401, "pod_not_bound",
+		login_refuse(l, REASON_pod_not_bound,
 		    "the token is not bound "
 		    "to a pod the role allows");
 		return (-1);
@@ -270,6 +310,26 @@ login_k8s_json(const struct login *l, const struct k8s_review_outcome *o)
 	return (k);
 }
 
+/*
+ * The success line of the text log.  The reviewed names are checked
+ * (step 4a) and escaped all the same: they come from the cluster.
+ */
+static void
+login_log_success(const struct login *l, const struct k8s_review_outcome *o,
+    const char *audit_id, long life)
+{
+	char *ns, *sa, *pod;
+
+	ns = log_escape(o->namespace, 100);
+	sa = log_escape(o->name, 260);
+	pod = log_escape(o->pod_name != NULL ? o->pod_name : "-", 260);
+	log_info("login: instance=%s role=%s sa=%s/%s pod=%s audit=%s expires_in=%ld jwt=sha256:%s",
+	    l->inst->id, l->role->name, ns, sa, pod, audit_id, life, l->jwt_id);
+	free(ns);
+	free(sa);
+	free(pod);
+}
+
 /* Step 7: mint a token of restriction rs living at most cap seconds. */
 static void
 login_issue(struct login *l, const struct k8s_review_outcome *o,
@@ -287,7 +347,7 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 	if (cap > 0 && cap < life)
 		life = cap;
 	if (life <= 0) {
-		login_refuse(l, 401, "token_expired",
+		login_refuse(l, REASON_token_expired,
 		    "the JWT expires "
 		    "before a token could be used");
 		goto out;
@@ -304,7 +364,7 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 	p.allow_rescope = rs->allow_rescope;
 	if ((token = token_mint(&p, &cause)) == NULL) {
 		log_err("login: cannot mint a token: %s", cause);
-		http_reply_error(r, 500, "internal_error",
+		http_reply_reason(r, REASON_internal_error,
 		    "the token could "
 		    "not be issued");
 		goto out;
@@ -312,11 +372,7 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 	doc = api_token_document(cfg, &p, rs);
 	cJSON_AddItemToObject(cJSON_GetObjectItem(doc, "token"), "k8s_auth",
 	    login_k8s_json(l, o));
-	log_info("login: instance=%s role=%s sa=%s/%s pod=%s audit=%s "
-		 "expires_in=%ld jwt=sha256:%s",
-	    l->inst->id, l->role->name, o->namespace, o->name,
-	    o->pod_name != NULL ? o->pod_name : "-", p.audit_id, life,
-	    l->jwt_id);
+	login_log_success(l, o, p.audit_id, life);
 	memcpy(l->audit_id, p.audit_id, sizeof l->audit_id);
 	http_set_header(r, "X-Subject-Token", token);
 	http_reply_json(r, 200, doc);
@@ -340,7 +396,7 @@ login_restriction(struct login *l, const char *id, const char *why)
 		log_err("login: role %s (%s): %s token restriction %.64s is "
 			"missing, in another domain or incomplete: no token issued",
 		    l->role->id, l->role->name, why, id);
-		http_reply_error(l->r, 500, "restriction_invalid",
+		http_reply_reason(l->r, REASON_restriction_invalid,
 		    "the "
 		    "token restriction is missing or incomplete");
 		restriction_free(rs);
@@ -420,12 +476,12 @@ login_policy(struct login *l, const struct k8s_review_outcome *o,
 	cJSON_Delete(ctx);
 	if (rc != POLICY_ALLOW) {
 		if (rc == POLICY_DENY)
-			login_refuse(l, 401, "policy_denied",
+			login_refuse(l, REASON_policy_denied,
 			    "the login policy "
 			    "refused the login");
 		else {
 			metrics_policy_error();
-			login_refuse(l, 500, "policy_error",
+			login_refuse(l, REASON_policy_error,
 			    "the login policy "
 			    "failed");
 		}
@@ -452,10 +508,10 @@ login_policy(struct login *l, const struct k8s_review_outcome *o,
 static void
 login_refuse_keystone(struct login *l, const struct keystone_outcome *ko)
 {
-	if (ko->status == 503)
+	if (reason_status(ko->reason) == 503)
 		http_set_header(l->r, "Retry-After",
 		    ko->retry_after != NULL ? ko->retry_after : "1");
-	login_refuse(l, ko->status, ko->reason, "%s", ko->message);
+	login_refuse(l, ko->reason, "%s", ko->message);
 }
 
 /* Step 6a answered: refuse, or go on to steps 6 and 7. */
@@ -465,7 +521,7 @@ login_user_cb(struct keystone_outcome *ko, void *arg)
 	struct login *l = arg;
 
 	l->check = NULL; /* keystone_check.c frees it after this call */
-	if (ko->status != 0)
+	if (ko->reason != REASON_NONE)
 		login_refuse_keystone(l, ko);
 	else
 		login_issue(l, &l->outcome, l->rs, l->cap);
@@ -496,7 +552,7 @@ login_verify_user(struct login *l, struct k8s_review_outcome *o,
 		l->cap = cap;
 		return (1);
 	}
-	if (ko.status != 0) {
+	if (ko.reason != REASON_NONE) {
 		login_refuse_keystone(l, &ko);
 		keystone_outcome_clear(&ko);
 		return (-1);
@@ -514,15 +570,11 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 	int rc;
 
 	l->review = NULL; /* k8s_review.c frees it after this call */
-	if (o->pod_name != NULL)
-		l->pod = xstrdup(o->pod_name);
-	if (o->node_name != NULL)
-		l->node = xstrdup(o->node_name);
-	if (o->status != 0) {
-		if (o->status == 503)
+	if (o->reason != REASON_NONE) {
+		if (reason_status(o->reason) == 503)
 			http_set_header(l->r, "Retry-After",
 			    o->retry_after != NULL ? o->retry_after : "1");
-		login_refuse(l, o->status, o->reason, "%s", o->message);
+		login_refuse(l, o->reason, "%s", o->message);
 	} else if (login_check_review(l, o) == 0 &&
 	    (rs = login_restriction(l, l->role->token_restriction_id, "its")) !=
 		NULL &&
@@ -546,7 +598,7 @@ login_cancel(struct request *r)
 	l->review = NULL;
 	keystone_check_cancel(l->check);
 	l->check = NULL;
-	http_reply_error(r, 504, "cluster_timeout",
+	http_reply_reason(r, REASON_cluster_timeout,
 	    "the login did not "
 	    "complete in time");
 	login_done(l);
@@ -562,7 +614,7 @@ login_gone(struct request *r)
 	l->review = NULL;
 	keystone_check_cancel(l->check);
 	l->check = NULL;
-	http_reply_error(r, 400, "client_gone", "the client disconnected");
+	http_reply_reason(r, REASON_client_gone, "the client disconnected");
 	login_done(l);
 }
 
@@ -579,7 +631,7 @@ login_parse_body(struct request *r, char **role, char **jwt)
 	if (http_body_object(r, &body) != 0)
 		return (-1);
 	if (json_check_fields(body, fields, &cause) != 0) {
-		http_reply_error(r, 400, "unknown_field", "%s", cause);
+		http_reply_reason(r, REASON_unknown_field, "%s", cause);
 		goto fail;
 	}
 	k8s_role = cJSON_GetObjectItemCaseSensitive(body, "k8s_role");
@@ -587,27 +639,27 @@ login_parse_body(struct request *r, char **role, char **jwt)
 	token = cJSON_GetObjectItemCaseSensitive(body, "jwt");
 	if ((k8s_role != NULL && !cJSON_IsString(k8s_role)) ||
 	    (role_name != NULL && !cJSON_IsString(role_name))) {
-		http_reply_error(r, 400, "invalid_value",
+		http_reply_reason(r, REASON_invalid_value,
 		    "k8s_role and "
 		    "role_name must be strings");
 		goto fail;
 	}
 	if (k8s_role == NULL && role_name == NULL) {
-		http_reply_error(r, 400, "missing_field",
+		http_reply_reason(r, REASON_missing_field,
 		    "k8s_role is "
 		    "required");
 		goto fail;
 	}
 	if (k8s_role != NULL && role_name != NULL &&
 	    strcmp(k8s_role->valuestring, role_name->valuestring) != 0) {
-		http_reply_error(r, 400, "invalid_value",
+		http_reply_reason(r, REASON_invalid_value,
 		    "k8s_role and "
 		    "role_name differ");
 		goto fail;
 	}
 	if (token == NULL || !cJSON_IsString(token)) {
-		http_reply_error(r, 400,
-		    token == NULL ? "missing_field" : "invalid_value",
+		http_reply_reason(r,
+		    token == NULL ? REASON_missing_field : REASON_invalid_value,
 		    "jwt is required and must be a string");
 		goto fail;
 	}
@@ -631,32 +683,32 @@ login_lookup(struct login *l)
 
 	rc = store_instance_get(r->worker->db, r->params[0], &l->inst);
 	if (rc == STORE_NOT_FOUND) {
-		login_refuse(l, 404, "instance_not_found", "no such instance");
+		login_refuse(l, REASON_instance_not_found, "no such instance");
 		return (-1);
 	}
 	if (rc != STORE_OK) {
-		http_reply_error(r, 500, "internal_error", "database error");
+		http_reply_reason(r, REASON_internal_error, "database error");
 		return (-1);
 	}
 	if (!l->inst->enabled) {
-		login_refuse(l, 403, "instance_disabled",
+		login_refuse(l, REASON_instance_disabled,
 		    "the instance is "
 		    "disabled");
 		return (-1);
 	}
 	rc = store_role_get(r->worker->db, l->inst->id, l->role_name, &l->role);
 	if (rc == STORE_NOT_FOUND) {
-		login_refuse(l, 404, "role_not_found",
+		login_refuse(l, REASON_role_not_found,
 		    "no such role in this "
 		    "instance");
 		return (-1);
 	}
 	if (rc != STORE_OK) {
-		http_reply_error(r, 500, "internal_error", "database error");
+		http_reply_reason(r, REASON_internal_error, "database error");
 		return (-1);
 	}
 	if (!l->role->enabled) {
-		login_refuse(l, 403, "role_disabled", "the role is disabled");
+		login_refuse(l, REASON_role_disabled, "the role is disabled");
 		return (-1);
 	}
 	return (0);
@@ -681,7 +733,7 @@ api_login(struct request *r)
 		goto done;
 	if (jwt_parse(jwt, strlen(jwt), (size_t)cfg->k8s_max_jwt_size, &l->jwt,
 		&cause) != 0) {
-		login_refuse(l, 400, "malformed_jwt", "%s", cause);
+		login_refuse(l, REASON_malformed_jwt, "%s", cause);
 		goto done;
 	}
 	if (login_check_jwt(l) != 0)
@@ -691,7 +743,7 @@ api_login(struct request *r)
 	if (l->review == NULL) {
 		http_set_header(r, "Retry-After",
 		    o.retry_after != NULL ? o.retry_after : "1");
-		login_refuse(l, o.status, o.reason, "%s", o.message);
+		login_refuse(l, o.reason, "%s", o.message);
 		k8s_review_outcome_clear(&o);
 		goto done;
 	}

@@ -53,7 +53,7 @@ static void api_restriction_start(struct request *, struct restriction *,
 
 /* A validation failure: the 400 reason and its message. */
 struct restriction_err {
-	const char *reason;
+	enum reason reason;
 	char *cause;
 };
 
@@ -99,7 +99,7 @@ api_restriction_roles_free(struct restriction_role *v, size_t n)
 
 /* Record a failure with reason; the message is cause (taken). */
 static int
-api_restriction_fail(struct restriction_err *e, const char *reason, char *cause)
+api_restriction_fail(struct restriction_err *e, enum reason reason, char *cause)
 {
 	e->reason = reason;
 	e->cause = cause;
@@ -116,20 +116,20 @@ api_restriction_role(const cJSON *item, size_t i, struct restriction_role *rr,
 	snprintf(prefix, sizeof prefix, "roles[%zu].", i);
 	if (!cJSON_IsObject(item)) {
 		xasprintf(&msg, "roles[%zu] must be an object", i);
-		return (api_restriction_fail(e, "invalid_value", msg));
+		return (api_restriction_fail(e, REASON_invalid_value, msg));
 	}
 	if (json_check_fields_at(item, prefix, restriction_role_fields,
 		&cause) != 0)
-		return (api_restriction_fail(e, "unknown_field", cause));
+		return (api_restriction_fail(e, REASON_unknown_field, cause));
 	if (json_get_string(item, "id", 1, 64, 0, &rr->id, &cause) == -1 ||
 	    json_get_string(item, "name", 1, 255, 1, &rr->name, &cause) == -1) {
 		xasprintf(&msg, "%s%s", prefix, cause);
 		free(cause);
-		return (api_restriction_fail(e, "invalid_value", msg));
+		return (api_restriction_fail(e, REASON_invalid_value, msg));
 	}
 	if (rr->id == NULL) {
 		xasprintf(&msg, "%sid is required", prefix);
-		return (api_restriction_fail(e, "missing_field", msg));
+		return (api_restriction_fail(e, REASON_missing_field, msg));
 	}
 	return (0);
 }
@@ -150,7 +150,8 @@ api_restriction_unique(const struct restriction_role *v, size_t n,
 			    "roles[%zu].id duplicates "
 			    "roles[%zu].id",
 			    i, j);
-			return (api_restriction_fail(e, "invalid_value", msg));
+			return (
+			    api_restriction_fail(e, REASON_invalid_value, msg));
 		}
 	}
 	return (0);
@@ -168,11 +169,11 @@ api_restriction_roles(const cJSON *body, struct restriction *rs,
 	if ((list = cJSON_GetObjectItemCaseSensitive(body, "roles")) == NULL)
 		return (0);
 	if (!cJSON_IsArray(list))
-		return (api_restriction_fail(e, "invalid_value",
+		return (api_restriction_fail(e, REASON_invalid_value,
 		    xstrdup("roles must be a list of objects")));
 	n = (size_t)cJSON_GetArraySize(list);
 	if (n > RESTRICTION_MAX_ROLES)
-		return (api_restriction_fail(e, "invalid_value",
+		return (api_restriction_fail(e, REASON_invalid_value,
 		    xstrdup("roles must have at most 100 items")));
 	v = xcalloc(n + 1, sizeof *v);
 	cJSON_ArrayForEach(item, list)
@@ -209,7 +210,7 @@ api_restriction_apply(const cJSON *body, struct restriction *rs,
 		-1 ||
 	    json_get_bool(body, "allow_rescope", &rs->allow_rescope, &cause) ==
 		-1)
-		return (api_restriction_fail(e, "invalid_value", cause));
+		return (api_restriction_fail(e, REASON_invalid_value, cause));
 	return (api_restriction_roles(body, rs, e));
 }
 
@@ -243,7 +244,7 @@ void
 api_restriction_create(struct request *r)
 {
 	struct restriction *rs = NULL;
-	struct restriction_err e = { NULL, NULL };
+	struct restriction_err e = { REASON_NONE, NULL };
 	cJSON *body = NULL, *target = NULL;
 
 	if (http_body_json(r, "restriction", &body) != 0)
@@ -370,7 +371,7 @@ api_restriction_check_used(struct request *r, const struct restriction *rs)
 	}
 	if (!used)
 		return (0);
-	http_reply_error(r, 409, "restriction_in_use",
+	http_reply_reason(r, REASON_restriction_in_use,
 	    "token restriction %s "
 	    "is used by a role and must keep a user_id, a project_id and at "
 	    "least one role",
@@ -442,7 +443,8 @@ api_restriction_resolved(struct restriction_pending *p,
 /*
  * Keystone's verdict: write (fine), 400 invalid_restriction (only to a
  * caller the policy lets write this restriction at all, so the answer
- * tells nothing to anyone else), or 503.
+ * tells nothing to anyone else), 502 keystone_forbidden (the service's
+ * own credential was refused) or 503.
  */
 static void
 api_restriction_checked(struct restriction_pending *p,
@@ -450,16 +452,17 @@ api_restriction_checked(struct restriction_pending *p,
 {
 	struct request *r = p->r;
 
-	if (ko->status == 0) {
+	if (ko->reason == REASON_NONE) {
 		api_restriction_resolved(p, ko);
 		api_restriction_write(r, p->rs, p->target, p->create,
 		    p->inferences);
 		return;
 	}
-	if (ko->status == 503) {
-		http_set_header(r, "Retry-After",
-		    ko->retry_after != NULL ? ko->retry_after : "1");
-		http_reply_error(r, 503, ko->reason, "%s", ko->message);
+	if (reason_status(ko->reason) >= 500) {
+		if (reason_status(ko->reason) == 503)
+			http_set_header(r, "Retry-After",
+			    ko->retry_after != NULL ? ko->retry_after : "1");
+		http_reply_reason(r, ko->reason, "%s", ko->message);
 		return;
 	}
 	api_restriction_facts(r, p->target, p->inferences);
@@ -467,7 +470,7 @@ api_restriction_checked(struct restriction_pending *p,
 		p->create ? "token_restriction:create"
 			  : "token_restriction:update",
 		p->target) == 0)
-		http_reply_error(r, ko->status, ko->reason, "%s", ko->message);
+		http_reply_reason(r, ko->reason, "%s", ko->message);
 }
 
 /* Free a pending write and drop its request reference. */
@@ -515,7 +518,7 @@ api_restriction_check_gone(struct request *r)
 
 	keystone_check_cancel(p->check);
 	p->check = NULL;
-	http_reply_error(r, 400, "client_gone", "the client disconnected");
+	http_reply_reason(r, REASON_client_gone, "the client disconnected");
 	api_restriction_pending_free(p);
 }
 
@@ -609,7 +612,7 @@ void
 api_restriction_update(struct request *r)
 {
 	struct restriction *rs;
-	struct restriction_err e = { NULL, NULL };
+	struct restriction_err e = { REASON_NONE, NULL };
 	cJSON *body = NULL, *target = NULL;
 
 	if ((rs = api_restriction_load(r)) == NULL)

@@ -164,6 +164,14 @@ api_role_restriction_flaw(const struct restriction *rs, const char *domain_id)
 	return (NULL);
 }
 
+/* Reply 400 invalid_restriction: the restriction id and what is wrong. */
+static void
+api_role_bad_restriction(struct request *r, const char *id, const char *flaw)
+{
+	http_reply_reason(r, REASON_invalid_restriction,
+	    "token_restriction_id: token restriction %.64s %s", id, flaw);
+}
+
 /*
  * The role's token restriction must exist, be in the role's domain and
  * name a user, a project and a role.  Replies 400 invalid_restriction.
@@ -189,10 +197,8 @@ api_role_check_restriction(struct request *r, const struct role *ro)
 		rc = STORE_NOT_FOUND;
 	}
 	if (rc == STORE_NOT_FOUND) {
-		http_reply_error(r, 400, "invalid_restriction",
-		    "token_restriction_id: token restriction %.64s does not "
-		    "exist",
-		    ro->token_restriction_id);
+		api_role_bad_restriction(r, ro->token_restriction_id,
+		    "does not exist");
 		return (-1);
 	}
 	if (rc != STORE_OK) {
@@ -202,9 +208,7 @@ api_role_check_restriction(struct request *r, const struct role *ro)
 	}
 	flaw = api_role_restriction_flaw(rs, ro->domain_id);
 	if (flaw != NULL)
-		http_reply_error(r, 400, "invalid_restriction",
-		    "token_restriction_id: token restriction %s %s", rs->id,
-		    flaw);
+		api_role_bad_restriction(r, rs->id, flaw);
 	restriction_free(rs);
 	return (flaw != NULL ? -1 : 0);
 }
@@ -353,7 +357,7 @@ api_role_create(struct request *r)
 		goto out;
 	ro = api_role_new(in);
 	if (api_role_apply(r->cfg, body, ro, &cause) != 0) {
-		api_bad_request(r, "invalid_value", cause);
+		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
 	target = api_target("role", api_role_json(ro), "instance",
@@ -424,7 +428,7 @@ api_role_update(struct request *r)
 	target = api_target("role", api_role_json(ro), "instance",
 	    api_instance_json(in), body);
 	if (api_role_apply(r->cfg, body, ro, &cause) != 0) {
-		api_bad_request(r, "invalid_value", cause);
+		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
 	api_role_commit(r, "k8s_auth:role:update", target, ro, 0);

@@ -52,6 +52,32 @@ api_healthz(struct request *r)
 	http_reply_json(r, 200, doc);
 }
 
+/*
+ * The state of the service's Keystone credential, added to the /readyz
+ * document: {"credential": "ok" | "refused" | "unreachable" | "unknown",
+ * "message": why}.  While unknown, a service authentication is started so
+ * that the next look tells.  It never makes the process unready: every
+ * replica shares the credential, and taking them all out of service would
+ * stop the logins that do not need Keystone.
+ */
+static void
+api_readyz_keystone(struct request *r, cJSON *doc)
+{
+	enum keystone_cred state;
+	const char *message;
+	cJSON *ks;
+
+	state = keystone_credential_state(&message);
+	if (state == KEYSTONE_CRED_DISABLED)
+		return;
+	if (state == KEYSTONE_CRED_UNKNOWN)
+		keystone_probe(r->worker);
+	ks = cJSON_AddObjectToObject(doc, "keystone");
+	cJSON_AddStringToObject(ks, "credential", keystone_cred_name(state));
+	if (message != NULL)
+		cJSON_AddStringToObject(ks, "message", message);
+}
+
 /* GET /readyz: 200 only when everything a login needs is loaded. */
 void
 api_readyz(struct request *r)
@@ -59,27 +85,28 @@ api_readyz(struct request *r)
 	cJSON *doc;
 
 	if (db_schema_version(r->worker->db) <= 0) {
-		http_reply_error(r, 503, "not_ready",
+		http_reply_reason(r, REASON_not_ready,
 		    "the database is not available");
 		return;
 	}
 	if (!secret_loaded()) {
-		http_reply_error(r, 503, "not_ready",
+		http_reply_reason(r, REASON_not_ready,
 		    "the credential keys are not loaded");
 		return;
 	}
 	if (r->worker->policy == NULL) {
-		http_reply_error(r, 503, "not_ready",
+		http_reply_reason(r, REASON_not_ready,
 		    "the policy is not loaded");
 		return;
 	}
 	if (!token_ready()) {
-		http_reply_error(r, 503, "not_ready",
+		http_reply_reason(r, REASON_not_ready,
 		    "the fernet key repository is not loaded");
 		return;
 	}
 	doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "status", "ready");
+	api_readyz_keystone(r, doc);
 	http_reply_json(r, 200, doc);
 }
 
@@ -91,7 +118,7 @@ api_metrics_answer(struct request *r)
 	char *text;
 
 	if (r->caller.kind != CALLER_NONE && !r->caller.is_admin) {
-		http_reply_error(r, 403, "forbidden", "metrics need an admin");
+		http_reply_reason(r, REASON_forbidden, "metrics need an admin");
 		return;
 	}
 	text = metrics_render(r->cfg, r->worker->srv->started);
@@ -111,7 +138,7 @@ api_metrics(struct request *r)
 	const struct config *cfg = r->cfg;
 
 	if (!cfg->metrics_enabled) {
-		http_reply_error(r, 404, "not_found", "metrics are disabled");
+		http_reply_reason(r, REASON_not_found, "metrics are disabled");
 		return;
 	}
 	if (cfg->metrics_require_auth) {

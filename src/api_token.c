@@ -142,7 +142,7 @@ api_token_answer(struct request *r)
 			goto out;
 	}
 	if (!ok)
-		http_reply_error(r, 404, "token_not_found",
+		http_reply_reason(r, REASON_token_not_found,
 		    "the token is not valid");
 	else {
 		http_set_header(r, "X-Subject-Token", subject);
@@ -165,7 +165,7 @@ api_token_validate(struct request *r)
 	const char *auth = http_header(r, "X-Auth-Token");
 
 	if (subject == NULL || *subject == '\0') {
-		http_reply_error(r, 400, "missing_subject_token",
+		http_reply_reason(r, REASON_missing_subject_token,
 		    "the X-Subject-Token header is required");
 		return;
 	}

@@ -2,7 +2,10 @@
  * audit.c: the audit trail.
  *
  * One JSON object per line for every login (who logged in from where, with
- * which result and reason, and the audit id of the token issued) and for
+ * which result and reason, and the audit id of the token issued: the
+ * identity the cluster confirmed as namespace/service_account/pod, one
+ * that only the JWT claims, on a login refused before the review confirmed
+ * it, as claimed_namespace/claimed_service_account/claimed_pod) and for
  * every admin change or refused admin action (caller, action, object id,
  * result), written with a single write(2) in O_APPEND mode to
  * [log] audit_file, or to stderr without one.  Never a secret: no JWT, no
@@ -99,6 +102,9 @@ audit_login(const struct audit_login *a)
 	audit_add(o, "namespace", a->namespace);
 	audit_add(o, "service_account", a->service_account);
 	audit_add(o, "pod", a->pod);
+	audit_add(o, "claimed_namespace", a->claimed_namespace);
+	audit_add(o, "claimed_service_account", a->claimed_service_account);
+	audit_add(o, "claimed_pod", a->claimed_pod);
 	audit_add(o, "node", a->node);
 	cJSON_AddStringToObject(o, "result",
 	    a->status == 200 ? "success" : "failure");

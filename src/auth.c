@@ -26,7 +26,7 @@
 
 /* 401 with the header Keystone clients look for. */
 void
-auth_reply_401(struct request *r, const char *reason, const char *msg)
+auth_reply_401(struct request *r, enum reason reason, const char *msg)
 {
 	char *base, *hdr;
 
@@ -35,7 +35,7 @@ auth_reply_401(struct request *r, const char *reason, const char *msg)
 	http_set_header(r, "WWW-Authenticate", hdr);
 	free(hdr);
 	free(base);
-	http_reply_error(r, 401, reason, "%s", msg);
+	http_reply_reason(r, reason, "%s", msg);
 }
 
 /*
@@ -52,7 +52,7 @@ auth_caller(struct request *r, http_handler next)
 	char id[9];
 
 	if (token == NULL || *token == '\0') {
-		auth_reply_401(r, "missing_token",
+		auth_reply_401(r, REASON_missing_token,
 		    "the request requires an X-Auth-Token header");
 		return (-1);
 	}
@@ -66,7 +66,8 @@ auth_caller(struct request *r, http_handler next)
 		return (keystone_token_caller(r, token, next));
 	log_secret_id(token, id);
 	log_info("%s: rejected X-Auth-Token sha256:%s", r->client_ip, id);
-	auth_reply_401(r, "invalid_token", "the X-Auth-Token is not valid");
+	auth_reply_401(r, REASON_invalid_token,
+	    "the X-Auth-Token is not valid");
 	return (-1);
 }
 
@@ -96,41 +97,44 @@ auth_authorize(struct request *r, const char *action, const cJSON *target,
  * The reason code a policy's denial selects: a reason starting with
  * "role_not_delegable: " or "instance_protected: " (API.md §7) is sent
  * with that code, its text after the prefix as the message; any other
- * reason is only logged (403 forbidden).  NULL: plain forbidden.
+ * reason is only logged (403 forbidden).  REASON_NONE: plain forbidden.
  */
-static const char *
+static enum reason
 auth_deny_code(const char *reason, const char **msg)
 {
-	static const char *const codes[] = { "role_not_delegable",
-		"instance_protected", NULL };
+	static const enum reason codes[] = { REASON_role_not_delegable,
+		REASON_instance_protected };
+	const char *name;
 	size_t i, n;
 
-	for (i = 0; codes[i] != NULL; i++) {
-		n = strlen(codes[i]);
-		if (strncmp(reason, codes[i], n) == 0 && reason[n] == ':' &&
+	for (i = 0; i < sizeof codes / sizeof *codes; i++) {
+		name = reason_name(codes[i]);
+		n = strlen(name);
+		if (strncmp(reason, name, n) == 0 && reason[n] == ':' &&
 		    reason[n + 1] == ' ') {
 			*msg = reason + n + 2;
 			return (codes[i]);
 		}
 	}
-	return (NULL);
+	return (REASON_NONE);
 }
 
 /* Authorize or reply 403; returns 0 when allowed. */
 int
 auth_require(struct request *r, const char *action, const cJSON *target)
 {
-	const char *code, *msg = NULL;
+	const char *msg = NULL;
 	char *reason = NULL;
+	enum reason code;
 
 	if (auth_authorize(r, action, target, &reason) == 0)
 		return (0);
 	log_info("%s: %s denied: %s", r->client_ip, action, reason);
 	audit_admin(r, action, NULL, "denied");
-	if ((code = auth_deny_code(reason, &msg)) != NULL)
-		http_reply_error(r, 403, code, "%s", msg);
+	if ((code = auth_deny_code(reason, &msg)) != REASON_NONE)
+		http_reply_reason(r, code, "%s", msg);
 	else
-		http_reply_error(r, 403, "forbidden",
+		http_reply_reason(r, REASON_forbidden,
 		    "you are not authorized to perform %s", action);
 	free(reason);
 	return (-1);

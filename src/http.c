@@ -282,7 +282,7 @@ http_finish(struct request *r, int status)
 	free(path);
 	metrics_http(r->route, http_method_name(r->method), status);
 	if (r->route_flags & HTTP_LOGIN)
-		metrics_login(status == 200 ? NULL : r->reason);
+		metrics_login(status == 200 ? REASON_NONE : r->reason);
 	r->worker->inflight--;
 	http_unref(r);
 }
@@ -337,14 +337,17 @@ http_reply_empty(struct request *r, int status)
 	http_send(r, status, NULL);
 }
 
-/* Reply with a Keystone-style error body plus our reason code. */
+/*
+ * Reply with a Keystone-style error body plus our reason code; the status
+ * and title are the reason's own (reason.h), so they cannot disagree.
+ */
 void
-http_reply_error(struct request *r, int status, const char *reason,
-    const char *fmt, ...)
+http_reply_reason(struct request *r, enum reason reason, const char *fmt, ...)
 {
 	cJSON *body, *err;
 	va_list ap;
 	char *msg, *path;
+	int status = reason_status(reason);
 
 	va_start(ap, fmt);
 	xvasprintf(&msg, fmt, ap);
@@ -352,16 +355,16 @@ http_reply_error(struct request *r, int status, const char *reason,
 	if (status >= 500) {
 		path = log_escape(r->path, 200);
 		log_warn("%s %s: %d %s: %s", http_method_name(r->method), path,
-		    status, reason, msg);
+		    status, reason_name(reason), msg);
 		free(path);
 	}
-	r->reason = reason; /* a static string, read by http_finish */
+	r->reason = reason; /* read by http_finish */
 	body = cJSON_CreateObject();
 	err = cJSON_AddObjectToObject(body, "error");
 	cJSON_AddNumberToObject(err, "code", status);
 	cJSON_AddStringToObject(err, "title", http_status_title(status));
 	cJSON_AddStringToObject(err, "message", msg);
-	cJSON_AddStringToObject(err, "reason", reason);
+	cJSON_AddStringToObject(err, "reason", reason_name(reason));
 	free(msg);
 	if (body == NULL || err == NULL)
 		fatalx("cJSON: out of memory");
@@ -398,28 +401,28 @@ http_body_object(struct request *r, cJSON **out)
 
 	*out = NULL;
 	if (!http_is_json_type(http_header(r, "Content-Type"))) {
-		http_reply_error(r, 415, "unsupported_media_type",
+		http_reply_reason(r, REASON_unsupported_media_type,
 		    "the request body must be application/json");
 		return (-1);
 	}
 	in = evhttp_request_get_input_buffer(r->req);
 	len = evbuffer_get_length(in);
 	if (len > (size_t)r->cfg->max_body_size) {
-		http_reply_error(r, 413, "body_too_large",
+		http_reply_reason(r, REASON_body_too_large,
 		    "the request body is larger than %ld bytes",
 		    r->cfg->max_body_size);
 		return (-1);
 	}
 	data = (const char *)evbuffer_pullup(in, -1);
 	if ((doc = json_parse(data != NULL ? data : "", len, &cause)) == NULL) {
-		http_reply_error(r, 400, "malformed_json",
+		http_reply_reason(r, REASON_malformed_json,
 		    "the request body is not valid JSON: %s", cause);
 		free(cause);
 		return (-1);
 	}
 	if (!cJSON_IsObject(doc)) {
 		cJSON_Delete(doc);
-		http_reply_error(r, 400, "malformed_json",
+		http_reply_reason(r, REASON_malformed_json,
 		    "the request body must be a JSON object");
 		return (-1);
 	}
@@ -442,7 +445,7 @@ http_body_json(struct request *r, const char *wrapper, cJSON **out)
 	if (cJSON_GetArraySize(doc) != 1 ||
 	    (inner = cJSON_GetObjectItemCaseSensitive(doc, wrapper)) == NULL) {
 		cJSON_Delete(doc);
-		http_reply_error(r, 400, "invalid_wrapper",
+		http_reply_reason(r, REASON_invalid_wrapper,
 		    "the request body must be an object with exactly one "
 		    "member \"%s\"",
 		    wrapper);
@@ -450,7 +453,7 @@ http_body_json(struct request *r, const char *wrapper, cJSON **out)
 	}
 	if (!cJSON_IsObject(inner)) {
 		cJSON_Delete(doc);
-		http_reply_error(r, 400, "invalid_value",
+		http_reply_reason(r, REASON_invalid_value,
 		    "\"%s\" must be an object", wrapper);
 		return (-1);
 	}
@@ -489,19 +492,19 @@ http_list_query(struct request *r, const char *const *filters,
 	TAILQ_FOREACH(kv, query, next)
 	{
 		if (evhttp_find_header(query, kv->key) != kv->value) {
-			http_reply_error(r, 400, "invalid_query",
+			http_reply_reason(r, REASON_invalid_query,
 			    "query parameter \"%s\" is repeated", kv->key);
 			return (-1);
 		}
 		if (strlen(kv->value) > 255) {
-			http_reply_error(r, 400, "invalid_query",
+			http_reply_reason(r, REASON_invalid_query,
 			    "query parameter \"%s\" is too long", kv->key);
 			return (-1);
 		}
 		if (strcmp(kv->key, "limit") == 0) {
 			if (util_parse_long(kv->value, 1, HTTP_LIST_MAX,
 				&q->limit) != 0) {
-				http_reply_error(r, 400, "invalid_query",
+				http_reply_reason(r, REASON_invalid_query,
 				    "limit must be a whole number from 1 to %d",
 				    HTTP_LIST_MAX);
 				return (-1);
@@ -514,7 +517,7 @@ http_list_query(struct request *r, const char *const *filters,
 			q->filter_names[q->nfilters] = kv->key;
 			q->filter_values[q->nfilters++] = kv->value;
 		} else {
-			http_reply_error(r, 400, "invalid_query",
+			http_reply_reason(r, REASON_invalid_query,
 			    "unknown query parameter \"%s\"", kv->key);
 			return (-1);
 		}
@@ -692,7 +695,7 @@ http_route_find(struct request *r)
 	if (allowed != 0) {
 		r->route = "405";
 		http_allow_header(r, allowed);
-		http_reply_error(r, 405, "method_not_allowed",
+		http_reply_reason(r, REASON_method_not_allowed,
 		    "%s is not allowed on %s", http_method_name(r->method),
 		    r->path);
 	}
@@ -717,7 +720,7 @@ http_deadline_cb(evutil_socket_t fd, short events, void *arg)
 		r->cancel(r);
 	if (!r->replied) {
 		http_set_header(r, "Retry-After", "1");
-		http_reply_error(r, 503, "request_timeout",
+		http_reply_reason(r, REASON_request_timeout,
 		    "the request did not complete in time");
 	}
 	http_unref(r);
@@ -772,7 +775,7 @@ http_dispatch(struct request *r)
 
 	if ((rt = http_route_find(r)) == NULL) {
 		if (!r->replied)
-			http_reply_error(r, 404, "not_found",
+			http_reply_reason(r, REASON_not_found,
 			    "no such resource");
 		return;
 	}
@@ -811,17 +814,17 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		r->path = xstrdup("?");
 	if (rc != 0) {
 		if (rc == -2)
-			http_reply_error(r, 405, "method_not_allowed",
+			http_reply_reason(r, REASON_method_not_allowed,
 			    "method not supported");
 		else
-			http_reply_error(r, 400, "invalid_request",
+			http_reply_reason(r, REASON_invalid_request,
 			    "the request URL cannot be parsed");
 		return;
 	}
 	if (worker_conn_admit(w, req) != 0) {
 		http_set_header(r, "Connection", "close");
 		http_set_header(r, "Retry-After", "1");
-		http_reply_error(r, 503, "too_many_connections",
+		http_reply_reason(r, REASON_too_many_connections,
 		    "the server has too many open connections");
 		return;
 	}

@@ -1,9 +1,11 @@
 /*
  * json.c: cJSON helpers that are strict, bounded and typed.
  *
- * Parsing rejects trailing garbage, nesting deeper than JSON_MAX_DEPTH
- * and strings carrying NUL (checked by a pre-scan, before cJSON builds a
- * tree).  The typed getters are the one place where request fields are
+ * Parsing rejects trailing garbage, nesting deeper than JSON_MAX_DEPTH,
+ * strings carrying NUL (escaped) and raw control characters (U+0000 to
+ * U+001F as bytes, which RFC 8259 forbids in strings and cJSON accepts: a
+ * raw NUL would cut a stored value short) anywhere but as whitespace
+ * (checked by a pre-scan, before cJSON builds a tree).  The typed getters are the one place where request fields are
  * checked for type, length and range, so the API handlers do not each
  * write their own; their causes always start with the field name so a
  * caller can prefix a path ("roles[2].").
@@ -57,7 +59,30 @@ json_prescan_byte(struct json_scan *s, const char *p, const char *end,
 	return (0);
 }
 
-/* Reject inputs cJSON would accept but we do not want (depth, NUL). */
+/*
+ * A raw control byte at p: inside a string never allowed, outside only
+ * JSON's whitespace (tab, line feed, carriage return).  -1 with cause.
+ */
+static int
+json_prescan_control(const struct json_scan *s, const char *buf, const char *p,
+    char **cause)
+{
+	unsigned char c = (unsigned char)*p;
+
+	if (c >= 0x20 ||
+	    (!s->in_string && strchr("\t\n\r", c) != NULL && c != '\0'))
+		return (0);
+	xasprintf(cause,
+	    "raw control character 0x%02x %s at offset %zu (escape it as \\u%04x)",
+	    c, s->in_string ? "in a string" : "outside a string",
+	    (size_t)(p - buf), c);
+	return (-1);
+}
+
+/*
+ * Reject inputs cJSON would accept but we do not want (depth, NUL, raw
+ * control characters).
+ */
 static int
 json_prescan(const char *buf, size_t len, char **cause)
 {
@@ -65,7 +90,8 @@ json_prescan(const char *buf, size_t len, char **cause)
 	const char *p, *end = buf + len;
 
 	for (p = buf; p < end; p++) {
-		if (json_prescan_byte(&s, p, end, cause) != 0)
+		if (json_prescan_control(&s, buf, p, cause) != 0 ||
+		    json_prescan_byte(&s, p, end, cause) != 0)
 			return (-1);
 	}
 	return (0);

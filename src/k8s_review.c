@@ -132,16 +132,15 @@ k8s_review_outcome_clear(struct k8s_review_outcome *o)
 	memset(o, 0, sizeof *o);
 }
 
-static void k8s_review_fail(struct k8s_review_outcome *o, int status,
-    const char *reason, const char *fmt, ...) printflike(4, 5);
+static void k8s_review_fail(struct k8s_review_outcome *o, enum reason reason,
+    const char *fmt, ...) printflike(3, 4);
 /* Set an error outcome. */
 static void
-k8s_review_fail(struct k8s_review_outcome *o, int status, const char *reason,
+k8s_review_fail(struct k8s_review_outcome *o, enum reason reason,
     const char *fmt, ...)
 {
 	va_list ap;
 
-	o->status = status;
 	o->reason = reason;
 	va_start(ap, fmt);
 	xvasprintf(&o->message, fmt, ap);
@@ -211,7 +210,7 @@ k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 	if (!cJSON_IsString(username) ||
 	    k8s_review_username(username->valuestring, &o->namespace,
 		&o->name) != 0) {
-		k8s_review_fail(o, 502, "invalid_review",
+		k8s_review_fail(o, REASON_invalid_review,
 		    "the TokenReview "
 		    "did not name a service account");
 		return;
@@ -225,7 +224,7 @@ k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 				   "audiences"),
 		&o->audiences) != 0 ||
 	    (extra != NULL && !cJSON_IsObject(extra))) {
-		k8s_review_fail(o, 502, "invalid_review",
+		k8s_review_fail(o, REASON_invalid_review,
 		    "the TokenReview "
 		    "status has fields of the wrong type");
 		return;
@@ -241,8 +240,8 @@ k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 
 /*
  * Turn a TokenReview answer (HTTP status and body) into an outcome.  On
- * return o->status is 0 for an authenticated service account, else the
- * HTTP status to answer with.  Pure: unit-tested on its own.
+ * return o->reason is REASON_NONE for an authenticated service account,
+ * else the reason to answer with.  Pure: unit-tested on its own.
  */
 void
 k8s_review_parse(long http_status, const char *body, size_t len,
@@ -254,26 +253,26 @@ k8s_review_parse(long http_status, const char *body, size_t len,
 
 	memset(o, 0, sizeof *o);
 	if (http_status == 401) {
-		k8s_review_fail(o, 502, "reviewer_unauthorized",
+		k8s_review_fail(o, REASON_reviewer_unauthorized,
 		    "the "
 		    "cluster did not accept the reviewer credential");
 		return;
 	}
 	if (http_status == 403) {
-		k8s_review_fail(o, 502, "reviewer_forbidden",
+		k8s_review_fail(o, REASON_reviewer_forbidden,
 		    "the reviewer "
 		    "may not create tokenreviews in the cluster");
 		return;
 	}
 	if (http_status == 429 || http_status >= 500) {
-		k8s_review_fail(o, 503, "cluster_unavailable",
+		k8s_review_fail(o, REASON_cluster_unavailable,
 		    "the cluster "
 		    "answered %ld",
 		    http_status);
 		return;
 	}
 	if (http_status != 200 && http_status != 201) {
-		k8s_review_fail(o, 502, "invalid_review",
+		k8s_review_fail(o, REASON_invalid_review,
 		    "the cluster "
 		    "answered the TokenReview with %ld",
 		    http_status);
@@ -283,7 +282,7 @@ k8s_review_parse(long http_status, const char *body, size_t len,
 	    !cJSON_IsObject(doc) ||
 	    !cJSON_IsObject(
 		status = cJSON_GetObjectItemCaseSensitive(doc, "status"))) {
-		k8s_review_fail(o, 502, "invalid_review",
+		k8s_review_fail(o, REASON_invalid_review,
 		    "the TokenReview "
 		    "answer is not a TokenReview");
 		goto out;
@@ -296,7 +295,7 @@ k8s_review_parse(long http_status, const char *body, size_t len,
 		    300);
 		log_info("TokenReview: not authenticated: %s", esc);
 		free(esc);
-		k8s_review_fail(o, 401, "token_invalid",
+		k8s_review_fail(o, REASON_token_invalid,
 		    "the cluster did "
 		    "not authenticate the token");
 		goto out;
@@ -395,31 +394,31 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
 	switch (res->error) {
 	case FETCH_OK:
 		k8s_review_parse(res->status, res->body, res->bodylen, &o);
-		if (o.status == 503 && res->retry_after != NULL)
+		if (reason_status(o.reason) == 503 && res->retry_after != NULL)
 			o.retry_after = xstrdup(res->retry_after);
 		break;
 	case FETCH_TIMEOUT:
-		k8s_review_fail(&o, 504, "cluster_timeout",
+		k8s_review_fail(&o, REASON_cluster_timeout,
 		    "the cluster did "
 		    "not answer the TokenReview in time");
 		break;
 	case FETCH_TLS:
-		k8s_review_fail(&o, 502, "cluster_tls_error",
+		k8s_review_fail(&o, REASON_cluster_tls_error,
 		    "the cluster's "
 		    "TLS certificate could not be verified");
 		break;
 	case FETCH_TOO_LARGE:
-		k8s_review_fail(&o, 502, "invalid_review",
+		k8s_review_fail(&o, REASON_invalid_review,
 		    "the TokenReview "
 		    "answer is too large");
 		break;
 	case FETCH_DESTINATION:
-		k8s_review_fail(&o, 502, "destination_forbidden",
+		k8s_review_fail(&o, REASON_destination_forbidden,
 		    "the instance's host resolves to an address the server may not contact: %s",
 		    res->errmsg != NULL ? res->errmsg : "refused");
 		break;
 	default:
-		k8s_review_fail(&o, 503, "cluster_unavailable",
+		k8s_review_fail(&o, REASON_cluster_unavailable,
 		    "the cluster "
 		    "cannot be reached");
 		break;
@@ -485,7 +484,7 @@ k8s_review_start(struct worker *w, const struct config *cfg,
 	free(ca);
 	free(url);
 	if (rv->transfer == NULL) {
-		k8s_review_fail(o, 503, "cluster_unavailable", "%s", cause);
+		k8s_review_fail(o, REASON_cluster_unavailable, "%s", cause);
 		o->retry_after = xstrdup("1");
 		free(cause);
 		free(rv);

@@ -34,6 +34,8 @@
 #endif
 #define printflike(a, b) __attribute__((format(printf, a, b)))
 
+#include "reason.h" /* reason.c: every reason code, its status */
+
 #define K8SAUTH_NAME "keystone-k8s-auth"
 #ifndef K8SAUTH_VERSION
 #define K8SAUTH_VERSION "0.1.0"
@@ -532,7 +534,7 @@ struct request {
 	char *params[HTTP_MAX_PARAMS]; /* path segments matched */
 	const char *route;             /* route pattern, for metrics */
 	int route_flags;
-	const char *reason; /* of the error replied, if any */
+	enum reason reason; /* of the error replied, if any */
 	char client_ip[64];
 	struct caller caller;
 	uint64_t start_us;
@@ -556,8 +558,8 @@ void http_reply_json(struct request *, int, cJSON *);
 void http_reply_empty(struct request *, int);
 void http_reply_buffer(struct request *, int, struct evbuffer *);
 char *http_buffer_string(struct evbuffer *);
-void http_reply_error(struct request *, int, const char *, const char *, ...)
-    printflike(4, 5);
+void http_reply_reason(struct request *, enum reason, const char *, ...)
+    printflike(3, 4);
 void http_ref(struct request *);
 void http_park(struct request *);
 void http_unref(struct request *);
@@ -569,7 +571,7 @@ cJSON *http_list_links(struct request *, const char *, int);
 
 /* auth.c -- who is calling, and may they do it */
 int auth_caller(struct request *, http_handler);
-void auth_reply_401(struct request *, const char *, const char *);
+void auth_reply_401(struct request *, enum reason, const char *);
 int auth_authorize(struct request *, const char *, const cJSON *, char **);
 int auth_require(struct request *, const char *, const cJSON *);
 void caller_clear(struct caller *);
@@ -583,7 +585,7 @@ void api_readyz(struct request *);
 void api_metrics(struct request *);
 
 /* api_common.c -- plumbing shared by the admin API handlers */
-void api_bad_request(struct request *, const char *, char *);
+void api_bad_request(struct request *, enum reason, char *);
 int api_check_body(struct request *, const cJSON *, const char *const *,
     const char *const *, const char *const *);
 int api_check_required(struct request *, const cJSON *, const char *const *);
@@ -760,8 +762,7 @@ long fetch_inflight(const struct fetch *);
 
 /* k8s_review.c -- where the TokenReview is made */
 struct k8s_review_outcome {
-	int status;         /* 0: authenticated; else HTTP error */
-	const char *reason; /* API.md §3 reason code */
+	enum reason reason; /* REASON_NONE: authenticated */
 	char *message;
 	char *retry_after; /* for 503, when the cluster said */
 	char *username;
@@ -785,6 +786,10 @@ void k8s_review_cancel(struct k8s_review *);
 void k8s_review_parse(long, const char *, size_t, struct k8s_review_outcome *);
 void k8s_review_outcome_clear(struct k8s_review_outcome *);
 
+/* k8s_name.c -- Kubernetes names (DNS-1123 label and subdomain) */
+int k8s_name_label(const char *);
+int k8s_name_subdomain(const char *);
+
 /* token.c -- where the token is minted: keys in use, mint, read */
 int token_init(const struct config *, char **);
 int token_reload(char **);
@@ -804,7 +809,7 @@ cJSON *api_token_document(const struct config *, const struct fernet_payload *,
 void api_token_validate(struct request *);
 
 /* metrics.c -- counters for /metrics (Prometheus text) */
-void metrics_login(const char *);
+void metrics_login(enum reason);
 void metrics_review_start(void);
 void metrics_review_done(const char *, double);
 void metrics_policy_error(void);
@@ -815,9 +820,12 @@ char *metrics_render(const struct config *, time_t);
 struct audit_login {
 	const char *instance_id;
 	const char *role;
-	const char *namespace;
+	const char *namespace; /* reviewed (by the cluster) */
 	const char *service_account;
 	const char *pod;
+	const char *claimed_namespace; /* only the JWT says so */
+	const char *claimed_service_account;
+	const char *claimed_pod;
 	const char *node;
 	int status;
 	const char *reason;
@@ -876,6 +884,7 @@ int policy_check_main(const struct config *, int, char **);
 /* keystone.c, keystone_*.c -- the upstream Keystone ([keystone] section) */
 struct keystone_result {
 	int unavailable;         /* no usable answer: 503 */
+	const char *refused;     /* the service credential was refused: why */
 	long status;             /* HTTP status when answered */
 	cJSON *doc;              /* parsed 2xx body, valid in callback */
 	const char *retry_after; /* Keystone's Retry-After or NULL */
@@ -883,6 +892,16 @@ struct keystone_result {
 /* The callback may not cancel its own operation. */
 typedef void (*keystone_cb)(const struct keystone_result *, void *);
 struct keystone_op;
+enum keystone_cred { /* the service's own credential, for /readyz */
+	KEYSTONE_CRED_UNKNOWN,
+	KEYSTONE_CRED_OK,
+	KEYSTONE_CRED_REFUSED,
+	KEYSTONE_CRED_UNREACHABLE,
+	KEYSTONE_CRED_DISABLED,
+};
+enum keystone_cred keystone_credential_state(const char **);
+const char *keystone_cred_name(enum keystone_cred);
+void keystone_probe(struct worker *);
 int keystone_init(const struct config *, char **);
 int keystone_reload(const struct config *, char **);
 void keystone_shutdown(void);
@@ -916,8 +935,7 @@ double keystone_token_cache_until(double, double, long);
 int keystone_token_caller(struct request *, const char *, http_handler);
 /* keystone_check.c -- restrictions and login users checked in Keystone */
 struct keystone_outcome {
-	int status; /* 0: fine; else HTTP status */
-	const char *reason;
+	enum reason reason; /* REASON_NONE: fine */
 	char *message;
 	char *retry_after;    /* for 503 */
 	char *user_domain_id; /* resolved, when checked */

@@ -9,9 +9,13 @@
  * process-wide and renewed before it expires: a request that finds no
  * usable token waits on its worker's queue while that worker
  * authenticates.  A 401 for the service token makes the request
- * re-authenticate once and retry.  Keystone unreachable, timing out,
- * answering 5xx/429 or refusing the service credential is reported as
- * "unavailable" (callers answer 503 with Retry-After).
+ * re-authenticate once and retry.  Keystone unreachable, timing out or
+ * answering 5xx/429 is reported as "unavailable" (callers answer 503 with
+ * Retry-After); Keystone refusing the service's own credential (401 to the
+ * authentication, 403 to a lookup, 401 to a fresh token) as "refused"
+ * with what the credential lacks (callers answer 502 keystone_forbidden:
+ * retrying cannot help).  The last verdict on the credential is kept for
+ * /readyz (keystone_credential_state).
  *
  * Owns: the base URL, the application credential, the service token
  * (under ks_lock), and one struct keystone_worker per worker thread (the
@@ -63,13 +67,75 @@ static char *ks_app_id; /* ks_lock */
 static char *ks_secret; /* secret; ks_lock */
 static long ks_connect_ms, ks_timeout_ms;
 static int ks_allow_http;
-static char *ks_token;     /* service token; ks_lock */
-static double ks_renew_at; /* ks_lock */
-static long ks_generation; /* ks_lock */
+static char *ks_token;              /* service token; ks_lock */
+static double ks_renew_at;          /* ks_lock */
+static long ks_generation;          /* ks_lock */
+static enum keystone_cred ks_cred;  /* last verdict; ks_lock */
+static const char *ks_cred_message; /* static string; ks_lock */
 static LIST_HEAD(, keystone_worker) ks_workers = LIST_HEAD_INITIALIZER(
     ks_workers);
 
 static int keystone_op_start(struct keystone_op *, char **);
+
+/* What Keystone's refusals of the service's own credential mean. */
+static const char keystone_refused_auth[] =
+    "Keystone refused the service's application credential ([keystone] application_credential_id and its secret file): the id or secret is wrong, the credential expired or was deleted, or its user is disabled";
+static const char keystone_refused_lookup[] =
+    "Keystone refused a lookup made with the service's credential (403): the service user lacks the role assignment this lookup needs (reading users, projects and roles, validating tokens; the OpenStack convention is admin on the service project, see keystone_forbidden in docs/operations.md)";
+static const char keystone_refused_token[] =
+    "Keystone refused a fresh service token (401): the service user or its application credential is no longer valid";
+static const char keystone_unreachable[] =
+    "Keystone cannot be reached or fails (transport error, 5xx or 429)";
+
+/* Record the last verdict on the service credential (any thread). */
+static void
+keystone_cred_set(enum keystone_cred state, const char *message)
+{
+	pthread_mutex_lock(&ks_lock);
+	ks_cred = state;
+	ks_cred_message = message;
+	pthread_mutex_unlock(&ks_lock);
+}
+
+/*
+ * The last verdict on the service's Keystone credential, for /readyz:
+ * KEYSTONE_CRED_DISABLED without [keystone], _UNKNOWN before the first
+ * use, else _OK, _REFUSED or _UNREACHABLE with *message (static) saying
+ * why.
+ */
+enum keystone_cred
+keystone_credential_state(const char **message)
+{
+	enum keystone_cred state;
+
+	if (ks_base == NULL) {
+		*message = NULL;
+		return (KEYSTONE_CRED_DISABLED);
+	}
+	pthread_mutex_lock(&ks_lock);
+	state = ks_cred;
+	*message = ks_cred_message;
+	pthread_mutex_unlock(&ks_lock);
+	return (state);
+}
+
+/* The name of a credential state, as /readyz shows it. */
+const char *
+keystone_cred_name(enum keystone_cred state)
+{
+	switch (state) {
+	case KEYSTONE_CRED_OK:
+		return ("ok");
+	case KEYSTONE_CRED_REFUSED:
+		return ("refused");
+	case KEYSTONE_CRED_UNREACHABLE:
+		return ("unreachable");
+	case KEYSTONE_CRED_DISABLED:
+		return ("disabled");
+	default:
+		return ("unknown");
+	}
+}
 
 /*
  * The base URL from [keystone] url: trailing slashes and a trailing
@@ -203,6 +269,11 @@ keystone_reload(const struct config *cfg, char **cause)
 	ks_secret = secret;
 	old_id = ks_app_id;
 	ks_app_id = xstrdup(cfg->keystone_app_cred_id);
+	if (ks_cred == KEYSTONE_CRED_REFUSED) {
+		/* A new credential may be the fix: /readyz asks again. */
+		ks_cred = KEYSTONE_CRED_UNKNOWN;
+		ks_cred_message = NULL;
+	}
 	pthread_mutex_unlock(&ks_lock);
 	freezero_str(old);
 	free(old_id);
@@ -370,14 +441,19 @@ keystone_request_init(struct fetch_request *req, const char *method,
 	req->allow_http = ks_allow_http;
 }
 
-/* Fail an operation: unavailable, with an optional Retry-After. */
+/*
+ * Fail an operation: refused (the service credential, with why) or else
+ * unavailable, with an optional Retry-After.
+ */
 static void
-keystone_op_fail(struct keystone_op *op, const char *retry_after)
+keystone_op_fail(struct keystone_op *op, const char *retry_after,
+    const char *refused)
 {
 	struct keystone_result res;
 
 	memset(&res, 0, sizeof res);
-	res.unavailable = 1;
+	res.unavailable = refused == NULL;
+	res.refused = refused;
 	res.retry_after = retry_after;
 	op->cb(&res, op->arg);
 	keystone_op_free(op);
@@ -401,21 +477,36 @@ keystone_auth_expiry(const struct fetch_result *res)
 	return (t > 0 ? t : util_now() + 60);
 }
 
-/* Did the authentication give us a token?  Logs why not. */
+/*
+ * Did the authentication give us a token?  1, or 0 with *refused set when
+ * Keystone refused the credential itself (401, 403); logs why not.
+ */
 static int
-keystone_auth_ok(const struct fetch_result *res)
+keystone_auth_ok(const struct fetch_result *res, const char **refused)
 {
+	*refused = NULL;
 	if (res->error != FETCH_OK) {
 		log_warn("keystone: service authentication failed: %s",
 		    res->errmsg != NULL ? res->errmsg : "transfer error");
+		keystone_cred_set(KEYSTONE_CRED_UNREACHABLE,
+		    keystone_unreachable);
+		return (0);
+	}
+	if (res->status == 401 || res->status == 403) {
+		log_err("keystone: the application credential was refused (HTTP %ld): %s",
+		    res->status, keystone_refused_auth);
+		*refused = keystone_refused_auth;
+		keystone_cred_set(KEYSTONE_CRED_REFUSED, keystone_refused_auth);
 		return (0);
 	}
 	if (res->status != 201 || res->subject_token == NULL) {
-		log_err("keystone: the application credential was refused "
-			"(HTTP %ld)",
+		log_err("keystone: the service authentication failed (HTTP %ld)",
 		    res->status);
+		keystone_cred_set(KEYSTONE_CRED_UNREACHABLE,
+		    keystone_unreachable);
 		return (0);
 	}
+	keystone_cred_set(KEYSTONE_CRED_OK, NULL);
 	return (1);
 }
 
@@ -426,11 +517,12 @@ keystone_auth_done_cb(const struct fetch_result *res, void *arg)
 	struct keystone_worker *kw = arg;
 	struct keystone_op *op;
 	unsigned long epoch = kw->epoch;
+	const char *refused;
 	int ok;
 	char *cause = NULL;
 
 	kw->auth = NULL;
-	if ((ok = keystone_auth_ok(res)) != 0) {
+	if ((ok = keystone_auth_ok(res, &refused)) != 0) {
 		keystone_token_set(res->subject_token,
 		    keystone_auth_expiry(res));
 		log_info("keystone: service token obtained");
@@ -439,12 +531,12 @@ keystone_auth_done_cb(const struct fetch_result *res, void *arg)
 		TAILQ_REMOVE(&kw->waiting, op, entry);
 		op->waiting = 0;
 		if (!ok)
-			keystone_op_fail(op, res->retry_after);
+			keystone_op_fail(op, res->retry_after, refused);
 		else if (keystone_op_start(op, &cause) != 0) {
 			log_warn("keystone: %s", cause);
 			free(cause);
 			cause = NULL;
-			keystone_op_fail(op, NULL);
+			keystone_op_fail(op, NULL, NULL);
 		}
 	}
 }
@@ -473,7 +565,34 @@ keystone_auth_start(struct keystone_worker *kw, char **cause)
 	return (0);
 }
 
-/* Map a finished GET to a result for the owner. */
+/*
+ * Check the service credential before any lookup needs it (/readyz while
+ * the state is unknown): start this worker's service authentication unless
+ * a usable token is in hand.  The verdict lands in the credential state.
+ */
+void
+keystone_probe(struct worker *w)
+{
+	long generation;
+	char *token, *cause = NULL;
+
+	if (ks_base == NULL)
+		return;
+	if ((token = keystone_token_copy(&generation)) != NULL) {
+		freezero_str(token);
+		return;
+	}
+	if (keystone_auth_start(keystone_worker_get(w), &cause) != 0) {
+		log_warn("keystone: %s", cause);
+		free(cause);
+	}
+}
+
+/*
+ * Map a finished GET to a result for the owner: refused (403, or 401 to a
+ * token just obtained), unavailable (no answer, 5xx, 429, not JSON) or
+ * Keystone's answer.
+ */
 static void
 keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 {
@@ -483,8 +602,16 @@ keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 	memset(&r, 0, sizeof r);
 	r.status = res->status;
 	r.retry_after = res->retry_after;
-	if (res->error != FETCH_OK || res->status == 429 ||
-	    res->status >= 500 || res->status == 401) {
+	if (res->error == FETCH_OK &&
+	    (res->status == 403 || res->status == 401)) {
+		r.refused = res->status == 403 ? keystone_refused_lookup
+					       : keystone_refused_token;
+		log_err("keystone: GET %s: %s", op->path, r.refused);
+		keystone_cred_set(KEYSTONE_CRED_REFUSED, r.refused);
+	} else if (res->error != FETCH_OK || res->status == 429 ||
+	    res->status >= 500) {
+		keystone_cred_set(KEYSTONE_CRED_UNREACHABLE,
+		    keystone_unreachable);
 		log_warn("keystone: GET %s: %s", op->path,
 		    res->error != FETCH_OK
 			? (res->errmsg != NULL ? res->errmsg : "transfer error")
@@ -496,7 +623,8 @@ keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 		    cause);
 		free(cause);
 		r.unavailable = 1;
-	}
+	} else
+		keystone_cred_set(KEYSTONE_CRED_OK, NULL);
 	op->cb(&r, op->arg);
 	cJSON_Delete(r.doc);
 }
@@ -518,7 +646,7 @@ keystone_op_done_cb(const struct fetch_result *res, void *arg)
 			return;
 		log_warn("keystone: %s", cause);
 		free(cause);
-		keystone_op_fail(op, NULL);
+		keystone_op_fail(op, NULL, NULL);
 		return;
 	}
 	keystone_op_result(op, res);

@@ -54,16 +54,15 @@ keystone_outcome_clear(struct keystone_outcome *o)
 	memset(o, 0, sizeof *o);
 }
 
-static void keystone_check_fail(struct keystone_outcome *, int, const char *,
-    const char *, ...) printflike(4, 5);
+static void keystone_check_fail(struct keystone_outcome *, enum reason,
+    const char *, ...) printflike(3, 4);
 /* Set an error outcome. */
 static void
-keystone_check_fail(struct keystone_outcome *o, int status, const char *reason,
+keystone_check_fail(struct keystone_outcome *o, enum reason reason,
     const char *fmt, ...)
 {
 	va_list ap;
 
-	o->status = status;
 	o->reason = reason;
 	free(o->message);
 	va_start(ap, fmt);
@@ -71,11 +70,27 @@ keystone_check_fail(struct keystone_outcome *o, int status, const char *reason,
 	va_end(ap);
 }
 
+static void keystone_check_invalid(struct keystone_check *, const char *, ...)
+    printflike(2, 3);
+/* The restriction is wrong in Keystone's eyes: 400 invalid_restriction. */
+static void
+keystone_check_invalid(struct keystone_check *kc, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	xvasprintf(&msg, fmt, ap);
+	va_end(ap);
+	keystone_check_fail(&kc->o, REASON_invalid_restriction, "%s", msg);
+	free(msg);
+}
+
 /* Keystone could not answer: 503 with its Retry-After, if any. */
 static void
 keystone_check_unavailable(struct keystone_outcome *o, const char *retry_after)
 {
-	keystone_check_fail(o, 503, "keystone_unavailable",
+	keystone_check_fail(o, REASON_keystone_unavailable,
 	    "Keystone "
 	    "cannot be asked now; retry later");
 	free(o->retry_after);
@@ -156,19 +171,18 @@ keystone_check_member(struct keystone_check *kc, const char *what,
 	const struct restriction *rs = kc->rs;
 
 	if (strcmp(keystone_check_domain(obj), rs->domain_id) != 0) {
-		keystone_check_fail(&kc->o, 400, "invalid_restriction",
+		keystone_check_invalid(kc,
 		    "%s_id %s does not belong to domain %s", what, id,
 		    rs->domain_id);
 		return (-1);
 	}
 	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "enabled"))) {
-		keystone_check_fail(&kc->o, 400, "invalid_restriction",
-		    "%s %s is disabled", what, id);
+		keystone_check_invalid(kc, "%s %s is disabled", what, id);
 		return (-1);
 	}
 	if (strcmp(what, "project") == 0 &&
 	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "is_domain"))) {
-		keystone_check_fail(&kc->o, 400, "invalid_restriction",
+		keystone_check_invalid(kc,
 		    "project_id %s is a domain, not a project", id);
 		return (-1);
 	}
@@ -190,7 +204,7 @@ keystone_check_role(struct keystone_check *kc, struct restriction_role *rr,
 	name = cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(role, "name"));
 	if (*d != '\0' && strcmp(d, kc->rs->domain_id) != 0) {
-		keystone_check_fail(&kc->o, 400, "invalid_restriction",
+		keystone_check_invalid(kc,
 		    "role %s is a role of another domain", rr->id);
 		return (-1);
 	}
@@ -220,8 +234,22 @@ keystone_check_kind(const struct keystone_check *kc, const char **id)
 }
 
 /*
- * Judge one restriction lookup: 0 (go on) or -1 (outcome set).  Any
- * status but 200 and 404 means Keystone will not tell: 503.
+ * Keystone refused the service's own credential for a lookup of what:
+ * 502 keystone_forbidden, saying what the credential lacks.  The caller
+ * cannot fix this and a retry will not help.
+ */
+static void
+keystone_check_refused(struct keystone_outcome *o, const char *what,
+    const char *refused)
+{
+	keystone_check_fail(o, REASON_keystone_forbidden,
+	    "cannot look up the %s in Keystone: %s", what, refused);
+}
+
+/*
+ * Judge one restriction lookup: 0 (go on) or -1 (outcome set).  The
+ * service credential refused: 502; any other status but 200 and 404 means
+ * Keystone will not tell: 503.
  */
 static int
 keystone_check_judge(struct keystone_check *kc,
@@ -230,6 +258,10 @@ keystone_check_judge(struct keystone_check *kc,
 	const char *id, *what = keystone_check_kind(kc, &id);
 	const cJSON *obj;
 
+	if (res->refused != NULL) {
+		keystone_check_refused(&kc->o, what, res->refused);
+		return (-1);
+	}
 	if (res->unavailable || (res->status != 200 && res->status != 404)) {
 		if (!res->unavailable)
 			log_err("keystone: GET %ss/%s answered %ld", what, id,
@@ -241,9 +273,8 @@ keystone_check_judge(struct keystone_check *kc,
 	    ? cJSON_GetObjectItemCaseSensitive(res->doc, what)
 	    : NULL;
 	if (obj == NULL) {
-		keystone_check_fail(&kc->o, 400, "invalid_restriction",
-		    "%s%s %s does not exist in Keystone", what,
-		    kc->step < KS_STEP_ROLES ? "_id" : "", id);
+		keystone_check_invalid(kc, "%s%s %s does not exist in Keystone",
+		    what, kc->step < KS_STEP_ROLES ? "_id" : "", id);
 		return (-1);
 	}
 	if (kc->step < KS_STEP_ROLES)
@@ -314,7 +345,7 @@ keystone_check_step_cb(const struct keystone_result *res, void *arg)
 /*
  * Check a restriction against Keystone; the role names of rs are replaced
  * by Keystone's (rs must outlive the check).  Returns the check in
- * flight, or NULL when it finished at once with *o set (status 0: fine).
+ * flight, or NULL when it finished at once with *o set (REASON_NONE: fine).
  */
 struct keystone_check *
 keystone_check_restriction(struct worker *w, struct restriction *rs,
@@ -349,7 +380,7 @@ keystone_check_user_verdict(struct keystone_outcome *o, const char *id,
 	log_info("login refused: restriction user %s is %s in Keystone", esc,
 	    user != NULL ? "disabled" : "missing");
 	free(esc);
-	keystone_check_fail(o, 401, "user_disabled",
+	keystone_check_fail(o, REASON_user_disabled,
 	    "the token "
 	    "restriction's user is disabled or deleted in Keystone");
 }
@@ -362,7 +393,10 @@ keystone_check_user_cb(const struct keystone_result *res, void *arg)
 	const cJSON *user = NULL;
 
 	kc->op = NULL;
-	if (res->unavailable || (res->status != 200 && res->status != 404))
+	if (res->refused != NULL)
+		keystone_check_refused(&kc->o, "restriction's user",
+		    res->refused);
+	else if (res->unavailable || (res->status != 200 && res->status != 404))
 		keystone_check_unavailable(&kc->o, res->retry_after);
 	else {
 		if (res->status == 200)
@@ -376,7 +410,8 @@ keystone_check_user_cb(const struct keystone_result *res, void *arg)
 
 /*
  * Is user_id enabled in Keystone?  Answers from the 30 s cache when it
- * can: NULL with *o set (status 0: enabled; 401 user_disabled; 503).
+ * can: NULL with *o set (REASON_NONE: enabled; 401 user_disabled; 502
+ * keystone_forbidden; 503).
  * Else the check in flight; cb gets the outcome.
  */
 struct keystone_check *

@@ -13,7 +13,8 @@
  *     with the service token, keystone.c).  A valid answer is cached,
  *     keyed by the token's SHA-256, until min(expires_at, now +
  *     [keystone] cache_ttl); an invalid one (404) for 10 s.  Keystone
- *     unavailable is 503 keystone_unavailable with Retry-After, never 401.
+ *     unavailable is 503 keystone_unavailable with Retry-After, never 401;
+ *     Keystone refusing the service's credential 502 keystone_forbidden.
  *
  * is_admin: the token carries the role "admin", whatever its scope
  * (project, domain or system).  That is what Keystone's own default policy
@@ -180,7 +181,7 @@ keystone_token_503(struct request *r, const char *retry_after)
 {
 	http_set_header(r, "Retry-After",
 	    retry_after != NULL ? retry_after : "5");
-	http_reply_error(r, 503, "keystone_unavailable",
+	http_reply_reason(r, REASON_keystone_unavailable,
 	    "Keystone cannot "
 	    "validate the X-Auth-Token now; retry later");
 }
@@ -289,13 +290,14 @@ keystone_auth_cb(const struct keystone_result *res, void *arg)
 
 	ka->op = NULL;
 	keystone_auth_detach(r);
-	if (res->unavailable || res->status == 403 ||
-	    (res->status == 200 && keystone_auth_valid(ka, res->doc) != 0)) {
-		if (res->status == 403)
-			log_err("keystone: the service user may not validate "
-				"tokens (403)");
+	if (res->refused != NULL)
+		http_reply_reason(r, REASON_keystone_forbidden,
+		    "Keystone cannot validate the X-Auth-Token for this service: %s",
+		    res->refused);
+	else if (res->unavailable ||
+	    (res->status == 200 && keystone_auth_valid(ka, res->doc) != 0))
 		keystone_token_503(r, res->retry_after);
-	} else if (res->status == 200) {
+	else if (res->status == 200) {
 		log_debug("keystone: validated X-Auth-Token of user %s",
 		    r->caller.user_id);
 		next(r);
@@ -305,7 +307,7 @@ keystone_auth_cb(const struct keystone_result *res, void *arg)
 		log_info("%s: Keystone rejected X-Auth-Token sha256:%.8s "
 			 "(%ld)",
 		    r->client_ip, ka->key, res->status);
-		auth_reply_401(r, "invalid_token",
+		auth_reply_401(r, REASON_invalid_token,
 		    "the X-Auth-Token is not valid");
 	}
 	keystone_auth_done(ka);
@@ -330,7 +332,7 @@ keystone_auth_gone(struct request *r)
 
 	keystone_cancel(ka->op);
 	keystone_auth_detach(r);
-	http_reply_error(r, 400, "client_gone", "the client disconnected");
+	http_reply_reason(r, REASON_client_gone, "the client disconnected");
 	keystone_auth_done(ka);
 }
 
@@ -345,7 +347,7 @@ keystone_token_cached(struct request *r, const char *key)
 	if (!keystone_cache_get(keystone_token_cache, key, util_now(), &tok))
 		return (1);
 	if (tok == NULL) {
-		auth_reply_401(r, "invalid_token",
+		auth_reply_401(r, REASON_invalid_token,
 		    "the X-Auth-Token is not valid");
 		return (-1);
 	}
@@ -396,13 +398,13 @@ keystone_token_caller(struct request *r, const char *token, http_handler next)
 
 	if (strlen(token) > KEYSTONE_TOKEN_MAX ||
 	    strpbrk(token, "\r\n") != NULL) {
-		auth_reply_401(r, "invalid_token",
+		auth_reply_401(r, REASON_invalid_token,
 		    "the X-Auth-Token is not valid");
 		return (-1);
 	}
 	if ((rc = keystone_token_local(r, token)) <= 0) {
 		if (rc < 0)
-			auth_reply_401(r, "invalid_token",
+			auth_reply_401(r, REASON_invalid_token,
 			    "the token "
 			    "has expired or its restriction is gone");
 		return (rc);

@@ -23,17 +23,14 @@
 #define METRICS_MAX_INSTANCES 256
 #define METRICS_MAX_ROUTES    64
 
-/* Every login outcome has a slot; the last one catches anything else. */
-static const char *const metrics_reasons[] = { "success", "instance_not_found",
-	"instance_disabled", "role_not_found", "role_disabled", "malformed_jwt",
-	"legacy_token_refused", "token_expired", "token_not_yet_valid",
-	"audience_mismatch", "namespace_not_bound", "service_account_not_bound",
-	"pod_not_bound", "token_invalid", "reviewer_unauthorized",
-	"reviewer_forbidden", "cluster_unavailable", "cluster_timeout",
-	"cluster_tls_error", "invalid_review", "policy_denied", "policy_error",
-	"user_disabled", "restriction_invalid", "bad_request", "client_gone",
-	"internal_error", "other" };
-#define METRICS_NREASONS (sizeof metrics_reasons / sizeof *metrics_reasons)
+/*
+ * Login outcomes: one slot per reason (reason.h's metric column says which
+ * are labels of their own), slot REASON_NONE for success, and two more:
+ * body errors of every kind ("bad_request") and anything else ("other").
+ */
+#define METRICS_BAD_REQUEST REASON_COUNT
+#define METRICS_OTHER       (REASON_COUNT + 1)
+#define METRICS_NREASONS    (REASON_COUNT + 2)
 
 static const int metrics_statuses[] = { 200, 201, 204, 400, 401, 403, 404, 405,
 	409, 413, 415, 500, 502, 503, 504, 0 };
@@ -65,36 +62,43 @@ static _Atomic size_t metrics_nroutes;
 static _Atomic unsigned long
     metrics_http_counts[METRICS_MAX_ROUTES][METRICS_NMETHODS][METRICS_NSTATUSES];
 
-/* The slot of a login reason; the last slot catches anything else. */
+/* The slot of a login outcome (REASON_NONE: success). */
 static size_t
-metrics_reason_index(const char *reason)
+metrics_reason_index(enum reason reason)
 {
-	size_t i;
-
-	for (i = 0; i < METRICS_NREASONS - 1; i++) {
-		if (strcmp(metrics_reasons[i], reason) == 0)
-			return (i);
+	if (reason == REASON_NONE)
+		return (REASON_NONE);
+	switch (reason_metric(reason)) {
+	case REASON_M_LOGIN:
+		return ((size_t)reason);
+	case REASON_M_BODY:
+		return (METRICS_BAD_REQUEST);
+	default:
+		return (METRICS_OTHER);
 	}
-	return (METRICS_NREASONS - 1);
 }
 
-/* Count one login outcome (reason NULL: success). */
-void
-metrics_login(const char *reason)
+/* The label of a login slot, or NULL for a slot that is never rendered. */
+static const char *
+metrics_reason_label(size_t i)
 {
-	size_t i;
+	if (i == REASON_NONE)
+		return ("success");
+	if (i == METRICS_BAD_REQUEST)
+		return ("bad_request");
+	if (i == METRICS_OTHER)
+		return ("other");
+	if (reason_metric((enum reason)i) != REASON_M_LOGIN)
+		return (NULL);
+	return (reason_name((enum reason)i));
+}
 
-	if (reason == NULL)
-		reason = "success";
-	/* Body errors of every kind count as one reason. */
-	if (strncmp(reason, "missing_", 8) == 0 ||
-	    strncmp(reason, "invalid_value", 13) == 0 ||
-	    strcmp(reason, "unknown_field") == 0 ||
-	    strcmp(reason, "malformed_json") == 0 ||
-	    strcmp(reason, "body_too_large") == 0 ||
-	    strcmp(reason, "unsupported_media_type") == 0)
-		reason = "bad_request";
-	i = metrics_reason_index(reason);
+/* Count one login outcome (REASON_NONE: success). */
+void
+metrics_login(enum reason reason)
+{
+	size_t i = metrics_reason_index(reason);
+
 	atomic_fetch_add_explicit(&metrics_logins[i], 1, memory_order_relaxed);
 }
 
@@ -210,16 +214,19 @@ metrics_http(const char *route, const char *method, int status)
 static void
 metrics_render_logins(struct evbuffer *b)
 {
+	const char *label;
 	size_t i;
 
 	evbuffer_add_printf(b,
 	    "# HELP k8sauth_logins_total Logins by result "
 	    "and reason.\n# TYPE k8sauth_logins_total counter\n");
 	for (i = 0; i < METRICS_NREASONS; i++) {
+		if ((label = metrics_reason_label(i)) == NULL)
+			continue;
 		evbuffer_add_printf(b,
 		    "k8sauth_logins_total{result=\"%s\","
 		    "reason=\"%s\"} %lu\n",
-		    i == 0 ? "success" : "failure", metrics_reasons[i],
+		    i == REASON_NONE ? "success" : "failure", label,
 		    atomic_load(&metrics_logins[i]));
 	}
 }

@@ -303,10 +303,11 @@ role_facts_detach(struct request *r)
 static void
 role_facts_fail(struct request *r, const struct keystone_result *res)
 {
-	if (!res->unavailable && (res->status == 401 || res->status == 403)) {
-		http_reply_error(r, 502, "keystone_forbidden",
-		    "Keystone answered %ld to GET /v3/role_inferences: the service credential may not list role inferences",
-		    res->status);
+	if (res->refused != NULL ||
+	    (!res->unavailable && (res->status == 401 || res->status == 403))) {
+		http_reply_reason(r, REASON_keystone_forbidden,
+		    "Keystone refused GET /v3/role_inferences (%s): the service credential may not list role inferences",
+		    res->refused != NULL ? res->refused : "403");
 		return;
 	}
 	if (!res->unavailable)
@@ -314,7 +315,7 @@ role_facts_fail(struct request *r, const struct keystone_result *res)
 		    res->status);
 	http_set_header(r, "Retry-After",
 	    res->retry_after != NULL ? res->retry_after : "5");
-	http_reply_error(r, 503, "keystone_unavailable",
+	http_reply_reason(r, REASON_keystone_unavailable,
 	    "Keystone cannot be asked now; retry later");
 }
 
@@ -359,7 +360,7 @@ role_facts_gone(struct request *r)
 
 	keystone_cancel(p->op);
 	role_facts_detach(r);
-	http_reply_error(r, 400, "client_gone", "the client disconnected");
+	http_reply_reason(r, REASON_client_gone, "the client disconnected");
 	role_facts_pending_free(p);
 }
 
@@ -397,7 +398,8 @@ role_facts_run(struct request *r, role_facts_next next, void *arg,
 	p->op = keystone_get(r->worker, "/v3/role_inferences", NULL,
 	    role_facts_cb, p, &cause);
 	if (p->op == NULL) {
-		struct keystone_result res = { 1, 0, NULL, "1" };
+		struct keystone_result res = { .unavailable = 1,
+			.retry_after = "1" };
 
 		log_warn("keystone: %s", cause);
 		free(cause);

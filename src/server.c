@@ -207,6 +207,10 @@ server_reload_failed(const char *what, char *cause)
 /*
  * Read the configuration file again: NULL (old configuration kept) when
  * it is broken.  Options that need a restart keep their running values.
+ * The admin token file is break-glass: whatever it holds now is the
+ * bootstrap token (a new `bootstrap --force` plus SIGHUP rotates it), and
+ * when it is gone or unusable the bootstrap token is disabled, never kept
+ * (fail closed: an operator who removed the file wants the token dead).
  */
 static struct config *
 server_reload_config(struct server *srv, const struct config *old)
@@ -229,9 +233,12 @@ server_reload_config(struct server *srv, const struct config *old)
 	config_keep_static(cfg, old);
 	cfg->admin_token = auth_load_admin_token(cfg->admin_token_file, &cause);
 	if (cfg->admin_token == NULL) {
-		server_reload_failed("admin token", cause);
-		cfg->admin_token = xstrdup(old->admin_token);
-	}
+		log_warn("reload: the bootstrap admin token is disabled: %s",
+		    cause);
+		free(cause);
+	} else if (old->admin_token == NULL ||
+	    strcmp(old->admin_token, cfg->admin_token) != 0)
+		log_info("reload: a new bootstrap admin token is in use");
 	return (cfg);
 }
 

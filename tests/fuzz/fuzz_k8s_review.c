@@ -47,17 +47,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	body = xmalloc(size - 1 ? size - 1 : 1);
 	memcpy(body, data + 1, size - 1);
 	k8s_review_parse(statuses[data[0] & 15], body, size - 1, &o);
-	if (o.status == 0) {
-		if (o.namespace == NULL || o.name == NULL ||
-		    o.username == NULL || o.reason != NULL)
+	if (o.reason == REASON_NONE) {
+		if (o.namespace == NULL || o.name == NULL || o.username == NULL)
 			abort();
 		xasprintf(&user, "system:serviceaccount:%s:%s", o.namespace,
 		    o.name);
 		if (strcmp(user, o.username) != 0)
 			abort();
 		free(user);
-	} else if (o.status < 400 || o.status > 599 || o.reason == NULL ||
-	    o.message == NULL)
+	} else if (reason_status(o.reason) < 400 ||
+	    reason_status(o.reason) > 599 || o.message == NULL)
 		abort();
 	k8s_review_outcome_clear(&o);
 	free(body);

@@ -401,3 +401,32 @@ def test_nul_in_path_or_query_400():
     for path in (RST + "/abc%00def", RST + "?domain_id=a%00b"):
         assert_error(SRV.req("GET", path), 400, "invalid_request")
     still_serving()
+
+
+def test_raw_control_characters_in_json_400():
+    """A raw control byte inside a JSON string is malformed JSON (400),
+    on every body parser: cJSON alone would store "dA<NUL>dB" as "dA"."""
+    dom = "ctl%d" % os.getpid()
+    bodies = [
+        (RST, b'{"restriction": {"domain_id": "' + dom.encode() +
+         b'A\x00dB"}}'),
+        (RST, b'{"restriction": {"domain_id": "' + dom.encode() +
+         b'\x01"}}'),
+        ("/v4/k8s_auth/instances", b'{"instance": {"domain_id": "' +
+         dom.encode() + b'", "host": "https://k8s.example:6443\x1f"}}'),
+        ("/v4/k8s_auth/instances/" + "0" * 32 + "/auth",
+         b'{"k8s_role": "web\n", "jwt": "x"}'),
+    ]
+    for path, raw in bodies:
+        r = SRV.req("POST", path, raw=raw)
+        assert_error(r, 400, "malformed_json")
+        check("control character" in r.json["error"]["message"],
+              "message does not say why: %r" % r.json)
+    listed = SRV.req("GET", RST + "?domain_id=" + dom + "A")
+    eq(listed.status, 200, "list")
+    eq(listed.json["restrictions"], [], "a cut-short restriction was stored")
+    # Escaped, the same characters are accepted as data.
+    r = SRV.req("POST", RST, raw=b'{"restriction": {"domain_id": "' +
+                dom.encode() + b'\\u0001"}}')
+    eq(r.status, 201, "escaped control character: %r" % (r.raw[:200],))
+    still_serving()

@@ -46,6 +46,11 @@ _spec = importlib.util.spec_from_file_location(
 interop = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(interop)
 http = interop.http
+_fspec = importlib.util.spec_from_file_location(
+    "interop_keystone_fixtures", os.path.join(ROOT, "tests", "interop",
+                                              "keystone_fixtures.py"))
+fixtures = importlib.util.module_from_spec(_fspec)
+_fspec.loader.exec_module(fixtures)
 
 
 
@@ -181,6 +186,8 @@ admin_token_file = {token_file}
 dir = {d}/policy
 [k8s_auth]
 allowed_hosts = 127.0.0.1/32, *.k8s-allowed.test
+# Keystone's answers take seconds on a loaded test machine.
+review_timeout = 30
 [keystone]
 url = http://127.0.0.1:{port}/v3/
 application_credential_id = {app_id}
@@ -843,6 +850,71 @@ def case_allowed_hosts_for_non_admins():
                  "token_restriction_id": rs.json()["restriction"]["id"]}},
         token=C.manager_tok), 201)
     expect(_login(iid), 200)
+# ---- the service's own credential refused (API.md section 7) --------------
+
+def _weak_server(name, secret=None):
+    """A second keystone-k8s-auth whose application credential belongs to
+    a user with only `member` on the service project (or, with secret, the
+    real credential's id with a wrong secret)."""
+    env = dict(C.env)
+    if secret is None:
+        fx = fixtures.Fixtures(C.env["url"], C.ks.admin_token())
+        proj = C.env["service_project"]["id"]
+        user = fx.user("k8s-weak-" + name, "default", proj)
+        fx.grant_project(proj, user["id"], C.env["roles"]["member"])
+        env["application_credential"] = fixtures.app_credential(
+            C.env["url"], user, proj)
+    else:
+        env["application_credential"] = dict(
+            C.env["application_credential"], secret=secret)
+    d = os.path.join(C.workdir, "server-" + name)
+    os.makedirs(d, exist_ok=True)
+    return Server(C.procs, C.binary, d, env, C.proxy)
+
+
+def _expect_forbidden(r, names):
+    expect(r, 502, "keystone_forbidden")
+    msg = r.json()["error"]["message"]
+    assert names in msg, "message %r does not say %r" % (msg, names)
+    assert "Retry-After" not in r.headers, r.headers
+
+
+def _readyz_credential(srv):
+    r = http("GET", srv.url + "/readyz")
+    expect(r, 200)
+    return r.json().get("keystone", {})
+
+
+def case_service_user_lacking_role_502():
+    srv = _weak_server("member")
+    body = restriction_body(C.env["domain_a"]["id"], C.env["user"]["id"],
+                            C.env["project"]["id"],
+                            [(C.env["roles"]["member"], None)])
+    _expect_forbidden(srv.call("POST", "/v4/tokens/restrictions", body),
+                      "lacks the role assignment")
+    ks = _readyz_credential(srv)
+    assert ks.get("credential") == "refused", ks
+    assert "lacks the role assignment" in ks.get("message", ""), ks
+    # The same user cannot validate admin tokens either: 502, not 503.
+    _expect_forbidden(srv.call("GET", "/v4/k8s_auth/instances",
+                               token=C.ks.admin_token()),
+                      "X-Auth-Token")
+    # The fixture's service user (admin on the service project) can.
+    expect(C.srv.call("POST", "/v4/tokens/restrictions", body), 201)
+    assert _readyz_credential(C.srv).get("credential") == "ok"
+
+
+def case_service_credential_refused_502():
+    srv = _weak_server("badsecret", secret="not-the-secret")
+    before = _readyz_credential(srv)
+    assert before.get("credential") in ("unknown", "refused"), before
+    body = restriction_body(C.env["domain_a"]["id"], C.env["user"]["id"],
+                            C.env["project"]["id"])
+    _expect_forbidden(srv.call("POST", "/v4/tokens/restrictions", body),
+                      "application_credential_id")
+    ks = _readyz_credential(srv)
+    assert ks.get("credential") == "refused", ks
+    assert "application credential" in ks.get("message", ""), ks
 
 
 # ---- set-up and the runner --------------------------------------------------
@@ -873,6 +945,7 @@ def setup(workdir, res):
     binary, fake = interop.build(res, workdir)
     if not binary or not fake:
         raise RuntimeError("build failed")
+    C.binary, C.workdir = binary, workdir
     d = os.path.join(workdir, "server")
     os.makedirs(d, exist_ok=True)
     C.procs = interop.Procs()

@@ -57,6 +57,12 @@ def test_metrics_after_traffic_pass_promtool():
            "malformed_jwt logins")
         eq(sample(text, "k8sauth_logins_total", reason="token_expired"), 1.0,
            "token_expired logins")
+        # Every login reason of src/reason.h is a label, Keystone's too.
+        for reason in ("keystone_unavailable", "keystone_forbidden",
+                       "user_disabled", "invalid_review", "bad_request",
+                       "other"):
+            eq(sample(text, "k8sauth_logins_total", reason=reason), 0.0,
+               "the %s label" % reason)
         eq(sample(text, "k8sauth_tokenreview_duration_seconds_count",
                   instance=L.iid), 3.0, "reviews observed")
         eq(sample(text, "k8sauth_tokenreviews_in_flight"), 0.0, "in flight")

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 
-from harness import Server, check, eq, run_cli, wait_for
+from harness import Server, assert_error, check, eq, run_cli, wait_for
 from k8s_fixture import FakeK8s, Login
 from test_lifecycle import peer_cert, replace_cert
 
@@ -101,3 +101,51 @@ def test_sighup_replaces_everything_while_logins_complete():
             check(peer_cert(srv) != old_der,
                   "new TLS connections still get the old certificate")
             eq(srv.req("GET", "/readyz", token=None).status, 200, "ready")
+
+
+def _reload(srv):
+    """SIGHUP and wait until the server says the reload is done."""
+    n = srv.log_text().count("reload: done")
+    srv.signal(signal.SIGHUP)
+    wait_for(lambda: srv.log_text().count("reload: done") > n, timeout=10,
+             what="reload: done after SIGHUP")
+
+
+def test_sighup_break_glass_admin_token():
+    """Removing the admin token file and SIGHUP disables the bootstrap
+    token; a new `bootstrap --force` and SIGHUP rotates it (API.md 7)."""
+    with Server(name="glass") as srv:
+        old = srv.admin_token
+        eq(srv.req("GET", "/v4/k8s_auth/instances").status, 200,
+           "the bootstrap token before the reload")
+        os.unlink(srv.token_file)
+        _reload(srv)
+        r = srv.req("GET", "/v4/k8s_auth/instances", token=old)
+        assert_error(r, 401, "invalid_token")
+        check("the bootstrap admin token is disabled" in srv.log_text(),
+              "the reload did not say the bootstrap token is disabled")
+        p = run_cli(["bootstrap", "--config", srv.conf])
+        eq(p.returncode, 0, "bootstrap after removal: %r" % (p.stderr,))
+        with open(srv.token_file) as f:
+            new = f.read().strip()
+        srv.secrets.add(new)
+        check(new != old, "bootstrap wrote the old token again")
+        assert_error(srv.req("GET", "/v4/k8s_auth/instances", token=new),
+                     401, "invalid_token")
+        _reload(srv)
+        eq(srv.req("GET", "/v4/k8s_auth/instances", token=new).status, 200,
+           "the new bootstrap token after SIGHUP")
+        assert_error(srv.req("GET", "/v4/k8s_auth/instances", token=old),
+                     401, "invalid_token")
+        # Rotating in place (bootstrap --force) retires the token too.
+        p = run_cli(["bootstrap", "--force", "--config", srv.conf])
+        eq(p.returncode, 0, "bootstrap --force: %r" % (p.stderr,))
+        with open(srv.token_file) as f:
+            newer = f.read().strip()
+        srv.secrets.add(newer)
+        _reload(srv)
+        assert_error(srv.req("GET", "/v4/k8s_auth/instances", token=new),
+                     401, "invalid_token")
+        srv.admin_token = newer
+        eq(srv.req("GET", "/v4/k8s_auth/instances").status, 200,
+           "the rotated bootstrap token")

@@ -461,6 +461,9 @@ fk_control_route(struct evhttp_request *req, const char *path)
 		return (0);
 	if (strcmp(path, "tokens") == 0 && cmd == EVHTTP_REQ_POST)
 		fk_control_token(req);
+	else if (strcmp(path, "faults/review_as") == 0 &&
+	    (cmd == EVHTTP_REQ_POST || cmd == EVHTTP_REQ_DELETE))
+		fk_fault_review_as_set(req);
 	else if (strcmp(path, "faults") == 0 && cmd == EVHTTP_REQ_POST)
 		fk_fault_set(req);
 	else if (strcmp(path, "faults") == 0 && cmd == EVHTTP_REQ_DELETE)

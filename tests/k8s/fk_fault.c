@@ -37,6 +37,8 @@
 #include "k8sauth.h"
 #include "fake_k8s.h"
 
+static void fk_fault_review_as_clear(void);
+
 enum fk_fault_mode {
 	FK_FAULT_NONE,
 	FK_FAULT_LATENCY,
@@ -375,6 +377,7 @@ fk_fault_clear(struct evhttp_request *req)
 {
 	fk_fault.mode = FK_FAULT_NONE;
 	fk_fault.count = -1;
+	fk_fault_review_as_clear();
 	fk_fault_drop_hung();
 	fk_http_reply_json(req, 200, fk_fault_describe(), NULL);
 }
@@ -412,4 +415,114 @@ fk_fault_shutdown(void)
 		fk_fault_unpark(p);
 		evhttp_connection_free(evcon);
 	}
+}
+
+/*
+ * The review_as fault (POST /_test/faults/review_as): a rogue cluster.
+ * The next `count` TokenReviews (default: until cleared) are answered 201
+ * authenticated:true as `username` (with `uid` and, in user.extra,
+ * `pod_name` when given) and spec.audiences echoed, whatever the token:
+ * the client's checks
+ * of the reviewed identity (valid Kubernetes names, escaping in its logs)
+ * get names no real API server would send.  Independent of the modes
+ * above; DELETE /_test/faults/review_as or /_test/faults clears it.
+ */
+static char	*fk_review_as_user;	/* NULL: off */
+static char	*fk_review_as_pod;
+static char	*fk_review_as_uid;
+static long	 fk_review_as_count = -1;
+
+/* Forget the review_as fault. */
+static void
+fk_fault_review_as_clear(void)
+{
+	free(fk_review_as_user);
+	free(fk_review_as_pod);
+	free(fk_review_as_uid);
+	fk_review_as_user = fk_review_as_pod = fk_review_as_uid = NULL;
+	fk_review_as_count = -1;
+}
+
+/* POST (set) or DELETE (clear) /_test/faults/review_as. */
+void
+fk_fault_review_as_set(struct evhttp_request *req)
+{
+	cJSON		*body = NULL, *o;
+	const cJSON	*u, *p, *id;
+	char		*cause = NULL;
+	long		 count = -1;
+
+	fk_fault_review_as_clear();
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+		if (fk_http_body_json(req, &body, &cause) != 0 ||
+		    !cJSON_IsString(u = cJSON_GetObjectItem(body,
+		    "username")) || ((p = cJSON_GetObjectItem(body,
+		    "pod_name")) != NULL && !cJSON_IsString(p)) ||
+		    ((id = cJSON_GetObjectItem(body, "uid")) != NULL &&
+		    !cJSON_IsString(id)) ||
+		    fk_fault_long(body, "count", 1, 1000000000, &count)) {
+			fk_http_reply_status(req, 400, "BadRequest", cause !=
+			    NULL ? cause : "username (string) is required; "
+			    "pod_name and uid strings, count an integer", NULL,
+			    NULL);
+			free(cause);
+			cJSON_Delete(body);
+			return;
+		}
+		fk_review_as_user = xstrdup(u->valuestring);
+		if (p != NULL)
+			fk_review_as_pod = xstrdup(p->valuestring);
+		if (id != NULL)
+			fk_review_as_uid = xstrdup(id->valuestring);
+		fk_review_as_count = count;
+		cJSON_Delete(body);
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "review_as", fk_review_as_user != NULL ?
+	    fk_review_as_user : "");
+	fk_http_reply_json(req, 200, o, NULL);
+}
+
+/*
+ * Answer req as the review_as fault when it is set: 1 (answered) or 0.
+ */
+int
+fk_fault_review_as(struct evhttp_request *req)
+{
+	cJSON		*body = NULL, *tr, *status, *user, *extra;
+	const cJSON	*auds;
+	char		*cause = NULL;
+
+	if (fk_review_as_user == NULL)
+		return (0);
+	fk_http_body_json(req, &body, &cause);
+	free(cause);
+	tr = cJSON_CreateObject();
+	cJSON_AddStringToObject(tr, "kind", "TokenReview");
+	cJSON_AddStringToObject(tr, "apiVersion", "authentication.k8s.io/v1");
+	status = cJSON_AddObjectToObject(tr, "status");
+	cJSON_AddTrueToObject(status, "authenticated");
+	user = cJSON_AddObjectToObject(status, "user");
+	cJSON_AddStringToObject(user, "username", fk_review_as_user);
+	if (fk_review_as_uid != NULL)
+		cJSON_AddStringToObject(user, "uid", fk_review_as_uid);
+	if (fk_review_as_pod != NULL) {
+		extra = cJSON_AddObjectToObject(user, "extra");
+		cJSON_AddItemToObject(extra,
+		    "authentication.kubernetes.io/pod-name",
+		    cJSON_CreateStringArray((const char *[]){ fk_review_as_pod },
+		    1));
+	}
+	auds = cJSON_GetObjectItem(cJSON_GetObjectItem(body, "spec"),
+	    "audiences");
+	if (cJSON_IsArray(auds))
+		cJSON_AddItemToObject(status, "audiences",
+		    cJSON_Duplicate(auds, 1));
+	cJSON_Delete(body);
+	fk_stats.faulted++;
+	fk_stats.reviewed++;
+	fk_http_reply_json(req, 201, tr, "fault=review_as");
+	if (fk_review_as_count > 0 && --fk_review_as_count == 0)
+		fk_fault_review_as_clear();
+	return (1);
 }

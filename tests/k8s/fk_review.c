@@ -814,7 +814,7 @@ fk_review_cb(struct evhttp_request *req)
 		    "resource", cJSON_CreateObject(), NULL);
 		return;
 	}
-	if (fk_fault_apply(req, &tamper))
+	if (fk_fault_review_as(req) || fk_fault_apply(req, &tamper))
 		return;
 	fk_review_handle(req, tamper);
 }

@@ -64,8 +64,45 @@ test_parse_bad(void **state)
 	parse("{\"a\": \"x\\u0000y\"}", "NUL");
 	parse("[1, 2", "malformed");
 	assert_null(json_parse("{}\0{}", 5, &cause));
-	assert_non_null(strstr(cause, "trailing"));
+	assert_non_null(strstr(cause, "control character 0x00"));
 	free(cause);
+}
+
+/* Raw control bytes: never in a string, outside only as whitespace. */
+static void
+test_parse_control_characters(void **state)
+{
+	static const char nul_in_value[] = "{\"domain_id\": \"dA\0dB\"}";
+	char	 buf[32], *cause = NULL;
+	cJSON	*j;
+	int	 c;
+
+	/* The case: cJSON alone would store "dA". */
+	assert_null(json_parse(nul_in_value, sizeof nul_in_value - 1,
+	    &cause));
+	assert_non_null(strstr(cause, "raw control character 0x00 in a "
+	    "string at offset 17"));
+	free(cause);
+	for (c = 0x01; c < 0x20; c++) {
+		snprintf(buf, sizeof buf, "{\"a\": \"x%cy\"}", c);
+		parse(buf, "in a string");
+		snprintf(buf, sizeof buf, "[\"%c\"]", c);
+		parse(buf, "raw control character");
+		if (c == '\t' || c == '\n' || c == '\r')
+			continue;
+		snprintf(buf, sizeof buf, "{\"a\":%c1}", c);
+		parse(buf, "outside a string");
+	}
+	/* Escaped, they are fine; so is JSON's own whitespace. */
+	j = parse("{\"a\": \"x\\u0001\\n\\t\\u001f\"}\r\n\t ", NULL);
+	assert_string_equal(cJSON_GetObjectItem(j, "a")->valuestring,
+	    "x\001\n\t\037");
+	cJSON_Delete(j);
+	/* Without a cause pointer it still refuses. */
+	assert_null(json_parse("\"a\001\"", 4, NULL));
+	/* DEL and UTF-8 are not control characters here. */
+	j = parse("\"\177\303\251\"", NULL);
+	cJSON_Delete(j);
 }
 
 static void
@@ -342,6 +379,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_bad),
+		cmocka_unit_test(test_parse_control_characters),
 		cmocka_unit_test(test_parse_depth),
 		cmocka_unit_test(test_parse_no_cause),
 		cmocka_unit_test(test_print),
