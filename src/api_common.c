@@ -101,9 +101,8 @@ api_store_fail(struct request *r, int rc, const char *kind, const char *id,
 		 */
 		if (!r->caller.is_admin && r->caller.kind != CALLER_NONE) {
 			http_reply_reason(r, REASON_forbidden,
-			    "you are not "
-			    "authorized to access %s %.64s",
-			    kind, id);
+			    "you are not authorized to access %s %.64s", kind,
+			    id);
 			break;
 		}
 		http_reply_reason(r, api_not_found_reason(kind),

@@ -231,9 +231,7 @@ api_instance_conflict(const struct instance *in)
 {
 	char *msg;
 
-	xasprintf(&msg,
-	    "an instance named '%s' already exists in domain "
-	    "'%s'",
+	xasprintf(&msg, "an instance named '%s' already exists in domain '%s'",
 	    in->name != NULL ? in->name : "", in->domain_id);
 	return (msg);
 }

@@ -131,14 +131,12 @@ login_check_bounds(struct login *l, const char *ns, const char *name)
 {
 	if (!glob_match_any(&l->role->bound_sa_namespaces, ns)) {
 		login_refuse(l, REASON_namespace_not_bound,
-		    "the namespace "
-		    "is not bound to the role");
+		    "the namespace is not bound to the role");
 		return (-1);
 	}
 	if (!glob_match_any(&l->role->bound_sa_names, name)) {
 		login_refuse(l, REASON_service_account_not_bound,
-		    "the "
-		    "service account is not bound to the role");
+		    "the service account is not bound to the role");
 		return (-1);
 	}
 	return (0);
@@ -154,8 +152,7 @@ login_check_jwt(struct login *l)
 
 	if (!j->has_exp && !cfg->k8s_allow_legacy_tokens) {
 		login_refuse(l, REASON_legacy_token_refused,
-		    "tokens without "
-		    "an expiry (legacy service-account secrets) are refused");
+		    "tokens without an expiry (legacy service-account secrets) are refused");
 		return (-1);
 	}
 	if (j->has_exp && j->exp + skew < now) {
@@ -165,22 +162,19 @@ login_check_jwt(struct login *l)
 	/* Within the skew, but too late to give a token any lifetime. */
 	if (j->has_exp && cfg->token_cap_to_jwt_expiry && j->exp - now < 1.0) {
 		login_refuse(l, REASON_token_expired,
-		    "the JWT expires "
-		    "before a token could be used");
+		    "the JWT expires before a token could be used");
 		return (-1);
 	}
 	if ((j->has_nbf && j->nbf - skew > now) ||
 	    (j->has_iat && j->iat - skew > now)) {
 		login_refuse(l, REASON_token_not_yet_valid,
-		    "the JWT is not "
-		    "valid yet");
+		    "the JWT is not valid yet");
 		return (-1);
 	}
 	if (l->role->bound_audience != NULL &&
 	    !jwt_has_audience(j, l->role->bound_audience)) {
 		login_refuse(l, REASON_audience_mismatch,
-		    "the JWT is not "
-		    "issued for the role's audience");
+		    "the JWT is not issued for the role's audience");
 		return (-1);
 	}
 	if (login_check_bounds(l, j->namespace, j->sa_name) != 0)
@@ -188,8 +182,7 @@ login_check_jwt(struct login *l)
 	if (l->role->bound_pod_names != NULL && j->pod_name != NULL &&
 	    !glob_match_any(l->role->bound_pod_names, j->pod_name)) {
 		login_refuse(l, REASON_pod_not_bound,
-		    "the pod is not bound "
-		    "to the role");
+		    "the pod is not bound to the role");
 		return (-1);
 	}
 	return (0);
@@ -238,8 +231,7 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 	    (j->sa_uid != NULL &&
 		(o->uid == NULL || strcmp(o->uid, j->sa_uid) != 0))) {
 		login_refuse(l, REASON_invalid_review,
-		    "the TokenReview "
-		    "names another service account than the JWT");
+		    "the TokenReview names another service account than the JWT");
 		return (-1);
 	}
 	l->reviewed = 1;
@@ -257,8 +249,7 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 		}
 		if (!found) {
 			login_refuse(l, REASON_audience_mismatch,
-			    "the cluster "
-			    "did not confirm the role's audience");
+			    "the cluster did not confirm the role's audience");
 			return (-1);
 		}
 	}
@@ -266,8 +257,7 @@ login_check_review(struct login *l, const struct k8s_review_outcome *o)
 	    (o->pod_name == NULL ||
 		!glob_match_any(role->bound_pod_names, o->pod_name))) {
 		login_refuse(l, REASON_pod_not_bound,
-		    "the token is not bound "
-		    "to a pod the role allows");
+		    "the token is not bound to a pod the role allows");
 		return (-1);
 	}
 	return (0);
@@ -348,8 +338,7 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 		life = cap;
 	if (life <= 0) {
 		login_refuse(l, REASON_token_expired,
-		    "the JWT expires "
-		    "before a token could be used");
+		    "the JWT expires before a token could be used");
 		goto out;
 	}
 	memset(&p, 0, sizeof p);
@@ -365,8 +354,7 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 	if ((token = token_mint(&p, &cause)) == NULL) {
 		log_err("login: cannot mint a token: %s", cause);
 		http_reply_reason(r, REASON_internal_error,
-		    "the token could "
-		    "not be issued");
+		    "the token could not be issued");
 		goto out;
 	}
 	doc = api_token_document(cfg, &p, rs);
@@ -393,12 +381,10 @@ login_restriction(struct login *l, const char *id, const char *why)
 	if (store_restriction_get(l->r->worker->db, id, &rs) != STORE_OK ||
 	    strcmp(rs->domain_id, l->role->domain_id) != 0 ||
 	    rs->user_id == NULL || rs->project_id == NULL || rs->nroles == 0) {
-		log_err("login: role %s (%s): %s token restriction %.64s is "
-			"missing, in another domain or incomplete: no token issued",
+		log_err("login: role %s (%s): %s token restriction %.64s is missing, in another domain or incomplete: no token issued",
 		    l->role->id, l->role->name, why, id);
 		http_reply_reason(l->r, REASON_restriction_invalid,
-		    "the "
-		    "token restriction is missing or incomplete");
+		    "the token restriction is missing or incomplete");
 		restriction_free(rs);
 		return (NULL);
 	}
@@ -477,13 +463,11 @@ login_policy(struct login *l, const struct k8s_review_outcome *o,
 	if (rc != POLICY_ALLOW) {
 		if (rc == POLICY_DENY)
 			login_refuse(l, REASON_policy_denied,
-			    "the login policy "
-			    "refused the login");
+			    "the login policy refused the login");
 		else {
 			metrics_policy_error();
 			login_refuse(l, REASON_policy_error,
-			    "the login policy "
-			    "failed");
+			    "the login policy failed");
 		}
 		log_info("login policy: %s", reason != NULL ? reason : "-");
 		free(reason);
@@ -599,8 +583,7 @@ login_cancel(struct request *r)
 	keystone_check_cancel(l->check);
 	l->check = NULL;
 	http_reply_reason(r, REASON_cluster_timeout,
-	    "the login did not "
-	    "complete in time");
+	    "the login did not complete in time");
 	login_done(l);
 }
 
@@ -640,21 +623,18 @@ login_parse_body(struct request *r, char **role, char **jwt)
 	if ((k8s_role != NULL && !cJSON_IsString(k8s_role)) ||
 	    (role_name != NULL && !cJSON_IsString(role_name))) {
 		http_reply_reason(r, REASON_invalid_value,
-		    "k8s_role and "
-		    "role_name must be strings");
+		    "k8s_role and role_name must be strings");
 		goto fail;
 	}
 	if (k8s_role == NULL && role_name == NULL) {
 		http_reply_reason(r, REASON_missing_field,
-		    "k8s_role is "
-		    "required");
+		    "k8s_role is required");
 		goto fail;
 	}
 	if (k8s_role != NULL && role_name != NULL &&
 	    strcmp(k8s_role->valuestring, role_name->valuestring) != 0) {
 		http_reply_reason(r, REASON_invalid_value,
-		    "k8s_role and "
-		    "role_name differ");
+		    "k8s_role and role_name differ");
 		goto fail;
 	}
 	if (token == NULL || !cJSON_IsString(token)) {
@@ -692,15 +672,13 @@ login_lookup(struct login *l)
 	}
 	if (!l->inst->enabled) {
 		login_refuse(l, REASON_instance_disabled,
-		    "the instance is "
-		    "disabled");
+		    "the instance is disabled");
 		return (-1);
 	}
 	rc = store_role_get(r->worker->db, l->inst->id, l->role_name, &l->role);
 	if (rc == STORE_NOT_FOUND) {
 		login_refuse(l, REASON_role_not_found,
-		    "no such role in this "
-		    "instance");
+		    "no such role in this instance");
 		return (-1);
 	}
 	if (rc != STORE_OK) {

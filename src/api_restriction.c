@@ -147,9 +147,7 @@ api_restriction_unique(const struct restriction_role *v, size_t n,
 			if (strcmp(v[i].id, v[j].id) != 0)
 				continue;
 			xasprintf(&msg,
-			    "roles[%zu].id duplicates "
-			    "roles[%zu].id",
-			    i, j);
+			    "roles[%zu].id duplicates roles[%zu].id", i, j);
 			return (
 			    api_restriction_fail(e, REASON_invalid_value, msg));
 		}
@@ -372,9 +370,7 @@ api_restriction_check_used(struct request *r, const struct restriction *rs)
 	if (!used)
 		return (0);
 	http_reply_reason(r, REASON_restriction_in_use,
-	    "token restriction %s "
-	    "is used by a role and must keep a user_id, a project_id and at "
-	    "least one role",
+	    "token restriction %s is used by a role and must keep a user_id, a project_id and at least one role",
 	    rs->id);
 	return (-1);
 }

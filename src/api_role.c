@@ -224,8 +224,7 @@ api_role_save(struct request *r, struct role *ro, int create)
 		    : store_role_update(r->worker->db, ro);
 	if (rc != STORE_OK) {
 		xasprintf(&msg,
-		    "a role named '%s' already exists in "
-		    "instance '%s'",
+		    "a role named '%s' already exists in instance '%s'",
 		    ro->name, ro->auth_instance_id);
 		api_store_fail(r, rc, "role", ro->id, msg);
 		free(msg);

@@ -151,9 +151,7 @@ auth_bootstrap(const char *path, int force, char **cause)
 
 	if (!force && stat(path, &st) == 0) {
 		xasprintf(cause,
-		    "%s already exists (use --force to replace "
-		    "it)",
-		    path);
+		    "%s already exists (use --force to replace it)", path);
 		return (-1);
 	}
 	copy = xstrdup(path);
@@ -194,15 +192,12 @@ auth_load_admin_token(const char *path, char **cause)
 	t = util_trim(buf);
 	if (strlen(t) < 16) {
 		xasprintf(cause,
-		    "%s: the admin token is shorter than 16 "
-		    "characters",
-		    path);
+		    "%s: the admin token is shorter than 16 characters", path);
 		freezero_str(buf);
 		return (NULL);
 	}
 	if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
-		log_warn("%s is readable by group or others (mode %04o); "
-			 "it should be 0600",
+		log_warn("%s is readable by group or others (mode %04o); it should be 0600",
 		    path, (unsigned)(st.st_mode & 07777));
 	token = xstrdup(t);
 	freezero_str(buf);

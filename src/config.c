@@ -48,8 +48,7 @@ struct config_option {
 static const struct config_option config_options[] = {
 	{ "server", "listen", CT_STRING, O(listen), "https://0.0.0.0:5050", 0,
 	    0, 0,
-	    "Comma-separated listen URLs (https://HOST:PORT or "
-	    "http://HOST:PORT); IPv6 hosts in brackets." },
+	    "Comma-separated listen URLs (https://HOST:PORT or http://HOST:PORT); IPv6 hosts in brackets." },
 	{ "server", "tls_cert", CT_STRING, O(tls_cert), NULL, 0, 0, 1,
 	    "PEM certificate chain for https:// listeners." },
 	{ "server", "tls_key", CT_STRING, O(tls_key), NULL, 0, 0, 1,
@@ -62,18 +61,16 @@ static const struct config_option config_options[] = {
 	    1024, 1048576, 0, "Largest request header block in bytes." },
 	{ "server", "max_connections", CT_INT, O(max_connections), "1024", 1,
 	    1000000, 0,
-	    "Open client connections per process, counted from "
-	    "their first request; above it: 503 too_many_connections." },
+	    "Open client connections per process, counted from their first request; above it: 503 too_many_connections." },
 	{ "server", "request_timeout", CT_INT, O(request_timeout), "30", 1,
 	    3600, 0, "Seconds a request may take in total before 503." },
 	{ "server", "idle_timeout", CT_INT, O(idle_timeout), "60", 1, 3600, 0,
 	    "Seconds a connection may be idle (reading or writing)." },
 	{ "server", "public_url", CT_STRING, O(public_url), NULL, 0, 0, 1,
-	    "The URL clients use, for links and WWW-Authenticate; default "
-	    "from the Host header." },
+	    "The URL clients use, for links and WWW-Authenticate; default from the Host header." },
 	{ "database", "connection", CT_STRING, O(db_connection),
-	    "sqlite://" LOCALSTATEDIR "/lib/keystone-k8s-auth/"
-	    "keystone-k8s-auth.db",
+	    "sqlite://" LOCALSTATEDIR
+	    "/lib/keystone-k8s-auth/keystone-k8s-auth.db",
 	    0, 0, 0, "Database URL: sqlite:///ABSOLUTE/PATH." },
 	{ "fernet_tokens", "key_repository", CT_STRING,
 	    O(fernet_key_repository), "/etc/keystone/fernet-keys/", 0, 0, 1,
@@ -89,8 +86,7 @@ static const struct config_option config_options[] = {
 	    604800, 1, "Longest lifetime of an issued token in seconds." },
 	{ "token", "payload", CT_STRING, O(token_payload_name), "restricted", 0,
 	    0, 1,
-	    "restricted (version 11, roles from the restriction) or "
-	    "project_scoped (version 2, validated by any Keystone)." },
+	    "restricted (version 11, roles from the restriction) or project_scoped (version 2, validated by any Keystone)." },
 	{ "token", "cap_to_jwt_expiry", CT_BOOL, O(token_cap_to_jwt_expiry),
 	    "true", 0, 0, 1,
 	    "Never let a token outlive the JWT it came from." },
@@ -124,16 +120,12 @@ static const struct config_option config_options[] = {
 	    "Allow http:// instance hosts (development only)." },
 	{ "k8s_auth", "allowed_hosts", CT_STRING, O(k8s_allowed_hosts), NULL, 0,
 	    0, 1,
-	    "Comma-separated host globs and CIDRs a non-admin may point an "
-	    "instance at (checked on the host name when written and on the "
-	    "address connected to); empty: any host but link-local." },
+	    "Comma-separated host globs and CIDRs a non-admin may point an instance at (checked on the host name when written and on the address connected to); empty: any host but link-local." },
 	{ "k8s_auth", "proxy", CT_STRING, O(k8s_proxy), NULL, 0, 0, 1,
-	    "HTTP(S) proxy URL for TokenReviews; unset: no proxy (the "
-	    "proxy environment variables are ignored)." },
+	    "HTTP(S) proxy URL for TokenReviews; unset: no proxy (the proxy environment variables are ignored)." },
 	{ "policy", "dir", CT_STRING, O(policy_dir),
 	    SYSCONFDIR "/keystone-k8s-auth/policy", 0, 0, 1,
-	    "Directory of api.lua and login.lua; missing files fall back to "
-	    "the built-in defaults." },
+	    "Directory of api.lua and login.lua; missing files fall back to the built-in defaults." },
 	{ "policy", "lua_dir", CT_STRING, O(policy_lua_dir), NULL, 0, 0, 1,
 	    "Extra directory searched by require (after the built-in lua/)." },
 	{ "policy", "instruction_limit", CT_INT, O(policy_instruction_limit),
@@ -144,14 +136,10 @@ static const struct config_option config_options[] = {
 	    "Bytes one worker's Lua state may allocate." },
 	{ "policy", "protected_roles", CT_STRING, O(policy_protected_roles),
 	    "admin", 0, 0, 1,
-	    "Comma-separated role names only an admin may put into a token "
-	    "restriction (deprecated: delegable_roles decides; kept as an "
-	    "extra denylist for one release)." },
+	    "Comma-separated role names only an admin may put into a token restriction (deprecated: delegable_roles decides; kept as an extra denylist for one release)." },
 	{ "policy", "delegable_roles", CT_STRING, O(policy_delegable_roles),
 	    "member,reader,manager", 0, 0, 1,
-	    "Comma-separated role names (compared case-insensitively) a "
-	    "non-admin may put into a token restriction; a role implying any "
-	    "other role is not delegable." },
+	    "Comma-separated role names (compared case-insensitively) a non-admin may put into a token restriction; a role implying any other role is not delegable." },
 	{ "keystone", "url", CT_STRING, O(keystone_url), NULL, 0, 0, 0,
 	    "Keystone identity endpoint for validating admin callers." },
 	{ "keystone", "ca_file", CT_STRING, O(keystone_ca_file), NULL, 0, 0, 0,
@@ -272,8 +260,7 @@ config_store(struct config *cfg, const struct config_option *o,
 	case CT_INT:
 		if (util_parse_long(value, o->min, o->max, &l) != 0) {
 			xasprintf(cause,
-			    "[%s] %s: \"%s\" is not a whole number "
-			    "from %ld to %ld",
+			    "[%s] %s: \"%s\" is not a whole number from %ld to %ld",
 			    o->section, o->name, value, o->min, o->max);
 			return (-1);
 		}
@@ -282,8 +269,7 @@ config_store(struct config *cfg, const struct config_option *o,
 	case CT_BOOL:
 		if (config_parse_bool(value, &b) != 0) {
 			xasprintf(cause,
-			    "[%s] %s: \"%s\" is not a boolean "
-			    "(true/false)",
+			    "[%s] %s: \"%s\" is not a boolean (true/false)",
 			    o->section, o->name, value);
 			return (-1);
 		}
@@ -381,8 +367,7 @@ config_keep_static(struct config *cfg, const struct config *old)
 			*(int *)np = *(const int *)op;
 		}
 		if (!same)
-			log_warn("reload: [%s] %s changed; it takes effect "
-				 "after a restart",
+			log_warn("reload: [%s] %s changed; it takes effect after a restart",
 			    o->section, o->name);
 	}
 }
@@ -484,8 +469,7 @@ config_check_listen(struct config *cfg, char **errors)
 			continue;
 		if (config_check_listen_url(url) != 0)
 			config_add_error(errors,
-			    "[server] listen: \"%s\" is "
-			    "not http(s)://HOST:PORT",
+			    "[server] listen: \"%s\" is not http(s)://HOST:PORT",
 			    url);
 		if (strncmp(url, "https://", 8) == 0)
 			https = 1;
@@ -504,8 +488,7 @@ config_validate_serve(const struct config *cfg, char **cause)
 {
 	if (cfg->tls_missing) {
 		xasprintf(cause,
-		    "[server] tls_cert and tls_key: required by "
-		    "an https:// listen URL");
+		    "[server] tls_cert and tls_key: required by an https:// listen URL");
 		return (-1);
 	}
 	return (0);
@@ -545,22 +528,19 @@ config_validate(struct config *cfg, char **cause)
 		cfg->token_payload = TOKEN_PAYLOAD_PROJECT_SCOPED;
 	else
 		config_add_error(&errors,
-		    "[token] payload: \"%s\" is not "
-		    "restricted or project_scoped",
+		    "[token] payload: \"%s\" is not restricted or project_scoped",
 		    cfg->token_payload_name);
 	if (cfg->auth_methods == NULL || cfg->auth_method == NULL)
 		config_add_error(&errors,
 		    "[auth] methods and method: required");
 	else if (!config_list_has(cfg->auth_methods, cfg->auth_method))
 		config_add_error(&errors,
-		    "[auth] method: \"%s\" is not in "
-		    "[auth] methods",
+		    "[auth] method: \"%s\" is not in [auth] methods",
 		    cfg->auth_method);
 	if (cfg->log_level_name == NULL ||
 	    log_level_parse(cfg->log_level_name, &cfg->log_level) != 0)
 		config_add_error(&errors,
-		    "[log] level: must be debug, info, "
-		    "warning or error");
+		    "[log] level: must be debug, info, warning or error");
 	if (cfg->log_format == NULL ||
 	    (strcmp(cfg->log_format, "text") != 0 &&
 		strcmp(cfg->log_format, "json") != 0))
@@ -568,20 +548,17 @@ config_validate(struct config *cfg, char **cause)
 	if (cfg->db_connection == NULL ||
 	    strncmp(cfg->db_connection, "sqlite:///", 10) != 0)
 		config_add_error(&errors,
-		    "[database] connection: must be "
-		    "sqlite:///ABSOLUTE/PATH");
+		    "[database] connection: must be sqlite:///ABSOLUTE/PATH");
 	if (cfg->public_url != NULL &&
 	    strncmp(cfg->public_url, "https://", 8) != 0 &&
 	    strncmp(cfg->public_url, "http://", 7) != 0)
 		config_add_error(&errors,
-		    "[server] public_url: must be an "
-		    "http(s):// URL");
+		    "[server] public_url: must be an http(s):// URL");
 	if (cfg->keystone_url != NULL &&
 	    strncmp(cfg->keystone_url, "https://", 8) != 0 &&
 	    strncmp(cfg->keystone_url, "http://", 7) != 0)
 		config_add_error(&errors,
-		    "[keystone] url: must be an "
-		    "http(s):// URL");
+		    "[keystone] url: must be an http(s):// URL");
 	config_check_allowed_hosts(cfg, &errors);
 	if (errors != NULL) {
 		*cause = errors;
@@ -703,8 +680,7 @@ config_write_docs(FILE *out)
 		if (strcmp(last, o->section) != 0) {
 			fprintf(out, "\n### [%s]\n\n", o->section);
 			fprintf(out,
-			    "| option | type | default | range | "
-			    "reload | meaning |\n|---|---|---|---|---|---|\n");
+			    "| option | type | default | range | reload | meaning |\n|---|---|---|---|---|---|\n");
 		}
 		last = o->section;
 		def = config_doc_default(o->def);
@@ -726,9 +702,7 @@ config_write_sample(FILE *out)
 	size_t i;
 
 	fprintf(out,
-	    "# %s configuration (keystone.conf style).\n"
-	    "# Every option is shown with its default, commented out.\n"
-	    "# Check a file with: %s config-check --config FILE\n",
+	    "# %s configuration (keystone.conf style).\n# Every option is shown with its default, commented out.\n# Check a file with: %s config-check --config FILE\n",
 	    K8SAUTH_NAME, K8SAUTH_NAME);
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		const struct config_option *o = &config_options[i];
@@ -754,8 +728,7 @@ config_db_path(const struct config *cfg, char **cause)
 
 	if (p == NULL || strncmp(p, "sqlite:///", 10) != 0) {
 		xasprintf(cause,
-		    "[database] connection: must be "
-		    "sqlite:///ABSOLUTE/PATH");
+		    "[database] connection: must be sqlite:///ABSOLUTE/PATH");
 		return (NULL);
 	}
 	/* sqlite:////abs (SQLAlchemy's spelling) means the same file. */

@@ -163,9 +163,8 @@ fernet_scan(const char *dir, struct fernet_stamp **out, size_t *nout,
 	for (i = 1; i < n; i++) {
 		if (v[i].number == v[i - 1].number) {
 			xasprintf(cause,
-			    "key repository %s: two files for key "
-			    "%ld",
-			    dir, v[i].number);
+			    "key repository %s: two files for key %ld", dir,
+			    v[i].number);
 			free(v);
 			return (-1);
 		}
@@ -264,8 +263,7 @@ fernet_key_read(const char *dir, struct fernet_stamp *stamp,
 	if ((size_t)n > FERNET_KEY_FILE_MAX ||
 	    fernet_key_parse(buf, (size_t)n, key) != 0) {
 		xasprintf(cause,
-		    "key file %s: not a Fernet key (44 characters "
-		    "of urlsafe base64 of 32 bytes)",
+		    "key file %s: not a Fernet key (44 characters of urlsafe base64 of 32 bytes)",
 		    path);
 		goto out;
 	}
@@ -321,9 +319,7 @@ fernet_keys_load(const char *dir, char **cause)
 	}
 	if (fk->nkeys == 0) {
 		xasprintf(cause,
-		    "key repository %s: no keys (run "
-		    "fernet-setup)",
-		    dir);
+		    "key repository %s: no keys (run fernet-setup)", dir);
 		goto fail;
 	}
 	qsort(fk->keys, fk->nkeys, sizeof *fk->keys, fernet_key_cmp);
@@ -524,8 +520,7 @@ fernet_audit_id(struct fernet_payload *p, unsigned char raw[16], char **cause)
 	    declen != FERNET_AUDIT_LEN) {
 		free(dec);
 		xasprintf(cause,
-		    "payload: audit id is not 16 bytes of "
-		    "urlsafe base64");
+		    "payload: audit id is not 16 bytes of urlsafe base64");
 		return (-1);
 	}
 	memcpy(raw, dec, FERNET_AUDIT_LEN);
@@ -739,8 +734,7 @@ fernet_open(const struct fernet_keys *fk, const char *token,
 	}
 	if ((key = fernet_find_key(fk, raw, rawlen)) == NULL) {
 		xasprintf(cause,
-		    "invalid token: signature does not match any "
-		    "key");
+		    "invalid token: signature does not match any key");
 		goto fail;
 	}
 	clen = rawlen - FERNET_HEADER_LEN - FERNET_MAC_LEN;
@@ -1160,8 +1154,7 @@ fernet_rotate(const char *dir, long max_active, char **cause)
 		return (-1);
 	if (n == 0 || v[0].number != 0) {
 		xasprintf(cause,
-		    "key repository %s: no staged key 0 (run "
-		    "fernet-setup)",
+		    "key repository %s: no staged key 0 (run fernet-setup)",
 		    dir);
 		goto out;
 	}
@@ -1211,8 +1204,7 @@ fernet_setup(const char *dir, long max_active, char **cause)
 		return (-1);
 	free(v);
 	if (n != 0) {
-		log_info("fernet: key repository %s already holds %zu keys; "
-			 "left unchanged",
+		log_info("fernet: key repository %s already holds %zu keys; left unchanged",
 		    dir, n);
 		return (0);
 	}

@@ -446,8 +446,7 @@ http_body_json(struct request *r, const char *wrapper, cJSON **out)
 	    (inner = cJSON_GetObjectItemCaseSensitive(doc, wrapper)) == NULL) {
 		cJSON_Delete(doc);
 		http_reply_reason(r, REASON_invalid_wrapper,
-		    "the request body must be an object with exactly one "
-		    "member \"%s\"",
+		    "the request body must be an object with exactly one member \"%s\"",
 		    wrapper);
 		return (-1);
 	}

@@ -36,8 +36,8 @@ json_prescan_byte(struct json_scan *s, const char *p, const char *end,
 			s->escape = 0;
 			if (*p == 'u' && end - p >= 5 &&
 			    memcmp(p + 1, "0000", 4) == 0) {
-				*cause = xstrdup("strings must not contain "
-						 "NUL");
+				*cause =
+				    xstrdup("strings must not contain NUL");
 				return (-1);
 			}
 		} else if (*p == '\\')

@@ -326,8 +326,7 @@ jwt_legacy(struct jwt *jwt, const cJSON *claims, char **cause)
 	    jwt_opt_string(claims, JWT_LEGACY_NAME, &jwt->sa_name) != 0 ||
 	    jwt_opt_string(claims, JWT_LEGACY_UID, &jwt->sa_uid) != 0)
 		return (jwt_fail(cause,
-		    "JWT service account claim has a bad "
-		    "type"));
+		    "JWT service account claim has a bad type"));
 	return (0);
 }
 
@@ -368,8 +367,7 @@ jwt_check_claims(struct jwt *jwt, const cJSON *claims, char **cause)
 		return (jwt_fail(cause, "JWT exp, nbf or iat is not a number"));
 	if (jwt_audience(jwt, claims) != 0)
 		return (jwt_fail(cause,
-		    "JWT aud is not a string or a list of "
-		    "strings"));
+		    "JWT aud is not a string or a list of strings"));
 	if (jwt_opt_string(claims, "iss", &jwt->iss) != 0 ||
 	    jwt_opt_string(claims, "sub", &jwt->sub) != 0)
 		return (jwt_fail(cause, "JWT iss or sub is not a string"));

@@ -211,8 +211,7 @@ k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 	    k8s_review_username(username->valuestring, &o->namespace,
 		&o->name) != 0) {
 		k8s_review_fail(o, REASON_invalid_review,
-		    "the TokenReview "
-		    "did not name a service account");
+		    "the TokenReview did not name a service account");
 		return;
 	}
 	o->username = xstrdup(username->valuestring);
@@ -225,8 +224,7 @@ k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 		&o->audiences) != 0 ||
 	    (extra != NULL && !cJSON_IsObject(extra))) {
 		k8s_review_fail(o, REASON_invalid_review,
-		    "the TokenReview "
-		    "status has fields of the wrong type");
+		    "the TokenReview status has fields of the wrong type");
 		return;
 	}
 	if (extra != NULL) {
@@ -254,27 +252,22 @@ k8s_review_parse(long http_status, const char *body, size_t len,
 	memset(o, 0, sizeof *o);
 	if (http_status == 401) {
 		k8s_review_fail(o, REASON_reviewer_unauthorized,
-		    "the "
-		    "cluster did not accept the reviewer credential");
+		    "the cluster did not accept the reviewer credential");
 		return;
 	}
 	if (http_status == 403) {
 		k8s_review_fail(o, REASON_reviewer_forbidden,
-		    "the reviewer "
-		    "may not create tokenreviews in the cluster");
+		    "the reviewer may not create tokenreviews in the cluster");
 		return;
 	}
 	if (http_status == 429 || http_status >= 500) {
 		k8s_review_fail(o, REASON_cluster_unavailable,
-		    "the cluster "
-		    "answered %ld",
-		    http_status);
+		    "the cluster answered %ld", http_status);
 		return;
 	}
 	if (http_status != 200 && http_status != 201) {
 		k8s_review_fail(o, REASON_invalid_review,
-		    "the cluster "
-		    "answered the TokenReview with %ld",
+		    "the cluster answered the TokenReview with %ld",
 		    http_status);
 		return;
 	}
@@ -283,8 +276,7 @@ k8s_review_parse(long http_status, const char *body, size_t len,
 	    !cJSON_IsObject(
 		status = cJSON_GetObjectItemCaseSensitive(doc, "status"))) {
 		k8s_review_fail(o, REASON_invalid_review,
-		    "the TokenReview "
-		    "answer is not a TokenReview");
+		    "the TokenReview answer is not a TokenReview");
 		goto out;
 	}
 	auth = cJSON_GetObjectItemCaseSensitive(status, "authenticated");
@@ -296,8 +288,7 @@ k8s_review_parse(long http_status, const char *body, size_t len,
 		log_info("TokenReview: not authenticated: %s", esc);
 		free(esc);
 		k8s_review_fail(o, REASON_token_invalid,
-		    "the cluster did "
-		    "not authenticate the token");
+		    "the cluster did not authenticate the token");
 		goto out;
 	}
 	k8s_review_user(status, o);
@@ -399,18 +390,15 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
 		break;
 	case FETCH_TIMEOUT:
 		k8s_review_fail(&o, REASON_cluster_timeout,
-		    "the cluster did "
-		    "not answer the TokenReview in time");
+		    "the cluster did not answer the TokenReview in time");
 		break;
 	case FETCH_TLS:
 		k8s_review_fail(&o, REASON_cluster_tls_error,
-		    "the cluster's "
-		    "TLS certificate could not be verified");
+		    "the cluster's TLS certificate could not be verified");
 		break;
 	case FETCH_TOO_LARGE:
 		k8s_review_fail(&o, REASON_invalid_review,
-		    "the TokenReview "
-		    "answer is too large");
+		    "the TokenReview answer is too large");
 		break;
 	case FETCH_DESTINATION:
 		k8s_review_fail(&o, REASON_destination_forbidden,
@@ -419,8 +407,7 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
 		break;
 	default:
 		k8s_review_fail(&o, REASON_cluster_unavailable,
-		    "the cluster "
-		    "cannot be reached");
+		    "the cluster cannot be reached");
 		break;
 	}
 	if (res->error != FETCH_OK)

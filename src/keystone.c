@@ -215,9 +215,7 @@ keystone_init(const struct config *cfg, char **cause)
 	if (cfg->keystone_app_cred_id == NULL ||
 	    cfg->keystone_app_cred_secret_file == NULL) {
 		xasprintf(cause,
-		    "[keystone] url is set: "
-		    "application_credential_id and "
-		    "application_credential_secret_file are required");
+		    "[keystone] url is set: application_credential_id and application_credential_secret_file are required");
 		return (-1);
 	}
 	if ((secret = keystone_read_secret(cfg->keystone_app_cred_secret_file,
@@ -234,8 +232,8 @@ keystone_init(const struct config *cfg, char **cause)
 	ks_timeout_ms = cfg->k8s_review_timeout * 1000;
 	ks_allow_http = strncasecmp(ks_base, "http://", 7) == 0;
 	if (ks_allow_http)
-		log_warn("[keystone] url is plain http: tokens cross the "
-			 "network unencrypted");
+		log_warn(
+		    "[keystone] url is plain http: tokens cross the network unencrypted");
 	keystone_caches_init(cfg);
 	log_info("keystone: admin callers validated by %s", ks_base);
 	return (0);
@@ -257,8 +255,7 @@ keystone_reload(const struct config *cfg, char **cause)
 	if (cfg->keystone_app_cred_id == NULL ||
 	    cfg->keystone_app_cred_secret_file == NULL) {
 		xasprintf(cause,
-		    "[keystone] application_credential_id and "
-		    "application_credential_secret_file are required");
+		    "[keystone] application_credential_id and application_credential_secret_file are required");
 		return (-1);
 	}
 	if ((secret = keystone_read_secret(cfg->keystone_app_cred_secret_file,
@@ -638,8 +635,7 @@ keystone_op_done_cb(const struct fetch_result *res, void *arg)
 
 	op->transfer = NULL;
 	if (res->error == FETCH_OK && res->status == 401 && !op->retried) {
-		log_info("keystone: service token refused; "
-			 "re-authenticating");
+		log_info("keystone: service token refused; re-authenticating");
 		keystone_token_invalidate(op->generation);
 		op->retried = 1;
 		if (keystone_op_start(op, &cause) == 0)

@@ -91,8 +91,7 @@ static void
 keystone_check_unavailable(struct keystone_outcome *o, const char *retry_after)
 {
 	keystone_check_fail(o, REASON_keystone_unavailable,
-	    "Keystone "
-	    "cannot be asked now; retry later");
+	    "Keystone cannot be asked now; retry later");
 	free(o->retry_after);
 	o->retry_after = xstrdup(retry_after != NULL ? retry_after : "5");
 }
@@ -381,8 +380,7 @@ keystone_check_user_verdict(struct keystone_outcome *o, const char *id,
 	    user != NULL ? "disabled" : "missing");
 	free(esc);
 	keystone_check_fail(o, REASON_user_disabled,
-	    "the token "
-	    "restriction's user is disabled or deleted in Keystone");
+	    "the token restriction's user is disabled or deleted in Keystone");
 }
 
 /* The login's user lookup answered. */

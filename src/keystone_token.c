@@ -182,8 +182,7 @@ keystone_token_503(struct request *r, const char *retry_after)
 	http_set_header(r, "Retry-After",
 	    retry_after != NULL ? retry_after : "5");
 	http_reply_reason(r, REASON_keystone_unavailable,
-	    "Keystone cannot "
-	    "validate the X-Auth-Token now; retry later");
+	    "Keystone cannot validate the X-Auth-Token now; retry later");
 }
 
 /* The restriction's role names as the caller's roles. */
@@ -304,8 +303,7 @@ keystone_auth_cb(const struct keystone_result *res, void *arg)
 	} else {
 		keystone_cache_put(keystone_token_cache, ka->key, NULL,
 		    now + KEYSTONE_NEGATIVE_TTL, now);
-		log_info("%s: Keystone rejected X-Auth-Token sha256:%.8s "
-			 "(%ld)",
+		log_info("%s: Keystone rejected X-Auth-Token sha256:%.8s (%ld)",
 		    r->client_ip, ka->key, res->status);
 		auth_reply_401(r, REASON_invalid_token,
 		    "the X-Auth-Token is not valid");
@@ -405,8 +403,7 @@ keystone_token_caller(struct request *r, const char *token, http_handler next)
 	if ((rc = keystone_token_local(r, token)) <= 0) {
 		if (rc < 0)
 			auth_reply_401(r, REASON_invalid_token,
-			    "the token "
-			    "has expired or its restriction is gone");
+			    "the token has expired or its restriction is gone");
 		return (rc);
 	}
 	util_sha256_hex(token, strlen(token), key);

@@ -51,9 +51,7 @@ static const struct main_cmd main_cmds[] = {
 	    "config-check [--config FILE] [--dump | --docs | --sample]" },
 	{ "version", main_version, "version" },
 	{ "policy-check", NULL,
-	    "policy-check [--config FILE] --action NAME "
-	    "--credentials FILE --target FILE\n  policy-check [--config FILE] "
-	    "--login CTXFILE" },
+	    "policy-check [--config FILE] --action NAME --credentials FILE --target FILE\n  policy-check [--config FILE] --login CTXFILE" },
 };
 #define MAIN_NCMDS (sizeof main_cmds / sizeof *main_cmds)
 

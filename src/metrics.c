@@ -218,14 +218,12 @@ metrics_render_logins(struct evbuffer *b)
 	size_t i;
 
 	evbuffer_add_printf(b,
-	    "# HELP k8sauth_logins_total Logins by result "
-	    "and reason.\n# TYPE k8sauth_logins_total counter\n");
+	    "# HELP k8sauth_logins_total Logins by result and reason.\n# TYPE k8sauth_logins_total counter\n");
 	for (i = 0; i < METRICS_NREASONS; i++) {
 		if ((label = metrics_reason_label(i)) == NULL)
 			continue;
 		evbuffer_add_printf(b,
-		    "k8sauth_logins_total{result=\"%s\","
-		    "reason=\"%s\"} %lu\n",
+		    "k8sauth_logins_total{result=\"%s\",reason=\"%s\"} %lu\n",
 		    i == REASON_NONE ? "success" : "failure", label,
 		    atomic_load(&metrics_logins[i]));
 	}
@@ -240,38 +238,29 @@ metrics_render_reviews(struct evbuffer *b)
 	size_t i, k, n = atomic_load(&metrics_ninstances);
 
 	evbuffer_add_printf(b,
-	    "# HELP k8sauth_tokenreview_duration_seconds "
-	    "TokenReview latency by instance.\n# TYPE "
-	    "k8sauth_tokenreview_duration_seconds histogram\n");
+	    "# HELP k8sauth_tokenreview_duration_seconds TokenReview latency by instance.\n# TYPE k8sauth_tokenreview_duration_seconds histogram\n");
 	for (i = 0; i < n; i++) {
 		mi = &metrics_instances[i];
 		cum = 0;
 		for (k = 0; k < METRICS_NBUCKETS; k++) {
 			cum += atomic_load(&mi->buckets[k]);
 			evbuffer_add_printf(b,
-			    "k8sauth_tokenreview_duration_"
-			    "seconds_bucket{instance=\"%s\",le=\"%g\"} %lu\n",
+			    "k8sauth_tokenreview_duration_seconds_bucket{instance=\"%s\",le=\"%g\"} %lu\n",
 			    mi->id, metrics_buckets[k], cum);
 		}
 		cum += atomic_load(&mi->buckets[METRICS_NBUCKETS]);
 		evbuffer_add_printf(b,
-		    "k8sauth_tokenreview_duration_seconds_"
-		    "bucket{instance=\"%s\",le=\"+Inf\"} %lu\n",
+		    "k8sauth_tokenreview_duration_seconds_bucket{instance=\"%s\",le=\"+Inf\"} %lu\n",
 		    mi->id, cum);
 		evbuffer_add_printf(b,
-		    "k8sauth_tokenreview_duration_seconds_"
-		    "sum{instance=\"%s\"} %.6f\n",
+		    "k8sauth_tokenreview_duration_seconds_sum{instance=\"%s\"} %.6f\n",
 		    mi->id, (double)atomic_load(&mi->sum_us) / 1e6);
 		evbuffer_add_printf(b,
-		    "k8sauth_tokenreview_duration_seconds_"
-		    "count{instance=\"%s\"} %lu\n",
+		    "k8sauth_tokenreview_duration_seconds_count{instance=\"%s\"} %lu\n",
 		    mi->id, atomic_load(&mi->count));
 	}
 	evbuffer_add_printf(b,
-	    "# HELP k8sauth_tokenreviews_in_flight "
-	    "TokenReviews waiting for the cluster.\n# TYPE "
-	    "k8sauth_tokenreviews_in_flight gauge\n"
-	    "k8sauth_tokenreviews_in_flight %ld\n",
+	    "# HELP k8sauth_tokenreviews_in_flight TokenReviews waiting for the cluster.\n# TYPE k8sauth_tokenreviews_in_flight gauge\nk8sauth_tokenreviews_in_flight %ld\n",
 	    atomic_load(&metrics_inflight));
 }
 
@@ -283,9 +272,7 @@ metrics_render_http(struct evbuffer *b)
 	unsigned long v;
 
 	evbuffer_add_printf(b,
-	    "# HELP k8sauth_http_requests_total HTTP "
-	    "requests by route, method and status.\n# TYPE "
-	    "k8sauth_http_requests_total counter\n");
+	    "# HELP k8sauth_http_requests_total HTTP requests by route, method and status.\n# TYPE k8sauth_http_requests_total counter\n");
 	for (r = 0; r < n; r++) {
 		for (m = 0; m < METRICS_NMETHODS; m++) {
 			for (s = 0; s < METRICS_NSTATUSES; s++) {
@@ -293,9 +280,7 @@ metrics_render_http(struct evbuffer *b)
 				if (v == 0)
 					continue;
 				evbuffer_add_printf(b,
-				    "k8sauth_http_requests_"
-				    "total{route=\"%s\",method=\"%s\",code=\""
-				    "%s%d\"} %lu\n",
+				    "k8sauth_http_requests_total{route=\"%s\",method=\"%s\",code=\"%s%d\"} %lu\n",
 				    metrics_routes[r], metrics_methods[m],
 				    metrics_statuses[s] == 0 ? "other" : "",
 				    metrics_statuses[s], v);
@@ -315,31 +300,21 @@ metrics_render(const struct config *cfg, time_t started)
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
 	evbuffer_add_printf(b,
-	    "# HELP k8sauth_build_info Version.\n# TYPE "
-	    "k8sauth_build_info gauge\nk8sauth_build_info{version=\"%s\"} 1\n",
+	    "# HELP k8sauth_build_info Version.\n# TYPE k8sauth_build_info gauge\nk8sauth_build_info{version=\"%s\"} 1\n",
 	    K8SAUTH_VERSION);
 	evbuffer_add_printf(b,
-	    "# HELP process_start_time_seconds Start time."
-	    "\n# TYPE process_start_time_seconds gauge\n"
-	    "process_start_time_seconds %lld\n",
+	    "# HELP process_start_time_seconds Start time.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %lld\n",
 	    (long long)started);
 	metrics_render_logins(b);
 	metrics_render_reviews(b);
 	metrics_render_http(b);
 	evbuffer_add_printf(b,
-	    "# HELP k8sauth_policy_errors_total Policy "
-	    "calls that failed (error or budget).\n# TYPE "
-	    "k8sauth_policy_errors_total counter\n"
-	    "k8sauth_policy_errors_total %lu\n",
+	    "# HELP k8sauth_policy_errors_total Policy calls that failed (error or budget).\n# TYPE k8sauth_policy_errors_total counter\nk8sauth_policy_errors_total %lu\n",
 	    atomic_load(&metrics_policy_errors));
 	xasprintf(&path, "%s/0", cfg->fernet_key_repository);
 	if (stat(path, &st) == 0)
 		evbuffer_add_printf(b,
-		    "# HELP k8sauth_fernet_key_repository_"
-		    "age_seconds Seconds since the staged key was written "
-		    "(the last rotation).\n# TYPE k8sauth_fernet_key_"
-		    "repository_age_seconds gauge\nk8sauth_fernet_key_"
-		    "repository_age_seconds %.0f\n",
+		    "# HELP k8sauth_fernet_key_repository_age_seconds Seconds since the staged key was written (the last rotation).\n# TYPE k8sauth_fernet_key_repository_age_seconds gauge\nk8sauth_fernet_key_repository_age_seconds %.0f\n",
 		    util_now() - (double)st.st_mtime);
 	free(path);
 	return (http_buffer_string(b));

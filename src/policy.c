@@ -246,8 +246,7 @@ policy_enter(struct policy *p, lua_CFunction fn, void *arg, const char *what,
 	rc = lua_pcall(L, 1, 0, base + 1);
 	if (rc == LUA_OK && p->tripped)
 		xasprintf(cause,
-		    "instruction budget (%ld) exhausted; the "
-		    "policy caught the error",
+		    "instruction budget (%ld) exhausted; the policy caught the error",
 		    p->instruction_limit);
 	else if (rc == LUA_ERRMEM)
 		xasprintf(cause, "memory limit (%zu bytes) exceeded",
@@ -298,13 +297,11 @@ policy_check_rules(lua_State *L, int t, const char *file)
 	while (lua_next(L, t) != 0) {
 		if (lua_type(L, -2) != LUA_TSTRING)
 			luaL_error(L,
-			    "%s: a rule key is a %s, not an action "
-			    "name",
-			    file, luaL_typename(L, -2));
+			    "%s: a rule key is a %s, not an action name", file,
+			    luaL_typename(L, -2));
 		if (lua_type(L, -1) != LUA_TFUNCTION)
 			luaL_error(L,
-			    "%s: the rule for \"%s\" is a %s, not a "
-			    "function",
+			    "%s: the rule for \"%s\" is a %s, not a function",
 			    file, lua_tostring(L, -2), luaL_typename(L, -1));
 		lua_pop(L, 1);
 	}
@@ -335,10 +332,9 @@ policy_load_cb(lua_State *L)
 		lua_pushliteral(L, "check");
 		lua_rawget(L, t);
 		if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TFUNCTION)
-			return (luaL_error(L,
-			    "%s: check is a %s, not a "
-			    "function",
-			    file, luaL_typename(L, -1)));
+			return (
+			    luaL_error(L, "%s: check is a %s, not a function",
+				file, luaL_typename(L, -1)));
 		lua_pop(L, 1);
 	} else
 		policy_check_rules(L, t, file);
@@ -410,8 +406,7 @@ policy_recover(struct policy *p)
 	lua_gc(p->L, LUA_GCCOLLECT, 0);
 	if (p->mem <= p->memory_limit / 2)
 		return;
-	log_warn("policy: %zu of %zu bytes still in use after a failure; "
-		 "rebuilding the Lua state",
+	log_warn("policy: %zu of %zu bytes still in use after a failure; rebuilding the Lua state",
 	    p->mem, p->memory_limit);
 	lua_close(p->L);
 	p->L = NULL;
@@ -550,8 +545,7 @@ policy_source_module(struct policy *p, const char *module, char **cause)
 		s = policy_source_file(p, name, p->dir, rel, cause);
 	if (s == NULL && *cause == NULL)
 		xasprintf(cause,
-		    "module \"%s\" not found (built-in lua/, "
-		    "[policy] lua_dir, [policy] dir)",
+		    "module \"%s\" not found (built-in lua/, [policy] lua_dir, [policy] dir)",
 		    module);
 	free(name);
 	free(rel);
@@ -811,8 +805,7 @@ policy_authorize_cb(lua_State *L)
 	}
 	if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
 		return (luaL_error(L,
-		    "the rule returned false and a %s, not "
-		    "a string reason",
+		    "the rule returned false and a %s, not a string reason",
 		    luaL_typename(L, -1)));
 	c->decision = POLICY_DENY;
 	c->reason = policy_reason(L, -1, "denied by policy");
@@ -913,8 +906,7 @@ policy_check_audit(lua_State *L, int idx)
 			break;
 		default:
 			luaL_error(L,
-			    "audit.%s is a %s, not a string, number "
-			    "or boolean",
+			    "audit.%s is a %s, not a string, number or boolean",
 			    lua_tostring(L, -2), luaL_typename(L, -1));
 		}
 		lua_pop(L, 1);
@@ -965,23 +957,20 @@ policy_login_overrides(lua_State *L, int idx, struct policy_login_result *out)
 			if (!isnum || lua_type(L, -1) != LUA_TNUMBER ||
 			    ttl < 1 || ttl > 0x7fffffff)
 				luaL_error(L,
-				    "expires_in must be a positive "
-				    "integer (seconds)");
+				    "expires_in must be a positive integer (seconds)");
 		} else if (k != NULL && strcmp(k, "restriction_id") == 0) {
 			rid = lua_type(L, -1) == LUA_TSTRING
 			    ? lua_tolstring(L, -1, &len)
 			    : NULL;
 			if (rid == NULL || !policy_is_ident(rid, len))
 				luaL_error(L,
-				    "restriction_id must be an id "
-				    "string");
+				    "restriction_id must be an id string");
 		} else if (k != NULL && strcmp(k, "audit") == 0) {
 			policy_check_audit(L, lua_gettop(L));
 			audit = 1;
 		} else
 			luaL_error(L,
-			    "unknown override \"%s\" (expires_in, "
-			    "restriction_id, audit)",
+			    "unknown override \"%s\" (expires_in, restriction_id, audit)",
 			    k != NULL ? k : luaL_typename(L, -2));
 		lua_pop(L, 1);
 	}
@@ -1024,8 +1013,7 @@ policy_login_cb(lua_State *L)
 	if (!lua_toboolean(L, -2)) {
 		if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
 			return (luaL_error(L,
-			    "check returned false and a %s, "
-			    "not a string reason",
+			    "check returned false and a %s, not a string reason",
 			    luaL_typename(L, -1)));
 		c->decision = POLICY_DENY;
 		c->reason = policy_reason(L, -1, "denied by policy");
@@ -1037,8 +1025,7 @@ policy_login_cb(lua_State *L)
 	}
 	if (lua_type(L, -1) != LUA_TTABLE || lua_getmetatable(L, -1))
 		return (luaL_error(L,
-		    "check returned true and a %s, not a "
-		    "plain overrides table",
+		    "check returned true and a %s, not a plain overrides table",
 		    luaL_typename(L, -1)));
 	policy_login_overrides(L, lua_gettop(L), c->out);
 	c->decision = POLICY_ALLOW;

@@ -199,9 +199,8 @@ policy_api_collectgarbage(lua_State *L)
 	int kb, b;
 
 	if (strcmp(opt, "count") != 0)
-		return (luaL_error(L,
-		    "collectgarbage: only \"count\" is "
-		    "allowed"));
+		return (
+		    luaL_error(L, "collectgarbage: only \"count\" is allowed"));
 	kb = lua_gc(L, LUA_GCCOUNT, 0);
 	b = lua_gc(L, LUA_GCCOUNTB, 0);
 	lua_pushnumber(L, (lua_Number)kb + ((lua_Number)b / 1024));
@@ -216,9 +215,8 @@ policy_api_setmetatable(lua_State *L)
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
 		if (lua_getfield(L, 2, "__gc") != LUA_TNIL)
-			return (luaL_error(L,
-			    "setmetatable: __gc is not "
-			    "allowed"));
+			return (
+			    luaL_error(L, "setmetatable: __gc is not allowed"));
 		lua_pop(L, 1);
 	}
 	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
@@ -444,8 +442,7 @@ policy_api_pattern(lua_State *L)
 	if (strcmp(name, "find") == 0 && lua_toboolean(L, 4)) {
 		if (n > POLICY_API_MAX_SUBJECT || plen > POLICY_API_MAX_SUBJECT)
 			return (luaL_error(L,
-			    "string.find: subject longer "
-			    "than 1 MiB"));
+			    "string.find: subject longer than 1 MiB"));
 		cost = (double)n;
 	} else if (policy_api_pattern_cost(pat, plen, n, anchor_ok, &cost,
 		       &why) != 0)

@@ -188,8 +188,7 @@ policy_check_args(int argc, char **argv, struct policy_check_args *a,
 	if ((a->login != NULL) == (a->action != NULL) ||
 	    (a->action != NULL && a->credentials == NULL)) {
 		xasprintf(cause,
-		    "usage: policy-check --config FILE --action "
-		    "NAME --credentials FILE [--target FILE] | --login FILE");
+		    "usage: policy-check --config FILE --action NAME --credentials FILE [--target FILE] | --login FILE");
 		return (-1);
 	}
 	return (0);

@@ -113,13 +113,11 @@ secret_read_key(const char *dir, const char *name, long id,
 	if (util_read_file(path, SECRET_MAX_KEY_FILE, &text, NULL, cause) != 0)
 		goto out;
 	if (stat(path, &st) == 0 && (st.st_mode & 077) != 0)
-		log_warn("credential key %s is accessible by group or others "
-			 "(mode %04o); it should be 0600",
+		log_warn("credential key %s is accessible by group or others (mode %04o); it should be 0600",
 		    path, (unsigned)(st.st_mode & 07777));
 	if (secret_decode_key(text, k->key) != 0) {
 		xasprintf(cause,
-		    "credential key %s is malformed (expected "
-		    "44 characters of urlsafe base64 of 32 bytes)",
+		    "credential key %s is malformed (expected 44 characters of urlsafe base64 of 32 bytes)",
 		    path);
 		goto out;
 	}
@@ -146,8 +144,7 @@ secret_read_dir(const char *dir, struct secret_table *t, char **cause)
 		return (-1);
 	}
 	if (fstat(dirfd(d), &st) == 0 && (st.st_mode & 077) != 0)
-		log_warn("credential key repository %s is accessible by "
-			 "group or others (mode %04o); it should be 0700",
+		log_warn("credential key repository %s is accessible by group or others (mode %04o); it should be 0700",
 		    dir, (unsigned)(st.st_mode & 07777));
 	while ((de = readdir(d)) != NULL) {
 		if (!secret_key_name(de->d_name, &id))
@@ -165,8 +162,7 @@ secret_read_dir(const char *dir, struct secret_table *t, char **cause)
 	closedir(d);
 	if (t->n == 0) {
 		xasprintf(cause,
-		    "credential key repository %s holds no key "
-		    "(run credential-setup)",
+		    "credential key repository %s holds no key (run credential-setup)",
 		    dir);
 		return (-1);
 	}
@@ -411,8 +407,7 @@ secret_decrypt(const char *text, char **cause)
 	if (secret_gcm(0, k->key, raw, raw + SECRET_IV_LEN, len,
 		(unsigned char *)out, tag) != 0) {
 		xasprintf(cause,
-		    "encrypted secret failed authentication "
-		    "(wrong key or tampered)");
+		    "encrypted secret failed authentication (wrong key or tampered)");
 		explicit_bzero(out, len + 1);
 		free(out);
 		out = NULL;

@@ -57,8 +57,7 @@ tls_ctx_new(const char *cert, const char *key, char **cause)
 	ERR_clear_error();
 	if (cert == NULL || key == NULL) {
 		xasprintf(cause,
-		    "[server] tls_cert and tls_key are required "
-		    "for https:// listeners");
+		    "[server] tls_cert and tls_key are required for https:// listeners");
 		return (NULL);
 	}
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {

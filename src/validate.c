@@ -124,8 +124,7 @@ validate_scheme(const char *url, int allow_http, char **cause)
 		if (allow_http)
 			return (url + 7);
 		validate_host_fail(cause,
-		    "must use https:// "
-		    "(http:// needs [k8s_auth] allow_insecure_http)");
+		    "must use https:// (http:// needs [k8s_auth] allow_insecure_http)");
 		return (NULL);
 	}
 	validate_host_fail(cause, "must be an absolute https:// URL");
@@ -146,26 +145,22 @@ validate_host(const char *url, int allow_http, char **cause)
 	len = strlen(url);
 	if (len == 0 || len > VALIDATE_MAX_URL)
 		return (validate_host_fail(cause,
-		    "must be 1 to 1024 "
-		    "characters long"));
+		    "must be 1 to 1024 characters long"));
 	for (i = 0; i < len; i++) {
 		if ((unsigned char)url[i] <= 0x20 ||
 		    (unsigned char)url[i] >= 0x7f)
 			return (validate_host_fail(cause,
-			    "must not contain "
-			    "spaces, control or non-ASCII characters"));
+			    "must not contain spaces, control or non-ASCII characters"));
 	}
 	if (strpbrk(url, "?#") != NULL)
 		return (validate_host_fail(cause,
-		    "must not have a query or "
-		    "fragment"));
+		    "must not have a query or fragment"));
 	if ((rest = validate_scheme(url, allow_http, cause)) == NULL)
 		return (-1);
 	slash = strchr(rest, '/');
 	if (slash != NULL && slash[1] != '\0')
 		return (validate_host_fail(cause,
-		    "must not have a path "
-		    "other than /"));
+		    "must not have a path other than /"));
 	len = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
 	return (validate_authority(rest, len, cause));
 }
@@ -219,32 +214,27 @@ validate_pem(const char *pem, char **cause)
 		n++;
 		if (strncmp(p, PEM_BEGIN, strlen(PEM_BEGIN)) != 0) {
 			xasprintf(cause,
-			    "ca_cert has data that is not a "
-			    "PEM certificate (before certificate %zu)",
+			    "ca_cert has data that is not a PEM certificate (before certificate %zu)",
 			    n);
 			return (-1);
 		}
 		end = strstr(p, PEM_END);
 		if (end == NULL) {
 			xasprintf(cause,
-			    "ca_cert certificate %zu has no END "
-			    "line",
-			    n);
+			    "ca_cert certificate %zu has no END line", n);
 			return (-1);
 		}
 		end += strlen(PEM_END);
 		if (validate_pem_block(p, (size_t)(end - p)) != 0) {
 			xasprintf(cause,
-			    "ca_cert certificate %zu does not "
-			    "parse",
-			    n);
+			    "ca_cert certificate %zu does not parse", n);
 			return (-1);
 		}
 		p = end;
 	}
 	if (n == 0) {
-		*cause = xstrdup("ca_cert must contain at least one PEM "
-				 "certificate");
+		*cause = xstrdup(
+		    "ca_cert must contain at least one PEM certificate");
 		return (-1);
 	}
 	return (0);
@@ -262,8 +252,8 @@ validate_role_name(const char *name, char **cause)
 			break;
 	}
 	if (n == 0 || n > 255 || i != n) {
-		*cause = xstrdup("name must be 1 to 255 characters of "
-				 "A-Z a-z 0-9 _ . -");
+		*cause = xstrdup(
+		    "name must be 1 to 255 characters of A-Z a-z 0-9 _ . -");
 		return (-1);
 	}
 	return (0);
@@ -295,8 +285,7 @@ validate_globs(const char *field, const struct strlist *sl, char **cause)
 	for (i = 0; i < sl->n; i++) {
 		if (validate_glob(sl->v[i]) != 0) {
 			xasprintf(cause,
-			    "%s[%zu] must be a name or a glob "
-			    "(printable, no spaces, brackets closed)",
+			    "%s[%zu] must be a name or a glob (printable, no spaces, brackets closed)",
 			    field, i);
 			return (-1);
 		}

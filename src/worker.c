@@ -270,8 +270,7 @@ worker_drain_cb(evutil_socket_t fd, short events, void *arg)
 		return;
 	}
 	if (util_monotonic_us() >= w->drain_deadline_us) {
-		log_warn("worker %d: stopping with %ld requests still in "
-			 "flight",
+		log_warn("worker %d: stopping with %ld requests still in flight",
 		    w->id, w->inflight);
 		event_base_loopbreak(w->base);
 		return;
@@ -312,8 +311,7 @@ worker_reload_cb(evutil_socket_t fd, short events, void *arg)
 	char *cause = NULL;
 
 	if ((p = policy_new(cfg, &cause)) == NULL) {
-		log_err("worker %d: policy not reloaded, the old one stays in "
-			"force: %s",
+		log_err("worker %d: policy not reloaded, the old one stays in force: %s",
 		    w->id, cause);
 		free(cause);
 	} else {
