@@ -46,7 +46,7 @@ struct config_option {
 
 #define O(f) offsetof(struct config, f)
 static const struct config_option config_options[] = {
-	{ "server", "listen", CT_STRING, O(listen), "https://0.0.0.0:5050", 0,
+	{ "server", "listen", CT_STRING, O(listen), "https://0.0.0.0:5088", 0,
 	    0, 0,
 	    "Comma-separated listen URLs (https://HOST:PORT or "
 	    "http://HOST:PORT); IPv6 hosts in brackets." },

@@ -46,7 +46,7 @@ test_defaults(void **state)
 {
 	struct config	*cfg = config_new();
 
-	assert_string_equal(cfg->listen, "https://0.0.0.0:5050");
+	assert_string_equal(cfg->listen, "https://0.0.0.0:5088");
 	assert_int_equal(cfg->max_body_size, 65536);
 	assert_int_equal(cfg->token_expiration, 3600);
 	assert_int_equal(cfg->token_payload, TOKEN_PAYLOAD_RESTRICTED);
