@@ -10,8 +10,9 @@
  *
  * When [keystone] url is set, a create or update is first checked against
  * Keystone (keystone_check.c: user and project of the restriction's
- * domain and enabled, roles existing, role names from Keystone); the
- * request is parked meanwhile.  The policy then sees the resolved names
+ * domain and enabled, roles existing, role names from Keystone, and
+ * with the project_scoped payload the user's role assignments on the
+ * project holding every role); the request is parked meanwhile.  The policy then sees the resolved names
  * and target.restriction.user_domain_id / project_domain_id.
  *
  * Runs on a worker thread; the only blocking calls are short SQLite
@@ -516,6 +517,7 @@ api_restriction_proceed(struct request *r, struct restriction *rs,
 	p->target = target;
 	p->create = create;
 	p->check = keystone_check_restriction(r->worker, rs,
+	    r->cfg->token_payload == TOKEN_PAYLOAD_PROJECT_SCOPED,
 	    api_restriction_check_cb, p, &ko);
 	if (p->check == NULL) {
 		api_restriction_checked(p, &ko);

@@ -87,10 +87,12 @@ static const struct config_option config_options[] = {
 	    "Keys encrypting reviewer tokens at rest (credential-setup)." },
 	{ "token", "expiration", CT_INT, O(token_expiration), "3600", 60,
 	    604800, 1, "Longest lifetime of an issued token in seconds." },
-	{ "token", "payload", CT_STRING, O(token_payload_name), "restricted", 0,
-	    0, 1,
-	    "restricted (version 11, roles from the restriction) or "
-	    "project_scoped (version 2, validated by any Keystone)." },
+	{ "token", "payload", CT_STRING, O(token_payload_name),
+	    "project_scoped", 0, 0, 1,
+	    "project_scoped (version 2: any Keystone validates it, roles "
+	    "from Keystone's role assignments, checked when a restriction "
+	    "is written) or restricted (version 11: only keystone-ng "
+	    "validates it, roles from the restriction)." },
 	{ "token", "cap_to_jwt_expiry", CT_BOOL, O(token_cap_to_jwt_expiry),
 	    "true", 0, 0, 1,
 	    "Never let a token outlive the JWT it came from." },

@@ -893,7 +893,8 @@ struct keystone_outcome {
 struct keystone_check;
 typedef void (*keystone_check_cb)(struct keystone_outcome *, void *);
 struct keystone_check *keystone_check_restriction(struct worker *,
-    struct restriction *, keystone_check_cb, void *, struct keystone_outcome *);
+    struct restriction *, int, keystone_check_cb, void *,
+    struct keystone_outcome *);
 struct keystone_check *keystone_check_user(struct worker *, const char *,
     keystone_check_cb, void *, struct keystone_outcome *);
 void keystone_check_cancel(struct keystone_check *);

@@ -152,9 +152,10 @@ class Proxy:
 
 
 class Server:
-    """keystone-k8s-auth on plain HTTP with [keystone] -> the proxy."""
+    """keystone-k8s-auth on plain HTTP with [keystone] -> the proxy.
+    payload None: the default [token] payload (project_scoped)."""
 
-    def __init__(self, procs, binary, d, env, proxy):
+    def __init__(self, procs, binary, d, env, proxy, payload=None):
         self.url = "http://127.0.0.1:%d" % interop.free_port()
         self.conf = os.path.join(d, "keystone-k8s-auth.conf")
         self.log = os.path.join(d, "server.log")
@@ -188,6 +189,8 @@ level = debug
 """.format(url=self.url, d=d, token_file=token_file, port=proxy.port,
            app_id=env["application_credential"]["id"],
            secret_file=secret_file))
+            if payload is not None:
+                f.write("[token]\npayload = %s\n" % payload)
         conf = ["--config", self.conf]
         for sub in ("config-check", "credential-setup", "fernet-setup",
                     "bootstrap", "db-sync"):
@@ -467,6 +470,53 @@ def case_login_user_disabled_401():
         "the user lookup was not cached"
 
 
+def case_project_scoped_role_not_assigned_400():
+    """The default payload: Keystone computes the token's roles from its
+    role assignments, so a restriction must list only roles the user
+    holds on the project (user k8s-svc holds member there, not admin)."""
+    r = C.ps.call("POST", "/v4/tokens/restrictions", restriction_body(
+        C.env["domain_a"]["id"], C.env["user"]["id"],
+        C.env["project"]["id"], [(C.env["roles"]["member"], None),
+                                 (C.env["roles"]["admin"], None)]))
+    expect(r, 400, "role_not_assigned")
+    msg = r.json()["error"]["message"]
+    assert "admin" in msg and C.env["user"]["id"] in msg, msg
+    assert C.proxy.count("GET /v3/role_assignments?") >= 1, \
+        C.proxy.requests[-5:]
+
+
+def case_project_scoped_assigned_role_201():
+    r = C.ps.call("POST", "/v4/tokens/restrictions", restriction_body(
+        C.env["domain_a"]["id"], C.env["user"]["id"],
+        C.env["project"]["id"], [(C.env["roles"]["member"], None)]))
+    expect(r, 201)
+    rid = r.json()["restriction"]["id"]
+    # reader is implied by member: an effective assignment counts.
+    expect(C.ps.call("PATCH", "/v4/tokens/restrictions/" + rid, {
+        "restriction": {"roles": [{"id": C.env["roles"]["reader"]}]}}), 200)
+    # An update to a role the user lacks is refused, nothing changes.
+    r = C.ps.call("PATCH", "/v4/tokens/restrictions/" + rid, {
+        "restriction": {"roles": [{"id": C.env["roles"]["manager"]}]}})
+    expect(r, 400, "role_not_assigned")
+    roles = C.ps.call("GET", "/v4/tokens/restrictions/" + rid).json()[
+        "restriction"]["roles"]
+    assert [x["id"] for x in roles] == [C.env["roles"]["reader"]], roles
+    expect(C.ps.call("DELETE", "/v4/tokens/restrictions/" + rid), 204)
+
+
+def case_restricted_payload_skips_assignment_check():
+    """restricted tokens carry the restriction's roles: no assignment
+    is needed (keystone-ng validates them), so none is asked for."""
+    n = C.proxy.count("GET /v3/role_assignments?")
+    r = C.srv.call("POST", "/v4/tokens/restrictions", restriction_body(
+        C.env["domain_a"]["id"], C.env["user"]["id"],
+        C.env["project"]["id"], [(C.env["roles"]["manager"], None)]))
+    expect(r, 201)
+    assert C.proxy.count("GET /v3/role_assignments?") == n
+    expect(C.srv.call("DELETE", "/v4/tokens/restrictions/"
+                      + r.json()["restriction"]["id"]), 204)
+
+
 # ---- the policy engine's default rules (DESIGN.md) -------------------------
 
 def _needs_policy(fn):
@@ -644,7 +694,12 @@ def setup(workdir, res):
     C.procs = interop.Procs()
     C.proxy = Proxy(env["port"])
     C.k8s = interop.FakeK8s(C.procs, fake, d)
-    C.srv = Server(C.procs, binary, d, env, C.proxy)
+    # The cases below mean the restricted payload (roles from the
+    # restriction, tokens recognised locally); C.ps runs the default.
+    C.srv = Server(C.procs, binary, d, env, C.proxy, payload="restricted")
+    d_ps = os.path.join(workdir, "server-ps")
+    os.makedirs(d_ps, exist_ok=True)
+    C.ps = Server(C.procs, binary, d_ps, env, C.proxy)
     k8s = C.k8s
     k8s.call("POST", "/_test/serviceaccounts",
              {"namespace": "interop", "name": "workload"})
@@ -711,6 +766,10 @@ def main():
         res.fail("set-up", str(err))
     finally:
         status = C.procs.stop_all() if hasattr(C, "procs") else {}
+        if hasattr(C, "ps"):
+            rc = status.get(C.ps.proc.pid)
+            res.check("the project_scoped server exits 0 on SIGTERM",
+                      rc == 0, "status %s\n%s" % (rc, interop.tail(C.ps.log)))
         if hasattr(C, "srv"):
             rc = status.get(C.srv.proc.pid)
             res.check("keystone-k8s-auth exits 0 on SIGTERM", rc == 0,
