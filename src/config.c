@@ -166,8 +166,11 @@ static const struct config_option config_options[] = {
 	    "File for the JSON audit trail; default stderr." },
 	{ "metrics", "enabled", CT_BOOL, O(metrics_enabled), "true", 0, 0, 1,
 	    "Serve /metrics." },
-	{ "metrics", "require_auth", CT_BOOL, O(metrics_require_auth), "false",
-	    0, 0, 1, "Require an admin X-Auth-Token on /metrics." },
+	{ "metrics", "token_file", CT_STRING, O(metrics_token_file), NULL, 0, 0,
+	    1,
+	    "File holding the token a scraper sends as Authorization: Bearer "
+	    "(mode 0600, 16 characters or more); unset: /metrics answers "
+	    "loopback clients only." },
 };
 #undef O
 #define CONFIG_NOPTIONS (sizeof config_options / sizeof *config_options)
@@ -288,6 +291,14 @@ config_set(struct config *cfg, const char *section, const char *name,
 {
 	const struct config_option *o;
 
+	if (strcmp(section, "metrics") == 0 &&
+	    strcmp(name, "require_auth") == 0) {
+		xasprintf(cause,
+		    "[metrics] require_auth: removed; /metrics takes a "
+		    "dedicated token ([metrics] token_file) or answers loopback "
+		    "clients only");
+		return (-1);
+	}
 	if ((o = config_find(section, name)) == NULL) {
 		xasprintf(cause, "[%s] %s: unknown option", section, name);
 		return (-1);
@@ -384,6 +395,7 @@ config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	freezero_str(cfg->admin_token);
+	freezero_str(cfg->metrics_token);
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		if (config_options[i].type == CT_STRING)
 			free(

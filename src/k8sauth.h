@@ -167,11 +167,13 @@ struct config {
 	char *log_audit_file;
 	/* [metrics] */
 	int metrics_enabled;
-	int metrics_require_auth;
+	char *metrics_token_file;
 	/* derived by config_validate */
 	int tls_missing;
 	/* loaded by serve from [bootstrap] admin_token_file */
 	char *admin_token;
+	/* loaded by serve from [metrics] token_file (NULL: loopback only) */
+	char *metrics_token;
 	int references; /* config_ref / config_unref */
 };
 struct config *config_new(void);
@@ -570,6 +572,7 @@ int auth_require(struct request *, const char *, const cJSON *);
 void caller_clear(struct caller *);
 int auth_bootstrap(const char *, int, char **);
 char *auth_load_admin_token(const char *, char **);
+char *auth_load_metrics_token(const char *, char **);
 
 /* api_service.c */
 void api_version(struct request *);

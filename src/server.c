@@ -232,6 +232,13 @@ server_reload_config(struct server *srv, const struct config *old)
 		server_reload_failed("admin token", cause);
 		cfg->admin_token = xstrdup(old->admin_token);
 	}
+	cfg->metrics_token =
+	    auth_load_metrics_token(cfg->metrics_token_file, &cause);
+	if (cfg->metrics_token == NULL && cause != NULL) {
+		server_reload_failed("metrics token", cause);
+		if (old->metrics_token != NULL)
+			cfg->metrics_token = xstrdup(old->metrics_token);
+	}
 	return (cfg);
 }
 
@@ -351,6 +358,10 @@ server_prepare(struct server *srv, char **cause)
 	srv->cfg->admin_token =
 	    auth_load_admin_token(srv->cfg->admin_token_file, cause);
 	if (srv->cfg->admin_token == NULL)
+		return (-1);
+	srv->cfg->metrics_token =
+	    auth_load_metrics_token(srv->cfg->metrics_token_file, cause);
+	if (srv->cfg->metrics_token == NULL && *cause != NULL)
 		return (-1);
 	if (secret_load(srv->cfg->credential_key_repository, cause) != 0)
 		return (-1);
