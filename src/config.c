@@ -150,8 +150,10 @@ static const struct config_option config_options[] = {
 	{ "keystone", "application_credential_secret_file", CT_STRING,
 	    O(keystone_app_cred_secret_file), NULL, 0, 0, 1,
 	    "File holding the application credential secret." },
-	{ "keystone", "cache_ttl", CT_INT, O(keystone_cache_ttl), "300", 0,
-	    86400, 0, "Seconds a validated admin token is cached at most." },
+	{ "keystone", "cache_ttl", CT_INT, O(keystone_cache_ttl), "30", 0,
+	    86400, 0,
+	    "Seconds a validated admin token is cached at most: a token "
+	    "revoked in Keystone keeps working here this long." },
 	{ "keystone", "verify_user_enabled", CT_BOOL,
 	    O(keystone_verify_user_enabled), "true", 0, 0, 1,
 	    "Refuse logins whose restriction user is disabled in Keystone." },

@@ -517,6 +517,26 @@ def case_restricted_payload_skips_assignment_check():
                       + r.json()["restriction"]["id"]), 204)
 
 
+def case_revoked_token_refused_within_default_cache_ttl():
+    """[keystone] cache_ttl defaults to 30 s: a Keystone token revoked
+    after it was validated (and cached) here is refused within that."""
+    tok = keystone_token(C.env["member"], project_id=C.env["project"]["id"])
+    expect(C.ps.call("GET", "/v4/k8s_auth/instances", token=tok), 403)
+    http("DELETE", C.env["url"] + "/v3/auth/tokens", headers={
+        "X-Auth-Token": C.ks.admin_token(), "X-Subject-Token": tok})
+    t0 = time.monotonic()
+    while True:
+        r = C.ps.call("GET", "/v4/k8s_auth/instances", token=tok)
+        if r.status == 401:
+            break
+        expect(r, 403)
+        assert time.monotonic() - t0 < 30 + 5, \
+            "a revoked token still works %.0f s later" % (
+                time.monotonic() - t0)
+        time.sleep(1)
+    expect(r, 401, "invalid_token")
+
+
 # ---- the policy engine's default rules (DESIGN.md) -------------------------
 
 def _needs_policy(fn):
