@@ -3,11 +3,13 @@
  *
  * Unauthenticated (but /metrics: the metrics token or loopback); run on
  * worker threads.  /readyz checks that this worker's database answers and
- * that the credential and Fernet keys are loaded.
+ * that the credential and Fernet keys are loaded, and details the keys in
+ * use (a repository that stopped reloading shows there, see below).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -56,6 +58,48 @@ api_healthz(struct request *r)
 	http_reply_json(r, 200, doc);
 }
 
+/*
+ * The "fernet_keys" detail of /readyz: the keys in use and whether the
+ * repository still reloads.  status "ok", "reload_failing" (within
+ * [fernet_tokens] reload_failure_grace) or "stale" (longer: the keys in
+ * use no longer follow the repository; a warning says so).  Still 200:
+ * every node shares the repository, so failing every readiness probe
+ * would turn a degraded service (the old keys still work) into an outage.
+ */
+static cJSON *
+api_readyz_keys(struct request *r, cJSON *doc)
+{
+	struct token_key_status st;
+	cJSON *k;
+	double now = util_now(), failing;
+	char *warning;
+
+	token_key_status(&st);
+	failing = st.failing_since > 0 ? now - st.failing_since : 0;
+	k = cJSON_AddObjectToObject(doc, "fernet_keys");
+	cJSON_AddStringToObject(k, "status",
+	    st.failing_since == 0 ? "ok"
+		: failing > (double)r->cfg->fernet_reload_failure_grace
+		? "stale"
+		: "reload_failing");
+	cJSON_AddNumberToObject(k, "loaded", (double)st.nkeys);
+	cJSON_AddNumberToObject(k, "primary_key_age_seconds",
+	    st.primary_since > 0 ? floor(now - st.primary_since) : 0);
+	cJSON_AddNumberToObject(k, "reload_errors", (double)st.reload_errors);
+	cJSON_AddNumberToObject(k, "reload_failing_seconds", floor(failing));
+	if (st.failing_since > 0 &&
+	    failing > (double)r->cfg->fernet_reload_failure_grace) {
+		xasprintf(&warning,
+		    "the fernet key repository has failed to reload for %.0f s; "
+		    "the keys loaded before stay in use",
+		    failing);
+		cJSON_AddItemToArray(cJSON_AddArrayToObject(doc, "warnings"),
+		    cJSON_CreateString(warning));
+		free(warning);
+	}
+	return (k);
+}
+
 /* GET /readyz: 200 only when everything a login needs is loaded. */
 void
 api_readyz(struct request *r)
@@ -84,6 +128,7 @@ api_readyz(struct request *r)
 	}
 	doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "status", "ready");
+	api_readyz_keys(r, doc);
 	http_reply_json(r, 200, doc);
 }
 

@@ -81,6 +81,10 @@ static const struct config_option config_options[] = {
 	{ "fernet_tokens", "max_active_keys", CT_INT, O(fernet_max_active_keys),
 	    "3", 2, 100, 1,
 	    "Keys kept by fernet-rotate, as in keystone.conf." },
+	{ "fernet_tokens", "reload_failure_grace", CT_INT,
+	    O(fernet_reload_failure_grace), "60", 0, 86400, 1,
+	    "Seconds the key repository may fail to reload (old keys in use) "
+	    "before /readyz reports it as stale." },
 	{ "credential", "key_repository", CT_STRING,
 	    O(credential_key_repository),
 	    SYSCONFDIR "/keystone-k8s-auth/credential-keys/", 0, 0, 0,

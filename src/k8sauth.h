@@ -125,6 +125,7 @@ struct config {
 	/* [fernet_tokens] */
 	char *fernet_key_repository;
 	long fernet_max_active_keys;
+	long fernet_reload_failure_grace;
 	/* [credential] */
 	char *credential_key_repository;
 	/* [token] */
@@ -455,11 +456,13 @@ struct server_listener {
 extern struct server *server;
 int server_run(struct config *, const char *);
 void *server_ssl_ctx_ref(void); /* SSL_CTX *, up-ref'd */
+double server_tls_not_after(void);
 struct config *server_config_ref(void);
 
 /* tls.c */
 void *tls_ctx_new(const char *, const char *, char **);
 void tls_ctx_free(void *);
+double tls_ctx_not_after(void *);
 
 /* worker.c -- one thread: event_base, evhttp listeners, SQLite, fetch */
 struct worker {
@@ -647,6 +650,7 @@ struct fernet_keys *fernet_keys_load(const char *, char **);
 void fernet_keys_free(struct fernet_keys *);
 size_t fernet_keys_count(const struct fernet_keys *);
 long fernet_keys_primary(const struct fernet_keys *);
+double fernet_keys_primary_since(const struct fernet_keys *);
 /* 1 when the repository differs from the set loaded; call <= once a second */
 int fernet_keys_changed(const char *, const struct fernet_keys *);
 /* fills in issued_at (0 = now) and audit_id ("" = fresh) */
@@ -759,6 +763,16 @@ void k8s_review_outcome_clear(struct k8s_review_outcome *);
 int token_init(const struct config *, char **);
 int token_reload(char **);
 int token_ready(void);
+/* The loaded key set, for /metrics and /readyz. */
+struct token_key_status {
+	size_t nkeys;                /* 0: none loaded */
+	long primary;                /* number of the primary key */
+	double primary_since;        /* it became primary (epoch s) */
+	double loaded_at;            /* last successful (re)load */
+	unsigned long reload_errors; /* failed reloads since start */
+	double failing_since;        /* first failure of a run, 0: none */
+};
+void token_key_status(struct token_key_status *);
 uint64_t token_methods_mask(void);
 char *token_mint(struct fernet_payload *, char **);
 int token_read(const char *, struct fernet_payload *, char **);
@@ -778,6 +792,7 @@ void metrics_login(const char *);
 void metrics_review_start(void);
 void metrics_review_done(const char *, double);
 void metrics_policy_error(void);
+void metrics_keystone_error(const char *);
 void metrics_http(const char *, const char *, int);
 char *metrics_render(const struct config *, time_t);
 

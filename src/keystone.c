@@ -370,6 +370,38 @@ keystone_request_init(struct fetch_request *req, const char *method,
 	req->allow_http = ks_allow_http;
 }
 
+/*
+ * Count a Keystone call that gave no usable answer, by reason (the
+ * k8sauth_keystone_errors_total metric).  auth: the service
+ * authentication, whose refusal is the application credential's.
+ */
+static void
+keystone_count_error(const struct fetch_result *res, int auth)
+{
+	static const char *const by_error[] = { [FETCH_CONNECT] = "connect",
+		[FETCH_TIMEOUT] = "timeout",
+		[FETCH_TLS] = "tls",
+		[FETCH_TOO_LARGE] = "too_large",
+		[FETCH_OTHER] = "other" };
+
+	if (res->error != FETCH_OK)
+		metrics_keystone_error(by_error[res->error] != NULL
+			? by_error[res->error]
+			: "other");
+	else if (res->status == 429)
+		metrics_keystone_error("rate_limited");
+	else if (res->status >= 500)
+		metrics_keystone_error("server_error");
+	else if (auth)
+		metrics_keystone_error("credential_refused");
+	else if (res->status == 401)
+		metrics_keystone_error("service_token_refused");
+	else if (res->status == 403)
+		metrics_keystone_error("forbidden");
+	else
+		metrics_keystone_error("unexpected_status");
+}
+
 /* Fail an operation: unavailable, with an optional Retry-After. */
 static void
 keystone_op_fail(struct keystone_op *op, const char *retry_after)
@@ -406,11 +438,13 @@ static int
 keystone_auth_ok(const struct fetch_result *res)
 {
 	if (res->error != FETCH_OK) {
+		keystone_count_error(res, 1);
 		log_warn("keystone: service authentication failed: %s",
 		    res->errmsg != NULL ? res->errmsg : "transfer error");
 		return (0);
 	}
 	if (res->status != 201 || res->subject_token == NULL) {
+		keystone_count_error(res, 1);
 		log_err("keystone: the application credential was refused "
 			"(HTTP %ld)",
 		    res->status);
@@ -485,6 +519,7 @@ keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 	r.retry_after = res->retry_after;
 	if (res->error != FETCH_OK || res->status == 429 ||
 	    res->status >= 500 || res->status == 401) {
+		keystone_count_error(res, 0);
 		log_warn("keystone: GET %s: %s", op->path,
 		    res->error != FETCH_OK
 			? (res->errmsg != NULL ? res->errmsg : "transfer error")
@@ -495,8 +530,10 @@ keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 		log_warn("keystone: GET %s: answer is not JSON: %s", op->path,
 		    cause);
 		free(cause);
+		metrics_keystone_error("invalid_json");
 		r.unavailable = 1;
-	}
+	} else if (res->status >= 300 && res->status != 404)
+		keystone_count_error(res, 0); /* 403 etc.: the caller decides */
 	op->cb(&r, op->arg);
 	cJSON_Delete(r.doc);
 }

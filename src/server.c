@@ -60,6 +60,19 @@ server_ssl_ctx_ref(void)
 	return (ctx);
 }
 
+/* The loaded certificate's notAfter (epoch seconds); 0 without TLS. */
+double
+server_tls_not_after(void)
+{
+	double t = 0;
+
+	pthread_mutex_lock(&server_tls_lock);
+	if (server != NULL && server->ssl_ctx != NULL)
+		t = tls_ctx_not_after(server->ssl_ctx);
+	pthread_mutex_unlock(&server_tls_lock);
+	return (t);
+}
+
 /* Swap in a new TLS context; live connections keep the old one. */
 static void
 server_set_ssl_ctx(void *ctx)

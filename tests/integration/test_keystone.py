@@ -356,6 +356,27 @@ def case_keystone_down_503_for_uncached_token():
     expect(C.srv.call("GET", "/v4/k8s_auth/instances", token=fresh), 403)
 
 
+def _keystone_errors(srv):
+    r = http("GET", srv.url + "/metrics")
+    assert r.status == 200, r
+    got = {}
+    for line in r.body.decode().splitlines():
+        if line.startswith("k8sauth_keystone_errors_total{reason=\""):
+            reason = line.split('"')[1]
+            got[reason] = float(line.rsplit(" ", 1)[1])
+    return got
+
+
+def case_keystone_errors_counted_by_reason():
+    """The outage above shows in /metrics, labelled by what went wrong
+    (the proxy cut the connections: connect/other, never a status)."""
+    got = _keystone_errors(C.srv)
+    assert "server_error" in got and "forbidden" in got, got
+    cut = got.get("connect", 0) + got.get("other", 0) + \
+        got.get("timeout", 0)
+    assert cut >= 2, "Keystone outage not counted: %r" % got
+
+
 def case_restriction_other_domain_user_400():
     r = C.srv.call("POST", "/v4/tokens/restrictions", restriction_body(
         C.env["domain_a"]["id"], C.env["user_b"]["id"],
