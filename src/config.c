@@ -158,6 +158,11 @@ static const struct config_option config_options[] = {
 	    86400, 0,
 	    "Seconds a validated admin token is cached at most: a token "
 	    "revoked in Keystone keeps working here this long." },
+	{ "keystone", "revocation_interval", CT_INT,
+	    O(keystone_revocation_interval), "10", 0, 3600, 0,
+	    "Seconds between polls of Keystone's revocation events "
+	    "(GET /v3/OS-REVOKE/events), which drop cached validations of "
+	    "revoked tokens and users; 0: do not poll." },
 	{ "keystone", "verify_user_enabled", CT_BOOL,
 	    O(keystone_verify_user_enabled), "true", 0, 0, 1,
 	    "Refuse logins whose restriction user is disabled in Keystone." },

@@ -158,6 +158,7 @@ struct config {
 	char *keystone_app_cred_id;
 	char *keystone_app_cred_secret_file;
 	long keystone_cache_ttl;
+	long keystone_revocation_interval;
 	int keystone_verify_user_enabled;
 	/* [bootstrap] */
 	char *admin_token_file;
@@ -885,6 +886,13 @@ struct keystone_cache;
 extern struct keystone_cache *keystone_token_cache;
 extern struct keystone_cache *keystone_user_cache;
 extern long keystone_cache_ttl;
+extern long keystone_revoke_interval;
+size_t keystone_cache_drop_if(struct keystone_cache *,
+    int (*)(const cJSON *, void *), void *);
+/* keystone_revoke.c */
+void keystone_revoke_ensure(struct worker *);
+void keystone_revoke_worker_free(struct worker *);
+int keystone_revoke_matches(const cJSON *, const cJSON *);
 struct keystone_cache *keystone_cache_new(size_t);
 void keystone_cache_free(struct keystone_cache *);
 void keystone_cache_clear(struct keystone_cache *);

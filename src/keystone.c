@@ -276,6 +276,7 @@ keystone_worker_free(struct worker *w)
 	if (kw != NULL)
 		LIST_REMOVE(kw, entry);
 	pthread_mutex_unlock(&ks_lock);
+	keystone_revoke_worker_free(w); /* its poll is one of kw's ops */
 	if (kw == NULL)
 		return;
 	fetch_cancel(kw->auth);

@@ -155,7 +155,8 @@ class Server:
     """keystone-k8s-auth on plain HTTP with [keystone] -> the proxy.
     payload None: the default [token] payload (project_scoped)."""
 
-    def __init__(self, procs, binary, d, env, proxy, payload=None):
+    def __init__(self, procs, binary, d, env, proxy, payload=None,
+                 keystone_extra=""):
         self.url = "http://127.0.0.1:%d" % interop.free_port()
         self.conf = os.path.join(d, "keystone-k8s-auth.conf")
         self.log = os.path.join(d, "server.log")
@@ -189,6 +190,7 @@ level = debug
 """.format(url=self.url, d=d, token_file=token_file, port=proxy.port,
            app_id=env["application_credential"]["id"],
            secret_file=secret_file))
+            f.write(keystone_extra)
             if payload is not None:
                 f.write("[token]\npayload = %s\n" % payload)
         conf = ["--config", self.conf]
@@ -545,17 +547,61 @@ def case_revoked_token_refused_within_default_cache_ttl():
     expect(C.ps.call("GET", "/v4/k8s_auth/instances", token=tok), 403)
     http("DELETE", C.env["url"] + "/v3/auth/tokens", headers={
         "X-Auth-Token": C.ks.admin_token(), "X-Subject-Token": tok})
+    took = _refused_within(C.ps, tok, 30 + 5)
+    assert took > 5, "refused after %.1f s: not the cache TTL at work " \
+        "(revocation_interval is 0 here)" % took
+
+
+def _refused_within(srv, tok, seconds):
+    """Poll with tok until 401; fail when it still works after seconds."""
     t0 = time.monotonic()
     while True:
-        r = C.ps.call("GET", "/v4/k8s_auth/instances", token=tok)
+        r = srv.call("GET", "/v4/k8s_auth/instances", token=tok)
         if r.status == 401:
-            break
+            expect(r, 401, "invalid_token")
+            return time.monotonic() - t0
         expect(r, 403)
-        assert time.monotonic() - t0 < 30 + 5, \
+        assert time.monotonic() - t0 < seconds, \
             "a revoked token still works %.0f s later" % (
                 time.monotonic() - t0)
-        time.sleep(1)
-    expect(r, 401, "invalid_token")
+        time.sleep(0.5)
+
+
+def case_revocation_events_drop_a_revoked_token():
+    """cache_ttl 3600, revocation_interval 2: a token revoked in Keystone
+    is refused within a few seconds, through OS-REVOKE events."""
+    tok = keystone_token(C.env["member"], project_id=C.env["project"]["id"])
+    expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=tok), 403)
+    n = C.proxy.count("GET /v3/auth/tokens")
+    expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=tok), 403)
+    assert C.proxy.count("GET /v3/auth/tokens") == n, "not cached"
+    http("DELETE", C.env["url"] + "/v3/auth/tokens", headers={
+        "X-Auth-Token": C.ks.admin_token(), "X-Subject-Token": tok})
+    took = _refused_within(C.rv, tok, 15)
+    assert C.proxy.count("GET /v3/OS-REVOKE/events") >= 1, \
+        C.proxy.requests[-5:]
+    print("# revoked token refused after %.1f s" % took)
+
+
+def case_revocation_events_drop_a_disabled_users_tokens():
+    """A user disabled in Keystone: a user_id event drops its tokens."""
+    u = ks_admin("POST", "/v3/users", {"user": {
+        "name": "k8s-revoke-me", "domain_id": C.env["domain_a"]["id"],
+        "enabled": True, "password": "x-unused-password-2"}})["user"]
+    ks_admin("PUT", "/v3/projects/%s/users/%s/roles/%s" % (
+        C.env["project"]["id"], u["id"], C.env["roles"]["member"]))
+    tok = keystone_token(dict(u, password="x-unused-password-2"),
+                         project_id=C.env["project"]["id"])
+    other = keystone_token(C.env["member"],
+                           project_id=C.env["project"]["id"])
+    for t in (tok, other):
+        expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=t), 403)
+    ks_admin("PATCH", "/v3/users/" + u["id"], {"user": {"enabled": False}})
+    _refused_within(C.rv, tok, 15)
+    n = C.proxy.count("GET /v3/auth/tokens")
+    expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=other), 403)
+    assert C.proxy.count("GET /v3/auth/tokens") == n, \
+        "another user's cached token was dropped too"
 
 
 # ---- the policy engine's default rules (DESIGN.md) -------------------------
@@ -740,7 +786,16 @@ def setup(workdir, res):
     C.srv = Server(C.procs, binary, d, env, C.proxy, payload="restricted")
     d_ps = os.path.join(workdir, "server-ps")
     os.makedirs(d_ps, exist_ok=True)
-    C.ps = Server(C.procs, binary, d_ps, env, C.proxy)
+    # The default payload; revocation events off so that the cache_ttl
+    # case sees the TTL alone.
+    C.ps = Server(C.procs, binary, d_ps, env, C.proxy,
+                  keystone_extra="[keystone]\nrevocation_interval = 0\n")
+    # An hour of cache: only the revocation events can refuse in time.
+    d_rv = os.path.join(workdir, "server-rv")
+    os.makedirs(d_rv, exist_ok=True)
+    C.rv = Server(C.procs, binary, d_rv, env, C.proxy,
+                  keystone_extra="[keystone]\ncache_ttl = 3600\n"
+                  "revocation_interval = 2\n")
     k8s = C.k8s
     k8s.call("POST", "/_test/serviceaccounts",
              {"namespace": "interop", "name": "workload"})
@@ -807,10 +862,12 @@ def main():
         res.fail("set-up", str(err))
     finally:
         status = C.procs.stop_all() if hasattr(C, "procs") else {}
-        if hasattr(C, "ps"):
-            rc = status.get(C.ps.proc.pid)
-            res.check("the project_scoped server exits 0 on SIGTERM",
-                      rc == 0, "status %s\n%s" % (rc, interop.tail(C.ps.log)))
+        for name in ("ps", "rv"):
+            if hasattr(C, name):
+                s = getattr(C, name)
+                rc = status.get(s.proc.pid)
+                res.check("server %s exits 0 on SIGTERM" % name, rc == 0,
+                          "status %s\n%s" % (rc, interop.tail(s.log)))
         if hasattr(C, "srv"):
             rc = status.get(C.srv.proc.pid)
             res.check("keystone-k8s-auth exits 0 on SIGTERM", rc == 0,
