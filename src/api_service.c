@@ -90,8 +90,7 @@ api_readyz_keys(struct request *r, cJSON *doc)
 	if (st.failing_since > 0 &&
 	    failing > (double)r->cfg->fernet_reload_failure_grace) {
 		xasprintf(&warning,
-		    "the fernet key repository has failed to reload for %.0f s; "
-		    "the keys loaded before stay in use",
+		    "the fernet key repository has failed to reload for %.0f s; the keys loaded before stay in use",
 		    failing);
 		cJSON_AddItemToArray(cJSON_AddArrayToObject(doc, "warnings"),
 		    cJSON_CreateString(warning));
@@ -164,8 +163,7 @@ api_metrics_allowed(struct request *r)
 		if (api_metrics_loopback(r->client_ip))
 			return (1);
 		http_reply_error(r, 403, "forbidden",
-		    "/metrics answers loopback clients only; set [metrics] "
-		    "token_file to let a scraper in");
+		    "/metrics answers loopback clients only; set [metrics] token_file to let a scraper in");
 		return (0);
 	}
 	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0 &&

@@ -305,9 +305,7 @@ config_set(struct config *cfg, const char *section, const char *name,
 	if (strcmp(section, "metrics") == 0 &&
 	    strcmp(name, "require_auth") == 0) {
 		xasprintf(cause,
-		    "[metrics] require_auth: removed; /metrics takes a "
-		    "dedicated token ([metrics] token_file) or answers loopback "
-		    "clients only");
+		    "[metrics] require_auth: removed; /metrics takes a dedicated token ([metrics] token_file) or answers loopback clients only");
 		return (-1);
 	}
 	if ((o = config_find(section, name)) == NULL) {

@@ -273,8 +273,8 @@ keystone_check_assignments(struct keystone_check *kc,
 			continue;
 		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res->doc,
 			"truncated"))) {
-			log_err("keystone: role assignments truncated "
-				"(list_limit)");
+			log_err(
+			    "keystone: role assignments truncated (list_limit)");
 			keystone_check_fail(&kc->o, 500, "internal_error",
 			    "Keystone truncated the role assignment list");
 			return (-1);

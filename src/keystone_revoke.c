@@ -160,12 +160,10 @@ keystone_revoke_apply(const cJSON *doc)
 		    keystone_revoke_pred, (void *)ev);
 	}
 	if (n > 0)
-		log_info("keystone: %zu cached validation(s) dropped by "
-			 "revocation events",
+		log_info("keystone: %zu cached validation(s) dropped by revocation events",
 		    n);
 	else
-		log_debug("keystone: %zu revocation event(s), nothing cached "
-			  "matched",
+		log_debug("keystone: %zu revocation event(s), nothing cached matched",
 		    events);
 }
 
@@ -177,16 +175,14 @@ keystone_revoke_cb(const struct keystone_result *res, void *arg)
 
 	kr->op = NULL;
 	if (!res->unavailable && res->status == 404) {
-		log_warn("keystone: Keystone publishes no revocation events "
-			 "(GET /v3/OS-REVOKE/events: 404); a revoked token "
-			 "keeps working here up to [keystone] cache_ttl");
+		log_warn(
+		    "keystone: Keystone publishes no revocation events (GET /v3/OS-REVOKE/events: 404); a revoked token keeps working here up to [keystone] cache_ttl");
 		event_del(kr->ev);
 		return;
 	}
 	if (res->unavailable || res->status != 200) {
 		if (!kr->failing)
-			log_warn("keystone: revocation events unavailable "
-				 "(HTTP %ld); retrying every %ld s",
+			log_warn("keystone: revocation events unavailable (HTTP %ld); retrying every %ld s",
 			    res->status, keystone_revoke_interval);
 		kr->failing = 1;
 		return;

@@ -51,8 +51,7 @@ token_loaded(const struct fernet_keys *keys)
 	pthread_mutex_lock(&token_fail_lock);
 	since = token_failing_since;
 	if (since != 0)
-		log_info("fernet keys: reloading works again after %.0f s of "
-			 "failures",
+		log_info("fernet keys: reloading works again after %.0f s of failures",
 		    now - since);
 	token_failing_since = 0;
 	token_fail_logged = 0;
@@ -76,9 +75,7 @@ token_reload_failed(const char *cause)
 	token_fail_unlogged++;
 	if (token_fail_logged == 0 ||
 	    now - token_fail_logged >= TOKEN_FAIL_LOG_EVERY) {
-		log_err("fernet keys: reload failed (%lu time(s) since the "
-			"last message, failing for %.0f s), old keys stay in "
-			"use: %s",
+		log_err("fernet keys: reload failed (%lu time(s) since the last message, failing for %.0f s), old keys stay in use: %s",
 		    token_fail_unlogged, now - since, cause);
 		token_fail_logged = now;
 		token_fail_unlogged = 0;
