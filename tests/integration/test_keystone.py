@@ -560,24 +560,36 @@ def _refused_within(srv, tok, seconds):
         if r.status == 401:
             expect(r, 401, "invalid_token")
             return time.monotonic() - t0
-        expect(r, 403)
+        if r.status != 503:     # 503: the loaded test Keystone timed out
+            expect(r, 403)
         assert time.monotonic() - t0 < seconds, \
             "a revoked token still works %.0f s later" % (
                 time.monotonic() - t0)
         time.sleep(0.5)
 
 
+def _validated(srv, tok):
+    """First use of tok (Keystone validates it, the answer is cached); the
+    test Keystone on a loaded machine may time out: retried then."""
+    for _ in range(3):
+        r = srv.call("GET", "/v4/k8s_auth/instances", token=tok)
+        if r.status != 503:
+            break
+        time.sleep(2)
+    expect(r, 403)
+
+
 def case_revocation_events_drop_a_revoked_token():
-    """cache_ttl 3600, revocation_interval 2: a token revoked in Keystone
-    is refused within a few seconds, through OS-REVOKE events."""
+    """cache_ttl 3600, revocation_interval 5: a token revoked in Keystone
+    is refused within seconds, through OS-REVOKE events."""
     tok = keystone_token(C.env["member"], project_id=C.env["project"]["id"])
-    expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=tok), 403)
+    _validated(C.rv, tok)
     n = C.proxy.count("GET /v3/auth/tokens")
     expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=tok), 403)
     assert C.proxy.count("GET /v3/auth/tokens") == n, "not cached"
     http("DELETE", C.env["url"] + "/v3/auth/tokens", headers={
         "X-Auth-Token": C.ks.admin_token(), "X-Subject-Token": tok})
-    took = _refused_within(C.rv, tok, 15)
+    took = _refused_within(C.rv, tok, 25)
     assert C.proxy.count("GET /v3/OS-REVOKE/events") >= 1, \
         C.proxy.requests[-5:]
     print("# revoked token refused after %.1f s" % took)
@@ -595,9 +607,9 @@ def case_revocation_events_drop_a_disabled_users_tokens():
     other = keystone_token(C.env["member"],
                            project_id=C.env["project"]["id"])
     for t in (tok, other):
-        expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=t), 403)
+        _validated(C.rv, t)
     ks_admin("PATCH", "/v3/users/" + u["id"], {"user": {"enabled": False}})
-    _refused_within(C.rv, tok, 15)
+    _refused_within(C.rv, tok, 25)
     n = C.proxy.count("GET /v3/auth/tokens")
     expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=other), 403)
     assert C.proxy.count("GET /v3/auth/tokens") == n, \
@@ -798,7 +810,7 @@ def setup(workdir, res):
     os.makedirs(d_rv, exist_ok=True)
     C.rv = Server(C.procs, binary, d_rv, env, C.proxy,
                   keystone_extra="[keystone]\ncache_ttl = 3600\n"
-                  "revocation_interval = 2\n")
+                  "revocation_interval = 5\n")
     k8s = C.k8s
     k8s.call("POST", "/_test/serviceaccounts",
              {"namespace": "interop", "name": "workload"})
