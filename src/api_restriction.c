@@ -10,12 +10,14 @@
  *
  * When [keystone] url is set, a create or update is first checked against
  * Keystone (keystone_check.c: user and project of the restriction's
- * domain and enabled, roles existing, role names from Keystone); the
- * request is parked meanwhile.  The policy then sees the resolved names
- * and target.restriction.user_domain_id / project_domain_id.  Before
- * that, Keystone's role inferences are fetched (role_facts.c), so that
- * every role object of the target carries "delegable" and "implies"
- * (API.md §7): a role given by id alone is judged by Keystone's name.
+ * domain and enabled, roles existing, role names from Keystone, and
+ * with the project_scoped payload the user's role assignments on the
+ * project holding every role); the request is parked meanwhile.  The
+ * policy then sees the resolved names and target.restriction.user_domain_id
+ * / project_domain_id.  Before that, Keystone's role inferences are
+ * fetched (role_facts.c), so that every role object of the target carries
+ * "delegable" and "implies" (API.md §7): a role given by id alone is
+ * judged by Keystone's name.
  *
  * Runs on a worker thread; the only blocking calls are short SQLite
  * reads and writes through the store.
@@ -545,6 +547,7 @@ api_restriction_proceed(struct request *r, struct restriction *rs,
 	    inferences != NULL ? cJSON_Duplicate(inferences, 1) : NULL;
 	http_ref(r); /* dropped by api_restriction_pending_free */
 	p->check = keystone_check_restriction(r->worker, rs,
+	    r->cfg->token_payload == TOKEN_PAYLOAD_PROJECT_SCOPED,
 	    api_restriction_check_cb, p, &ko);
 	if (p->check == NULL) {
 		api_restriction_checked(p, &ko);

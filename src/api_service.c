@@ -1,12 +1,18 @@
 /*
  * api_service.c: the service routes: version documents, /healthz, /readyz.
  *
- * Unauthenticated; run on worker threads.  /readyz checks that this
- * worker's database answers and that the credential and Fernet keys are
- * loaded.
+ * Unauthenticated (but /metrics: the metrics token or loopback); run on
+ * worker threads.  /readyz checks that this worker's database answers and
+ * that the credential and Fernet keys are loaded, and details the keys in
+ * use (a repository that stopped reloading shows there, see below).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 
@@ -78,6 +84,47 @@ api_readyz_keystone(struct request *r, cJSON *doc)
 		cJSON_AddStringToObject(ks, "message", message);
 }
 
+/*
+ * The "fernet_keys" detail of /readyz: the keys in use and whether the
+ * repository still reloads.  status "ok", "reload_failing" (within
+ * [fernet_tokens] reload_failure_grace) or "stale" (longer: the keys in
+ * use no longer follow the repository; a warning says so).  Still 200:
+ * every node shares the repository, so failing every readiness probe
+ * would turn a degraded service (the old keys still work) into an outage.
+ */
+static cJSON *
+api_readyz_keys(struct request *r, cJSON *doc)
+{
+	struct token_key_status st;
+	cJSON *k;
+	double now = util_now(), failing;
+	char *warning;
+
+	token_key_status(&st);
+	failing = st.failing_since > 0 ? now - st.failing_since : 0;
+	k = cJSON_AddObjectToObject(doc, "fernet_keys");
+	cJSON_AddStringToObject(k, "status",
+	    st.failing_since == 0 ? "ok"
+		: failing > (double)r->cfg->fernet_reload_failure_grace
+		? "stale"
+		: "reload_failing");
+	cJSON_AddNumberToObject(k, "loaded", (double)st.nkeys);
+	cJSON_AddNumberToObject(k, "primary_key_age_seconds",
+	    st.primary_since > 0 ? floor(now - st.primary_since) : 0);
+	cJSON_AddNumberToObject(k, "reload_errors", (double)st.reload_errors);
+	cJSON_AddNumberToObject(k, "reload_failing_seconds", floor(failing));
+	if (st.failing_since > 0 &&
+	    failing > (double)r->cfg->fernet_reload_failure_grace) {
+		xasprintf(&warning,
+		    "the fernet key repository has failed to reload for %.0f s; the keys loaded before stay in use",
+		    failing);
+		cJSON_AddItemToArray(cJSON_AddArrayToObject(doc, "warnings"),
+		    cJSON_CreateString(warning));
+		free(warning);
+	}
+	return (k);
+}
+
 /* GET /readyz: 200 only when everything a login needs is loaded. */
 void
 api_readyz(struct request *r)
@@ -107,20 +154,67 @@ api_readyz(struct request *r)
 	doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "status", "ready");
 	api_readyz_keystone(r, doc);
+	api_readyz_keys(r, doc);
 	http_reply_json(r, 200, doc);
 }
 
-/* GET /metrics: Prometheus text; admin only with [metrics] require_auth. */
-static void
-api_metrics_answer(struct request *r)
+/* Is the peer address a loopback address (127/8, ::1, ::ffff:127/104)? */
+static int
+api_metrics_loopback(const char *ip)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (inet_pton(AF_INET, ip, &a4) == 1)
+		return ((ntohl(a4.s_addr) >> 24) == 127);
+	if (inet_pton(AF_INET6, ip, &a6) != 1)
+		return (0);
+	if (IN6_IS_ADDR_LOOPBACK(&a6))
+		return (1);
+	return (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
+/*
+ * May this request read /metrics?  With [metrics] token_file: only with
+ * "Authorization: Bearer TOKEN" (compared in constant time; a wrong or
+ * missing one is 401).  Without: loopback clients only (403).  Never the
+ * admin token: a scraper needs no power over the API.
+ */
+static int
+api_metrics_allowed(struct request *r)
+{
+	const char *want = r->cfg->metrics_token;
+	const char *h = http_header(r, "Authorization");
+
+	if (want == NULL) {
+		if (api_metrics_loopback(r->client_ip))
+			return (1);
+		http_reply_reason(r, REASON_forbidden,
+		    "/metrics answers loopback clients only; set [metrics] token_file to let a scraper in");
+		return (0);
+	}
+	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0 &&
+	    util_ct_equal(h + 7, strlen(h + 7), want, strlen(want)))
+		return (1);
+	http_set_header(r, "WWW-Authenticate", "Bearer realm=\"metrics\"");
+	http_reply_reason(r, REASON_invalid_token,
+	    "/metrics needs Authorization: Bearer with the metrics token");
+	return (0);
+}
+
+/* GET /metrics: Prometheus text, to the metrics token or loopback. */
+void
+api_metrics(struct request *r)
 {
 	struct evbuffer *b;
 	char *text;
 
-	if (r->caller.kind != CALLER_NONE && !r->caller.is_admin) {
-		http_reply_reason(r, REASON_forbidden, "metrics need an admin");
+	if (!r->cfg->metrics_enabled) {
+		http_reply_reason(r, REASON_not_found, "metrics are disabled");
 		return;
 	}
+	if (!api_metrics_allowed(r))
+		return;
 	text = metrics_render(r->cfg, r->worker->srv->started);
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
@@ -129,22 +223,4 @@ api_metrics_answer(struct request *r)
 	http_set_header(r, "Content-Type", "text/plain; version=0.0.4");
 	http_reply_buffer(r, 200, b);
 	evbuffer_free(b);
-}
-
-/* GET /metrics */
-void
-api_metrics(struct request *r)
-{
-	const struct config *cfg = r->cfg;
-
-	if (!cfg->metrics_enabled) {
-		http_reply_reason(r, REASON_not_found, "metrics are disabled");
-		return;
-	}
-	if (cfg->metrics_require_auth) {
-		if (auth_caller(r, api_metrics_answer) == 0)
-			api_metrics_answer(r);
-		return;
-	}
-	api_metrics_answer(r);
 }

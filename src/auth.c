@@ -170,29 +170,29 @@ auth_bootstrap(const char *path, int force, char **cause)
 	return (rc);
 }
 
-/* Read the admin token file; NULL with *cause when unusable. */
-char *
-auth_load_admin_token(const char *path, char **cause)
+/*
+ * Read a token file (what: "admin" or "metrics"; hint: how to create it);
+ * NULL with *cause when unusable.
+ */
+static char *
+auth_load_token_file(const char *path, const char *what, const char *hint,
+    char **cause)
 {
 	struct stat st;
 	char *buf = NULL, *t, *token;
 
-	if (path == NULL) {
-		xasprintf(cause, "[bootstrap] admin_token_file is not set");
-		return (NULL);
-	}
 	if (util_read_file(path, AUTH_TOKEN_MAX, &buf, NULL, cause) != 0) {
 		char *c = *cause;
 
-		xasprintf(cause, "%s (create it with `%s bootstrap`)", c,
-		    K8SAUTH_NAME);
+		xasprintf(cause, "%s (%s)", c, hint);
 		free(c);
 		return (NULL);
 	}
 	t = util_trim(buf);
 	if (strlen(t) < 16) {
 		xasprintf(cause,
-		    "%s: the admin token is shorter than 16 characters", path);
+		    "%s: the %s token is shorter than 16 characters", path,
+		    what);
 		freezero_str(buf);
 		return (NULL);
 	}
@@ -202,4 +202,34 @@ auth_load_admin_token(const char *path, char **cause)
 	token = xstrdup(t);
 	freezero_str(buf);
 	return (token);
+}
+
+/* Read the admin token file; NULL with *cause when unusable. */
+char *
+auth_load_admin_token(const char *path, char **cause)
+{
+	char *hint, *token;
+
+	if (path == NULL) {
+		xasprintf(cause, "[bootstrap] admin_token_file is not set");
+		return (NULL);
+	}
+	xasprintf(&hint, "create it with `%s bootstrap`", K8SAUTH_NAME);
+	token = auth_load_token_file(path, "admin", hint, cause);
+	free(hint);
+	return (token);
+}
+
+/*
+ * Read [metrics] token_file: NULL with *cause NULL when none is set (then
+ * /metrics answers loopback clients only), NULL with *cause when unusable.
+ */
+char *
+auth_load_metrics_token(const char *path, char **cause)
+{
+	*cause = NULL;
+	if (path == NULL)
+		return (NULL);
+	return (auth_load_token_file(path, "metrics",
+	    "write 16 random characters or more into it, mode 0600", cause));
 }

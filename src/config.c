@@ -46,7 +46,7 @@ struct config_option {
 
 #define O(f) offsetof(struct config, f)
 static const struct config_option config_options[] = {
-	{ "server", "listen", CT_STRING, O(listen), "https://0.0.0.0:5050", 0,
+	{ "server", "listen", CT_STRING, O(listen), "https://0.0.0.0:5088", 0,
 	    0, 0,
 	    "Comma-separated listen URLs (https://HOST:PORT or http://HOST:PORT); IPv6 hosts in brackets." },
 	{ "server", "tls_cert", CT_STRING, O(tls_cert), NULL, 0, 0, 1,
@@ -78,15 +78,19 @@ static const struct config_option config_options[] = {
 	{ "fernet_tokens", "max_active_keys", CT_INT, O(fernet_max_active_keys),
 	    "3", 2, 100, 1,
 	    "Keys kept by fernet-rotate, as in keystone.conf." },
+	{ "fernet_tokens", "reload_failure_grace", CT_INT,
+	    O(fernet_reload_failure_grace), "60", 0, 86400, 1,
+	    "Seconds the key repository may fail to reload (old keys in use) "
+	    "before /readyz reports it as stale." },
 	{ "credential", "key_repository", CT_STRING,
 	    O(credential_key_repository),
 	    SYSCONFDIR "/keystone-k8s-auth/credential-keys/", 0, 0, 0,
 	    "Keys encrypting reviewer tokens at rest (credential-setup)." },
 	{ "token", "expiration", CT_INT, O(token_expiration), "3600", 60,
 	    604800, 1, "Longest lifetime of an issued token in seconds." },
-	{ "token", "payload", CT_STRING, O(token_payload_name), "restricted", 0,
-	    0, 1,
-	    "restricted (version 11, roles from the restriction) or project_scoped (version 2, validated by any Keystone)." },
+	{ "token", "payload", CT_STRING, O(token_payload_name),
+	    "project_scoped", 0, 0, 1,
+	    "project_scoped (version 2: any Keystone validates it, roles from Keystone's role assignments, checked when a restriction is written) or restricted (version 11: only keystone-ng validates it, roles from the restriction)." },
 	{ "token", "cap_to_jwt_expiry", CT_BOOL, O(token_cap_to_jwt_expiry),
 	    "true", 0, 0, 1,
 	    "Never let a token outlive the JWT it came from." },
@@ -150,8 +154,15 @@ static const struct config_option config_options[] = {
 	{ "keystone", "application_credential_secret_file", CT_STRING,
 	    O(keystone_app_cred_secret_file), NULL, 0, 0, 1,
 	    "File holding the application credential secret." },
-	{ "keystone", "cache_ttl", CT_INT, O(keystone_cache_ttl), "300", 0,
-	    86400, 0, "Seconds a validated admin token is cached at most." },
+	{ "keystone", "cache_ttl", CT_INT, O(keystone_cache_ttl), "30", 0,
+	    86400, 0,
+	    "Seconds a validated admin token is cached at most: a token "
+	    "revoked in Keystone keeps working here this long." },
+	{ "keystone", "revocation_interval", CT_INT,
+	    O(keystone_revocation_interval), "10", 0, 3600, 0,
+	    "Seconds between polls of Keystone's revocation events "
+	    "(GET /v3/OS-REVOKE/events), which drop cached validations of "
+	    "revoked tokens and users; 0: do not poll." },
 	{ "keystone", "verify_user_enabled", CT_BOOL,
 	    O(keystone_verify_user_enabled), "true", 0, 0, 1,
 	    "Refuse logins whose restriction user is disabled in Keystone." },
@@ -166,8 +177,11 @@ static const struct config_option config_options[] = {
 	    "File for the JSON audit trail; default stderr." },
 	{ "metrics", "enabled", CT_BOOL, O(metrics_enabled), "true", 0, 0, 1,
 	    "Serve /metrics." },
-	{ "metrics", "require_auth", CT_BOOL, O(metrics_require_auth), "false",
-	    0, 0, 1, "Require an admin X-Auth-Token on /metrics." },
+	{ "metrics", "token_file", CT_STRING, O(metrics_token_file), NULL, 0, 0,
+	    1,
+	    "File holding the token a scraper sends as Authorization: Bearer "
+	    "(mode 0600, 16 characters or more); unset: /metrics answers "
+	    "loopback clients only." },
 };
 #undef O
 #define CONFIG_NOPTIONS (sizeof config_options / sizeof *config_options)
@@ -286,6 +300,12 @@ config_set(struct config *cfg, const char *section, const char *name,
 {
 	const struct config_option *o;
 
+	if (strcmp(section, "metrics") == 0 &&
+	    strcmp(name, "require_auth") == 0) {
+		xasprintf(cause,
+		    "[metrics] require_auth: removed; /metrics takes a dedicated token ([metrics] token_file) or answers loopback clients only");
+		return (-1);
+	}
 	if ((o = config_find(section, name)) == NULL) {
 		xasprintf(cause, "[%s] %s: unknown option", section, name);
 		return (-1);
@@ -381,6 +401,7 @@ config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	freezero_str(cfg->admin_token);
+	freezero_str(cfg->metrics_token);
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		if (config_options[i].type == CT_STRING)
 			free(

@@ -357,6 +357,30 @@ fernet_keys_primary(const struct fernet_keys *fk)
 	return (fk->keys[0].number);
 }
 
+/*
+ * Since when the loaded primary key has been the primary: the mtime of the
+ * staged key 0 loaded with it (written by the rotation that promoted the
+ * primary; a rename keeps the promoted file's own, older mtime), else the
+ * primary's own mtime.  Seconds since the epoch.
+ */
+double
+fernet_keys_primary_since(const struct fernet_keys *fk)
+{
+	const struct fernet_stamp *s, *primary = NULL;
+	size_t i;
+
+	for (i = 0; i < fk->nstamps; i++) {
+		s = &fk->stamps[i];
+		if (s->number == 0)
+			return ((double)s->mtim.tv_sec + s->mtim.tv_nsec / 1e9);
+		if (s->number == fk->keys[0].number)
+			primary = s;
+	}
+	if (primary == NULL)
+		return (0);
+	return ((double)primary->mtim.tv_sec + primary->mtim.tv_nsec / 1e9);
+}
+
 /* Do two stamps describe the same file contents? */
 static int
 fernet_stamp_same(const struct fernet_stamp *a, const struct fernet_stamp *b)

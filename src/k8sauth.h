@@ -127,6 +127,7 @@ struct config {
 	/* [fernet_tokens] */
 	char *fernet_key_repository;
 	long fernet_max_active_keys;
+	long fernet_reload_failure_grace;
 	/* [credential] */
 	char *credential_key_repository;
 	/* [token] */
@@ -162,6 +163,7 @@ struct config {
 	char *keystone_app_cred_id;
 	char *keystone_app_cred_secret_file;
 	long keystone_cache_ttl;
+	long keystone_revocation_interval;
 	int keystone_verify_user_enabled;
 	/* [bootstrap] */
 	char *admin_token_file;
@@ -172,11 +174,13 @@ struct config {
 	char *log_audit_file;
 	/* [metrics] */
 	int metrics_enabled;
-	int metrics_require_auth;
+	char *metrics_token_file;
 	/* derived by config_validate */
 	int tls_missing;
 	/* loaded by serve from [bootstrap] admin_token_file */
 	char *admin_token;
+	/* loaded by serve from [metrics] token_file (NULL: loopback only) */
+	char *metrics_token;
 	int references; /* config_ref / config_unref */
 };
 struct config *config_new(void);
@@ -460,11 +464,13 @@ struct server_listener {
 extern struct server *server;
 int server_run(struct config *, const char *);
 void *server_ssl_ctx_ref(void); /* SSL_CTX *, up-ref'd */
+double server_tls_not_after(void);
 struct config *server_config_ref(void);
 
 /* tls.c */
 void *tls_ctx_new(const char *, const char *, char **);
 void tls_ctx_free(void *);
+double tls_ctx_not_after(void *);
 
 /* worker.c -- one thread: event_base, evhttp listeners, SQLite, fetch */
 struct worker {
@@ -577,6 +583,7 @@ int auth_require(struct request *, const char *, const cJSON *);
 void caller_clear(struct caller *);
 int auth_bootstrap(const char *, int, char **);
 char *auth_load_admin_token(const char *, char **);
+char *auth_load_metrics_token(const char *, char **);
 
 /* api_service.c */
 void api_version(struct request *);
@@ -660,6 +667,7 @@ struct fernet_keys *fernet_keys_load(const char *, char **);
 void fernet_keys_free(struct fernet_keys *);
 size_t fernet_keys_count(const struct fernet_keys *);
 long fernet_keys_primary(const struct fernet_keys *);
+double fernet_keys_primary_since(const struct fernet_keys *);
 /* 1 when the repository differs from the set loaded; call <= once a second */
 int fernet_keys_changed(const char *, const struct fernet_keys *);
 /* fills in issued_at (0 = now) and audit_id ("" = fresh) */
@@ -794,6 +802,16 @@ int k8s_name_subdomain(const char *);
 int token_init(const struct config *, char **);
 int token_reload(char **);
 int token_ready(void);
+/* The loaded key set, for /metrics and /readyz. */
+struct token_key_status {
+	size_t nkeys;                /* 0: none loaded */
+	long primary;                /* number of the primary key */
+	double primary_since;        /* it became primary (epoch s) */
+	double loaded_at;            /* last successful (re)load */
+	unsigned long reload_errors; /* failed reloads since start */
+	double failing_since;        /* first failure of a run, 0: none */
+};
+void token_key_status(struct token_key_status *);
 uint64_t token_methods_mask(void);
 char *token_mint(struct fernet_payload *, char **);
 int token_read(const char *, struct fernet_payload *, char **);
@@ -813,6 +831,7 @@ void metrics_login(enum reason);
 void metrics_review_start(void);
 void metrics_review_done(const char *, double);
 void metrics_policy_error(void);
+void metrics_keystone_error(const char *);
 void metrics_http(const char *, const char *, int);
 char *metrics_render(const struct config *, time_t);
 
@@ -919,6 +938,13 @@ struct keystone_cache;
 extern struct keystone_cache *keystone_token_cache;
 extern struct keystone_cache *keystone_user_cache;
 extern long keystone_cache_ttl;
+extern long keystone_revoke_interval;
+size_t keystone_cache_drop_if(struct keystone_cache *,
+    int (*)(const cJSON *, void *), void *);
+/* keystone_revoke.c */
+void keystone_revoke_ensure(struct worker *);
+void keystone_revoke_worker_free(struct worker *);
+int keystone_revoke_matches(const cJSON *, const cJSON *);
 struct keystone_cache *keystone_cache_new(size_t);
 void keystone_cache_free(struct keystone_cache *);
 void keystone_cache_clear(struct keystone_cache *);
@@ -944,7 +970,8 @@ struct keystone_outcome {
 struct keystone_check;
 typedef void (*keystone_check_cb)(struct keystone_outcome *, void *);
 struct keystone_check *keystone_check_restriction(struct worker *,
-    struct restriction *, keystone_check_cb, void *, struct keystone_outcome *);
+    struct restriction *, int, keystone_check_cb, void *,
+    struct keystone_outcome *);
 struct keystone_check *keystone_check_user(struct worker *, const char *,
     keystone_check_cb, void *, struct keystone_outcome *);
 void keystone_check_cancel(struct keystone_check *);

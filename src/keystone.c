@@ -344,6 +344,7 @@ keystone_worker_free(struct worker *w)
 	if (kw != NULL)
 		LIST_REMOVE(kw, entry);
 	pthread_mutex_unlock(&ks_lock);
+	keystone_revoke_worker_free(w); /* its poll is one of kw's ops */
 	if (kw == NULL)
 		return;
 	fetch_cancel(kw->auth);
@@ -439,6 +440,38 @@ keystone_request_init(struct fetch_request *req, const char *method,
 }
 
 /*
+ * Count a Keystone call that gave no usable answer, by reason (the
+ * k8sauth_keystone_errors_total metric).  auth: the service
+ * authentication, whose refusal is the application credential's.
+ */
+static void
+keystone_count_error(const struct fetch_result *res, int auth)
+{
+	static const char *const by_error[] = { [FETCH_CONNECT] = "connect",
+		[FETCH_TIMEOUT] = "timeout",
+		[FETCH_TLS] = "tls",
+		[FETCH_TOO_LARGE] = "too_large",
+		[FETCH_OTHER] = "other" };
+
+	if (res->error != FETCH_OK)
+		metrics_keystone_error(by_error[res->error] != NULL
+			? by_error[res->error]
+			: "other");
+	else if (res->status == 429)
+		metrics_keystone_error("rate_limited");
+	else if (res->status >= 500)
+		metrics_keystone_error("server_error");
+	else if (auth)
+		metrics_keystone_error("credential_refused");
+	else if (res->status == 401)
+		metrics_keystone_error("service_token_refused");
+	else if (res->status == 403)
+		metrics_keystone_error("forbidden");
+	else
+		metrics_keystone_error("unexpected_status");
+}
+
+/*
  * Fail an operation: refused (the service credential, with why) or else
  * unavailable, with an optional Retry-After.
  */
@@ -483,6 +516,7 @@ keystone_auth_ok(const struct fetch_result *res, const char **refused)
 {
 	*refused = NULL;
 	if (res->error != FETCH_OK) {
+		keystone_count_error(res, 1);
 		log_warn("keystone: service authentication failed: %s",
 		    res->errmsg != NULL ? res->errmsg : "transfer error");
 		keystone_cred_set(KEYSTONE_CRED_UNREACHABLE,
@@ -490,6 +524,7 @@ keystone_auth_ok(const struct fetch_result *res, const char **refused)
 		return (0);
 	}
 	if (res->status == 401 || res->status == 403) {
+		keystone_count_error(res, 1);
 		log_err("keystone: the application credential was refused (HTTP %ld): %s",
 		    res->status, keystone_refused_auth);
 		*refused = keystone_refused_auth;
@@ -497,6 +532,7 @@ keystone_auth_ok(const struct fetch_result *res, const char **refused)
 		return (0);
 	}
 	if (res->status != 201 || res->subject_token == NULL) {
+		keystone_count_error(res, 1);
 		log_err("keystone: the service authentication failed (HTTP %ld)",
 		    res->status);
 		keystone_cred_set(KEYSTONE_CRED_UNREACHABLE,
@@ -601,12 +637,14 @@ keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 	r.retry_after = res->retry_after;
 	if (res->error == FETCH_OK &&
 	    (res->status == 403 || res->status == 401)) {
+		keystone_count_error(res, 0);
 		r.refused = res->status == 403 ? keystone_refused_lookup
 					       : keystone_refused_token;
 		log_err("keystone: GET %s: %s", op->path, r.refused);
 		keystone_cred_set(KEYSTONE_CRED_REFUSED, r.refused);
 	} else if (res->error != FETCH_OK || res->status == 429 ||
 	    res->status >= 500) {
+		keystone_count_error(res, 0);
 		keystone_cred_set(KEYSTONE_CRED_UNREACHABLE,
 		    keystone_unreachable);
 		log_warn("keystone: GET %s: %s", op->path,
@@ -619,9 +657,13 @@ keystone_op_result(struct keystone_op *op, const struct fetch_result *res)
 		log_warn("keystone: GET %s: answer is not JSON: %s", op->path,
 		    cause);
 		free(cause);
+		metrics_keystone_error("invalid_json");
 		r.unavailable = 1;
-	} else
+	} else {
+		if (res->status >= 300 && res->status != 404)
+			keystone_count_error(res, 0); /* the caller decides */
 		keystone_cred_set(KEYSTONE_CRED_OK, NULL);
+	}
 	op->cb(&r, op->arg);
 	cJSON_Delete(r.doc);
 }

@@ -220,6 +220,32 @@ keystone_cache_get(struct keystone_cache *c, const char *key, double now,
 	return (hit);
 }
 
+/*
+ * Drop every positive entry whose value pred(value, arg) matches (the
+ * revocation events of keystone_revoke.c).  Returns how many were dropped.
+ */
+size_t
+keystone_cache_drop_if(struct keystone_cache *c,
+    int (*pred)(const cJSON *, void *), void *arg)
+{
+	struct keystone_cache_entry **ep;
+	size_t i, n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < c->nbuckets; i++) {
+		ep = &c->buckets[i];
+		while (*ep != NULL) {
+			if ((*ep)->value != NULL && pred((*ep)->value, arg)) {
+				keystone_cache_unlink(c, ep);
+				n++;
+			} else
+				ep = &(*ep)->next;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return (n);
+}
+
 /* Entries held (expired ones included until they are noticed). */
 size_t
 keystone_cache_count(struct keystone_cache *c)
@@ -232,10 +258,14 @@ keystone_cache_count(struct keystone_cache *c)
 	return (n);
 }
 
-/* The process-wide caches and the positive TTL ([keystone] cache_ttl). */
+/*
+ * The process-wide caches, the positive TTL ([keystone] cache_ttl) and the
+ * revocation event poll interval ([keystone] revocation_interval).
+ */
 struct keystone_cache *keystone_token_cache;
 struct keystone_cache *keystone_user_cache;
-long keystone_cache_ttl = 300;
+long keystone_cache_ttl = 30;
+long keystone_revoke_interval = 10;
 
 /* Create the process-wide caches (main thread, before the workers). */
 void
@@ -245,6 +275,7 @@ keystone_caches_init(const struct config *cfg)
 	keystone_token_cache = keystone_cache_new(KEYSTONE_TOKEN_CACHE_MAX);
 	keystone_user_cache = keystone_cache_new(KEYSTONE_USER_CACHE_MAX);
 	keystone_cache_ttl = cfg->keystone_cache_ttl;
+	keystone_revoke_interval = cfg->keystone_revocation_interval;
 }
 
 /* Free the process-wide caches (main thread, after the workers). */

@@ -8,7 +8,12 @@
  * global role or one of that domain (GET /v3/roles/{id}); role names are
  * replaced by Keystone's, so a client cannot label the admin role
  * "member".  A failure is 400 invalid_restriction naming what is wrong;
- * Keystone unavailable is 503 keystone_unavailable.
+ * Keystone unavailable is 503 keystone_unavailable.  With `assignments`
+ * (the project_scoped payload, whose roles Keystone computes from its
+ * role assignments) a last GET /v3/role_assignments?user.id=U&
+ * scope.project.id=P&effective checks that the user really holds every
+ * listed role on the project (directly, through a group, inherited or
+ * implied): 400 role_not_assigned naming the first missing role.
  *
  * keystone_check_user() is the login's check that the restriction's user
  * is still enabled (Keystone's own validator does not look at `enabled`):
@@ -29,7 +34,7 @@
 enum keystone_step {
 	KS_STEP_USER,
 	KS_STEP_PROJECT,
-	KS_STEP_ROLES /* then one step per role */
+	KS_STEP_ROLES /* then one step per role, then the assignments */
 };
 
 struct keystone_check {
@@ -37,6 +42,7 @@ struct keystone_check {
 	struct restriction *rs; /* NULL: login user check */
 	char *user_id;          /* login user check */
 	size_t step;
+	int assignments; /* check the role assignments last */
 	struct keystone_op *op;
 	keystone_check_cb cb;
 	void *arg;
@@ -228,8 +234,72 @@ keystone_check_kind(const struct keystone_check *kc, const char **id)
 		*id = kc->rs->project_id;
 		return ("project");
 	}
+	if (kc->step == KS_STEP_ROLES + kc->rs->nroles) {
+		*id = kc->rs->user_id;
+		return ("role_assignment");
+	}
 	*id = kc->rs->roles[kc->step - KS_STEP_ROLES].id;
 	return ("role");
+}
+
+/* Does a role_assignments list hold role_id? */
+static int
+keystone_check_assigned(const cJSON *list, const char *role_id)
+{
+	const cJSON *a, *role;
+	const char *id;
+
+	cJSON_ArrayForEach(a, list)
+	{
+		role = cJSON_GetObjectItemCaseSensitive(a, "role");
+		id = cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(role, "id"));
+		if (id != NULL && strcmp(id, role_id) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * Judge the effective role assignments of the restriction's user on its
+ * project: every listed role must be among them.  A list Keystone cut
+ * short ([DEFAULT] list_limit, "truncated") cannot prove a role missing:
+ * 500 (Keystone's configuration, not the request, is at fault).
+ */
+static int
+keystone_check_assignments(struct keystone_check *kc,
+    const struct keystone_result *res)
+{
+	const struct restriction *rs = kc->rs;
+	const cJSON *list;
+	size_t i;
+
+	list = cJSON_GetObjectItemCaseSensitive(res->doc, "role_assignments");
+	if (res->status != 200 || !cJSON_IsArray(list)) {
+		log_err("keystone: GET role_assignments answered %ld",
+		    res->status);
+		keystone_check_unavailable(&kc->o, res->retry_after);
+		return (-1);
+	}
+	for (i = 0; i < rs->nroles; i++) {
+		if (keystone_check_assigned(list, rs->roles[i].id))
+			continue;
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res->doc,
+			"truncated"))) {
+			log_err(
+			    "keystone: role assignments truncated (list_limit)");
+			keystone_check_fail(&kc->o, REASON_internal_error,
+			    "Keystone truncated the role assignment list");
+			return (-1);
+		}
+		keystone_check_fail(&kc->o, REASON_role_not_assigned,
+		    "role %s is not assigned to user %s on project %s",
+		    rs->roles[i].name != NULL ? rs->roles[i].name
+					      : rs->roles[i].id,
+		    rs->user_id, rs->project_id);
+		return (-1);
+	}
+	return (0);
 }
 
 /*
@@ -261,6 +331,8 @@ keystone_check_judge(struct keystone_check *kc,
 		keystone_check_refused(&kc->o, what, res->refused);
 		return (-1);
 	}
+	if (kc->step == KS_STEP_ROLES + kc->rs->nroles && !res->unavailable)
+		return (keystone_check_assignments(kc, res));
 	if (res->unavailable || (res->status != 200 && res->status != 404)) {
 		if (!res->unavailable)
 			log_err("keystone: GET %ss/%s answered %ld", what, id,
@@ -292,7 +364,11 @@ keystone_check_skip(struct keystone_check *kc)
 		kc->step++;
 	if (kc->step == KS_STEP_PROJECT && kc->rs->project_id == NULL)
 		kc->step++;
-	return (kc->step >= KS_STEP_ROLES + kc->rs->nroles);
+	if (kc->step == KS_STEP_ROLES + kc->rs->nroles &&
+	    (!kc->assignments || kc->rs->user_id == NULL ||
+		kc->rs->project_id == NULL || kc->rs->nroles == 0))
+		kc->step++;
+	return (kc->step > KS_STEP_ROLES + kc->rs->nroles);
 }
 
 /* Start the current step's GET; -1 with the outcome set. */
@@ -303,7 +379,16 @@ keystone_check_send(struct keystone_check *kc)
 	char *path, *esc, *cause = NULL;
 
 	esc = keystone_path_escape(id);
-	xasprintf(&path, "/v3/%ss/%s", what, esc);
+	if (kc->step == KS_STEP_ROLES + kc->rs->nroles) {
+		char *pesc = keystone_path_escape(kc->rs->project_id);
+
+		xasprintf(&path,
+		    "/v3/role_assignments?user.id=%s&scope.project.id=%s"
+		    "&effective",
+		    esc, pesc);
+		free(pesc);
+	} else
+		xasprintf(&path, "/v3/%ss/%s", what, esc);
 	free(esc);
 	kc->op =
 	    keystone_get(kc->w, path, NULL, keystone_check_step_cb, kc, &cause);
@@ -343,12 +428,15 @@ keystone_check_step_cb(const struct keystone_result *res, void *arg)
 
 /*
  * Check a restriction against Keystone; the role names of rs are replaced
- * by Keystone's (rs must outlive the check).  Returns the check in
- * flight, or NULL when it finished at once with *o set (REASON_NONE: fine).
+ * by Keystone's (rs must outlive the check).  assignments: also require
+ * the user's effective role assignments on the project to hold every
+ * role.  Returns the check in flight, or NULL when it finished at once
+ * with *o set (REASON_NONE: fine).
  */
 struct keystone_check *
 keystone_check_restriction(struct worker *w, struct restriction *rs,
-    keystone_check_cb cb, void *arg, struct keystone_outcome *o)
+    int assignments, keystone_check_cb cb, void *arg,
+    struct keystone_outcome *o)
 {
 	struct keystone_check *kc;
 
@@ -356,6 +444,7 @@ keystone_check_restriction(struct worker *w, struct restriction *rs,
 	kc = xcalloc(1, sizeof *kc);
 	kc->w = w;
 	kc->rs = rs;
+	kc->assignments = assignments;
 	kc->cb = cb;
 	kc->arg = arg;
 	if (!keystone_check_skip(kc) && keystone_check_send(kc) == 0)

@@ -152,8 +152,9 @@ keystone_token_parse(const cJSON *tok, struct caller *c, double *expires,
 cJSON *
 keystone_token_slim(const cJSON *tok)
 {
-	static const char *const keep[] = { "expires_at", "user", "project",
-		"domain", "system", "roles", NULL };
+	static const char *const keep[] = { "expires_at", "issued_at",
+		"audit_ids", "user", "project", "domain", "system", "roles",
+		NULL };
 	const cJSON *v;
 	cJSON *out;
 	size_t i;
@@ -275,6 +276,7 @@ keystone_auth_valid(struct keystone_auth *ka, const cJSON *doc)
 	keystone_cache_put(keystone_token_cache, ka->key,
 	    keystone_token_slim(tok),
 	    keystone_token_cache_until(now, expires, keystone_cache_ttl), now);
+	keystone_revoke_ensure(ka->r->worker);
 	return (0);
 }
 

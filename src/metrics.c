@@ -3,13 +3,14 @@
  *
  * Logins by result and reason, TokenReview latency per instance (a
  * histogram), HTTP requests by route, method and status, reviews in
- * flight, policy errors and the Fernet key repository's age.  Counters are
+ * flight, policy errors, Keystone call errors by reason, the loaded Fernet
+ * keys (the primary's age, reload errors, how long reloads have been
+ * failing: token_key_status(), about the keys in use, never the files on
+ * disk) and the seconds left on the loaded TLS certificate.  Counters are
  * process-wide atomics updated from any worker; the per-instance and
  * per-route tables are small, bounded and guarded by one mutex taken only
  * when a new label value first appears.  Rendering runs on a worker.
  */
-#include <sys/stat.h>
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,6 +32,14 @@
 #define METRICS_BAD_REQUEST REASON_COUNT
 #define METRICS_OTHER       (REASON_COUNT + 1)
 #define METRICS_NREASONS    (REASON_COUNT + 2)
+
+/* Why a Keystone call gave no usable answer (keystone.c); last: other. */
+static const char *const metrics_ks_reasons[] = { "connect", "timeout", "tls",
+	"too_large", "rate_limited", "server_error", "service_token_refused",
+	"credential_refused", "forbidden", "unexpected_status", "invalid_json",
+	"other" };
+#define METRICS_NKSREASONS \
+	(sizeof metrics_ks_reasons / sizeof *metrics_ks_reasons)
 
 static const int metrics_statuses[] = { 200, 201, 204, 400, 401, 403, 404, 405,
 	409, 413, 415, 500, 502, 503, 504, 0 };
@@ -55,6 +64,7 @@ static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic unsigned long metrics_logins[METRICS_NREASONS];
 static _Atomic long metrics_inflight;
 static _Atomic unsigned long metrics_policy_errors;
+static _Atomic unsigned long metrics_ks_errors[METRICS_NKSREASONS];
 static struct metrics_instance metrics_instances[METRICS_MAX_INSTANCES];
 static _Atomic size_t metrics_ninstances;
 static const char *metrics_routes[METRICS_MAX_ROUTES];
@@ -161,6 +171,20 @@ void
 metrics_policy_error(void)
 {
 	atomic_fetch_add_explicit(&metrics_policy_errors, 1,
+	    memory_order_relaxed);
+}
+
+/* A Keystone call failed for reason (one of metrics_ks_reasons). */
+void
+metrics_keystone_error(const char *reason)
+{
+	size_t i;
+
+	for (i = 0; i < METRICS_NKSREASONS - 1; i++) {
+		if (strcmp(metrics_ks_reasons[i], reason) == 0)
+			break;
+	}
+	atomic_fetch_add_explicit(&metrics_ks_errors[i], 1,
 	    memory_order_relaxed);
 }
 
@@ -289,13 +313,71 @@ metrics_render_http(struct evbuffer *b)
 	}
 }
 
+/* Write the Keystone error counters (every reason, zeros included). */
+static void
+metrics_render_keystone(struct evbuffer *b)
+{
+	size_t i;
+
+	evbuffer_add_printf(b,
+	    "# HELP k8sauth_keystone_errors_total Keystone calls without a "
+	    "usable answer, by reason.\n# TYPE k8sauth_keystone_errors_total "
+	    "counter\n");
+	for (i = 0; i < METRICS_NKSREASONS; i++)
+		evbuffer_add_printf(b,
+		    "k8sauth_keystone_errors_total{reason=\"%s\"} %lu\n",
+		    metrics_ks_reasons[i], atomic_load(&metrics_ks_errors[i]));
+}
+
+/* One gauge with its HELP and TYPE lines. */
+static void
+metrics_gauge(struct evbuffer *b, const char *name, const char *help, double v)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.0f\n", name,
+	    help, name, name, v);
+}
+
+/* Write the loaded Fernet keys' state and the TLS certificate's expiry. */
+static void
+metrics_render_keys(struct evbuffer *b)
+{
+	struct token_key_status st;
+	double now = util_now(), not_after;
+
+	token_key_status(&st);
+	metrics_gauge(b, "k8sauth_fernet_keys_loaded",
+	    "Fernet keys in use (primary, secondary and staged).",
+	    (double)st.nkeys);
+	if (st.nkeys > 0 && st.primary_since > 0)
+		metrics_gauge(b, "k8sauth_fernet_primary_key_age_seconds",
+		    "Seconds since the loaded primary key became primary "
+		    "(the rotation that wrote the loaded staged key).",
+		    now - st.primary_since);
+	if (st.loaded_at > 0)
+		metrics_gauge(b, "k8sauth_fernet_keys_loaded_timestamp_seconds",
+		    "When the keys in use were loaded.", st.loaded_at);
+	evbuffer_add_printf(b,
+	    "# HELP k8sauth_fernet_key_reload_errors_total Key repository "
+	    "reloads that failed (the old keys stayed in use).\n# TYPE "
+	    "k8sauth_fernet_key_reload_errors_total counter\n"
+	    "k8sauth_fernet_key_reload_errors_total %lu\n",
+	    st.reload_errors);
+	metrics_gauge(b, "k8sauth_fernet_key_reload_failing_seconds",
+	    "Seconds the key repository has failed to reload; 0 when the "
+	    "last reload worked.",
+	    st.failing_since > 0 ? now - st.failing_since : 0);
+	if ((not_after = server_tls_not_after()) > 0)
+		metrics_gauge(b, "k8sauth_tls_certificate_expiry_seconds",
+		    "Seconds until the loaded TLS certificate expires "
+		    "(negative: expired).",
+		    not_after - now);
+}
+
 /* The Prometheus text of every metric (allocated). */
 char *
 metrics_render(const struct config *cfg, time_t started)
 {
 	struct evbuffer *b;
-	struct stat st;
-	char *path;
 
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
@@ -311,11 +393,7 @@ metrics_render(const struct config *cfg, time_t started)
 	evbuffer_add_printf(b,
 	    "# HELP k8sauth_policy_errors_total Policy calls that failed (error or budget).\n# TYPE k8sauth_policy_errors_total counter\nk8sauth_policy_errors_total %lu\n",
 	    atomic_load(&metrics_policy_errors));
-	xasprintf(&path, "%s/0", cfg->fernet_key_repository);
-	if (stat(path, &st) == 0)
-		evbuffer_add_printf(b,
-		    "# HELP k8sauth_fernet_key_repository_age_seconds Seconds since the staged key was written (the last rotation).\n# TYPE k8sauth_fernet_key_repository_age_seconds gauge\nk8sauth_fernet_key_repository_age_seconds %.0f\n",
-		    util_now() - (double)st.st_mtime);
-	free(path);
+	metrics_render_keystone(b);
+	metrics_render_keys(b);
 	return (http_buffer_string(b));
 }

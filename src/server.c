@@ -60,6 +60,19 @@ server_ssl_ctx_ref(void)
 	return (ctx);
 }
 
+/* The loaded certificate's notAfter (epoch seconds); 0 without TLS. */
+double
+server_tls_not_after(void)
+{
+	double t = 0;
+
+	pthread_mutex_lock(&server_tls_lock);
+	if (server != NULL && server->ssl_ctx != NULL)
+		t = tls_ctx_not_after(server->ssl_ctx);
+	pthread_mutex_unlock(&server_tls_lock);
+	return (t);
+}
+
 /* Swap in a new TLS context; live connections keep the old one. */
 static void
 server_set_ssl_ctx(void *ctx)
@@ -239,6 +252,13 @@ server_reload_config(struct server *srv, const struct config *old)
 	} else if (old->admin_token == NULL ||
 	    strcmp(old->admin_token, cfg->admin_token) != 0)
 		log_info("reload: a new bootstrap admin token is in use");
+	cfg->metrics_token =
+	    auth_load_metrics_token(cfg->metrics_token_file, &cause);
+	if (cfg->metrics_token == NULL && cause != NULL) {
+		server_reload_failed("metrics token", cause);
+		if (old->metrics_token != NULL)
+			cfg->metrics_token = xstrdup(old->metrics_token);
+	}
 	return (cfg);
 }
 
@@ -358,6 +378,10 @@ server_prepare(struct server *srv, char **cause)
 	srv->cfg->admin_token =
 	    auth_load_admin_token(srv->cfg->admin_token_file, cause);
 	if (srv->cfg->admin_token == NULL)
+		return (-1);
+	srv->cfg->metrics_token =
+	    auth_load_metrics_token(srv->cfg->metrics_token_file, cause);
+	if (srv->cfg->metrics_token == NULL && *cause != NULL)
 		return (-1);
 	if (secret_load(srv->cfg->credential_key_repository, cause) != 0)
 		return (-1);

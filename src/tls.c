@@ -9,6 +9,7 @@
  * shared read-only by every worker; see server_ssl_ctx_ref().
  */
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -92,6 +93,22 @@ tls_ctx_new(const char *cert, const char *key, char **cause)
 fail:
 	SSL_CTX_free(ctx);
 	return (NULL);
+}
+
+/* The notAfter of a context's certificate (epoch seconds), 0 if none. */
+double
+tls_ctx_not_after(void *vctx)
+{
+	SSL_CTX *ctx = vctx;
+	const ASN1_TIME *na;
+	X509 *x;
+	struct tm tm;
+
+	if (ctx == NULL || (x = SSL_CTX_get0_certificate(ctx)) == NULL ||
+	    (na = X509_get0_notAfter(x)) == NULL ||
+	    ASN1_TIME_to_tm(na, &tm) != 1)
+		return (0);
+	return ((double)timegm(&tm));
 }
 
 /* Drop the caller's reference to a context. */

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 BIN=./keystone-k8s-auth
 K8S=./tests/k8s/fake-k8s
 D=${DEMO_DIR:-$PWD/demo}
-PORT=${DEMO_PORT:-5050}
+PORT=${DEMO_PORT:-5088}
 [ -x "$BIN" ] && [ -x "$K8S" ] || { echo "demo: build first (make demo)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "demo: curl is needed" >&2; exit 1; }
 

@@ -157,9 +157,11 @@ class Proxy:
 
 
 class Server:
-    """keystone-k8s-auth on plain HTTP with [keystone] -> the proxy."""
+    """keystone-k8s-auth on plain HTTP with [keystone] -> the proxy.
+    payload None: the default [token] payload (project_scoped)."""
 
-    def __init__(self, procs, binary, d, env, proxy):
+    def __init__(self, procs, binary, d, env, proxy, payload=None,
+                 keystone_extra=""):
         self.url = "http://127.0.0.1:%d" % interop.free_port()
         self.conf = os.path.join(d, "keystone-k8s-auth.conf")
         self.log = os.path.join(d, "server.log")
@@ -197,6 +199,9 @@ level = debug
 """.format(url=self.url, d=d, token_file=token_file, port=proxy.port,
            app_id=env["application_credential"]["id"],
            secret_file=secret_file))
+            f.write(keystone_extra)
+            if payload is not None:
+                f.write("[token]\npayload = %s\n" % payload)
         conf = ["--config", self.conf]
         for sub in ("config-check", "credential-setup", "fernet-setup",
                     "bootstrap", "db-sync"):
@@ -366,6 +371,27 @@ def case_keystone_down_503_for_uncached_token():
     expect(C.srv.call("GET", "/v4/k8s_auth/instances", token=fresh), 403)
 
 
+def _keystone_errors(srv):
+    r = http("GET", srv.url + "/metrics")
+    assert r.status == 200, r
+    got = {}
+    for line in r.body.decode().splitlines():
+        if line.startswith("k8sauth_keystone_errors_total{reason=\""):
+            reason = line.split('"')[1]
+            got[reason] = float(line.rsplit(" ", 1)[1])
+    return got
+
+
+def case_keystone_errors_counted_by_reason():
+    """The outage above shows in /metrics, labelled by what went wrong
+    (the proxy cut the connections: connect/other, never a status)."""
+    got = _keystone_errors(C.srv)
+    assert "server_error" in got and "forbidden" in got, got
+    cut = got.get("connect", 0) + got.get("other", 0) + \
+        got.get("timeout", 0)
+    assert cut >= 2, "Keystone outage not counted: %r" % got
+
+
 def case_restriction_other_domain_user_400():
     r = C.srv.call("POST", "/v4/tokens/restrictions", restriction_body(
         C.env["domain_a"]["id"], C.env["user_b"]["id"],
@@ -478,6 +504,129 @@ def case_login_user_disabled_401():
     expect(_login(iid), 401, "user_disabled")
     assert C.proxy.count("GET /v3/users/") == n + 1, \
         "the user lookup was not cached"
+
+
+def case_project_scoped_role_not_assigned_400():
+    """The default payload: Keystone computes the token's roles from its
+    role assignments, so a restriction must list only roles the user
+    holds on the project (user k8s-svc holds member there, not admin)."""
+    r = C.ps.call("POST", "/v4/tokens/restrictions", restriction_body(
+        C.env["domain_a"]["id"], C.env["user"]["id"],
+        C.env["project"]["id"], [(C.env["roles"]["member"], None),
+                                 (C.env["roles"]["admin"], None)]))
+    expect(r, 400, "role_not_assigned")
+    msg = r.json()["error"]["message"]
+    assert "admin" in msg and C.env["user"]["id"] in msg, msg
+    assert C.proxy.count("GET /v3/role_assignments?") >= 1, \
+        C.proxy.requests[-5:]
+
+
+def case_project_scoped_assigned_role_201():
+    r = C.ps.call("POST", "/v4/tokens/restrictions", restriction_body(
+        C.env["domain_a"]["id"], C.env["user"]["id"],
+        C.env["project"]["id"], [(C.env["roles"]["member"], None)]))
+    expect(r, 201)
+    rid = r.json()["restriction"]["id"]
+    # reader is implied by member: an effective assignment counts.
+    expect(C.ps.call("PATCH", "/v4/tokens/restrictions/" + rid, {
+        "restriction": {"roles": [{"id": C.env["roles"]["reader"]}]}}), 200)
+    # An update to a role the user lacks is refused, nothing changes.
+    r = C.ps.call("PATCH", "/v4/tokens/restrictions/" + rid, {
+        "restriction": {"roles": [{"id": C.env["roles"]["manager"]}]}})
+    expect(r, 400, "role_not_assigned")
+    roles = C.ps.call("GET", "/v4/tokens/restrictions/" + rid).json()[
+        "restriction"]["roles"]
+    assert [x["id"] for x in roles] == [C.env["roles"]["reader"]], roles
+    expect(C.ps.call("DELETE", "/v4/tokens/restrictions/" + rid), 204)
+
+
+def case_restricted_payload_skips_assignment_check():
+    """restricted tokens carry the restriction's roles: no assignment
+    is needed (keystone-ng validates them), so none is asked for."""
+    n = C.proxy.count("GET /v3/role_assignments?")
+    r = C.srv.call("POST", "/v4/tokens/restrictions", restriction_body(
+        C.env["domain_a"]["id"], C.env["user"]["id"],
+        C.env["project"]["id"], [(C.env["roles"]["manager"], None)]))
+    expect(r, 201)
+    assert C.proxy.count("GET /v3/role_assignments?") == n
+    expect(C.srv.call("DELETE", "/v4/tokens/restrictions/"
+                      + r.json()["restriction"]["id"]), 204)
+
+
+def case_revoked_token_refused_within_default_cache_ttl():
+    """[keystone] cache_ttl defaults to 30 s: a Keystone token revoked
+    after it was validated (and cached) here is refused within that."""
+    tok = keystone_token(C.env["member"], project_id=C.env["project"]["id"])
+    expect(C.ps.call("GET", "/v4/k8s_auth/instances", token=tok), 403)
+    http("DELETE", C.env["url"] + "/v3/auth/tokens", headers={
+        "X-Auth-Token": C.ks.admin_token(), "X-Subject-Token": tok})
+    took = _refused_within(C.ps, tok, 30 + 5)
+    assert took > 5, "refused after %.1f s: not the cache TTL at work " \
+        "(revocation_interval is 0 here)" % took
+
+
+def _refused_within(srv, tok, seconds):
+    """Poll with tok until 401; fail when it still works after seconds."""
+    t0 = time.monotonic()
+    while True:
+        r = srv.call("GET", "/v4/k8s_auth/instances", token=tok)
+        if r.status == 401:
+            expect(r, 401, "invalid_token")
+            return time.monotonic() - t0
+        if r.status != 503:     # 503: the loaded test Keystone timed out
+            expect(r, 403)
+        assert time.monotonic() - t0 < seconds, \
+            "a revoked token still works %.0f s later" % (
+                time.monotonic() - t0)
+        time.sleep(0.5)
+
+
+def _validated(srv, tok):
+    """First use of tok (Keystone validates it, the answer is cached); the
+    test Keystone on a loaded machine may time out: retried then."""
+    for _ in range(3):
+        r = srv.call("GET", "/v4/k8s_auth/instances", token=tok)
+        if r.status != 503:
+            break
+        time.sleep(2)
+    expect(r, 403)
+
+
+def case_revocation_events_drop_a_revoked_token():
+    """cache_ttl 3600, revocation_interval 5: a token revoked in Keystone
+    is refused within seconds, through OS-REVOKE events."""
+    tok = keystone_token(C.env["member"], project_id=C.env["project"]["id"])
+    _validated(C.rv, tok)
+    n = C.proxy.count("GET /v3/auth/tokens")
+    expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=tok), 403)
+    assert C.proxy.count("GET /v3/auth/tokens") == n, "not cached"
+    http("DELETE", C.env["url"] + "/v3/auth/tokens", headers={
+        "X-Auth-Token": C.ks.admin_token(), "X-Subject-Token": tok})
+    took = _refused_within(C.rv, tok, 25)
+    assert C.proxy.count("GET /v3/OS-REVOKE/events") >= 1, \
+        C.proxy.requests[-5:]
+    print("# revoked token refused after %.1f s" % took)
+
+
+def case_revocation_events_drop_a_disabled_users_tokens():
+    """A user disabled in Keystone: a user_id event drops its tokens."""
+    u = ks_admin("POST", "/v3/users", {"user": {
+        "name": "k8s-revoke-me", "domain_id": C.env["domain_a"]["id"],
+        "enabled": True, "password": "x-unused-password-2"}})["user"]
+    ks_admin("PUT", "/v3/projects/%s/users/%s/roles/%s" % (
+        C.env["project"]["id"], u["id"], C.env["roles"]["member"]))
+    tok = keystone_token(dict(u, password="x-unused-password-2"),
+                         project_id=C.env["project"]["id"])
+    other = keystone_token(C.env["member"],
+                           project_id=C.env["project"]["id"])
+    for t in (tok, other):
+        _validated(C.rv, t)
+    ks_admin("PATCH", "/v3/users/" + u["id"], {"user": {"enabled": False}})
+    _refused_within(C.rv, tok, 25)
+    n = C.proxy.count("GET /v3/auth/tokens")
+    expect(C.rv.call("GET", "/v4/k8s_auth/instances", token=other), 403)
+    assert C.proxy.count("GET /v3/auth/tokens") == n, \
+        "another user's cached token was dropped too"
 
 
 # ---- the policy engine's default rules (DESIGN.md) -------------------------
@@ -951,7 +1100,24 @@ def setup(workdir, res):
     C.procs = interop.Procs()
     C.proxy = Proxy(env["port"])
     C.k8s = interop.FakeK8s(C.procs, fake, d)
-    C.srv = Server(C.procs, binary, d, env, C.proxy)
+    # The cases below mean the restricted payload (roles from the
+    # restriction, tokens recognised locally); C.ps runs the default.
+    # Only C.rv polls revocation events: the test Keystone has two
+    # single-threaded workers, and the cases below count its requests.
+    C.srv = Server(C.procs, binary, d, env, C.proxy, payload="restricted",
+                   keystone_extra="[keystone]\nrevocation_interval = 0\n")
+    d_ps = os.path.join(workdir, "server-ps")
+    os.makedirs(d_ps, exist_ok=True)
+    # The default payload; revocation events off so that the cache_ttl
+    # case sees the TTL alone.
+    C.ps = Server(C.procs, binary, d_ps, env, C.proxy,
+                  keystone_extra="[keystone]\nrevocation_interval = 0\n")
+    # An hour of cache: only the revocation events can refuse in time.
+    d_rv = os.path.join(workdir, "server-rv")
+    os.makedirs(d_rv, exist_ok=True)
+    C.rv = Server(C.procs, binary, d_rv, env, C.proxy,
+                  keystone_extra="[keystone]\ncache_ttl = 3600\n"
+                  "revocation_interval = 5\n")
     k8s = C.k8s
     k8s.call("POST", "/_test/serviceaccounts",
              {"namespace": "interop", "name": "workload"})
@@ -1019,6 +1185,12 @@ def main():
         res.fail("set-up", str(err))
     finally:
         status = C.procs.stop_all() if hasattr(C, "procs") else {}
+        for name in ("ps", "rv"):
+            if hasattr(C, name):
+                s = getattr(C, name)
+                rc = status.get(s.proc.pid)
+                res.check("server %s exits 0 on SIGTERM" % name, rc == 0,
+                          "status %s\n%s" % (rc, interop.tail(s.log)))
         if hasattr(C, "srv"):
             rc = status.get(C.srv.proc.pid)
             res.check("keystone-k8s-auth exits 0 on SIGTERM", rc == 0,

@@ -30,7 +30,10 @@ def setup_module():
     LOCAL = LocalSA(make_tmpdir("sa-login-"))
     LOCAL_REVIEWER = K8S.reviewer_token(name="local-reviewer")
     LOCAL.write(token=LOCAL_REVIEWER, ca=K8S.ca_pem)
-    SRV = Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path}},
+    # These tests read the restriction back from the token (roles,
+    # user domain, validation after a delete): the restricted payload.
+    SRV = Server(extra={"k8s_auth": {"local_sa_dir": LOCAL.path},
+                        "token": {"payload": "restricted"}},
                  name="login", env=in_cluster_env(K8S))
     SRV.secrets.add(LOCAL_REVIEWER)
     SRV.start()
@@ -160,6 +163,24 @@ def test_login_client_jwt_as_reviewer():
     r = L.ok(jwt)
     check_k8s_auth(r.json["token"]["k8s_auth"], L)
     check_validates(L, r.headers["x-subject-token"], r.json["token"])
+
+
+def test_default_payload_is_project_scoped():
+    """Without [token] payload the server mints Keystone's version-2
+    layout (what a classic Keystone validates): the token names the user
+    and project only; Keystone adds the roles from its assignments."""
+    with Server(name="ps-default") as srv:
+        L = Login(srv, K8S)
+        r = L.ok(L.jwt())
+        subject = r.headers["x-subject-token"]
+        srv.secrets.add(subject)
+        v = validate(srv, subject)
+        eq(v.status, 200, "validation")
+        tok = v.json["token"]
+        check("roles" not in tok and "token_restriction_id" not in tok,
+              "a version-2 token carries no roles: %r" % tok)
+        eq(tok["user"]["id"], L.rst["user_id"], "user")
+        eq(tok["project"]["id"], L.rst["project_id"], "project")
 
 
 def test_validate_after_restriction_deleted_is_404():

@@ -1,8 +1,12 @@
 """Service routes (API.md §6), authentication (§0) and routing errors."""
+import http.client
+import os
 import re
+import socket
 import sqlite3
 
-from harness import Server, assert_error, check, eq, fail, wait_for
+from harness import (Server, assert_error, check, eq, fail, run_cli,
+                     wait_for)
 
 SRV = None
 
@@ -171,11 +175,92 @@ def test_http_listener_serves_same_routes():
     eq(r.json["restriction"]["domain_id"], "http-listener", "domain_id")
 
 
-def test_metrics_require_auth():
-    with Server(extra={"metrics": {"require_auth": "true"}},
-                name="metrics-auth") as srv:
+def _host_address():
+    """A non-loopback address of this host (the source address of a route
+    to the outside; nothing is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))
+        addr = s.getsockname()[0]
+    if addr.startswith("127."):
+        fail("this host has no non-loopback IPv4 address to test from")
+    return addr
+
+
+def _get_from(addr, port, headers=None):
+    """GET /metrics over plain HTTP to addr:port (so the peer is addr)."""
+    c = http.client.HTTPConnection(addr, port, timeout=10)
+    try:
+        c.request("GET", "/metrics", headers=headers or {})
+        r = c.getresponse()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), \
+            r.read()
+    finally:
+        c.close()
+
+
+def test_metrics_loopback_only_by_default():
+    """No [metrics] token_file: /metrics answers loopback clients only,
+    even on a listener bound to every address, and the admin token does
+    not open it to others."""
+    addr = _host_address()
+    srv = Server(name="metrics-lo")
+    srv.extra = {"server": {"listen": "https://127.0.0.1:%d,http://0.0.0.0:%d"
+                            % (srv.https_port, srv.http_port)}}
+    srv._write_config()
+    with srv:
+        eq(srv.req("GET", "/metrics", token=None).status, 200,
+           "/metrics from 127.0.0.1")
+        status, _, body = _get_from(addr, srv.http_port)
+        eq(status, 403, "/metrics from %s: %r" % (addr, body[:200]))
+        check(b'"reason":"forbidden"' in body.replace(b" ", b""), body)
+        status, _, _ = _get_from(addr, srv.http_port,
+                                 {"X-Auth-Token": srv.admin_token})
+        eq(status, 403, "/metrics from %s with the admin token" % addr)
+        eq(_get_from("127.0.0.1", srv.http_port)[0], 200,
+           "/metrics from 127.0.0.1 over http")
+
+
+def test_metrics_token_file():
+    """[metrics] token_file: Authorization: Bearer with that token, from
+    anywhere; nothing else (not even loopback, not the admin token)."""
+    addr = _host_address()
+    srv = Server(name="metrics-tok")
+    tok_file = os.path.join(srv.dir, "metrics-token")
+    token = "m" + os.urandom(12).hex()
+    with open(tok_file, "w") as f:
+        f.write(token + "\n")
+    os.chmod(tok_file, 0o600)
+    srv.extra = {"server": {"listen": "https://127.0.0.1:%d,http://0.0.0.0:%d"
+                            % (srv.https_port, srv.http_port)},
+                 "metrics": {"token_file": tok_file}}
+    srv._write_config()
+    srv.secrets.add(token)
+    with srv:
+        bearer = {"Authorization": "Bearer " + token}
+        status, _, body = _get_from(addr, srv.http_port, bearer)
+        eq(status, 200, "/metrics with the token from %s" % addr)
+        check(b"k8sauth_build_info" in body, "no metrics in %r" % body[:200])
+        eq(srv.req("GET", "/metrics", token=None, headers=bearer).status,
+           200, "with the token from loopback")
         r = srv.req("GET", "/metrics", token=None)
-        assert_error(r, 401, "missing_token")
-        check(r.headers.get("www-authenticate", "").startswith("Keystone uri="),
-              "WWW-Authenticate on /metrics 401")
-        eq(srv.req("GET", "/metrics").status, 200, "/metrics with admin token")
+        assert_error(r, 401, "invalid_token")
+        check(r.headers.get("www-authenticate", "").startswith("Bearer"),
+              "WWW-Authenticate %r" % r.headers.get("www-authenticate"))
+        assert_error(srv.req("GET", "/metrics"), 401, "invalid_token")
+        for bad in ("Bearer " + token[:-1], "Bearer " + token + "x",
+                    "Basic " + token, token):
+            status, _, _ = _get_from(addr, srv.http_port,
+                                     {"Authorization": bad})
+            eq(status, 401, "Authorization: %s..." % bad[:8])
+
+
+def test_metrics_require_auth_is_refused_with_a_hint():
+    """The old admin-token switch is gone: a configuration that still sets
+    it fails config-check with the replacement named (fail closed)."""
+    srv = Server(name="metrics-old")
+    srv.extra = {"metrics": {"require_auth": "true"}}
+    srv._write_config()
+    p = run_cli(["config-check", "--config", srv.conf])
+    check(p.returncode != 0, "config-check accepted require_auth")
+    check("[metrics] require_auth: removed" in p.stderr and
+          "token_file" in p.stderr, "message: %r" % p.stderr)

@@ -46,10 +46,10 @@ test_defaults(void **state)
 {
 	struct config	*cfg = config_new();
 
-	assert_string_equal(cfg->listen, "https://0.0.0.0:5050");
+	assert_string_equal(cfg->listen, "https://0.0.0.0:5088");
 	assert_int_equal(cfg->max_body_size, 65536);
 	assert_int_equal(cfg->token_expiration, 3600);
-	assert_int_equal(cfg->token_payload, TOKEN_PAYLOAD_RESTRICTED);
+	assert_int_equal(cfg->token_payload, TOKEN_PAYLOAD_PROJECT_SCOPED);
 	assert_int_equal(cfg->token_cap_to_jwt_expiry, 1);
 	assert_string_equal(cfg->auth_method, "mapped");
 	assert_int_equal(cfg->k8s_max_jwt_size, 16384);
@@ -65,12 +65,12 @@ test_good_file(void **state)
 	char		*cause;
 
 	assert_int_equal(load_text("[server]\nlisten = http://127.0.0.1:1\n"
-	    "workers = 2\n[token]\npayload = project_scoped\n"
+	    "workers = 2\n[token]\npayload = restricted\n"
 	    "cap_to_jwt_expiry = no\n[log]\nlevel = debug\n", &cfg, &cause),
 	    0);
 	assert_null(cause);
 	assert_int_equal(cfg->workers, 2);
-	assert_int_equal(cfg->token_payload, TOKEN_PAYLOAD_PROJECT_SCOPED);
+	assert_int_equal(cfg->token_payload, TOKEN_PAYLOAD_RESTRICTED);
 	assert_int_equal(cfg->token_cap_to_jwt_expiry, 0);
 	assert_int_equal(cfg->log_level, LOGL_DEBUG);
 	config_free(cfg);

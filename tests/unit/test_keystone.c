@@ -209,6 +209,50 @@ test_slim(void **state)
 	cJSON_Delete(d);
 }
 
+/* Does the revocation event (JSON text) match the project token? */
+static int
+revoked(const char *event)
+{
+	cJSON	*d, *slim, *ev;
+	int	 m;
+
+	d = cJSON_Parse(project_doc);
+	slim = keystone_token_slim(cJSON_GetObjectItem(d, "token"));
+	ev = cJSON_Parse(event);
+	assert_non_null(ev);
+	m = keystone_revoke_matches(ev, slim);
+	cJSON_Delete(ev);
+	cJSON_Delete(slim);
+	cJSON_Delete(d);
+	return (m);
+}
+
+static void
+test_revoke_matches(void **state)
+{
+	/* DELETE /v3/auth/tokens: the token's audit id. */
+	assert_true(revoked("{\"audit_id\": \"3T2dc1CGQxyJsHdDu1xkcw\", "
+	    "\"issued_before\": \"2026-11-28T14:00:00.000000Z\"}"));
+	assert_false(revoked("{\"audit_id\": \"otherAuditId0000000000\"}"));
+	/* A disabled user or changed password: every token issued before. */
+	assert_true(revoked("{\"user_id\": \"u1\", \"issued_before\": "
+	    "\"2026-11-28T14:30:00Z\"}"));
+	assert_false(revoked("{\"user_id\": \"u1\", \"issued_before\": "
+	    "\"2026-11-28T13:59:59Z\"}"));
+	assert_false(revoked("{\"user_id\": \"u9\"}"));
+	/* A role assignment removed: user, project and role all match. */
+	assert_true(revoked("{\"user_id\": \"u1\", \"project_id\": \"p1\", "
+	    "\"role_id\": \"r2\"}"));
+	assert_false(revoked("{\"user_id\": \"u1\", \"project_id\": \"p1\", "
+	    "\"role_id\": \"r9\"}"));
+	assert_false(revoked("{\"user_id\": \"u1\", \"project_id\": \"p2\"}"));
+	/* A domain disabled: the user's or the project's domain. */
+	assert_true(revoked("{\"domain_id\": \"dA\"}"));
+	assert_false(revoked("{\"domain_id\": \"dB\"}"));
+	/* Fields not modelled (trust, consumer) count as matching. */
+	assert_true(revoked("{\"trust_id\": \"t1\", \"user_id\": \"u1\"}"));
+}
+
 static void
 test_parse_time(void **state)
 {
@@ -413,6 +457,7 @@ main(void)
 		cmocka_unit_test(test_project_admin_is_admin),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_slim),
+		cmocka_unit_test(test_revoke_matches),
 		cmocka_unit_test(test_parse_time),
 		cmocka_unit_test(test_url_base),
 		cmocka_unit_test(test_path_escape),
