@@ -163,6 +163,8 @@ static const struct config_option config_options[] = {
 	    "Seconds between polls of Keystone's revocation events "
 	    "(GET /v3/OS-REVOKE/events), which drop cached validations of "
 	    "revoked tokens and users; 0: do not poll." },
+	{ "keystone", "timeout", CT_INT, O(keystone_timeout), "10", 1, 300, 0,
+	    "Seconds one call to Keystone may take in all (validating a caller's token, a restriction or user lookup); connecting is bounded by [k8s_auth] connect_timeout. Past it the caller gets 503 keystone_unavailable." },
 	{ "keystone", "verify_user_enabled", CT_BOOL,
 	    O(keystone_verify_user_enabled), "true", 0, 0, 1,
 	    "Refuse logins whose restriction user is disabled in Keystone." },

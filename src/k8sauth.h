@@ -164,6 +164,7 @@ struct config {
 	char *keystone_app_cred_secret_file;
 	long keystone_cache_ttl;
 	long keystone_revocation_interval;
+	long keystone_timeout;
 	int keystone_verify_user_enabled;
 	/* [bootstrap] */
 	char *admin_token_file;

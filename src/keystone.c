@@ -229,7 +229,7 @@ keystone_init(const struct config *cfg, char **cause)
 	ks_app_id = xstrdup(cfg->keystone_app_cred_id);
 	ks_secret = secret;
 	ks_connect_ms = cfg->k8s_connect_timeout * 1000;
-	ks_timeout_ms = cfg->k8s_review_timeout * 1000;
+	ks_timeout_ms = cfg->keystone_timeout * 1000;
 	ks_allow_http = strncasecmp(ks_base, "http://", 7) == 0;
 	if (ks_allow_http)
 		log_warn(

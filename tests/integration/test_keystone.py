@@ -188,9 +188,9 @@ admin_token_file = {token_file}
 dir = {d}/policy
 [k8s_auth]
 allowed_hosts = 127.0.0.1/32, *.k8s-allowed.test
-# Keystone's answers take seconds on a loaded test machine.
-review_timeout = 30
 [keystone]
+# Keystone's answers take seconds on a loaded test machine.
+timeout = 30
 url = http://127.0.0.1:{port}/v3/
 application_credential_id = {app_id}
 application_credential_secret_file = {secret_file}
