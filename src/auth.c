@@ -119,7 +119,12 @@ auth_deny_code(const char *reason, const char **msg)
 	return (REASON_NONE);
 }
 
-/* Authorize or reply 403; returns 0 when allowed. */
+/*
+ * Authorize or reply 403; returns 0 when allowed.  When Keystone's role
+ * facts were missing (r->facts_error), only a denial is an answer: an
+ * allow replies that error instead (502/503), so nothing is written;
+ * the bootstrap token alone is decided on literal role names.
+ */
 int
 auth_require(struct request *r, const char *action, const cJSON *target)
 {
@@ -127,8 +132,20 @@ auth_require(struct request *r, const char *action, const cJSON *target)
 	char *reason = NULL;
 	enum reason code;
 
-	if (auth_authorize(r, action, target, &reason) == 0)
-		return (0);
+	if (auth_authorize(r, action, target, &reason) == 0) {
+		/*
+		 * Allowed on literal names only: no decision without the facts,
+		 * but for the bootstrap token, the break-glass credential that
+		 * must work while Keystone does not.
+		 */
+		if (r->facts_error == REASON_NONE ||
+		    r->caller.kind == CALLER_BOOTSTRAP)
+			return (0);
+		if (r->facts_retry_after != NULL)
+			http_set_header(r, "Retry-After", r->facts_retry_after);
+		http_reply_reason(r, r->facts_error, "%s", r->facts_message);
+		return (-1);
+	}
 	log_info("%s: %s denied: %s", r->client_ip, action, reason);
 	audit_admin(r, action, NULL, "denied");
 	if ((code = auth_deny_code(reason, &msg)) != REASON_NONE)

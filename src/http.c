@@ -176,6 +176,8 @@ http_unref(struct request *r)
 	caller_clear(&r->caller);
 	config_unref(r->cfg);
 	free(r->path);
+	free(r->facts_message);
+	free(r->facts_retry_after);
 	free(r);
 }
 

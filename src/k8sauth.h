@@ -553,6 +553,14 @@ struct request {
 	void (*cancel)(struct request *); /* on deadline */
 	void (*gone)(struct request *);   /* client went away */
 	void *park;                       /* see http_park() */
+	/*
+	 * Keystone's role facts could not be had (role_facts.c): the policy
+	 * decided on literal role names; a denial stands, an allow becomes
+	 * this error (auth_require).
+	 */
+	enum reason facts_error;
+	char *facts_message;
+	char *facts_retry_after;
 };
 typedef void (*http_handler)(struct request *);
 void http_request_cb(struct evhttp_request *, void *);

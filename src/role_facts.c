@@ -296,16 +296,23 @@ role_facts_detach(struct request *r)
 }
 
 /*
- * Keystone refused or failed the lookup: never a policy decision without
- * the facts.  401/403: the service credential lacks a role (502, not a
- * retry); anything else: 503.
+ * Keystone refused or failed the lookup: remember why on the request.
+ * The handler then runs on literal role names (what a caller could only
+ * gain from), so that a policy denial is still a clean 403, and
+ * auth_require() turns an allow into this error: no write is ever made
+ * without the facts.  401/403: the service credential lacks a role (502,
+ * not a retry); anything else: 503.
  */
 static void
-role_facts_fail(struct request *r, const struct keystone_result *res)
+role_facts_unknown(struct request *r, const struct keystone_result *res)
 {
+	free(r->facts_message);
+	free(r->facts_retry_after);
+	r->facts_retry_after = NULL;
 	if (res->refused != NULL ||
 	    (!res->unavailable && (res->status == 401 || res->status == 403))) {
-		http_reply_reason(r, REASON_keystone_forbidden,
+		r->facts_error = REASON_keystone_forbidden;
+		xasprintf(&r->facts_message,
 		    "Keystone refused GET /v3/role_inferences (%s): the service credential may not list role inferences",
 		    res->refused != NULL ? res->refused : "403");
 		return;
@@ -313,10 +320,11 @@ role_facts_fail(struct request *r, const struct keystone_result *res)
 	if (!res->unavailable)
 		log_err("keystone: GET /v3/role_inferences answered %ld",
 		    res->status);
-	http_set_header(r, "Retry-After",
-	    res->retry_after != NULL ? res->retry_after : "5");
-	http_reply_reason(r, REASON_keystone_unavailable,
-	    "Keystone cannot be asked now; retry later");
+	r->facts_error = REASON_keystone_unavailable;
+	r->facts_message = xstrdup(
+	    "Keystone cannot be asked for role inferences now; retry later");
+	r->facts_retry_after =
+	    xstrdup(res->retry_after != NULL ? res->retry_after : "5");
 }
 
 /* The inferences arrived (or did not). */
@@ -329,9 +337,10 @@ role_facts_cb(const struct keystone_result *res, void *arg)
 
 	p->op = NULL;
 	role_facts_detach(r);
-	if (res->unavailable || res->status != 200 || res->doc == NULL)
-		role_facts_fail(r, res);
-	else {
+	if (res->unavailable || res->status != 200 || res->doc == NULL) {
+		role_facts_unknown(r, res);
+		p->next(r, NULL, p->arg);
+	} else {
 		if (keystone_user_cache != NULL)
 			keystone_cache_put(keystone_user_cache, ROLE_FACTS_KEY,
 			    cJSON_Duplicate(res->doc, 1), now + ROLE_FACTS_TTL,
@@ -367,8 +376,9 @@ role_facts_gone(struct request *r)
 /*
  * Run next(r, inferences, arg) once Keystone's role inferences are known
  * (NULL without [keystone]); arg_free(arg) afterwards.  At once when
- * they need no lookup, else later with the request parked; a failed
- * lookup replies 502/503 and next never runs.
+ * they need no lookup, else later with the request parked.  A failed
+ * lookup runs next with NULL (literal names) and r->facts_error set, so
+ * that a denial is still answered and auth_require() refuses an allow.
  */
 void
 role_facts_run(struct request *r, role_facts_next next, void *arg,
@@ -403,7 +413,8 @@ role_facts_run(struct request *r, role_facts_next next, void *arg,
 
 		log_warn("keystone: %s", cause);
 		free(cause);
-		role_facts_fail(r, &res);
+		role_facts_unknown(r, &res);
+		p->next(r, NULL, p->arg);
 		role_facts_pending_free(p);
 		return;
 	}

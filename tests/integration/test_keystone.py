@@ -677,7 +677,7 @@ def case_manager_cannot_smuggle_admin_role():
         C.env["domain_a"]["id"], C.env["user"]["id"],
         C.env["project"]["id"], [(C.env["roles"]["admin"], "member")]),
         token=C.manager_tok)
-    expect(r, 403)
+    expect(r, 403, "role_not_delegable")
 
 
 @_needs_policy
@@ -696,11 +696,11 @@ def case_manager_cannot_use_admin_granting_restriction():
                              "bound_service_account_namespaces": ["*"],
                              "token_restriction_id": rid}},
                    token=C.manager_tok)
-    expect(r, 403)
+    expect(r, 403, "role_not_delegable")
     r = C.srv.call("PATCH", "/v4/tokens/restrictions/%s" % rid,
                    {"restriction": {"project_id": C.env["project"]["id"]}},
                    token=C.manager_tok)
-    expect(r, 403)
+    expect(r, 403, "role_not_delegable")
     expect(C.srv.call("DELETE", "/v4/tokens/restrictions/%s" % rid), 204)
 
 
