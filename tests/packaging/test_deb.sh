@@ -212,6 +212,8 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 	e=$(exposure /lib/systemd/system/$PKG.service)
 	check "systemd-analyze security exposure ${e:-?} <= 2.0" \
 	    awk -v e="${e:-99}" 'BEGIN { exit !(e <= 2.0) }'
+else
+	skip "systemd-analyze verify and security: no systemd-analyze"
 fi
 
 # Remove keeps the state, purge removes it.
