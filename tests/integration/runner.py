@@ -82,7 +82,7 @@ class Tally:
     def skip(self, name, reason):
         """A skip, or a failure when K8SAUTH_TEST_NO_SKIP is set."""
         if harness.no_skip():
-            print("FAIL %s: skipped (%s) and K8SAUTH_TEST_NO_SKIP is set"
+            print("FAIL %s: skipped, %s, and K8SAUTH_TEST_NO_SKIP is set"
                   % (name, reason))
             self.failed += 1
         else:

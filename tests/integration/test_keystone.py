@@ -674,9 +674,9 @@ def run_suite():
     skip = None
     try:
         if setup(workdir, res) == "skip":
+            print(interop.tail(os.path.join(workdir, "keystone-env.log"), 5))
             skip = ("keystone is not installed (./configure --install-deps "
-                    "installs it):\n" + interop.tail(
-                        os.path.join(workdir, "keystone-env.log"), 5))
+                    "installs it)")
         for fn in tests() if skip is None else []:
             try:
                 fn()
@@ -714,7 +714,7 @@ def main():
     res, skip = run_suite()
     if skip is not None:
         if interop.no_skip():
-            print("FAIL keystone: skipped (%s) and K8SAUTH_TEST_NO_SKIP is "
+            print("FAIL keystone: skipped, %s, and K8SAUTH_TEST_NO_SKIP is "
                   "set" % skip)
             print("0 passed, 1 failed, 0 skipped")
             return 1
