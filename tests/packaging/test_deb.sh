@@ -49,7 +49,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -f "$deb" ]; then
 	fi
 fi
 check "the unit tests ran during the build" \
-    grep -Eq '^[0-9]+ passed, 0 failed' "$tmp/build.log"
+    grep -Eq '^suite: [0-9]+ passed, 0 failed, 0 skipped$' "$tmp/build.log"
 
 # A clean slate: no earlier installation, a keystone group to join.
 dpkg-query -W "$PKG" >/dev/null 2>&1 && apt-get purge -y -qq "$PKG" >/dev/null

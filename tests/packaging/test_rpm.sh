@@ -26,7 +26,7 @@ fi
 rpm=$(ls "$PKG-$version"-*.rpm 2>/dev/null | head -n 1)
 check "RPM $PKG-$version-*.rpm exists" test -f "$rpm"
 check "%check ran the unit tests" \
-    grep -Eq '^[0-9]+ passed, 0 failed' "$tmp/build.log"
+    grep -Eq '^suite: [0-9]+ passed, 0 failed, 0 skipped$' "$tmp/build.log"
 check "build.sh says it uses --nodeps" grep -q -- '--nodeps' "$tmp/build.log"
 
 check_eq "name and version" "$PKG $version" \
