@@ -17,7 +17,7 @@
  *       tests/tmp/fuzz-fernet tests/fuzz/corpus/fernet
  *
  * Seeds (tests/fuzz/corpus/fernet): the tokens of
- * shared/testdata/fernet/vectors.json behind an even byte, and their
+ * tests/data/fernet/vectors.json behind an even byte, and their
  * decrypted msgpack payloads behind an odd byte.
  */
 #include <stdint.h>

@@ -58,6 +58,26 @@ def eq(got, want, what="value"):
         raise TestFailure("%s: expected %r, got %r" % (what, want, got))
 
 
+class Skip(Exception):
+    """Raised by a test (or setup_module) that cannot run here: the runner
+    prints SKIP and counts it; with K8SAUTH_TEST_NO_SKIP=1 (CI) a skip is a
+    failure.  Only for a missing environment (no Keystone installed), never
+    for a property of the code under test."""
+
+
+class Counts:
+    """Returned by a test that runs a sub-suite with its own PASS/FAIL
+    lines (test_keystone_suite): the runner counts every case of it."""
+
+    def __init__(self, passed, failed, skipped=0):
+        self.passed, self.failed, self.skipped = passed, failed, skipped
+
+
+def no_skip():
+    """Is a skip a failure (K8SAUTH_TEST_NO_SKIP set, as CI does)?"""
+    return os.environ.get("K8SAUTH_TEST_NO_SKIP", "") not in ("", "0")
+
+
 def timeout_scale():
     """3x timeouts when the binary was built with sanitizers (slower)."""
     global _scale

@@ -6,9 +6,16 @@
 Discovers tests/integration/test_*.py (sorted by name) and runs every
 function named test_* in file order.  A module may define setup_module()
 and teardown_module() (for a server shared by its tests).  Prints
-`PASS name` or `FAIL name: reason` (with the server log tail), and ends
-with exactly one line `N passed, N failed`.  Exit status 0 only when
-nothing failed and at least one test ran.
+`PASS name`, `FAIL name: reason` (with the server log tail) or
+`SKIP name: reason`, and ends with exactly one line
+`integration: N passed, N failed, N skipped` (the prefix keeps it apart
+from the closing lines of sub-suites).  Exit status 0 only when nothing
+failed and at least one test passed.
+
+A test (or setup_module) that cannot run here raises harness.Skip; with
+K8SAUTH_TEST_NO_SKIP=1 (CI) that counts as a failure instead.  A test that
+runs a sub-suite with its own PASS/FAIL lines returns harness.Counts and
+each of its cases is counted.
 """
 import argparse
 import glob
@@ -68,6 +75,39 @@ def report_fail(name, exc, servers, verbose):
     sys.stdout.flush()
 
 
+class Tally:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+
+    def skip(self, name, reason):
+        """A skip, or a failure when K8SAUTH_TEST_NO_SKIP is set."""
+        if harness.no_skip():
+            print("FAIL %s: skipped, %s, and K8SAUTH_TEST_NO_SKIP is set"
+                  % (name, reason))
+            self.failed += 1
+        else:
+            print("SKIP %s: %s" % (name, reason))
+            self.skipped += 1
+        sys.stdout.flush()
+
+    def counts(self, name, c, timing):
+        """A sub-suite's cases, each counted (they printed their lines)."""
+        if c.failed == 0 and c.passed == 0:
+            print("FAIL %s: the sub-suite ran no case" % name)
+            self.failed += 1
+            return False
+        self.passed += c.passed
+        self.failed += c.failed
+        for _ in range(c.skipped):
+            self.skip(name, "a case of the sub-suite skipped")
+        if c.failed:
+            print("FAIL %s: %d of %d cases failed (FAIL lines above)"
+                  % (name, c.failed, c.passed + c.failed))
+            return False
+        print("PASS %s (%d cases)%s" % (name, c.passed, timing))
+        return True
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", action="append", default=[],
@@ -76,11 +116,11 @@ def main():
     ap.add_argument("-x", action="store_true", help="stop at first failure")
     args = ap.parse_args()
 
-    passed = failed = 0
+    t = Tally()
     if not os.access(harness.BINARY, os.X_OK):
         print("FAIL setup: %s not found or not executable "
               "(run ./configure && make)" % harness.BINARY)
-        print("0 passed, 1 failed")
+        print("integration: 0 passed, 1 failed, 0 skipped")
         return 1
 
     files = sorted(glob.glob(os.path.join(HERE, "test_*.py")))
@@ -106,29 +146,41 @@ def main():
         shared = harness.ALL_SERVERS[first:]
         for fn in selected:
             name = "%s.%s" % (mod.__name__, fn.__name__)
+            if isinstance(setup_error, harness.Skip):
+                t.skip(name, "setup_module: %s" % setup_error)
+                continue
             if setup_error is not None:
                 report_fail(name, setup_error,
                             harness.ALL_SERVERS[first:], args.v)
-                failed += 1
+                t.failed += 1
                 continue
             before = len(harness.ALL_SERVERS)
             t0 = time.monotonic()
+            timing = ""
             try:
-                fn()
+                result = fn()
+                if args.v:
+                    timing = " (%.2fs)" % (time.monotonic() - t0)
+                if isinstance(result, harness.Counts):
+                    if not t.counts(name, result, timing) and args.x:
+                        stop = True
+                        break
+                    continue
+            except harness.Skip as e:
+                t.skip(name, str(e))
             except Exception as e:  # noqa: BLE001
                 # The module's shared server(s) and the test's own ones.
                 touched = shared + harness.ALL_SERVERS[before:]
                 for s in harness.ALL_SERVERS[before:]:
                     s.failed = True
                 report_fail(name, e, touched, args.v)
-                failed += 1
+                t.failed += 1
                 if args.x:
                     stop = True
                     break
             else:
-                print("PASS %s%s" % (name, " (%.2fs)" % (time.monotonic() - t0)
-                                     if args.v else ""))
-                passed += 1
+                print("PASS %s%s" % (name, timing))
+                t.passed += 1
             finally:
                 for s in harness.ALL_SERVERS[before:]:
                     s.cleanup()
@@ -141,7 +193,7 @@ def main():
                     s.failed = True
                 report_fail("%s.teardown_module" % mod.__name__, e,
                             harness.ALL_SERVERS[first:], args.v)
-                failed += 1
+                t.failed += 1
         for s in harness.ALL_SERVERS[first:]:
             s.cleanup()
 
@@ -149,8 +201,9 @@ def main():
         s.kill()
     if args.v:
         print("(%.1fs)" % (time.monotonic() - t_all))
-    print("%d passed, %d failed" % (passed, failed))
-    return 0 if failed == 0 and passed > 0 else 1
+    print("integration: %d passed, %d failed, %d skipped"
+          % (t.passed, t.failed, t.skipped))
+    return 0 if t.failed == 0 and t.passed > 0 else 1
 
 
 if __name__ == "__main__":

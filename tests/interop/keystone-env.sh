@@ -5,8 +5,8 @@
 # interoperability test, on loopback, without Apache and without touching the
 # system Keystone's configuration or database:
 #
-#   start DIR  installs keystone + uWSGI when missing (no service starts, no
-#              package database/endpoint set-up), writes DIR/keystone.conf
+#   start DIR  checks that keystone + uWSGI are installed (it installs
+#              nothing: `./configure --install-deps` does), writes DIR/keystone.conf
 #              (SQLite in WAL mode, Fernet tokens, key repositories in DIR),
 #              runs db_sync / fernet_setup / credential_setup / bootstrap,
 #              serves keystone-wsgi-public with uWSGI on 127.0.0.1:PORT
@@ -16,10 +16,11 @@
 #   stop DIR   stops that uWSGI and removes DIR's runtime files (pid, port);
 #              logs, database and keys stay for post-mortems.
 #
-# Exit status: 0 done; 77 apt cannot install the packages (callers may skip);
-# 1 anything else (callers must fail); 2 usage.
+# Exit status: 0 done; 77 the packages are not installed (callers report a
+# skip, which CI counts as a failure); 1 anything else (callers must fail);
+# 2 usage.
 #
-# Must run as root (apt-get, and keystone-manage writes root-owned keys).
+# Must run as root (keystone-manage writes root-owned keys).
 # Environment: KEYSTONE_ENV_PROCESSES (uWSGI workers, default 2),
 # KEYSTONE_ENV_TIMEOUT (seconds to wait for /v3, default 90).
 set -eu
@@ -32,7 +33,6 @@ ADMIN_PASSWORD=interop-admin-secret
 REGION=RegionOne
 # What the environment needs from the distribution.
 PACKAGES="keystone uwsgi uwsgi-plugin-python3"
-POLICY_RC=/usr/sbin/policy-rc.d
 
 say() {
 	echo "keystone-env: $*" >&2
@@ -43,10 +43,10 @@ die() {
 	exit 1
 }
 
-# cannot_install: exit 77, the one status that lets a caller skip (the
-# distribution's keystone cannot be had here); every other failure is 1.
-cannot_install() {
-	say "cannot install: $*"
+# cannot_run: exit 77, the one status that lets a caller skip (keystone is
+# not installed here); every other failure is 1.
+cannot_run() {
+	say "cannot run: $*"
 	exit 77
 }
 
@@ -65,6 +65,7 @@ installed() {
 	command -v keystone-wsgi-public >/dev/null 2>&1 || return 1
 	command -v uwsgi >/dev/null 2>&1 || return 1
 	[ -f /usr/lib/uwsgi/plugins/python3_plugin.so ] || return 1
+	command -v dpkg-query >/dev/null 2>&1 || return 0
 	for p in $PACKAGES; do
 		dpkg-query -W -f '${Status}\n' "$p" 2>/dev/null |
 		    grep -q '^install ok installed$' || return 1
@@ -72,104 +73,11 @@ installed() {
 	return 0
 }
 
-# policy_block: forbid service starts during the install; the previous
-# policy-rc.d (Docker images ship one) is kept aside and put back by
-# policy_restore, which the EXIT trap also runs.
-POLICY_SAVED=
-POLICY_PLACED=
-policy_block() {
-	if [ -e "$POLICY_RC" ]; then
-		POLICY_SAVED=$(mktemp /usr/sbin/policy-rc.d.keystone-env.XXXXXX)
-		cp -p "$POLICY_RC" "$POLICY_SAVED"
-	fi
-	printf '#!/bin/sh\n# keystone-env.sh: no service starts\nexit 101\n' \
-	    > "$POLICY_RC"
-	chmod 755 "$POLICY_RC"
-	POLICY_PLACED=1
-}
-
-policy_restore() {
-	[ -n "$POLICY_PLACED" ] || return 0
-	if [ -n "$POLICY_SAVED" ]; then
-		mv -f "$POLICY_SAVED" "$POLICY_RC"
-	else
-		rm -f "$POLICY_RC"
-	fi
-	POLICY_PLACED=
-	POLICY_SAVED=
-}
-
-# preseed: the package must neither configure a database, nor bootstrap an
-# admin, nor register endpoints (question names from keystone's templates).
-preseed() {
-	debconf-set-selections <<-EOF
-	keystone keystone/configure_db boolean false
-	keystone keystone/create-admin-tenant boolean false
-	keystone keystone/register-endpoint boolean false
-	keystone keystone/admin-password password
-	keystone keystone/admin-password-confirm password
-	EOF
-}
-
-# apt_install: install the packages; refresh the lists once when the cached
-# ones are too old to find them.  Returns 77 when apt cannot get them at all
-# (no candidate, or the download fails), 1 when they were fetched but would
-# not install (a real failure, never a reason to skip).
-# shellcheck disable=SC2086 # $PACKAGES is a word list
-apt_install() {
-	export DEBIAN_FRONTEND=noninteractive
-	set -- -y -q --no-install-recommends \
-	    -o DPkg::Lock::Timeout=300 \
-	    -o Dpkg::Options::=--force-confdef \
-	    -o Dpkg::Options::=--force-confold
-	apt-get install "$@" $PACKAGES >&2 && return 0
-	say "apt-get install failed; apt-get update and retry"
-	apt-get update -q >&2 || true
-	apt-get install "$@" $PACKAGES >&2 && return 0
-	if ! apt-get install "$@" --download-only $PACKAGES >/dev/null 2>&1
-	then
-		return 77
-	fi
-	return 1
-}
-
-# quiet_services: whatever the packages registered must not run or start at
-# boot (the test serves Keystone itself, on a private port).
-quiet_services() {
-	for svc in keystone uwsgi apache2; do
-		if [ -d /run/systemd/system ]; then
-			systemctl stop "$svc" >/dev/null 2>&1 || true
-		elif [ -x "/etc/init.d/$svc" ]; then
-			"/etc/init.d/$svc" stop >/dev/null 2>&1 || true
-		fi
-		if command -v systemctl >/dev/null 2>&1; then
-			systemctl disable --quiet "$svc" >/dev/null 2>&1 || true
-		fi
-		if [ -x "/etc/init.d/$svc" ]; then
-			update-rc.d "$svc" disable >/dev/null 2>&1 || true
-		fi
-	done
-}
-
-install_missing() {
-	if installed; then
-		return 0
-	fi
-	[ "$(id -u)" -eq 0 ] || die "keystone is not installed and this is not root"
-	command -v apt-get >/dev/null 2>&1 ||
-	    cannot_install "no apt-get: not a Debian system"
-	say "installing $PACKAGES (first run)"
-	t0=$(now)
-	preseed
-	policy_block
-	rc=0
-	apt_install || rc=$?
-	policy_restore
-	[ "$rc" -ne 77 ] || cannot_install "apt cannot fetch $PACKAGES"
-	[ "$rc" -eq 0 ] || die "apt-get install $PACKAGES failed"
-	quiet_services
-	installed || die "packages installed but keystone/uwsgi still missing"
-	say "installed in $(($(now) - t0)) s"
+# require_installed: exit 77 with what to do when a package is missing;
+# the test suite never installs anything itself.
+require_installed() {
+	installed && return 0
+	cannot_run "$PACKAGES not installed (./configure --install-deps installs them)"
 }
 
 # pid_alive FILE: the process named in a pid file still runs.
@@ -331,7 +239,7 @@ start_uwsgi() {
 
 cmd_start() {
 	t_start=$(now)
-	install_missing
+	require_installed
 	mkdir -p "$DIR"
 	DIR=$(cd "$DIR" && pwd)
 	stop_uwsgi "$DIR"
@@ -354,7 +262,6 @@ cmd_stop() {
 
 [ $# -eq 2 ] || usage
 DIR=$2
-trap 'policy_restore' EXIT
 trap 'exit 130' INT TERM
 case "$1" in
 start) cmd_start ;;

@@ -1,12 +1,13 @@
 /*
  * test_fernet.c: the Fernet codec against tokens issued by a real Keystone
- * (shared/testdata/fernet), round trips, tampering, the key repository
- * (setup, rotate, load, change detection) and the methods bitmask.
+ * (tests/data/fernet, see its README.md), round trips, tampering, the key
+ * repository (setup, rotate, load, change detection) and the methods
+ * bitmask.
  *
- * The test data is found through $FERNET_TESTDATA, else
- * ../shared/testdata/fernet relative to the repository root (the tests run
- * from there; CI checks shared/ out beside the repository), else
- * /work/shared/testdata/fernet.
+ * The test data is found through $FERNET_TESTDATA, else tests/data/fernet
+ * relative to the working directory (tests/run.sh runs from the repository
+ * root), else ../../data/fernet beside this binary (tests/unit/).  It is
+ * part of the repository: nothing outside it is read.
  *
  * The envelope is also implemented here, independently, with OpenSSL, so
  * that tests can read the plaintext of a token and sign crafted payloads.
@@ -16,6 +17,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,27 +45,32 @@
 
 static const char *testdata;
 
-/* Where the shared test data lives. */
+/* Where the test data lives: the environment, the working directory, then
+ * the directory of this binary. */
 static const char *
 td_dir(void)
 {
-	static const char *const candidates[] = {
-		"../shared/testdata/fernet",
-		"/work/shared/testdata/fernet"
-	};
-	char	 path[512];
-	size_t	 i;
+	static char	 beside[PATH_MAX + 32];
+	char		 exe[PATH_MAX], path[PATH_MAX + 64], *slash;
+	ssize_t		 n;
 
 	if (testdata != NULL)
 		return (testdata);
 	if ((testdata = getenv("FERNET_TESTDATA")) != NULL)
 		return (testdata);
-	for (i = 0; i < sizeof candidates / sizeof *candidates; i++) {
-		snprintf(path, sizeof path, "%s/vectors.json", candidates[i]);
+	if (access("tests/data/fernet/vectors.json", R_OK) == 0)
+		return (testdata = "tests/data/fernet");
+	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL)
+			*slash = '\0';
+		snprintf(beside, sizeof beside, "%s/../data/fernet", exe);
+		snprintf(path, sizeof path, "%s/vectors.json", beside);
 		if (access(path, R_OK) == 0)
-			return (testdata = candidates[i]);
+			return (testdata = beside);
 	}
-	fail_msg("fernet test data not found; set FERNET_TESTDATA");
+	fail_msg("fernet test data not found (tests/data/fernet); set FERNET_TESTDATA");
 	return (NULL);
 }
 

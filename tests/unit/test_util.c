@@ -1,0 +1,101 @@
+/*
+ * test_util.c: util_ct_equal, the constant-time compare that guards the
+ * admin token (auth.c) and the subject-token check (api_token.c).  What it
+ * must answer: equal for the same bytes only, never for a prefix or a
+ * different length, the whole length compared (a NUL is a byte like any
+ * other, not an end), and empty equals only empty.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "k8sauth.h"
+
+#define ADMIN "0123456789abcdef0123456789abcdef"
+
+/* Equal: the same bytes, also from different buffers. */
+static void
+test_ct_equal_same(void **state)
+{
+	char	copy[sizeof ADMIN];
+
+	memcpy(copy, ADMIN, sizeof ADMIN);
+	assert_true(util_ct_equal(ADMIN, strlen(ADMIN), copy, strlen(copy)));
+	assert_true(util_ct_equal("x", 1, "x", 1));
+}
+
+/* Different bytes of the same length, wherever they differ. */
+static void
+test_ct_equal_different(void **state)
+{
+	char	 other[sizeof ADMIN];
+	size_t	 len = strlen(ADMIN), i;
+
+	for (i = 0; i < len; i++) {
+		memcpy(other, ADMIN, sizeof ADMIN);
+		other[i] ^= 0x01;
+		assert_false(util_ct_equal(ADMIN, len, other, len));
+		assert_false(util_ct_equal(other, len, ADMIN, len));
+	}
+	assert_false(util_ct_equal("a", 1, "b", 1));
+}
+
+/* Different lengths: a prefix, an extension, never equal. */
+static void
+test_ct_equal_lengths(void **state)
+{
+	size_t	len = strlen(ADMIN);
+
+	assert_false(util_ct_equal(ADMIN, len, ADMIN, len - 1));
+	assert_false(util_ct_equal(ADMIN, len - 1, ADMIN, len));
+	assert_false(util_ct_equal(ADMIN, len, ADMIN "0", len + 1));
+	assert_false(util_ct_equal("a", 1, "a", 0));
+	/* Only the given lengths count, not what follows. */
+	assert_true(util_ct_equal("ab", 1, "ax", 1));
+}
+
+/* Empty equals empty and nothing else. */
+static void
+test_ct_equal_empty(void **state)
+{
+	assert_true(util_ct_equal("", 0, "", 0));
+	assert_true(util_ct_equal("abc", 0, "xyz", 0));
+	assert_false(util_ct_equal("", 0, "a", 1));
+	assert_false(util_ct_equal("a", 1, "", 0));
+	assert_false(util_ct_equal("", 0, "\0", 1));
+}
+
+/* A NUL does not end the comparison: bytes after it still count. */
+static void
+test_ct_equal_past_nul(void **state)
+{
+	static const char a[] = "secret\0tail-A";
+	static const char b[] = "secret\0tail-B";
+	static const char c[] = "secret\0tail-A";
+
+	assert_false(util_ct_equal(a, sizeof a - 1, b, sizeof b - 1));
+	assert_true(util_ct_equal(a, sizeof a - 1, c, sizeof c - 1));
+	assert_false(util_ct_equal("\0a", 2, "\0b", 2));
+	assert_false(util_ct_equal("secret", 6, a, sizeof a - 1));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ct_equal_same),
+		cmocka_unit_test(test_ct_equal_different),
+		cmocka_unit_test(test_ct_equal_lengths),
+		cmocka_unit_test(test_ct_equal_empty),
+		cmocka_unit_test(test_ct_equal_past_nul),
+	};
+
+	log_open(LOGL_ERR, 0);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
