@@ -187,6 +187,15 @@ check_eq "package-setup again keeps token, keys and certificate" \
 check "package-setup again generates nothing" \
     sh -c "! grep -q 'generated\|written' '$tmp/setup.log'"
 
+# An upgrade from a version that put the user into group keystone takes
+# that membership away.
+usermod -a -G keystone "$USR"
+/usr/libexec/$PKG/package-setup > "$tmp/setup-group.log" 2>&1
+check "package-setup removes the old group keystone membership" \
+    sh -c "! id -nG $USR | tr ' ' '\n' | grep -qx keystone"
+check "package-setup says it removed the membership" \
+    grep -q "removed $USR from group keystone" "$tmp/setup-group.log"
+
 # A modified conffile survives a reinstall.
 echo "# local change $$" >> "$CONF"
 dpkg -i "$deb" > "$tmp/reinstall.log" 2>&1
@@ -331,11 +340,12 @@ fi
 apt-get remove -y -q "$PKG" > "$tmp/remove.log" 2>&1
 check "remove" sh -c "! test -e $BIN"
 check "remove keeps the database" test -f "$STATE/$PKG.db"
+check "remove keeps the audit trail directory" test -d /var/log/$PKG
 check "remove keeps the admin token" test -f "$ETC/admin-token"
 check "remove keeps the configuration" test -f "$CONF"
 apt-get purge -y -q "$PKG" > "$tmp/purge.log" 2>&1
 check_eq "purge" "" "$(dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null)"
-for gone in "$STATE" "$ETC/admin-token" "$ETC/credential-keys" \
+for gone in "$STATE" /var/log/$PKG "$ETC/admin-token" "$ETC/credential-keys" \
     "$ETC/tls/cert.pem" "$ETC/tls/key.pem" "$CONF" "$ETC"; do
 	check "purge removes $gone" sh -c "! test -e '$gone'"
 done
