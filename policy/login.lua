@@ -40,6 +40,25 @@ M.settings = {
 	-- Example 4: shorter tokens for some namespaces (glob -> seconds).
 	--   { {"ci-*", 600} }
 	short_namespaces = {},
+
+	-- Example 5: deny by namespace (globs): no token for these namespaces
+	-- on any cluster, whatever a role binds (system namespaces, a
+	-- namespace being decommissioned).
+	--   { "kube-*", "default", "team-old" }
+	denied_namespaces = {},
+
+	-- Example 6: per-cluster namespace -> restriction.  Example 1 ignores
+	-- which cluster the pod runs in, so "team-a" on a test cluster would
+	-- get the same project as "team-a" in production.  Keys are instance
+	-- ids (ctx.instance.id; the name, ctx.instance.name, is accepted too,
+	-- but names can be reused); the value is a list like example 1's.
+	-- On a listed cluster a namespace that matches no entry is refused
+	-- (fail closed); clusters not listed fall through to example 1.
+	--   { ["0123456789abcdef0123456789abcdef"] = {
+	--         {"team-a", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"} },
+	--     ["test-cluster"] = {
+	--         {"*", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"} } }
+	instance_namespace_restrictions = {},
 }
 
 -- The first {glob, value} pair whose glob matches s, or nil.
@@ -62,9 +81,22 @@ local function has_prefix(prefixes, name)
 	return false
 end
 
+-- Example 6's list for the login's instance (by id, then name), or nil.
+local function instance_mapping(map, instance)
+	if instance == nil then
+		return nil
+	end
+	return map[instance.id] or map[instance.name]
+end
+
 function M.check(ctx)
 	local s = M.settings
 	local ns = ctx.service_account.namespace
+
+	-- Example 5: namespace deny.
+	if k8sauth.glob_any(s.denied_namespaces, ns) then
+		return false, "logins from namespace " .. ns .. " are refused"
+	end
 
 	-- Example 3: node pool deny.
 	if #s.denied_nodes > 0 then
@@ -89,8 +121,20 @@ function M.check(ctx)
 	local out = {}
 	local changed = false
 
-	-- Example 1: namespace -> project, through a restriction.
-	local rid = lookup(s.namespace_restrictions, ns)
+	-- Example 6, then example 1: namespace -> project, through a
+	-- restriction, per cluster first.
+	local rid
+	local per_cluster = instance_mapping(s.instance_namespace_restrictions,
+	    ctx.instance)
+	if per_cluster ~= nil then
+		rid = lookup(per_cluster, ns)
+		if rid == nil then
+			return false, "namespace " .. ns ..
+			    " has no mapping on instance " .. ctx.instance.id
+		end
+	else
+		rid = lookup(s.namespace_restrictions, ns)
+	end
 	if rid ~= nil then
 		out.restriction_id = rid
 		changed = true

@@ -34,3 +34,4 @@ set_opt fernet_tokens key_repository /etc/keystone/fernet-keys/
 set_opt credential key_repository /etc/keystone-k8s-auth/credential-keys/
 set_opt bootstrap admin_token_file /etc/keystone-k8s-auth/admin-token
 set_opt policy dir /etc/keystone-k8s-auth/policy
+set_opt log audit_file /var/log/keystone-k8s-auth/audit.log

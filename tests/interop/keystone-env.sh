@@ -203,6 +203,9 @@ start_uwsgi() {
 	t0=$(now)
 	wsgi=$(command -v keystone-wsgi-public)
 	# lazy-apps: every worker opens its own SQLite connection after fork.
+	# "Connection: close": --http-socket serves one request per
+	# connection; without the header keystoneauth (the openstack CLI)
+	# reuses the connection and gets "connection reset by peer".
 	OS_KEYSTONE_CONFIG_FILES=$DIR/keystone.conf \
 	OS_KEYSTONE_CONFIG_DIR='' \
 	uwsgi --plugin python3 \
@@ -211,6 +214,7 @@ start_uwsgi() {
 	    --master --processes "$PROCESSES" --threads 1 \
 	    --lazy-apps --enable-threads --die-on-term --need-app \
 	    --buffer-size 65535 \
+	    --add-header 'Connection: close' \
 	    --chdir "$DIR" \
 	    --procname-prefix keystone-env- \
 	    --pidfile "$DIR/uwsgi.pid" \

@@ -15,6 +15,11 @@ by uWSGI on loopback: tests/interop/keystone-env.sh), then:
       Keystone side: the next token must be signed with the new primary key
       (the server re-read the repository) and still validate, and once the
       old key is purged the old token must stop validating.
+  (c) docs/examples/keystone-policy-exchange.yaml stops an exchanged token
+      from creating application credentials, trusts, EC2 credentials;
+  (d) the service user's least privilege: which role set on project
+      `service` allows which of the server's Keystone calls, and the server
+      itself on the narrowest working set (docs/deploy.md).
 
 Python 3 standard library only.  Prints PASS/FAIL lines and a closing
 `interop: N passed, N failed, N skipped`; exits non-zero on failure.  The
@@ -390,7 +395,7 @@ class FakeK8s:
 
 
 class Server:
-    def __init__(self, procs, binary, d, env):
+    def __init__(self, procs, binary, d, env, extra=""):
         self.binary = binary
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
@@ -425,6 +430,7 @@ level = info
 """.format(url=self.url, d=d, repo=env["key_repository"],
                 max_keys=env["max_active_keys"],
                 methods=",".join(env["methods"]), token_file=token_file))
+            f.write(extra)
         conf = ["--config", self.conf]
         for sub in ("config-check", "credential-setup", "bootstrap",
                     "db-sync"):
@@ -574,6 +580,7 @@ def check_exchange(res, ks, workdir):
             res, ks, "interop: Keystone validates the exchanged "
             "project_scoped token (user, project, member, [mapped])",
             first, jwt_exp)
+        check_credential_policy(res, ks, first)
         cred = env["application_credential"]
         a = http("POST", ks.url + "/v3/auth/tokens", {"auth": {"identity": {
             "methods": ["application_credential"],
@@ -646,6 +653,283 @@ def check_exchange(res, ks, workdir):
                   rc == 0, "status %s\n%s" % (rc, tail(server.log)))
 
 
+
+# ---- Keystone policy overrides from docs/examples -------------------------
+
+EXAMPLES = os.path.join(ROOT, "docs", "examples")
+
+
+def install_policy(env, name):
+    """Copy docs/examples/NAME into the test Keystone's policy.d; Keystone
+    (oslo.policy) re-reads a policy directory whose mtime changed."""
+    dst = os.path.join(os.path.dirname(env["config"]), "policy.d", name)
+    shutil.copyfile(os.path.join(EXAMPLES, name), dst)
+    time.sleep(0.05)
+
+
+def ks_call(ks, method, path, token, body=None):
+    return http(method, ks.url + path, body, headers={"X-Auth-Token": token})
+
+
+def ks_admin(ks, method, path, body=None, expect=(200, 201, 204)):
+    r = ks_call(ks, method, path, ks.admin_token(), body)
+    if r.status not in expect:
+        raise RuntimeError("Keystone %s %s: %r" % (method, path, r))
+    return r.json()
+
+
+def rescope(ks, token, project_id):
+    """POST /v3/auth/tokens with method token: the re-scoped token keeps
+    the original token's methods."""
+    r = http("POST", ks.url + "/v3/auth/tokens", {"auth": {
+        "identity": {"methods": ["token"], "token": {"id": token}},
+        "scope": {"project": {"id": project_id}}}})
+    return r.headers.get("X-Subject-Token") if r.status == 201 else None
+
+
+def credential_attempts(ks, token, trustee_id):
+    """Try every long-lived credential a token's user may create; returns
+    {kind: HTTP status}.  Whatever was created is deleted again."""
+    env = ks.env
+    uid, pid = env["user"]["id"], env["project"]["id"]
+    out = {}
+    r = ks_call(ks, "POST", "/v3/users/%s/application_credentials" % uid,
+                token, {"application_credential": {
+                    "name": "from-exchange-%d" % int(time.time() * 1000)}})
+    out["application_credential"] = r.status
+    if r.status == 201:
+        ks_admin(ks, "DELETE", "/v3/users/%s/application_credentials/%s"
+                 % (uid, r.json()["application_credential"]["id"]))
+    r = ks_call(ks, "POST", "/v3/OS-TRUST/trusts", token, {"trust": {
+        "trustor_user_id": uid, "trustee_user_id": trustee_id,
+        "project_id": pid, "impersonation": False,
+        "roles": [{"name": "member"}]}})
+    out["trust"] = r.status
+    if r.status == 201:
+        ks_admin(ks, "DELETE", "/v3/OS-TRUST/trusts/%s"
+                 % r.json()["trust"]["id"])
+    r = ks_call(ks, "POST", "/v3/users/%s/credentials/OS-EC2" % uid, token,
+                {"tenant_id": pid})
+    out["ec2"] = r.status
+    if r.status == 201:
+        ks_admin(ks, "DELETE", "/v3/users/%s/credentials/OS-EC2/%s"
+                 % (uid, r.json()["credential"]["access"]))
+    return out
+
+
+def check_credential_policy(res, ks, token):
+    """docs/tokens.md: with Keystone's default policy a token from the
+    exchange creates an application credential that outlives it; the
+    override in docs/examples/keystone-policy-exchange.yaml refuses that
+    (and trusts, EC2 credentials) for "mapped" tokens, also re-scoped
+    ones, and leaves password tokens alone."""
+    env = ks.env
+    trustee = env["member"]["id"]
+    before = credential_attempts(ks, token, trustee)
+    res.check("policy: with Keystone's default policy an exchanged token "
+              "creates an application credential (the caveat is real)",
+              before["application_credential"] == 201, repr(before))
+    print("# default policy, exchanged token: %r" % before, flush=True)
+    install_policy(env, "keystone-policy-exchange.yaml")
+    after = credential_attempts(ks, token, trustee)
+    res.check("policy: with the documented override an exchanged token "
+              "cannot create an application credential, trust or EC2 "
+              "credential (403)",
+              after == {"application_credential": 403, "trust": 403,
+                        "ec2": 403}, repr(after))
+    again = rescope(ks, token, env["project"]["id"])
+    v = ks.validate(again) if again else None
+    methods = (v.json() or {}).get("token", {}).get("methods") \
+        if v is not None and v.status == 200 else None
+    rescoped = credential_attempts(ks, again, trustee) if again else None
+    res.check("policy: a token re-scoped from an exchanged one keeps "
+              "\"mapped\" and is refused too",
+              again is not None and "mapped" in (methods or [])
+              and rescoped == {"application_credential": 403,
+                               "trust": 403, "ec2": 403},
+              "methods %r, %r" % (methods, rescoped))
+    user = env["user"]
+    r = ks.password_token(user["id"], user["password"], env["project"]["id"])
+    own = credential_attempts(ks, r.headers.get("X-Subject-Token", "x"),
+                              trustee)
+    res.check("policy: the same user's password token still creates them",
+              own == {"application_credential": 201, "trust": 201,
+                      "ec2": 201}, repr(own))
+
+
+# ---- the service user's least privilege -----------------------------------
+
+# What keystone-k8s-auth asks Keystone, and with what.
+SERVICE_CALLS = (
+    ("validate", "GET", "/v3/auth/tokens?nocatalog"),
+    ("revoke_events", "GET", "/v3/OS-REVOKE/events"),
+    ("get_user", "GET", "/v3/users/{user}"),
+    ("get_project", "GET", "/v3/projects/{project}"),
+    ("get_role", "GET", "/v3/roles/{role}"),
+    ("role_assignments", "GET", "/v3/role_assignments?user.id={user}"
+     "&scope.project.id={project}&effective"),
+    ("role_inferences", "GET", "/v3/role_inferences"),
+)
+VALIDATION = ("validate", "revoke_events")
+RESTRICTION_CHECKS = ("get_user", "get_project", "get_role",
+                      "role_assignments", "role_inferences")
+
+
+def service_user(ks, roles):
+    """A user in domain default with ROLES on project service and an
+    application credential of its own; returns the credential."""
+    env = ks.env
+    fx = fixtures_module().Fixtures(ks.url, ks.admin_token())
+    name = "k8s-auth-%s-%d" % ("-".join(roles), int(time.time() * 1000))
+    user = fx.user(name, "default", env["service_project"]["id"])
+    for role in roles:
+        fx.grant_project(env["service_project"]["id"], user["id"],
+                         fx.role_id(role))
+    return fixtures_module().app_credential(ks.url, user,
+                                            env["service_project"]["id"])
+
+
+def fixtures_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "keystone_fixtures", os.path.join(ROOT, "tests", "interop",
+                                          "keystone_fixtures.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def service_calls(ks, cred, subject):
+    """{call: HTTP status} for every call of SERVICE_CALLS made with an
+    application credential's token."""
+    env = ks.env
+    r = http("POST", ks.url + "/v3/auth/tokens", {"auth": {"identity": {
+        "methods": ["application_credential"],
+        "application_credential": {"id": cred["id"],
+                                   "secret": cred["secret"]}}}})
+    token = r.headers.get("X-Subject-Token", "x")
+    out = {}
+    for name, method, path in SERVICE_CALLS:
+        path = path.format(user=env["user"]["id"],
+                           project=env["project"]["id"],
+                           role=env["roles"]["member"])
+        out[name] = http(method, ks.url + path, headers={
+            "X-Auth-Token": token, "X-Subject-Token": subject}).status
+    return out
+
+
+def allowed(calls, names):
+    return all(calls[n] == 200 for n in names)
+
+
+def refused(calls, names):
+    return all(calls[n] == 403 for n in names)
+
+
+def check_service_user_roles(res, ks):
+    """docs/deploy.md's service user, proven: which calls each role set on
+    project `service` allows in Keystone 22's default policy, and that
+    `service` + `k8s-auth-reader` with the documented override allows all
+    of them without `admin`.  Returns the narrow credential."""
+    env = ks.env
+    u = env["user"]
+    subject = ks.password_token(u["id"], u["password"],
+                                env["project"]["id"]).headers.get(
+                                    "X-Subject-Token", "x")
+    matrix = {}
+    for roles in (("reader",), ("service",), ("admin",)):
+        matrix[roles] = service_calls(ks, service_user(ks, roles), subject)
+        print("# service user with %s: %r" % ("+".join(roles),
+                                              matrix[roles]), flush=True)
+    res.check("service user: reader alone can do nothing the server needs",
+              refused(matrix[("reader",)], VALIDATION + RESTRICTION_CHECKS),
+              repr(matrix[("reader",)]))
+    res.check("service user: service validates tokens and reads revocation "
+              "events, but cannot read users/projects/roles/assignments",
+              allowed(matrix[("service",)], VALIDATION)
+              and refused(matrix[("service",)], RESTRICTION_CHECKS),
+              repr(matrix[("service",)]))
+    # GET /v3/projects/{id} of another domain's project passes for admin
+    # only through the deprecated rule "admin_required or project_id"
+    # (Keystone 22 ORs it in while [oslo_policy] enforce_new_defaults is
+    # off; removing a policy file that had overridden the rule also loses
+    # it until Keystone restarts): docs/deploy.md recommends the override.
+    res.check("service user: admin (on project service) can do everything "
+              "(with Keystone 22's deprecated rules still on)",
+              allowed(matrix[("admin",)], VALIDATION + RESTRICTION_CHECKS),
+              repr(matrix[("admin",)]))
+    fx = fixtures_module().Fixtures(ks.url, ks.admin_token())
+    fx.role_id("k8s-auth-reader")
+    narrow = service_user(ks, ("service", "k8s-auth-reader"))
+    install_policy(env, "keystone-policy-service-user.yaml")
+    calls = service_calls(ks, narrow, subject)
+    res.check("service user: service + k8s-auth-reader with the documented "
+              "policy override can do everything without admin",
+              allowed(calls, VALIDATION + RESTRICTION_CHECKS), repr(calls))
+    return narrow, service_user(ks, ("service",))
+
+
+def retry_503(call, attempts=4):
+    """503 means "retry": a loaded 2-core machine may make Keystone miss
+    the server's 5 s timeout once."""
+    for _ in range(attempts - 1):
+        r = call()
+        if r.status != 503:
+            return r
+        time.sleep(1)
+    return call()
+
+
+def check_server_with_service_user(res, ks, binary, workdir, narrow,
+                                   service_only):
+    """The server itself, [keystone] configured with the narrowest
+    credential: a Keystone token is accepted on the admin API and a
+    restriction write passes Keystone's checks.  With `service` alone the
+    token is accepted but the write is refused."""
+    env = ks.env
+    for label, cred, write_ok in (("service+k8s-auth-reader", narrow, True),
+                                  ("service", service_only, False)):
+        d = os.path.join(workdir, "svc-" + label.replace("+", "-"))
+        os.makedirs(d, exist_ok=True)
+        secret = os.path.join(d, "app-cred-secret")
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(cred["secret"] + "\n")
+        procs = Procs()
+        try:
+            srv = Server(procs, binary, d, env, extra="""[keystone]
+url = {url}/v3
+application_credential_id = {id}
+application_credential_secret_file = {secret}
+""".format(url=ks.url, id=cred["id"], secret=secret))
+            r = retry_503(lambda: http(
+                "GET", srv.url + "/v4/k8s_auth/instances",
+                headers={"X-Auth-Token": ks.admin_token()}))
+            res.check("service user %s: the server accepts a Keystone "
+                      "admin token (validation works)" % label,
+                      r.status == 200, repr(r))
+            r = retry_503(lambda: http(
+                "POST", srv.url + "/v4/tokens/restrictions", {
+                    "restriction": {
+                        "domain_id": env["domain_a"]["id"],
+                        "user_id": env["user"]["id"],
+                        "project_id": env["project"]["id"],
+                        "roles": [{"id": env["roles"]["member"]}]}},
+                headers={"X-Auth-Token": srv.admin}))
+            if write_ok:
+                res.check("service user %s: a restriction write passes "
+                          "Keystone's checks (201)" % label,
+                          r.status == 201, repr(r))
+            else:
+                res.check("service user %s: a restriction write is "
+                          "refused, never stored (not 2xx)" % label,
+                          r.status >= 400, repr(r))
+        except (RuntimeError, OSError) as err:
+            res.fail("service user %s: server set-up" % label, str(err))
+        finally:
+            procs.stop_all()
+
+
 def main():
     res = Results()
     workdir = tempfile.mkdtemp(prefix="k8sauth-interop-")
@@ -672,6 +956,11 @@ def main():
             ks = Keystone(env)
             if check_environment(res, ks):
                 check_exchange(res, ks, workdir)
+                narrow, service_only = check_service_user_roles(res, ks)
+                binary, _ = build(res, workdir)
+                if binary:
+                    check_server_with_service_user(res, ks, binary, workdir,
+                                                   narrow, service_only)
     finally:
         stop_keystone(workdir)
     if res.failed == 0 and not os.environ.get("KEEP_INTEROP_DIR"):

@@ -96,4 +96,47 @@ describe("login.lua", function()
 		ok, out = m.check(ctx())
 		assert.is_nil(out)
 	end)
+
+	it("example 5: deny by namespace", function()
+		local m = fresh()
+		m.settings.denied_namespaces = { "kube-*", "default" }
+		assert.is_true((m.check(ctx())))
+		local ok, why = m.check(ctx({ service_account = { namespace = "kube-system", name = "x" } }))
+		assert.is_false(ok)
+		assert.matches("namespace kube%-system", why)
+		ok = m.check(ctx({ service_account = { namespace = "default", name = "x" } }))
+		assert.is_false(ok)
+		-- The deny wins over a mapping of the same namespace.
+		m.settings.namespace_restrictions = { { "*", "0123456789abcdef0123456789abcdef" } }
+		ok = m.check(ctx({ service_account = { namespace = "kube-public", name = "x" } }))
+		assert.is_false(ok)
+	end)
+
+	it("example 6: per-cluster namespace mapping", function()
+		local m = fresh()
+		m.settings.namespace_restrictions = {
+			{ "team-a", "11111111111111111111111111111111" },
+		}
+		m.settings.instance_namespace_restrictions = {
+			i1 = { { "team-a", "22222222222222222222222222222222" } },
+			["test-cluster"] = { { "*", "33333333333333333333333333333333" } },
+		}
+		-- Cluster i1 (by id): its own mapping, not example 1's.
+		local ok, out = m.check(ctx())
+		assert.is_true(ok)
+		assert.are.equal("22222222222222222222222222222222", out.restriction_id)
+		-- On i1 an unmapped namespace is refused.
+		local why
+		ok, why = m.check(ctx({ service_account = { namespace = "team-b", name = "w" } }))
+		assert.is_false(ok)
+		assert.matches("no mapping on instance i1", why)
+		-- A cluster listed by name.
+		ok, out = m.check(ctx({ instance = { id = "i9", name = "test-cluster", domain_id = "d1" } }))
+		assert.is_true(ok)
+		assert.are.equal("33333333333333333333333333333333", out.restriction_id)
+		-- An unlisted cluster falls through to example 1.
+		ok, out = m.check(ctx({ instance = { id = "i2", name = "other", domain_id = "d1" } }))
+		assert.is_true(ok)
+		assert.are.equal("11111111111111111111111111111111", out.restriction_id)
+	end)
 end)

@@ -4,13 +4,15 @@
 # run the installed binary as the service user against the installed
 # configuration (config-check; serve from a copy whose state lives in a
 # temporary directory: GET /healthz over TLS with the generated
-# certificate), verify the unit, then remove and purge and check the state
-# is kept on remove and gone after purge.
+# certificate), run it against a key repository owned by keystone (0700
+# directory, 0600 keys) with and without the ACL recipe of
+# keystone-k8s-auth(8), verify the unit, then remove and purge and check
+# the state is kept on remove and gone after purge.
 #
-# Needs root, dpkg-buildpackage (dpkg-dev, debhelper) and apt; it installs
-# and purges the package keystone-k8s-auth on this machine.  A group
-# "keystone" is created for the test when absent (and removed again) to
-# check that the service user joins it.  SKIP_BUILD=1 reuses the .deb.
+# Needs root, dpkg-buildpackage (dpkg-dev, debhelper), apt and setfacl
+# (package acl).  It installs and purges the package keystone-k8s-auth on
+# this machine.  A user and group "keystone" are created for the test when
+# absent (and removed again).  SKIP_BUILD=1 reuses the .deb.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 . tests/packaging/lib.sh
@@ -24,13 +26,16 @@ BIN=/usr/bin/keystone-k8s-auth
 version=$(sed -n 's/^version=//p' configure)
 deb=${PKG}_${version}_$(dpkg --print-architecture).deb
 tmp=$(mktemp -d /tmp/k8sauth-pkgtest.XXXXXX)
+keys=$(mktemp -d /tmp/k8sauth-keystone.XXXXXX)
 made_group=no
+made_user=no
 server=
 
 cleanup() {
 	[ -n "$server" ] && kill "$server" 2>/dev/null
+	[ "$made_user" = yes ] && userdel keystone 2>/dev/null
 	[ "$made_group" = yes ] && groupdel keystone 2>/dev/null
-	rm -rf "$tmp"
+	rm -rf "$tmp" "$keys"
 }
 trap cleanup EXIT
 
@@ -51,10 +56,14 @@ fi
 check "the unit tests ran during the build" \
     grep -Eq '^suite: [0-9]+ passed, 0 failed, 0 skipped$' "$tmp/build.log"
 
-# A clean slate: no earlier installation, a keystone group to join.
+# A clean slate: no earlier installation; Keystone's user and group.
 dpkg-query -W "$PKG" >/dev/null 2>&1 && apt-get -o DPkg::Lock::Timeout=300 purge -y -qq "$PKG" >/dev/null
 if ! getent group keystone >/dev/null; then
 	groupadd --system keystone && made_group=yes
+fi
+if ! getent passwd keystone >/dev/null; then
+	useradd --system --gid keystone --no-create-home \
+	    --shell /usr/sbin/nologin keystone && made_user=yes
 fi
 
 # Install.
@@ -72,6 +81,10 @@ check "postinst says the certificate is self-signed and must be replaced" \
     "$tmp/install.log"
 check "postinst reported no failed step" \
     sh -c "! grep -q '$PKG: warning' '$tmp/install.log'"
+check "the unit is not enabled at install" \
+    sh -c "! ls /etc/systemd/system/*.wants/$PKG.service"
+check "postinst does not start the service" \
+    sh -c "! pgrep -x -u $USR $PKG"
 
 # Files.
 check "binary $BIN" test -x "$BIN"
@@ -82,6 +95,25 @@ check "man page keystone-k8s-auth.conf(5)" \
 check "man -w finds keystone-k8s-auth.conf(5)" man -w 5 $PKG.conf
 check "lua directory" test -d /usr/share/$PKG/lua
 check "sysusers.d entry" test -f /usr/lib/sysusers.d/$PKG.conf
+check "logrotate snippet" test -f /etc/logrotate.d/$PKG
+if command -v logrotate >/dev/null 2>&1; then
+	check "logrotate accepts the snippet" \
+	    logrotate -d /etc/logrotate.d/$PKG
+fi
+for doc in README.md operations.md configuration.md api.md policy.md \
+    tokens.md deploy.md examples/keystone-policy-exchange.yaml \
+    examples/keystone-policy-service-user.yaml; do
+	check "documentation $doc is shipped" \
+	    sh -c "test -f /usr/share/doc/$PKG/$doc || test -f /usr/share/doc/$PKG/$doc.gz"
+done
+unit=/lib/systemd/system/$PKG.service
+check "unit: LogsDirectory=$PKG" grep -qx "LogsDirectory=$PKG" "$unit"
+check "unit: a failed start (exit 1) is not retried in a loop" \
+    grep -qx "RestartPreventExitStatus=1" "$unit"
+check "unit: no word of group keystone giving key access" \
+    sh -c "! grep -qi 'group .keystone. gives\|membership' '$unit'"
+check "preinst stops the server on upgrade" \
+    grep -q "systemctl stop" /var/lib/dpkg/info/$PKG.preinst
 check_eq "version" "$PKG $version" "$($BIN version)"
 for f in $(dpkg -L "$PKG" | grep "^/usr/share/$PKG/lua/.*\.lua$"); do
 	check "lua helper $f" test -f "$f"
@@ -104,8 +136,10 @@ check "user $USR is a system user (uid $uid)" test "$uid" -lt 1000
 check_eq "home of $USR" "$STATE" "$(getent passwd "$USR" | cut -d: -f6)"
 check_eq "shell of $USR" "/usr/sbin/nologin" \
     "$(getent passwd "$USR" | cut -d: -f7)"
-check "$USR is in group keystone" \
-    sh -c "id -nG $USR | tr ' ' '\n' | grep -qx keystone"
+check "$USR is not in group keystone (keys are read through an ACL)" \
+    sh -c "! id -nG $USR | tr ' ' '\n' | grep -qx keystone"
+check_eq "mode of /var/log/$PKG" "750 $USR:$USR" \
+    "$(mode_owner /var/log/$PKG)"
 
 # Modes and owners set up by postinst.
 check_eq "mode of $ETC" "750 root:$USR" "$(mode_owner "$ETC")"
@@ -131,7 +165,8 @@ check "certificate matches the key" sh -c \
 dump=$($BIN config-check --dump --config "$CONF" 2>&1)
 for want in "tls_cert = $ETC/tls/cert.pem" "tls_key = $ETC/tls/key.pem" \
     "connection = sqlite://$STATE/$PKG.db" \
-    "admin_token_file = $ETC/admin-token"; do
+    "admin_token_file = $ETC/admin-token" \
+    "audit_file = /var/log/$PKG/audit.log"; do
 	check "configuration sets $want" \
 	    sh -c "printf '%s\n' '$dump' | grep -qxF '$want'"
 done
@@ -151,6 +186,15 @@ check_eq "package-setup again keeps token, keys and certificate" \
     "$before" "$(sums)"
 check "package-setup again generates nothing" \
     sh -c "! grep -q 'generated\|written' '$tmp/setup.log'"
+
+# An upgrade from a version that put the user into group keystone takes
+# that membership away.
+usermod -a -G keystone "$USR"
+/usr/libexec/$PKG/package-setup > "$tmp/setup-group.log" 2>&1
+check "package-setup removes the old group keystone membership" \
+    sh -c "! id -nG $USR | tr ' ' '\n' | grep -qx keystone"
+check "package-setup says it removed the membership" \
+    grep -q "removed $USR from group keystone" "$tmp/setup-group.log"
 
 # A modified conffile survives a reinstall.
 echo "# local change $$" >> "$CONF"
@@ -205,6 +249,84 @@ check_eq "serve exits 0 on SIGTERM" 0 "$rc"
 check "the test database belongs to $USR" \
     test "$(stat -c %U "$tmp/test.db" 2>/dev/null)" = "$USR"
 
+# Key access: Keystone's repository as keystone-manage leaves it (a 0750
+# keystone directory standing for /etc/keystone, fernet-keys 0700, keys
+# 0600, all keystone's), then the ACL recipe of keystone-k8s-auth(8).
+etck=$keys/keystone
+repo=$etck/fernet-keys
+chmod 0755 "$keys"
+install -d -o keystone -g keystone -m 0750 "$etck"
+install -d -o keystone -g keystone -m 0700 "$repo"
+# mkkey NAME: a key written the way keystone-manage's fernet_utils does
+# (umask 0177, open(..., 'w'), rename), as user keystone.
+mkkey() {
+	runuser -u keystone -- python3 -c '
+import base64, os, sys
+os.umask(0o177)
+tmp = os.path.join(sys.argv[1], ".tmp")
+with open(tmp, "w") as f:
+    f.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
+os.rename(tmp, os.path.join(sys.argv[1], sys.argv[2]))' "$repo" "$1"
+}
+mkkey 0
+mkkey 1
+check_eq "mode of Keystone's key 1" "600 keystone:keystone" \
+    "$(mode_owner "$repo/1")"
+sed -e "/^\[fernet_tokens\]/,/^\[/s|^key_repository = .*|key_repository = $repo/|" \
+    "$tmp/test.conf" > "$tmp/keys.conf"
+chmod 0644 "$tmp/keys.conf"
+# serve_once: start serve as $USR; sets $code to the /healthz status (000
+# when it exited) and leaves the server's pid in $server.  Not in a
+# subshell: $server must reach the caller.
+serve_once() {
+	setpriv --reuid="$USR" --regid="$USR" --init-groups -- \
+	    $BIN serve --config "$tmp/keys.conf" > "$tmp/keys.log" 2>&1 &
+	server=$!
+	code=000
+	i=0
+	while [ $i -lt 50 ] && kill -0 "$server" 2>/dev/null; do
+		code=$(curl -s -o /dev/null -w '%{http_code}' \
+		    --cacert "$ETC/tls/cert.pem" "https://localhost:$port/healthz")
+		[ "$code" = 200 ] && break
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
+serve_once
+check_eq "without the ACL the server does not start" 000 "$code"
+wait "$server"
+rc=$?
+server=
+check_eq "without the ACL serve exits 1 (not retried by the unit)" 1 "$rc"
+check "without the ACL the message names the repository and the cause" \
+    grep -q "cannot start: key repository $repo/: Permission denied" \
+    "$tmp/keys.log"
+# The recipe, word for word as in keystone-k8s-auth(8) with /etc/keystone
+# replaced by the test's directory.
+setfacl -m u:$USR:--x "$etck"
+setfacl -m u:$USR:r-x "$repo"
+setfacl -d -m u:$USR:r "$repo"
+setfacl -m u:$USR:r "$repo"/*
+serve_once
+check_eq "with the ACL the server loads Keystone's keys" 200 "$code"
+kill -TERM "$server"
+wait "$server"
+server=
+check "the log says the keys were loaded from the repository" \
+    grep -q "fernet keys: 2 loaded from $repo" "$tmp/keys.log"
+mkkey 2
+check "the default ACL lets $USR read a key written after the recipe" \
+    runuser -u "$USR" -- cat "$repo/2"
+check "getfacl shows the effective read permission" \
+    sh -c "getfacl -p '$repo/2' | grep -q '^user:$USR:r--\$'"
+chmod 0600 "$repo/2"
+check "the mask trap: chmod 0600 takes the read permission away" \
+    sh -c "! runuser -u '$USR' -- cat '$repo/2'"
+check "getfacl shows the trap (#effective:---)" \
+    sh -c "getfacl -p '$repo/2' | grep -q '#effective:---'"
+setfacl -m u:$USR:r "$repo"/*
+check "re-applying the ACL repairs it" runuser -u "$USR" -- cat "$repo/2"
+
 # The installed unit.
 if command -v systemd-analyze >/dev/null 2>&1; then
 	check "systemd-analyze verify $PKG.service" \
@@ -220,11 +342,12 @@ fi
 apt-get -o DPkg::Lock::Timeout=300 remove -y -q "$PKG" > "$tmp/remove.log" 2>&1
 check "remove" sh -c "! test -e $BIN"
 check "remove keeps the database" test -f "$STATE/$PKG.db"
+check "remove keeps the audit trail directory" test -d /var/log/$PKG
 check "remove keeps the admin token" test -f "$ETC/admin-token"
 check "remove keeps the configuration" test -f "$CONF"
 apt-get -o DPkg::Lock::Timeout=300 purge -y -q "$PKG" > "$tmp/purge.log" 2>&1
 check_eq "purge" "" "$(dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null)"
-for gone in "$STATE" "$ETC/admin-token" "$ETC/credential-keys" \
+for gone in "$STATE" /var/log/$PKG "$ETC/admin-token" "$ETC/credential-keys" \
     "$ETC/tls/cert.pem" "$ETC/tls/key.pem" "$CONF" "$ETC"; do
 	check "purge removes $gone" sh -c "! test -e '$gone'"
 done

@@ -68,7 +68,10 @@ check "%pre creates the system user" \
 check "%post runs package-setup" grep -q "/usr/libexec/$PKG/package-setup" "$tmp/scripts"
 check "%post presets the unit" grep -q "preset $PKG.service" "$tmp/scripts"
 check "%preun stops the unit on erase" grep -q "disable --now $PKG.service" "$tmp/scripts"
-check "%postun restarts on upgrade" grep -q "try-restart $PKG.service" "$tmp/scripts"
+check "%postun does not restart on upgrade (%pre stopped it, %post starts it after db-sync)" \
+    sh -c "! grep -q 'try-restart $PKG.service' '$tmp/scripts'"
+check "%pre stops a running server on upgrade" \
+    grep -q "systemctl stop $PKG.service" "$tmp/scripts"
 check "no unexpanded macro in the scriptlets" sh -c "! grep -q '%{' '$tmp/scripts'"
 for s in preinstall postinstall preuninstall postuninstall; do
 	awk -v s="$s" '/scriptlet \(using/ { on = ($1 == s); next } on' \
@@ -96,10 +99,26 @@ check_eq "packaged binary validates the packaged configuration" "$conf: ok" \
     "$("$tmp/root/usr/bin/$PKG" config-check --config "$conf" 2>&1)"
 dump=$("$tmp/root/usr/bin/$PKG" config-check --dump --config "$conf" 2>&1)
 for want in "tls_cert = /etc/$PKG/tls/cert.pem" \
-    "connection = sqlite:///var/lib/$PKG/$PKG.db"; do
+    "connection = sqlite:///var/lib/$PKG/$PKG.db" \
+    "audit_file = /var/log/$PKG/audit.log"; do
 	check "configuration sets $want" \
 	    sh -c "printf '%s\n' '$dump' | grep -qxF '$want'"
 done
+check "logrotate snippet in the payload" \
+    test -f "$tmp/root/etc/logrotate.d/$PKG"
+check "logrotate snippet is %config(noreplace)" \
+    sh -c "rpm -qp --configfiles '$rpm' | grep -qx /etc/logrotate.d/$PKG"
+for doc in README.md policy.md tokens.md deploy.md \
+    examples/keystone-policy-exchange.yaml; do
+	check "documentation $doc is shipped" \
+	    sh -c "ls '$tmp'/root/usr/share/doc/$PKG*/$doc"
+done
+unit=$tmp/root/usr/lib/systemd/system/$PKG.service
+check "unit: LogsDirectory=$PKG" grep -qx "LogsDirectory=$PKG" "$unit"
+check "unit: RestartPreventExitStatus=1" \
+    grep -qx "RestartPreventExitStatus=1" "$unit"
+check "%pre stops the server on upgrade, %post starts it after db-sync" \
+    sh -c "rpm -qp --scripts '$rpm' | grep -q 'upgrade-restart'"
 if command -v systemd-analyze >/dev/null 2>&1; then
 	e=$(exposure "$tmp/root/usr/lib/systemd/system/$PKG.service")
 	check "unit exposure ${e:-?} <= 2.0" \
