@@ -72,8 +72,12 @@ api_instance_jwt(const cJSON *body, size_t max, struct instance *in,
 	return (rc == -1 ? -1 : 0);
 }
 
-/* Copy the fields present in body onto in (types and lengths checked). */
-static int
+/*
+ * Copy the fields present in body onto in (types and lengths checked),
+ * then check host and ca_cert.  0, or -1 with a cause naming the field
+ * (fuzzed by tests/fuzz/fuzz_admin_body.c).
+ */
+int
 api_instance_apply(const struct config *cfg, const cJSON *body,
     struct instance *in, char **cause)
 {

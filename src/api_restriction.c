@@ -53,12 +53,6 @@ struct restriction_pending {
 static void api_restriction_start(struct request *, struct restriction *,
     cJSON *, int);
 
-/* A validation failure: the 400 reason and its message. */
-struct restriction_err {
-	enum reason reason;
-	char *cause;
-};
-
 /* The API representation of a restriction. */
 cJSON *
 api_restriction_json(const struct restriction *rs)
@@ -193,8 +187,11 @@ fail:
 	return (-1);
 }
 
-/* Copy the fields present in body onto rs. */
-static int
+/*
+ * Copy the fields present in body onto rs.  0, or -1 with e's reason and
+ * cause filled (tests/fuzz/fuzz_admin_body.c).
+ */
+int
 api_restriction_apply(const cJSON *body, struct restriction *rs,
     struct restriction_err *e)
 {

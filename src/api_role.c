@@ -126,8 +126,11 @@ api_role_validate(const struct role *ro, char **cause)
 	return (0);
 }
 
-/* Copy the fields present in body onto ro, then check the whole role. */
-static int
+/*
+ * Copy the fields present in body onto ro, then check the whole role.  0,
+ * or -1 with a cause naming the field (tests/fuzz/fuzz_admin_body.c).
+ */
+int
 api_role_apply(const struct config *cfg, const cJSON *body, struct role *ro,
     char **cause)
 {

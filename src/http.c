@@ -38,13 +38,6 @@
 #define HTTP_LIST_DEFAULT 100
 #define HTTP_LIST_MAX     1000
 
-struct http_route {
-	int methods;
-	const char *pattern; /* '*' matches one path segment */
-	http_handler handler;
-	int flags;
-};
-
 /* The route table: every URL the server answers. */
 static const struct http_route http_routes[] = {
 	{ HM_GET, "/", api_version, 0 },
@@ -475,16 +468,15 @@ http_name_in(const char *name, const char *const *list)
 }
 
 /*
- * Read limit, marker and the allowed exact-match filters of a list
- * request.  Unknown or repeated parameters are refused so that a typo
- * never silently widens a listing.  Replies and returns -1 on error.
+ * Read limit, marker and the allowed exact-match filters of a list query
+ * (query may be NULL).  Unknown or repeated parameters are refused so
+ * that a typo never silently widens a listing: -1 with *cause then.
  */
 int
-http_list_query(struct request *r, const char *const *filters,
-    struct store_query *q)
+http_list_parse(const struct evkeyvalq *query, const char *const *filters,
+    struct store_query *q, char **cause)
 {
 	struct evkeyval *kv;
-	struct evkeyvalq *query = r->query;
 
 	memset(q, 0, sizeof *q);
 	q->limit = HTTP_LIST_DEFAULT;
@@ -493,19 +485,19 @@ http_list_query(struct request *r, const char *const *filters,
 	TAILQ_FOREACH(kv, query, next)
 	{
 		if (evhttp_find_header(query, kv->key) != kv->value) {
-			http_reply_reason(r, REASON_invalid_query,
-			    "query parameter \"%s\" is repeated", kv->key);
+			xasprintf(cause, "query parameter \"%s\" is repeated",
+			    kv->key);
 			return (-1);
 		}
 		if (strlen(kv->value) > 255) {
-			http_reply_reason(r, REASON_invalid_query,
-			    "query parameter \"%s\" is too long", kv->key);
+			xasprintf(cause, "query parameter \"%s\" is too long",
+			    kv->key);
 			return (-1);
 		}
 		if (strcmp(kv->key, "limit") == 0) {
 			if (util_parse_long(kv->value, 1, HTTP_LIST_MAX,
 				&q->limit) != 0) {
-				http_reply_reason(r, REASON_invalid_query,
+				xasprintf(cause,
 				    "limit must be a whole number from 1 to %d",
 				    HTTP_LIST_MAX);
 				return (-1);
@@ -518,12 +510,26 @@ http_list_query(struct request *r, const char *const *filters,
 			q->filter_names[q->nfilters] = kv->key;
 			q->filter_values[q->nfilters++] = kv->value;
 		} else {
-			http_reply_reason(r, REASON_invalid_query,
-			    "unknown query parameter \"%s\"", kv->key);
+			xasprintf(cause, "unknown query parameter \"%s\"",
+			    kv->key);
 			return (-1);
 		}
 	}
 	return (0);
+}
+
+/* http_list_parse on the request's query; replies and -1 on error. */
+int
+http_list_query(struct request *r, const char *const *filters,
+    struct store_query *q)
+{
+	char *cause = NULL;
+
+	if (http_list_parse(r->query, filters, q, &cause) == 0)
+		return (0);
+	http_reply_reason(r, REASON_invalid_query, "%s", cause);
+	free(cause);
+	return (-1);
 }
 
 /* Append the query without marker, plus an optional new marker. */
@@ -626,7 +632,7 @@ http_split(char *path, char **seg, size_t max, size_t *n)
 /* Does a route's pattern match the path segments?  Fills params. */
 static int
 http_route_match(const struct http_route *rt, char **seg, size_t n,
-    struct request *r)
+    char **params)
 {
 	char *pat, *pseg[16];
 	size_t pn, i, np = 0;
@@ -637,8 +643,8 @@ http_route_match(const struct http_route *rt, char **seg, size_t n,
 		ok = 0;
 	for (i = 0; ok && i < n; i++) {
 		if (strcmp(pseg[i], "*") == 0) {
-			if (r != NULL && np < HTTP_MAX_PARAMS)
-				r->params[np++] = xstrdup(seg[i]);
+			if (params != NULL && np < HTTP_MAX_PARAMS)
+				params[np++] = xstrdup(seg[i]);
 		} else if (strcmp(pseg[i], seg[i]) != 0)
 			ok = 0;
 	}
@@ -666,17 +672,26 @@ http_allow_header(struct request *r, int allowed)
 	http_set_header(r, "Allow", allow);
 }
 
-/* Find the route for a request: 0, or replies 404/405 and -1. */
-static const struct http_route *
-http_route_find(struct request *r)
+/*
+ * The route for a decoded path and method (HEAD is GET), or NULL.  On a
+ * match params (HTTP_MAX_PARAMS, all NULL) gets a copy of each segment
+ * matched by a '*', in order.  *allowed gets the methods of the routes
+ * whose pattern matches the path up to the one chosen (all of them when
+ * none is): a NULL with *allowed != 0 is a 405, with 0 a 404.  Replies
+ * nothing.
+ */
+const struct http_route *
+http_route_lookup(const char *path, enum http_method method, char **params,
+    int *allowed)
 {
 	const struct http_route *rt;
 	char *copy, *seg[16];
 	size_t n, i;
-	int want, allowed = 0;
+	int want;
 
-	want = r->method == HM_HEAD ? HM_GET : (int)r->method;
-	copy = xstrdup(r->path);
+	*allowed = 0;
+	want = method == HM_HEAD ? HM_GET : (int)method;
+	copy = xstrdup(path);
 	if (http_split(copy, seg, 16, &n) != 0) {
 		free(copy);
 		return (NULL);
@@ -685,22 +700,33 @@ http_route_find(struct request *r)
 		rt = &http_routes[i];
 		if (!http_route_match(rt, seg, n, NULL))
 			continue;
-		allowed |= rt->methods;
+		*allowed |= rt->methods;
 		if ((rt->methods & want) == 0)
 			continue;
-		http_route_match(rt, seg, n, r);
+		http_route_match(rt, seg, n, params);
 		free(copy);
 		return (rt);
 	}
 	free(copy);
-	if (allowed != 0) {
+	return (NULL);
+}
+
+/* Find the route for a request: the route, or NULL (405 replied here). */
+static const struct http_route *
+http_route_find(struct request *r)
+{
+	const struct http_route *rt;
+	int allowed;
+
+	rt = http_route_lookup(r->path, r->method, r->params, &allowed);
+	if (rt == NULL && allowed != 0) {
 		r->route = "405";
 		http_allow_header(r, allowed);
 		http_reply_reason(r, REASON_method_not_allowed,
 		    "%s is not allowed on %s", http_method_name(r->method),
 		    r->path);
 	}
-	return (NULL);
+	return (rt);
 }
 
 /* The per-request deadline passed: cancel outbound work, answer 503. */
@@ -727,17 +753,50 @@ http_deadline_cb(evutil_socket_t fd, short events, void *arg)
 	http_unref(r);
 }
 
+/*
+ * Parse a request target as evhttp does (origin or absolute form): *path
+ * gets its %-decoded path ("/" when empty), query its decoded parameters.
+ * A %00 in the path or the query is refused: it would cut a path or a
+ * filter value short.  0, or -1; *path, when not NULL, is the caller's to
+ * free either way (the access log shows it), as is query's content.
+ */
+int
+http_target_parse(const char *target, char **path, struct evkeyvalq *query)
+{
+	struct evhttp_uri *uri;
+	const char *p, *q;
+	size_t declen = 0;
+	int rc = -1;
+
+	*path = NULL;
+	uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
+	if (uri == NULL)
+		return (-1);
+	if ((p = evhttp_uri_get_path(uri)) == NULL || *p == '\0')
+		p = "/";
+	*path = evhttp_uridecode(p, 0, &declen);
+	if (*path == NULL || strlen(*path) != declen)
+		goto out;
+	q = evhttp_uri_get_query(uri);
+	if (q != NULL &&
+	    (strstr(q, "%00") != NULL || evhttp_parse_query_str(q, query) != 0))
+		goto out;
+	rc = 0;
+out:
+	evhttp_uri_free(uri);
+	return (rc);
+}
+
 /* Fill method, path, query and client address from evhttp's request. */
 static int
 http_request_parse(struct request *r, struct evhttp_request *req)
 {
-	const struct evhttp_uri *uri;
 	struct evhttp_connection *evcon;
-	const char *path, *query;
+	const char *target;
 	enum evhttp_cmd_type cmd;
 	char *peer = NULL;
 	ev_uint16_t port = 0;
-	size_t i, declen = 0;
+	size_t i;
 
 	cmd = evhttp_request_get_command(req);
 	for (i = 0; i < sizeof http_methods / sizeof *http_methods; i++) {
@@ -749,21 +808,10 @@ http_request_parse(struct request *r, struct evhttp_request *req)
 		if (peer != NULL)
 			snprintf(r->client_ip, sizeof r->client_ip, "%s", peer);
 	}
-	uri = evhttp_request_get_evhttp_uri(req);
-	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-	if (path == NULL || *path == '\0')
-		path = "/";
-	/* A %00 would cut the path short: refuse embedded NULs. */
-	r->path = evhttp_uridecode(path, 0, &declen);
-	if (r->path == NULL || strlen(r->path) != declen)
-		return (-1);
-	query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
 	r->query = xcalloc(1, sizeof(struct evkeyvalq));
 	TAILQ_INIT((struct evkeyvalq *)r->query);
-	/* As for the path: a %00 would silently cut a filter value short. */
-	if (query != NULL &&
-	    (strstr(query, "%00") != NULL ||
-		evhttp_parse_query_str(query, r->query) != 0))
+	if ((target = evhttp_request_get_uri(req)) == NULL ||
+	    http_target_parse(target, &r->path, r->query) != 0)
 		return (-1);
 	return (r->method == 0 ? -2 : 0);
 }

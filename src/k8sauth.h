@@ -563,6 +563,18 @@ struct request {
 	char *facts_retry_after;
 };
 typedef void (*http_handler)(struct request *);
+struct http_route {
+	int methods;         /* enum http_method bits */
+	const char *pattern; /* '*' matches one path segment */
+	http_handler handler;
+	int flags;
+};
+struct evkeyvalq;
+int http_target_parse(const char *, char **, struct evkeyvalq *);
+const struct http_route *http_route_lookup(const char *, enum http_method,
+    char **, int *);
+int http_list_parse(const struct evkeyvalq *, const char *const *,
+    struct store_query *, char **);
 void http_request_cb(struct evhttp_request *, void *);
 const char *http_query(struct request *, const char *);
 const char *http_header(struct request *, const char *);
@@ -638,6 +650,8 @@ void api_instance_update(struct request *);
 void api_instance_delete(struct request *);
 cJSON *api_instance_json(const struct instance *);
 struct instance *api_instance_load(struct request *, const char *);
+int api_instance_apply(const struct config *, const cJSON *, struct instance *,
+    char **);
 
 /* api_role.c */
 void api_role_create(struct request *);
@@ -647,6 +661,8 @@ void api_role_show(struct request *);
 void api_role_update(struct request *);
 void api_role_delete(struct request *);
 cJSON *api_role_json(const struct role *);
+int api_role_apply(const struct config *, const cJSON *, struct role *,
+    char **);
 
 /* api_restriction.c */
 void api_restriction_create(struct request *);
@@ -655,6 +671,13 @@ void api_restriction_show(struct request *);
 void api_restriction_update(struct request *);
 void api_restriction_delete(struct request *);
 cJSON *api_restriction_json(const struct restriction *);
+/* A validation failure: the 400 reason and its message. */
+struct restriction_err {
+	enum reason reason;
+	char *cause;
+};
+int api_restriction_apply(const cJSON *, struct restriction *,
+    struct restriction_err *);
 
 /* fernet.c -- Keystone Fernet tokens (login issue) */
 struct fernet_payload {
