@@ -8,7 +8,10 @@
  * protected_roles (the older denylist, kept for one release), and every
  * role it implies, transitively, is delegable by name as well; names are
  * compared case-insensitively, and a role without a name is not
- * delegable.  What a role implies comes from Keystone's
+ * delegable.  Role ids are matched case-insensitively too: a Keystone on
+ * MySQL finds a role by its id in any case, so a restriction may hold an
+ * id whose case differs from the inferences' (and following only exact
+ * ids would miss what it implies).  What a role implies comes from Keystone's
  * GET /v3/role_inferences, cached process-wide for
  * ROLE_FACTS_TTL seconds.  Without [keystone] nothing is known to be
  * implied: only names count (every caller is then the bootstrap admin).
@@ -85,8 +88,8 @@ role_facts_direct(const cJSON *inferences, const char *id, cJSON *todo)
 		prior = cJSON_GetObjectItemCaseSensitive(inf, "prior_role");
 		if (!cJSON_IsString(
 			cJSON_GetObjectItemCaseSensitive(prior, "id")) ||
-		    strcmp(cJSON_GetObjectItemCaseSensitive(prior, "id")
-			       ->valuestring,
+		    strcasecmp(cJSON_GetObjectItemCaseSensitive(prior, "id")
+				   ->valuestring,
 			id) != 0)
 			continue;
 		cJSON_ArrayForEach(it,
@@ -103,8 +106,8 @@ role_facts_seen(const cJSON *out, const char *id)
 
 	cJSON_ArrayForEach(it, out)
 	{
-		if (strcmp(cJSON_GetStringValue(
-			       cJSON_GetObjectItemCaseSensitive(it, "id")),
+		if (strcasecmp(cJSON_GetStringValue(
+				   cJSON_GetObjectItemCaseSensitive(it, "id")),
 			id) == 0)
 			return (1);
 	}
@@ -128,7 +131,7 @@ role_facts_implied(const cJSON *inferences, const char *id)
 	while ((it = cJSON_DetachItemFromArray(todo, 0)) != NULL) {
 		iid = cJSON_GetStringValue(
 		    cJSON_GetObjectItemCaseSensitive(it, "id"));
-		if (iid == NULL || strcmp(iid, id) == 0 ||
+		if (iid == NULL || strcasecmp(iid, id) == 0 ||
 		    role_facts_seen(out, iid) ||
 		    cJSON_GetArraySize(out) >= ROLE_FACTS_MAX_NODES) {
 			cJSON_Delete(it);

@@ -129,6 +129,35 @@ test_inferences(void **state)
 	config_unref(cfg);
 }
 
+/*
+ * A Keystone on MySQL finds a role by its id in any case: a restriction
+ * holding "s" for Keystone's "S" (member, implying admin) must still be
+ * judged by what "S" implies.
+ */
+static void
+test_id_case(void **state)
+{
+	struct config *cfg = config_new();
+	struct restriction_role roles[1] = { { "s", "member" } };
+	struct restriction rs;
+	cJSON *inf, *implies = NULL;
+
+	(void)state;
+	inf = cJSON_Parse(inferences_json);
+	assert_false(judge(cfg, inf, "s", "member", &implies));
+	assert_int_equal(cJSON_GetArraySize(implies), 3);
+	cJSON_Delete(implies);
+	assert_false(judge(cfg, inf, "c", "Member", NULL));
+	memset(&rs, 0, sizeof rs);
+	rs.roles = roles;
+	rs.nroles = 1;
+	assert_false(role_facts_delegable(cfg, inf, &rs));
+	/* a cycle through differently-cased ids still ends */
+	assert_true(judge(cfg, inf, "l1", "reader", NULL));
+	cJSON_Delete(inf);
+	config_unref(cfg);
+}
+
 static void
 test_restriction_delegable(void **state)
 {
@@ -161,6 +190,7 @@ main(void)
 		cmocka_unit_test(test_configured_lists),
 		cmocka_unit_test(test_inferences),
 		cmocka_unit_test(test_restriction_delegable),
+		cmocka_unit_test(test_id_case),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
