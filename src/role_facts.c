@@ -116,14 +116,16 @@ role_facts_seen(const cJSON *out, const char *id)
 
 /*
  * Every role the role id implies, transitively: an array of {id, name}
- * (a name may be missing).  Cycles end; at most ROLE_FACTS_MAX_NODES.
+ * (a name may be missing).  Cycles end; at most ROLE_FACTS_MAX_NODES,
+ * and *cut is set when more were left out (the role cannot be judged).
  */
 static cJSON *
-role_facts_implied(const cJSON *inferences, const char *id)
+role_facts_implied(const cJSON *inferences, const char *id, int *cut)
 {
 	cJSON *out, *todo, *it;
 	const char *iid;
 
+	*cut = 0;
 	out = cJSON_CreateArray();
 	todo = cJSON_CreateArray();
 	if (inferences != NULL && id != NULL)
@@ -132,10 +134,14 @@ role_facts_implied(const cJSON *inferences, const char *id)
 		iid = cJSON_GetStringValue(
 		    cJSON_GetObjectItemCaseSensitive(it, "id"));
 		if (iid == NULL || strcasecmp(iid, id) == 0 ||
-		    role_facts_seen(out, iid) ||
-		    cJSON_GetArraySize(out) >= ROLE_FACTS_MAX_NODES) {
+		    role_facts_seen(out, iid)) {
 			cJSON_Delete(it);
 			continue;
+		}
+		if (cJSON_GetArraySize(out) >= ROLE_FACTS_MAX_NODES) {
+			*cut = 1;
+			cJSON_Delete(it);
+			break;
 		}
 		role_facts_direct(inferences, iid, todo);
 		cJSON_AddItemToArray(out, it);
@@ -146,7 +152,9 @@ role_facts_implied(const cJSON *inferences, const char *id)
 
 /*
  * Judge one role (id, name): delegable or not, and the names it implies
- * (added to names when not NULL).
+ * (added to names when not NULL).  A role implying more than
+ * ROLE_FACTS_MAX_NODES roles is not delegable: what was not followed
+ * might be admin.
  */
 static int
 role_facts_judge(const struct config *cfg, const cJSON *inferences,
@@ -154,10 +162,12 @@ role_facts_judge(const struct config *cfg, const cJSON *inferences,
 {
 	cJSON *implied, *it;
 	const char *iname;
-	int ok;
+	int ok, cut;
 
 	ok = role_facts_name_ok(cfg, name);
-	implied = role_facts_implied(inferences, id);
+	implied = role_facts_implied(inferences, id, &cut);
+	if (cut)
+		ok = 0;
 	cJSON_ArrayForEach(it, implied)
 	{
 		iname = cJSON_GetStringValue(
