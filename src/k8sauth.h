@@ -710,6 +710,8 @@ int outbound_link_local_addr(const struct sockaddr *);
 int outbound_host_allowed(const struct outbound_rules *, const char *, char **);
 int outbound_addr_allowed(const struct outbound_rules *, const char *,
     const struct sockaddr *, const char **);
+int outbound_proxied_allowed(const struct outbound_rules *, const char *,
+    const char **);
 int outbound_check_host(const char *, char **);
 
 /* fetch.c -- outbound HTTPS on a worker's event loop (libcurl multi) */
