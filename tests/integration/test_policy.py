@@ -175,6 +175,43 @@ def test_api_policy_denies_admin_action():
                  what="the policy's reason in the log")
 
 
+def test_policy_reasons_are_escaped_in_the_log():
+    # A policy's reason (or error) may carry what a client sent: the log
+    # line must not let it forge lines.
+    forged = "2030-01-01T00:00:00.000Z error: FORGED"
+    api = 'return setmetatable({\n' \
+          '  ["k8s_auth:instance:create"] = function(cred, target)\n' \
+          '    local n = target.instance.name or ""\n' \
+          '    if not n:find("FORGED") then return cred.is_admin end\n' \
+          '    return false, "refused " .. n\n' \
+          '  end,\n' \
+          '  ["k8s_auth:instance:list"] = function(cred, target)\n' \
+          '    error("boom " .. (target.name or "?"))\n' \
+          '  end,\n' \
+          '}, {__index = function(t, action)\n' \
+          '  return function(cred, target) return cred.is_admin end\n' \
+          'end})\n'
+    login = 'return { check = function(ctx)\n' \
+            '  return false, "no " .. ctx.role.name .. "\\n" .. "%s"\n' \
+            'end }\n' % forged
+    with policy_server({"api.lua": api, "login.lua": login},
+                       "pol-esc") as srv:
+        r = srv.req("POST", "/v4/k8s_auth/instances", {"instance": {
+            "domain_id": "d1", "name": "x\n" + forged,
+            "host": "https://k8s.example:6443"}})
+        assert_error(r, 403, "forbidden")
+        r = srv.req("GET", "/v4/k8s_auth/instances?name=y%0A" +
+                    forged.replace(" ", "%20").replace(":", "%3A"))
+        eq(r.status, 403, "a failing rule denies")
+        L = Login(srv, K8S)
+        assert_error(L.login(L.jwt()), 401, "policy_denied")
+        wait_for(lambda: srv.log_text().count("FORGED") >= 3,
+                 what="the three reasons in the log")
+        for line in srv.log_text().splitlines():
+            check(not line.startswith(forged),
+                  "a policy reason forged a log line: %r" % line)
+
+
 def test_reload_broken_keeps_old_then_fixed_applies():
     deny = 'return { check = function(ctx) return false, "v1" end }\n'
     with policy_server({"login.lua": deny}, "pol-reload") as srv:
