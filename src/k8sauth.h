@@ -613,6 +613,8 @@ void role_facts_annotate(const struct config *, const cJSON *, cJSON *);
 int role_facts_delegable(const struct config *, const cJSON *,
     const struct restriction *);
 int role_facts_protected(struct request *, const cJSON *, const char *, int *);
+int role_facts_restriction_protected(struct request *, const cJSON *,
+    const char *, int *);
 
 /* api_instance.c */
 void api_instance_create(struct request *);

@@ -21,7 +21,8 @@
  * GET, the request parked meanwhile); role_facts_annotate() writes
  * "delegable" and "implies" into the role objects of a policy target;
  * role_facts_protected() says whether an instance binds a restriction
- * granting a non-delegable role.
+ * granting a non-delegable role, role_facts_restriction_protected()
+ * whether one restriction grants one.
  *
  * Runs on worker threads; the cache is keystone_cache.c's (locked).
  */
@@ -226,16 +227,21 @@ role_facts_delegable(const struct config *cfg, const cJSON *inferences,
 	return (1);
 }
 
-/* Is a role's restriction one a non-admin could not create?  STORE_*. */
-static int
-role_facts_role_protected(struct request *r, const cJSON *inferences,
-    const struct role *ro, int *protected)
+/*
+ * Is the restriction id one a non-admin could not create (a role bound to
+ * it is an admin's)?  A STORE_* code; *protected set (never cleared) on
+ * STORE_OK.  A restriction that does not exist protects nothing.
+ */
+int
+role_facts_restriction_protected(struct request *r, const cJSON *inferences,
+    const char *id, int *protected)
 {
 	struct restriction *rs = NULL;
 	int rc;
 
-	rc =
-	    store_restriction_get(r->worker->db, ro->token_restriction_id, &rs);
+	if (id == NULL)
+		return (STORE_OK);
+	rc = store_restriction_get(r->worker->db, id, &rs);
 	if (rc == STORE_NOT_FOUND)
 		return (STORE_OK);
 	if (rc != STORE_OK)
@@ -274,8 +280,9 @@ role_facts_protected(struct request *r, const cJSON *inferences,
 			return (rc);
 		for (i = 0; i < n; i++) {
 			if (rc == STORE_OK && !*protected)
-				rc = role_facts_role_protected(r, inferences,
-				    v[i], protected);
+				rc = role_facts_restriction_protected(r,
+				    inferences, v[i]->token_restriction_id,
+				    protected);
 		}
 		if (n > 0)
 			memcpy(marker, v[n - 1]->id, ID_LEN + 1);
