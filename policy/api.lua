@@ -23,6 +23,9 @@
 --     older denylist, kept for one release) is not delegable.  Denials
 --     start with "role_not_delegable: ", which the server sends as that
 --     reason code;
+--   * a k8s role bound to such a restriction (target.role.protected)
+--     is an admin's: nobody else may update or delete it, else the
+--     instance could be unprotected, repointed and bound again;
 --   * on a protected instance (target.instance.protected: one of its
 --     roles binds a restriction granting a non-delegable role) nobody but
 --     admin may change host, ca_cert, token_reviewer_jwt,
@@ -173,6 +176,23 @@ local function anchor_kept(target)
 	return true
 end
 
+-- A role bound to a restriction that is not delegable (target.role.
+-- protected: the stored role's restriction) is an admin's: moving it to
+-- another restriction or deleting it would unprotect its instance, whose
+-- trust anchor could then be repointed before an admin binds it again.
+local function binding_kept(target)
+	local ro = target.role
+	if type(ro) ~= "table" or type(ro.protected) ~= "boolean" then
+		return false, "the role's binding is unknown"
+	end
+	if ro.protected then
+		return false, "role_not_delegable: the role is bound to a " ..
+		    "token restriction granting a role only an admin may " ..
+		    "delegate, so only an admin may change or delete it"
+	end
+	return true
+end
+
 -- An update body keeps the object in its domain (and a role in its
 -- instance).
 local function update_stays(kind, obj, update)
@@ -213,6 +233,12 @@ local function content_allowed(kind, op, target)
 			    "change a token restriction that grants a role " ..
 			    "only an admin may delegate (" ..
 			    string.gsub(why, "^role_not_delegable: ", "") .. ")"
+		end
+	end
+	if kind == "role" and (op == "update" or op == "delete") then
+		local ok, why = binding_kept(target)
+		if not ok then
+			return false, why
 		end
 	end
 	if kind == "instance" and op == "update" then

@@ -452,7 +452,7 @@ login_policy(struct login *l, const struct k8s_review_outcome *o,
 	struct policy_login_result res;
 	struct restriction *mapped;
 	cJSON *ctx;
-	char *reason = NULL;
+	char *reason = NULL, *esc;
 	int rc;
 
 	*cap = 0;
@@ -469,7 +469,9 @@ login_policy(struct login *l, const struct k8s_review_outcome *o,
 			login_refuse(l, REASON_policy_error,
 			    "the login policy failed");
 		}
-		log_info("login policy: %s", reason != NULL ? reason : "-");
+		esc = log_escape(reason != NULL ? reason : "-", 1024);
+		log_info("login policy: %s", esc); /* may quote the review */
+		free(esc);
 		free(reason);
 		restriction_free(rs);
 		return (NULL);

@@ -10,7 +10,9 @@
  * a project and at least one role; bound lists are never empty (["*"]
  * must be written out).  The policy decides with the facts of the
  * restriction the role will point at (every role of it "delegable" or
- * not, role_facts.c) and target.instance.protected (API.md §7).
+ * not, role_facts.c), target.role.protected (the stored role binds a
+ * restriction that is not delegable: update and delete are an admin's)
+ * and target.instance.protected (API.md §7).
  *
  * Runs on a worker thread; the only blocking calls are short SQLite
  * reads and writes through the store.
@@ -265,10 +267,40 @@ api_role_commit_free(void *arg)
 }
 
 /*
+ * target.role.protected: does the role as the target shows it (the stored
+ * one on update and delete) bind a restriction granting a role that is
+ * not delegable?  Such a binding is an admin's: whoever may move it away
+ * or delete it can unprotect the instance, repoint it, and wait for the
+ * admin (or the admin's automation) to bind it again.  Replies and -1 on
+ * a store error.
+ */
+static int
+api_role_mark_protected(struct request *r, const cJSON *inferences,
+    cJSON *target)
+{
+	cJSON *role = cJSON_GetObjectItemCaseSensitive(target, "role");
+	int protected = 0, rc;
+
+	rc = role_facts_restriction_protected(r, inferences,
+	    cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(role, "token_restriction_id")),
+	    &protected);
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, "role", "restriction", NULL);
+		return (-1);
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(role, "protected");
+	cJSON_AddBoolToObject(role, "protected", protected);
+	return (0);
+}
+
+/*
  * The policy sees the restriction the role will point at (when it is in
- * the role's domain) with the facts of its roles, and whether the
- * instance is protected, so it can refuse binding a role to a
- * restriction that grants a role the caller could not delegate.
+ * the role's domain) with the facts of its roles, whether the role as
+ * stored binds a restriction that is not delegable (target.role.protected)
+ * and whether the instance is protected, so it can refuse binding a role
+ * to, or unbinding it from, a restriction that grants a role the caller
+ * could not delegate.
  */
 static int
 api_role_facts(struct request *r, const cJSON *inferences, cJSON *target,
@@ -277,6 +309,9 @@ api_role_facts(struct request *r, const cJSON *inferences, cJSON *target,
 	struct restriction *rs = NULL;
 	cJSON *rj, *inst;
 	int protected, rc;
+
+	if (api_role_mark_protected(r, inferences, target) != 0)
+		return (-1);
 
 	if (store_restriction_get(r->worker->db, ro->token_restriction_id,
 		&rs) == STORE_OK &&
@@ -444,23 +479,35 @@ out:
 	instance_free(in);
 }
 
+/* The facts are known: authorize the delete (target.role.protected). */
+static void
+api_role_delete_cb(struct request *r, const cJSON *inferences, void *arg)
+{
+	struct role_commit *c = arg;
+
+	if (api_role_mark_protected(r, inferences, c->target) != 0)
+		return;
+	api_delete(r, c->action, "role", c->ro->id, store_role_delete,
+	    c->target);
+}
+
 /* DELETE /v4/k8s_auth/instances/{iid}/roles/{role} */
 void
 api_role_delete(struct request *r)
 {
 	struct instance *in;
+	struct role_commit *c;
 	struct role *ro;
-	cJSON *target;
 
 	if (api_role_load(r, &in, &ro) != 0)
 		return;
-	target = api_target("role", api_role_json(ro), "instance",
+	c = xcalloc(1, sizeof *c);
+	c->action = "k8s_auth:role:delete";
+	c->target = api_target("role", api_role_json(ro), "instance",
 	    api_instance_json(in), NULL);
-	api_delete(r, "k8s_auth:role:delete", "role", ro->id, store_role_delete,
-	    target);
-	cJSON_Delete(target);
-	role_free(ro);
+	c->ro = ro;
 	instance_free(in);
+	role_facts_run(r, api_role_delete_cb, c, api_role_commit_free);
 }
 
 /* Authorize a role listing with target, run it and reply. */

@@ -129,7 +129,7 @@ int
 auth_require(struct request *r, const char *action, const cJSON *target)
 {
 	const char *msg = NULL;
-	char *reason = NULL;
+	char *reason = NULL, *esc;
 	enum reason code;
 
 	if (auth_authorize(r, action, target, &reason) == 0) {
@@ -146,7 +146,10 @@ auth_require(struct request *r, const char *action, const cJSON *target)
 		http_reply_reason(r, r->facts_error, "%s", r->facts_message);
 		return (-1);
 	}
-	log_info("%s: %s denied: %s", r->client_ip, action, reason);
+	/* A policy's reason may quote what the client sent. */
+	esc = log_escape(reason, 1024);
+	log_info("%s: %s denied: %s", r->client_ip, action, esc);
+	free(esc);
 	audit_admin(r, action, NULL, "denied");
 	if ((code = auth_deny_code(reason, &msg)) != REASON_NONE)
 		http_reply_reason(r, code, "%s", msg);

@@ -124,7 +124,7 @@ static const struct config_option config_options[] = {
 	    "Allow http:// instance hosts (development only)." },
 	{ "k8s_auth", "allowed_hosts", CT_STRING, O(k8s_allowed_hosts), NULL, 0,
 	    0, 1,
-	    "Comma-separated host globs and CIDRs a non-admin may point an instance at (checked on the host name when written and on the address connected to); empty: any host but link-local." },
+	    "Comma-separated host globs and CIDRs a non-admin may point an instance at (checked on the host name when written and on the address connected to; behind [k8s_auth] proxy the host must match a glob or be an address in a CIDR); empty: any host but link-local." },
 	{ "k8s_auth", "proxy", CT_STRING, O(k8s_proxy), NULL, 0, 0, 1,
 	    "HTTP(S) proxy URL for TokenReviews; unset: no proxy (the proxy environment variables are ignored)." },
 	{ "policy", "dir", CT_STRING, O(policy_dir),

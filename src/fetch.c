@@ -688,7 +688,8 @@ fetch_setup_security(struct fetch_transfer *t, const struct fetch_request *req)
  * address (outbound.c); else CURL_SOCKET_BAD, which curl reports as a
  * failed connect, and t->refused says why.  Behind a proxy the address
  * is the proxy's (configured by the operator): only link-local is
- * refused then.
+ * refused for it, and the destination host must pass allowed_hosts by
+ * its text (a name matching no glob cannot be judged by its address).
  */
 static curl_socket_t
 fetch_opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
@@ -699,7 +700,9 @@ fetch_opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
 	if (purpose != CURLSOCKTYPE_IPCXN)
 		return (CURL_SOCKET_BAD);
 	if (outbound_addr_allowed(t->proxied ? NULL : t->rules, t->host,
-		&addr->addr, &why) != 0) {
+		&addr->addr, &why) != 0 ||
+	    (t->proxied &&
+		outbound_proxied_allowed(t->rules, t->host, &why) != 0)) {
 		t->refused = why;
 		return (CURL_SOCKET_BAD);
 	}

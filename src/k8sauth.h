@@ -641,6 +641,8 @@ void role_facts_annotate(const struct config *, const cJSON *, cJSON *);
 int role_facts_delegable(const struct config *, const cJSON *,
     const struct restriction *);
 int role_facts_protected(struct request *, const cJSON *, const char *, int *);
+int role_facts_restriction_protected(struct request *, const cJSON *,
+    const char *, int *);
 
 /* api_instance.c */
 void api_instance_create(struct request *);
@@ -750,6 +752,8 @@ int outbound_link_local_addr(const struct sockaddr *);
 int outbound_host_allowed(const struct outbound_rules *, const char *, char **);
 int outbound_addr_allowed(const struct outbound_rules *, const char *,
     const struct sockaddr *, const char **);
+int outbound_proxied_allowed(const struct outbound_rules *, const char *,
+    const char **);
 int outbound_check_host(const char *, char **);
 
 /* fetch.c -- outbound HTTPS on a worker's event loop (libcurl multi) */

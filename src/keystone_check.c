@@ -198,16 +198,21 @@ keystone_check_member(struct keystone_check *kc, const char *what,
 	return (0);
 }
 
-/* Judge a role object: global or of the domain; take its name. */
+/*
+ * Judge a role object: global or of the domain; take its name and its id
+ * as Keystone spells it (a Keystone on MySQL finds "ABC" for "abc", and
+ * the role facts follow Keystone's ids).
+ */
 static int
 keystone_check_role(struct keystone_check *kc, struct restriction_role *rr,
     const cJSON *role)
 {
-	const char *d, *name;
+	const char *d, *name, *id;
 
 	d = keystone_check_domain(role);
 	name = cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(role, "name"));
+	id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(role, "id"));
 	if (*d != '\0' && strcmp(d, kc->rs->domain_id) != 0) {
 		keystone_check_invalid(kc,
 		    "role %s is a role of another domain", rr->id);
@@ -219,6 +224,10 @@ keystone_check_role(struct keystone_check *kc, struct restriction_role *rr,
 	}
 	free(rr->name);
 	rr->name = xstrdup(name);
+	if (id != NULL && *id != '\0' && strlen(id) <= 64) {
+		free(rr->id);
+		rr->id = xstrdup(id);
+	}
 	return (0);
 }
 

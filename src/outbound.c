@@ -15,7 +15,9 @@
  * no glob passes only when the list has CIDRs, an address literal must
  * lie in one) and when fetch.c opens the socket (outbound_addr_allowed,
  * from CURLOPT_OPENSOCKETFUNCTION), so a name that resolves elsewhere by
- * then (DNS rebinding) gets no connection.
+ * then (DNS rebinding) gets no connection.  Behind [k8s_auth] proxy
+ * only the proxy's address is seen, so the host must pass by its text
+ * (outbound_proxied_allowed): a glob, or an address literal in a CIDR.
  *
  * Pure functions over immutable rules, safe from any thread; never
  * blocks (no DNS: names are only matched as text).
@@ -371,6 +373,32 @@ outbound_addr_allowed(const struct outbound_rules *rules, const char *host,
 	    outbound_in_cidrs(rules, b, len))
 		return (0);
 	*why = "the address is not in [k8s_auth] allowed_hosts";
+	return (-1);
+}
+
+/*
+ * Connect time behind [k8s_auth] proxy: the address connected to is the
+ * proxy's, so the destination's address cannot be judged.  With rules
+ * the host itself must be allowed by its text: a glob match, or an
+ * address literal in a CIDR (a name that matches no glob is refused,
+ * since only the proxy learns where it resolves).  0, or -1 with a fixed
+ * *why.
+ */
+int
+outbound_proxied_allowed(const struct outbound_rules *rules, const char *host,
+    const char **why)
+{
+	unsigned char b[16];
+	int len;
+
+	if (outbound_rules_empty(rules) ||
+	    (host != NULL && glob_match_any(&rules->globs, host)))
+		return (0);
+	if (host != NULL && (len = outbound_parse_addr(host, b)) != 0 &&
+	    outbound_in_cidrs(rules, b, len))
+		return (0);
+	*why =
+	    "behind [k8s_auth] proxy, a host a non-admin set must match an allowed_hosts glob or be an address in one of its CIDRs";
 	return (-1);
 }
 

@@ -769,6 +769,19 @@ policy_reason(lua_State *L, int idx, const char *dflt)
 	return (xstrndup(s, len > POLICY_MAX_REASON ? POLICY_MAX_REASON : len));
 }
 
+/*
+ * The log line of a policy that failed closed, its error escaped: a Lua
+ * error may quote a target's or a review's text.
+ */
+static void
+policy_log_failed(const char *reason)
+{
+	char *esc = log_escape(reason, 1024);
+
+	log_warn("policy: failed closed: %s", esc);
+	free(esc);
+}
+
 /* Evaluate one api.lua rule (protected). */
 static int
 policy_authorize_cb(lua_State *L)
@@ -840,7 +853,7 @@ policy_authorize(struct policy *p, const char *action,
 		xasprintf(reason, "%s (%s): %s", action,
 		    p->api_src->chunkname + 1, cause);
 		free(cause);
-		log_warn("policy: failed closed: %s", *reason);
+		policy_log_failed(*reason);
 		policy_recover(p);
 		return (POLICY_ERROR);
 	}
@@ -1060,7 +1073,7 @@ policy_login(struct policy *p, const cJSON *ctx,
 		xasprintf(reason, "login (%s): %s", p->login_src->chunkname + 1,
 		    cause);
 		free(cause);
-		log_warn("policy: failed closed: %s", *reason);
+		policy_log_failed(*reason);
 		policy_recover(p);
 		return (POLICY_ERROR);
 	}

@@ -8,7 +8,10 @@
  * protected_roles (the older denylist, kept for one release), and every
  * role it implies, transitively, is delegable by name as well; names are
  * compared case-insensitively, and a role without a name is not
- * delegable.  What a role implies comes from Keystone's
+ * delegable.  Role ids are matched case-insensitively too: a Keystone on
+ * MySQL finds a role by its id in any case, so a restriction may hold an
+ * id whose case differs from the inferences' (and following only exact
+ * ids would miss what it implies).  What a role implies comes from Keystone's
  * GET /v3/role_inferences, cached process-wide for
  * ROLE_FACTS_TTL seconds.  Without [keystone] nothing is known to be
  * implied: only names count (every caller is then the bootstrap admin).
@@ -18,7 +21,8 @@
  * GET, the request parked meanwhile); role_facts_annotate() writes
  * "delegable" and "implies" into the role objects of a policy target;
  * role_facts_protected() says whether an instance binds a restriction
- * granting a non-delegable role.
+ * granting a non-delegable role, role_facts_restriction_protected()
+ * whether one restriction grants one.
  *
  * Runs on worker threads; the cache is keystone_cache.c's (locked).
  */
@@ -85,8 +89,8 @@ role_facts_direct(const cJSON *inferences, const char *id, cJSON *todo)
 		prior = cJSON_GetObjectItemCaseSensitive(inf, "prior_role");
 		if (!cJSON_IsString(
 			cJSON_GetObjectItemCaseSensitive(prior, "id")) ||
-		    strcmp(cJSON_GetObjectItemCaseSensitive(prior, "id")
-			       ->valuestring,
+		    strcasecmp(cJSON_GetObjectItemCaseSensitive(prior, "id")
+				   ->valuestring,
 			id) != 0)
 			continue;
 		cJSON_ArrayForEach(it,
@@ -103,8 +107,8 @@ role_facts_seen(const cJSON *out, const char *id)
 
 	cJSON_ArrayForEach(it, out)
 	{
-		if (strcmp(cJSON_GetStringValue(
-			       cJSON_GetObjectItemCaseSensitive(it, "id")),
+		if (strcasecmp(cJSON_GetStringValue(
+				   cJSON_GetObjectItemCaseSensitive(it, "id")),
 			id) == 0)
 			return (1);
 	}
@@ -113,14 +117,16 @@ role_facts_seen(const cJSON *out, const char *id)
 
 /*
  * Every role the role id implies, transitively: an array of {id, name}
- * (a name may be missing).  Cycles end; at most ROLE_FACTS_MAX_NODES.
+ * (a name may be missing).  Cycles end; at most ROLE_FACTS_MAX_NODES,
+ * and *cut is set when more were left out (the role cannot be judged).
  */
 static cJSON *
-role_facts_implied(const cJSON *inferences, const char *id)
+role_facts_implied(const cJSON *inferences, const char *id, int *cut)
 {
 	cJSON *out, *todo, *it;
 	const char *iid;
 
+	*cut = 0;
 	out = cJSON_CreateArray();
 	todo = cJSON_CreateArray();
 	if (inferences != NULL && id != NULL)
@@ -128,11 +134,15 @@ role_facts_implied(const cJSON *inferences, const char *id)
 	while ((it = cJSON_DetachItemFromArray(todo, 0)) != NULL) {
 		iid = cJSON_GetStringValue(
 		    cJSON_GetObjectItemCaseSensitive(it, "id"));
-		if (iid == NULL || strcmp(iid, id) == 0 ||
-		    role_facts_seen(out, iid) ||
-		    cJSON_GetArraySize(out) >= ROLE_FACTS_MAX_NODES) {
+		if (iid == NULL || strcasecmp(iid, id) == 0 ||
+		    role_facts_seen(out, iid)) {
 			cJSON_Delete(it);
 			continue;
+		}
+		if (cJSON_GetArraySize(out) >= ROLE_FACTS_MAX_NODES) {
+			*cut = 1;
+			cJSON_Delete(it);
+			break;
 		}
 		role_facts_direct(inferences, iid, todo);
 		cJSON_AddItemToArray(out, it);
@@ -143,7 +153,9 @@ role_facts_implied(const cJSON *inferences, const char *id)
 
 /*
  * Judge one role (id, name): delegable or not, and the names it implies
- * (added to names when not NULL).
+ * (added to names when not NULL).  A role implying more than
+ * ROLE_FACTS_MAX_NODES roles is not delegable: what was not followed
+ * might be admin.
  */
 static int
 role_facts_judge(const struct config *cfg, const cJSON *inferences,
@@ -151,10 +163,12 @@ role_facts_judge(const struct config *cfg, const cJSON *inferences,
 {
 	cJSON *implied, *it;
 	const char *iname;
-	int ok;
+	int ok, cut;
 
 	ok = role_facts_name_ok(cfg, name);
-	implied = role_facts_implied(inferences, id);
+	implied = role_facts_implied(inferences, id, &cut);
+	if (cut)
+		ok = 0;
 	cJSON_ArrayForEach(it, implied)
 	{
 		iname = cJSON_GetStringValue(
@@ -213,16 +227,21 @@ role_facts_delegable(const struct config *cfg, const cJSON *inferences,
 	return (1);
 }
 
-/* Is a role's restriction one a non-admin could not create?  STORE_*. */
-static int
-role_facts_role_protected(struct request *r, const cJSON *inferences,
-    const struct role *ro, int *protected)
+/*
+ * Is the restriction id one a non-admin could not create (a role bound to
+ * it is an admin's)?  A STORE_* code; *protected set (never cleared) on
+ * STORE_OK.  A restriction that does not exist protects nothing.
+ */
+int
+role_facts_restriction_protected(struct request *r, const cJSON *inferences,
+    const char *id, int *protected)
 {
 	struct restriction *rs = NULL;
 	int rc;
 
-	rc =
-	    store_restriction_get(r->worker->db, ro->token_restriction_id, &rs);
+	if (id == NULL)
+		return (STORE_OK);
+	rc = store_restriction_get(r->worker->db, id, &rs);
 	if (rc == STORE_NOT_FOUND)
 		return (STORE_OK);
 	if (rc != STORE_OK)
@@ -261,8 +280,9 @@ role_facts_protected(struct request *r, const cJSON *inferences,
 			return (rc);
 		for (i = 0; i < n; i++) {
 			if (rc == STORE_OK && !*protected)
-				rc = role_facts_role_protected(r, inferences,
-				    v[i], protected);
+				rc = role_facts_restriction_protected(r,
+				    inferences, v[i]->token_restriction_id,
+				    protected);
 		}
 		if (n > 0)
 			memcpy(marker, v[n - 1]->id, ID_LEN + 1);

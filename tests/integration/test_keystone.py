@@ -905,6 +905,30 @@ def case_repoint_attack_instance_protected():
 
 
 @_needs_policy
+def case_unbind_then_repoint_refused():
+    """The side door around instance_protected: the manager of A moves
+    the admin's role to a plain restriction (or deletes it), the instance
+    is no longer protected, the manager repoints it, and the admin's
+    automation binds the role again.  Unbinding is the admin's."""
+    iid = _admin_bound_instance("ci-cluster-2")
+    path = "/v4/k8s_auth/instances/%s/roles/workload" % iid
+    plain = _restriction([(C.env["roles"]["member"], None)],
+                         token=C.manager_tok)
+    expect(plain, 201)
+    r = C.srv.call("PATCH", path, {"role": {
+        "token_restriction_id": plain.json()["restriction"]["id"]}},
+        token=C.manager_tok)
+    expect(r, 403, "role_not_delegable")
+    expect(C.srv.call("DELETE", path, token=C.manager_tok), 403,
+           "role_not_delegable")
+    attacker = "https://127.0.0.1:%d" % interop.free_port()
+    expect(C.srv.call("PATCH", "/v4/k8s_auth/instances/" + iid,
+                      {"instance": {"host": attacker}},
+                      token=C.manager_tok), 403, "instance_protected")
+    expect(C.srv.call("DELETE", path), 204)
+
+
+@_needs_policy
 def case_unprotected_instance_repoint_clears_reviewer():
     """On an instance binding only delegable roles the manager may move
     the host; the reviewer token is cleared, never sent to the new host."""

@@ -175,6 +175,90 @@ def test_api_policy_denies_admin_action():
                  what="the policy's reason in the log")
 
 
+def test_policy_reasons_are_escaped_in_the_log():
+    # A policy's reason (or error) may carry what a client sent: the log
+    # line must not let it forge lines.
+    forged = "2030-01-01T00:00:00.000Z error: FORGED"
+    api = 'return setmetatable({\n' \
+          '  ["k8s_auth:instance:create"] = function(cred, target)\n' \
+          '    local n = target.instance.name or ""\n' \
+          '    if not n:find("FORGED") then return cred.is_admin end\n' \
+          '    return false, "refused " .. n\n' \
+          '  end,\n' \
+          '  ["k8s_auth:instance:list"] = function(cred, target)\n' \
+          '    error("boom " .. (target.name or "?"))\n' \
+          '  end,\n' \
+          '}, {__index = function(t, action)\n' \
+          '  return function(cred, target) return cred.is_admin end\n' \
+          'end})\n'
+    login = 'return { check = function(ctx)\n' \
+            '  return false, "no " .. ctx.role.name .. "\\n" .. "%s"\n' \
+            'end }\n' % forged
+    with policy_server({"api.lua": api, "login.lua": login},
+                       "pol-esc") as srv:
+        r = srv.req("POST", "/v4/k8s_auth/instances", {"instance": {
+            "domain_id": "d1", "name": "x\n" + forged,
+            "host": "https://k8s.example:6443"}})
+        assert_error(r, 403, "forbidden")
+        r = srv.req("GET", "/v4/k8s_auth/instances?name=y%0A" +
+                    forged.replace(" ", "%20").replace(":", "%3A"))
+        eq(r.status, 403, "a failing rule denies")
+        L = Login(srv, K8S)
+        assert_error(L.login(L.jwt()), 401, "policy_denied")
+        wait_for(lambda: srv.log_text().count("FORGED") >= 3,
+                 what="the three reasons in the log")
+        for line in srv.log_text().splitlines():
+            check(not line.startswith(forged),
+                  "a policy reason forged a log line: %r" % line)
+
+
+def test_role_target_says_whether_its_binding_is_protected():
+    # target.role.protected: the stored role binds a restriction granting
+    # a role that is not delegable.  A policy needs it to keep anyone but
+    # admin from unbinding such a role (update) or deleting it, which
+    # would unprotect the instance.  This policy denies exactly then.
+    api = 'local function guard(cred, target)\n' \
+          '  if target.role.protected ~= false then\n' \
+          '    return false, "protected=" .. tostring(target.role.protected)\n' \
+          '  end\n' \
+          '  return cred.is_admin\n' \
+          'end\n' \
+          'return setmetatable({\n' \
+          '  ["k8s_auth:role:update"] = guard,\n' \
+          '  ["k8s_auth:role:delete"] = guard,\n' \
+          '}, {__index = function(t, action)\n' \
+          '  return function(cred, target) return cred.is_admin end\n' \
+          'end})\n'
+    with policy_server({"api.lua": api}, "pol-bind") as srv:
+        inst = srv.create("instance", {"domain_id": "d1",
+                                       "host": "https://k8s.example:6443"})
+        def restriction(name):
+            return srv.create("restriction", {
+                "domain_id": "d1", "user_id": "u", "project_id": "p",
+                "roles": [{"id": "id-" + name, "name": name}]})["id"]
+        adm, plain = restriction("admin"), restriction("member")
+        path = "/v4/k8s_auth/instances/%s/roles" % inst["id"]
+
+        def role(name, rid):
+            return srv.create("role", {
+                "name": name, "bound_service_account_names": ["a"],
+                "bound_service_account_namespaces": ["b"],
+                "token_restriction_id": rid}, path=path)["id"]
+        r_adm, r_plain = role("ci-admin", adm), role("web", plain)
+        r = srv.req("PATCH", "%s/%s" % (path, r_adm),
+                    {"role": {"token_restriction_id": plain}})
+        assert_error(r, 403, "forbidden")
+        assert_error(srv.req("DELETE", "%s/%s" % (path, r_adm)), 403,
+                     "forbidden")
+        wait_for(lambda: "protected=true" in srv.log_text(),
+                 what="the policy's reason in the log")
+        eq(srv.req("PATCH", "%s/%s" % (path, r_plain),
+                   {"role": {"token_ttl": 600}}).status, 200,
+           "a role bound to a plain restriction")
+        eq(srv.req("DELETE", "%s/%s" % (path, r_plain)).status, 204,
+           "deleting a role bound to a plain restriction")
+
+
 def test_reload_broken_keeps_old_then_fixed_applies():
     deny = 'return { check = function(ctx) return false, "v1" end }\n'
     with policy_server({"login.lua": deny}, "pol-reload") as srv:

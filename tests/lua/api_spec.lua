@@ -53,6 +53,9 @@ local function target_for(key, op, domain)
 	if op == "update" then
 		t.update = { name = "x" }
 	end
+	if key == "role" then
+		t.role.protected = false
+	end
 	return t
 end
 
@@ -159,7 +162,8 @@ describe("api.lua", function()
 		end)
 
 		it("update must not move a role to another instance", function()
-			local t = { role = { domain_id = D1, auth_instance_id = "i1" },
+			local t = { role = { domain_id = D1, auth_instance_id = "i1",
+			    protected = false },
 			    update = { auth_instance_id = "i2" } }
 			assert.is_false(allowed("k8s_auth:role:update", manager, t))
 			t.update.auth_instance_id = "i1"
@@ -171,6 +175,9 @@ describe("api.lua", function()
 		for _, k in ipairs(KINDS) do
 			it(k.prefix .. ":update refuses a domain move", function()
 				local t = { [k.key] = { domain_id = D1 }, update = { domain_id = D2 } }
+				if k.key == "role" then
+					t.role.protected = false
+				end
 				local ok, why = decide(k.prefix .. ":update", manager, t)
 				assert.is_false(ok)
 				assert.matches("another domain", why)
@@ -286,6 +293,33 @@ describe("api.lua", function()
 			assert.is_true(allowed("k8s_auth:role:create", bootstrap, t))
 			assert.is_true(allowed("k8s_auth:role:create", manager,
 			    role_target({ MEMBER })))
+		end)
+
+		it("role update/delete: a role bound to a non-delegable restriction is an admin's",
+		    function()
+			-- Moving it to a plain restriction (or deleting it) would
+			-- unprotect the instance: repoint it, wait for a re-bind.
+			local t = { instance = { id = "i1", domain_id = D1 },
+			    role = { domain_id = D1, auth_instance_id = "i1",
+			        token_restriction_id = "radmin", protected = true },
+			    restriction = { id = "rplain", domain_id = D1,
+			        roles = { MEMBER } },
+			    update = { token_restriction_id = "rplain" } }
+			local ok, why = decide("k8s_auth:role:update", manager, t)
+			assert.is_false(ok)
+			assert.matches("^role_not_delegable: ", why)
+			ok, why = decide("k8s_auth:role:delete", manager, t)
+			assert.is_false(ok)
+			assert.matches("^role_not_delegable: ", why)
+			assert.is_true(allowed("k8s_auth:role:update", bootstrap, t))
+			assert.is_true(allowed("k8s_auth:role:delete", bootstrap, t))
+			t.role.protected = false
+			assert.is_true(allowed("k8s_auth:role:update", manager, t))
+			assert.is_true(allowed("k8s_auth:role:delete", manager, t))
+			-- without the fact: denied
+			t.role.protected = nil
+			assert.is_false(allowed("k8s_auth:role:update", manager, t))
+			assert.is_false(allowed("k8s_auth:role:delete", manager, t))
 		end)
 
 		it("still follows [policy] protected_roles (deprecated denylist)", function()

@@ -864,6 +864,55 @@ test_refused(void **state)
 	free(u);
 }
 
+/*
+ * Behind [k8s_auth] proxy only the proxy's address is seen: with
+ * allowed_hosts a host must pass by its text (a glob, or an address
+ * literal in a CIDR), else the proxy would reach any name (API.md §7).
+ * The plain HTTP server plays the proxy.
+ */
+static void
+test_proxy_allowed_hosts(void **state)
+{
+	struct env		*e = *state;
+	struct fetch_request	 r;
+	struct got		 g;
+	char			*proxy, *u;
+
+	xasprintf(&proxy, "http://127.0.0.1:%d", e->http_port);
+	/* a name no glob matches: refused before the proxy is asked */
+	req_init(&r, "https://k8s.example.invalid/echo");
+	r.proxy = proxy;
+	r.allowed_hosts = "10.0.0.0/8, *.k8s.example.com";
+	fetch_one(e, &r, &g);
+	assert_int_equal(g.error, FETCH_DESTINATION);
+	assert_non_null(g.errmsg);
+	assert_non_null(strstr(g.errmsg, "proxy"));
+	got_clear(&g);
+	/* a literal outside the CIDRs: refused too */
+	req_init(&r, "https://192.0.2.1/echo");
+	r.proxy = proxy;
+	r.allowed_hosts = "10.0.0.0/8";
+	fetch_one(e, &r, &g);
+	assert_int_equal(g.error, FETCH_DESTINATION);
+	got_clear(&g);
+	/* a glob match, or a literal in a CIDR: the proxy is asked */
+	req_init(&r, "https://a.k8s.example.com/echo");
+	r.proxy = proxy;
+	r.allowed_hosts = "10.0.0.0/8, *.k8s.example.com";
+	fetch_one(e, &r, &g);
+	assert_int_not_equal(g.error, FETCH_DESTINATION);
+	got_clear(&g);
+	u = url(e, e->https_port, "/echo");
+	req_init(&r, u);
+	r.proxy = proxy;
+	r.allowed_hosts = "127.0.0.0/8";
+	fetch_one(e, &r, &g);
+	assert_int_not_equal(g.error, FETCH_DESTINATION);
+	got_clear(&g);
+	free(u);
+	free(proxy);
+}
+
 static void
 test_too_large(void **state)
 {
@@ -1113,6 +1162,8 @@ main(void)
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_too_large, env_setup,
 		    env_teardown),
+		cmocka_unit_test_setup_teardown(test_proxy_allowed_hosts,
+		    env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, env_setup,
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, env_setup,

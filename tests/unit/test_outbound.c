@@ -160,6 +160,29 @@ test_host_allowed(void **state)
 	outbound_rules_free(or);
 }
 
+/* Behind a proxy only the host's text can be judged. */
+static void
+test_proxied_allowed(void **state)
+{
+	struct outbound_rules *or;
+	const char *why = NULL;
+
+	(void)state;
+	or = outbound_rules_parse("*.K8S.example, 10.0.0.0/8", NULL);
+	assert_int_equal(outbound_proxied_allowed(or, "api.k8s.example", &why),
+	    0);
+	assert_int_equal(outbound_proxied_allowed(or, "10.1.2.3", &why), 0);
+	assert_int_equal(outbound_proxied_allowed(or, "0x0a010203", &why), 0);
+	/* a name no glob covers passes the write-time check, not this one */
+	assert_int_equal(outbound_proxied_allowed(or, "other.example", &why),
+	    -1);
+	assert_non_null(strstr(why, "proxy"));
+	assert_int_equal(outbound_proxied_allowed(or, "11.0.0.1", &why), -1);
+	assert_int_equal(outbound_proxied_allowed(or, NULL, &why), -1);
+	assert_int_equal(outbound_proxied_allowed(NULL, "anything", &why), 0);
+	outbound_rules_free(or);
+}
+
 static void
 test_addr_allowed(void **state)
 {
@@ -226,6 +249,7 @@ main(void)
 		cmocka_unit_test(test_rules_parse),
 		cmocka_unit_test(test_host_allowed),
 		cmocka_unit_test(test_addr_allowed),
+		cmocka_unit_test(test_proxied_allowed),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -129,6 +129,72 @@ test_inferences(void **state)
 	config_unref(cfg);
 }
 
+/*
+ * A Keystone on MySQL finds a role by its id in any case: a restriction
+ * holding "s" for Keystone's "S" (member, implying admin) must still be
+ * judged by what "S" implies.
+ */
+static void
+test_id_case(void **state)
+{
+	struct config *cfg = config_new();
+	struct restriction_role roles[1] = { { "s", "member" } };
+	struct restriction rs;
+	cJSON *inf, *implies = NULL;
+
+	(void)state;
+	inf = cJSON_Parse(inferences_json);
+	assert_false(judge(cfg, inf, "s", "member", &implies));
+	assert_int_equal(cJSON_GetArraySize(implies), 3);
+	cJSON_Delete(implies);
+	assert_false(judge(cfg, inf, "c", "Member", NULL));
+	memset(&rs, 0, sizeof rs);
+	rs.roles = roles;
+	rs.nroles = 1;
+	assert_false(role_facts_delegable(cfg, inf, &rs));
+	/* a cycle through differently-cased ids still ends */
+	assert_true(judge(cfg, inf, "l1", "reader", NULL));
+	cJSON_Delete(inf);
+	config_unref(cfg);
+}
+
+/*
+ * A chain of more member-named roles than role_facts follows, ending in
+ * admin: what was not followed might be admin, so not delegable.
+ */
+static void
+test_long_chain(void **state)
+{
+	struct config *cfg = config_new();
+	cJSON *inf, *list, *inf1, *prior, *implies, *to;
+	char id[32], next[32];
+	int i, n = 1100;
+
+	(void)state;
+	inf = cJSON_CreateObject();
+	list = cJSON_AddArrayToObject(inf, "role_inferences");
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "c%d", i);
+		snprintf(next, sizeof next, "c%d", i + 1);
+		inf1 = cJSON_CreateObject();
+		prior = cJSON_AddObjectToObject(inf1, "prior_role");
+		cJSON_AddStringToObject(prior, "id", id);
+		cJSON_AddStringToObject(prior, "name", "member");
+		implies = cJSON_AddArrayToObject(inf1, "implies");
+		to = cJSON_CreateObject();
+		cJSON_AddStringToObject(to, "id", i + 1 < n ? next : "A");
+		cJSON_AddStringToObject(to, "name",
+		    i + 1 < n ? "member" : "admin");
+		cJSON_AddItemToArray(implies, to);
+		cJSON_AddItemToArray(list, inf1);
+	}
+	assert_false(judge(cfg, inf, "c0", "member", NULL));
+	/* near the end of the chain it is all followed: still admin */
+	assert_false(judge(cfg, inf, "c1000", "member", NULL));
+	cJSON_Delete(inf);
+	config_unref(cfg);
+}
+
 static void
 test_restriction_delegable(void **state)
 {
@@ -161,6 +227,8 @@ main(void)
 		cmocka_unit_test(test_configured_lists),
 		cmocka_unit_test(test_inferences),
 		cmocka_unit_test(test_restriction_delegable),
+		cmocka_unit_test(test_id_case),
+		cmocka_unit_test(test_long_chain),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
