@@ -13,7 +13,12 @@
  * role assignments) a last GET /v3/role_assignments?user.id=U&
  * scope.project.id=P&effective checks that the user really holds every
  * listed role on the project (directly, through a group, inherited or
- * implied): 400 role_not_assigned naming the first missing role.
+ * implied): 400 role_not_assigned naming the first missing role; and
+ * the reverse, since such a token carries every role the user holds there:
+ * a role the user holds on the project (other than one implied by another)
+ * that the restriction does not list is 400 role_not_listed.  The listed
+ * roles then say everything the token carries, so the delegable-role and
+ * protected-instance rules, which judge the listed roles, judge the token.
  *
  * keystone_check_user() is the login's check that the restriction's user
  * is still enabled (Keystone's own validator does not look at `enabled`):
@@ -269,6 +274,61 @@ keystone_check_assigned(const cJSON *list, const char *role_id)
 	return (0);
 }
 
+/* Is an effective assignment one of an implied role (links.prior_role)? */
+static int
+keystone_check_implied(const cJSON *a)
+{
+	const cJSON *links;
+
+	links = cJSON_GetObjectItemCaseSensitive(a, "links");
+	return (cJSON_GetObjectItemCaseSensitive(links, "prior_role") != NULL);
+}
+
+/* Does the restriction list the role id? */
+static int
+keystone_check_listed(const struct restriction *rs, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < rs->nroles; i++) {
+		if (rs->roles[i].id != NULL &&
+		    strcasecmp(rs->roles[i].id, id) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * A role the user holds on the project (not through an implication) that
+ * the restriction does not list: a project-scoped token would carry it
+ * unseen by every rule that judges the listed roles.  0, or -1 with the
+ * outcome set (400 role_not_listed).
+ */
+static int
+keystone_check_unlisted(struct keystone_check *kc, const cJSON *list)
+{
+	const struct restriction *rs = kc->rs;
+	const cJSON *a, *role;
+	const char *id, *name;
+
+	cJSON_ArrayForEach(a, list)
+	{
+		role = cJSON_GetObjectItemCaseSensitive(a, "role");
+		id = cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(role, "id"));
+		if (id == NULL || keystone_check_implied(a) ||
+		    keystone_check_listed(rs, id))
+			continue;
+		name = cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(role, "name"));
+		keystone_check_fail(&kc->o, REASON_role_not_listed,
+		    "user %s also holds role %s on project %s, and a project-scoped token carries every role its user holds there: list it in the restriction (an admin's decision if it is not delegable) or use a user holding only the roles to grant",
+		    rs->user_id, name != NULL ? name : id, rs->project_id);
+		return (-1);
+	}
+	return (0);
+}
+
 /*
  * Judge the effective role assignments of the restriction's user on its
  * project: every listed role must be among them.  A list Keystone cut
@@ -308,7 +368,7 @@ keystone_check_assignments(struct keystone_check *kc,
 		    rs->user_id, rs->project_id);
 		return (-1);
 	}
-	return (0);
+	return (keystone_check_unlisted(kc, list));
 }
 
 /*
@@ -392,8 +452,7 @@ keystone_check_send(struct keystone_check *kc)
 		char *pesc = keystone_path_escape(kc->rs->project_id);
 
 		xasprintf(&path,
-		    "/v3/role_assignments?user.id=%s&scope.project.id=%s"
-		    "&effective",
+		    "/v3/role_assignments?user.id=%s&scope.project.id=%s&effective&include_names",
 		    esc, pesc);
 		free(pesc);
 	} else

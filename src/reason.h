@@ -47,6 +47,7 @@
 	X(restriction_in_use, 409, REASON_M_NONE)                           \
 	X(invalid_restriction, 400, REASON_M_NONE)                          \
 	X(role_not_assigned, 400, REASON_M_NONE)                            \
+	X(role_not_listed, 400, REASON_M_NONE)                              \
 	X(role_not_delegable, 403, REASON_M_NONE)                           \
 	X(instance_protected, 403, REASON_M_NONE)                           \
 	X(host_not_allowed, 403, REASON_M_NONE)                             \
