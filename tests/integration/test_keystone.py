@@ -548,7 +548,7 @@ def case_project_scoped_unlisted_admin_role_400():
         for who, tok in (("admin", None), ("manager", C.manager_tok)):
             r = C.ps.call("POST", "/v4/tokens/restrictions", restriction_body(
                 C.env["domain_a"]["id"], C.env["user"]["id"],
-                C.env["project"]["id"], [(C.env["roles"]["member"], None)]),
+                C.env["project"]["id"], [(C.env["roles"]["member"], "member")]),
                 token=tok)
             expect(r, 400, "role_not_listed")
             assert "admin" in r.json()["error"]["message"], (who, r.json())
