@@ -198,12 +198,14 @@ def test_validate_after_restriction_deleted_is_404():
 
 def test_validate_expired_token_is_404():
     L = Login(SRV, K8S)
-    # 4 s: a login refuses a JWT with less than 1 s left, and a busy
-    # machine can spend a second between minting the JWT and the login.
-    r = L.ok(L.jwt(expires_in=4))
+    # 4 s (x3 under sanitizers): a login refuses a JWT with less than 1 s
+    # left, and a busy machine can spend seconds between minting the JWT
+    # and the login.
+    life = int(4 * timeout_scale())
+    r = L.ok(L.jwt(expires_in=life))
     subject = r.headers["x-subject-token"]
     exp = ts(r.json["token"]["expires_at"])
-    check(exp <= time.time() + 4.5, "token outlives its JWT: %s" %
+    check(exp <= time.time() + life + 0.5, "token outlives its JWT: %s" %
           r.json["token"]["expires_at"])
     if exp > time.time():
         eq(validate(SRV, subject).status, 200, "validation before expiry")
