@@ -717,11 +717,43 @@ config_write_docs(FILE *out)
 	}
 }
 
+/*
+ * Write text as "# " comment lines of at most 78 columns, broken at
+ * spaces (a word longer than a line stands alone).  Short lines also keep
+ * every line of the file within what an INI parser reads as one line
+ * (inih: 200 bytes; the rest of a longer comment would be parsed as an
+ * option).
+ */
+static void
+config_write_comment(FILE *out, const char *text)
+{
+	const char *p = text, *sp;
+	size_t col = 0, w;
+
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		sp = strchr(p, ' ');
+		w = sp != NULL ? (size_t)(sp - p) : strlen(p);
+		if (col > 0 && col + 1 + w > 76) {
+			fputc('\n', out);
+			col = 0;
+		}
+		fprintf(out, "%s%.*s", col == 0 ? "# " : " ", (int)w, p);
+		col += w + 1;
+		p += w;
+	}
+	fputc('\n', out);
+}
+
 /* Write a commented configuration file holding every default. */
 void
 config_write_sample(FILE *out)
 {
 	const char *last = "";
+	char *text, range[64];
 	size_t i;
 
 	fprintf(out,
@@ -733,13 +765,17 @@ config_write_sample(FILE *out)
 		if (strcmp(last, o->section) != 0)
 			fprintf(out, "\n[%s]\n", o->section);
 		last = o->section;
-		fprintf(out, "\n# %s", o->help);
+		range[0] = '\0';
 		if (o->type == CT_INT)
-			fprintf(out, " (%ld..%ld)", o->min, o->max);
-		if (o->reloadable)
-			fprintf(out, " Reloaded by SIGHUP.");
-		fprintf(out, "\n#%s =%s%s\n", o->name,
-		    o->def != NULL ? " " : "", o->def != NULL ? o->def : "");
+			snprintf(range, sizeof range, " (%ld..%ld)", o->min,
+			    o->max);
+		xasprintf(&text, "%s%s%s", o->help, range,
+		    o->reloadable ? " Reloaded by SIGHUP." : "");
+		fputc('\n', out);
+		config_write_comment(out, text);
+		free(text);
+		fprintf(out, "#%s =%s%s\n", o->name, o->def != NULL ? " " : "",
+		    o->def != NULL ? o->def : "");
 	}
 }
 

@@ -157,3 +157,26 @@ def test_db_sync_then_serve_same_database():
         srv.start()
         eq(srv.req("GET", "/v4/tokens/restrictions/" + rid).status, 200,
            "data after db-sync")
+
+
+def test_sample_config_is_a_valid_file():
+    """config-check --sample (what `make install` and the packages ship)
+    parses as written: every comment line is wrapped short (a comment
+    over 200 bytes was split by inih and its rest read as an option,
+    which broke the packaged configuration), and with a listener that
+    needs no certificate every default passes config-check."""
+    p = run_cli(["config-check", "--sample"])
+    eq(p.returncode, 0, "config-check --sample: %s" % p.stderr)
+    long = [l for l in p.stdout.split("\n") if len(l) > 78 and
+            l.startswith("# ")]
+    check(not long, "comment lines over 78 columns: %r" % long[:3])
+    text = p.stdout.replace("#listen = https://0.0.0.0:5088",
+                            "listen = http://127.0.0.1:5088", 1)
+    check(text != p.stdout, "the sample has no #listen line")
+    d = make_tmpdir("sample-")
+    path = os.path.join(d, "sample.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    p = run_cli(["config-check", "--config", path])
+    eq(p.stdout.strip(), "%s: ok" % path,
+       "config-check of the sample: %s" % p.stderr.strip())
