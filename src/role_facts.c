@@ -77,9 +77,9 @@ role_facts_name_ok(const struct config *cfg, const char *name)
 	    !role_facts_listed(cfg->policy_protected_roles, name));
 }
 
-/* Append the roles id implies directly (from the inferences) to todo. */
+/* Append the roles id implies directly (from the inferences) to queue. */
 static void
-role_facts_direct(const cJSON *inferences, const char *id, cJSON *todo)
+role_facts_direct(const cJSON *inferences, const char *id, cJSON *queue)
 {
 	const cJSON *list, *inf, *prior, *it;
 
@@ -95,7 +95,7 @@ role_facts_direct(const cJSON *inferences, const char *id, cJSON *todo)
 			continue;
 		cJSON_ArrayForEach(it,
 		    cJSON_GetObjectItemCaseSensitive(inf, "implies"))
-		    cJSON_AddItemToArray(todo, cJSON_Duplicate(it, 1));
+		    cJSON_AddItemToArray(queue, cJSON_Duplicate(it, 1));
 	}
 }
 
@@ -123,15 +123,15 @@ role_facts_seen(const cJSON *out, const char *id)
 static cJSON *
 role_facts_implied(const cJSON *inferences, const char *id, int *cut)
 {
-	cJSON *out, *todo, *it;
+	cJSON *out, *queue, *it;
 	const char *iid;
 
 	*cut = 0;
 	out = cJSON_CreateArray();
-	todo = cJSON_CreateArray();
+	queue = cJSON_CreateArray();
 	if (inferences != NULL && id != NULL)
-		role_facts_direct(inferences, id, todo);
-	while ((it = cJSON_DetachItemFromArray(todo, 0)) != NULL) {
+		role_facts_direct(inferences, id, queue);
+	while ((it = cJSON_DetachItemFromArray(queue, 0)) != NULL) {
 		iid = cJSON_GetStringValue(
 		    cJSON_GetObjectItemCaseSensitive(it, "id"));
 		if (iid == NULL || strcasecmp(iid, id) == 0 ||
@@ -144,10 +144,10 @@ role_facts_implied(const cJSON *inferences, const char *id, int *cut)
 			cJSON_Delete(it);
 			break;
 		}
-		role_facts_direct(inferences, iid, todo);
+		role_facts_direct(inferences, iid, queue);
 		cJSON_AddItemToArray(out, it);
 	}
-	cJSON_Delete(todo);
+	cJSON_Delete(queue);
 	return (out);
 }
 
