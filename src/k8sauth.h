@@ -834,6 +834,21 @@ void k8s_review_outcome_clear(struct k8s_review_outcome *);
 int k8s_name_label(const char *);
 int k8s_name_subdomain(const char *);
 
+/* k8s_selector.c -- label selectors (a role's bound_namespace_selector) */
+#define K8S_SELECTOR_MAX_TERMS  32 /* matchLabels + matchExpressions */
+#define K8S_SELECTOR_MAX_VALUES 64 /* values of one In / NotIn */
+enum k8s_selector_op {
+	K8S_SEL_BAD,
+	K8S_SEL_IN,
+	K8S_SEL_NOT_IN,
+	K8S_SEL_EXISTS,
+	K8S_SEL_DOES_NOT_EXIST
+};
+int k8s_selector_key_valid(const char *);
+int k8s_selector_value_valid(const char *);
+int k8s_selector_check(const cJSON *, char **);
+int k8s_selector_match(const cJSON *, const cJSON *);
+
 /* token.c -- where the token is minted: keys in use, mint, read */
 int token_init(const struct config *, char **);
 int token_reload(char **);
