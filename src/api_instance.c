@@ -24,7 +24,7 @@
 
 static const char *const instance_writable[] = { "domain_id", "name", "host",
 	"ca_cert", "token_reviewer_jwt", "disable_local_ca_jwt", "enabled",
-	NULL };
+	"service_account_annotations", NULL };
 static const char *const instance_read_only[] = { "id", "created_at",
 	"updated_at", "token_reviewer_jwt_set", NULL };
 static const char *const instance_immutable[] = { "id", "domain_id", NULL };
@@ -49,6 +49,8 @@ api_instance_json(const struct instance *in)
 	cJSON_AddBoolToObject(o, "disable_local_ca_jwt",
 	    in->disable_local_ca_jwt);
 	cJSON_AddBoolToObject(o, "enabled", in->enabled);
+	cJSON_AddBoolToObject(o, "service_account_annotations",
+	    in->service_account_annotations);
 	json_add_string_or_null(o, "created_at", api_or_null(in->created_at));
 	json_add_string_or_null(o, "updated_at", api_or_null(in->updated_at));
 	return (o);
@@ -91,7 +93,9 @@ api_instance_apply(const struct config *cfg, const cJSON *body,
 		-1 ||
 	    json_get_bool(body, "disable_local_ca_jwt",
 		&in->disable_local_ca_jwt, cause) == -1 ||
-	    json_get_bool(body, "enabled", &in->enabled, cause) == -1)
+	    json_get_bool(body, "enabled", &in->enabled, cause) == -1 ||
+	    json_get_bool(body, "service_account_annotations",
+		&in->service_account_annotations, cause) == -1)
 		return (-1);
 	if (in->host == NULL) {
 		*cause = xstrdup("host is required");

@@ -8,7 +8,9 @@
  * GET /v4/k8s_auth/roles.  A role takes its domain from its instance and
  * may only point at a restriction of the same domain that names a user,
  * a project and at least one role; bound lists are never empty (["*"]
- * must be written out).  The policy decides with the facts of the
+ * must be written out), except bound_service_account_namespaces when
+ * bound_namespace_selector (a label selector, k8s_selector.c) binds
+ * namespaces instead: the two are ORed at login.  The policy decides with the facts of the
  * restriction the role will point at (every role of it "delegable" or
  * not, role_facts.c), target.role.protected (the stored role binds a
  * restriction that is not delegable: update and delete are an admin's)
@@ -28,14 +30,13 @@
 static const char *const role_writable[] = { "name", "enabled",
 	"bound_service_account_names", "bound_service_account_namespaces",
 	"bound_audience", "bound_pod_names", "token_ttl",
-	"token_restriction_id", NULL };
+	"token_restriction_id", "bound_namespace_selector", NULL };
 static const char *const role_read_only[] = { "id", "auth_instance_id",
 	"domain_id", "created_at", "updated_at", NULL };
 static const char *const role_immutable[] = { "id", "auth_instance_id",
 	"domain_id", NULL };
 static const char *const role_required[] = { "name",
-	"bound_service_account_names", "bound_service_account_namespaces",
-	"token_restriction_id", NULL };
+	"bound_service_account_names", "token_restriction_id", NULL };
 static const char *const role_filters[] = { "name", "enabled", NULL };
 static const char *const role_all_filters[] = { "auth_instance_id", "domain_id",
 	"name", NULL };
@@ -63,6 +64,12 @@ api_role_json(const struct role *ro)
 	else
 		cJSON_AddItemToObject(o, "bound_pod_names",
 		    json_strlist(ro->bound_pod_names));
+	if (ro->bound_namespace_selector != NULL)
+		cJSON_AddItemToObject(o, "bound_namespace_selector",
+		    json_parse(ro->bound_namespace_selector,
+			strlen(ro->bound_namespace_selector), NULL));
+	else
+		cJSON_AddNullToObject(o, "bound_namespace_selector");
 	if (ro->token_ttl > 0)
 		cJSON_AddNumberToObject(o, "token_ttl", (double)ro->token_ttl);
 	else
@@ -97,6 +104,46 @@ api_role_pods(const cJSON *body, struct role *ro, char **cause)
 	return (0);
 }
 
+/*
+ * bound_service_account_namespaces: a list as json_get_strlist reads it,
+ * or [] (allowed only with a selector: api_role_validate checks that).
+ */
+static int
+api_role_namespaces(const cJSON *body, struct role *ro, char **cause)
+{
+	const cJSON *a;
+
+	a = cJSON_GetObjectItemCaseSensitive(body,
+	    "bound_service_account_namespaces");
+	if (cJSON_IsArray(a) && cJSON_GetArraySize(a) == 0) {
+		json_strlist_clear(&ro->bound_sa_namespaces);
+		return (0);
+	}
+	return (json_get_strlist(body, "bound_service_account_namespaces",
+	    ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_namespaces,
+	    cause));
+}
+
+/* bound_namespace_selector: a LabelSelector (stored as JSON) or null. */
+static int
+api_role_selector(const cJSON *body, struct role *ro, char **cause)
+{
+	const cJSON *sel;
+
+	sel =
+	    cJSON_GetObjectItemCaseSensitive(body, "bound_namespace_selector");
+	if (sel == NULL)
+		return (0);
+	free(ro->bound_namespace_selector);
+	ro->bound_namespace_selector = NULL;
+	if (cJSON_IsNull(sel))
+		return (0);
+	if (k8s_selector_check(sel, cause) != 0)
+		return (-1);
+	ro->bound_namespace_selector = json_print(sel);
+	return (0);
+}
+
 /* token_ttl: 60..[token] expiration, or null to unset (0). */
 static int
 api_role_ttl(const struct config *cfg, const cJSON *body, struct role *ro,
@@ -122,6 +169,13 @@ api_role_validate(const struct role *ro, char **cause)
 	    validate_globs("bound_service_account_namespaces",
 		&ro->bound_sa_namespaces, cause) != 0)
 		return (-1);
+	if (ro->bound_sa_namespaces.n == 0 &&
+	    ro->bound_namespace_selector == NULL) {
+		xasprintf(cause,
+		    "bound_service_account_namespaces must have 1 to %d items unless bound_namespace_selector is set",
+		    ROLE_MAX_ITEMS);
+		return (-1);
+	}
 	if (ro->bound_pod_names != NULL &&
 	    validate_globs("bound_pod_names", ro->bound_pod_names, cause) != 0)
 		return (-1);
@@ -141,9 +195,8 @@ api_role_apply(const struct config *cfg, const cJSON *body, struct role *ro,
 	    json_get_strlist(body, "bound_service_account_names",
 		ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_names,
 		cause) == -1 ||
-	    json_get_strlist(body, "bound_service_account_namespaces",
-		ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_namespaces,
-		cause) == -1 ||
+	    api_role_namespaces(body, ro, cause) == -1 ||
+	    api_role_selector(body, ro, cause) == -1 ||
 	    json_get_string(body, "bound_audience", 1, 255, 1,
 		&ro->bound_audience, cause) == -1 ||
 	    api_role_pods(body, ro, cause) == -1 ||
@@ -392,6 +445,14 @@ api_role_create(struct request *r)
 	    api_check_body(r, body, NULL, role_read_only, role_writable) != 0 ||
 	    api_check_required(r, body, role_required) != 0)
 		goto out;
+	if (cJSON_GetObjectItemCaseSensitive(body,
+		"bound_service_account_namespaces") == NULL &&
+	    cJSON_GetObjectItemCaseSensitive(body,
+		"bound_namespace_selector") == NULL) {
+		http_reply_reason(r, REASON_missing_field,
+		    "bound_service_account_namespaces is required (or bound_namespace_selector)");
+		goto out;
+	}
 	ro = api_role_new(in);
 	if (api_role_apply(r->cfg, body, ro, &cause) != 0) {
 		api_bad_request(r, REASON_invalid_value, cause);

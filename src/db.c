@@ -119,6 +119,14 @@ static const char *const db_migration_table[] = {
 	 */
 	"ALTER TABLE instances ADD COLUMN host_admin INTEGER NOT NULL "
 	"DEFAULT 0;",
+	/*
+	 * 3: namespaces bound by label (a role's LabelSelector as JSON,
+	 * NULL: none) and whether login policies may see service-account
+	 * annotations (an instance's choice, off until set).
+	 */
+	"ALTER TABLE roles ADD COLUMN bound_namespace_selector TEXT;"
+	"ALTER TABLE instances ADD COLUMN service_account_annotations "
+	"INTEGER NOT NULL DEFAULT 0;",
 };
 #define DB_NMIGRATIONS \
 	((int)(sizeof db_migration_table / sizeof db_migration_table[0]))

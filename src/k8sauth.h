@@ -217,32 +217,32 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define STORE_INSTANCE_COLUMNS                                          \
 	"id, domain_id, name, host, ca_cert, "                          \
 	"reviewer_jwt_enc, disable_local_ca_jwt, enabled, created_at, " \
-	"updated_at, host_admin"
+	"updated_at, host_admin, service_account_annotations"
 #define STORE_ROLE_COLUMNS                                               \
 	"id, auth_instance_id, domain_id, name, "                        \
 	"enabled, bound_sa_names, bound_sa_namespaces, bound_audience, " \
 	"bound_pod_names, token_ttl, token_restriction_id, created_at, " \
-	"updated_at"
+	"updated_at, bound_namespace_selector"
 #define STORE_RESTRICTION_COLUMNS              \
 	"id, domain_id, user_id, project_id, " \
 	"allow_renew, allow_rescope, created_at, updated_at"
 #define DB_STATEMENTS(X)                                                       \
 	X(DB_INSTANCE_INSERT,                                                  \
 	    "INSERT INTO instances (" STORE_INSTANCE_COLUMNS ") VALUES "       \
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                  \
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")             \
 	X(DB_INSTANCE_GET,                                                     \
 	    "SELECT " STORE_INSTANCE_COLUMNS " FROM instances WHERE id = ?1")  \
 	X(DB_INSTANCE_UPDATE,                                                  \
 	    "UPDATE instances SET domain_id = ?2, "                            \
 	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, "      \
 	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10, "      \
-	    "host_admin = ?11 "                                                \
+	    "host_admin = ?11, service_account_annotations = ?12 "             \
 	    "WHERE id = ?1")                                                   \
 	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")           \
 	X(DB_ROLE_INSERT,                                                      \
 	    "INSERT INTO roles (" STORE_ROLE_COLUMNS                           \
 	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "         \
-	    "?12, ?13)")                                                       \
+	    "?12, ?13, ?14)")                                                  \
 	X(DB_ROLE_GET,                                                         \
 	    "SELECT " STORE_ROLE_COLUMNS " FROM roles WHERE id = ?1")          \
 	X(DB_ROLE_GET_IN_INSTANCE,                                             \
@@ -255,7 +255,7 @@ void *db_handle(struct db *); /* sqlite3 * */
 	    "bound_sa_names = ?6, bound_sa_namespaces = ?7, "                  \
 	    "bound_audience = ?8, bound_pod_names = ?9, "                      \
 	    "token_ttl = ?10, token_restriction_id = ?11, "                    \
-	    "updated_at = ?13 WHERE id = ?1")                                  \
+	    "updated_at = ?13, bound_namespace_selector = ?14 WHERE id = ?1")  \
 	X(DB_ROLE_DELETE, "DELETE FROM roles WHERE id = ?1")                   \
 	X(DB_RESTRICTION_INSERT,                                               \
 	    "INSERT INTO restrictions (" STORE_RESTRICTION_COLUMNS ") VALUES " \
@@ -323,6 +323,7 @@ struct instance {
 	char created_at[TIMESTAMP_LEN + 1];
 	char updated_at[TIMESTAMP_LEN + 1];
 	int host_admin; /* host set by an admin: no allowed_hosts check */
+	int service_account_annotations; /* login policies may see them */
 };
 struct role {
 	char id[ID_LEN + 1];
@@ -335,6 +336,7 @@ struct role {
 	char *bound_audience;            /* NULL when unset */
 	struct strlist *bound_pod_names; /* NULL when unset */
 	long token_ttl;                  /* 0 when unset */
+	char *bound_namespace_selector;  /* checked JSON, NULL when unset */
 	char *token_restriction_id;
 	char created_at[TIMESTAMP_LEN + 1];
 	char updated_at[TIMESTAMP_LEN + 1];

@@ -80,6 +80,7 @@ role_free(struct role *r)
 		free(r->bound_pod_names);
 	}
 	free(r->token_restriction_id);
+	free(r->bound_namespace_selector);
 	free(r);
 }
 

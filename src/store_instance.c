@@ -28,7 +28,8 @@ enum {
 	SI_ENABLED,
 	SI_CREATED_AT,
 	SI_UPDATED_AT,
-	SI_HOST_ADMIN
+	SI_HOST_ADMIN,
+	SI_SA_ANNOTATIONS
 };
 
 static int store_instance_read(struct db *, struct sqlite3_stmt *, void **);
@@ -61,6 +62,8 @@ store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
 	bad |= store_bind_text(st, SI_CREATED_AT + 1, in->created_at);
 	bad |= store_bind_text(st, SI_UPDATED_AT + 1, in->updated_at);
 	bad |= sqlite3_bind_int(st, SI_HOST_ADMIN + 1, in->host_admin != 0);
+	bad |= sqlite3_bind_int(st, SI_SA_ANNOTATIONS + 1,
+	    in->service_account_annotations != 0);
 	return (bad == SQLITE_OK ? 0 : -1);
 }
 
@@ -80,6 +83,8 @@ store_instance_read(struct db *db, struct sqlite3_stmt *st, void **out)
 	    sqlite3_column_type(st, SI_REVIEWER_JWT_ENC) != SQLITE_NULL;
 	in->disable_local_ca_jwt = sqlite3_column_int(st, SI_DISABLE_LOCAL);
 	in->enabled = sqlite3_column_int(st, SI_ENABLED);
+	in->service_account_annotations =
+	    sqlite3_column_int(st, SI_SA_ANNOTATIONS);
 	store_column_fixed(st, SI_CREATED_AT, in->created_at,
 	    sizeof in->created_at);
 	store_column_fixed(st, SI_UPDATED_AT, in->updated_at,

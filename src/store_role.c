@@ -31,7 +31,8 @@ enum {
 	SR_TOKEN_TTL,
 	SR_RESTRICTION_ID,
 	SR_CREATED_AT,
-	SR_UPDATED_AT
+	SR_UPDATED_AT,
+	SR_NS_SELECTOR
 };
 
 static int store_role_read(struct db *, struct sqlite3_stmt *, void **);
@@ -45,7 +46,7 @@ static const struct store_list_def store_role_list_def = { "role", "roles",
 	STORE_ROLE_COLUMNS, store_role_filters, store_role_read,
 	store_role_free };
 
-/* Bind every column (?1..?13). */
+/* Bind every column (?1..?14). */
 static int
 store_role_bind(struct sqlite3_stmt *st, const struct role *r)
 {
@@ -70,6 +71,8 @@ store_role_bind(struct sqlite3_stmt *st, const struct role *r)
 	    store_bind_text(st, SR_RESTRICTION_ID + 1, r->token_restriction_id);
 	bad |= store_bind_text(st, SR_CREATED_AT + 1, r->created_at);
 	bad |= store_bind_text(st, SR_UPDATED_AT + 1, r->updated_at);
+	bad |= store_bind_text(st, SR_NS_SELECTOR + 1,
+	    r->bound_namespace_selector);
 	return (bad == SQLITE_OK ? 0 : -1);
 }
 
@@ -104,6 +107,7 @@ store_role_read(struct db *db, struct sqlite3_stmt *st, void **out)
 	r->bound_audience = store_column_text(st, SR_AUDIENCE);
 	r->token_ttl = (long)sqlite3_column_int64(st, SR_TOKEN_TTL);
 	r->token_restriction_id = store_column_text(st, SR_RESTRICTION_ID);
+	r->bound_namespace_selector = store_column_text(st, SR_NS_SELECTOR);
 	store_column_fixed(st, SR_CREATED_AT, r->created_at,
 	    sizeof r->created_at);
 	store_column_fixed(st, SR_UPDATED_AT, r->updated_at,
