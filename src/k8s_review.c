@@ -421,6 +421,54 @@ k8s_review_done_cb(const struct fetch_result *res, void *arg)
 }
 
 /*
+ * A request to an instance's API server (host + path) as the reviewer:
+ * the bearer and trust anchor of API.md §1 and §7 (k8s_review_bearer,
+ * the stored ca_cert or the local ca.crt), the [k8s_auth] timeouts, size
+ * limit, proxy and allowed_hosts.  The TokenReview and the object reads
+ * of k8s_object.c both go through here, so they cannot drift apart.
+ * Free with k8s_review_request_clear (the bearer is wiped).
+ */
+void
+k8s_review_request(const struct config *cfg, const struct instance *inst,
+    const char *jwt, const char *path, struct k8s_request *kr)
+{
+	struct fetch_request *req = &kr->req;
+	size_t hlen;
+
+	memset(kr, 0, sizeof *kr);
+	kr->bearer = k8s_review_bearer(cfg, inst, jwt);
+	if (inst->ca_cert != NULL)
+		kr->ca = xstrdup(inst->ca_cert);
+	else if (!inst->disable_local_ca_jwt)
+		kr->ca = k8s_local_get(&k8s_local_ca, cfg->k8s_local_sa_dir,
+		    "ca.crt");
+	hlen = strlen(inst->host);
+	while (hlen > 0 && inst->host[hlen - 1] == '/')
+		hlen--;
+	xasprintf(&kr->url, "%.*s%s", (int)hlen, inst->host, path);
+	req->method = "GET";
+	req->url = kr->url;
+	req->bearer = kr->bearer;
+	req->ca_pem = kr->ca;
+	req->connect_timeout_ms = cfg->k8s_connect_timeout * 1000;
+	req->timeout_ms = cfg->k8s_review_timeout * 1000;
+	req->max_response = (size_t)cfg->k8s_max_response_size;
+	req->allow_http = cfg->k8s_allow_insecure_http;
+	req->allowed_hosts = inst->host_admin ? NULL : cfg->k8s_allowed_hosts;
+	req->proxy = cfg->k8s_proxy;
+}
+
+/* Free what k8s_review_request allocated. */
+void
+k8s_review_request_clear(struct k8s_request *kr)
+{
+	freezero_str(kr->bearer);
+	free(kr->ca);
+	free(kr->url);
+	memset(kr, 0, sizeof *kr);
+}
+
+/*
  * Start a TokenReview of jwt against an instance.  Returns the review
  * (cancel with k8s_review_cancel) or NULL with *o holding the error.
  */
@@ -429,47 +477,25 @@ k8s_review_start(struct worker *w, const struct config *cfg,
     const struct instance *inst, const char *jwt, const char *audience,
     k8s_review_cb cb, void *arg, struct k8s_review_outcome *o)
 {
-	struct fetch_request req;
+	struct k8s_request kr;
 	struct k8s_review *rv;
-	char *bearer = NULL, *ca = NULL, *body, *url, *cause;
-	size_t hlen;
+	char *body, *cause;
 
 	memset(o, 0, sizeof *o);
-	memset(&req, 0, sizeof req);
-	bearer = k8s_review_bearer(cfg, inst, jwt);
-	if (inst->ca_cert != NULL)
-		ca = xstrdup(inst->ca_cert);
-	else if (!inst->disable_local_ca_jwt)
-		ca = k8s_local_get(&k8s_local_ca, cfg->k8s_local_sa_dir,
-		    "ca.crt");
-	hlen = strlen(inst->host);
-	while (hlen > 0 && inst->host[hlen - 1] == '/')
-		hlen--;
-	xasprintf(&url, "%.*s/apis/authentication.k8s.io/v1/tokenreviews",
-	    (int)hlen, inst->host);
+	k8s_review_request(cfg, inst, jwt,
+	    "/apis/authentication.k8s.io/v1/tokenreviews", &kr);
 	body = k8s_review_body(jwt, audience);
-	req.method = "POST";
-	req.url = url;
-	req.body = body;
-	req.bodylen = strlen(body);
-	req.bearer = bearer;
-	req.ca_pem = ca;
-	req.connect_timeout_ms = cfg->k8s_connect_timeout * 1000;
-	req.timeout_ms = cfg->k8s_review_timeout * 1000;
-	req.max_response = (size_t)cfg->k8s_max_response_size;
-	req.allow_http = cfg->k8s_allow_insecure_http;
-	req.allowed_hosts = inst->host_admin ? NULL : cfg->k8s_allowed_hosts;
-	req.proxy = cfg->k8s_proxy;
+	kr.req.method = "POST";
+	kr.req.body = body;
+	kr.req.bodylen = strlen(body);
 	rv = xcalloc(1, sizeof *rv);
 	snprintf(rv->instance_id, sizeof rv->instance_id, "%s", inst->id);
 	rv->cb = cb;
 	rv->arg = arg;
 	rv->transfer =
-	    fetch_start(w->fetch, &req, k8s_review_done_cb, rv, &cause);
+	    fetch_start(w->fetch, &kr.req, k8s_review_done_cb, rv, &cause);
 	freezero_str(body);
-	freezero_str(bearer);
-	free(ca);
-	free(url);
+	k8s_review_request_clear(&kr);
 	if (rv->transfer == NULL) {
 		k8s_review_fail(o, REASON_cluster_unavailable, "%s", cause);
 		o->retry_after = xstrdup("1");

@@ -150,6 +150,8 @@ struct config {
 	long k8s_max_concurrent_reviews;
 	char *k8s_allowed_hosts;
 	char *k8s_proxy;
+	long k8s_object_cache_ttl;
+	char *k8s_annotation_prefix;
 	/* [policy] */
 	char *policy_dir;
 	char *policy_lua_dir;
@@ -829,6 +831,16 @@ struct k8s_review *k8s_review_start(struct worker *, const struct config *,
     const struct instance *, const char *, const char *, k8s_review_cb, void *,
     struct k8s_review_outcome *);
 void k8s_review_cancel(struct k8s_review *);
+/* A GET or POST to an instance's API server as its reviewer. */
+struct k8s_request {
+	struct fetch_request req; /* points into the fields below */
+	char *bearer;
+	char *ca;
+	char *url;
+};
+void k8s_review_request(const struct config *, const struct instance *,
+    const char *, const char *, struct k8s_request *);
+void k8s_review_request_clear(struct k8s_request *);
 void k8s_review_parse(long, const char *, size_t, struct k8s_review_outcome *);
 void k8s_review_outcome_clear(struct k8s_review_outcome *);
 
