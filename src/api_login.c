@@ -6,7 +6,12 @@
  *   2. cheap local JWT checks: structure, time, audience, bounds
  *   3. TokenReview, asynchronous                        (k8s_review.c)
  *   4. the review's identity re-checked against JWT and bounds
- *   6. the token restriction re-read and complete       (login_review_cb)
+ *   4b. when the role's bound_namespace_selector or the login policy's
+ *      needs ask for them, the namespace's labels and the service
+ *      account's annotations, read from the cluster as the reviewer,
+ *      asynchronous (login_objects, k8s_object.c); the selector decides
+ *      for namespaces the role does not list
+ *   6. the token restriction re-read and complete       (login_finish)
  *   5. the operator's login policy (login.lua) may deny, shorten or map
  *      to another restriction; it sees the restriction, so 6 runs first
  *   6a. with [keystone] verify_user_enabled, the user of the restriction
@@ -43,6 +48,13 @@ struct login {
 	int reviewed; /* the review confirmed the JWT's identity (step 4) */
 	char audit_id[23];   /* of the token issued */
 	cJSON *policy_audit; /* login.lua's audit fields */
+	/* step 4b: what to read, the JWT for the bearer, what was read */
+	int policy_needs; /* POLICY_NEED_* of login.lua at the start */
+	int need_ns, need_sa;
+	char *jwt_raw;
+	struct k8s_object *object;
+	cJSON *ns_labels;
+	cJSON *sa_annotations;
 };
 
 /* Write the login's audit record (after the reply). */
@@ -74,6 +86,7 @@ login_audit(const struct login *l)
 	a.client = r->client_ip;
 	a.latency_ms = (double)(util_monotonic_us() - r->start_us) / 1000.0;
 	a.policy = l->policy_audit;
+	a.annotations = l->sa_annotations;
 	audit_login(&a);
 }
 
@@ -97,6 +110,9 @@ login_done(struct login *l)
 	free(l->pod);
 	free(l->node);
 	cJSON_Delete(l->policy_audit);
+	freezero_str(l->jwt_raw);
+	cJSON_Delete(l->ns_labels);
+	cJSON_Delete(l->sa_annotations);
 	free(l);
 	http_unref(r);
 }
@@ -125,11 +141,16 @@ login_refuse(struct login *l, enum reason reason, const char *fmt, ...)
 	free(msg);
 }
 
-/* Check a service account against the role's bounds; 0 or -1 (replied). */
+/*
+ * Check a service account against the role's bounds; 0 or -1 (replied).
+ * A namespace the role does not list may still be bound by its labels:
+ * with a bound_namespace_selector that is decided in step 4b.
+ */
 static int
 login_check_bounds(struct login *l, const char *ns, const char *name)
 {
-	if (!glob_match_any(&l->role->bound_sa_namespaces, ns)) {
+	if (!glob_match_any(&l->role->bound_sa_namespaces, ns) &&
+	    l->role->bound_namespace_selector == NULL) {
 		login_refuse(l, REASON_namespace_not_bound,
 		    "the namespace is not bound to the role");
 		return (-1);
@@ -422,6 +443,15 @@ login_ctx(const struct login *l, const struct k8s_review_outcome *o,
 	cJSON_AddStringToObject(it, "namespace", o->namespace);
 	cJSON_AddStringToObject(it, "name", o->name);
 	json_add_string_or_null(it, "uid", o->uid);
+	if (l->sa_annotations != NULL)
+		cJSON_AddItemToObject(it, "annotations",
+		    cJSON_Duplicate(l->sa_annotations, 1));
+	if (l->ns_labels != NULL) {
+		it = cJSON_AddObjectToObject(ctx, "namespace");
+		cJSON_AddStringToObject(it, "name", o->namespace);
+		cJSON_AddItemToObject(it, "labels",
+		    cJSON_Duplicate(l->ns_labels, 1));
+	}
 	if ((pod = login_ctx_ref(o->pod_name, o->pod_uid)) != NULL)
 		cJSON_AddItemToObject(ctx, "pod", pod);
 	if ((node = login_ctx_ref(o->node_name, o->node_uid)) != NULL)
@@ -532,8 +562,10 @@ login_verify_user(struct login *l, struct k8s_review_outcome *o,
 	l->check =
 	    keystone_check_user(r->worker, rs->user_id, login_user_cb, l, &ko);
 	if (l->check != NULL) {
-		l->outcome = *o;
-		memset(o, 0, sizeof *o);
+		if (o != &l->outcome) {
+			l->outcome = *o;
+			memset(o, 0, sizeof *o);
+		}
 		l->rs = rs;
 		l->cap = cap;
 		return (1);
@@ -546,14 +578,130 @@ login_verify_user(struct login *l, struct k8s_review_outcome *o,
 	return (0);
 }
 
-/* The TokenReview finished (k8s_review.c): steps 4 to 7. */
+/* Steps 6, 5, 6a and 7; 1 when step 6a went asynchronous, else 0. */
+static int
+login_finish(struct login *l, struct k8s_review_outcome *o)
+{
+	struct restriction *rs;
+	long cap;
+	int rc;
+
+	if ((rs = login_restriction(l, l->role->token_restriction_id, "its")) ==
+		NULL ||
+	    (rs = login_policy(l, o, rs, &cap)) == NULL)
+		return (0);
+	if ((rc = login_verify_user(l, o, rs, cap)) == 1)
+		return (1); /* login_user_cb goes on */
+	if (rc == 0)
+		login_issue(l, o, rs, cap);
+	restriction_free(rs);
+	return (0);
+}
+
+/*
+ * Step 4b, the namespace: bound when the role lists it, else when its
+ * labels match the role's selector.  0 or -1 (replied).
+ */
+static int
+login_check_selector(struct login *l, const char *ns)
+{
+	const struct role *role = l->role;
+	cJSON *sel;
+	int ok;
+
+	if (role->bound_namespace_selector == NULL ||
+	    glob_match_any(&role->bound_sa_namespaces, ns))
+		return (0);
+	sel = json_parse(role->bound_namespace_selector,
+	    strlen(role->bound_namespace_selector), NULL);
+	ok = sel != NULL && k8s_selector_match(sel, l->ns_labels);
+	cJSON_Delete(sel);
+	if (ok)
+		return (0);
+	login_refuse(l, REASON_namespace_not_bound,
+	    "the namespace is not bound to the role (not listed, and its labels do not match bound_namespace_selector)");
+	return (-1);
+}
+
+/* Keep what a read brought; 0, or -1 after refusing with its error. */
+static int
+login_object_take(struct login *l, struct k8s_object_outcome *oo)
+{
+	if (oo->reason != REASON_NONE) {
+		if (reason_status(oo->reason) == 503)
+			http_set_header(l->r, "Retry-After",
+			    oo->retry_after != NULL ? oo->retry_after : "1");
+		login_refuse(l, oo->reason, "%s", oo->message);
+		return (-1);
+	}
+	if (oo->labels != NULL) {
+		l->ns_labels = oo->labels;
+		oo->labels = NULL;
+	}
+	if (oo->annotations != NULL) {
+		l->sa_annotations = oo->annotations;
+		oo->annotations = NULL;
+	}
+	return (0);
+}
+
+static void login_object_cb(struct k8s_object_outcome *, void *);
+
+/*
+ * Step 4b and on, from the parked review outcome (l->outcome): read what
+ * is still needed (the namespace, then the service account), one read at
+ * a time; then the selector, then steps 6 to 7.  Ends the login unless a
+ * read or step 6a is in flight.
+ */
+static void
+login_objects(struct login *l)
+{
+	struct k8s_review_outcome *o = &l->outcome;
+	struct k8s_object_outcome oo;
+	enum k8s_object_kind kind;
+
+	while ((l->need_ns && l->ns_labels == NULL) ||
+	    (l->need_sa && l->sa_annotations == NULL)) {
+		kind = l->need_ns && l->ns_labels == NULL
+		    ? K8S_OBJECT_NAMESPACE
+		    : K8S_OBJECT_SERVICE_ACCOUNT;
+		l->object =
+		    k8s_object_get(l->r->worker, l->r->cfg, l->inst, l->jwt_raw,
+			kind, o->namespace, o->name, login_object_cb, l, &oo);
+		if (l->object != NULL)
+			return; /* login_object_cb goes on */
+		if (login_object_take(l, &oo) != 0) {
+			k8s_object_outcome_clear(&oo);
+			login_done(l);
+			return;
+		}
+		k8s_object_outcome_clear(&oo);
+	}
+	if (login_check_selector(l, o->namespace) == 0 &&
+	    login_finish(l, o) == 1)
+		return;
+	login_done(l);
+}
+
+/* A read of step 4b answered (k8s_object.c). */
+static void
+login_object_cb(struct k8s_object_outcome *oo, void *arg)
+{
+	struct login *l = arg;
+
+	l->object = NULL; /* k8s_object.c frees it after this call */
+	if (login_object_take(l, oo) != 0) {
+		login_done(l);
+		return;
+	}
+	login_objects(l);
+}
+
+/* The TokenReview finished (k8s_review.c): step 4, then on. */
 static void
 login_review_cb(struct k8s_review_outcome *o, void *arg)
 {
 	struct login *l = arg;
-	struct restriction *rs;
-	long cap;
-	int rc;
 
 	l->review = NULL; /* k8s_review.c frees it after this call */
 	if (o->reason != REASON_NONE) {
@@ -561,15 +709,18 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 			http_set_header(l->r, "Retry-After",
 			    o->retry_after != NULL ? o->retry_after : "1");
 		login_refuse(l, o->reason, "%s", o->message);
-	} else if (login_check_review(l, o) == 0 &&
-	    (rs = login_restriction(l, l->role->token_restriction_id, "its")) !=
-		NULL &&
-	    (rs = login_policy(l, o, rs, &cap)) != NULL) {
-		if ((rc = login_verify_user(l, o, rs, cap)) == 1)
-			return; /* login_user_cb goes on */
-		if (rc == 0)
-			login_issue(l, o, rs, cap);
-		restriction_free(rs);
+	} else if (login_check_review(l, o) == 0) {
+		l->outcome = *o; /* parked for steps 4b to 7 */
+		memset(o, 0, sizeof *o);
+		/* A namespace the role lists needs no labels to be bound. */
+		l->need_ns = (l->policy_needs & POLICY_NEED_NAMESPACE) != 0 ||
+		    (l->role->bound_namespace_selector != NULL &&
+			!glob_match_any(&l->role->bound_sa_namespaces,
+			    l->outcome.namespace));
+		l->need_sa = l->inst->service_account_annotations &&
+		    (l->policy_needs & POLICY_NEED_SERVICE_ACCOUNT) != 0;
+		login_objects(l);
+		return;
 	}
 	login_done(l);
 }
@@ -582,6 +733,8 @@ login_cancel(struct request *r)
 
 	k8s_review_cancel(l->review);
 	l->review = NULL;
+	k8s_object_cancel(l->object);
+	l->object = NULL;
 	keystone_check_cancel(l->check);
 	l->check = NULL;
 	http_reply_reason(r, REASON_cluster_timeout,
@@ -597,6 +750,8 @@ login_gone(struct request *r)
 
 	k8s_review_cancel(l->review);
 	l->review = NULL;
+	k8s_object_cancel(l->object);
+	l->object = NULL;
 	keystone_check_cancel(l->check);
 	l->check = NULL;
 	http_reply_reason(r, REASON_client_gone, "the client disconnected");
@@ -694,6 +849,25 @@ login_lookup(struct login *l)
 	return (0);
 }
 
+/*
+ * Step 4b may read the namespace (the role has a selector, or the login
+ * policy needs "namespace") or the service account (the instance exposes
+ * annotations and the policy needs "service_account").  Only then is the
+ * JWT kept: it may be the bearer of those reads (API.md §1).
+ */
+static void
+login_needs(struct login *l, const char *jwt)
+{
+	int needs = policy_login_needs(l->r->worker->policy);
+
+	l->policy_needs = needs;
+	if (l->role->bound_namespace_selector != NULL ||
+	    (needs & POLICY_NEED_NAMESPACE) != 0 ||
+	    (l->inst->service_account_annotations &&
+		(needs & POLICY_NEED_SERVICE_ACCOUNT) != 0))
+		l->jwt_raw = xstrdup(jwt);
+}
+
 /* POST /v4/k8s_auth/instances/{id}/auth */
 void
 api_login(struct request *r)
@@ -718,6 +892,7 @@ api_login(struct request *r)
 	}
 	if (login_check_jwt(l) != 0)
 		goto done;
+	login_needs(l, jwt);
 	l->review = k8s_review_start(r->worker, r->cfg, l->inst, jwt,
 	    l->role->bound_audience, login_review_cb, l, &o);
 	if (l->review == NULL) {

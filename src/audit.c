@@ -117,6 +117,9 @@ audit_login(const struct audit_login *a)
 	if (a->policy != NULL)
 		cJSON_AddItemToObject(o, "policy",
 		    cJSON_Duplicate(a->policy, 1));
+	if (a->annotations != NULL)
+		cJSON_AddItemToObject(o, "service_account_annotations",
+		    cJSON_Duplicate(a->annotations, 1));
 	audit_write(o);
 }
 

@@ -848,6 +848,23 @@ void k8s_review_outcome_clear(struct k8s_review_outcome *);
 int k8s_name_label(const char *);
 int k8s_name_subdomain(const char *);
 
+/* k8s_object.c -- namespaces and service accounts read at login */
+enum k8s_object_kind { K8S_OBJECT_NAMESPACE, K8S_OBJECT_SERVICE_ACCOUNT };
+struct k8s_object_outcome {
+	enum reason reason; /* REASON_NONE: read */
+	char *message;
+	char *retry_after;  /* for 503, when the cluster said */
+	cJSON *labels;      /* a namespace's metadata.labels */
+	cJSON *annotations; /* a service account's, under the prefix */
+};
+struct k8s_object;
+typedef void (*k8s_object_cb)(struct k8s_object_outcome *, void *);
+struct k8s_object *k8s_object_get(struct worker *, const struct config *,
+    const struct instance *, const char *, enum k8s_object_kind, const char *,
+    const char *, k8s_object_cb, void *, struct k8s_object_outcome *);
+void k8s_object_cancel(struct k8s_object *);
+void k8s_object_outcome_clear(struct k8s_object_outcome *);
+
 /* k8s_selector.c -- label selectors (a role's bound_namespace_selector) */
 #define K8S_SELECTOR_MAX_TERMS  32 /* matchLabels + matchExpressions */
 #define K8S_SELECTOR_MAX_VALUES 64 /* values of one In / NotIn */
@@ -917,7 +934,8 @@ struct audit_login {
 	const char *jwt_id;
 	const char *client;
 	double latency_ms;
-	const cJSON *policy; /* login.lua's audit fields, or NULL */
+	const cJSON *policy;      /* login.lua's audit fields, or NULL */
+	const cJSON *annotations; /* service account's, when read */
 };
 int audit_open(const char *, char **);
 void audit_login(const struct audit_login *);
@@ -938,9 +956,11 @@ struct policy_source {
 	char *text;
 	size_t len;
 };
-#define POLICY_ALLOW 0
-#define POLICY_DENY  (-1)
-#define POLICY_ERROR (-2)
+#define POLICY_NEED_NAMESPACE       0x1 /* login.lua: needs "namespace" */
+#define POLICY_NEED_SERVICE_ACCOUNT 0x2 /* ... "service_account" */
+#define POLICY_ALLOW                0
+#define POLICY_DENY                 (-1)
+#define POLICY_ERROR                (-2)
 struct policy *policy_new(const struct config *, char **);
 void policy_free(struct policy *);
 int policy_validate(const struct config *, char **);
@@ -949,6 +969,7 @@ int policy_authorize(struct policy *, const char *, const struct caller *,
 int policy_login(struct policy *, const cJSON *, struct policy_login_result *,
     char **);
 void policy_login_result_clear(struct policy_login_result *);
+int policy_login_needs(const struct policy *);
 size_t policy_memory(const struct policy *);
 const char *policy_action(const struct policy *);
 long long policy_generation(const struct policy *);

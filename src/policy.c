@@ -74,8 +74,9 @@ struct policy {
 	const char *action;   /* what is running, for logs */
 	char where[128];      /* where the error was */
 
-	int api_ref;   /* registry: api.lua table */
-	int login_ref; /* registry: login.lua table */
+	int api_ref;     /* registry: api.lua table */
+	int login_ref;   /* registry: login.lua table */
+	int login_needs; /* POLICY_NEED_*: what login.lua declared */
 	const struct policy_source *api_src;
 	const struct policy_source *login_src;
 
@@ -88,6 +89,7 @@ struct policy_load {
 	const struct policy_source *src;
 	int login; /* login.lua, else api.lua */
 	int ref;
+	int needs; /* login.lua's POLICY_NEED_* */
 };
 
 /* One policy_authorize call. */
@@ -307,6 +309,45 @@ policy_check_rules(lua_State *L, int t, const char *file)
 	}
 }
 
+/*
+ * login.lua's needs = {"namespace", "service_account"}: the cluster
+ * objects its check() reads, known before any login runs so that logins
+ * of policies that need nothing read nothing.  Anything else is a load
+ * error.  [-0, +0, e]
+ */
+static int
+policy_login_needs_read(lua_State *L, int t, const char *file)
+{
+	int needs = 0, i, n;
+	const char *s;
+
+	lua_pushliteral(L, "needs");
+	lua_rawget(L, t);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return (0);
+	}
+	if (lua_type(L, -1) != LUA_TTABLE)
+		luaL_error(L, "%s: needs is a %s, not a list", file,
+		    luaL_typename(L, -1));
+	n = (int)lua_rawlen(L, -1);
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+		if (strcmp(s, "namespace") == 0)
+			needs |= POLICY_NEED_NAMESPACE;
+		else if (strcmp(s, "service_account") == 0)
+			needs |= POLICY_NEED_SERVICE_ACCOUNT;
+		else
+			luaL_error(L,
+			    "%s: needs[%d] must be \"namespace\" or \"service_account\"",
+			    file, i);
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return (needs);
+}
+
 /* Load and run one policy file in its own environment (protected). */
 static int
 policy_load_cb(lua_State *L)
@@ -336,6 +377,7 @@ policy_load_cb(lua_State *L)
 			    luaL_error(L, "%s: check is a %s, not a function",
 				file, luaL_typename(L, -1)));
 		lua_pop(L, 1);
+		pl->needs = policy_login_needs_read(L, t, file);
 	} else
 		policy_check_rules(L, t, file);
 	pl->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -363,8 +405,8 @@ policy_build_step(struct policy *p, lua_CFunction fn, void *arg,
 static int
 policy_state_build(struct policy *p, char **cause)
 {
-	struct policy_load api = { p->api_src, 0, LUA_NOREF };
-	struct policy_load login = { p->login_src, 1, LUA_NOREF };
+	struct policy_load api = { p->api_src, 0, LUA_NOREF, 0 };
+	struct policy_load login = { p->login_src, 1, LUA_NOREF, 0 };
 	lua_State *L;
 
 	p->mem = 0;
@@ -391,6 +433,7 @@ policy_state_build(struct policy *p, char **cause)
 	p->building = 0;
 	p->api_ref = api.ref;
 	p->login_ref = login.ref;
+	p->login_needs = login.needs;
 	lua_gc(L, LUA_GCCOLLECT, 0);
 	return (0);
 }
@@ -605,6 +648,13 @@ policy_new(const struct config *cfg, char **cause)
 	log_debug("policy: %s and %s loaded (%zu bytes)", p->api_src->name,
 	    p->login_src->name, p->mem);
 	return (p);
+}
+
+/* What login.lua declared it needs (POLICY_NEED_* bits). */
+int
+policy_login_needs(const struct policy *p)
+{
+	return (p != NULL ? p->login_needs : 0);
 }
 
 /* Close the state and free the engine. */

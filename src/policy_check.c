@@ -248,6 +248,29 @@ policy_check_overrides(const struct policy_login_result *r)
 	cJSON_Delete(o);
 }
 
+/*
+ * A policy that declares needs sees ctx.namespace and
+ * ctx.service_account.annotations at a real login (when the instance
+ * exposes annotations); say so when the input lacks them.
+ */
+static void
+policy_check_needs(const struct policy *p, const cJSON *ctx)
+{
+	int needs = policy_login_needs(p);
+	const cJSON *sa;
+
+	sa = cJSON_GetObjectItemCaseSensitive(ctx, "service_account");
+	if ((needs & POLICY_NEED_NAMESPACE) &&
+	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(ctx, "namespace")))
+		fprintf(stderr,
+		    "note: login.lua needs \"namespace\" but the input has no ctx.namespace = {name = ..., labels = {...}}\n");
+	if ((needs & POLICY_NEED_SERVICE_ACCOUNT) &&
+	    !cJSON_IsObject(
+		cJSON_GetObjectItemCaseSensitive(sa, "annotations")))
+		fprintf(stderr,
+		    "note: login.lua needs \"service_account\" but the input has no ctx.service_account.annotations (a login has them only on instances with service_account_annotations)\n");
+}
+
 /* Evaluate the login hook; returns the exit status. */
 static int
 policy_check_login(struct policy *p, const struct policy_check_args *a,
@@ -260,6 +283,7 @@ policy_check_login(struct policy *p, const struct policy_check_args *a,
 
 	if ((ctx = policy_check_json(a->login, cause)) == NULL)
 		return (2);
+	policy_check_needs(p, ctx);
 	rc = policy_login(p, ctx, &r, &reason);
 	if (rc == POLICY_ALLOW) {
 		printf("allow\n");
