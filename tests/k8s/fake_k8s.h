@@ -14,6 +14,8 @@
  *   fk_jwt.c        the signing key, minting and verifying JWTs
  *   fk_review.c     POST /apis/authentication.k8s.io/v1/tokenreviews
  *   fk_control.c    the /_test/ control API
+ *   fk_objects.c    GET namespaces and service accounts (labels,
+ *                   annotations, get permissions, faults, counters)
  *   fk_fault.c      injected faults: latency, status, reset, hang, and
  *                   tampered reviews (another identity, no audiences,
  *                   no pod)
@@ -154,6 +156,11 @@ void			 fk_review_cb(struct evhttp_request *);
 
 /* fk_control.c */
 int			 fk_control_route(struct evhttp_request *,
+			     const char *);
+
+/* fk_objects.c */
+void			 fk_objects_cb(struct evhttp_request *, const char *);
+int			 fk_objects_control(struct evhttp_request *,
 			     const char *);
 
 /* fk_fault.c */

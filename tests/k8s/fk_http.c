@@ -207,8 +207,12 @@ fk_http_route_cb(struct evhttp_request *req, void *arg)
 		fk_http_reply_text(req, 200, "ok");
 		return;
 	}
-	if (strncmp(path, "/_test/", 7) == 0 && fk_control_route(req,
-	    path + 7) == 0)
+	if (strncmp(path, "/api/v1/namespaces/", 19) == 0) {
+		fk_objects_cb(req, path);
+		return;
+	}
+	if (strncmp(path, "/_test/", 7) == 0 && (fk_objects_control(req,
+	    path + 7) == 0 || fk_control_route(req, path + 7) == 0))
 		return;
 	fk_http_reply_not_found(req);
 }
