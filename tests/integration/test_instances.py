@@ -7,7 +7,8 @@ PEM = None
 PEM2 = None
 BASE = "/v4/k8s_auth/instances"
 FIELDS = {"id", "domain_id", "name", "host", "ca_cert", "token_reviewer_jwt_set",
-          "disable_local_ca_jwt", "enabled", "created_at", "updated_at"}
+          "disable_local_ca_jwt", "enabled", "created_at", "updated_at",
+          "service_account_annotations"}
 
 
 def setup_module():
@@ -68,6 +69,8 @@ def test_create_201_location_and_fields():
     eq(inst["ca_cert"].strip(), PEM.strip(), "ca_cert")
     eq(inst["token_reviewer_jwt_set"], True, "token_reviewer_jwt_set")
     eq(inst["disable_local_ca_jwt"], False, "disable_local_ca_jwt default")
+    eq(inst["service_account_annotations"], False,
+       "service_account_annotations default")
     eq(inst["enabled"], True, "enabled default")
     assert_timestamp(inst["created_at"], "created_at")
     assert_timestamp(inst["updated_at"], "updated_at")

@@ -8,7 +8,8 @@ FLAT = "/v4/k8s_auth/roles"
 FIELDS = {"id", "auth_instance_id", "domain_id", "name", "enabled",
           "bound_service_account_names", "bound_service_account_namespaces",
           "bound_audience", "bound_pod_names", "token_ttl",
-          "token_restriction_id", "created_at", "updated_at"}
+          "token_restriction_id", "created_at", "updated_at",
+          "bound_namespace_selector"}
 
 
 def setup_module():
@@ -83,6 +84,8 @@ def test_create_201_fields_and_location():
     eq(role["bound_audience"], None, "bound_audience default")
     eq(role["bound_pod_names"], None, "bound_pod_names default")
     eq(role["token_ttl"], None, "token_ttl default")
+    eq(role["bound_namespace_selector"], None,
+       "bound_namespace_selector default")
     eq(role["token_restriction_id"], c.rst["id"], "token_restriction_id")
     assert_timestamp(role["created_at"])
     assert_timestamp(role["updated_at"])
