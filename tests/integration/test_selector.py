@@ -297,3 +297,30 @@ def test_annotations_reach_policy_and_audit_not_token():
         wait_for(lambda: '"team":"t3","has_annotations":"false"'
                  in srv.log_text() or '"has_annotations":"false"'
                  in srv.log_text(), what="policy without annotations")
+
+
+def test_single_flight_within_a_worker():
+    """Concurrent logins of one namespace share one GET (one worker)."""
+    import threading
+    with Server(workers=1, name="sel-flight") as srv:
+        L = selector_login(srv, {"matchLabels": {"team": "a"}},
+                           {"team": "a"})
+        jwts = [L.jwt() for _ in range(4)]
+        K8S.api("POST", "/_test/object_faults",
+                {"resource": "namespaces", "latency_ms": 600},
+                expect=200)
+        results = []
+        try:
+            before = gets()["namespaces"]
+            threads = [threading.Thread(
+                target=lambda j=j: results.append(L.login(j).status))
+                for j in jwts]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            K8S.api("DELETE", "/_test/object_faults", expect=200)
+        eq(sorted(results), [200] * 4, "concurrent logins")
+        eq(gets()["namespaces"] - before, 1,
+           "namespace GETs for 4 concurrent logins on one worker")

@@ -580,6 +580,44 @@ test_login_no_check(void **state)
 	assert_null(reason);
 }
 
+/* needs = {...}: read at load, checked, none by default. */
+static void
+test_login_needs(void **state)
+{
+	struct fixture	*f = *state;
+	struct policy	*p;
+	char		*cause;
+
+	testlib_write(f->dir, "login.lua", "return {}\n", 0644);
+	p = load(f);
+	assert_int_equal(policy_login_needs(p), 0);
+	policy_free(p);
+	f->p = NULL;
+	testlib_write(f->dir, "login.lua", "return { needs = "
+	    "{\"service_account\", \"namespace\"} }\n", 0644);
+	p = load(f);
+	assert_int_equal(policy_login_needs(p),
+	    POLICY_NEED_NAMESPACE | POLICY_NEED_SERVICE_ACCOUNT);
+	policy_free(p);
+	f->p = NULL;
+	testlib_write(f->dir, "login.lua", "return { needs = "
+	    "{\"namespace\"} }\n", 0644);
+	p = load(f);
+	assert_int_equal(policy_login_needs(p), POLICY_NEED_NAMESPACE);
+	policy_free(p);
+	f->p = NULL;
+	testlib_write(f->dir, "login.lua", "return { needs = "
+	    "{\"pods\"} }\n", 0644);
+	assert_null(policy_new(f->cfg, &cause));
+	assert_non_null(strstr(cause, "needs[1] must be \"namespace\""));
+	free(cause);
+	testlib_write(f->dir, "login.lua", "return { needs = \"namespace\" "
+	    "}\n", 0644);
+	assert_null(policy_new(f->cfg, &cause));
+	assert_non_null(strstr(cause, "needs is a string, not a list"));
+	free(cause);
+}
+
 /* Build with one file's text and return the cause (caller frees). */
 static char *
 broken(struct fixture *f, const char *file, const char *text)
@@ -874,6 +912,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_independent_engines,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_login_needs, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_pairs_proxy, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_c_loops, setup,
