@@ -15,6 +15,8 @@
  *   store_*.c       typed data access over db.c
  *   fernet.c        Keystone Fernet tokens (where a token is minted)
  *   k8s_review.c    the TokenReview call (login issue)
+ *   k8s_object.c    namespaces and service accounts read at login
+ *   k8s_selector.c  label selectors (a role's bound_namespace_selector)
  */
 #ifndef K8SAUTH_H
 #define K8SAUTH_H
