@@ -6,7 +6,8 @@
  * The input is split at the first NUL: before it the selector, after it
  * a namespace's metadata.labels, both JSON as a role write and a cluster
  * would hand them over.  Asserted: k8s_selector_check returns 0 with no
- * cause or -1 with a cause naming bound_namespace_selector; a selector
+ * cause or -1 with a cause naming bound_namespace_selector (or a member
+ * of it); a selector
  * that fails the check never matches; a checked selector's match is
  * deterministic and every key and value it accepted is valid.  Any crash,
  * leak or sanitizer report is a bug.
@@ -60,8 +61,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (rc != 0 &&
 	    (rc != -1 || cause == NULL ||
-		strncmp(cause, "bound_namespace_selector",
-		    strlen("bound_namespace_selector")) != 0))
+		strstr(cause, "bound_namespace_selector") == NULL))
 		abort();
 	free(cause);
 	m = k8s_selector_match(sel, labels);
