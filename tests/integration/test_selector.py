@@ -236,6 +236,21 @@ def test_cluster_503_on_namespace_read_is_503():
     L.ok(L.jwt())  # the fault is gone and nothing bad was cached
 
 
+def test_cluster_timeout_on_namespace_read_is_504():
+    with Server(extra={"k8s_auth": {"review_timeout": "2"}},
+                name="sel-timeout") as srv:
+        L = selector_login(srv, {"matchLabels": {"team": "a"}},
+                           {"team": "a"})
+        jwt = L.jwt()
+        K8S.api("POST", "/_test/object_faults",
+                {"resource": "namespaces", "latency_ms": 5000, "count": 1},
+                expect=200)
+        try:
+            refused(L.login(jwt), 504, "cluster_timeout")
+        finally:
+            K8S.api("DELETE", "/_test/object_faults", expect=200)
+
+
 def test_no_lookup_without_selector_or_needs():
     L = Login(SRV, K8S, inst={"service_account_annotations": True})
     grant(L, "namespaces")
