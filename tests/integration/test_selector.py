@@ -339,3 +339,34 @@ def test_single_flight_within_a_worker():
         eq(sorted(results), [200] * 4, "concurrent logins")
         eq(gets()["namespaces"] - before, 1,
            "namespace GETs for 4 concurrent logins on one worker")
+
+
+def test_request_deadline_cancels_waiting_reads():
+    """Logins waiting on one read hit [server] request_timeout: each is
+    answered 504, the read is cancelled with its last waiter, and the
+    next login reads afresh (under sanitizers: no leak, no use after
+    free)."""
+    import threading
+    with Server(extra={"server": {"request_timeout": "2"},
+                       "k8s_auth": {"review_timeout": "10"}},
+                workers=1, name="sel-deadline") as srv:
+        L = selector_login(srv, {"matchLabels": {"team": "a"}},
+                           {"team": "a"})
+        jwts = [L.jwt() for _ in range(2)]
+        K8S.api("POST", "/_test/object_faults",
+                {"resource": "namespaces", "latency_ms": 5000},
+                expect=200)
+        results = []
+        try:
+            threads = [threading.Thread(
+                target=lambda j=j: results.append(L.login(j)))
+                for j in jwts]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            K8S.api("DELETE", "/_test/object_faults", expect=200)
+        for r in results:
+            refused(r, 504, "cluster_timeout")
+        L.ok(L.jwt())
