@@ -50,10 +50,10 @@ static const char *const fuzz_instance_required[] = { "domain_id", "host",
 static const char *const fuzz_role_fields[] = { "name", "enabled",
 	"bound_service_account_names", "bound_service_account_namespaces",
 	"bound_audience", "bound_pod_names", "token_ttl",
-	"token_restriction_id", NULL };
+	"token_restriction_id", "bound_namespace_selector", NULL };
+/* ... and bound_service_account_namespaces or bound_namespace_selector */
 static const char *const fuzz_role_required[] = { "name",
-	"bound_service_account_names", "bound_service_account_namespaces",
-	"token_restriction_id", NULL };
+	"bound_service_account_names", "token_restriction_id", NULL };
 static const char *const fuzz_restriction_fields[] = { "domain_id",
 	"user_id", "project_id", "roles", "allow_renew", "allow_rescope",
 	NULL };
@@ -262,6 +262,19 @@ fuzz_role_new(int stored)
 	return (ro);
 }
 
+/* A stored selector is JSON that passes k8s_selector_check. */
+static void
+fuzz_check_selector(const char *text)
+{
+	cJSON	*sel;
+	char	*cause = NULL;
+
+	sel = json_parse(text, strlen(text), NULL);
+	if (sel == NULL || k8s_selector_check(sel, &cause) != 0)
+		abort();
+	cJSON_Delete(sel);
+}
+
 /* What api_role_apply promises of an accepted role. */
 static void
 fuzz_role_check(const struct role *ro)
@@ -272,8 +285,12 @@ fuzz_role_check(const struct role *ro)
 		abort();
 	fuzz_check_len(ro->name, 1, 255, 0);
 	fuzz_check_list("bound_service_account_names", &ro->bound_sa_names);
-	fuzz_check_list("bound_service_account_namespaces",
-	    &ro->bound_sa_namespaces);
+	if (ro->bound_sa_namespaces.n > 0 ||
+	    ro->bound_namespace_selector == NULL)
+		fuzz_check_list("bound_service_account_namespaces",
+		    &ro->bound_sa_namespaces);
+	if (ro->bound_namespace_selector != NULL)
+		fuzz_check_selector(ro->bound_namespace_selector);
 	if (ro->bound_pod_names != NULL)
 		fuzz_check_list("bound_pod_names", ro->bound_pod_names);
 	fuzz_check_len(ro->bound_audience, 1, 255, 1);
@@ -310,7 +327,11 @@ fuzz_role(const cJSON *body, int update)
 	struct role	*ro;
 	char		*cause = NULL;
 
-	if (!update && !fuzz_has_required(body, fuzz_role_required))
+	if (!update && (!fuzz_has_required(body, fuzz_role_required) ||
+	    (cJSON_GetObjectItemCaseSensitive(body,
+	    "bound_service_account_namespaces") == NULL &&
+	    cJSON_GetObjectItemCaseSensitive(body,
+	    "bound_namespace_selector") == NULL)))
 		return;
 	ro = fuzz_role_new(update);
 	if (api_role_apply(fuzz_cfg, body, ro, &cause) != 0) {
