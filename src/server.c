@@ -402,6 +402,7 @@ server_prepare(struct server *srv, char **cause)
 		return (-1);
 	}
 	db_close(db);
+	srv->throttle = throttle_new((size_t)srv->cfg->login_throttle_entries);
 	if (server_open_listeners(srv, cause) != 0)
 		return (-1);
 	if (server_has_tls(srv)) {
@@ -472,6 +473,7 @@ server_free(struct server *srv)
 		free(srv->listeners[i].url);
 	}
 	free(srv->listeners);
+	throttle_free(srv->throttle);
 	if (srv->ssl_ctx != NULL)
 		tls_ctx_free(srv->ssl_ctx);
 	token_shutdown();

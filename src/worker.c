@@ -9,6 +9,15 @@
  * thread talks to a worker only through worker_stop(), which activates an
  * event on the worker's base.
  *
+ * Connections are counted from accept ([server] max_connections): evhttp
+ * asks worker_*_bev_cb for each accepted socket's bufferevent, which
+ * counts it; right after evhttp has wrapped it in a connection (still in
+ * the same turn of the loop) worker_attach_cb finds that connection as
+ * the bufferevent's callback argument, closes it when the count is over
+ * the cap, else sets the close callback that uncounts it and the
+ * [server] header_timeout timer, which closes the connection unless its
+ * TLS handshake and first request are done in time (worker_conn_headed).
+ *
  * Runs on its own thread; blocks only in short SQLite calls.
  */
 #include <sys/types.h>
@@ -36,7 +45,63 @@
 
 #define WORKER_DRAIN_POLL_MS 20
 
+/* A bufferevent made at accept, waiting for worker_attach_cb. */
+struct worker_accepted {
+	struct bufferevent *bev; /* with a reference of ours */
+	uint64_t at_us;          /* accepted, monotonic */
+	int over;                /* accepted beyond max_connections */
+};
+
+/* A counted connection, from accept to close. */
+struct worker_conn {
+	struct worker *w;
+	struct evhttp_connection *evcon;
+	struct event *header_ev; /* until the first request: header_timeout */
+	struct worker_conn *prev, *next; /* in w->heading while header_ev */
+};
+
 static void worker_accept_error_cb(struct evconnlistener *, void *);
+
+/*
+ * Count a socket evhttp just accepted and queue its bufferevent for
+ * worker_attach_cb (which runs before the loop polls again, so before any
+ * byte of the connection is read).  Our reference keeps the bufferevent
+ * valid should evhttp free the connection first.
+ */
+static void
+worker_accepted(struct worker *w, struct bufferevent *bev)
+{
+	struct worker_accepted *a;
+	long n;
+
+	n = atomic_fetch_add(&w->srv->connections, 1) + 1;
+	if (w->naccepted == w->accepted_cap) {
+		w->accepted_cap =
+		    w->accepted_cap == 0 ? 16 : w->accepted_cap * 2;
+		w->accepted = xreallocarray(w->accepted, w->accepted_cap,
+		    sizeof *w->accepted);
+	}
+	a = &w->accepted[w->naccepted++];
+	a->bev = bev;
+	a->at_us = util_monotonic_us();
+	a->over = n > w->cfg->max_connections;
+	bufferevent_incref(bev);
+	if (w->naccepted == 1)
+		event_active(w->attach_ev, EV_READ, 0);
+}
+
+/* evhttp's bufferevent callback for plain listeners. */
+static struct bufferevent *
+worker_plain_bev_cb(struct event_base *base, void *arg)
+{
+	struct bufferevent *bev;
+
+	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		fatalx("bufferevent_socket_new failed");
+	worker_accepted(arg, bev);
+	return (bev);
+}
 
 /* evhttp's bufferevent callback for TLS listeners: never returns NULL. */
 static struct bufferevent *
@@ -59,6 +124,7 @@ worker_tls_bev_cb(struct event_base *base, void *arg)
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
 		fatalx("bufferevent_openssl_socket_new failed");
+	worker_accepted(arg, bev);
 	return (bev);
 }
 
@@ -88,8 +154,7 @@ worker_evhttp_new(struct worker *w, int tls)
 		EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
 	evhttp_set_default_content_type(h, "application/json");
 	evhttp_set_gencb(h, http_request_cb, w);
-	if (tls)
-		evhttp_set_bevcb(h, worker_tls_bev_cb, w);
+	evhttp_set_bevcb(h, tls ? worker_tls_bev_cb : worker_plain_bev_cb, w);
 	return (h);
 }
 
@@ -147,54 +212,148 @@ worker_accept_error_cb(struct evconnlistener *lev, void *arg)
 	    worker_accept_resume_cb, lev, &tv);
 }
 
-/* A connection closed: forget it and release its slot. */
+/* Take a connection off the list of those waiting for a first head. */
+static void
+worker_conn_unhead(struct worker_conn *c)
+{
+	if (c->header_ev == NULL)
+		return;
+	event_free(c->header_ev);
+	c->header_ev = NULL;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		c->w->heading = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
+/* A counted connection closed: uncount it. */
 static void
 worker_conn_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct worker_conn *c = arg;
+
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	atomic_fetch_sub(&c->w->srv->connections, 1);
+	worker_conn_unhead(c);
+	free(c);
+}
+
+/* The peer of a connection, for a log line. */
+static const char *
+worker_conn_peer(struct evhttp_connection *evcon)
+{
+	char *peer = NULL;
+	ev_uint16_t port;
+
+	evhttp_connection_get_peer(evcon, &peer, &port);
+	return (peer != NULL ? peer : "?");
+}
+
+/* header_timeout passed without a complete first request: close. */
+static void
+worker_header_timeout_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker_conn *c = arg;
+
+	metrics_header_timeout();
+	log_info("closing the connection from %s: no complete request within [server] header_timeout (%ld s)",
+	    worker_conn_peer(c->evcon), c->w->cfg->header_timeout);
+	evhttp_connection_free(c->evcon); /* frees c */
+}
+
+/* Log a refused connection, at most once a second per worker. */
+static void
+worker_log_refused(struct worker *w, struct evhttp_connection *evcon)
+{
+	uint64_t now = util_monotonic_us();
+
+	if (now - w->refused_log_us < 1000000 && w->refused_log_us != 0)
+		return;
+	w->refused_log_us = now;
+	log_warn("closing the connection from %s: [server] max_connections (%ld) reached (logged at most once a second)",
+	    worker_conn_peer(evcon), w->cfg->max_connections);
+}
+
+/*
+ * Attach the counting to one accepted connection: its close callback,
+ * and either an immediate close (over the cap) or the header timer.
+ */
+static void
+worker_attach(struct worker *w, const struct worker_accepted *a)
+{
+	struct worker_conn *c;
+	struct timeval tv;
+	bufferevent_data_cb readcb;
+	void *evcon = NULL;
+	uint64_t limit, spent;
+
+	bufferevent_getcb(a->bev, &readcb, NULL, NULL, &evcon);
+	if (readcb == NULL || evcon == NULL) { /* evhttp freed it already */
+		atomic_fetch_sub(&w->srv->connections, 1);
+		return;
+	}
+	c = xcalloc(1, sizeof *c);
+	c->w = w;
+	c->evcon = evcon;
+	evhttp_connection_set_closecb(evcon, worker_conn_close_cb, c);
+	if (a->over) {
+		metrics_conn_refused();
+		worker_log_refused(w, evcon);
+		evhttp_connection_free(evcon); /* frees c */
+		return;
+	}
+	limit = (uint64_t)w->cfg->header_timeout * 1000000;
+	spent = util_monotonic_us() - a->at_us;
+	spent = spent < limit ? limit - spent : 0;
+	tv.tv_sec = (time_t)(spent / 1000000);
+	tv.tv_usec = (suseconds_t)(spent % 1000000);
+	if ((c->header_ev =
+		    evtimer_new(w->base, worker_header_timeout_cb, c)) == NULL)
+		fatalx("evtimer_new failed");
+	evtimer_add(c->header_ev, &tv);
+	c->next = w->heading;
+	if (w->heading != NULL)
+		w->heading->prev = c;
+	w->heading = c;
+}
+
+/* Attach every connection accepted since the last run. */
+static void
+worker_attach_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct worker *w = arg;
 	size_t i;
 
-	for (i = 0; i < w->nconns; i++) {
-		if (w->conns[i] == evcon) {
-			w->conns[i] = w->conns[--w->nconns];
-			atomic_fetch_sub((_Atomic long *)&w->srv->connections,
-			    1);
-			return;
-		}
+	for (i = 0; i < w->naccepted; i++) {
+		worker_attach(w, &w->accepted[i]);
+		bufferevent_decref(w->accepted[i].bev);
 	}
+	w->naccepted = 0;
 }
 
 /*
- * Admit the connection of a request under [server] max_connections: a
- * connection is counted from its first request until it closes.  Returns
- * -1 when the process is at its cap.
+ * A request arrived complete on its connection: the header timer of a
+ * connection's first request stops here (later requests on a kept-alive
+ * connection are bounded by idle_timeout and request_timeout).
  */
-int
-worker_conn_admit(struct worker *w, struct evhttp_request *req)
+void
+worker_conn_headed(struct worker *w, struct evhttp_request *req)
 {
 	struct evhttp_connection *evcon;
-	size_t i;
-	long n;
+	struct worker_conn *c;
 
-	if ((evcon = evhttp_request_get_connection(req)) == NULL)
-		return (0);
-	for (i = 0; i < w->nconns; i++) {
-		if (w->conns[i] == evcon)
-			return (0);
+	if (w->heading == NULL ||
+	    (evcon = evhttp_request_get_connection(req)) == NULL)
+		return;
+	for (c = w->heading; c != NULL; c = c->next) {
+		if (c->evcon == evcon) {
+			worker_conn_unhead(c);
+			return;
+		}
 	}
-	n = atomic_fetch_add((_Atomic long *)&w->srv->connections, 1);
-	if (n >= w->cfg->max_connections) {
-		atomic_fetch_sub((_Atomic long *)&w->srv->connections, 1);
-		return (-1);
-	}
-	if (w->nconns == w->conns_cap) {
-		w->conns_cap = w->conns_cap == 0 ? 64 : w->conns_cap * 2;
-		w->conns =
-		    xreallocarray(w->conns, w->conns_cap, sizeof *w->conns);
-	}
-	w->conns[w->nconns++] = evcon;
-	evhttp_connection_set_closecb(evcon, worker_conn_close_cb, w);
-	return (0);
 }
 
 /* Create a worker: its base, evhttps, database connection, fetch. */
@@ -211,6 +370,9 @@ worker_new(struct server *srv, int id, char **cause)
 	w->cfg = server_config_ref();
 	if ((w->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	w->attach_ev = event_new(w->base, -1, 0, worker_attach_cb, w);
+	if (w->attach_ev == NULL)
+		fatalx("event_new failed");
 	w->https = worker_evhttp_new(w, 1);
 	w->http = worker_evhttp_new(w, 0);
 	if ((path = config_db_path(w->cfg, cause)) == NULL)
@@ -239,7 +401,9 @@ fail:
 static void
 worker_close_http(struct worker *w)
 {
-	keystone_worker_free(w); /* before its fetch */
+	if (w->attach_ev != NULL)
+		worker_attach_cb(-1, 0, w); /* evhttp_free then uncounts */
+	keystone_worker_free(w);            /* before its fetch */
 	if (w->fetch != NULL)
 		fetch_destroy(w->fetch); /* before the base */
 	w->fetch = NULL;
@@ -406,12 +570,14 @@ worker_free(struct worker *w)
 		event_free(w->drain_ev);
 	if (w->reload_ev != NULL)
 		event_free(w->reload_ev);
+	if (w->attach_ev != NULL)
+		event_free(w->attach_ev);
 	policy_free(w->policy);
 	db_close(w->db);
 	if (w->base != NULL)
 		event_base_free(w->base);
 	config_unref(w->cfg);
-	free(w->conns);
+	free(w->accepted);
 	free(w->bound);
 	free(w);
 }
