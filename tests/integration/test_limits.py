@@ -59,6 +59,13 @@ def junk_from(srv, L, src, xff=None):
              (src, xff, r.status, r.raw[:200]))
 
 
+def metrics_resp(srv):
+    try:
+        return srv.req("GET", "/metrics", token=None, https=False)
+    except (http.client.HTTPException, OSError):
+        return None
+
+
 def healthz_served(srv):
     """GET /healthz over a new plain connection: 200, or False when the
     connection is closed (over max_connections) or answers otherwise."""
@@ -70,7 +77,9 @@ def healthz_served(srv):
 
 
 def metric(srv, name):
-    r = srv.req("GET", "/metrics", token=None, https=False)
+    """A metric's value; retried while the connection is refused (the
+    server uncounts a closed connection once it sees the close)."""
+    r = wait_for(lambda: metrics_resp(srv), what="GET /metrics served")
     eq(r.status, 200, "GET /metrics")
     m = re.search(r"^%s (\S+)$" % re.escape(name), r.raw.decode(), re.M)
     if m is None:
