@@ -816,7 +816,8 @@ http_forwarded_for(struct evhttp_request *req)
 
 /*
  * The client address: the peer's, or, when the peer is a trusted proxy,
- * the one its X-Forwarded-For names (throttle.c).
+ * the one its X-Forwarded-For names (throttle.c).  client_ip gets it as
+ * text, IPv4 as a dotted quad even from a v4-mapped peer.
  */
 static void
 http_client_address(struct request *r, struct evhttp_request *req,
@@ -827,15 +828,15 @@ http_client_address(struct request *r, struct evhttp_request *req,
 	if (throttle_addr_parse(peer, r->client_addr) != 0)
 		return;
 	r->client_addr_ok = 1;
-	if (r->cfg->trusted_proxy_list == NULL ||
-	    !throttle_cidrs_match(r->cfg->trusted_proxy_list, r->client_addr))
-		return;
-	xff = http_forwarded_for(req);
-	if (throttle_forwarded_for(r->cfg->trusted_proxy_list, xff,
-		r->client_addr))
-		throttle_addr_format(r->client_addr, r->client_ip,
-		    sizeof r->client_ip);
-	free(xff);
+	if (r->cfg->trusted_proxy_list != NULL &&
+	    throttle_cidrs_match(r->cfg->trusted_proxy_list, r->client_addr)) {
+		xff = http_forwarded_for(req);
+		throttle_forwarded_for(r->cfg->trusted_proxy_list, xff,
+		    r->client_addr);
+		free(xff);
+	}
+	/* One spelling: a v4-mapped peer is shown as its IPv4 address. */
+	throttle_addr_format(r->client_addr, r->client_ip, sizeof r->client_ip);
 }
 
 /* Fill method, path, query and client address from evhttp's request. */

@@ -14,7 +14,9 @@
  * under a request in flight.
  *
  * Owns the process-wide state in `server`: read-mostly after startup; the
- * TLS context pointer is swapped under a mutex.
+ * TLS context pointer is swapped under a mutex; the connection count is
+ * atomic (worker.c) and the failed-login throttle locks its own shards
+ * (throttle.c).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
