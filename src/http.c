@@ -4,8 +4,9 @@
  * http_request_cb() is the one general callback of every worker's evhttp:
  * it builds the request context (the client address: the peer, or behind
  * a [server] trusted_proxies peer the X-Forwarded-For client), stops the
- * connection's header timer (worker.c), sets the per-request deadline, matches the route table below, authenticates admin
- * routes (auth.c) and calls the handler.  Handlers answer through
+ * connection's header timer (worker.c), sets the per-request deadline,
+ * matches the route table below, authenticates admin routes (auth.c) and
+ * calls the handler.  Handlers answer through
  * http_reply_json/_empty/_error, which write the access log line and drop
  * the HTTP side's reference.  A request context is reference-counted: an
  * asynchronous operation (a TokenReview) takes its own reference, so the
@@ -791,26 +792,36 @@ out:
 
 /*
  * Every X-Forwarded-For header of a request joined with commas, in order
- * (allocated), or NULL when there is none.
+ * (allocated), or NULL when there is none.  Linear in the header block,
+ * however many such headers a client sends.
  */
 static char *
 http_forwarded_for(struct evhttp_request *req)
 {
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
 	struct evkeyval *kv;
-	char *all = NULL, *next;
+	char *all;
+	size_t len = 0, n, at = 0;
 
-	TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+	TAILQ_FOREACH(kv, h, next)
+	{
+		if (strcasecmp(kv->key, "X-Forwarded-For") == 0)
+			len += strlen(kv->value) + 1;
+	}
+	if (len == 0)
+		return (NULL);
+	all = xmalloc(len);
+	TAILQ_FOREACH(kv, h, next)
 	{
 		if (strcasecmp(kv->key, "X-Forwarded-For") != 0)
 			continue;
-		if (all == NULL)
-			all = xstrdup(kv->value);
-		else {
-			xasprintf(&next, "%s,%s", all, kv->value);
-			free(all);
-			all = next;
-		}
+		if (at > 0)
+			all[at++] = ',';
+		n = strlen(kv->value);
+		memcpy(all + at, kv->value, n);
+		at += n;
 	}
+	all[at] = '\0';
 	return (all);
 }
 
