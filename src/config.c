@@ -68,7 +68,7 @@ static const struct config_option config_options[] = {
 	    "Seconds a connection may be idle (reading or writing)." },
 	{ "server", "header_timeout", CT_INT, O(header_timeout), "10", 1, 3600,
 	    0,
-	    "Seconds from accept within which a connection must complete its TLS handshake and deliver its first request (head and body); else it is closed." },
+	    "Seconds from accept within which a connection must complete its TLS handshake and deliver its first request (head and body), else it is closed; a kept-alive connection's later requests get idle_timeout + header_timeout from the previous answer." },
 	{ "server", "trusted_proxies", CT_STRING, O(trusted_proxies), NULL, 0,
 	    0, 1,
 	    "Comma-separated addresses and CIDRs of reverse proxies and load balancers: only a peer in this list has its X-Forwarded-For believed (the right-most address that is not itself a trusted proxy is the client); empty: the peer is the client." },

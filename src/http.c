@@ -294,6 +294,7 @@ http_send(struct request *r, int status, struct evbuffer *body)
 	if (r->park != NULL)
 		http_park_restore(r);
 	if (r->req != NULL) {
+		worker_conn_replied(r->worker, r->req);
 		if (r->worker->srv->stopping)
 			http_set_header(r, "Connection", "close");
 		evhttp_send_reply(r->req, status, http_status_title(status),

@@ -498,9 +498,10 @@ struct worker {
 	struct worker_accepted *accepted; /* bufferevents not yet attached */
 	size_t naccepted;
 	size_t accepted_cap;
-	struct event *attach_ev;     /* attaches accepted connections */
-	struct worker_conn *heading; /* connections before their 1st head */
-	uint64_t refused_log_us;     /* last "max_connections reached" */
+	struct event *attach_ev;   /* attaches accepted connections */
+	struct worker_conn **byfd; /* counted connections by socket */
+	size_t nbyfd;
+	uint64_t refused_log_us; /* last "max_connections reached" */
 	struct event *stop_ev;
 	struct event *drain_ev;
 	uint64_t drain_deadline_us;
@@ -514,6 +515,7 @@ void worker_reload(struct worker *);
 void worker_join(struct worker *);
 void worker_free(struct worker *);
 void worker_conn_headed(struct worker *, struct evhttp_request *);
+void worker_conn_replied(struct worker *, struct evhttp_request *);
 
 /* http.c -- the request context and replies */
 enum http_method {

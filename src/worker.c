@@ -17,6 +17,10 @@
  * the cap, else sets the close callback that uncounts it and the
  * [server] header_timeout timer, which closes the connection unless its
  * TLS handshake and first request are done in time (worker_conn_headed).
+ * After each reply the timer runs again for idle_timeout + header_timeout
+ * (worker_conn_replied), so a connection cannot be held by trickling the
+ * head of a later request either.  Connections are found by their socket
+ * (w->byfd), in constant time.
  *
  * Runs on its own thread; blocks only in short SQLite calls.
  */
@@ -56,8 +60,8 @@ struct worker_accepted {
 struct worker_conn {
 	struct worker *w;
 	struct evhttp_connection *evcon;
-	struct event *header_ev; /* until the first request: header_timeout */
-	struct worker_conn *prev, *next; /* in w->heading while header_ev */
+	evutil_socket_t fd;      /* its socket: w->byfd[fd] is this */
+	struct event *header_ev; /* pending while a request is awaited */
 };
 
 static void worker_accept_error_cb(struct evconnlistener *, void *);
@@ -212,32 +216,50 @@ worker_accept_error_cb(struct evconnlistener *lev, void *arg)
 	    worker_accept_resume_cb, lev, &tv);
 }
 
-/* Take a connection off the list of those waiting for a first head. */
-static void
-worker_conn_unhead(struct worker_conn *c)
+/* The counted connection of evcon, or NULL (O(1): by its socket). */
+static struct worker_conn *
+worker_conn_find(struct worker *w, struct evhttp_connection *evcon)
 {
-	if (c->header_ev == NULL)
-		return;
-	event_free(c->header_ev);
-	c->header_ev = NULL;
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		c->w->heading = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
+	struct bufferevent *bev;
+	evutil_socket_t fd;
+
+	if (evcon == NULL ||
+	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL ||
+	    (fd = bufferevent_getfd(bev)) < 0 || (size_t)fd >= w->nbyfd ||
+	    w->byfd[fd] == NULL || w->byfd[fd]->evcon != evcon)
+		return (NULL);
+	return (w->byfd[fd]);
 }
 
-/* A counted connection closed: uncount it. */
+/* Index a connection by its socket. */
+static void
+worker_conn_index(struct worker *w, struct worker_conn *c)
+{
+	size_t n = w->nbyfd;
+
+	if ((size_t)c->fd >= n) {
+		while ((size_t)c->fd >= n)
+			n = n == 0 ? 256 : n * 2;
+		w->byfd = xreallocarray(w->byfd, n, sizeof *w->byfd);
+		memset(w->byfd + w->nbyfd, 0, (n - w->nbyfd) * sizeof *w->byfd);
+		w->nbyfd = n;
+	}
+	w->byfd[c->fd] = c;
+}
+
+/* A counted connection closed: uncount and forget it. */
 static void
 worker_conn_close_cb(struct evhttp_connection *evcon, void *arg)
 {
 	struct worker_conn *c = arg;
+	struct worker *w = c->w;
 
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
-	atomic_fetch_sub(&c->w->srv->connections, 1);
-	worker_conn_unhead(c);
+	atomic_fetch_sub(&w->srv->connections, 1);
+	if (c->fd >= 0 && (size_t)c->fd < w->nbyfd && w->byfd[c->fd] == c)
+		w->byfd[c->fd] = NULL;
+	if (c->header_ev != NULL)
+		event_free(c->header_ev);
 	free(c);
 }
 
@@ -252,7 +274,7 @@ worker_conn_peer(struct evhttp_connection *evcon)
 	return (peer != NULL ? peer : "?");
 }
 
-/* header_timeout passed without a complete first request: close. */
+/* The header timer ran out before a complete request: close. */
 static void
 worker_header_timeout_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -277,6 +299,17 @@ worker_log_refused(struct worker *w, struct evhttp_connection *evcon)
 	    worker_conn_peer(evcon), w->cfg->max_connections);
 }
 
+/* (Re)start a connection's header timer: us microseconds from now. */
+static void
+worker_conn_arm(struct worker_conn *c, uint64_t us)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)(us / 1000000);
+	tv.tv_usec = (suseconds_t)(us % 1000000);
+	evtimer_add(c->header_ev, &tv);
+}
+
 /*
  * Attach the counting to one accepted connection: its close callback,
  * and either an immediate close (over the cap) or the header timer.
@@ -285,7 +318,6 @@ static void
 worker_attach(struct worker *w, const struct worker_accepted *a)
 {
 	struct worker_conn *c;
-	struct timeval tv;
 	bufferevent_data_cb readcb;
 	void *evcon = NULL;
 	uint64_t limit, spent;
@@ -298,6 +330,7 @@ worker_attach(struct worker *w, const struct worker_accepted *a)
 	c = xcalloc(1, sizeof *c);
 	c->w = w;
 	c->evcon = evcon;
+	c->fd = bufferevent_getfd(a->bev);
 	evhttp_connection_set_closecb(evcon, worker_conn_close_cb, c);
 	if (a->over) {
 		metrics_conn_refused();
@@ -305,19 +338,14 @@ worker_attach(struct worker *w, const struct worker_accepted *a)
 		evhttp_connection_free(evcon); /* frees c */
 		return;
 	}
-	limit = (uint64_t)w->cfg->header_timeout * 1000000;
-	spent = util_monotonic_us() - a->at_us;
-	spent = spent < limit ? limit - spent : 0;
-	tv.tv_sec = (time_t)(spent / 1000000);
-	tv.tv_usec = (suseconds_t)(spent % 1000000);
 	if ((c->header_ev =
 		    evtimer_new(w->base, worker_header_timeout_cb, c)) == NULL)
 		fatalx("evtimer_new failed");
-	evtimer_add(c->header_ev, &tv);
-	c->next = w->heading;
-	if (w->heading != NULL)
-		w->heading->prev = c;
-	w->heading = c;
+	if (c->fd >= 0)
+		worker_conn_index(w, c);
+	limit = (uint64_t)w->cfg->header_timeout * 1000000;
+	spent = util_monotonic_us() - a->at_us;
+	worker_conn_arm(c, spent < limit ? limit - spent : 0);
 }
 
 /* Attach every connection accepted since the last run. */
@@ -334,26 +362,33 @@ worker_attach_cb(evutil_socket_t fd, short events, void *arg)
 	w->naccepted = 0;
 }
 
-/*
- * A request arrived complete on its connection: the header timer of a
- * connection's first request stops here (later requests on a kept-alive
- * connection are bounded by idle_timeout and request_timeout).
- */
+/* A request arrived complete on its connection: stop the header timer. */
 void
 worker_conn_headed(struct worker *w, struct evhttp_request *req)
 {
-	struct evhttp_connection *evcon;
 	struct worker_conn *c;
 
-	if (w->heading == NULL ||
-	    (evcon = evhttp_request_get_connection(req)) == NULL)
-		return;
-	for (c = w->heading; c != NULL; c = c->next) {
-		if (c->evcon == evcon) {
-			worker_conn_unhead(c);
-			return;
-		}
-	}
+	c = worker_conn_find(w, evhttp_request_get_connection(req));
+	if (c != NULL && c->header_ev != NULL)
+		evtimer_del(c->header_ev);
+}
+
+/*
+ * A request is being answered: a kept-alive connection's next request
+ * must be complete within idle_timeout + header_timeout of now (an idle
+ * connection is closed by idle_timeout before that; this closes one
+ * that trickles its next request head to stay alive).
+ */
+void
+worker_conn_replied(struct worker *w, struct evhttp_request *req)
+{
+	struct worker_conn *c;
+
+	c = worker_conn_find(w, evhttp_request_get_connection(req));
+	if (c != NULL && c->header_ev != NULL)
+		worker_conn_arm(c,
+		    (uint64_t)(w->cfg->idle_timeout + w->cfg->header_timeout) *
+			1000000);
 }
 
 /* Create a worker: its base, evhttps, database connection, fetch. */
@@ -578,6 +613,7 @@ worker_free(struct worker *w)
 		event_base_free(w->base);
 	config_unref(w->cfg);
 	free(w->accepted);
+	free(w->byfd);
 	free(w->bound);
 	free(w);
 }

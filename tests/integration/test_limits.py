@@ -282,6 +282,40 @@ def test_header_timeout_closes_slow_handshake_and_head():
               srv.log_text(), "no log line for the header timeout")
 
 
+def trickle_until_closed(s, seconds):
+    """Send a byte every 0.25 s (never idle for long) until the server
+    closes s: the seconds that took, or None when it stayed open."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        try:
+            s.sendall(b"X")
+        except OSError:
+            return time.monotonic() - t0
+        if closed_within(s, 0.25) is not None:
+            return time.monotonic() - t0
+    return None
+
+
+def test_header_timeout_bounds_later_requests_on_keepalive():
+    # After an answer, the next request on the connection must be
+    # complete within idle_timeout + header_timeout (here 2 + 1 s), so
+    # trickling its head (which keeps idle_timeout from firing) does not
+    # hold the connection.
+    with Server(extra={"server": {"header_timeout": "1",
+                                  "idle_timeout": "2"}},
+                name="headka") as srv:
+        s = socket.create_connection(("127.0.0.1", srv.http_port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(5 * timeout_scale())
+        check(s.recv(4096).startswith(b"HTTP/1.1 200"), "first answer")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        took = trickle_until_closed(s, 8 * timeout_scale())
+        s.close()
+        check(took is not None, "a trickled second request head was kept open")
+        check(took >= 2.5, "closed after %.2f s, before idle_timeout + "
+              "header_timeout" % took)
+
+
 def test_trusted_proxies_must_parse():
     srv = Server(extra={"server": {"trusted_proxies": "10.0.0.1/8"}},
                  name="badproxy")
