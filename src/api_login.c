@@ -2,6 +2,7 @@
  * api_login.c: POST /v4/k8s_auth/instances/{id}/auth, the exchange of a
  * service-account JWT for a Keystone token (API.md §3), step by step:
  *
+ *   0. the client address is not throttled              (throttle.c)
  *   1. instance and role exist and are enabled          (login_start)
  *   2. cheap local JWT checks: structure, time, audience, bounds
  *   3. TokenReview, asynchronous                        (k8s_review.c)
@@ -97,6 +98,7 @@ login_done(struct login *l)
 	struct request *r = l->r;
 
 	login_audit(l);
+	throttle_login_done(r);
 	r->data = NULL;
 	r->cancel = NULL;
 	r->gone = NULL;
@@ -868,6 +870,27 @@ login_needs(struct login *l, const char *jwt)
 		l->jwt_raw = xstrdup(jwt);
 }
 
+/*
+ * Step 0: a client address that failed too often (throttle.c) is refused
+ * before any other work; 0 or -1 (replied 429 with Retry-After).
+ */
+static int
+login_throttled(struct login *l)
+{
+	char retry[24];
+	long wait;
+
+	if ((wait = throttle_login_check(l->r)) == 0)
+		return (0);
+	snprintf(retry, sizeof retry, "%ld", wait);
+	http_set_header(l->r, "Retry-After", retry);
+	metrics_login_throttled();
+	login_refuse(l, REASON_too_many_requests,
+	    "too many failed logins from %s; retry after %ld s",
+	    l->r->client_ip, wait);
+	return (-1);
+}
+
 /* POST /v4/k8s_auth/instances/{id}/auth */
 void
 api_login(struct request *r)
@@ -880,6 +903,8 @@ api_login(struct request *r)
 	l = xcalloc(1, sizeof *l);
 	l->r = r;
 	http_ref(r); /* dropped by login_done */
+	if (login_throttled(l) != 0)
+		goto done;
 	if (login_parse_body(r, &l->role_name, &jwt) != 0)
 		goto done;
 	log_secret_id(jwt, l->jwt_id);

@@ -61,11 +61,17 @@ static const struct config_option config_options[] = {
 	    1024, 1048576, 0, "Largest request header block in bytes." },
 	{ "server", "max_connections", CT_INT, O(max_connections), "1024", 1,
 	    1000000, 0,
-	    "Open client connections per process, counted from their first request; above it: 503 too_many_connections." },
+	    "Open client connections per process, counted from accept (TLS handshakes and connections that never send a request included) until they close; a connection accepted above it is closed at once." },
 	{ "server", "request_timeout", CT_INT, O(request_timeout), "30", 1,
 	    3600, 0, "Seconds a request may take in total before 503." },
 	{ "server", "idle_timeout", CT_INT, O(idle_timeout), "60", 1, 3600, 0,
 	    "Seconds a connection may be idle (reading or writing)." },
+	{ "server", "header_timeout", CT_INT, O(header_timeout), "10", 1, 3600,
+	    0,
+	    "Seconds from accept within which a connection must complete its TLS handshake and deliver its first request (head and body), else it is closed; a kept-alive connection's later requests get idle_timeout + header_timeout from the previous answer." },
+	{ "server", "trusted_proxies", CT_STRING, O(trusted_proxies), NULL, 0,
+	    0, 1,
+	    "Comma-separated addresses and CIDRs of reverse proxies and load balancers: only a peer in this list has its X-Forwarded-For believed (the right-most address that is not itself a trusted proxy is the client); empty: the peer is the client." },
 	{ "server", "public_url", CT_STRING, O(public_url), NULL, 0, 0, 1,
 	    "The URL clients use, for links and WWW-Authenticate; default from the Host header." },
 	{ "database", "connection", CT_STRING, O(db_connection),
@@ -133,6 +139,15 @@ static const struct config_option config_options[] = {
 	{ "k8s_auth", "annotation_prefix", CT_STRING, O(k8s_annotation_prefix),
 	    "keystone.openstack.org/", 0, 0, 1,
 	    "Only service-account annotations whose key starts with this prefix reach login policies and the audit record (instances with service_account_annotations)." },
+	{ "login", "failed_rate", CT_INT, O(login_failed_rate), "10", 0,
+	    1000000, 1,
+	    "Failed logins a client address earns back per second (token bucket); 0 turns the failed-login throttle off." },
+	{ "login", "failed_burst", CT_INT, O(login_failed_burst), "50", 1,
+	    1000000, 1,
+	    "Failed logins a client address may make in a row before 429 too_many_requests (the bucket's size); IPv6 addresses count per /64." },
+	{ "login", "throttle_entries", CT_INT, O(login_throttle_entries),
+	    "16384", 64, 16777216, 0,
+	    "Client addresses the failed-login throttle tracks at once (fixed memory, 40 bytes each); addresses with a full bucket take no room." },
 	{ "policy", "dir", CT_STRING, O(policy_dir),
 	    SYSCONFDIR "/keystone-k8s-auth/policy", 0, 0, 1,
 	    "Directory of api.lua and login.lua; missing files fall back to the built-in defaults." },
@@ -410,6 +425,7 @@ config_free(struct config *cfg)
 		return;
 	freezero_str(cfg->admin_token);
 	freezero_str(cfg->metrics_token);
+	throttle_cidrs_free(cfg->trusted_proxy_list);
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		if (config_options[i].type == CT_STRING)
 			free(
@@ -539,6 +555,21 @@ config_check_allowed_hosts(const struct config *cfg, char **errors)
 	free(why);
 }
 
+/* [server] trusted_proxies must parse; keep the parsed list. */
+static void
+config_check_trusted_proxies(struct config *cfg, char **errors)
+{
+	char *why = NULL;
+
+	throttle_cidrs_free(cfg->trusted_proxy_list);
+	cfg->trusted_proxy_list =
+	    throttle_cidrs_parse(cfg->trusted_proxies, &why);
+	if (cfg->trusted_proxy_list != NULL)
+		return;
+	config_add_error(errors, "[server] trusted_proxies: %s", why);
+	free(why);
+}
+
 /* Cross-option checks that one table row cannot express. */
 int
 config_validate(struct config *cfg, char **cause)
@@ -589,6 +620,7 @@ config_validate(struct config *cfg, char **cause)
 		config_add_error(&errors,
 		    "[keystone] url: must be an http(s):// URL");
 	config_check_allowed_hosts(cfg, &errors);
+	config_check_trusted_proxies(cfg, &errors);
 	if (errors != NULL) {
 		*cause = errors;
 		return (-1);

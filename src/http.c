@@ -2,9 +2,11 @@
  * http.c: where a request enters.
  *
  * http_request_cb() is the one general callback of every worker's evhttp:
- * it builds the request context, enforces the connection cap and the
- * per-request deadline, matches the route table below, authenticates admin
- * routes (auth.c) and calls the handler.  Handlers answer through
+ * it builds the request context (the client address: the peer, or behind
+ * a [server] trusted_proxies peer the X-Forwarded-For client), stops the
+ * connection's header timer (worker.c), sets the per-request deadline,
+ * matches the route table below, authenticates admin routes (auth.c) and
+ * calls the handler.  Handlers answer through
  * http_reply_json/_empty/_error, which write the access log line and drop
  * the HTTP side's reference.  A request context is reference-counted: an
  * asynchronous operation (a TokenReview) takes its own reference, so the
@@ -96,6 +98,7 @@ static const struct {
 	{ 409, "Conflict" },
 	{ 413, "Request Entity Too Large" },
 	{ 415, "Unsupported Media Type" },
+	{ 429, "Too Many Requests" },
 	{ 500, "Internal Server Error" },
 	{ 502, "Bad Gateway" },
 	{ 503, "Service Unavailable" },
@@ -291,6 +294,7 @@ http_send(struct request *r, int status, struct evbuffer *body)
 	if (r->park != NULL)
 		http_park_restore(r);
 	if (r->req != NULL) {
+		worker_conn_replied(r->worker, r->req);
 		if (r->worker->srv->stopping)
 			http_set_header(r, "Connection", "close");
 		evhttp_send_reply(r->req, status, http_status_title(status),
@@ -787,6 +791,66 @@ out:
 	return (rc);
 }
 
+/*
+ * Every X-Forwarded-For header of a request joined with commas, in order
+ * (allocated), or NULL when there is none.  Linear in the header block,
+ * however many such headers a client sends.
+ */
+static char *
+http_forwarded_for(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	char *all;
+	size_t len = 0, n, at = 0;
+
+	TAILQ_FOREACH(kv, h, next)
+	{
+		if (strcasecmp(kv->key, "X-Forwarded-For") == 0)
+			len += strlen(kv->value) + 1;
+	}
+	if (len == 0)
+		return (NULL);
+	all = xmalloc(len);
+	TAILQ_FOREACH(kv, h, next)
+	{
+		if (strcasecmp(kv->key, "X-Forwarded-For") != 0)
+			continue;
+		if (at > 0)
+			all[at++] = ',';
+		n = strlen(kv->value);
+		memcpy(all + at, kv->value, n);
+		at += n;
+	}
+	all[at] = '\0';
+	return (all);
+}
+
+/*
+ * The client address: the peer's, or, when the peer is a trusted proxy,
+ * the one its X-Forwarded-For names (throttle.c).  client_ip gets it as
+ * text, IPv4 as a dotted quad even from a v4-mapped peer.
+ */
+static void
+http_client_address(struct request *r, struct evhttp_request *req,
+    const char *peer)
+{
+	char *xff;
+
+	if (throttle_addr_parse(peer, r->client_addr) != 0)
+		return;
+	r->client_addr_ok = 1;
+	if (r->cfg->trusted_proxy_list != NULL &&
+	    throttle_cidrs_match(r->cfg->trusted_proxy_list, r->client_addr)) {
+		xff = http_forwarded_for(req);
+		throttle_forwarded_for(r->cfg->trusted_proxy_list, xff,
+		    r->client_addr);
+		free(xff);
+	}
+	/* One spelling: a v4-mapped peer is shown as its IPv4 address. */
+	throttle_addr_format(r->client_addr, r->client_ip, sizeof r->client_ip);
+}
+
 /* Fill method, path, query and client address from evhttp's request. */
 static int
 http_request_parse(struct request *r, struct evhttp_request *req)
@@ -805,8 +869,10 @@ http_request_parse(struct request *r, struct evhttp_request *req)
 	}
 	if ((evcon = evhttp_request_get_connection(req)) != NULL) {
 		evhttp_connection_get_peer(evcon, &peer, &port);
-		if (peer != NULL)
+		if (peer != NULL) {
 			snprintf(r->client_ip, sizeof r->client_ip, "%s", peer);
+			http_client_address(r, req, peer);
+		}
 	}
 	r->query = xcalloc(1, sizeof(struct evkeyvalq));
 	TAILQ_INIT((struct evkeyvalq *)r->query);
@@ -858,6 +924,7 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	r->references = 1;
 	r->start_us = util_monotonic_us();
 	w->inflight++;
+	worker_conn_headed(w, req);
 	rc = http_request_parse(r, req);
 	if (r->path == NULL)
 		r->path = xstrdup("?");
@@ -868,13 +935,6 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		else
 			http_reply_reason(r, REASON_invalid_request,
 			    "the request URL cannot be parsed");
-		return;
-	}
-	if (worker_conn_admit(w, req) != 0) {
-		http_set_header(r, "Connection", "close");
-		http_set_header(r, "Retry-After", "1");
-		http_reply_reason(r, REASON_too_many_connections,
-		    "the server has too many open connections");
 		return;
 	}
 	r->deadline = evtimer_new(w->base, http_deadline_cb, r);

@@ -123,7 +123,13 @@ struct config {
 	long max_connections;
 	long request_timeout;
 	long idle_timeout;
+	long header_timeout;
+	char *trusted_proxies;
 	char *public_url;
+	/* [login] */
+	long login_failed_rate;
+	long login_failed_burst;
+	long login_throttle_entries;
 	/* [database] */
 	char *db_connection;
 	/* [fernet_tokens] */
@@ -182,6 +188,7 @@ struct config {
 	char *metrics_token_file;
 	/* derived by config_validate */
 	int tls_missing;
+	struct throttle_cidrs *trusted_proxy_list; /* [server] trusted_proxies */
 	/* loaded by serve from [bootstrap] admin_token_file */
 	char *admin_token;
 	/* loaded by serve from [metrics] token_file (NULL: loopback only) */
@@ -461,7 +468,8 @@ struct server {
 	size_t nlisteners;
 	volatile int stopping;
 	time_t started;
-	long connections; /* atomic: admitted, all workers */
+	_Atomic long connections;  /* accepted and not yet closed */
+	struct throttle *throttle; /* failed logins per client address */
 };
 struct server_listener {
 	char *url;
@@ -491,11 +499,15 @@ struct worker {
 	struct fetch *fetch;   /* outbound HTTPS */
 	struct policy *policy; /* this thread's Lua state */
 	struct event *reload_ev;
-	void *thread;  /* pthread_t * */
-	long inflight; /* requests not yet replied */
-	void **conns;  /* evhttp_connection * admitted */
-	size_t nconns;
-	size_t conns_cap;
+	void *thread;                     /* pthread_t * */
+	long inflight;                    /* requests not yet replied */
+	struct worker_accepted *accepted; /* bufferevents not yet attached */
+	size_t naccepted;
+	size_t accepted_cap;
+	struct event *attach_ev;   /* attaches accepted connections */
+	struct worker_conn **byfd; /* counted connections by socket */
+	size_t nbyfd;
+	uint64_t refused_log_us; /* last "max_connections reached" */
 	struct event *stop_ev;
 	struct event *drain_ev;
 	uint64_t drain_deadline_us;
@@ -508,7 +520,8 @@ void worker_stop(struct worker *);
 void worker_reload(struct worker *);
 void worker_join(struct worker *);
 void worker_free(struct worker *);
-int worker_conn_admit(struct worker *, struct evhttp_request *);
+void worker_conn_headed(struct worker *, struct evhttp_request *);
+void worker_conn_replied(struct worker *, struct evhttp_request *);
 
 /* http.c -- the request context and replies */
 enum http_method {
@@ -547,8 +560,10 @@ struct request {
 	char *params[HTTP_MAX_PARAMS]; /* path segments matched */
 	const char *route;             /* route pattern, for metrics */
 	int route_flags;
-	enum reason reason; /* of the error replied, if any */
-	char client_ip[64];
+	enum reason reason;            /* of the error replied, if any */
+	char client_ip[64];            /* the client: peer or X-Forwarded-For */
+	unsigned char client_addr[16]; /* the same, v4-mapped IPv6 */
+	int client_addr_ok;            /* client_addr is set */
 	struct caller caller;
 	uint64_t start_us;
 	int status; /* once replied */
@@ -910,7 +925,37 @@ cJSON *api_token_document(const struct config *, const struct fernet_payload *,
     const struct restriction *);
 void api_token_validate(struct request *);
 
+/* throttle.c -- failed logins per client address; trusted proxies */
+struct throttle;
+struct throttle_cidrs;
+struct throttle_key {
+	unsigned char b[16]; /* IPv4 (v4-mapped) address, or IPv6 /64 */
+};
+struct throttle *throttle_new(size_t);
+void throttle_free(struct throttle *);
+size_t throttle_capacity(const struct throttle *);
+double throttle_tokens_at(double, double, double, double, double);
+long throttle_retry_after(double, double);
+long throttle_check(struct throttle *, const struct throttle_key *, double,
+    double, double);
+void throttle_fail(struct throttle *, const struct throttle_key *, double,
+    double, double);
+int throttle_addr_parse(const char *, unsigned char[16]);
+void throttle_addr_format(const unsigned char[16], char *, size_t);
+void throttle_key_of(const unsigned char[16], struct throttle_key *);
+struct throttle_cidrs *throttle_cidrs_parse(const char *, char **);
+void throttle_cidrs_free(struct throttle_cidrs *);
+int throttle_cidrs_match(const struct throttle_cidrs *,
+    const unsigned char[16]);
+int throttle_forwarded_for(const struct throttle_cidrs *, const char *,
+    unsigned char[16]);
+long throttle_login_check(const struct request *);
+void throttle_login_done(const struct request *);
+
 /* metrics.c -- counters for /metrics (Prometheus text) */
+void metrics_login_throttled(void);
+void metrics_conn_refused(void);
+void metrics_header_timeout(void);
 void metrics_login(enum reason);
 void metrics_review_start(void);
 void metrics_review_done(const char *, double);

@@ -6,7 +6,9 @@
  * flight, policy errors, Keystone call errors by reason, the loaded Fernet
  * keys (the primary's age, reload errors, how long reloads have been
  * failing: token_key_status(), about the keys in use, never the files on
- * disk) and the seconds left on the loaded TLS certificate.  Counters are
+ * disk), the seconds left on the loaded TLS certificate, and the abuse
+ * limits (throttled logins, open and refused connections, header
+ * timeouts).  Counters are
  * process-wide atomics updated from any worker; the per-instance and
  * per-route tables are small, bounded and guarded by one mutex taken only
  * when a new label value first appears.  Rendering runs on a worker.
@@ -42,7 +44,7 @@ static const char *const metrics_ks_reasons[] = { "connect", "timeout", "tls",
 	(sizeof metrics_ks_reasons / sizeof *metrics_ks_reasons)
 
 static const int metrics_statuses[] = { 200, 201, 204, 400, 401, 403, 404, 405,
-	409, 413, 415, 500, 502, 503, 504, 0 };
+	409, 413, 415, 429, 500, 502, 503, 504, 0 };
 #define METRICS_NSTATUSES (sizeof metrics_statuses / sizeof *metrics_statuses)
 
 static const char *const metrics_methods[] = { "GET", "HEAD", "POST", "PUT",
@@ -65,6 +67,9 @@ static _Atomic unsigned long metrics_logins[METRICS_NREASONS];
 static _Atomic long metrics_inflight;
 static _Atomic unsigned long metrics_policy_errors;
 static _Atomic unsigned long metrics_ks_errors[METRICS_NKSREASONS];
+static _Atomic unsigned long metrics_throttled;
+static _Atomic unsigned long metrics_conns_refused;
+static _Atomic unsigned long metrics_header_timeouts;
 static struct metrics_instance metrics_instances[METRICS_MAX_INSTANCES];
 static _Atomic size_t metrics_ninstances;
 static const char *metrics_routes[METRICS_MAX_ROUTES];
@@ -110,6 +115,29 @@ metrics_login(enum reason reason)
 	size_t i = metrics_reason_index(reason);
 
 	atomic_fetch_add_explicit(&metrics_logins[i], 1, memory_order_relaxed);
+}
+
+/* A login was refused by the failed-login throttle (429). */
+void
+metrics_login_throttled(void)
+{
+	atomic_fetch_add_explicit(&metrics_throttled, 1, memory_order_relaxed);
+}
+
+/* A connection was closed at accept: max_connections reached. */
+void
+metrics_conn_refused(void)
+{
+	atomic_fetch_add_explicit(&metrics_conns_refused, 1,
+	    memory_order_relaxed);
+}
+
+/* A connection was closed by header_timeout. */
+void
+metrics_header_timeout(void)
+{
+	atomic_fetch_add_explicit(&metrics_header_timeouts, 1,
+	    memory_order_relaxed);
 }
 
 /* A TokenReview started. */
@@ -329,6 +357,15 @@ metrics_render_keystone(struct evbuffer *b)
 		    metrics_ks_reasons[i], atomic_load(&metrics_ks_errors[i]));
 }
 
+/* One counter with its HELP and TYPE lines. */
+static void
+metrics_counter(struct evbuffer *b, const char *name, const char *help,
+    unsigned long v)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n",
+	    name, help, name, name, v);
+}
+
 /* One gauge with its HELP and TYPE lines. */
 static void
 metrics_gauge(struct evbuffer *b, const char *name, const char *help, double v)
@@ -373,6 +410,24 @@ metrics_render_keys(struct evbuffer *b)
 		    not_after - now);
 }
 
+/* Write the abuse limits: throttled logins, connections. */
+static void
+metrics_render_limits(struct evbuffer *b)
+{
+	metrics_counter(b, "k8sauth_logins_throttled_total",
+	    "Logins refused 429 too_many_requests by the failed-login throttle.",
+	    atomic_load(&metrics_throttled));
+	metrics_gauge(b, "k8sauth_connections_open",
+	    "Client connections open, counted from accept.",
+	    server != NULL ? (double)atomic_load(&server->connections) : 0);
+	metrics_counter(b, "k8sauth_connections_refused_total",
+	    "Connections closed at accept because max_connections were open.",
+	    atomic_load(&metrics_conns_refused));
+	metrics_counter(b, "k8sauth_header_timeouts_total",
+	    "Connections closed for not completing the TLS handshake and first request within header_timeout.",
+	    atomic_load(&metrics_header_timeouts));
+}
+
 /* The Prometheus text of every metric (allocated). */
 char *
 metrics_render(const struct config *cfg, time_t started)
@@ -395,5 +450,6 @@ metrics_render(const struct config *cfg, time_t started)
 	    atomic_load(&metrics_policy_errors));
 	metrics_render_keystone(b);
 	metrics_render_keys(b);
+	metrics_render_limits(b);
 	return (http_buffer_string(b));
 }

@@ -30,7 +30,6 @@
 	X(unsupported_media_type, 415, REASON_M_BODY)                       \
 	X(not_found, 404, REASON_M_NONE)                                    \
 	X(method_not_allowed, 405, REASON_M_NONE)                           \
-	X(too_many_connections, 503, REASON_M_NONE)                         \
 	X(request_timeout, 503, REASON_M_NONE)                              \
 	X(not_ready, 503, REASON_M_NONE)                                    \
 	X(internal_error, 500, REASON_M_LOGIN)                              \
@@ -52,6 +51,7 @@
 	X(instance_protected, 403, REASON_M_NONE)                           \
 	X(host_not_allowed, 403, REASON_M_NONE)                             \
 	/* login (api_login.c, k8s_review.c) */                             \
+	X(too_many_requests, 429, REASON_M_LOGIN)                           \
 	X(instance_disabled, 403, REASON_M_LOGIN)                           \
 	X(role_disabled, 403, REASON_M_LOGIN)                               \
 	X(malformed_jwt, 400, REASON_M_LOGIN)                               \

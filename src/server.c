@@ -14,7 +14,9 @@
  * under a request in flight.
  *
  * Owns the process-wide state in `server`: read-mostly after startup; the
- * TLS context pointer is swapped under a mutex.
+ * TLS context pointer is swapped under a mutex; the connection count is
+ * atomic (worker.c) and the failed-login throttle locks its own shards
+ * (throttle.c).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -402,6 +404,7 @@ server_prepare(struct server *srv, char **cause)
 		return (-1);
 	}
 	db_close(db);
+	srv->throttle = throttle_new((size_t)srv->cfg->login_throttle_entries);
 	if (server_open_listeners(srv, cause) != 0)
 		return (-1);
 	if (server_has_tls(srv)) {
@@ -472,6 +475,7 @@ server_free(struct server *srv)
 		free(srv->listeners[i].url);
 	}
 	free(srv->listeners);
+	throttle_free(srv->throttle);
 	if (srv->ssl_ctx != NULL)
 		tls_ctx_free(srv->ssl_ctx);
 	token_shutdown();

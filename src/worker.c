@@ -9,6 +9,19 @@
  * thread talks to a worker only through worker_stop(), which activates an
  * event on the worker's base.
  *
+ * Connections are counted from accept ([server] max_connections): evhttp
+ * asks worker_*_bev_cb for each accepted socket's bufferevent, which
+ * counts it; right after evhttp has wrapped it in a connection (still in
+ * the same turn of the loop) worker_attach_cb finds that connection as
+ * the bufferevent's callback argument, closes it when the count is over
+ * the cap, else sets the close callback that uncounts it and the
+ * [server] header_timeout timer, which closes the connection unless its
+ * TLS handshake and first request are done in time (worker_conn_headed).
+ * After each reply the timer runs again for idle_timeout + header_timeout
+ * (worker_conn_replied), so a connection cannot be held by trickling the
+ * head of a later request either.  Connections are found by their socket
+ * (w->byfd), in constant time.
+ *
  * Runs on its own thread; blocks only in short SQLite calls.
  */
 #include <sys/types.h>
@@ -36,7 +49,63 @@
 
 #define WORKER_DRAIN_POLL_MS 20
 
+/* A bufferevent made at accept, waiting for worker_attach_cb. */
+struct worker_accepted {
+	struct bufferevent *bev; /* with a reference of ours */
+	uint64_t at_us;          /* accepted, monotonic */
+	int over;                /* accepted beyond max_connections */
+};
+
+/* A counted connection, from accept to close. */
+struct worker_conn {
+	struct worker *w;
+	struct evhttp_connection *evcon;
+	evutil_socket_t fd;      /* its socket: w->byfd[fd] is this */
+	struct event *header_ev; /* pending while a request is awaited */
+};
+
 static void worker_accept_error_cb(struct evconnlistener *, void *);
+
+/*
+ * Count a socket evhttp just accepted and queue its bufferevent for
+ * worker_attach_cb (which runs before the loop polls again, so before any
+ * byte of the connection is read).  Our reference keeps the bufferevent
+ * valid should evhttp free the connection first.
+ */
+static void
+worker_accepted(struct worker *w, struct bufferevent *bev)
+{
+	struct worker_accepted *a;
+	long n;
+
+	n = atomic_fetch_add(&w->srv->connections, 1) + 1;
+	if (w->naccepted == w->accepted_cap) {
+		w->accepted_cap =
+		    w->accepted_cap == 0 ? 16 : w->accepted_cap * 2;
+		w->accepted = xreallocarray(w->accepted, w->accepted_cap,
+		    sizeof *w->accepted);
+	}
+	a = &w->accepted[w->naccepted++];
+	a->bev = bev;
+	a->at_us = util_monotonic_us();
+	a->over = n > w->cfg->max_connections;
+	bufferevent_incref(bev);
+	if (w->naccepted == 1)
+		event_active(w->attach_ev, EV_READ, 0);
+}
+
+/* evhttp's bufferevent callback for plain listeners. */
+static struct bufferevent *
+worker_plain_bev_cb(struct event_base *base, void *arg)
+{
+	struct bufferevent *bev;
+
+	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		fatalx("bufferevent_socket_new failed");
+	worker_accepted(arg, bev);
+	return (bev);
+}
 
 /* evhttp's bufferevent callback for TLS listeners: never returns NULL. */
 static struct bufferevent *
@@ -59,6 +128,7 @@ worker_tls_bev_cb(struct event_base *base, void *arg)
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
 		fatalx("bufferevent_openssl_socket_new failed");
+	worker_accepted(arg, bev);
 	return (bev);
 }
 
@@ -88,8 +158,7 @@ worker_evhttp_new(struct worker *w, int tls)
 		EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
 	evhttp_set_default_content_type(h, "application/json");
 	evhttp_set_gencb(h, http_request_cb, w);
-	if (tls)
-		evhttp_set_bevcb(h, worker_tls_bev_cb, w);
+	evhttp_set_bevcb(h, tls ? worker_tls_bev_cb : worker_plain_bev_cb, w);
 	return (h);
 }
 
@@ -147,54 +216,179 @@ worker_accept_error_cb(struct evconnlistener *lev, void *arg)
 	    worker_accept_resume_cb, lev, &tv);
 }
 
-/* A connection closed: forget it and release its slot. */
+/* The counted connection of evcon, or NULL (O(1): by its socket). */
+static struct worker_conn *
+worker_conn_find(struct worker *w, struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev;
+	evutil_socket_t fd;
+
+	if (evcon == NULL ||
+	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL ||
+	    (fd = bufferevent_getfd(bev)) < 0 || (size_t)fd >= w->nbyfd ||
+	    w->byfd[fd] == NULL || w->byfd[fd]->evcon != evcon)
+		return (NULL);
+	return (w->byfd[fd]);
+}
+
+/* Index a connection by its socket. */
+static void
+worker_conn_index(struct worker *w, struct worker_conn *c)
+{
+	size_t n = w->nbyfd;
+
+	if ((size_t)c->fd >= n) {
+		while ((size_t)c->fd >= n)
+			n = n == 0 ? 256 : n * 2;
+		w->byfd = xreallocarray(w->byfd, n, sizeof *w->byfd);
+		memset(w->byfd + w->nbyfd, 0, (n - w->nbyfd) * sizeof *w->byfd);
+		w->nbyfd = n;
+	}
+	w->byfd[c->fd] = c;
+}
+
+/* A counted connection closed: uncount and forget it. */
 static void
 worker_conn_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct worker_conn *c = arg;
+	struct worker *w = c->w;
+
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	atomic_fetch_sub(&w->srv->connections, 1);
+	if (c->fd >= 0 && (size_t)c->fd < w->nbyfd && w->byfd[c->fd] == c)
+		w->byfd[c->fd] = NULL;
+	if (c->header_ev != NULL)
+		event_free(c->header_ev);
+	free(c);
+}
+
+/* The peer of a connection, for a log line. */
+static const char *
+worker_conn_peer(struct evhttp_connection *evcon)
+{
+	char *peer = NULL;
+	ev_uint16_t port;
+
+	evhttp_connection_get_peer(evcon, &peer, &port);
+	return (peer != NULL ? peer : "?");
+}
+
+/* The header timer ran out before a complete request: close. */
+static void
+worker_header_timeout_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker_conn *c = arg;
+
+	metrics_header_timeout();
+	log_info("closing the connection from %s: no complete request within [server] header_timeout (%ld s)",
+	    worker_conn_peer(c->evcon), c->w->cfg->header_timeout);
+	evhttp_connection_free(c->evcon); /* frees c */
+}
+
+/* Log a refused connection, at most once a second per worker. */
+static void
+worker_log_refused(struct worker *w, struct evhttp_connection *evcon)
+{
+	uint64_t now = util_monotonic_us();
+
+	if (now - w->refused_log_us < 1000000 && w->refused_log_us != 0)
+		return;
+	w->refused_log_us = now;
+	log_warn("closing the connection from %s: [server] max_connections (%ld) reached (logged at most once a second)",
+	    worker_conn_peer(evcon), w->cfg->max_connections);
+}
+
+/* (Re)start a connection's header timer: us microseconds from now. */
+static void
+worker_conn_arm(struct worker_conn *c, uint64_t us)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)(us / 1000000);
+	tv.tv_usec = (suseconds_t)(us % 1000000);
+	evtimer_add(c->header_ev, &tv);
+}
+
+/*
+ * Attach the counting to one accepted connection: its close callback,
+ * and either an immediate close (over the cap) or the header timer.
+ */
+static void
+worker_attach(struct worker *w, const struct worker_accepted *a)
+{
+	struct worker_conn *c;
+	bufferevent_data_cb readcb;
+	void *evcon = NULL;
+	uint64_t limit, spent;
+
+	bufferevent_getcb(a->bev, &readcb, NULL, NULL, &evcon);
+	if (readcb == NULL || evcon == NULL) { /* evhttp freed it already */
+		atomic_fetch_sub(&w->srv->connections, 1);
+		return;
+	}
+	c = xcalloc(1, sizeof *c);
+	c->w = w;
+	c->evcon = evcon;
+	c->fd = bufferevent_getfd(a->bev);
+	evhttp_connection_set_closecb(evcon, worker_conn_close_cb, c);
+	if (a->over) {
+		metrics_conn_refused();
+		worker_log_refused(w, evcon);
+		evhttp_connection_free(evcon); /* frees c */
+		return;
+	}
+	if ((c->header_ev =
+		    evtimer_new(w->base, worker_header_timeout_cb, c)) == NULL)
+		fatalx("evtimer_new failed");
+	if (c->fd >= 0)
+		worker_conn_index(w, c);
+	limit = (uint64_t)w->cfg->header_timeout * 1000000;
+	spent = util_monotonic_us() - a->at_us;
+	worker_conn_arm(c, spent < limit ? limit - spent : 0);
+}
+
+/* Attach every connection accepted since the last run. */
+static void
+worker_attach_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct worker *w = arg;
 	size_t i;
 
-	for (i = 0; i < w->nconns; i++) {
-		if (w->conns[i] == evcon) {
-			w->conns[i] = w->conns[--w->nconns];
-			atomic_fetch_sub((_Atomic long *)&w->srv->connections,
-			    1);
-			return;
-		}
+	for (i = 0; i < w->naccepted; i++) {
+		worker_attach(w, &w->accepted[i]);
+		bufferevent_decref(w->accepted[i].bev);
 	}
+	w->naccepted = 0;
+}
+
+/* A request arrived complete on its connection: stop the header timer. */
+void
+worker_conn_headed(struct worker *w, struct evhttp_request *req)
+{
+	struct worker_conn *c;
+
+	c = worker_conn_find(w, evhttp_request_get_connection(req));
+	if (c != NULL && c->header_ev != NULL)
+		evtimer_del(c->header_ev);
 }
 
 /*
- * Admit the connection of a request under [server] max_connections: a
- * connection is counted from its first request until it closes.  Returns
- * -1 when the process is at its cap.
+ * A request is being answered: a kept-alive connection's next request
+ * must be complete within idle_timeout + header_timeout of now (an idle
+ * connection is closed by idle_timeout before that; this closes one
+ * that trickles its next request head to stay alive).
  */
-int
-worker_conn_admit(struct worker *w, struct evhttp_request *req)
+void
+worker_conn_replied(struct worker *w, struct evhttp_request *req)
 {
-	struct evhttp_connection *evcon;
-	size_t i;
-	long n;
+	struct worker_conn *c;
 
-	if ((evcon = evhttp_request_get_connection(req)) == NULL)
-		return (0);
-	for (i = 0; i < w->nconns; i++) {
-		if (w->conns[i] == evcon)
-			return (0);
-	}
-	n = atomic_fetch_add((_Atomic long *)&w->srv->connections, 1);
-	if (n >= w->cfg->max_connections) {
-		atomic_fetch_sub((_Atomic long *)&w->srv->connections, 1);
-		return (-1);
-	}
-	if (w->nconns == w->conns_cap) {
-		w->conns_cap = w->conns_cap == 0 ? 64 : w->conns_cap * 2;
-		w->conns =
-		    xreallocarray(w->conns, w->conns_cap, sizeof *w->conns);
-	}
-	w->conns[w->nconns++] = evcon;
-	evhttp_connection_set_closecb(evcon, worker_conn_close_cb, w);
-	return (0);
+	c = worker_conn_find(w, evhttp_request_get_connection(req));
+	if (c != NULL && c->header_ev != NULL)
+		worker_conn_arm(c,
+		    (uint64_t)(w->cfg->idle_timeout + w->cfg->header_timeout) *
+			1000000);
 }
 
 /* Create a worker: its base, evhttps, database connection, fetch. */
@@ -211,6 +405,9 @@ worker_new(struct server *srv, int id, char **cause)
 	w->cfg = server_config_ref();
 	if ((w->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	w->attach_ev = event_new(w->base, -1, 0, worker_attach_cb, w);
+	if (w->attach_ev == NULL)
+		fatalx("event_new failed");
 	w->https = worker_evhttp_new(w, 1);
 	w->http = worker_evhttp_new(w, 0);
 	if ((path = config_db_path(w->cfg, cause)) == NULL)
@@ -239,7 +436,9 @@ fail:
 static void
 worker_close_http(struct worker *w)
 {
-	keystone_worker_free(w); /* before its fetch */
+	if (w->attach_ev != NULL)
+		worker_attach_cb(-1, 0, w); /* evhttp_free then uncounts */
+	keystone_worker_free(w);            /* before its fetch */
 	if (w->fetch != NULL)
 		fetch_destroy(w->fetch); /* before the base */
 	w->fetch = NULL;
@@ -406,12 +605,15 @@ worker_free(struct worker *w)
 		event_free(w->drain_ev);
 	if (w->reload_ev != NULL)
 		event_free(w->reload_ev);
+	if (w->attach_ev != NULL)
+		event_free(w->attach_ev);
 	policy_free(w->policy);
 	db_close(w->db);
 	if (w->base != NULL)
 		event_base_free(w->base);
 	config_unref(w->cfg);
-	free(w->conns);
+	free(w->accepted);
+	free(w->byfd);
 	free(w->bound);
 	free(w);
 }

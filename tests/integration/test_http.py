@@ -309,10 +309,20 @@ def test_slowloris_client_does_not_block_others():
         s.close()
 
 
-def test_connection_cap_503_then_recovers():
-    # Three connections with a request each fill the cap; the fourth gets
-    # 503 too_many_connections (and is closed); once one closes, a new
-    # connection is served again.
+def healthz_served(srv):
+    """GET /healthz over a new plain connection: 200, or False when the
+    connection is closed (over max_connections) or answers otherwise."""
+    try:
+        return srv.req("GET", "/healthz", token=None,
+                       https=False).status == 200
+    except (http.client.HTTPException, OSError):
+        return False
+
+
+def test_connection_cap_closes_then_recovers():
+    # Three connections with a request each fill the cap; a fourth is
+    # closed at accept (connections count from accept: test_limits.py);
+    # once one closes, a new connection is served again.
     with Server(extra={"server": {"max_connections": "3"}},
                 name="conncap") as srv:
         held = []
@@ -321,15 +331,16 @@ def test_connection_cap_503_then_recovers():
             eq(srv.req("GET", "/healthz", token=None, conn=c).status, 200,
                "a connection under the cap")
             held.append(c)
-        r = srv.req("GET", "/healthz", token=None, https=False)
-        assert_error(r, 503, "too_many_connections")
-        eq(r.headers.get("retry-after"), "1", "Retry-After")
+        try:
+            r = srv.req("GET", "/healthz", token=None, https=False)
+            fail("a connection over the cap got %d" % r.status)
+        except (http.client.HTTPException, OSError):
+            pass
         # The held connections keep working.
         eq(srv.req("GET", "/healthz", token=None, conn=held[0]).status, 200,
            "a held connection")
         held.pop().close()
-        wait_for(lambda: srv.req("GET", "/healthz", token=None,
-                                 https=False).status == 200,
+        wait_for(lambda: healthz_served(srv),
                  what="a new connection served after one closed")
         for c in held:
             c.close()

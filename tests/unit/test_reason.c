@@ -44,8 +44,8 @@ test_names(void **state)
 static void
 test_statuses(void **state)
 {
-	static const int ok[] = { 400, 401, 403, 404, 405, 409, 413, 415, 500,
-		502, 503, 504 };
+	static const int ok[] = { 400, 401, 403, 404, 405, 409, 413, 415, 429,
+		500, 502, 503, 504 };
 	size_t k;
 	int i, s, found;
 
@@ -59,6 +59,7 @@ test_statuses(void **state)
 	}
 	/* The ones the issues name, pinned. */
 	assert_int_equal(reason_status(REASON_keystone_unavailable), 503);
+	assert_int_equal(reason_status(REASON_too_many_requests), 429);
 	assert_int_equal(reason_status(REASON_keystone_forbidden), 502);
 	assert_int_equal(reason_status(REASON_role_not_delegable), 403);
 	assert_int_equal(reason_status(REASON_instance_protected), 403);
