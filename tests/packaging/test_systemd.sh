@@ -34,7 +34,9 @@
 # (make tools) and the Debian mirror (only for a cold root; the mirror is
 # K8SAUTH_DEBIAN_MIRROR, default http://deb.debian.org/debian).  A machine
 # that cannot do it reports a SKIP (a FAIL under K8SAUTH_TEST_NO_SKIP=1).
-# SKIP_BUILD=1 reuses the .deb; K8SAUTH_KEEP_TMP=1 keeps tests/tmp/systemd.
+# SKIP_BUILD=1 reuses the .deb; K8SAUTH_KEEP_TMP=1 keeps tests/tmp/systemd;
+# K8SAUTH_SYSTEMD_CACHE=DIR keeps the cached root elsewhere (a CI machine
+# that starts from a fresh clone can keep it between runs there).
 # The container, its processes and the fake cluster are removed on every
 # exit (trap).
 set -u
@@ -48,7 +50,7 @@ top=$(pwd)
 version=$(sed -n 's/^version=//p' configure)
 deb=${PKG}_${version}_$(dpkg --print-architecture 2>/dev/null || echo amd64).deb
 work=$top/tests/tmp/systemd
-cache=$top/tests/tmp/systemd-cache
+cache=${K8SAUTH_SYSTEMD_CACHE:-$top/tests/tmp/systemd-cache}
 root=$work/root
 machine=k8sauth-systemd-$$
 nspawn=
