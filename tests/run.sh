@@ -22,7 +22,8 @@
 # The checks layer: src/build/checksrc.sh, docs/configuration.md against
 # the binary (make check-docs) and the man pages (test_man.sh).  The fuzz
 # layer runs every target of `make fuzz` for FUZZ_SECONDS (10) each; the
-# packaging layer builds and installs the .deb and checks the RPM (root).
+# packaging layer builds and installs the .deb, checks the RPM and boots the
+# .deb in a Debian 12 container under systemd (root; test_systemd.sh).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 PYTHON=${PYTHON:-python3}
@@ -213,6 +214,8 @@ run_packaging() {
 	    sh tests/packaging/test_deb.sh
 	run_counted packaging "packaging: the RPM" "" \
 	    sh tests/packaging/test_rpm.sh
+	run_counted packaging "packaging: the .deb under systemd (nspawn)" "" \
+	    sh tests/packaging/test_systemd.sh
 }
 
 # run_fuzz: each libFuzzer target of `make fuzz` for FUZZ_SECONDS from its
