@@ -33,7 +33,8 @@ soak  (SOAK_MINUTES, default 30)  two workers under a steady mixed load
 crash (CRASH_MINUTES, default 10; CRASH_EVERY seconds, default 120)
       write load (admin creates, updates and deletes of restrictions, each
       object owned by one driver thread so its last acknowledged state is
-      known); kill -9 of the server every CRASH_EVERY seconds, then
+      known; back to back in the second before a kill, so that writes are
+      in flight when it comes); kill -9 of the server every CRASH_EVERY seconds, then
       PRAGMA integrity_check on the database, a restart, and a check that
       every acknowledged write is there (a create present, the last
       acknowledged update's value, a delete absent); a write whose answer
@@ -513,6 +514,7 @@ class CrashRun:
         self.kills = 0
         self.checked = 0
         self.down = threading.Event()
+        self.burst = threading.Event()
         self.stop = threading.Event()
 
     def violation(self, msg):
@@ -592,7 +594,8 @@ class CrashRun:
                 time.sleep(0.05)
                 continue
             conn = self.write(n, conn, rng)
-            time.sleep(interval)
+            if not self.burst.is_set():
+                time.sleep(interval)
         if conn is not None:
             conn.close()
 
@@ -640,9 +643,13 @@ class CrashRun:
                    for n in range(self.threads)]
         for w in workers:
             w.start()
-        t_end = time.monotonic() + self.minutes * 60
-        while time.monotonic() + self.every <= t_end + 1:
-            time.sleep(self.every)
+        for _ in range(max(1, int(round(self.minutes * 60 / self.every)))):
+            # The last second before a kill, writes go back to back, so
+            # that some are in flight when it comes.
+            time.sleep(max(0.0, self.every - 1.0))
+            self.burst.set()
+            time.sleep(min(1.0, self.every))
+            self.burst.clear()
             self.down.set()
             self.srv.proc.send_signal(signal.SIGKILL)
             self.srv.proc.wait()
@@ -661,6 +668,31 @@ class CrashRun:
         self.stop.set()
         for w in workers:
             w.join(30)
+
+    def lose_one_write(self):
+        """Self-check of verify(): with the server down, delete one
+        acknowledged restriction straight from the database (a write the
+        store lost); verify() must name exactly that one.  Returns its id
+        (None when nothing is present)."""
+        for n in range(self.threads):
+            for oid, state in self.objs[n].items():
+                if state[0] == "present" and oid not in self.maybe[n]:
+                    break
+            else:
+                continue
+            break
+        else:
+            return None
+        self.srv.kill()
+        c = sqlite3.connect(self.srv.db, timeout=10)
+        try:
+            c.execute("PRAGMA foreign_keys=ON")
+            c.execute("DELETE FROM restrictions WHERE id = ?", (oid,))
+            c.commit()
+        finally:
+            c.close()
+        self.srv.start()
+        return oid
 
     def report(self):
         for msg in self.violations[:50]:
