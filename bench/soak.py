@@ -21,7 +21,8 @@ soak  (SOAK_MINUTES, default 30)  two workers under a steady mixed load
           cluster_unavailable / 504 cluster_timeout; validation 200; admin
           201/200/204) and no transport error;
         - every login 5xx traced to an injected fault of the cluster for the
-          same JWT (the cluster's log names the token id of each fault);
+          same JWT (the cluster's log names the token id of each fault): a
+          503 to an error Status or a reset, a 504 to a latency spike;
         - no token issued on a faulted review: for each JWT, the audit
           trail's successful logins (instance without cache) are at most the
           cluster's authenticated reviews of it;
@@ -119,7 +120,7 @@ class Stats:
         self.total = collections.Counter()
         self.lat = []
         self.violations = []
-        self.login_5xx = collections.Counter()     # jwt id -> count
+        self.login_5xx = collections.Counter()     # (jwt id, status)
         self.login_ok = collections.Counter()      # jwt id -> count
 
     def record(self, kind, status, reason, secs):
@@ -292,7 +293,7 @@ class SoakRun:
                 self.stats.violation("login %d with reason %r" % (
                     r.status, reason))
             with self.stats.lock:
-                self.stats.login_5xx[jid] += 1
+                self.stats.login_5xx[(jid, r.status)] += 1
 
     def validate(self, d):
         try:
@@ -383,8 +384,10 @@ class SoakRun:
         are = re.compile(r"token=(\w+) authenticated as ")
         for line in self.k8s.log_text().splitlines():
             m = fre.search(line)
-            if m and m.group(1) != "latency":
-                faults[m.group(2)] += 1
+            if m:
+                # 503 comes of an error or a reset, 504 of a delay.
+                code = 504 if m.group(1) == "latency" else 503
+                faults[(m.group(2), code)] += 1
             m = are.search(line)
             if m:
                 auth[m.group(1)] += 1
@@ -414,11 +417,13 @@ class SoakRun:
         v = self.stats.violation
         faults, auth = self.fault_log()
         audit_ok, audit_fail = self.audit_log()
-        self.fault_total = sum(faults.values())
-        for jid, n in self.stats.login_5xx.items():
-            if jid in self.plain_ids and n > faults[jid]:
-                v("%d login 5xx for JWT %s but only %d faults injected "
-                  "for it" % (n, jid, faults[jid]))
+        self.fault_total = sum(n for k, n in faults.items() if k[1] == 503)
+        self.spikes = sum(n for k, n in faults.items() if k[1] == 504)
+        for (jid, code), n in self.stats.login_5xx.items():
+            if n > faults[(jid, code)]:
+                v("%d login %d for JWT %s but only %d faults injected for "
+                  "it that could cause one" % (n, code, jid,
+                                               faults[(jid, code)]))
         for jid, n in audit_ok.items():
             if n > auth[jid]:
                 v("audit: %d tokens issued for JWT %s but the cluster "
@@ -450,9 +455,14 @@ class SoakRun:
               "(%d KiB), over %.1f %%" % (
                   drift * 100, ref["minute"], ref["rss_kib"],
                   last["minute"], last["rss_kib"], self.drift_max * 100))
-        if last["fds"] > ref["fds"] + 2:
-            v("open fds grew from %d (minute %g) to %d" % (
-                ref["fds"], ref["minute"], last["fds"]))
+        # fds move by a few with the connections open at the instant of
+        # the sample: flat = the last samples stay within what the
+        # first ones saw (+2).
+        ref_fds = max(r["fds"] for r in self.rows[:ref_i + 1])
+        end_fds = max(r["fds"] for r in self.rows[-max(1, ref_i):])
+        if end_fds > ref_fds + 2:
+            v("open fds grew from %d (up to minute %g) to %d" % (
+                ref_fds, ref["minute"], end_fds))
         if last["threads"] != ref["threads"]:
             v("threads changed from %d (minute %g) to %d" % (
                 ref["threads"], ref["minute"], last["threads"]))
@@ -476,8 +486,9 @@ class SoakRun:
         print("\n" + self.table() + "\n")
         print("soak: totals: " + ", ".join(
             "%s=%d" % kv for kv in sorted(t.items())))
-        print("soak: review cache: %s; faults injected (status+reset): %d"
-              % (self.cache_mode, self.fault_total))
+        print("soak: review cache: %s; faults injected: %d errors or "
+              "resets, %d latency spikes" % (self.cache_mode,
+                                             self.fault_total, self.spikes))
         if hasattr(self, "drift"):
             print("soak: RSS drift from minute %g to the end: %+.2f %%" % (
                 self.drift[0], self.drift[1] * 100))
