@@ -21,8 +21,10 @@ soak  (SOAK_MINUTES, default 30)  two workers under a steady mixed load
           cluster_unavailable / 504 cluster_timeout; validation 200; admin
           201/200/204) and no transport error;
         - every login 5xx traced to an injected fault of the cluster for the
-          same JWT (the cluster's log names the token id of each fault): a
-          503 to an error Status or a reset, a 504 to a latency spike;
+          same JWT while that login was in flight (the cluster's log names
+          the token id of each fault, with its time): a 503 to an error
+          Status or a reset, a 504 to a latency spike, each fault used
+          once;
         - no token issued on a faulted review: for each JWT, the audit
           trail's successful logins (instance without cache) are at most the
           cluster's authenticated reviews of it;
@@ -45,6 +47,7 @@ Exit status 0 when every check passed, 1 on a violation (listed), 2 on a
 set-up error.  The table of the samples is printed as Markdown.
 Python 3 standard library only.
 """
+import calendar
 import collections
 import hashlib
 import http.client
@@ -120,7 +123,7 @@ class Stats:
         self.total = collections.Counter()
         self.lat = []
         self.violations = []
-        self.login_5xx = collections.Counter()     # (jwt id, status)
+        self.login_5xx = []     # (jwt id, status, wall start, wall end)
         self.login_ok = collections.Counter()      # jwt id -> count
 
     def record(self, kind, status, reason, secs):
@@ -273,6 +276,7 @@ class SoakRun:
 
     def login(self, d, lg, jwt):
         kind = "login" if lg is self.plain else "login-cached"
+        w0 = time.time()
         r = d.timed(kind, (200, 503, 504), "POST", lg.path,
                     {"k8s_role": lg.role_name, "jwt": jwt}, token=None)
         if r is None:
@@ -293,7 +297,8 @@ class SoakRun:
                 self.stats.violation("login %d with reason %r" % (
                     r.status, reason))
             with self.stats.lock:
-                self.stats.login_5xx[(jid, r.status)] += 1
+                self.stats.login_5xx.append((jid, r.status, w0,
+                                             time.time()))
 
     def validate(self, d):
         try:
@@ -378,8 +383,9 @@ class SoakRun:
 
     # -- checks -------------------------------------------------------------
     def fault_log(self):
-        """jwt id -> injected faults, jwt id -> authenticated reviews."""
-        faults, auth = collections.Counter(), collections.Counter()
+        """(jwt id, status it causes) -> [times of the injected faults],
+        jwt id -> authenticated reviews."""
+        faults, auth = collections.defaultdict(list), collections.Counter()
         fre = re.compile(r"fault=random-(status|reset|latency) token=(\w+)")
         are = re.compile(r"token=(\w+) authenticated as ")
         for line in self.k8s.log_text().splitlines():
@@ -387,7 +393,10 @@ class SoakRun:
             if m:
                 # 503 comes of an error or a reset, 504 of a delay.
                 code = 504 if m.group(1) == "latency" else 503
-                faults[(m.group(2), code)] += 1
+                faults[(m.group(2), code)].append(
+                    calendar.timegm(time.strptime(line[:19],
+                                                  "%Y-%m-%dT%H:%M:%S")) +
+                    float(line[19:26]))
             m = are.search(line)
             if m:
                 auth[m.group(1)] += 1
@@ -417,13 +426,22 @@ class SoakRun:
         v = self.stats.violation
         faults, auth = self.fault_log()
         audit_ok, audit_fail = self.audit_log()
-        self.fault_total = sum(n for k, n in faults.items() if k[1] == 503)
-        self.spikes = sum(n for k, n in faults.items() if k[1] == 504)
-        for (jid, code), n in self.stats.login_5xx.items():
-            if n > faults[(jid, code)]:
-                v("%d login %d for JWT %s but only %d faults injected for "
-                  "it that could cause one" % (n, code, jid,
-                                               faults[(jid, code)]))
+        self.fault_total = sum(len(t) for k, t in faults.items()
+                               if k[1] == 503)
+        self.spikes = sum(len(t) for k, t in faults.items() if k[1] == 504)
+        # Each 5xx takes one fault of its JWT and kind injected while the
+        # login was in flight (1 s of slack for the clocks of the logs).
+        for jid, code, w0, w1 in sorted(self.stats.login_5xx,
+                                        key=lambda x: x[3]):
+            times = faults.get((jid, code), [])
+            hit = [t for t in times if w0 - 1 <= t <= w1 + 1]
+            if not hit:
+                v("login %d for JWT %s at %s: no fault injected for it "
+                  "while it was in flight" % (
+                      code, jid, time.strftime("%H:%M:%S",
+                                               time.gmtime(w1))))
+            else:
+                times.remove(hit[0])
         for jid, n in audit_ok.items():
             if n > auth[jid]:
                 v("audit: %d tokens issued for JWT %s but the cluster "
