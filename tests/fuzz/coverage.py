@@ -6,8 +6,9 @@ Each target built for source-based coverage (tests/fuzz/build-cov/, clang
 -fprofile-instr-generate -fcoverage-mapping, no sanitizers) runs once over
 its corpus tests/fuzz/corpus/NAME (-runs=0: every file once, nothing new);
 llvm-profdata merges the profile and llvm-cov exports it.  Printed per
-target: the line coverage of each source file it is meant to reach and the
-execution count of its parser functions (PARSERS below).  Exit status 1
+target: the line coverage of each source file it is meant to reach, and the
+execution count and code regions covered of its parser functions (PARSERS
+below; a function's own regions, not its callees').  Exit status 1
 when a parser function of a target was never executed (a target that does
 not reach its parser is a target that tests nothing), or a target could
 not be measured.  A target missing from PARSERS is measured against
@@ -42,7 +43,8 @@ PARSERS = {
     "jwt": (["jwt.c"], ["jwt_parse"]),
     "k8s_review": (["k8s_review.c"], ["k8s_review_parse"]),
     "keystone_token": (["keystone_token.c"], ["keystone_token_parse"]),
-    "keystone_revoke": (["keystone_revoke.c"], ["keystone_revoke_apply"]),
+    "keystone_revoke": (["keystone_revoke.c", "keystone.c"],
+                        ["keystone_revoke_matches", "keystone_parse_time"]),
     "policy": (["policy.c"], ["policy_authorize", "policy_login"]),
     "validate": (["validate.c"], ["validate_host", "validate_pem",
                                   "validate_role_name", "validate_globs"]),
@@ -83,7 +85,13 @@ def measure(name, binary):
     for fn in doc["functions"]:
         short = fn["name"].split(":")[-1]
         if any(os.path.dirname(x).endswith("src") for x in fn["filenames"]):
-            funcs[short] = funcs.get(short, 0) + fn["count"]
+            # regions: [line, col, end line, end col, count, file,
+            # expanded file, kind]; kind 0 is code.
+            code = [r for r in fn["regions"] if r[7] == 0 and r[5] == 0]
+            n, hit, cov = funcs.get(short, (0, 0, 0))
+            funcs[short] = (n + fn["count"],
+                            hit + sum(1 for r in code if r[4] > 0),
+                            cov + len(code))
     return files, funcs
 
 
@@ -115,8 +123,8 @@ def main():
                 bad += 1
         calls = []
         for fn in funcs:
-            n = got_funcs.get(fn, 0)
-            calls.append("%s x%d" % (fn, n))
+            n, hit, regions = got_funcs.get(fn, (0, 0, 0))
+            calls.append("%s x%d (%d/%d regions)" % (fn, n, hit, regions))
             if n == 0:
                 print("fuzz-coverage: %s: FAILED: %s never executed" %
                       (name, fn))
