@@ -29,9 +29,10 @@ soak  (SOAK_MINUTES, default 30)  two workers under a steady mixed load
           trail's successful logins (instance without cache) are at most the
           cluster's authenticated reviews of it;
         - RSS drift <= SOAK_RSS_DRIFT (5 %) between minute 5 (or the first
-          quarter, on short runs) and the end; fds and threads flat (the
-          last sample not above the reference one by more than 2 fds and
-          0 threads);
+          quarter, on short runs) and the end; fds flat (the last
+          samples' maximum at most 2 above the maximum up to the
+          reference sample: the count moves with the connections open at
+          the instant) and the thread count unchanged;
         - no sanitizer report in the logs, and a clean exit on SIGTERM.
 crash (CRASH_MINUTES, default 10; CRASH_EVERY seconds, default 120)
       write load (admin creates, updates and deletes of restrictions, each
