@@ -172,6 +172,7 @@ void			 fk_fault_release(struct evhttp_request *);
 cJSON			*fk_fault_describe(void);
 void			 fk_fault_shutdown(void);
 void			 fk_fault_review_as_set(struct evhttp_request *);
+void			 fk_fault_random_set(struct evhttp_request *);
 int			 fk_fault_review_as(struct evhttp_request *);
 
 #endif /* FAKE_K8S_H */

@@ -464,6 +464,9 @@ fk_control_route(struct evhttp_request *req, const char *path)
 	else if (strcmp(path, "faults/review_as") == 0 &&
 	    (cmd == EVHTTP_REQ_POST || cmd == EVHTTP_REQ_DELETE))
 		fk_fault_review_as_set(req);
+	else if (strcmp(path, "faults/random") == 0 &&
+	    (cmd == EVHTTP_REQ_POST || cmd == EVHTTP_REQ_DELETE))
+		fk_fault_random_set(req);
 	else if (strcmp(path, "faults") == 0 && cmd == EVHTTP_REQ_POST)
 		fk_fault_set(req);
 	else if (strcmp(path, "faults") == 0 && cmd == EVHTTP_REQ_DELETE)

@@ -8,6 +8,8 @@
  *   reset    the connection is closed with SO_LINGER 0 (an RST), no answer;
  *   hang     no answer at all, until the client gives up or the fault is
  *            cleared (then the connection is dropped);
+ * random faults (status, reset, latency with given probabilities, for
+ * soak tests) apply to the requests no fault above takes;
  * and "tamper" modes, where the real review runs and, when it
  * authenticates, fk_review.c alters the status it answers (a cluster
  * that is wrong or hostile, for the server's post-review checks):
@@ -25,6 +27,7 @@
 #include <sys/socket.h>
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -199,25 +202,96 @@ fk_fault_reason(long code, const char **message)
 	}
 }
 
-/* Answer with the injected error Status. */
+/* Answer with an injected error Status code (Retry-After when > 0). */
 static void
-fk_fault_status(struct evhttp_request *req)
+fk_fault_status(struct evhttp_request *req, long code, long retry_after,
+    const char *note)
 {
 	const char	*reason, *message;
 	cJSON		*details = NULL;
 	char		 ra[32];
 
-	reason = fk_fault_reason(fk_fault.status, &message);
-	if (fk_fault.retry_after > 0) {
-		snprintf(ra, sizeof ra, "%ld", fk_fault.retry_after);
+	reason = fk_fault_reason(code, &message);
+	if (retry_after > 0) {
+		snprintf(ra, sizeof ra, "%ld", retry_after);
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Retry-After", ra);
 		details = cJSON_CreateObject();
 		cJSON_AddNumberToObject(details, "retryAfterSeconds",
-		    (double)fk_fault.retry_after);
+		    (double)retry_after);
 	}
-	fk_http_reply_status(req, (int)fk_fault.status, reason, message,
-	    details, "fault=status");
+	fk_http_reply_status(req, (int)code, reason, message, details, note);
+}
+
+/*
+ * Random faults (POST /_test/faults/random), for soak tests: each
+ * TokenReview, when no fault above is set, is answered with an error
+ * Status with probability status_rate, reset with reset_rate, or delayed
+ * by latency_ms with latency_rate (independent draws, in that order).
+ * The log line names the fault and the reviewed token's id
+ * ("fault=random-status token=ID"), so a client's failures can be
+ * matched to the faults that caused them.
+ */
+struct fk_fault_random {
+	double	 status_rate, reset_rate, latency_rate;
+	long	 status, latency_ms;
+};
+static struct fk_fault_random	 fk_fault_rnd;
+
+/* A uniform draw in [0, 1). */
+static double
+fk_fault_draw(void)
+{
+	uint32_t	 u;
+
+	util_random_bytes(&u, sizeof u);
+	return ((double)u / 4294967296.0);
+}
+
+/* The log note of a random fault: its name and the token's id. */
+static char *
+fk_fault_random_note(struct evhttp_request *req, const char *what)
+{
+	cJSON		*body = NULL;
+	const cJSON	*tok;
+	char		*cause = NULL, *note, tid[9] = "none";
+
+	if (fk_http_body_json(req, &body, &cause) == 0) {
+		tok = cJSON_GetObjectItem(cJSON_GetObjectItem(body, "spec"),
+		    "token");
+		if (cJSON_IsString(tok))
+			log_secret_id(tok->valuestring, tid);
+	}
+	free(cause);
+	cJSON_Delete(body);
+	xasprintf(&note, "fault=random-%s token=%s", what, tid);
+	return (note);
+}
+
+/* Apply a random fault to req: 1 when it took the request over, else 0. */
+static int
+fk_fault_random_apply(struct evhttp_request *req)
+{
+	struct fk_fault_random	*f = &fk_fault_rnd;
+	char			*note;
+
+	if (f->status_rate > 0 && fk_fault_draw() < f->status_rate) {
+		note = fk_fault_random_note(req, "status");
+		fk_fault_status(req, f->status, 0, note);
+	} else if (f->reset_rate > 0 && fk_fault_draw() < f->reset_rate) {
+		note = fk_fault_random_note(req, "reset");
+		fk_http_log(req, 0, note);
+		fk_fault_park(req, FK_FAULT_RESET, 0, fk_fault_reset_cb);
+	} else if (f->latency_rate > 0 && fk_fault_draw() < f->latency_rate) {
+		note = fk_fault_random_note(req, "latency");
+		fk_http_log(req, 0, note);
+		fk_fault_park(req, FK_FAULT_LATENCY, f->latency_ms,
+		    fk_fault_latency_cb);
+	} else
+		return (0);
+	free(note);
+	fk_stats.faulted++;
+	return (1);
 }
 
 /*
@@ -233,7 +307,7 @@ fk_fault_apply(struct evhttp_request *req, enum fk_tamper *tamper)
 
 	*tamper = FK_TAMPER_NONE;
 	if (mode == FK_FAULT_NONE)
-		return (0);
+		return (fk_fault_random_apply(req));
 	if (fk_fault.count > 0 && --fk_fault.count == 0)
 		fk_fault.mode = FK_FAULT_NONE;
 	fk_stats.faulted++;
@@ -243,7 +317,8 @@ fk_fault_apply(struct evhttp_request *req, enum fk_tamper *tamper)
 		    fk_fault_latency_cb);
 		break;
 	case FK_FAULT_STATUS:
-		fk_fault_status(req);
+		fk_fault_status(req, fk_fault.status, fk_fault.retry_after,
+		    "fault=status");
 		break;
 	case FK_FAULT_RESET:
 		fk_http_log(req, 0, "fault=reset");
@@ -354,6 +429,60 @@ fk_fault_set(struct evhttp_request *req)
 	fk_http_reply_json(req, 200, fk_fault_describe(), NULL);
 }
 
+/* Read an optional rate member within [0, 1]; 0 or -1. */
+static int
+fk_fault_rate(const cJSON *body, const char *key, double *out)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(body, key);
+
+	if (v == NULL)
+		return (0);
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 &&
+	    v->valuedouble <= 1))
+		return (-1);
+	*out = v->valuedouble;
+	return (0);
+}
+
+/*
+ * POST /_test/faults/random {"status_rate", "status"=503, "reset_rate",
+ * "latency_rate", "latency_ms"=1000}: set the random faults (rates in
+ * [0, 1]; all zero turns them off).  DELETE /_test/faults/random or
+ * /_test/faults clears them.
+ */
+void
+fk_fault_random_set(struct evhttp_request *req)
+{
+	struct fk_fault_random	 f = { 0, 0, 0, 503, 1000 };
+	cJSON			*body = NULL, *o;
+	char			*cause = NULL;
+
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST &&
+	    (fk_http_body_json(req, &body, &cause) != 0 ||
+	    fk_fault_rate(body, "status_rate", &f.status_rate) ||
+	    fk_fault_rate(body, "reset_rate", &f.reset_rate) ||
+	    fk_fault_rate(body, "latency_rate", &f.latency_rate) ||
+	    fk_fault_long(body, "status", 100, 599, &f.status) ||
+	    fk_fault_long(body, "latency_ms", 0, 3600000, &f.latency_ms))) {
+		fk_http_reply_status(req, 400, "BadRequest", cause != NULL ?
+		    cause : "status_rate, reset_rate and latency_rate must be "
+		    "numbers in [0, 1]; status and latency_ms integers in "
+		    "range", NULL, NULL);
+		free(cause);
+		cJSON_Delete(body);
+		return;
+	}
+	cJSON_Delete(body);
+	fk_fault_rnd = f;
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "status_rate", f.status_rate);
+	cJSON_AddNumberToObject(o, "status", (double)f.status);
+	cJSON_AddNumberToObject(o, "reset_rate", f.reset_rate);
+	cJSON_AddNumberToObject(o, "latency_rate", f.latency_rate);
+	cJSON_AddNumberToObject(o, "latency_ms", (double)f.latency_ms);
+	fk_http_reply_json(req, 200, o, NULL);
+}
+
 /* Drop every hung request's connection (latency ones are left to run). */
 static void
 fk_fault_drop_hung(void)
@@ -377,6 +506,7 @@ fk_fault_clear(struct evhttp_request *req)
 {
 	fk_fault.mode = FK_FAULT_NONE;
 	fk_fault.count = -1;
+	memset(&fk_fault_rnd, 0, sizeof fk_fault_rnd);
 	fk_fault_review_as_clear();
 	fk_fault_drop_hung();
 	fk_http_reply_json(req, 200, fk_fault_describe(), NULL);

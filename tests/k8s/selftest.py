@@ -846,6 +846,30 @@ def test_anonymous(d):
         check(rc == 0, "second instance exits 0 (%s)" % rc)
 
 
+def test_random_faults(srv, rt, tok):
+    """Random faults: rate 1 always faults, 0 never; bad rates: 400."""
+    st, _, _ = srv.post("/_test/faults/random", {"status_rate": 1.5})
+    check(st == 400, "random fault rate above 1: 400")
+    st, _, doc = srv.post("/_test/faults/random", {"status_rate": 1,
+                                                   "status": 500})
+    check(st == 200 and doc.get("status_rate") == 1, "set random faults")
+    st, _, doc = srv.review(rt, tok, ["keystone"])
+    check(st == 500 and doc.get("reason") == "InternalError",
+          "random status fault at rate 1: %s %s" % (st, doc))
+    srv.post("/_test/faults/random", {"reset_rate": 1})
+    res = tcp_outcome(srv, rt)
+    check(res == "reset", "random reset fault at rate 1 (%s)" % res)
+    srv.post("/_test/faults/random", {"latency_rate": 1, "latency_ms": 300})
+    t0 = time.monotonic()
+    st, _, _ = srv.review(rt, tok, ["keystone"])
+    check(st == 201 and time.monotonic() - t0 >= 0.28,
+          "random latency fault at rate 1")
+    st, _, _ = srv.request("DELETE", "/_test/faults/random")
+    check(st == 200, "clear random faults")
+    st, _, _ = srv.review(rt, tok, ["keystone"])
+    check(st == 201, "no random fault after clearing")
+
+
 def main():
     if not os.access(BIN, os.X_OK):
         print("selftest: %s is not built (make tests/k8s/fake-k8s)" % BIN)
@@ -868,6 +892,7 @@ def main():
             test_bad_bodies(srv, rt)
             test_stats(srv, rt, tok)
             test_faults(srv, rt, tok)
+            test_random_faults(srv, rt, tok)
             test_tamper(srv, rt, tok)
             test_keepalive(srv, rt, tok)
             # Leave one request hanging and one delayed: exit must still
