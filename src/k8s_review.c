@@ -494,3 +494,22 @@ k8s_review_cancel(struct k8s_review *rv)
 	}
 	free(rv);
 }
+
+/*
+ * The bearer and CA a request to an instance's API server other than the
+ * TokenReview uses (jwks_cache.c's OIDC discovery): the same choice as
+ * k8s_review_start's, so the same credential goes to the same place.
+ * Both are allocated (*ca may be NULL: the system store).
+ */
+void
+k8s_review_credentials(const struct config *cfg, const struct instance *inst,
+    const char *jwt, char **bearer, char **ca)
+{
+	*bearer = k8s_review_bearer(cfg, inst, jwt);
+	*ca = NULL;
+	if (inst->ca_cert != NULL)
+		*ca = xstrdup(inst->ca_cert);
+	else if (!inst->disable_local_ca_jwt)
+		*ca = k8s_local_get(&k8s_local_ca, cfg->k8s_local_sa_dir,
+		    "ca.crt");
+}

@@ -148,6 +148,8 @@ struct config {
 	int k8s_allow_legacy_tokens;
 	int k8s_allow_insecure_http;
 	long k8s_max_concurrent_reviews;
+	long k8s_jwks_refresh_interval;
+	long k8s_jwks_max_age;
 	char *k8s_allowed_hosts;
 	char *k8s_proxy;
 	/* [policy] */
@@ -217,7 +219,7 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define STORE_INSTANCE_COLUMNS                                          \
 	"id, domain_id, name, host, ca_cert, "                          \
 	"reviewer_jwt_enc, disable_local_ca_jwt, enabled, created_at, " \
-	"updated_at, host_admin"
+	"updated_at, host_admin, jwt_signature, jwks, issuer"
 #define STORE_ROLE_COLUMNS                                               \
 	"id, auth_instance_id, domain_id, name, "                        \
 	"enabled, bound_sa_names, bound_sa_namespaces, bound_audience, " \
@@ -229,14 +231,14 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define DB_STATEMENTS(X)                                                       \
 	X(DB_INSTANCE_INSERT,                                                  \
 	    "INSERT INTO instances (" STORE_INSTANCE_COLUMNS ") VALUES "       \
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                  \
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")   \
 	X(DB_INSTANCE_GET,                                                     \
 	    "SELECT " STORE_INSTANCE_COLUMNS " FROM instances WHERE id = ?1")  \
 	X(DB_INSTANCE_UPDATE,                                                  \
 	    "UPDATE instances SET domain_id = ?2, "                            \
 	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, "      \
 	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10, "      \
-	    "host_admin = ?11 "                                                \
+	    "host_admin = ?11, jwt_signature = ?12, jwks = ?13, issuer = ?14 " \
 	    "WHERE id = ?1")                                                   \
 	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")           \
 	X(DB_ROLE_INSERT,                                                      \
@@ -323,6 +325,9 @@ struct instance {
 	char created_at[TIMESTAMP_LEN + 1];
 	char updated_at[TIMESTAMP_LEN + 1];
 	int host_admin; /* host set by an admin: no allowed_hosts check */
+	int jwt_signature_skip; /* jwt_signature "skip" (default "verify") */
+	char *jwks;             /* JWKS JSON text, NULL: discover */
+	char *issuer;           /* expected iss, NULL: discovery's or any */
 };
 struct role {
 	char id[ID_LEN + 1];
@@ -719,6 +724,10 @@ int fernet_methods_mask(const char *, const char *, uint64_t *, char **);
 /* jwt.c -- service-account JWTs: structure and claims, no signature trust */
 struct jwt {
 	char *alg;
+	char *kid;          /* NULL when absent */
+	size_t signing_len; /* header.claims: the token's first bytes */
+	unsigned char *sig; /* the decoded signature */
+	size_t siglen;
 	int has_exp, has_nbf, has_iat;
 	double exp, nbf, iat;
 	struct strlist aud;
@@ -738,6 +747,35 @@ int jwt_parse(const char *, size_t, size_t, struct jwt **, char **);
 void jwt_free(struct jwt *);
 int jwt_has_audience(const struct jwt *, const char *);
 int glob_match_any(const struct strlist *, const char *);
+
+/* jwks.c -- JSON Web Key Sets, RS256/ES256 signature verification */
+#define JWKS_RSA_MIN_BITS 2048
+enum jwks_kty { JWKS_KTY_RSA, JWKS_KTY_EC };
+enum jwks_verdict { JWKS_OK, JWKS_BAD, JWKS_NO_KEY };
+struct jwks_set;
+struct jwks_set *jwks_parse(const char *, size_t, int, char **);
+struct jwks_set *jwks_set_ref(struct jwks_set *);
+void jwks_set_unref(struct jwks_set *);
+size_t jwks_set_count(const struct jwks_set *);
+int jwks_set_has_kid(const struct jwks_set *, const char *);
+enum jwks_verdict jwks_verify(const struct jwks_set *, const char *,
+    const char *, const void *, size_t, const unsigned char *, size_t);
+
+/* jwks_cache.c -- per-instance signing keys: discovery, cache, login step */
+enum jwks_check_result {
+	JWKS_CHECK_PASS,   /* go on to the TokenReview */
+	JWKS_CHECK_REFUSE, /* *reason and *msg say why: no review */
+	JWKS_CHECK_WAIT    /* keys being fetched: the callback goes on */
+};
+struct jwks_wait;
+typedef void (*jwks_wait_cb)(void *);
+enum jwks_check_result jwks_check(struct worker *, const struct config *,
+    const struct instance *, const char *, const struct jwt *, jwks_wait_cb,
+    void *, struct jwks_wait **, enum reason *, char **);
+void jwks_wait_cancel(struct jwks_wait *);
+void jwks_forget(const char *);
+cJSON *jwks_status_json(const struct config *);
+void jwks_metrics_render(struct evbuffer *);
 
 /* outbound.c -- where the server may connect (API.md §7) */
 struct outbound_rules;
@@ -829,6 +867,8 @@ struct k8s_review *k8s_review_start(struct worker *, const struct config *,
 void k8s_review_cancel(struct k8s_review *);
 void k8s_review_parse(long, const char *, size_t, struct k8s_review_outcome *);
 void k8s_review_outcome_clear(struct k8s_review_outcome *);
+void k8s_review_credentials(const struct config *, const struct instance *,
+    const char *, char **, char **);
 
 /* k8s_name.c -- Kubernetes names (DNS-1123 label and subdomain) */
 int k8s_name_label(const char *);

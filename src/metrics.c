@@ -395,5 +395,6 @@ metrics_render(const struct config *cfg, time_t started)
 	    atomic_load(&metrics_policy_errors));
 	metrics_render_keystone(b);
 	metrics_render_keys(b);
+	jwks_metrics_render(b);
 	return (http_buffer_string(b));
 }
