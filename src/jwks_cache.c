@@ -373,11 +373,12 @@ jwks_discovery_cb(const struct fetch_result *res, void *arg)
 {
 	struct jwks_fetch *f = arg;
 	char *msg = NULL, *uri = NULL, *cause = NULL;
+	enum jwks_fetch_outcome o;
 
 	f->t = NULL;
 	if (res->error != FETCH_OK || res->status != 200) {
-		jwks_fetch_end(f, jwks_fetch_error(res, "OIDC discovery", &msg),
-		    NULL, msg);
+		o = jwks_fetch_error(res, "OIDC discovery", &msg);
+		jwks_fetch_end(f, o, NULL, msg);
 	} else if (jwks_discovery_parse(f, res->body, res->bodylen, &uri,
 		       &msg) != 0)
 		jwks_fetch_end(f, JWKS_FETCH_INVALID, NULL, msg);
