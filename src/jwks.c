@@ -24,6 +24,7 @@
  * only read it).  Error causes are fixed strings or name a key's index and
  * kid, never key material.  Pure computation on the caller's thread.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,6 +382,17 @@ jwks_ecdsa_der(const unsigned char *sig, size_t siglen, size_t *derlen)
 	return (der);
 }
 
+static pthread_once_t jwks_md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *jwks_md_sha256;
+
+/* Fetch SHA-256 once: a fetch by name per verification costs a lookup. */
+static void
+jwks_md_init(void)
+{
+	if ((jwks_md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		fatalx("jwks: SHA256 is not available");
+}
+
 /* Verify sig over input with one key; 1 when it holds. */
 static int
 jwks_verify_key(const struct jwks_key *k, const void *input, size_t inlen,
@@ -398,10 +410,11 @@ jwks_verify_key(const struct jwks_key *k, const void *input, size_t inlen,
 		siglen = derlen;
 	} else if (siglen != (size_t)EVP_PKEY_get_size(k->pkey))
 		return (0);
+	pthread_once(&jwks_md_once, jwks_md_init);
 	if ((md = EVP_MD_CTX_new()) == NULL)
 		fatalx("jwks: out of memory");
-	if (EVP_DigestVerifyInit_ex(md, NULL, "SHA256", NULL, NULL, k->pkey,
-		NULL) == 1 &&
+	if (EVP_DigestVerifyInit(md, NULL, jwks_md_sha256, NULL, k->pkey) ==
+		1 &&
 	    EVP_DigestVerify(md, sig, siglen, input, inlen) == 1)
 		ok = 1;
 	EVP_MD_CTX_free(md);
