@@ -20,9 +20,11 @@
  * unknown kid, at most once per jwks_refresh_interval (which also spaces
  * the retries after a failed fetch).  A failed refresh keeps the keys
  * already held.  jwks_forget() drops an instance's entry (the admin API
- * calls it when host, ca_cert, reviewer, jwks, issuer or jwt_signature
- * change and on delete); a fetch that started before is recognised by the
- * entry's generation and its result dropped.
+ * calls it on every update, so host, ca_cert, reviewer, jwks, issuer and
+ * jwt_signature changes all count, and on delete); a fetch that started
+ * before is recognised by the entry's generation and its result dropped.
+ * At most JWKS_MAX_ENTRIES instances are cached; beyond, logins go on
+ * with the TokenReview alone (no_keys).
  *
  * Waiting: a login that needs keys the cache does not hold waits for the
  * fetch (bounded by two fetch timeouts, discovery then JWKS, and by the
@@ -124,6 +126,7 @@ static pthread_mutex_t jwks_lock = PTHREAD_MUTEX_INITIALIZER;
 static LIST_HEAD(, jwks_entry) jwks_entries = LIST_HEAD_INITIALIZER(
     jwks_entries);
 static size_t jwks_nentries;
+static uint64_t jwks_generation;
 static __thread LIST_HEAD(, jwks_fetch) jwks_inflight;
 
 /* Count a signature outcome. */
@@ -133,9 +136,9 @@ jwks_count_sig(enum jwks_sig_outcome o)
 	atomic_fetch_add_explicit(&jwks_sig_counts[o], 1, memory_order_relaxed);
 }
 
-/* The entry of an instance, created when absent; jwks_lock held. */
+/* The entry of an instance, or NULL; jwks_lock held. */
 static struct jwks_entry *
-jwks_entry_get(const char *id)
+jwks_entry_find(const char *id)
 {
 	struct jwks_entry *e;
 
@@ -144,32 +147,34 @@ jwks_entry_get(const char *id)
 		if (strcmp(e->id, id) == 0)
 			return (e);
 	}
+	return (NULL);
+}
+
+/*
+ * The entry of an instance, created when absent (NULL when the table is
+ * full); jwks_lock held.  Generations are process-wide, so a fetch that
+ * started for a forgotten entry never matches its successor.
+ */
+static struct jwks_entry *
+jwks_entry_get(const char *id)
+{
+	struct jwks_entry *e;
+
+	if ((e = jwks_entry_find(id)) != NULL)
+		return (e);
 	if (jwks_nentries >= JWKS_MAX_ENTRIES)
 		return (NULL);
 	e = xcalloc(1, sizeof *e);
 	snprintf(e->id, sizeof e->id, "%s", id);
+	e->gen = ++jwks_generation;
 	LIST_INSERT_HEAD(&jwks_entries, e, link);
 	jwks_nentries++;
 	return (e);
 }
 
-/* Empty an entry (keys, issuer, state) and bump its generation. */
-static void
-jwks_entry_reset(struct jwks_entry *e)
-{
-	jwks_set_unref(e->keys);
-	e->keys = NULL;
-	free(e->source);
-	free(e->issuer);
-	free(e->error);
-	e->source = e->issuer = e->error = NULL;
-	e->fetched_at = e->attempt_at = 0;
-	e->gen++;
-}
-
 /*
- * Drop what is cached for an instance (its trust anchor changed or it was
- * deleted).  A fetch in flight for it will not store its result.
+ * Drop what is cached for an instance (it was updated or deleted).  A
+ * fetch in flight for it will not store its result.
  */
 void
 jwks_forget(const char *id)
@@ -177,10 +182,14 @@ jwks_forget(const char *id)
 	struct jwks_entry *e;
 
 	pthread_mutex_lock(&jwks_lock);
-	LIST_FOREACH(e, &jwks_entries, link)
-	{
-		if (strcmp(e->id, id) == 0)
-			jwks_entry_reset(e);
+	if ((e = jwks_entry_find(id)) != NULL) {
+		LIST_REMOVE(e, link);
+		jwks_nentries--;
+		jwks_set_unref(e->keys);
+		free(e->source);
+		free(e->issuer);
+		free(e->error);
+		free(e);
 	}
 	pthread_mutex_unlock(&jwks_lock);
 }
@@ -193,7 +202,7 @@ jwks_store(struct jwks_fetch *f, struct jwks_set *keys, const char *error)
 	double now = util_now();
 
 	pthread_mutex_lock(&jwks_lock);
-	e = jwks_entry_get(f->id);
+	e = jwks_entry_find(f->id);
 	if (e != NULL && e->gen == f->gen) {
 		e->attempt_at = now;
 		free(e->error);

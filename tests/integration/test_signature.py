@@ -181,6 +181,9 @@ def test_wrong_issuer():
     L.ok(L.jwt())
     L.patch_instance(issuer=None)
     L.ok(L.jwt())
+    check(readyz_jwks(L.iid) is not None, "keys cached for the instance")
+    SRV.ok("DELETE", "/v4/k8s_auth/instances/%s" % L.iid, status=204)
+    eq(readyz_jwks(L.iid), None, "keys of a deleted instance")
 
 
 def test_unknown_kid_after_rotation_one_refresh():
