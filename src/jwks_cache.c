@@ -401,6 +401,38 @@ jwks_discovery_cb(const struct fetch_result *res, void *arg)
 	free(cause);
 }
 
+static pthread_once_t jwks_key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t jwks_thread_key;
+
+/*
+ * A worker thread ends: free the fetches it still had in flight that no
+ * login waits for (their transfers are freed, without callbacks, by
+ * fetch_destroy).  One with waiters is left alone: a login may still
+ * cancel its wait while the worker is torn down.
+ */
+static void
+jwks_thread_end(void *unused)
+{
+	struct jwks_fetch *f, *next;
+
+	(void)unused;
+	for (f = LIST_FIRST(&jwks_inflight); f != NULL; f = next) {
+		next = LIST_NEXT(f, link);
+		if (TAILQ_EMPTY(&f->waiters)) {
+			LIST_REMOVE(f, link);
+			jwks_fetch_free(f);
+		}
+	}
+}
+
+/* Create the key whose destructor is jwks_thread_end. */
+static void
+jwks_key_init(void)
+{
+	if (pthread_key_create(&jwks_thread_key, jwks_thread_end) != 0)
+		fatalx("jwks: pthread_key_create failed");
+}
+
 /* The fetch of this thread for an instance, or NULL. */
 static struct jwks_fetch *
 jwks_fetch_find(const char *id)
@@ -433,6 +465,8 @@ jwks_fetch_start(struct worker *w, const struct config *cfg,
 	f->origin.host_admin = inst->host_admin;
 	TAILQ_INIT(&f->waiters);
 	LIST_INSERT_HEAD(&jwks_inflight, f, link);
+	pthread_once(&jwks_key_once, jwks_key_init);
+	pthread_setspecific(jwks_thread_key, f); /* non-NULL: destructor runs */
 	k8s_review_credentials(cfg, inst, jwt, &f->bearer, &f->ca);
 	while (hlen > 0 && inst->host[hlen - 1] == '/')
 		hlen--;
