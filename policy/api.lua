@@ -29,8 +29,9 @@
 --   * on a protected instance (target.instance.protected: one of its
 --     roles binds a restriction granting a non-delegable role) nobody but
 --     admin may change host, ca_cert, token_reviewer_jwt,
---     disable_local_ca_jwt or jwks (target.changed lists what an update
---     changes); denials start with "instance_protected: ";
+--     disable_local_ca_jwt, jwks, issuer or jwt_signature (the last
+--     three decide which JWTs are reviewed at all; target.changed lists
+--     what an update changes); denials start with "instance_protected: ";
 --   * an update must not move an object to another domain (or a role to
 --     another instance).
 --   * token:validate: admin, the "service" role, or the token's own user.
@@ -99,7 +100,8 @@ end
 -- The fields of an instance that make its trust anchor: who controls
 -- them decides which identities the cluster vouches for.
 local ANCHOR_FIELDS = { "host", "ca_cert", "token_reviewer_jwt",
-	"token_reviewer_jwt_set", "disable_local_ca_jwt", "jwks" }
+	"token_reviewer_jwt_set", "disable_local_ca_jwt", "jwks", "issuer",
+	"jwt_signature" }
 
 -- Is one role of a restriction something a non-admin may grant?  True,
 -- or false and the reason (naming the role).

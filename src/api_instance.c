@@ -13,6 +13,11 @@
  * check.  Changing host or ca_cert without a new token_reviewer_jwt
  * clears the stored one: the credential follows the trust anchor.  An
  * update is decided with target.instance.protected (role_facts.c).
+ * jwt_signature, jwks and issuer (API.md §8) decide which JWTs are even
+ * reviewed, so the policy counts them with the trust anchor (admin only
+ * on a protected instance); a jwks is parsed on write (strict: every key
+ * usable, RSA >= 2048 bits, EC P-256) and the keys cached for an
+ * instance are dropped whenever it is updated or deleted (jwks_forget).
  *
  * Runs on a worker thread; the only blocking calls are short SQLite
  * reads and writes through the store.
@@ -22,9 +27,12 @@
 
 #include "k8sauth.h"
 
+#define API_INSTANCE_MAX_JWKS (64 * 1024)
+
 static const char *const instance_writable[] = { "domain_id", "name", "host",
 	"ca_cert", "token_reviewer_jwt", "disable_local_ca_jwt", "enabled",
-	"service_account_annotations", NULL };
+	"service_account_annotations", "jwt_signature", "jwks", "issuer",
+	NULL };
 static const char *const instance_read_only[] = { "id", "created_at",
 	"updated_at", "token_reviewer_jwt_set", NULL };
 static const char *const instance_immutable[] = { "id", "domain_id", NULL };
@@ -51,6 +59,10 @@ api_instance_json(const struct instance *in)
 	cJSON_AddBoolToObject(o, "enabled", in->enabled);
 	cJSON_AddBoolToObject(o, "service_account_annotations",
 	    in->service_account_annotations);
+	cJSON_AddStringToObject(o, "jwt_signature",
+	    in->jwt_signature_skip ? "skip" : "verify");
+	json_add_string_or_null(o, "jwks", in->jwks);
+	json_add_string_or_null(o, "issuer", in->issuer);
 	json_add_string_or_null(o, "created_at", api_or_null(in->created_at));
 	json_add_string_or_null(o, "updated_at", api_or_null(in->updated_at));
 	return (o);
@@ -75,6 +87,46 @@ api_instance_jwt(const cJSON *body, size_t max, struct instance *in,
 }
 
 /*
+ * The signature fields: jwt_signature "verify" | "skip", jwks (parsed,
+ * strict) and issuer.  0, or -1 with a cause naming the field.
+ */
+static int
+api_instance_signature(const cJSON *body, struct instance *in, char **cause)
+{
+	struct jwks_set *keys;
+	char *mode = NULL, *why = NULL;
+	int rc;
+
+	rc = json_get_string(body, "jwt_signature", 1, 16, 0, &mode, cause);
+	if (rc == -1)
+		return (-1);
+	if (rc == JSON_SET && strcmp(mode, "verify") != 0 &&
+	    strcmp(mode, "skip") != 0) {
+		*cause =
+		    xstrdup("jwt_signature must be \"verify\" or \"skip\"");
+		free(mode);
+		return (-1);
+	}
+	if (rc == JSON_SET)
+		in->jwt_signature_skip = strcmp(mode, "skip") == 0;
+	free(mode);
+	if (json_get_string(body, "jwks", 2, API_INSTANCE_MAX_JWKS, 1,
+		&in->jwks, cause) == -1 ||
+	    json_get_string(body, "issuer", 1, 1024, 1, &in->issuer, cause) ==
+		-1)
+		return (-1);
+	if (in->jwks == NULL)
+		return (0);
+	if ((keys = jwks_parse(in->jwks, strlen(in->jwks), 1, &why)) == NULL) {
+		xasprintf(cause, "jwks: %s", why);
+		free(why);
+		return (-1);
+	}
+	jwks_set_unref(keys);
+	return (0);
+}
+
+/*
  * Copy the fields present in body onto in (types and lengths checked),
  * then check host and ca_cert.  0, or -1 with a cause naming the field
  * (fuzzed by tests/fuzz/fuzz_admin_body.c).
@@ -95,7 +147,8 @@ api_instance_apply(const struct config *cfg, const cJSON *body,
 		&in->disable_local_ca_jwt, cause) == -1 ||
 	    json_get_bool(body, "enabled", &in->enabled, cause) == -1 ||
 	    json_get_bool(body, "service_account_annotations",
-		&in->service_account_annotations, cause) == -1)
+		&in->service_account_annotations, cause) == -1 ||
+	    api_instance_signature(body, in, cause) == -1)
 		return (-1);
 	if (in->host == NULL) {
 		*cause = xstrdup("host is required");
@@ -262,6 +315,7 @@ api_instance_save(struct request *r, struct instance *in, int create)
 	api_log_change(r,
 	    create ? "k8s_auth:instance:create" : "k8s_auth:instance:update",
 	    in->id);
+	jwks_forget(in->id); /* keys follow host, CA, reviewer and jwks */
 	if (!create) {
 		api_reply_object(r, "instance", api_instance_json(in));
 		return;
@@ -430,6 +484,7 @@ api_instance_delete(struct request *r)
 	    api_target("instance", api_instance_json(in), NULL, NULL, NULL);
 	api_delete(r, "k8s_auth:instance:delete", "instance", in->id,
 	    store_instance_delete, target);
+	jwks_forget(in->id);
 	cJSON_Delete(target);
 	instance_free(in);
 }

@@ -5,6 +5,8 @@
  *   0. the client address is not throttled              (throttle.c)
  *   1. instance and role exist and are enabled          (login_start)
  *   2. cheap local JWT checks: structure, time, audience, bounds
+ *   2b. the JWT's signature and issuer, with the cluster's keys; waits
+ *      while they are fetched                          (jwks_cache.c)
  *   3. TokenReview, asynchronous                        (k8s_review.c)
  *   4. the review's identity re-checked against JWT and bounds
  *   4b. when the role's bound_namespace_selector or the login policy's
@@ -38,6 +40,8 @@ struct login {
 	struct role *role;
 	struct jwt *jwt;
 	struct k8s_review *review;
+	struct jwks_wait *keys_wait;       /* step 2b waiting for keys */
+	char *token;                       /* the JWT (secret: wiped) */
 	struct keystone_check *check;      /* step 6a in flight */
 	struct k8s_review_outcome outcome; /* kept during step 6a */
 	struct restriction *rs;            /* kept during step 6a */
@@ -52,7 +56,6 @@ struct login {
 	/* step 4b: what to read, the JWT for the bearer, what was read */
 	int policy_needs; /* POLICY_NEED_* of login.lua at the start */
 	int need_ns, need_sa;
-	char *jwt_raw;
 	struct k8s_object *object;
 	cJSON *ns_labels;
 	cJSON *sa_annotations;
@@ -105,6 +108,7 @@ login_done(struct login *l)
 	instance_free(l->inst);
 	role_free(l->role);
 	jwt_free(l->jwt);
+	freezero_str(l->token);
 	free(l->role_name);
 	k8s_review_outcome_clear(&l->outcome);
 	if (l->rs != NULL)
@@ -112,7 +116,6 @@ login_done(struct login *l)
 	free(l->pod);
 	free(l->node);
 	cJSON_Delete(l->policy_audit);
-	freezero_str(l->jwt_raw);
 	cJSON_Delete(l->ns_labels);
 	cJSON_Delete(l->sa_annotations);
 	free(l);
@@ -668,7 +671,7 @@ login_objects(struct login *l)
 		    ? K8S_OBJECT_NAMESPACE
 		    : K8S_OBJECT_SERVICE_ACCOUNT;
 		l->object =
-		    k8s_object_get(l->r->worker, l->r->cfg, l->inst, l->jwt_raw,
+		    k8s_object_get(l->r->worker, l->r->cfg, l->inst, l->token,
 			kind, o->namespace, o->name, login_object_cb, l, &oo);
 		if (l->object != NULL)
 			return; /* login_object_cb goes on */
@@ -737,6 +740,8 @@ login_cancel(struct request *r)
 	l->review = NULL;
 	k8s_object_cancel(l->object);
 	l->object = NULL;
+	jwks_wait_cancel(l->keys_wait);
+	l->keys_wait = NULL;
 	keystone_check_cancel(l->check);
 	l->check = NULL;
 	http_reply_reason(r, REASON_cluster_timeout,
@@ -754,6 +759,8 @@ login_gone(struct request *r)
 	l->review = NULL;
 	k8s_object_cancel(l->object);
 	l->object = NULL;
+	jwks_wait_cancel(l->keys_wait);
+	l->keys_wait = NULL;
 	keystone_check_cancel(l->check);
 	l->check = NULL;
 	http_reply_reason(r, REASON_client_gone, "the client disconnected");
@@ -854,20 +861,13 @@ login_lookup(struct login *l)
 /*
  * Step 4b may read the namespace (the role has a selector, or the login
  * policy needs "namespace") or the service account (the instance exposes
- * annotations and the policy needs "service_account").  Only then is the
- * JWT kept: it may be the bearer of those reads (API.md §1).
+ * annotations and the policy needs "service_account").  The JWT (kept in
+ * l->token for the whole login) may be the bearer of those reads (API.md §1).
  */
 static void
-login_needs(struct login *l, const char *jwt)
+login_needs(struct login *l)
 {
-	int needs = policy_login_needs(l->r->worker->policy);
-
-	l->policy_needs = needs;
-	if (l->role->bound_namespace_selector != NULL ||
-	    (needs & POLICY_NEED_NAMESPACE) != 0 ||
-	    (l->inst->service_account_annotations &&
-		(needs & POLICY_NEED_SERVICE_ACCOUNT) != 0))
-		l->jwt_raw = xstrdup(jwt);
+	l->policy_needs = policy_login_needs(l->r->worker->policy);
 }
 
 /*
@@ -891,50 +891,95 @@ login_throttled(struct login *l)
 	return (-1);
 }
 
+/* Step 3: start the TokenReview; 0 (in flight) or -1 (replied). */
+static int
+login_start_review(struct login *l)
+{
+	struct request *r = l->r;
+	struct k8s_review_outcome o;
+
+	l->review = k8s_review_start(r->worker, r->cfg, l->inst, l->token,
+	    l->role->bound_audience, login_review_cb, l, &o);
+	if (l->review != NULL)
+		return (0);
+	http_set_header(r, "Retry-After",
+	    o.retry_after != NULL ? o.retry_after : "1");
+	login_refuse(l, o.reason, "%s", o.message);
+	k8s_review_outcome_clear(&o);
+	return (-1);
+}
+
+static void login_keys_cb(void *);
+
+/*
+ * Steps 2b and 3: the signature (jwks_cache.c), then the review.  0 when
+ * something is in flight (keys or review), -1 after replying.
+ */
+static int
+login_continue(struct login *l)
+{
+	struct request *r = l->r;
+	enum reason reason = REASON_NONE;
+	char *msg = NULL;
+
+	switch (jwks_check(r->worker, r->cfg, l->inst, l->token, l->jwt,
+	    login_keys_cb, l, &l->keys_wait, &reason, &msg)) {
+	case JWKS_CHECK_WAIT:
+		return (0);
+	case JWKS_CHECK_REFUSE:
+		login_refuse(l, reason, "%s", msg);
+		free(msg);
+		return (-1);
+	default:
+		return (login_start_review(l));
+	}
+}
+
+/* The keys step 2b waited for are in (or not): look again. */
+static void
+login_keys_cb(void *arg)
+{
+	struct login *l = arg;
+
+	l->keys_wait = NULL; /* jwks_cache.c frees it after this call */
+	if (login_continue(l) != 0)
+		login_done(l);
+}
+
 /* POST /v4/k8s_auth/instances/{id}/auth */
 void
 api_login(struct request *r)
 {
 	const struct config *cfg = r->cfg;
-	struct k8s_review_outcome o;
 	struct login *l;
-	char *jwt = NULL, *cause = NULL;
+	char *cause = NULL;
 
 	l = xcalloc(1, sizeof *l);
 	l->r = r;
 	http_ref(r); /* dropped by login_done */
 	if (login_throttled(l) != 0)
 		goto done;
-	if (login_parse_body(r, &l->role_name, &jwt) != 0)
+	if (login_parse_body(r, &l->role_name, &l->token) != 0)
 		goto done;
-	log_secret_id(jwt, l->jwt_id);
+	log_secret_id(l->token, l->jwt_id);
 	if (login_lookup(l) != 0)
 		goto done;
-	if (jwt_parse(jwt, strlen(jwt), (size_t)cfg->k8s_max_jwt_size, &l->jwt,
-		&cause) != 0) {
+	if (jwt_parse(l->token, strlen(l->token), (size_t)cfg->k8s_max_jwt_size,
+		&l->jwt, &cause) != 0) {
 		login_refuse(l, REASON_malformed_jwt, "%s", cause);
 		goto done;
 	}
 	if (login_check_jwt(l) != 0)
 		goto done;
-	login_needs(l, jwt);
-	l->review = k8s_review_start(r->worker, r->cfg, l->inst, jwt,
-	    l->role->bound_audience, login_review_cb, l, &o);
-	if (l->review == NULL) {
-		http_set_header(r, "Retry-After",
-		    o.retry_after != NULL ? o.retry_after : "1");
-		login_refuse(l, o.reason, "%s", o.message);
-		k8s_review_outcome_clear(&o);
+	login_needs(l);
+	if (login_continue(l) != 0)
 		goto done;
-	}
-	freezero_str(jwt);
 	r->data = l;
 	r->cancel = login_cancel;
 	r->gone = login_gone;
 	http_park(r);
 	return;
 done:
-	freezero_str(jwt);
 	free(cause);
 	login_done(l);
 }

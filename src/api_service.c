@@ -155,6 +155,7 @@ api_readyz(struct request *r)
 	cJSON_AddStringToObject(doc, "status", "ready");
 	api_readyz_keystone(r, doc);
 	api_readyz_keys(r, doc);
+	cJSON_AddItemToObject(doc, "jwks", jwks_status_json(r->cfg));
 	http_reply_json(r, 200, doc);
 }
 

@@ -127,6 +127,14 @@ static const char *const db_migration_table[] = {
 	"ALTER TABLE roles ADD COLUMN bound_namespace_selector TEXT;"
 	"ALTER TABLE instances ADD COLUMN service_account_annotations "
 	"INTEGER NOT NULL DEFAULT 0;",
+	/*
+	 * 4: local JWT signature verification (API.md §8): verify by
+	 * default, keys from discovery unless a JWKS is given.
+	 */
+	"ALTER TABLE instances ADD COLUMN jwt_signature TEXT NOT NULL "
+	"DEFAULT 'verify';"
+	"ALTER TABLE instances ADD COLUMN jwks TEXT;"
+	"ALTER TABLE instances ADD COLUMN issuer TEXT;",
 };
 #define DB_NMIGRATIONS \
 	((int)(sizeof db_migration_table / sizeof db_migration_table[0]))

@@ -5,9 +5,11 @@
  * and the claims as strict JSON objects and extracts the claims the login
  * needs: exp/nbf/iat, aud, iss, sub and the service-account identity in
  * either the projected layout ("kubernetes.io": {...}) or the legacy flat
- * "kubernetes.io/serviceaccount/..." keys.  The signature is NOT checked:
- * the TokenReview is the authority, this parse only lets cheap local checks
- * refuse junk before a review is spent on it.
+ * "kubernetes.io/serviceaccount/..." keys.  The signature is NOT checked
+ * here: the parse keeps what jwks.c needs to check it (the length of the
+ * signing input, the decoded signature, alg and kid), and the TokenReview
+ * stays the authority; the cheap local checks refuse junk before a review
+ * is spent on it.
  *
  * Owns: the struct jwt it returns (every string copied, plus the parsed
  * claims object); the raw token is never kept.  Error causes are fixed
@@ -203,18 +205,23 @@ fail:
 	return (NULL);
 }
 
-/* Check the header: a string alg that is not "none". */
+/* Check the header: a string alg that is not "none", an optional kid. */
 static int
 jwt_check_header(struct jwt *jwt, const cJSON *hdr, char **cause)
 {
-	const cJSON *alg;
+	const cJSON *alg, *kid;
 
 	alg = cJSON_GetObjectItemCaseSensitive(hdr, "alg");
 	if (!cJSON_IsString(alg) || alg->valuestring[0] == '\0')
 		return (jwt_fail(cause, "JWT header has no alg"));
 	if (strcasecmp(alg->valuestring, "none") == 0)
 		return (jwt_fail(cause, "JWT alg none is refused"));
+	kid = cJSON_GetObjectItemCaseSensitive(hdr, "kid");
+	if (kid != NULL && !cJSON_IsString(kid))
+		return (jwt_fail(cause, "JWT header kid is not a string"));
 	jwt->alg = xstrdup(alg->valuestring);
+	if (kid != NULL)
+		jwt->kid = xstrdup(kid->valuestring);
 	return (0);
 }
 
@@ -404,6 +411,13 @@ jwt_parse(const char *token, size_t len, size_t max_size, struct jwt **out,
 		goto fail;
 	if (jwt_check_claims(jwt, jwt->claims, cause) != 0)
 		goto fail;
+	/* A signature that does not decode stays empty: it cannot verify. */
+	if (util_b64url_decode(token + off[2], plen[2], &jwt->sig,
+		&jwt->siglen) != 0) {
+		jwt->sig = NULL;
+		jwt->siglen = 0;
+	}
+	jwt->signing_len = off[2] - 1;
 	cJSON_Delete(hdr);
 	*out = jwt;
 	return (0);
@@ -426,6 +440,8 @@ jwt_free(struct jwt *jwt)
 		free(jwt->aud.v[i]);
 	free(jwt->aud.v);
 	free(jwt->alg);
+	free(jwt->kid);
+	free(jwt->sig);
 	free(jwt->iss);
 	free(jwt->sub);
 	free(jwt->namespace);

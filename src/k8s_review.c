@@ -436,12 +436,7 @@ k8s_review_request(const struct config *cfg, const struct instance *inst,
 	size_t hlen;
 
 	memset(kr, 0, sizeof *kr);
-	kr->bearer = k8s_review_bearer(cfg, inst, jwt);
-	if (inst->ca_cert != NULL)
-		kr->ca = xstrdup(inst->ca_cert);
-	else if (!inst->disable_local_ca_jwt)
-		kr->ca = k8s_local_get(&k8s_local_ca, cfg->k8s_local_sa_dir,
-		    "ca.crt");
+	k8s_review_credentials(cfg, inst, jwt, &kr->bearer, &kr->ca);
 	hlen = strlen(inst->host);
 	while (hlen > 0 && inst->host[hlen - 1] == '/')
 		hlen--;
@@ -519,4 +514,23 @@ k8s_review_cancel(struct k8s_review *rv)
 		    0.0 /* cancelled: counted in the lowest bucket */);
 	}
 	free(rv);
+}
+
+/*
+ * The bearer and CA a request to an instance's API server other than the
+ * TokenReview uses (jwks_cache.c's OIDC discovery): the same choice as
+ * k8s_review_start's, so the same credential goes to the same place.
+ * Both are allocated (*ca may be NULL: the system store).
+ */
+void
+k8s_review_credentials(const struct config *cfg, const struct instance *inst,
+    const char *jwt, char **bearer, char **ca)
+{
+	*bearer = k8s_review_bearer(cfg, inst, jwt);
+	*ca = NULL;
+	if (inst->ca_cert != NULL)
+		*ca = xstrdup(inst->ca_cert);
+	else if (!inst->disable_local_ca_jwt)
+		*ca = k8s_local_get(&k8s_local_ca, cfg->k8s_local_sa_dir,
+		    "ca.crt");
 }

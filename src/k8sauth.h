@@ -156,6 +156,8 @@ struct config {
 	int k8s_allow_legacy_tokens;
 	int k8s_allow_insecure_http;
 	long k8s_max_concurrent_reviews;
+	long k8s_jwks_refresh_interval;
+	long k8s_jwks_max_age;
 	char *k8s_allowed_hosts;
 	char *k8s_proxy;
 	long k8s_object_cache_ttl;
@@ -228,7 +230,7 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define STORE_INSTANCE_COLUMNS                                          \
 	"id, domain_id, name, host, ca_cert, "                          \
 	"reviewer_jwt_enc, disable_local_ca_jwt, enabled, created_at, " \
-	"updated_at, host_admin, service_account_annotations"
+	"updated_at, host_admin, service_account_annotations, jwt_signature, jwks, issuer"
 #define STORE_ROLE_COLUMNS                                               \
 	"id, auth_instance_id, domain_id, name, "                        \
 	"enabled, bound_sa_names, bound_sa_namespaces, bound_audience, " \
@@ -237,58 +239,59 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define STORE_RESTRICTION_COLUMNS              \
 	"id, domain_id, user_id, project_id, " \
 	"allow_renew, allow_rescope, created_at, updated_at"
-#define DB_STATEMENTS(X)                                                       \
-	X(DB_INSTANCE_INSERT,                                                  \
-	    "INSERT INTO instances (" STORE_INSTANCE_COLUMNS ") VALUES "       \
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")             \
-	X(DB_INSTANCE_GET,                                                     \
-	    "SELECT " STORE_INSTANCE_COLUMNS " FROM instances WHERE id = ?1")  \
-	X(DB_INSTANCE_UPDATE,                                                  \
-	    "UPDATE instances SET domain_id = ?2, "                            \
-	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, "      \
-	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10, "      \
-	    "host_admin = ?11, service_account_annotations = ?12 "             \
-	    "WHERE id = ?1")                                                   \
-	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")           \
-	X(DB_ROLE_INSERT,                                                      \
-	    "INSERT INTO roles (" STORE_ROLE_COLUMNS                           \
-	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "         \
-	    "?12, ?13, ?14)")                                                  \
-	X(DB_ROLE_GET,                                                         \
-	    "SELECT " STORE_ROLE_COLUMNS " FROM roles WHERE id = ?1")          \
-	X(DB_ROLE_GET_IN_INSTANCE,                                             \
-	    "SELECT " STORE_ROLE_COLUMNS                                       \
-	    " FROM roles WHERE auth_instance_id = ?1 AND "                     \
-	    "(id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1")            \
-	X(DB_ROLE_UPDATE,                                                      \
-	    "UPDATE roles SET auth_instance_id = ?2, "                         \
-	    "domain_id = ?3, name = ?4, enabled = ?5, "                        \
-	    "bound_sa_names = ?6, bound_sa_namespaces = ?7, "                  \
-	    "bound_audience = ?8, bound_pod_names = ?9, "                      \
-	    "token_ttl = ?10, token_restriction_id = ?11, "                    \
-	    "updated_at = ?13, bound_namespace_selector = ?14 WHERE id = ?1")  \
-	X(DB_ROLE_DELETE, "DELETE FROM roles WHERE id = ?1")                   \
-	X(DB_RESTRICTION_INSERT,                                               \
-	    "INSERT INTO restrictions (" STORE_RESTRICTION_COLUMNS ") VALUES " \
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                                \
-	X(DB_RESTRICTION_GET,                                                  \
-	    "SELECT " STORE_RESTRICTION_COLUMNS                                \
-	    " FROM restrictions WHERE id = ?1")                                \
-	X(DB_RESTRICTION_UPDATE,                                               \
-	    "UPDATE restrictions SET "                                         \
-	    "domain_id = ?2, user_id = ?3, project_id = ?4, "                  \
-	    "allow_renew = ?5, allow_rescope = ?6, updated_at = ?8 "           \
-	    "WHERE id = ?1")                                                   \
-	X(DB_RESTRICTION_DELETE, "DELETE FROM restrictions WHERE id = ?1")     \
-	X(DB_RROLE_INSERT,                                                     \
-	    "INSERT INTO restriction_roles "                                   \
-	    "(restriction_id, position, role_id, role_name) "                  \
-	    "VALUES (?1, ?2, ?3, ?4)")                                         \
-	X(DB_RROLE_LIST,                                                       \
-	    "SELECT role_id, role_name FROM "                                  \
-	    "restriction_roles WHERE restriction_id = ?1 ORDER BY position")   \
-	X(DB_RROLE_DELETE,                                                     \
-	    "DELETE FROM restriction_roles "                                   \
+#define DB_STATEMENTS(X)                                                          \
+	X(DB_INSTANCE_INSERT,                                                     \
+	    "INSERT INTO instances (" STORE_INSTANCE_COLUMNS ") VALUES "          \
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)") \
+	X(DB_INSTANCE_GET,                                                        \
+	    "SELECT " STORE_INSTANCE_COLUMNS " FROM instances WHERE id = ?1")     \
+	X(DB_INSTANCE_UPDATE,                                                     \
+	    "UPDATE instances SET domain_id = ?2, "                               \
+	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, "         \
+	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10, "         \
+	    "host_admin = ?11, service_account_annotations = ?12, "               \
+	    "jwt_signature = ?13, jwks = ?14, issuer = ?15 "                      \
+	    "WHERE id = ?1")                                                      \
+	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")              \
+	X(DB_ROLE_INSERT,                                                         \
+	    "INSERT INTO roles (" STORE_ROLE_COLUMNS                              \
+	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "            \
+	    "?12, ?13, ?14)")                                                     \
+	X(DB_ROLE_GET,                                                            \
+	    "SELECT " STORE_ROLE_COLUMNS " FROM roles WHERE id = ?1")             \
+	X(DB_ROLE_GET_IN_INSTANCE,                                                \
+	    "SELECT " STORE_ROLE_COLUMNS                                          \
+	    " FROM roles WHERE auth_instance_id = ?1 AND "                        \
+	    "(id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1")               \
+	X(DB_ROLE_UPDATE,                                                         \
+	    "UPDATE roles SET auth_instance_id = ?2, "                            \
+	    "domain_id = ?3, name = ?4, enabled = ?5, "                           \
+	    "bound_sa_names = ?6, bound_sa_namespaces = ?7, "                     \
+	    "bound_audience = ?8, bound_pod_names = ?9, "                         \
+	    "token_ttl = ?10, token_restriction_id = ?11, "                       \
+	    "updated_at = ?13, bound_namespace_selector = ?14 WHERE id = ?1")     \
+	X(DB_ROLE_DELETE, "DELETE FROM roles WHERE id = ?1")                      \
+	X(DB_RESTRICTION_INSERT,                                                  \
+	    "INSERT INTO restrictions (" STORE_RESTRICTION_COLUMNS ") VALUES "    \
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                                   \
+	X(DB_RESTRICTION_GET,                                                     \
+	    "SELECT " STORE_RESTRICTION_COLUMNS                                   \
+	    " FROM restrictions WHERE id = ?1")                                   \
+	X(DB_RESTRICTION_UPDATE,                                                  \
+	    "UPDATE restrictions SET "                                            \
+	    "domain_id = ?2, user_id = ?3, project_id = ?4, "                     \
+	    "allow_renew = ?5, allow_rescope = ?6, updated_at = ?8 "              \
+	    "WHERE id = ?1")                                                      \
+	X(DB_RESTRICTION_DELETE, "DELETE FROM restrictions WHERE id = ?1")        \
+	X(DB_RROLE_INSERT,                                                        \
+	    "INSERT INTO restriction_roles "                                      \
+	    "(restriction_id, position, role_id, role_name) "                     \
+	    "VALUES (?1, ?2, ?3, ?4)")                                            \
+	X(DB_RROLE_LIST,                                                          \
+	    "SELECT role_id, role_name FROM "                                     \
+	    "restriction_roles WHERE restriction_id = ?1 ORDER BY position")      \
+	X(DB_RROLE_DELETE,                                                        \
+	    "DELETE FROM restriction_roles "                                      \
 	    "WHERE restriction_id = ?1")
 #define DB_STMT_ENUM(id, sql) id,
 enum db_stmt_id { DB_STATEMENTS(DB_STMT_ENUM) DB_NSTMTS };
@@ -335,6 +338,9 @@ struct instance {
 	char updated_at[TIMESTAMP_LEN + 1];
 	int host_admin; /* host set by an admin: no allowed_hosts check */
 	int service_account_annotations; /* login policies may see them */
+	int jwt_signature_skip; /* jwt_signature "skip" (default "verify") */
+	char *jwks;             /* JWKS JSON text, NULL: discover */
+	char *issuer;           /* expected iss, NULL: discovery's or any */
 };
 struct role {
 	char id[ID_LEN + 1];
@@ -740,6 +746,10 @@ int fernet_methods_mask(const char *, const char *, uint64_t *, char **);
 /* jwt.c -- service-account JWTs: structure and claims, no signature trust */
 struct jwt {
 	char *alg;
+	char *kid;          /* NULL when absent */
+	size_t signing_len; /* header.claims: the token's first bytes */
+	unsigned char *sig; /* the decoded signature */
+	size_t siglen;
 	int has_exp, has_nbf, has_iat;
 	double exp, nbf, iat;
 	struct strlist aud;
@@ -759,6 +769,35 @@ int jwt_parse(const char *, size_t, size_t, struct jwt **, char **);
 void jwt_free(struct jwt *);
 int jwt_has_audience(const struct jwt *, const char *);
 int glob_match_any(const struct strlist *, const char *);
+
+/* jwks.c -- JSON Web Key Sets, RS256/ES256 signature verification */
+#define JWKS_RSA_MIN_BITS 2048
+enum jwks_kty { JWKS_KTY_RSA, JWKS_KTY_EC };
+enum jwks_verdict { JWKS_OK, JWKS_BAD, JWKS_NO_KEY };
+struct jwks_set;
+struct jwks_set *jwks_parse(const char *, size_t, int, char **);
+struct jwks_set *jwks_set_ref(struct jwks_set *);
+void jwks_set_unref(struct jwks_set *);
+size_t jwks_set_count(const struct jwks_set *);
+int jwks_set_has_kid(const struct jwks_set *, const char *);
+enum jwks_verdict jwks_verify(const struct jwks_set *, const char *,
+    const char *, const void *, size_t, const unsigned char *, size_t);
+
+/* jwks_cache.c -- per-instance signing keys: discovery, cache, login step */
+enum jwks_check_result {
+	JWKS_CHECK_PASS,   /* go on to the TokenReview */
+	JWKS_CHECK_REFUSE, /* *reason and *msg say why: no review */
+	JWKS_CHECK_WAIT    /* keys being fetched: the callback goes on */
+};
+struct jwks_wait;
+typedef void (*jwks_wait_cb)(void *);
+enum jwks_check_result jwks_check(struct worker *, const struct config *,
+    const struct instance *, const char *, const struct jwt *, jwks_wait_cb,
+    void *, struct jwks_wait **, enum reason *, char **);
+void jwks_wait_cancel(struct jwks_wait *);
+void jwks_forget(const char *);
+cJSON *jwks_status_json(const struct config *);
+void jwks_metrics_render(struct evbuffer *);
 
 /* outbound.c -- where the server may connect (API.md §7) */
 struct outbound_rules;
@@ -860,6 +899,8 @@ void k8s_review_request(const struct config *, const struct instance *,
 void k8s_review_request_clear(struct k8s_request *);
 void k8s_review_parse(long, const char *, size_t, struct k8s_review_outcome *);
 void k8s_review_outcome_clear(struct k8s_review_outcome *);
+void k8s_review_credentials(const struct config *, const struct instance *,
+    const char *, char **, char **);
 
 /* k8s_name.c -- Kubernetes names (DNS-1123 label and subdomain) */
 int k8s_name_label(const char *);

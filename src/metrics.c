@@ -451,5 +451,6 @@ metrics_render(const struct config *cfg, time_t started)
 	metrics_render_keystone(b);
 	metrics_render_keys(b);
 	metrics_render_limits(b);
+	jwks_metrics_render(b);
 	return (http_buffer_string(b));
 }

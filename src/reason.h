@@ -63,6 +63,8 @@
 	X(service_account_not_bound, 401, REASON_M_LOGIN)                   \
 	X(pod_not_bound, 401, REASON_M_LOGIN)                               \
 	X(token_invalid, 401, REASON_M_LOGIN)                               \
+	X(signature_invalid, 401, REASON_M_LOGIN)                           \
+	X(issuer_mismatch, 401, REASON_M_LOGIN)                             \
 	X(reviewer_unauthorized, 502, REASON_M_LOGIN)                       \
 	X(reviewer_forbidden, 502, REASON_M_LOGIN)                          \
 	X(cluster_unavailable, 503, REASON_M_LOGIN)                         \

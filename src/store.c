@@ -61,6 +61,8 @@ instance_free(struct instance *in)
 	free(in->host);
 	free(in->ca_cert);
 	freezero_str(in->reviewer_jwt);
+	free(in->jwks);
+	free(in->issuer);
 	free(in);
 }
 

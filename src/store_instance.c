@@ -29,7 +29,10 @@ enum {
 	SI_CREATED_AT,
 	SI_UPDATED_AT,
 	SI_HOST_ADMIN,
-	SI_SA_ANNOTATIONS
+	SI_SA_ANNOTATIONS,
+	SI_JWT_SIGNATURE,
+	SI_JWKS,
+	SI_ISSUER
 };
 
 static int store_instance_read(struct db *, struct sqlite3_stmt *, void **);
@@ -43,7 +46,7 @@ static const struct store_list_def store_instance_list_def = { "instance",
 	"instances", STORE_INSTANCE_COLUMNS, store_instance_filters,
 	store_instance_read, store_instance_free };
 
-/* Bind every column (?1..?11); enc is the sealed reviewer token. */
+/* Bind every column (?1..?14); enc is the sealed reviewer token. */
 static int
 store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
     const char *enc)
@@ -64,6 +67,10 @@ store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
 	bad |= sqlite3_bind_int(st, SI_HOST_ADMIN + 1, in->host_admin != 0);
 	bad |= sqlite3_bind_int(st, SI_SA_ANNOTATIONS + 1,
 	    in->service_account_annotations != 0);
+	bad |= store_bind_text(st, SI_JWT_SIGNATURE + 1,
+	    in->jwt_signature_skip ? "skip" : "verify");
+	bad |= store_bind_text(st, SI_JWKS + 1, in->jwks);
+	bad |= store_bind_text(st, SI_ISSUER + 1, in->issuer);
 	return (bad == SQLITE_OK ? 0 : -1);
 }
 
@@ -90,6 +97,13 @@ store_instance_read(struct db *db, struct sqlite3_stmt *st, void **out)
 	store_column_fixed(st, SI_UPDATED_AT, in->updated_at,
 	    sizeof in->updated_at);
 	in->host_admin = sqlite3_column_int(st, SI_HOST_ADMIN);
+	/* Anything but "skip" verifies: fail closed. */
+	in->jwt_signature_skip =
+	    sqlite3_column_type(st, SI_JWT_SIGNATURE) == SQLITE_TEXT &&
+	    strcmp((const char *)sqlite3_column_text(st, SI_JWT_SIGNATURE),
+		"skip") == 0;
+	in->jwks = store_column_text(st, SI_JWKS);
+	in->issuer = store_column_text(st, SI_ISSUER);
 	*out = in;
 	return (STORE_OK);
 }

@@ -8,7 +8,7 @@ PEM2 = None
 BASE = "/v4/k8s_auth/instances"
 FIELDS = {"id", "domain_id", "name", "host", "ca_cert", "token_reviewer_jwt_set",
           "disable_local_ca_jwt", "enabled", "created_at", "updated_at",
-          "service_account_annotations"}
+          "service_account_annotations", "jwt_signature", "jwks", "issuer"}
 
 
 def setup_module():

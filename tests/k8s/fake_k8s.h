@@ -16,6 +16,8 @@
  *   fk_control.c    the /_test/ control API
  *   fk_objects.c    GET namespaces and service accounts (labels,
  *                   annotations, get permissions, faults, counters)
+ *   fk_oidc.c       service-account issuer discovery and its JWKS,
+ *                   key rotation and JWKS faults (/_test/keys)
  *   fk_fault.c      injected faults: latency, status, reset, hang, and
  *                   tampered reviews (another identity, no audiences,
  *                   no pod)
@@ -86,6 +88,8 @@ struct fk_stats {
 	unsigned long	 bad_request;	/* 400, 405, 415 */
 	unsigned long	 faulted;
 	unsigned long	 tokens_issued;
+	unsigned long	 discovery;	/* GET openid-configuration */
+	unsigned long	 jwks;		/* GET /openid/v1/jwks */
 };
 extern struct fk_stats fk_stats;
 void			 fk_state_new_uid(char [FK_UID_LEN + 1]);
@@ -112,6 +116,7 @@ struct fk_mint {
 	long		 nbf_offset;
 	int		 legacy;
 	int		 foreign_key;	/* sign with an unknown key */
+	int		 es256;		/* sign with the EC P-256 key */
 	const char	*issuer;	/* NULL: the configured issuer */
 };
 struct fk_jwt {
@@ -121,9 +126,11 @@ struct fk_jwt {
 int			 fk_jwt_init(char **);
 void			 fk_jwt_free_keys(void);
 const char		*fk_jwt_kid(void);
+const char		*fk_jwt_rotate(int, char **);
+cJSON			*fk_jwt_jwks(void);
 char			*fk_jwt_mint(const struct fk_mint *, char **);
 int			 fk_jwt_parse(const char *, struct fk_jwt *);
-int			 fk_jwt_verify(const char *);
+int			 fk_jwt_verify(const char *, const cJSON *);
 void			 fk_jwt_clear(struct fk_jwt *);
 
 /* fk_review.c */
@@ -161,6 +168,11 @@ int			 fk_control_route(struct evhttp_request *,
 /* fk_objects.c */
 void			 fk_objects_cb(struct evhttp_request *, const char *);
 int			 fk_objects_control(struct evhttp_request *,
+			     const char *);
+
+/* fk_oidc.c */
+void			 fk_oidc_cb(struct evhttp_request *, int);
+int			 fk_oidc_control(struct evhttp_request *,
 			     const char *);
 
 /* fk_fault.c */

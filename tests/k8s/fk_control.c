@@ -242,6 +242,11 @@ fk_control_token_opts(struct evhttp_request *req, const cJSON *body,
 	if (v != NULL && !cJSON_IsString(v))
 		goto bad;
 	m->issuer = v != NULL ? v->valuestring : NULL;
+	v = cJSON_GetObjectItemCaseSensitive(body, "alg");
+	if (v != NULL && (!cJSON_IsString(v) || (strcmp(v->valuestring,
+	    "RS256") != 0 && strcmp(v->valuestring, "ES256") != 0)))
+		goto bad;
+	m->es256 = v != NULL && strcmp(v->valuestring, "ES256") == 0;
 	if (m->expires_in < -315360000 || m->expires_in > 315360000 ||
 	    m->nbf_offset < -315360000 || m->nbf_offset > 315360000)
 		goto bad;
@@ -249,7 +254,7 @@ fk_control_token_opts(struct evhttp_request *req, const cJSON *body,
 bad:
 	fk_control_bad(req, "expires_in and not_before_offset must be numbers "
 	    "(|n| <= 10 years), legacy and bad_signature booleans, issuer a "
-	    "string");
+	    "string, alg RS256 or ES256");
 	return (-1);
 }
 
@@ -359,6 +364,8 @@ fk_control_stats(struct evhttp_request *req)
 	FK_STAT(bad_request);
 	FK_STAT(faulted);
 	FK_STAT(tokens_issued);
+	FK_STAT(discovery);
+	FK_STAT(jwks);
 #undef FK_STAT
 	cJSON_AddItemToObject(o, "fault", fk_fault_describe());
 	fk_http_reply_json(req, 200, o, NULL);
@@ -476,6 +483,8 @@ fk_control_route(struct evhttp_request *req, const char *path)
 	else if (strcmp(path, "faults/release") == 0 &&
 	    cmd == EVHTTP_REQ_POST)
 		fk_fault_release(req);
+	else if (fk_oidc_control(req, path) == 0)
+		;
 	else if (strcmp(path, "stats") == 0 && cmd == EVHTTP_REQ_GET)
 		fk_control_stats(req);
 	else if (strcmp(path, "stats/reset") == 0 && cmd == EVHTTP_REQ_POST) {

@@ -202,6 +202,11 @@ fk_http_route_cb(struct evhttp_request *req, void *arg)
 		fk_review_cb(req);
 		return;
 	}
+	if (strcmp(path, "/.well-known/openid-configuration") == 0 ||
+	    strcmp(path, "/openid/v1/jwks") == 0) {
+		fk_oidc_cb(req, path[1] == 'o');
+		return;
+	}
 	if (strcmp(path, "/healthz") == 0 &&
 	    evhttp_request_get_command(req) == EVHTTP_REQ_GET) {
 		fk_http_reply_text(req, 200, "ok");

@@ -1,21 +1,30 @@
 /*
- * fk_jwt.c: the fake cluster's service-account signing key and its JWTs.
+ * fk_jwt.c: the fake cluster's service-account signing keys and its JWTs.
  *
  * At startup a fresh RSA-2048 key is generated; its key id is the unpadded
  * base64url SHA-256 of the DER SubjectPublicKeyInfo, as kube-apiserver
- * computes it.  The key objects and one EVP_PKEY_CTX each for signing and
- * verifying are built once and reused, so a review costs one SHA-256 and
- * at most one RSA public-key operation and never parses a key.  A second
- * "foreign" key (made on first use) signs tokens the server must reject,
- * carrying the real key id.  Tokens are minted in the projected (TokenRequest)
- * layout or the legacy secret layout; JSON keys are written in sorted
- * order like the real server.  Single-threaded; never blocks.
+ * computes it.  More keys are added by rotation (fk_jwt_rotate, the
+ * /_test/keys control): an RSA-2048 or an EC P-256 key that becomes the
+ * signer of its alg (RS256 or ES256) while every earlier key stays
+ * published (fk_jwt_jwks, served at /openid/v1/jwks) and valid, like a
+ * kube-apiserver given several --service-account-key-file.  An ES256
+ * token asked for before any EC key exists adds one.  The RSA key objects
+ * and one EVP_PKEY_CTX each for signing and verifying are built once and
+ * reused, so a review costs one SHA-256 and at most one public-key
+ * operation and never parses a key.  A second "foreign" key (made on
+ * first use) signs tokens the server must reject, carrying the real key
+ * id.  Tokens are minted in the projected (TokenRequest) layout or the
+ * legacy secret layout; JSON keys are written in sorted order like the
+ * real server.  Single-threaded; never blocks.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
@@ -28,25 +37,29 @@
 #define FK_JWT_YEAR (365L * 24 * 3600)
 #define FK_JWT_WARN_MARKER 3607	/* the kubelet's extended-token marker */
 #define FK_JWT_CACHE 1024	/* verified-signature cache slots */
+#define FK_JWT_MAX_KEYS 16	/* published keys */
+#define FK_JWT_EC_COORD 32
 
 struct fk_jwt_key {
 	EVP_PKEY	*pkey;
-	EVP_PKEY_CTX	*sign;
-	EVP_PKEY_CTX	*verify;
+	int		 ec;		/* EC P-256 (ES256), else RSA */
+	char		*kid;
+	EVP_PKEY_CTX	*sign;		/* RSA only */
+	EVP_PKEY_CTX	*verify;	/* RSA only */
 };
 
-static struct fk_jwt_key	 fk_jwt_key;
+static struct fk_jwt_key	 fk_jwt_keys[FK_JWT_MAX_KEYS];
+static size_t			 fk_jwt_nkeys;
+static struct fk_jwt_key	*fk_jwt_rs_signer;
+static struct fk_jwt_key	*fk_jwt_es_signer;
 static struct fk_jwt_key	 fk_jwt_foreign;
 static EVP_MD			*fk_jwt_sha256;
-static char			*fk_jwt_key_id;
 static char			*fk_jwt_cache[FK_JWT_CACHE];
 
-/* Generate an RSA-2048 key with ready signing and verifying contexts. */
+/* Ready-made PKCS#1 v1.5 SHA-256 contexts for an RSA key. */
 static int
-fk_jwt_key_new(struct fk_jwt_key *k)
+fk_jwt_rsa_ctx(struct fk_jwt_key *k)
 {
-	if ((k->pkey = EVP_RSA_gen(2048)) == NULL)
-		return (-1);
 	k->sign = EVP_PKEY_CTX_new(k->pkey, NULL);
 	k->verify = EVP_PKEY_CTX_new(k->pkey, NULL);
 	if (k->sign == NULL || k->verify == NULL)
@@ -62,6 +75,18 @@ fk_jwt_key_new(struct fk_jwt_key *k)
 	return (0);
 }
 
+/* Generate an RSA-2048 or EC P-256 key, ready to sign and verify. */
+static int
+fk_jwt_key_new(struct fk_jwt_key *k, int ec)
+{
+	k->ec = ec;
+	if (ec)
+		return ((k->pkey = EVP_EC_gen("P-256")) == NULL ? -1 : 0);
+	if ((k->pkey = EVP_RSA_gen(2048)) == NULL)
+		return (-1);
+	return (fk_jwt_rsa_ctx(k));
+}
+
 /* Free one key and its contexts. */
 static void
 fk_jwt_key_free(struct fk_jwt_key *k)
@@ -69,6 +94,7 @@ fk_jwt_key_free(struct fk_jwt_key *k)
 	EVP_PKEY_CTX_free(k->sign);
 	EVP_PKEY_CTX_free(k->verify);
 	EVP_PKEY_free(k->pkey);
+	free(k->kid);
 	memset(k, 0, sizeof *k);
 }
 
@@ -93,18 +119,45 @@ fk_jwt_make_kid(EVP_PKEY *pkey)
 	return (kid);
 }
 
+/*
+ * Add a published key (RSA or EC) and make it the signer of its alg.
+ * Its kid, or NULL with *cause (too many keys, OpenSSL failed).
+ */
+const char *
+fk_jwt_rotate(int ec, char **cause)
+{
+	struct fk_jwt_key	*k;
+
+	if (fk_jwt_nkeys == FK_JWT_MAX_KEYS) {
+		xasprintf(cause, "at most %d keys", FK_JWT_MAX_KEYS);
+		return (NULL);
+	}
+	k = &fk_jwt_keys[fk_jwt_nkeys];
+	if (fk_jwt_key_new(k, ec) != 0 ||
+	    (k->kid = fk_jwt_make_kid(k->pkey)) == NULL) {
+		fk_jwt_key_free(k);
+		xasprintf(cause, "cannot generate %s key: %s", ec ? "EC" :
+		    "RSA", ERR_error_string(ERR_get_error(), NULL));
+		return (NULL);
+	}
+	fk_jwt_nkeys++;
+	if (ec)
+		fk_jwt_es_signer = k;
+	else
+		fk_jwt_rs_signer = k;
+	return (k->kid);
+}
+
 /* Make the signing key; 0, or -1 with *cause. */
 int
 fk_jwt_init(char **cause)
 {
 	fk_jwt_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (fk_jwt_sha256 == NULL || fk_jwt_key_new(&fk_jwt_key) != 0 ||
-	    (fk_jwt_key_id = fk_jwt_make_kid(fk_jwt_key.pkey)) == NULL) {
-		xasprintf(cause, "cannot generate RSA key: %s",
-		    ERR_error_string(ERR_get_error(), NULL));
+	if (fk_jwt_sha256 == NULL) {
+		*cause = xstrdup("cannot fetch SHA256");
 		return (-1);
 	}
-	return (0);
+	return (fk_jwt_rotate(0, cause) != NULL ? 0 : -1);
 }
 
 /* Free the keys (at exit). */
@@ -113,23 +166,100 @@ fk_jwt_free_keys(void)
 {
 	size_t	 i;
 
-	fk_jwt_key_free(&fk_jwt_key);
+	for (i = 0; i < fk_jwt_nkeys; i++)
+		fk_jwt_key_free(&fk_jwt_keys[i]);
+	fk_jwt_nkeys = 0;
+	fk_jwt_rs_signer = fk_jwt_es_signer = NULL;
 	fk_jwt_key_free(&fk_jwt_foreign);
 	EVP_MD_free(fk_jwt_sha256);
 	fk_jwt_sha256 = NULL;
-	free(fk_jwt_key_id);
-	fk_jwt_key_id = NULL;
 	for (i = 0; i < FK_JWT_CACHE; i++) {
 		free(fk_jwt_cache[i]);
 		fk_jwt_cache[i] = NULL;
 	}
 }
 
-/* The key id written into every token header. */
+/* The key id of the current RS256 signer. */
 const char *
 fk_jwt_kid(void)
 {
-	return (fk_jwt_key_id);
+	return (fk_jwt_rs_signer->kid);
+}
+
+/* A bignum parameter as unpadded (pad 0) or padded base64url. */
+static char *
+fk_jwt_bn_b64(EVP_PKEY *pkey, const char *param, int pad)
+{
+	BIGNUM		*bn = NULL;
+	unsigned char	 buf[1024];
+	int		 n;
+	char		*out;
+
+	if (EVP_PKEY_get_bn_param(pkey, param, &bn) != 1)
+		fatalx("EVP_PKEY_get_bn_param %s failed", param);
+	n = pad ? BN_bn2binpad(bn, buf, pad) : BN_bn2bin(bn, buf);
+	if (n <= 0 || (size_t)n > sizeof buf)
+		fatalx("bignum %s does not fit", param);
+	out = util_b64url_encode(buf, (size_t)n);
+	BN_free(bn);
+	return (out);
+}
+
+/* One key as a JWK, in kube-apiserver's member order. */
+static cJSON *
+fk_jwt_jwk(const struct fk_jwt_key *k)
+{
+	cJSON	*o = cJSON_CreateObject();
+	char	*a, *b;
+
+	cJSON_AddStringToObject(o, "use", "sig");
+	cJSON_AddStringToObject(o, "kty", k->ec ? "EC" : "RSA");
+	cJSON_AddStringToObject(o, "kid", k->kid);
+	if (k->ec) {
+		cJSON_AddStringToObject(o, "crv", "P-256");
+		cJSON_AddStringToObject(o, "alg", "ES256");
+		a = fk_jwt_bn_b64(k->pkey, OSSL_PKEY_PARAM_EC_PUB_X,
+		    FK_JWT_EC_COORD);
+		b = fk_jwt_bn_b64(k->pkey, OSSL_PKEY_PARAM_EC_PUB_Y,
+		    FK_JWT_EC_COORD);
+		cJSON_AddStringToObject(o, "x", a);
+		cJSON_AddStringToObject(o, "y", b);
+	} else {
+		cJSON_AddStringToObject(o, "alg", "RS256");
+		a = fk_jwt_bn_b64(k->pkey, OSSL_PKEY_PARAM_RSA_N, 0);
+		b = fk_jwt_bn_b64(k->pkey, OSSL_PKEY_PARAM_RSA_E, 0);
+		cJSON_AddStringToObject(o, "n", a);
+		cJSON_AddStringToObject(o, "e", b);
+	}
+	free(a);
+	free(b);
+	return (o);
+}
+
+/* The JWKS of every published key ({"keys": [...]}). */
+cJSON *
+fk_jwt_jwks(void)
+{
+	cJSON	*doc = cJSON_CreateObject(), *keys;
+	size_t	 i;
+
+	keys = cJSON_AddArrayToObject(doc, "keys");
+	for (i = 0; i < fk_jwt_nkeys; i++)
+		cJSON_AddItemToArray(keys, fk_jwt_jwk(&fk_jwt_keys[i]));
+	return (doc);
+}
+
+/* The published key named kid, or NULL. */
+static struct fk_jwt_key *
+fk_jwt_key_find(const char *kid)
+{
+	size_t	 i;
+
+	for (i = 0; i < fk_jwt_nkeys; i++) {
+		if (strcmp(fk_jwt_keys[i].kid, kid) == 0)
+			return (&fk_jwt_keys[i]);
+	}
+	return (NULL);
 }
 
 /* SHA-256 of len bytes; 0 or -1. */
@@ -142,13 +272,39 @@ fk_jwt_digest(const void *data, size_t len, unsigned char md[32])
 	    mdlen == 32 ? 0 : -1);
 }
 
-/* RS256 signature of data as base64url, or NULL. */
+/* ES256 signature (JOSE r||s) of data as base64url, or NULL. */
+static char *
+fk_jwt_sign_ec(struct fk_jwt_key *k, const char *data, size_t len)
+{
+	EVP_MD_CTX	*md = EVP_MD_CTX_new();
+	unsigned char	 der[FK_JWT_MAX_SIG], raw[2 * FK_JWT_EC_COORD];
+	const unsigned char *p = der;
+	size_t		 derlen = sizeof der;
+	ECDSA_SIG	*es = NULL;
+	char		*out = NULL;
+
+	if (md != NULL && EVP_DigestSignInit(md, NULL, fk_jwt_sha256, NULL,
+	    k->pkey) == 1 && EVP_DigestSign(md, der, &derlen,
+	    (const unsigned char *)data, len) == 1 &&
+	    (es = d2i_ECDSA_SIG(NULL, &p, (long)derlen)) != NULL &&
+	    BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, FK_JWT_EC_COORD) ==
+	    FK_JWT_EC_COORD && BN_bn2binpad(ECDSA_SIG_get0_s(es),
+	    raw + FK_JWT_EC_COORD, FK_JWT_EC_COORD) == FK_JWT_EC_COORD)
+		out = util_b64url_encode(raw, sizeof raw);
+	ECDSA_SIG_free(es);
+	EVP_MD_CTX_free(md);
+	return (out);
+}
+
+/* The signature of data with k (RS256 or ES256) as base64url, or NULL. */
 static char *
 fk_jwt_sign(struct fk_jwt_key *k, const char *data, size_t len)
 {
 	unsigned char	 md[32], sig[FK_JWT_MAX_SIG];
 	size_t		 siglen = sizeof sig;
 
+	if (k->ec)
+		return (fk_jwt_sign_ec(k, data, len));
 	if (fk_jwt_digest(data, len, md) != 0 ||
 	    EVP_PKEY_sign(k->sign, sig, &siglen, md, sizeof md) != 1)
 		return (NULL);
@@ -294,30 +450,50 @@ fk_jwt_projected_claims(const struct fk_mint *m)
 	return (c);
 }
 
+/*
+ * The key that signs a token for m: the foreign key (with the real kid)
+ * for bad_signature, the ES256 signer (made on first use) for alg ES256,
+ * else the RS256 signer.
+ */
+static struct fk_jwt_key *
+fk_jwt_signer(const struct fk_mint *m, const char **kid)
+{
+	char	*cause = NULL;
+
+	*kid = fk_jwt_rs_signer->kid;
+	if (m->foreign_key) {
+		if (fk_jwt_foreign.pkey == NULL &&
+		    fk_jwt_key_new(&fk_jwt_foreign, 0) != 0)
+			fatalx("cannot generate the foreign RSA key");
+		return (&fk_jwt_foreign);
+	}
+	if (!m->es256)
+		return (fk_jwt_rs_signer);
+	if (fk_jwt_es_signer == NULL && fk_jwt_rotate(1, &cause) == NULL)
+		fatalx("%s", cause);
+	*kid = fk_jwt_es_signer->kid;
+	return (fk_jwt_es_signer);
+}
+
 /* Sign a token for m; the JWT, or NULL with *cause. */
 char *
 fk_jwt_mint(const struct fk_mint *m, char **cause)
 {
 	cJSON			*hdr, *claims;
 	char			*h, *p, *signing, *sig, *jwt = NULL;
-	struct fk_jwt_key	*k = &fk_jwt_key;
+	const char		*kid;
+	struct fk_jwt_key	*k = fk_jwt_signer(m, &kid);
 
-	if (m->foreign_key) {
-		if (fk_jwt_foreign.pkey == NULL &&
-		    fk_jwt_key_new(&fk_jwt_foreign) != 0)
-			fatalx("cannot generate the foreign RSA key");
-		k = &fk_jwt_foreign;
-	}
 	hdr = cJSON_CreateObject();
-	cJSON_AddStringToObject(hdr, "alg", "RS256");
-	cJSON_AddStringToObject(hdr, "kid", fk_jwt_key_id);
+	cJSON_AddStringToObject(hdr, "alg", m->es256 ? "ES256" : "RS256");
+	cJSON_AddStringToObject(hdr, "kid", kid);
 	claims = m->legacy ? fk_jwt_legacy_claims(m) :
 	    fk_jwt_projected_claims(m);
 	h = fk_jwt_encode_part(hdr);
 	p = fk_jwt_encode_part(claims);
 	xasprintf(&signing, "%s.%s", h, p);
 	if ((sig = fk_jwt_sign(k, signing, strlen(signing))) == NULL)
-		*cause = xstrdup("RSA signing failed");
+		*cause = xstrdup("signing failed");
 	else
 		xasprintf(&jwt, "%s.%s", signing, sig);
 	free(sig);
@@ -391,30 +567,77 @@ fk_jwt_cache_slot(const char *token)
 	return (&fk_jwt_cache[h % FK_JWT_CACHE]);
 }
 
+/* Verify an ES256 (JOSE r||s) signature with an EC key; 1 when valid. */
+static int
+fk_jwt_verify_ec(struct fk_jwt_key *k, const char *data, size_t len,
+    const unsigned char *sig, size_t siglen)
+{
+	EVP_MD_CTX	*md;
+	ECDSA_SIG	*es;
+	unsigned char	*der = NULL;
+	int		 n, ok = 0;
+
+	if (siglen != 2 * FK_JWT_EC_COORD || (es = ECDSA_SIG_new()) == NULL)
+		return (0);
+	ECDSA_SIG_set0(es, BN_bin2bn(sig, FK_JWT_EC_COORD, NULL),
+	    BN_bin2bn(sig + FK_JWT_EC_COORD, FK_JWT_EC_COORD, NULL));
+	n = i2d_ECDSA_SIG(es, &der);
+	ECDSA_SIG_free(es);
+	if (n > 0 && (md = EVP_MD_CTX_new()) != NULL) {
+		ok = EVP_DigestVerifyInit(md, NULL, fk_jwt_sha256, NULL,
+		    k->pkey) == 1 && EVP_DigestVerify(md, der, (size_t)n,
+		    (const unsigned char *)data, len) == 1;
+		EVP_MD_CTX_free(md);
+	}
+	OPENSSL_free(der);
+	return (ok);
+}
+
+/* Verify sig over data with key k; 1 when valid. */
+static int
+fk_jwt_verify_key(struct fk_jwt_key *k, const char *data, size_t len,
+    const unsigned char *sig, size_t siglen)
+{
+	unsigned char	 md[32];
+
+	if (k->ec)
+		return (fk_jwt_verify_ec(k, data, len, sig, siglen));
+	return (siglen > 0 && siglen <= FK_JWT_MAX_SIG &&
+	    fk_jwt_digest(data, len, md) == 0 &&
+	    EVP_PKEY_verify(k->verify, sig, siglen, md, sizeof md) == 1);
+}
+
 /*
- * Check the RS256 signature of a token with the server key; 0 or -1.
- * Tokens that verified are remembered by their exact bytes (the key never
- * changes, so the answer cannot), sparing the RSA operation when the same
- * reviewer or workload token comes back; every other check stays live.
+ * Check the signature of a token with the published key its header names
+ * (kid; none: the RS256 signer) and the alg of that key's type; 0 or -1.
+ * Tokens that verified are remembered by their exact bytes (keys are
+ * never withdrawn, so the answer cannot change), sparing the public-key
+ * operation when the same reviewer or workload token comes back; every
+ * other check stays live.
  */
 int
-fk_jwt_verify(const char *token)
+fk_jwt_verify(const char *token, const cJSON *header)
 {
 	const char	*dot = strrchr(token, '.');
-	unsigned char	 md[32], *sig = NULL;
+	const cJSON	*kid = cJSON_GetObjectItemCaseSensitive(header, "kid");
+	const cJSON	*alg = cJSON_GetObjectItemCaseSensitive(header, "alg");
+	struct fk_jwt_key *k;
+	unsigned char	*sig = NULL;
 	size_t		 siglen;
 	char		**slot = fk_jwt_cache_slot(token);
 	int		 rc = -1;
 
 	if (*slot != NULL && strcmp(*slot, token) == 0)
 		return (0);
+	k = cJSON_IsString(kid) ? fk_jwt_key_find(kid->valuestring) :
+	    fk_jwt_rs_signer;
+	if (k == NULL || !cJSON_IsString(alg) || strcmp(alg->valuestring,
+	    k->ec ? "ES256" : "RS256") != 0)
+		return (-1);
 	if (dot == NULL || util_b64url_decode(dot + 1, strlen(dot + 1), &sig,
 	    &siglen) != 0)
 		return (-1);
-	if (siglen > 0 && siglen <= FK_JWT_MAX_SIG &&
-	    fk_jwt_digest(token, (size_t)(dot - token), md) == 0 &&
-	    EVP_PKEY_verify(fk_jwt_key.verify, sig, siglen, md,
-	    sizeof md) == 1) {
+	if (fk_jwt_verify_key(k, token, (size_t)(dot - token), sig, siglen)) {
 		free(*slot);
 		*slot = xstrdup(token);
 		rc = 0;

@@ -312,7 +312,8 @@ fk_review_decode(const char *token, int *legacy, char **error)
 	}
 	alg = cJSON_GetObjectItemCaseSensitive(jwt.header, "alg");
 	iss = cJSON_GetObjectItemCaseSensitive(jwt.claims, "iss");
-	if (!cJSON_IsString(alg) || strcmp(alg->valuestring, "RS256") != 0 ||
+	if (!cJSON_IsString(alg) || (strcmp(alg->valuestring, "RS256") != 0 &&
+	    strcmp(alg->valuestring, "ES256") != 0) ||
 	    !cJSON_IsString(iss) || (strcmp(iss->valuestring,
 	    fk_config.issuer) != 0 && strcmp(iss->valuestring,
 	    FK_LEGACY_ISSUER) != 0)) {
@@ -321,7 +322,7 @@ fk_review_decode(const char *token, int *legacy, char **error)
 		return (NULL);
 	}
 	*legacy = strcmp(iss->valuestring, FK_LEGACY_ISSUER) == 0;
-	if (fk_jwt_verify(token) != 0) {
+	if (fk_jwt_verify(token, jwt.header) != 0) {
 		fk_jwt_clear(&jwt);
 		fk_review_fail(error,
 		    "go-jose/go-jose: error in cryptographic primitive");

@@ -870,6 +870,63 @@ def test_random_faults(srv, rt, tok):
     check(st == 201, "no random fault after clearing")
 
 
+def test_oidc(srv, rt):
+    """Issuer discovery and the JWKS, rotation, ES256, the oidc fault."""
+    disc, jwks = "/.well-known/openid-configuration", "/openid/v1/jwks"
+    auth = {"Authorization": "Bearer " + rt}
+    for path in (disc, jwks):
+        st, _, _ = srv.request("GET", path)
+        check(st == 401, "%s without a bearer: 401 (got %s)" % (path, st))
+        st, _, _ = srv.request("GET", path,
+                               headers={"Authorization": "Bearer junk"})
+        check(st == 401, "%s with a bad bearer: 401 (got %s)" % (path, st))
+    st, _, doc = srv.request("GET", disc, headers=auth)
+    check(st == 200 and doc.get("issuer") == API_AUD and
+          doc.get("jwks_uri") == "https://localhost:%d%s" % (srv.port, jwks),
+          "discovery document: %s %r" % (st, doc))
+    st, _, doc = srv.request("GET", jwks, headers=auth)
+    old = srv.token("team-a", "worker")
+    kid0 = json.loads(base64.urlsafe_b64decode(
+        old.split(".")[0] + "==="))["kid"]
+    keys = doc.get("keys", []) if isinstance(doc, dict) else []
+    check(st == 200 and [k.get("kid") for k in keys] == [kid0] and
+          keys[0].get("kty") == "RSA" and keys[0].get("e") == "AQAB",
+          "JWKS of one RSA key named like the tokens: %r" % doc)
+    st, _, doc = srv.post("/_test/keys", {"alg": "ES256"})
+    check(st == 201 and doc.get("kid"), "rotate in an EC key: %s" % st)
+    es = srv.token("team-a", "worker", alg="ES256")
+    h = json.loads(base64.urlsafe_b64decode(es.split(".")[0] + "==="))
+    check(h == {"alg": "ES256", "kid": doc["kid"]}, "ES256 header %r" % h)
+    check(len(base64.urlsafe_b64decode(es.split(".")[2] + "===")) == 64,
+          "ES256 signature is JOSE r||s")
+    expect_authenticated(srv, rt, es, what="ES256 token")
+    st, _, doc = srv.post("/_test/keys", {"alg": "RS256"})
+    new = srv.token("team-a", "worker")
+    hdr = json.loads(base64.urlsafe_b64decode(new.split(".")[0] + "==="))
+    check(st == 201 and hdr["kid"] == doc["kid"] and hdr["kid"] != kid0,
+          "the rotated RS256 key signs")
+    expect_authenticated(srv, rt, new, what="token of the new key")
+    expect_authenticated(srv, rt, old, what="token of the old key")
+    st, _, doc = srv.request("GET", "/_test/keys")
+    kinds = sorted(k["kty"] for k in doc["keys"])
+    check(kinds == ["EC", "RSA", "RSA"], "three keys published: %r" % kinds)
+    check(srv.post("/_test/keys", {"alg": "HS256"})[0] == 400,
+          "rotate to HS256: 400")
+    check(srv.post("/_test/tokens", {"namespace": "team-a",
+                                     "service_account": "worker",
+                                     "alg": "none"})[0] == 400,
+          "mint alg none: 400")
+    srv.post("/_test/faults/oidc", {"status": 503})
+    st, _, _ = srv.request("GET", disc, headers=auth)
+    check(st == 503, "oidc fault: 503 (got %s)" % st)
+    srv.request("DELETE", "/_test/faults/oidc")
+    st, _, _ = srv.request("GET", jwks, headers=auth)
+    check(st == 200, "oidc fault cleared")
+    stats = srv.stats()
+    check(stats.get("discovery", 0) >= 4 and stats.get("jwks", 0) >= 4,
+          "discovery and jwks counted: %r" % stats)
+
+
 def main():
     if not os.access(BIN, os.X_OK):
         print("selftest: %s is not built (make tests/k8s/fake-k8s)" % BIN)
@@ -895,6 +952,7 @@ def main():
             test_random_faults(srv, rt, tok)
             test_tamper(srv, rt, tok)
             test_keepalive(srv, rt, tok)
+            test_oidc(srv, rt)
             # Leave one request hanging and one delayed: exit must still
             # be clean.
             srv.post("/_test/faults", {"mode": "hang", "count": 1})

@@ -346,7 +346,7 @@ describe("api.lua", function()
 			    update = update or {}, changed = changed }
 		end
 		local ANCHOR = { "host", "ca_cert", "token_reviewer_jwt",
-		    "disable_local_ca_jwt", "jwks" }
+		    "disable_local_ca_jwt", "jwks", "issuer", "jwt_signature" }
 
 		for _, f in ipairs(ANCHOR) do
 			it("a manager may not change " .. f .. " of a protected instance", function()
