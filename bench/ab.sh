@@ -8,8 +8,10 @@
 # server on its own plain-HTTP port with the demo's configuration, state
 # and key repository, and alternates wrk runs of the uncached login (and
 # the validation) over them, AB_ROUNDS rounds of AB_SECONDS each (3 x 5 s),
-# so a busy machine's drift falls on every binary alike.  Prints the mean
-# rate of each binary and its ratio to the first.
+# so a busy machine's drift falls on every binary alike.  Prints each
+# binary's mean rate and the server CPU time (user + system, from
+# /proc/PID/stat) per request: on a shared machine the CPU time is the
+# steadier figure, the rate swings with the neighbours' load.
 set -eu
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: sh bench/ab.sh OLD_BINARY NEW_BINARY [...]" >&2; exit 2; }

@@ -23,6 +23,7 @@ for bin in $AB_BINS; do
 	    "$D/keystone-k8s-auth.conf" > "$R/$i.conf"
 	"$bin" serve --config "$R/$i.conf" 2> "$R/$i.log" &
 	pids="$pids $!"
+	echo $! > "$R/$i.pid"
 	n=0
 	until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do
 		sleep 0.1
@@ -30,7 +31,9 @@ for bin in $AB_BINS; do
 		[ $n -lt 100 ] || { cat "$R/$i.log" >&2; exit 1; }
 	done
 done
-one() { # one ROUTE PORT -> req/s
+# cpu_ticks PID: the process's user + system time so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+one() { # one ROUTE PORT -> req/s requests
 	if [ "$1" = login ]; then
 		BENCH_METHOD=POST BENCH_BODY_FILE="$R/login.json" BENCH_AUTH= \
 		    BENCH_SUBJECT= wrk -t1 -c"$CONNS" -d"${SECS}s" \
@@ -41,7 +44,8 @@ one() { # one ROUTE PORT -> req/s
 		    BENCH_SUBJECT="$SUBJECT" wrk -t1 -c"$CONNS" -d"${SECS}s" \
 		    -s bench/request.lua "http://127.0.0.1:$2/v3/auth/tokens"
 	fi | awk '/Non-2xx/ { bad = 1 } /^Requests\/sec/ { r = $2 }
-	    END { print (bad ? "ERR" : int(r)) }'
+	    / requests in / { n = $1 }
+	    END { print (bad ? "ERR" : int(r)), n + 0 }'
 }
 for route in login validate; do
 	: > "$R/$route.sum"
@@ -51,15 +55,20 @@ for route in login validate; do
 		i=0
 		for bin in $AB_BINS; do
 			i=$((i + 1))
-			echo "$i $(one $route $((DEMO_PORT + 10 + i)))" >> "$R/$route.sum"
+			pid=$(cat "$R/$i.pid")
+			t0=$(cpu_ticks "$pid")
+			res=$(one $route $((DEMO_PORT + 10 + i)))
+			t1=$(cpu_ticks "$pid")
+			echo "$i $res $((t1 - t0))" >> "$R/$route.sum"
 		done
 	done
 	i=0
 	for bin in $AB_BINS; do
 		i=$((i + 1))
 		awk -v i=$i -v bin="$bin" -v route=$route '
-		    $1 == i { s += $2; n++; all = all " " $2 }
-		    END { printf "ab: %-8s %-40s %7d req/s (runs%s)\n", route, bin, s / n, all }' \
+		    $1 == i { s += $2; n++; all = all " " $2; req += $3; tk += $4 }
+		    END { printf "ab: %-8s %-28s %7d req/s (runs%s), %4.0f us CPU per request\n",
+		        route, bin, s / n, all, tk * 1e6 / hz / req }' hz="$(getconf CLK_TCK)" \
 		    "$R/$route.sum"
 	done
 done
