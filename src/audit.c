@@ -64,11 +64,20 @@ audit_flush_locked(void)
 	audit_len = 0;
 }
 
-/* atexit: nothing pending is left behind on a clean exit. */
+/*
+ * atexit: nothing pending is left behind on a clean exit.  The lock is
+ * waited for at most a second: an exit from a fatal error raised while it
+ * is held (out of memory in audit_write) must not hang.
+ */
 static void
 audit_flush_at_exit(void)
 {
-	pthread_mutex_lock(&audit_lock);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 1;
+	if (pthread_mutex_timedlock(&audit_lock, &ts) != 0)
+		return;
 	audit_flush_locked();
 	pthread_mutex_unlock(&audit_lock);
 }
