@@ -77,7 +77,7 @@ def main():
             if tgt is None and verdict == "ok":
                 verdict = ""
             label = name if base == "bare" else name + "/cluster"
-            print("bench: %-16s %-6s %9d %7.2fx %8s  %s (p99 %s)" %
+            print("bench: %-16s %-6s %9d %7.3fx %8s  %s (p99 %s)" %
                   (label, scheme, rps, ratio,
                    ">= %.2fx" % tgt if tgt is not None else "", verdict, p99))
             if verdict.startswith("MISSED"):
