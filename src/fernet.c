@@ -51,6 +51,20 @@
 #define FERNET_KEY_FILE_MAX 64  /* bytes read from a key file */
 #define FERNET_AUDIT_LEN    16  /* raw bytes of an audit id */
 #define FERNET_ID_MAX       255 /* bytes of a non-UUID id */
+/*
+ * A packed payload: 3 ids of at most FERNET_ID_MAX bytes and a few
+ * scalars fit; packed into a stack buffer, not msgpack's 8 KiB sbuffer (a
+ * large malloc per mint that made glibc consolidate its fast bins).
+ */
+#define FERNET_PAYLOAD_MAX 1024
+#define FERNET_ZONE_CHUNK  1024 /* msgpack zone chunk to unpack one payload */
+
+/* The stack buffer a payload is packed into. */
+struct fernet_wbuf {
+	unsigned char data[FERNET_PAYLOAD_MAX];
+	size_t size;
+	int overflow;
+};
 
 /* One key: raw[0:16] signs, raw[16:32] encrypts. */
 struct fernet_key {
@@ -552,14 +566,29 @@ fernet_audit_id(struct fernet_payload *p, unsigned char raw[16], char **cause)
 	return (0);
 }
 
-/* Pack a payload the way Keystone does into sbuf. */
+/* msgpack's write callback into a struct fernet_wbuf: refuses overflow. */
+static int
+fernet_wbuf_write(void *data, const char *buf, size_t len)
+{
+	struct fernet_wbuf *w = data;
+
+	if (len > sizeof w->data - w->size) {
+		w->overflow = 1;
+		return (-1);
+	}
+	memcpy(w->data + w->size, buf, len);
+	w->size += len;
+	return (0);
+}
+
+/* Pack a payload the way Keystone does into w. */
 static void
-fernet_pack_payload(msgpack_sbuffer *sbuf, const struct fernet_payload *p,
+fernet_pack_payload(struct fernet_wbuf *w, const struct fernet_payload *p,
     const unsigned char audit[16])
 {
 	msgpack_packer pk;
 
-	msgpack_packer_init(&pk, sbuf, msgpack_sbuffer_write);
+	msgpack_packer_init(&pk, w, fernet_wbuf_write);
 	msgpack_pack_array(&pk, p->version == 11 ? 9 : 6);
 	msgpack_pack_uint64(&pk, (uint64_t)p->version);
 	fernet_pack_id(&pk, p->user_id);
@@ -688,7 +717,7 @@ char *
 fernet_encode(const struct fernet_keys *fk, struct fernet_payload *p,
     char **cause)
 {
-	msgpack_sbuffer sbuf;
+	struct fernet_wbuf w;
 	unsigned char audit[FERNET_AUDIT_LEN];
 	char *token;
 
@@ -702,12 +731,18 @@ fernet_encode(const struct fernet_keys *fk, struct fernet_payload *p,
 	if (p->issued_at == 0)
 		p->issued_at = (double)time(NULL);
 	p->issued_at = floor(p->issued_at);
-	msgpack_sbuffer_init(&sbuf);
-	fernet_pack_payload(&sbuf, p, audit);
-	token = fernet_seal(&fk->keys[0], (uint64_t)p->issued_at,
-	    (const unsigned char *)sbuf.data, sbuf.size, cause);
-	OPENSSL_cleanse(sbuf.data, sbuf.size);
-	msgpack_sbuffer_destroy(&sbuf);
+	w.size = 0;
+	w.overflow = 0;
+	fernet_pack_payload(&w, p, audit);
+	if (w.overflow) {
+		OPENSSL_cleanse(w.data, w.size);
+		xasprintf(cause, "fernet: payload longer than %d bytes",
+		    FERNET_PAYLOAD_MAX);
+		return (NULL);
+	}
+	token = fernet_seal(&fk->keys[0], (uint64_t)p->issued_at, w.data,
+	    w.size, cause);
+	OPENSSL_cleanse(w.data, w.size);
 	return (token);
 }
 
@@ -1068,19 +1103,25 @@ items:
 static int
 fernet_unpack(const unsigned char *buf, size_t len, struct fernet_payload *p)
 {
-	msgpack_unpacked up;
+	msgpack_zone zone;
+	msgpack_object obj;
 	size_t off = 0;
 	int rc = -1;
 
 	if (fernet_mp_skip(buf, len, &off, 0) != 0 || off != len)
 		return (-1);
 	off = 0;
-	msgpack_unpacked_init(&up);
-	if (msgpack_unpack_next(&up, (const char *)buf, len, &off) ==
+	/*
+	 * A zone of FERNET_ZONE_CHUNK, not msgpack_unpack_next's 8 KiB one:
+	 * a payload's objects fit (and the zone grows if they ever do not).
+	 */
+	if (!msgpack_zone_init(&zone, FERNET_ZONE_CHUNK))
+		fatalx("fernet: out of memory");
+	if (msgpack_unpack((const char *)buf, len, &off, &zone, &obj) ==
 		MSGPACK_UNPACK_SUCCESS &&
 	    off == len)
-		rc = fernet_read_payload(&up.data, p);
-	msgpack_unpacked_destroy(&up);
+		rc = fernet_read_payload(&obj, p);
+	msgpack_zone_destroy(&zone);
 	return (rc);
 }
 

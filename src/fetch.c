@@ -31,6 +31,9 @@
  * is 1.2 or newer; a proxy is used only when the request names one (the
  * proxy environment variables are ignored).
  *
+ * Finished transfers give their easy handle back, reset, to a small
+ * per-fetch pool (FETCH_IDLE_EASY) that the next transfers take from.
+ *
  * Thread: the worker's thread only; nothing here blocks (curl's threaded
  * resolver keeps DNS off the loop).
  */
@@ -51,6 +54,7 @@
 #define FETCH_MAX_HEADER_BYTES 65536                 /* all response headers */
 #define FETCH_MAX_HEADER_VALUE 8192                  /* one kept header value */
 #define FETCH_MAX_RESPONSE     (1024L * 1024 * 1024) /* 1 GiB */
+#define FETCH_IDLE_EASY        16 /* easy handles kept for reuse, per fetch */
 
 /* A socket curl asked us to watch. */
 struct fetch_sock {
@@ -99,6 +103,8 @@ struct fetch {
 	long inflight;
 	LIST_HEAD(, fetch_transfer) transfers;
 	LIST_HEAD(, fetch_sock) socks;
+	CURL *idle[FETCH_IDLE_EASY]; /* reset easy handles kept for reuse */
+	int nidle;
 };
 
 static void fetch_event_cb(evutil_socket_t, short, void *);
@@ -202,12 +208,38 @@ fetch_slist_wipe(struct curl_slist *l)
 	curl_slist_free_all(l);
 }
 
+/*
+ * An easy handle for a new transfer: a reset one from the idle pool, else
+ * a new one.  Reuse spares curl_easy_init/cleanup per transfer (a handle
+ * and its 16 KiB receive buffer malloc'ed and freed for every TokenReview:
+ * bench/README.md, the profile); curl_easy_reset restores every option to
+ * its default, so nothing of the previous request is set on the next.
+ */
+static CURL *
+fetch_easy_get(struct fetch *f)
+{
+	if (f->nidle > 0)
+		return (f->idle[--f->nidle]);
+	return (curl_easy_init());
+}
+
+/* Give a detached easy handle back: reset into the pool, or cleaned up. */
+static void
+fetch_easy_put(struct fetch *f, CURL *easy)
+{
+	if (f != NULL && f->nidle < FETCH_IDLE_EASY) {
+		curl_easy_reset(easy);
+		f->idle[f->nidle++] = easy;
+	} else
+		curl_easy_cleanup(easy);
+}
+
 /* Free a transfer that is neither attached nor linked any more. */
 static void
 fetch_transfer_free(struct fetch_transfer *t)
 {
 	if (t->easy != NULL)
-		curl_easy_cleanup(t->easy);
+		fetch_easy_put(t->f, t->easy);
 	fetch_slist_wipe(t->headers);
 	if (t->post != NULL) {
 		explicit_bzero(t->post, t->postlen);
@@ -460,6 +492,8 @@ fetch_destroy(struct fetch *f)
 	curl_multi_cleanup(f->multi);
 	while ((s = LIST_FIRST(&f->socks)) != NULL)
 		fetch_sock_free(s);
+	while (f->nidle > 0)
+		curl_easy_cleanup(f->idle[--f->nidle]);
 	event_free(f->timer);
 	free(f);
 }
@@ -799,7 +833,7 @@ fetch_start(struct fetch *f, const struct fetch_request *req, fetch_cb cb,
 	    (t->rules = outbound_rules_parse(req->allowed_hosts, NULL)) == NULL)
 		goto fail;
 	why = "curl_easy_init failed";
-	if ((t->easy = curl_easy_init()) == NULL)
+	if ((t->easy = fetch_easy_get(f)) == NULL)
 		goto fail;
 	fetch_setup(t, req);
 	why = "curl refused an option";

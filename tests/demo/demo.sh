@@ -33,7 +33,7 @@ fi
 cat > "$D/keystone-k8s-auth.conf" <<EOC
 # Written by tests/demo/demo.sh: a self-contained local set-up.
 [server]
-listen = https://127.0.0.1:$PORT
+listen = https://127.0.0.1:$PORT${DEMO_LISTEN_EXTRA:+,$DEMO_LISTEN_EXTRA}
 tls_cert = $D/server.pem
 tls_key = $D/server.key
 workers = 2

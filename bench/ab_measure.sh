@@ -1,0 +1,74 @@
+#!/bin/sh
+# bench/ab_measure.sh: run by tests/demo/demo.sh for bench/ab.sh.
+set -eu
+D=$DEMO_DIR
+R=$D/ab
+mkdir -p "$R"
+ROUNDS=${AB_ROUNDS:-3}
+SECS=${AB_SECONDS:-5}
+CONNS=${AB_CONNECTIONS:-16}
+python3 -c "import sys; open(sys.argv[1], 'w').write('{\"k8s_role\": \"web\", \"jwt\": \"%s\"}' % sys.argv[2])" \
+    "$R/login.json" "$DEMO_JWT"
+SUBJECT=$(curl -sS --cacert "$DEMO_CA" -D - -o /dev/null \
+    -H 'Content-Type: application/json' --data-binary "@$R/login.json" \
+    "$DEMO_URL/v4/k8s_auth/instances/$DEMO_INSTANCE/auth" |
+    sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: *//p' | tr -d '\r')
+pids=
+trap 'kill $pids 2>/dev/null || true' EXIT
+i=0
+for bin in $AB_BINS; do
+	i=$((i + 1))
+	port=$((DEMO_PORT + 10 + i))
+	sed "s|^listen = .*|listen = http://127.0.0.1:$port|" \
+	    "$D/keystone-k8s-auth.conf" > "$R/$i.conf"
+	"$bin" serve --config "$R/$i.conf" 2> "$R/$i.log" &
+	pids="$pids $!"
+	echo $! > "$R/$i.pid"
+	n=0
+	until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do
+		sleep 0.1
+		n=$((n + 1))
+		[ $n -lt 100 ] || { cat "$R/$i.log" >&2; exit 1; }
+	done
+done
+# cpu_ticks PID: the process's user + system time so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+one() { # one ROUTE PORT -> req/s requests
+	if [ "$1" = login ]; then
+		BENCH_METHOD=POST BENCH_BODY_FILE="$R/login.json" BENCH_AUTH= \
+		    BENCH_SUBJECT= wrk -t1 -c"$CONNS" -d"${SECS}s" \
+		    -s bench/request.lua \
+		    "http://127.0.0.1:$2/v4/k8s_auth/instances/$DEMO_INSTANCE/auth"
+	else
+		BENCH_METHOD=GET BENCH_BODY_FILE= BENCH_AUTH="$DEMO_ADMIN_TOKEN" \
+		    BENCH_SUBJECT="$SUBJECT" wrk -t1 -c"$CONNS" -d"${SECS}s" \
+		    -s bench/request.lua "http://127.0.0.1:$2/v3/auth/tokens"
+	fi | awk '/Non-2xx/ { bad = 1 } /^Requests\/sec/ { r = $2 }
+	    / requests in / { n = $1 }
+	    END { print (bad ? "ERR" : int(r)), n + 0 }'
+}
+for route in login validate; do
+	: > "$R/$route.sum"
+	r=0
+	while [ $r -lt "$ROUNDS" ]; do
+		r=$((r + 1))
+		i=0
+		for bin in $AB_BINS; do
+			i=$((i + 1))
+			pid=$(cat "$R/$i.pid")
+			t0=$(cpu_ticks "$pid")
+			res=$(one $route $((DEMO_PORT + 10 + i)))
+			t1=$(cpu_ticks "$pid")
+			echo "$i $res $((t1 - t0))" >> "$R/$route.sum"
+		done
+	done
+	i=0
+	for bin in $AB_BINS; do
+		i=$((i + 1))
+		awk -v i=$i -v bin="$bin" -v route=$route '
+		    $1 == i { s += $2; n++; all = all " " $2; req += $3; tk += $4 }
+		    END { printf "ab: %-8s %-28s %7d req/s (runs%s), %4.0f us CPU per request\n",
+		        route, bin, s / n, all, tk * 1e6 / hz / req }' hz="$(getconf CLK_TCK)" \
+		    "$R/$route.sum"
+	done
+done
