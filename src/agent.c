@@ -738,15 +738,13 @@ agent_on_header(char *ptr, size_t size, size_t nmemb, void *arg)
 	if (vlen > AGENT_MAX_TOKEN)
 		return (n);
 	val = xstrndup(v, vlen);
-	util_trim(val);
 	if (ptr[0] == 'X' || ptr[0] == 'x') {
-		free(l->token);
-		l->token = val;
-		return (n);
-	}
-	if (util_parse_long(val, 0, LONG_MAX, &secs) == 0)
+		if (l->token != NULL)
+			freezero_str(l->token);
+		l->token = xstrdup(util_trim(val));
+	} else if (util_parse_long(util_trim(val), 0, LONG_MAX, &secs) == 0)
 		l->retry_after = secs;
-	free(val);
+	freezero_str(val);
 	return (n);
 }
 
