@@ -492,3 +492,63 @@ def test_man_page_renders():
                 "once", "health-file"):
         check("\\-\\-" + opt.replace("-", "\\-") in text,
               "--%s is not in the man page" % opt)
+
+
+def _doc_blocks(lang):
+    with open(os.path.join(ROOT, "docs", "pods.md")) as f:
+        text = f.read()
+    return re.findall(r"^```%s\n(.*?)^```$" % lang, text, re.M | re.S)
+
+
+def test_pods_md_manifests_and_unit_parse():
+    """docs/pods.md: every YAML block parses (PyYAML, as openstacksdk has
+    it), every agent container's args and environment are accepted by the
+    agent's option parser (run with a non-loopback http:// URL added last,
+    so it stops right after parsing with the loopback error), and the
+    systemd unit's environment file names only K8S_AUTH_* variables the
+    man page documents."""
+    blocks = _doc_blocks("yaml")
+    check(len(blocks) >= 3, "YAML blocks in docs/pods.md: %d" % len(blocks))
+    code = ("import json, sys, yaml\n"
+            "print(json.dumps([d for b in json.load(sys.stdin)"
+            " for d in yaml.safe_load_all(b)]))\n")
+    import json
+    p = subprocess.run([osc_python(), "-c", code], input=json.dumps(blocks),
+                       capture_output=True, text=True, timeout=60)
+    eq(p.returncode, 0, "YAML of docs/pods.md: " + p.stderr)
+    agents = 0
+    for doc in json.loads(p.stdout):
+        spec = (doc.get("spec") or {})
+        spec = (spec.get("template") or {}).get("spec", spec)
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            if (c.get("args") or [""])[0] != "agent":
+                continue
+            agents += 1
+            env = {e["name"]: e["value"] for e in c.get("env", [])}
+            args = [a.replace("$(K8S_AUTH_INSTANCE)",
+                              env.get("K8S_AUTH_INSTANCE", ""))
+                    for a in c["args"]]
+            env["K8S_AUTH_INSTANCE"] = "a" * 32
+            args = [a if not a.startswith("--instance=") else
+                    "--instance=" + "a" * 32 for a in args]
+            pr = subprocess.run([BINARY] + args + ["--url",
+                                                   "http://192.0.2.1"],
+                                capture_output=True, text=True, timeout=30,
+                                env=dict(os.environ, **env))
+            eq(pr.returncode, 1, "agent of %s" % c["name"])
+            check("only to a loopback" in pr.stderr,
+                  "the manifest's agent options do not parse: " + pr.stderr)
+    check(agents >= 2, "agent containers in docs/pods.md: %d" % agents)
+    page = os.path.join(ROOT, "docs", "man", "keystone-k8s-auth-agent.8")
+    with open(page) as f:
+        man = f.read()
+    envs = [b for b in _doc_blocks("sh") if "K8S_AUTH_URL=" in b]
+    eq(len(envs), 1, "environment file blocks")
+    for line in envs[0].splitlines():
+        name = line.split("=", 1)[0]
+        check(name.startswith("K8S_AUTH_") and name in man,
+              "%s is not an agent variable of the man page" % name)
+    units = _doc_blocks("ini")
+    eq(len(units), 1, "unit blocks")
+    check("ExecStart=/usr/bin/keystone-k8s-auth agent" in units[0],
+          "the unit does not run the agent")
