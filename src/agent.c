@@ -939,6 +939,8 @@ agent_exchange(const struct agent_opts *o, const char *jwt,
 	url = agent_login_url(o);
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	/* A JWT body is over 1 KiB: no 100-continue round trip (and wait). */
+	hdrs = curl_slist_append(hdrs, "Expect:");
 	agent_curl_setup(c, o);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
