@@ -538,7 +538,7 @@ def case_project_scoped_assigned_role_201():
     expect(C.ps.call("DELETE", "/v4/tokens/restrictions/" + rid), 204)
 
 
-def _osc_python_env(clouds_yaml):
+def _osc_env(clouds_yaml):
     """The environment of an `openstack` run that reads only clouds_yaml."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env["OS_CLIENT_CONFIG_FILE"] = clouds_yaml
@@ -546,38 +546,37 @@ def _osc_python_env(clouds_yaml):
 
 
 def case_agent_clouds_yaml_openstack_cli():
-    """`keystone-k8s-auth agent --once` against the default payload
-    (project_scoped) writes a clouds.yaml (auth_type v3token) with which
-    python3-openstackclient's `openstack token issue` and `openstack
-    project show` succeed against this real Keystone (docs/pods.md)."""
-    rs = C.ps.call("POST", "/v4/tokens/restrictions", restriction_body(
+    """`keystone-k8s-auth agent --once` against a server of the default
+    payload (project_scoped) that shares Keystone's key repository (the
+    interop server: no other Keystone is started) writes a clouds.yaml
+    (auth_type v3token) with which python3-openstackclient's `openstack
+    token issue` and `openstack project show` succeed against this real
+    Keystone (docs/pods.md)."""
+    d = tempfile.mkdtemp(prefix="agent-", dir=C.workdir)
+    srv = interop.Server(C.procs, C.binary, d, C.env)
+    rs = srv.admin_call("POST", "/v4/tokens/restrictions", restriction_body(
         C.env["domain_a"]["id"], C.env["user"]["id"],
         C.env["project"]["id"], [(C.env["roles"]["member"], None)]))
-    expect(rs, 201)
-    inst = C.ps.call("POST", "/v4/k8s_auth/instances", {"instance": {
+    iid = srv.admin_call("POST", "/v4/k8s_auth/instances", {"instance": {
         "domain_id": C.env["domain_a"]["id"], "name": "agent-cluster",
         "host": C.k8s.url, "ca_cert": C.k8s.ca_pem,
-        "token_reviewer_jwt": C.reviewer}})
-    expect(inst, 201)
-    iid = inst.json()["instance"]["id"]
-    expect(C.ps.call("POST", "/v4/k8s_auth/instances/%s/roles" % iid, {
+        "token_reviewer_jwt": C.reviewer}})["instance"]["id"]
+    srv.admin_call("POST", "/v4/k8s_auth/instances/%s/roles" % iid, {
         "role": {"name": "workload",
                  "bound_service_account_names": ["workload"],
                  "bound_service_account_namespaces": ["interop"],
                  "bound_audience": "keystone",
-                 "token_restriction_id": rs.json()["restriction"]["id"]}}),
-        201)
+                 "token_restriction_id": rs["restriction"]["id"]}})
     jwt = C.k8s.call("POST", "/_test/tokens", {
         "namespace": "interop", "service_account": "workload",
         "pod": "workload-0", "audiences": ["keystone"],
         "expires_in": 1800})["token"]
-    d = tempfile.mkdtemp(prefix="agent-", dir=C.workdir)
     jwt_file = os.path.join(d, "jwt")
     with open(jwt_file, "w") as f:
         f.write(jwt)
     token_file = os.path.join(d, "token")
     clouds = os.path.join(d, "clouds.yaml")
-    p = subprocess.run([C.binary, "agent", "--once", "--url", C.ps.url,
+    p = subprocess.run([C.binary, "agent", "--once", "--url", srv.url,
                         "--instance", iid, "--role", "workload",
                         "--jwt-file", jwt_file, "--token-file", token_file,
                         "--clouds-yaml", clouds, "--cloud-name", "k8s",
@@ -589,7 +588,7 @@ def case_agent_clouds_yaml_openstack_cli():
         tok = f.read()
     assert jwt not in p.stderr and tok not in p.stderr, \
         "the agent logged a secret"
-    env = _osc_python_env(clouds)
+    env = _osc_env(clouds)
     p = subprocess.run(["openstack", "--os-cloud", "k8s", "token", "issue",
                         "-f", "json"], capture_output=True, text=True,
                        timeout=300, env=env)
