@@ -17,6 +17,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
 import time
 
 from harness import (BINARY, ROOT, Server, check, eq, fail, free_ports,
@@ -266,6 +267,32 @@ def test_rotation_of_the_jwt_triggers_an_exchange():
     assert_valid(SRV, second)
     eq(logins(SRV), n + 1, "logins after one rotation")
     check("the JWT file changed" in a.text(), "no rotation line")
+    # Readers never see a missing, empty or partial file across renewals.
+    seen, stop = [], []
+
+    def reader():
+        while not stop:
+            try:
+                with open(a.token_file) as f:
+                    seen.append(f.read())
+            except FileNotFoundError:
+                seen.append("(missing)")
+    th = threading.Thread(target=reader)
+    th.start()
+    tokens, cur = {second}, second
+    try:
+        for _ in range(3):
+            a.rotate()
+            cur = a.wait_token(other_than=cur, what="a token after rotation")
+            tokens.add(cur)
+    finally:
+        stop.append(1)
+        th.join()
+    check(len(seen) > 100, "the reader read %d times" % len(seen))
+    bad = [x for x in seen if x not in tokens]
+    check(not bad, "a reader saw %d reads that are not a whole token "
+          "(e.g. %d bytes)" % (len(bad), len(bad[0]) if bad else 0))
+    n += 3
     # The same JWT projected again (a new ..data, same content): nothing.
     with open(a.jwt_file) as f:
         a.sa.write(token=f.read())
