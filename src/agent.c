@@ -168,6 +168,7 @@ agent_signals(void)
 	return (0);
 }
 
+/* The name of a stopping signal, for the log. */
 static const char *
 agent_signame(int sig)
 {
@@ -176,6 +177,7 @@ agent_signame(int sig)
 
 /* -- options ---------------------------------------------------------------- */
 
+/* Print the agent's usage and exit. */
 static __dead void
 agent_usage(int status)
 {
@@ -659,6 +661,7 @@ agent_stamp(const char *path, struct agent_stamp *s)
 	s->ok = 1;
 }
 
+/* Same file, same content as far as stat() can tell? */
 static int
 agent_stamp_equal(const struct agent_stamp *a, const struct agent_stamp *b)
 {
@@ -701,6 +704,7 @@ agent_watch(const char *jwt_file)
 
 /* -- the exchange ----------------------------------------------------------- */
 
+/* Body callback: collect up to AGENT_MAX_BODY bytes, else fail. */
 static size_t
 agent_on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 {
@@ -856,6 +860,7 @@ agent_parse_success(struct agent_login *l, const struct agent_buf *b,
 	return (0);
 }
 
+/* Free a login's results, zeroing the token. */
 static void
 agent_login_clear(struct agent_login *l)
 {
@@ -1146,6 +1151,14 @@ agent_round(struct agent_state *s, int *status)
 	case AGENT_OK:
 	default:
 		if (agent_write_outputs(s->o, &l, &cause) != 0) {
+			if (!s->have_token) {
+				/* Never written: a wrong path, not a fault. */
+				log_err("agent: cannot write the token: %s",
+				    cause);
+				*status = AGENT_EXIT_USAGE;
+				delay = -1;
+				break;
+			}
 			delay = agent_next_backoff(s, -1);
 			log_err("agent: cannot write the token: %s; retry in %.1f s",
 			    cause, delay);

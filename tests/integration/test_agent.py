@@ -455,6 +455,11 @@ def test_bad_options_exit_1():
     rc, text = a.run(args=[BINARY, "agent", "--once"], env={})
     eq(rc, 1, "no options")
     check("--token-file are required" in text, text)
+    # An output directory that does not exist: exit 1, no retry loop.
+    rc, text = a.run(args=base + ["--once", "--token-file",
+                                  os.path.join(a.dir, "no-dir", "token")])
+    eq(rc, 1, "exit status with an unwritable token file")
+    check("cannot write the token" in text, text)
     # http:// to loopback is allowed (the JWT stays on the host).
     rc, text = a.run(args=base[:2] + ["--url", SRV.url(https=False)]
                      + base[4:] + ["--once"])
