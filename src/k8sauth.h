@@ -1074,6 +1074,9 @@ void policy_api_env_seal(struct lua_State *, int);
 /* policy_check.c -- the policy-check subcommand */
 int policy_check_main(const struct config *, int, char **);
 
+/* agent.c -- the agent subcommand, the pod side (API.md §9) */
+int agent_main(int, char **);
+
 /* keystone.c, keystone_*.c -- the upstream Keystone ([keystone] section) */
 struct keystone_result {
 	int unavailable;         /* no usable answer: 503 */

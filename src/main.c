@@ -52,6 +52,8 @@ static const struct main_cmd main_cmds[] = {
 	{ "version", main_version, "version" },
 	{ "policy-check", NULL,
 	    "policy-check [--config FILE] --action NAME --credentials FILE --target FILE\n  policy-check [--config FILE] --login CTXFILE" },
+	{ "agent", NULL,
+	    "agent --url URL --instance ID --role NAME --token-file FILE [options]" },
 };
 #define MAIN_NCMDS (sizeof main_cmds / sizeof *main_cmds)
 
@@ -250,6 +252,9 @@ main(int argc, char **argv)
 		argv[1] = (char *)"version";
 	if (strcmp(argv[1], "policy-check") == 0)
 		return (main_policy_check(argc - 1, argv + 1));
+	/* The pod side: options of its own, no server configuration. */
+	if (strcmp(argv[1], "agent") == 0)
+		return (agent_main(argc - 1, argv + 1));
 	for (i = 0; i < MAIN_NCMDS; i++) {
 		if (strcmp(argv[1], main_cmds[i].name) == 0)
 			cmd = &main_cmds[i];

@@ -32,10 +32,12 @@ failure.  K8SAUTH_BIN, FAKE_K8S as in tests/interop.
 """
 
 import importlib.util
+import json
 import os
 import select
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -534,6 +536,71 @@ def case_project_scoped_assigned_role_201():
     assert [x["id"] for x in roles] == [C.env["roles"]["member"],
                                         C.env["roles"]["reader"]], roles
     expect(C.ps.call("DELETE", "/v4/tokens/restrictions/" + rid), 204)
+
+
+def _osc_env(clouds_yaml):
+    """The environment of an `openstack` run that reads only clouds_yaml."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env["OS_CLIENT_CONFIG_FILE"] = clouds_yaml
+    return env
+
+
+def case_agent_clouds_yaml_openstack_cli():
+    """`keystone-k8s-auth agent --once` against a server of the default
+    payload (project_scoped) that shares Keystone's key repository (the
+    interop server: no other Keystone is started) writes a clouds.yaml
+    (auth_type v3token) with which python3-openstackclient's `openstack
+    token issue` and `openstack project show` succeed against this real
+    Keystone (docs/pods.md)."""
+    d = tempfile.mkdtemp(prefix="agent-", dir=C.workdir)
+    srv = interop.Server(C.procs, C.binary, d, C.env)
+    rs = srv.admin_call("POST", "/v4/tokens/restrictions", restriction_body(
+        C.env["domain_a"]["id"], C.env["user"]["id"],
+        C.env["project"]["id"], [(C.env["roles"]["member"], None)]))
+    iid = srv.admin_call("POST", "/v4/k8s_auth/instances", {"instance": {
+        "domain_id": C.env["domain_a"]["id"], "name": "agent-cluster",
+        "host": C.k8s.url, "ca_cert": C.k8s.ca_pem,
+        "token_reviewer_jwt": C.reviewer}})["instance"]["id"]
+    srv.admin_call("POST", "/v4/k8s_auth/instances/%s/roles" % iid, {
+        "role": {"name": "workload",
+                 "bound_service_account_names": ["workload"],
+                 "bound_service_account_namespaces": ["interop"],
+                 "bound_audience": "keystone",
+                 "token_restriction_id": rs["restriction"]["id"]}})
+    jwt = C.k8s.call("POST", "/_test/tokens", {
+        "namespace": "interop", "service_account": "workload",
+        "pod": "workload-0", "audiences": ["keystone"],
+        "expires_in": 1800})["token"]
+    jwt_file = os.path.join(d, "jwt")
+    with open(jwt_file, "w") as f:
+        f.write(jwt)
+    token_file = os.path.join(d, "token")
+    clouds = os.path.join(d, "clouds.yaml")
+    p = subprocess.run([C.binary, "agent", "--once", "--url", srv.url,
+                        "--instance", iid, "--role", "workload",
+                        "--jwt-file", jwt_file, "--token-file", token_file,
+                        "--clouds-yaml", clouds, "--cloud-name", "k8s",
+                        "--auth-url", C.env["url"] + "/v3"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, "agent --once: %d %s" % (p.returncode,
+                                                      p.stderr)
+    with open(token_file) as f:
+        tok = f.read()
+    assert jwt not in p.stderr and tok not in p.stderr, \
+        "the agent logged a secret"
+    env = _osc_env(clouds)
+    p = subprocess.run(["openstack", "--os-cloud", "k8s", "token", "issue",
+                        "-f", "json"], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert p.returncode == 0, "openstack token issue: %s" % p.stderr[-800:]
+    issued = json.loads(p.stdout)
+    assert issued["project_id"] == C.env["project"]["id"], issued["project_id"]
+    assert issued["user_id"] == C.env["user"]["id"], issued["user_id"]
+    p = subprocess.run(["openstack", "--os-cloud", "k8s", "project", "show",
+                        C.env["project"]["id"], "-f", "json"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, "openstack project show: %s" % p.stderr[-800:]
+    assert json.loads(p.stdout)["id"] == C.env["project"]["id"], p.stdout
 
 
 def case_project_scoped_unlisted_admin_role_400():
