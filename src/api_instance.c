@@ -24,7 +24,7 @@
 
 static const char *const instance_writable[] = { "domain_id", "name", "host",
 	"ca_cert", "token_reviewer_jwt", "disable_local_ca_jwt", "enabled",
-	NULL };
+	"review_cache_ttl", NULL };
 static const char *const instance_read_only[] = { "id", "created_at",
 	"updated_at", "token_reviewer_jwt_set", NULL };
 static const char *const instance_immutable[] = { "id", "domain_id", NULL };
@@ -49,6 +49,8 @@ api_instance_json(const struct instance *in)
 	cJSON_AddBoolToObject(o, "disable_local_ca_jwt",
 	    in->disable_local_ca_jwt);
 	cJSON_AddBoolToObject(o, "enabled", in->enabled);
+	cJSON_AddNumberToObject(o, "review_cache_ttl",
+	    (double)in->review_cache_ttl);
 	json_add_string_or_null(o, "created_at", api_or_null(in->created_at));
 	json_add_string_or_null(o, "updated_at", api_or_null(in->updated_at));
 	return (o);
@@ -91,7 +93,9 @@ api_instance_apply(const struct config *cfg, const cJSON *body,
 		-1 ||
 	    json_get_bool(body, "disable_local_ca_jwt",
 		&in->disable_local_ca_jwt, cause) == -1 ||
-	    json_get_bool(body, "enabled", &in->enabled, cause) == -1)
+	    json_get_bool(body, "enabled", &in->enabled, cause) == -1 ||
+	    json_get_long(body, "review_cache_ttl", 0, 300, 0,
+		&in->review_cache_ttl, cause) == -1)
 		return (-1);
 	if (in->host == NULL) {
 		*cause = xstrdup("host is required");
@@ -259,6 +263,8 @@ api_instance_save(struct request *r, struct instance *in, int create)
 	    create ? "k8s_auth:instance:create" : "k8s_auth:instance:update",
 	    in->id);
 	if (!create) {
+		/* Host, CA, reviewer or keys may have changed. */
+		review_cache_forget(in->id);
 		api_reply_object(r, "instance", api_instance_json(in));
 		return;
 	}
@@ -283,6 +289,7 @@ api_instance_create(struct request *r)
 		goto out;
 	in = xcalloc(1, sizeof *in);
 	in->enabled = 1;
+	in->review_cache_ttl = REVIEW_CACHE_TTL_DEFAULT;
 	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
 		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
@@ -426,6 +433,7 @@ api_instance_delete(struct request *r)
 	    api_target("instance", api_instance_json(in), NULL, NULL, NULL);
 	api_delete(r, "k8s_auth:instance:delete", "instance", in->id,
 	    store_instance_delete, target);
+	review_cache_forget(in->id); /* harmless when refused */
 	cJSON_Delete(target);
 	instance_free(in);
 }

@@ -4,7 +4,7 @@
  *
  *   1. instance and role exist and are enabled          (login_start)
  *   2. cheap local JWT checks: structure, time, audience, bounds
- *   3. TokenReview, asynchronous                        (k8s_review.c)
+ *   3. TokenReview, asynchronous, or its cached outcome (review_cache.c)
  *   4. the review's identity re-checked against JWT and bounds
  *   6. the token restriction re-read and complete       (login_review_cb)
  *   5. the operator's login policy (login.lua) may deny, shorten or map
@@ -31,7 +31,7 @@ struct login {
 	struct instance *inst;
 	struct role *role;
 	struct jwt *jwt;
-	struct k8s_review *review;
+	struct review_wait *review;        /* step 3 (review_cache.c) */
 	struct keystone_check *check;      /* step 6a in flight */
 	struct k8s_review_outcome outcome; /* kept during step 6a */
 	struct restriction *rs;            /* kept during step 6a */
@@ -546,16 +546,18 @@ login_verify_user(struct login *l, struct k8s_review_outcome *o,
 	return (0);
 }
 
-/* The TokenReview finished (k8s_review.c): steps 4 to 7. */
-static void
-login_review_cb(struct k8s_review_outcome *o, void *arg)
+/*
+ * Steps 4 to 7 on a review's outcome, fresh or cached alike: 1 when step
+ * 6a goes on asynchronously (login_user_cb ends the login), else 0
+ * (replied; the caller ends the login).
+ */
+static int
+login_reviewed(struct login *l, struct k8s_review_outcome *o)
 {
-	struct login *l = arg;
 	struct restriction *rs;
 	long cap;
 	int rc;
 
-	l->review = NULL; /* k8s_review.c frees it after this call */
 	if (o->reason != REASON_NONE) {
 		if (reason_status(o->reason) == 503)
 			http_set_header(l->r, "Retry-After",
@@ -566,12 +568,23 @@ login_review_cb(struct k8s_review_outcome *o, void *arg)
 		NULL &&
 	    (rs = login_policy(l, o, rs, &cap)) != NULL) {
 		if ((rc = login_verify_user(l, o, rs, cap)) == 1)
-			return; /* login_user_cb goes on */
+			return (1); /* login_user_cb goes on */
 		if (rc == 0)
 			login_issue(l, o, rs, cap);
 		restriction_free(rs);
 	}
-	login_done(l);
+	return (0);
+}
+
+/* The TokenReview finished (review_cache.c): steps 4 to 7. */
+static void
+login_review_cb(struct k8s_review_outcome *o, void *arg)
+{
+	struct login *l = arg;
+
+	l->review = NULL; /* review_cache.c frees it after this call */
+	if (login_reviewed(l, o) == 0)
+		login_done(l);
 }
 
 /* The request deadline passed while the review was in flight. */
@@ -580,7 +593,7 @@ login_cancel(struct request *r)
 {
 	struct login *l = r->data;
 
-	k8s_review_cancel(l->review);
+	review_cache_cancel(l->review);
 	l->review = NULL;
 	keystone_check_cancel(l->check);
 	l->check = NULL;
@@ -595,7 +608,7 @@ login_gone(struct request *r)
 {
 	struct login *l = r->data;
 
-	k8s_review_cancel(l->review);
+	review_cache_cancel(l->review);
 	l->review = NULL;
 	keystone_check_cancel(l->check);
 	l->check = NULL;
@@ -718,15 +731,15 @@ api_login(struct request *r)
 	}
 	if (login_check_jwt(l) != 0)
 		goto done;
-	l->review = k8s_review_start(r->worker, r->cfg, l->inst, jwt,
-	    l->role->bound_audience, login_review_cb, l, &o);
-	if (l->review == NULL) {
-		http_set_header(r, "Retry-After",
-		    o.retry_after != NULL ? o.retry_after : "1");
-		login_refuse(l, o.reason, "%s", o.message);
+	/* Step 3; a cached review or a refusal answers at once. */
+	l->review = review_cache_start(r->worker, cfg, l->inst, jwt,
+	    l->role->bound_audience, l->jwt->has_exp ? l->jwt->exp : 0,
+	    login_review_cb, l, &o);
+	if (l->review == NULL && login_reviewed(l, &o) == 0) {
 		k8s_review_outcome_clear(&o);
 		goto done;
 	}
+	k8s_review_outcome_clear(&o);
 	freezero_str(jwt);
 	r->data = l;
 	r->cancel = login_cancel;

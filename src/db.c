@@ -119,6 +119,9 @@ static const char *const db_migration_table[] = {
 	 */
 	"ALTER TABLE instances ADD COLUMN host_admin INTEGER NOT NULL "
 	"DEFAULT 0;",
+	/* 3: seconds a TokenReview result is reused (API.md §8). */
+	"ALTER TABLE instances ADD COLUMN review_cache_ttl INTEGER NOT NULL "
+	"DEFAULT 10;",
 };
 #define DB_NMIGRATIONS \
 	((int)(sizeof db_migration_table / sizeof db_migration_table[0]))

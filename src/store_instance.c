@@ -28,7 +28,8 @@ enum {
 	SI_ENABLED,
 	SI_CREATED_AT,
 	SI_UPDATED_AT,
-	SI_HOST_ADMIN
+	SI_HOST_ADMIN,
+	SI_REVIEW_CACHE_TTL
 };
 
 static int store_instance_read(struct db *, struct sqlite3_stmt *, void **);
@@ -42,7 +43,7 @@ static const struct store_list_def store_instance_list_def = { "instance",
 	"instances", STORE_INSTANCE_COLUMNS, store_instance_filters,
 	store_instance_read, store_instance_free };
 
-/* Bind every column (?1..?11); enc is the sealed reviewer token. */
+/* Bind every column (?1..?12); enc is the sealed reviewer token. */
 static int
 store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
     const char *enc)
@@ -61,6 +62,8 @@ store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
 	bad |= store_bind_text(st, SI_CREATED_AT + 1, in->created_at);
 	bad |= store_bind_text(st, SI_UPDATED_AT + 1, in->updated_at);
 	bad |= sqlite3_bind_int(st, SI_HOST_ADMIN + 1, in->host_admin != 0);
+	bad |= sqlite3_bind_int64(st, SI_REVIEW_CACHE_TTL + 1,
+	    in->review_cache_ttl);
 	return (bad == SQLITE_OK ? 0 : -1);
 }
 
@@ -85,6 +88,7 @@ store_instance_read(struct db *db, struct sqlite3_stmt *st, void **out)
 	store_column_fixed(st, SI_UPDATED_AT, in->updated_at,
 	    sizeof in->updated_at);
 	in->host_admin = sqlite3_column_int(st, SI_HOST_ADMIN);
+	in->review_cache_ttl = sqlite3_column_int(st, SI_REVIEW_CACHE_TTL);
 	*out = in;
 	return (STORE_OK);
 }

@@ -432,7 +432,7 @@ env_setup(void **state)
 	if (e->sink == NULL)
 		return (-1);
 	e->sink_port = bound_port(evconnlistener_get_fd(e->sink));
-	e->f = fetch_create(e->base, 64);
+	e->f = fetch_create(e->base, 64, 64);
 	*state = e;
 	return (0);
 }
@@ -1070,7 +1070,7 @@ test_max_transfers(void **state)
 	int			 two = 2;
 
 	fetch_destroy(e->f);
-	e->f = fetch_create(e->base, 2);
+	e->f = fetch_create(e->base, 2, 2);
 	memset(g, 0, sizeof g);
 	g[0].env = g[1].env = g[2].env = e;
 	req_init(&r, u);
