@@ -163,6 +163,7 @@ static struct rc_inst *rc_insts;                              /* rc_lock */
 static struct rc_mailbox *rc_mailboxes;                       /* rc_lock */
 
 static void rc_launch(struct review_wait *);
+static void rc_abandon_locked(struct review_wait *, struct rc_waits *);
 
 /* A growable buffer for packing an outcome. */
 struct rc_buf {
@@ -763,10 +764,21 @@ static void
 rc_launch(struct review_wait *rv)
 {
 	struct k8s_review_outcome o;
+	struct rc_waits out = TAILQ_HEAD_INITIALIZER(out);
+	int abandon;
 
 	pthread_mutex_lock(&rc_lock);
 	rv->state = RC_W_RUNNING;
+	abandon =
+	    rv->cb == NULL && (rv->e == NULL || TAILQ_EMPTY(&rv->e->waiters));
+	if (abandon)
+		rc_abandon_locked(rv, &out);
 	pthread_mutex_unlock(&rc_lock);
+	if (abandon) {
+		rc_post_all(&out);
+		rc_wait_free(rv);
+		return;
+	}
 	rv->review = k8s_review_launch(rv->w, rv->req, rc_done_cb, rv, &o);
 	k8s_review_req_free(rv->req);
 	rv->req = NULL;
@@ -977,14 +989,45 @@ review_cache_start(struct worker *w, const struct config *cfg,
 }
 
 /*
+ * An owner nobody waits for gives up its slot and its flight (the caller
+ * cancels its transfer); rc_lock held.  The flight leaves the table in
+ * the same critical section that saw it without waiters, so no login can
+ * join it any more.
+ */
+static void
+rc_abandon_locked(struct review_wait *rv, struct rc_waits *out)
+{
+	struct rc_inst *ri = rv->ri;
+
+	if (rv->state == RC_W_QUEUED) {
+		TAILQ_REMOVE(&ri->queue, rv, link);
+		ri->queued--;
+	}
+	if (rv->slot)
+		ri->inflight--;
+	rv->slot = 0;
+	if (rv->probe && rv->gen == ri->gen)
+		ri->probing = 0;
+	if (rv->e != NULL) {
+		rc_unhash(rv->e);
+		free(rv->e);
+		rc_flights--;
+		rv->e = NULL;
+	}
+	rc_dequeue(ri, util_now(), out);
+}
+
+/*
  * The login gave up (client gone, deadline), on its own worker: its
- * callback never runs.  A waiter leaves its flight, a queued owner
- * nobody waits for leaves the queue; an owner with waiters or a running
- * transfer goes on orphaned; a posted wait is freed when its post is read.
+ * callback never runs.  A waiter leaves its flight; an owner nobody else
+ * waits for cancels its transfer (or leaves the queue) and frees its
+ * slot; an owner with waiters goes on orphaned for them; a posted wait is
+ * freed when its post is read.
  */
 void
 review_cache_cancel(struct review_wait *rv)
 {
+	struct rc_waits out = TAILQ_HEAD_INITIALIZER(out);
 	int free_it = 0;
 
 	if (rv == NULL)
@@ -994,22 +1037,18 @@ review_cache_cancel(struct review_wait *rv)
 	if (rv->state == RC_W_WAITING) {
 		TAILQ_REMOVE(&rv->e->waiters, rv, link);
 		free_it = 1;
-	} else if (rv->state == RC_W_QUEUED &&
+	} else if ((rv->state == RC_W_QUEUED || rv->state == RC_W_RUNNING) &&
 	    (rv->e == NULL || TAILQ_EMPTY(&rv->e->waiters))) {
-		TAILQ_REMOVE(&rv->ri->queue, rv, link);
-		rv->ri->queued--;
-		if (rv->probe)
-			rv->ri->probing = 0;
-		if (rv->e != NULL) {
-			rc_unhash(rv->e);
-			free(rv->e);
-			rc_flights--;
-		}
+		rc_abandon_locked(rv, &out);
 		free_it = 1;
 	}
 	pthread_mutex_unlock(&rc_lock);
-	if (free_it)
+	rc_post_all(&out);
+	if (free_it) {
+		k8s_review_cancel(rv->review);
+		rv->review = NULL;
 		rc_wait_free(rv);
+	}
 }
 
 /*

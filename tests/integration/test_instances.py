@@ -7,7 +7,8 @@ PEM = None
 PEM2 = None
 BASE = "/v4/k8s_auth/instances"
 FIELDS = {"id", "domain_id", "name", "host", "ca_cert", "token_reviewer_jwt_set",
-          "disable_local_ca_jwt", "enabled", "created_at", "updated_at"}
+          "disable_local_ca_jwt", "enabled", "review_cache_ttl", "created_at",
+          "updated_at"}
 
 
 def setup_module():
