@@ -118,6 +118,7 @@ struct rc_entry {
 	char *blob; /* the packed outcome */
 	size_t bloblen;
 	struct rc_entry *hnext;
+	int owner_worker;          /* flights: the owner's worker id */
 	TAILQ_ENTRY(rc_entry) lru; /* results only */
 	struct rc_waits waiters;   /* flights only */
 };
@@ -926,6 +927,9 @@ rc_start_locked(struct review_wait *rv, const struct config *cfg,
 		rv->e = flight;
 		rv->state = RC_W_WAITING;
 		rv->ri->merged++;
+		if (flight->owner_worker != rv->w->id)
+			log_debug("review: instance %s: a login on worker %d waits for the review in flight on worker %d",
+			    rv->ri->id, rv->w->id, flight->owner_worker);
 		return (2);
 	}
 	if (rc_breaker_admit(rv->ri, rv, now, o) != 0 ||
@@ -933,6 +937,7 @@ rc_start_locked(struct review_wait *rv, const struct config *cfg,
 		return (-1);
 	if (key != NULL) {
 		rv->e = rc_entry_new(key, rv->ri);
+		rv->e->owner_worker = rv->w->id;
 		rc_flights++;
 	}
 	return (0);
