@@ -229,11 +229,23 @@ k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 	}
 	if (extra != NULL) {
 		o->extra = cJSON_Duplicate(extra, 1);
-		o->pod_name = k8s_review_extra(extra, K8S_EXTRA_POD_NAME);
-		o->pod_uid = k8s_review_extra(extra, K8S_EXTRA_POD_UID);
-		o->node_name = k8s_review_extra(extra, K8S_EXTRA_NODE_NAME);
-		o->node_uid = k8s_review_extra(extra, K8S_EXTRA_NODE_UID);
+		k8s_review_extras(o);
 	}
+}
+
+/*
+ * Read the pod and node out of o->extra (also for an outcome unpacked
+ * from the review cache, which keeps them only there).
+ */
+void
+k8s_review_extras(struct k8s_review_outcome *o)
+{
+	if (o->extra == NULL)
+		return;
+	o->pod_name = k8s_review_extra(o->extra, K8S_EXTRA_POD_NAME);
+	o->pod_uid = k8s_review_extra(o->extra, K8S_EXTRA_POD_UID);
+	o->node_name = k8s_review_extra(o->extra, K8S_EXTRA_NODE_NAME);
+	o->node_uid = k8s_review_extra(o->extra, K8S_EXTRA_NODE_UID);
 }
 
 /*

@@ -860,6 +860,7 @@ struct k8s_review *k8s_review_start(struct worker *, const struct config *,
 void k8s_review_cancel(struct k8s_review *);
 void k8s_review_parse(long, const char *, size_t, struct k8s_review_outcome *);
 void k8s_review_outcome_clear(struct k8s_review_outcome *);
+void k8s_review_extras(struct k8s_review_outcome *);
 
 /* review_cache.c -- TokenReview cache, single flight, slots, breaker */
 #define REVIEW_CACHE_TTL_DEFAULT 10 /* an instance's review_cache_ttl */

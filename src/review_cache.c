@@ -9,7 +9,7 @@
  * for [k8s_auth] negative_cache_ttl; errors are never kept.  Entries hold
  * the parsed outcome packed into one small buffer (tagged NUL-terminated
  * strings, status.user.extra as compact JSON: a few hundred bytes, never
- * the raw answer).  At most [k8s_auth] review_cache_size results, least
+ * the raw answer; the pod and node are read back out of extra).  At most [k8s_auth] review_cache_size results, least
  * recently used first out.  Each instance has a generation: an admin
  * write to the instance (host, CA, reviewer, keys: any update) or its
  * deletion bumps it (review_cache_forget), which drops its results and
@@ -203,10 +203,6 @@ rc_pack(const struct k8s_review_outcome *o, size_t *len)
 	rc_buf_add(&b, 'i', o->uid);
 	rc_buf_add(&b, 'n', o->namespace);
 	rc_buf_add(&b, 'm', o->name);
-	rc_buf_add(&b, 'p', o->pod_name);
-	rc_buf_add(&b, 'q', o->pod_uid);
-	rc_buf_add(&b, 'd', o->node_name);
-	rc_buf_add(&b, 'e', o->node_uid);
 	for (i = 0; i < o->groups.n; i++)
 		rc_buf_add(&b, 'g', o->groups.v[i]);
 	for (i = 0; i < o->audiences.n; i++)
@@ -256,18 +252,6 @@ rc_unpack(const char *p, size_t len, struct k8s_review_outcome *o)
 		case 'm':
 			dst = &o->name;
 			break;
-		case 'p':
-			dst = &o->pod_name;
-			break;
-		case 'q':
-			dst = &o->pod_uid;
-			break;
-		case 'd':
-			dst = &o->node_name;
-			break;
-		case 'e':
-			dst = &o->node_uid;
-			break;
 		case 'g':
 			rc_strlist_add(&o->groups, s);
 			break;
@@ -284,6 +268,7 @@ rc_unpack(const char *p, size_t len, struct k8s_review_outcome *o)
 			*dst = xstrdup(s);
 		p = s + strlen(s) + 1;
 	}
+	k8s_review_extras(o); /* the pod and node live in extra only */
 }
 
 /* The cache key of a review. */
