@@ -890,7 +890,9 @@ rc_admit(struct rc_inst *ri, struct review_wait *rv, const struct config *cfg,
 
 /*
  * Under rc_lock: a cached result (1, o filled), a flight to wait on (2),
- * a refusal (-1, o filled) or a new owner (0: RUNNING or QUEUED).
+ * a refusal (-1, o filled), a new owner holding a slot (0) or queued (3).
+ * The caller must go by this answer, not by rv->state: once rc_lock is
+ * released another worker may already move a queued owner on.
  */
 static int
 rc_start_locked(struct review_wait *rv, const struct config *cfg,
@@ -925,7 +927,7 @@ rc_start_locked(struct review_wait *rv, const struct config *cfg,
 		rv->e->owner_worker = rv->w->id;
 		rc_flights++;
 	}
-	return (0);
+	return (rv->state == RC_W_QUEUED ? 3 : 0);
 }
 
 /*
@@ -965,8 +967,9 @@ review_cache_start(struct worker *w, const struct config *cfg,
 	}
 	if (rc == 2)
 		return (rv);
+	/* Queued: a START may be posted meanwhile, read on this thread later. */
 	rv->req = k8s_review_request(cfg, inst, jwt, audience);
-	if (rv->state == RC_W_QUEUED)
+	if (rc == 3)
 		return (rv);
 	rv->review = k8s_review_launch(w, rv->req, rc_done_cb, rv, o);
 	k8s_review_req_free(rv->req);
