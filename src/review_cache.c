@@ -46,8 +46,9 @@
  *
  * Locks: rc_lock guards everything below marked so (one process-wide
  * mutex, held for hash and list work only, never across a call into curl
- * or a callback); each mailbox has its own lock, taken after rc_lock when
- * both are held.  Runs on worker threads; never blocks on the network.
+ * or a callback); each mailbox has its own lock, never taken with rc_lock
+ * held, and held across event_active() so that closing the mailbox
+ * (event_free under the same lock) cannot race a post.  Runs on worker threads; never blocks on the network.
  */
 #include <sys/queue.h>
 
@@ -673,8 +674,9 @@ rc_post_all(struct rc_waits *out)
 			continue;
 		}
 		TAILQ_INSERT_TAIL(&mb->items, rv, link);
-		pthread_mutex_unlock(&mb->lock);
+		/* Under mb->lock: the event is freed under it too. */
 		event_active(mb->ev, EV_READ, 0);
+		pthread_mutex_unlock(&mb->lock);
 	}
 }
 
@@ -853,9 +855,9 @@ review_cache_worker_free(struct worker *w)
 	pthread_mutex_lock(&mb->lock);
 	mb->closed = 1;
 	TAILQ_INIT(&mb->items);
-	pthread_mutex_unlock(&mb->lock);
 	event_free(mb->ev);
 	mb->ev = NULL;
+	pthread_mutex_unlock(&mb->lock);
 	w->review_mailbox = NULL;
 }
 
