@@ -32,7 +32,7 @@
 static const char *const instance_writable[] = { "domain_id", "name", "host",
 	"ca_cert", "token_reviewer_jwt", "disable_local_ca_jwt", "enabled",
 	"service_account_annotations", "jwt_signature", "jwks", "issuer",
-	NULL };
+	"review_cache_ttl", NULL };
 static const char *const instance_read_only[] = { "id", "created_at",
 	"updated_at", "token_reviewer_jwt_set", NULL };
 static const char *const instance_immutable[] = { "id", "domain_id", NULL };
@@ -63,6 +63,8 @@ api_instance_json(const struct instance *in)
 	    in->jwt_signature_skip ? "skip" : "verify");
 	json_add_string_or_null(o, "jwks", in->jwks);
 	json_add_string_or_null(o, "issuer", in->issuer);
+	cJSON_AddNumberToObject(o, "review_cache_ttl",
+	    (double)in->review_cache_ttl);
 	json_add_string_or_null(o, "created_at", api_or_null(in->created_at));
 	json_add_string_or_null(o, "updated_at", api_or_null(in->updated_at));
 	return (o);
@@ -148,7 +150,9 @@ api_instance_apply(const struct config *cfg, const cJSON *body,
 	    json_get_bool(body, "enabled", &in->enabled, cause) == -1 ||
 	    json_get_bool(body, "service_account_annotations",
 		&in->service_account_annotations, cause) == -1 ||
-	    api_instance_signature(body, in, cause) == -1)
+	    api_instance_signature(body, in, cause) == -1 ||
+	    json_get_long(body, "review_cache_ttl", 0, 300, 0,
+		&in->review_cache_ttl, cause) == -1)
 		return (-1);
 	if (in->host == NULL) {
 		*cause = xstrdup("host is required");
@@ -317,6 +321,8 @@ api_instance_save(struct request *r, struct instance *in, int create)
 	    in->id);
 	jwks_forget(in->id); /* keys follow host, CA, reviewer and jwks */
 	if (!create) {
+		/* Host, CA, reviewer or keys may have changed. */
+		review_cache_forget(in->id);
 		api_reply_object(r, "instance", api_instance_json(in));
 		return;
 	}
@@ -341,6 +347,7 @@ api_instance_create(struct request *r)
 		goto out;
 	in = xcalloc(1, sizeof *in);
 	in->enabled = 1;
+	in->review_cache_ttl = REVIEW_CACHE_TTL_DEFAULT;
 	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
 		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
@@ -485,6 +492,7 @@ api_instance_delete(struct request *r)
 	api_delete(r, "k8s_auth:instance:delete", "instance", in->id,
 	    store_instance_delete, target);
 	jwks_forget(in->id);
+	review_cache_forget(in->id); /* harmless when refused */
 	cJSON_Delete(target);
 	instance_free(in);
 }

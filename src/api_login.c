@@ -7,7 +7,7 @@
  *   2. cheap local JWT checks: structure, time, audience, bounds
  *   2b. the JWT's signature and issuer, with the cluster's keys; waits
  *      while they are fetched                          (jwks_cache.c)
- *   3. TokenReview, asynchronous                        (k8s_review.c)
+ *   3. TokenReview, asynchronous, or its cached outcome (review_cache.c)
  *   4. the review's identity re-checked against JWT and bounds
  *   4b. when the role's bound_namespace_selector or the login policy's
  *      needs ask for them, the namespace's labels and the service
@@ -39,7 +39,7 @@ struct login {
 	struct instance *inst;
 	struct role *role;
 	struct jwt *jwt;
-	struct k8s_review *review;
+	struct review_wait *review;        /* step 3 (review_cache.c) */
 	struct jwks_wait *keys_wait;       /* step 2b waiting for keys */
 	char *token;                       /* the JWT (secret: wiped) */
 	struct keystone_check *check;      /* step 6a in flight */
@@ -655,10 +655,10 @@ static void login_object_cb(struct k8s_object_outcome *, void *);
 /*
  * Step 4b and on, from the parked review outcome (l->outcome): read what
  * is still needed (the namespace, then the service account), one read at
- * a time; then the selector, then steps 6 to 7.  Ends the login unless a
- * read or step 6a is in flight.
+ * a time; then the selector, then steps 6 to 7.  1 while a read or step
+ * 6a is in flight (its callback goes on), else 0 (replied).
  */
-static void
+static int
 login_objects(struct login *l)
 {
 	struct k8s_review_outcome *o = &l->outcome;
@@ -674,18 +674,17 @@ login_objects(struct login *l)
 		    k8s_object_get(l->r->worker, l->r->cfg, l->inst, l->token,
 			kind, o->namespace, o->name, login_object_cb, l, &oo);
 		if (l->object != NULL)
-			return; /* login_object_cb goes on */
+			return (1); /* login_object_cb goes on */
 		if (login_object_take(l, &oo) != 0) {
 			k8s_object_outcome_clear(&oo);
-			login_done(l);
-			return;
+			return (0);
 		}
 		k8s_object_outcome_clear(&oo);
 	}
 	if (login_check_selector(l, o->namespace) == 0 &&
 	    login_finish(l, o) == 1)
-		return;
-	login_done(l);
+		return (1);
+	return (0);
 }
 
 /* A read of step 4b answered (k8s_object.c). */
@@ -695,39 +694,48 @@ login_object_cb(struct k8s_object_outcome *oo, void *arg)
 	struct login *l = arg;
 
 	l->object = NULL; /* k8s_object.c frees it after this call */
-	if (login_object_take(l, oo) != 0) {
+	if (login_object_take(l, oo) != 0 || login_objects(l) == 0)
 		login_done(l);
-		return;
-	}
-	login_objects(l);
 }
 
-/* The TokenReview finished (k8s_review.c): step 4, then on. */
-static void
-login_review_cb(struct k8s_review_outcome *o, void *arg)
+/*
+ * Steps 4 to 7 on a review's outcome, fresh or cached alike: 1 when a read
+ * of step 4b or step 6a goes on asynchronously (its callback ends the
+ * login), else 0 (replied; the caller ends the login).
+ */
+static int
+login_reviewed(struct login *l, struct k8s_review_outcome *o)
 {
-	struct login *l = arg;
-
-	l->review = NULL; /* k8s_review.c frees it after this call */
 	if (o->reason != REASON_NONE) {
 		if (reason_status(o->reason) == 503)
 			http_set_header(l->r, "Retry-After",
 			    o->retry_after != NULL ? o->retry_after : "1");
 		login_refuse(l, o->reason, "%s", o->message);
-	} else if (login_check_review(l, o) == 0) {
-		l->outcome = *o; /* parked for steps 4b to 7 */
-		memset(o, 0, sizeof *o);
-		/* A namespace the role lists needs no labels to be bound. */
-		l->need_ns = (l->policy_needs & POLICY_NEED_NAMESPACE) != 0 ||
-		    (l->role->bound_namespace_selector != NULL &&
-			!glob_match_any(&l->role->bound_sa_namespaces,
-			    l->outcome.namespace));
-		l->need_sa = l->inst->service_account_annotations &&
-		    (l->policy_needs & POLICY_NEED_SERVICE_ACCOUNT) != 0;
-		login_objects(l);
-		return;
+		return (0);
 	}
-	login_done(l);
+	if (login_check_review(l, o) != 0)
+		return (0);
+	l->outcome = *o; /* parked for steps 4b to 7 */
+	memset(o, 0, sizeof *o);
+	/* A namespace the role lists needs no labels to be bound. */
+	l->need_ns = (l->policy_needs & POLICY_NEED_NAMESPACE) != 0 ||
+	    (l->role->bound_namespace_selector != NULL &&
+		!glob_match_any(&l->role->bound_sa_namespaces,
+		    l->outcome.namespace));
+	l->need_sa = l->inst->service_account_annotations &&
+	    (l->policy_needs & POLICY_NEED_SERVICE_ACCOUNT) != 0;
+	return (login_objects(l));
+}
+
+/* The TokenReview finished (review_cache.c): steps 4 to 7. */
+static void
+login_review_cb(struct k8s_review_outcome *o, void *arg)
+{
+	struct login *l = arg;
+
+	l->review = NULL; /* review_cache.c frees it after this call */
+	if (login_reviewed(l, o) == 0)
+		login_done(l);
 }
 
 /* The request deadline passed while the review was in flight. */
@@ -736,7 +744,7 @@ login_cancel(struct request *r)
 {
 	struct login *l = r->data;
 
-	k8s_review_cancel(l->review);
+	review_cache_cancel(l->review);
 	l->review = NULL;
 	k8s_object_cancel(l->object);
 	l->object = NULL;
@@ -755,7 +763,7 @@ login_gone(struct request *r)
 {
 	struct login *l = r->data;
 
-	k8s_review_cancel(l->review);
+	review_cache_cancel(l->review);
 	l->review = NULL;
 	k8s_object_cancel(l->object);
 	l->object = NULL;
@@ -891,22 +899,26 @@ login_throttled(struct login *l)
 	return (-1);
 }
 
-/* Step 3: start the TokenReview; 0 (in flight) or -1 (replied). */
+/*
+ * Step 3: the TokenReview (review_cache.c: a cached outcome, a review in
+ * flight to join, or a new one); 0 while something is in flight, -1 after
+ * replying.
+ */
 static int
 login_start_review(struct login *l)
 {
 	struct request *r = l->r;
 	struct k8s_review_outcome o;
+	int rc;
 
-	l->review = k8s_review_start(r->worker, r->cfg, l->inst, l->token,
-	    l->role->bound_audience, login_review_cb, l, &o);
+	l->review = review_cache_start(r->worker, r->cfg, l->inst, l->token,
+	    l->role->bound_audience, l->jwt->has_exp ? l->jwt->exp : 0,
+	    login_review_cb, l, &o);
 	if (l->review != NULL)
 		return (0);
-	http_set_header(r, "Retry-After",
-	    o.retry_after != NULL ? o.retry_after : "1");
-	login_refuse(l, o.reason, "%s", o.message);
+	rc = login_reviewed(l, &o); /* cached, or refused at once */
 	k8s_review_outcome_clear(&o);
-	return (-1);
+	return (rc == 1 ? 0 : -1);
 }
 
 static void login_keys_cb(void *);
@@ -920,8 +932,17 @@ login_continue(struct login *l)
 {
 	struct request *r = l->r;
 	enum reason reason = REASON_NONE;
+	struct k8s_review_outcome o;
 	char *msg = NULL;
+	int rc;
 
+	/* A JWT the cluster already judged needs no signature check. */
+	if (review_cache_lookup(r->cfg, l->inst, l->token,
+		l->role->bound_audience, &o)) {
+		rc = login_reviewed(l, &o);
+		k8s_review_outcome_clear(&o);
+		return (rc == 1 ? 0 : -1);
+	}
 	switch (jwks_check(r->worker, r->cfg, l->inst, l->token, l->jwt,
 	    login_keys_cb, l, &l->keys_wait, &reason, &msg)) {
 	case JWKS_CHECK_WAIT:

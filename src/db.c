@@ -135,6 +135,9 @@ static const char *const db_migration_table[] = {
 	"DEFAULT 'verify';"
 	"ALTER TABLE instances ADD COLUMN jwks TEXT;"
 	"ALTER TABLE instances ADD COLUMN issuer TEXT;",
+	/* 5: seconds a TokenReview result is reused (API.md §8). */
+	"ALTER TABLE instances ADD COLUMN review_cache_ttl INTEGER NOT NULL "
+	"DEFAULT 10;",
 };
 #define DB_NMIGRATIONS \
 	((int)(sizeof db_migration_table / sizeof db_migration_table[0]))

@@ -34,6 +34,13 @@
  * Finished transfers give their easy handle back, reset, to a small
  * per-fetch pool (FETCH_IDLE_EASY) that the next transfers take from.
  *
+ * Slots: a fetch has two pools, one for the clusters' API servers
+ * (TokenReviews, which unauthenticated clients set off) and one for
+ * everything else (Keystone, which admin calls wait on), so that review
+ * junk against a slow cluster can never starve Keystone-authenticated
+ * admin calls (issue 12).  A transfer holds one slot of its pool from
+ * fetch_start until it finishes or is cancelled.
+ *
  * Thread: the worker's thread only; nothing here blocks (curl's threaded
  * resolver keeps DNS off the loop).
  */
@@ -86,6 +93,7 @@ struct fetch_transfer {
 	void *arg;
 	int attached; /* easy is in f->multi */
 	int linked;   /* on f->transfers */
+	int cluster;  /* holds a cluster slot, else a Keystone slot */
 	int failing;  /* multi rebuilt: fail it */
 	int in_callback;
 	struct outbound_rules *rules; /* allowed_hosts, or NULL */
@@ -99,8 +107,10 @@ struct fetch {
 	struct event_base *base;
 	CURLM *multi;
 	struct event *timer;
-	long max_transfers;
-	long inflight;
+	long max_transfers; /* cluster slots */
+	long max_other;     /* Keystone slots */
+	long inflight;      /* every transfer */
+	long inflight_cluster;
 	LIST_HEAD(, fetch_transfer) transfers;
 	LIST_HEAD(, fetch_sock) socks;
 	CURL *idle[FETCH_IDLE_EASY]; /* reset easy handles kept for reuse */
@@ -192,8 +202,11 @@ fetch_multi_new(struct fetch *f)
 	curl_multi_setopt(m, CURLMOPT_SOCKETDATA, f);
 	curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, fetch_timer_fn);
 	curl_multi_setopt(m, CURLMOPT_TIMERDATA, f);
-	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, f->max_transfers);
-	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, f->max_transfers);
+	/* Both pools: reviews must not take the connections Keystone needs. */
+	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+	    f->max_transfers + f->max_other);
+	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS,
+	    f->max_transfers + f->max_other);
 	f->multi = m;
 }
 
@@ -265,6 +278,8 @@ fetch_unlink(struct fetch_transfer *t)
 	LIST_REMOVE(t, entry);
 	t->linked = 0;
 	t->f->inflight--;
+	if (t->cluster)
+		t->f->inflight_cluster--;
 }
 
 /* Map a curl result to the caller's error classes. */
@@ -452,15 +467,19 @@ fetch_timer_cb(evutil_socket_t fd, short what, void *arg)
 	fetch_after_action(f, mc);
 }
 
-/* A fetch context on base allowing max_transfers at once. */
+/*
+ * A fetch context on base allowing max_cluster transfers to clusters and
+ * max_other to Keystone at once.
+ */
 struct fetch *
-fetch_create(struct event_base *base, long max_transfers)
+fetch_create(struct event_base *base, long max_cluster, long max_other)
 {
 	struct fetch *f;
 
 	f = xcalloc(1, sizeof *f);
 	f->base = base;
-	f->max_transfers = max_transfers > 0 ? max_transfers : 1;
+	f->max_transfers = max_cluster > 0 ? max_cluster : 1;
+	f->max_other = max_other > 0 ? max_other : 1;
 	LIST_INIT(&f->transfers);
 	LIST_INIT(&f->socks);
 	if ((f->timer = evtimer_new(base, fetch_timer_cb, f)) == NULL)
@@ -503,6 +522,13 @@ long
 fetch_inflight(const struct fetch *f)
 {
 	return (f->inflight);
+}
+
+/* Transfers to clusters started and not yet finished or cancelled. */
+long
+fetch_inflight_cluster(const struct fetch *f)
+{
+	return (f->inflight_cluster);
 }
 
 /* CURLOPT_WRITEFUNCTION: append to the response, refuse past the cap. */
@@ -815,9 +841,12 @@ fetch_start(struct fetch *f, const struct fetch_request *req, fetch_cb cb,
 	CURLMcode mc;
 	const char *why;
 
-	if (f->inflight >= f->max_transfers) {
+	if (req->cluster ? f->inflight_cluster >= f->max_transfers
+			 : f->inflight - f->inflight_cluster >= f->max_other) {
 		if (cause != NULL)
-			*cause = xstrdup("too many transfers in flight");
+			*cause = xstrdup(req->cluster
+				? "too many TokenReviews in flight on this worker"
+				: "too many Keystone calls in flight on this worker");
 		return (NULL);
 	}
 	if (fetch_check_request(req, cause) != 0)
@@ -847,6 +876,9 @@ fetch_start(struct fetch *f, const struct fetch_request *req, fetch_cb cb,
 	t->linked = 1;
 	LIST_INSERT_HEAD(&f->transfers, t, entry);
 	f->inflight++;
+	t->cluster = req->cluster != 0;
+	if (t->cluster)
+		f->inflight_cluster++;
 	return (t);
 
 fail:

@@ -229,11 +229,23 @@ k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 	}
 	if (extra != NULL) {
 		o->extra = cJSON_Duplicate(extra, 1);
-		o->pod_name = k8s_review_extra(extra, K8S_EXTRA_POD_NAME);
-		o->pod_uid = k8s_review_extra(extra, K8S_EXTRA_POD_UID);
-		o->node_name = k8s_review_extra(extra, K8S_EXTRA_NODE_NAME);
-		o->node_uid = k8s_review_extra(extra, K8S_EXTRA_NODE_UID);
+		k8s_review_extras(o);
 	}
+}
+
+/*
+ * Read the pod and node out of o->extra (also for an outcome unpacked
+ * from the review cache, which keeps them only there).
+ */
+void
+k8s_review_extras(struct k8s_review_outcome *o)
+{
+	if (o->extra == NULL)
+		return;
+	o->pod_name = k8s_review_extra(o->extra, K8S_EXTRA_POD_NAME);
+	o->pod_uid = k8s_review_extra(o->extra, K8S_EXTRA_POD_UID);
+	o->node_name = k8s_review_extra(o->extra, K8S_EXTRA_NODE_NAME);
+	o->node_uid = k8s_review_extra(o->extra, K8S_EXTRA_NODE_UID);
 }
 
 /*
@@ -451,6 +463,7 @@ k8s_review_request(const struct config *cfg, const struct instance *inst,
 	req->allow_http = cfg->k8s_allow_insecure_http;
 	req->allowed_hosts = inst->host_admin ? NULL : cfg->k8s_allowed_hosts;
 	req->proxy = cfg->k8s_proxy;
+	req->cluster = 1; /* the clusters' slots, not Keystone's */
 }
 
 /* Free what k8s_review_request allocated. */
@@ -463,34 +476,87 @@ k8s_review_request_clear(struct k8s_request *kr)
 	memset(kr, 0, sizeof *kr);
 }
 
+/* Free a prepared TokenReview request, wiping its secrets. */
+void
+k8s_review_req_free(struct k8s_review_req *q)
+{
+	if (q == NULL)
+		return;
+	free(q->url);
+	freezero_str(q->body);
+	freezero_str(q->bearer);
+	free(q->ca);
+	free(q->allowed_hosts);
+	free(q->proxy);
+	free(q);
+}
+
 /*
- * Start a TokenReview of jwt against an instance.  Returns the review
- * (cancel with k8s_review_cancel) or NULL with *o holding the error.
+ * Prepare the TokenReview of jwt against an instance: everything the
+ * transfer needs, copied, so that it may start later (review_cache.c
+ * queues it) without the instance or the configuration at hand.
+ */
+struct k8s_review_req *
+k8s_review_prepare(const struct config *cfg, const struct instance *inst,
+    const char *jwt, const char *audience)
+{
+	struct k8s_review_req *q;
+	size_t hlen;
+
+	q = xcalloc(1, sizeof *q);
+	k8s_review_credentials(cfg, inst, jwt, &q->bearer, &q->ca);
+	hlen = strlen(inst->host);
+	while (hlen > 0 && inst->host[hlen - 1] == '/')
+		hlen--;
+	xasprintf(&q->url, "%.*s/apis/authentication.k8s.io/v1/tokenreviews",
+	    (int)hlen, inst->host);
+	q->body = k8s_review_body(jwt, audience);
+	q->connect_timeout_ms = cfg->k8s_connect_timeout * 1000;
+	q->timeout_ms = cfg->k8s_review_timeout * 1000;
+	q->max_response = (size_t)cfg->k8s_max_response_size;
+	q->allow_http = cfg->k8s_allow_insecure_http;
+	if (!inst->host_admin && cfg->k8s_allowed_hosts != NULL)
+		q->allowed_hosts = xstrdup(cfg->k8s_allowed_hosts);
+	if (cfg->k8s_proxy != NULL)
+		q->proxy = xstrdup(cfg->k8s_proxy);
+	snprintf(q->instance_id, sizeof q->instance_id, "%s", inst->id);
+	return (q);
+}
+
+/*
+ * Start a prepared TokenReview on the worker's fetch machinery (q stays
+ * the caller's).  Returns the review (cancel with k8s_review_cancel) or
+ * NULL with *o holding the error.
  */
 struct k8s_review *
-k8s_review_start(struct worker *w, const struct config *cfg,
-    const struct instance *inst, const char *jwt, const char *audience,
+k8s_review_launch(struct worker *w, const struct k8s_review_req *q,
     k8s_review_cb cb, void *arg, struct k8s_review_outcome *o)
 {
-	struct k8s_request kr;
+	struct fetch_request req;
 	struct k8s_review *rv;
-	char *body, *cause;
+	char *cause = NULL;
 
 	memset(o, 0, sizeof *o);
-	k8s_review_request(cfg, inst, jwt,
-	    "/apis/authentication.k8s.io/v1/tokenreviews", &kr);
-	body = k8s_review_body(jwt, audience);
-	kr.req.method = "POST";
-	kr.req.body = body;
-	kr.req.bodylen = strlen(body);
+	memset(&req, 0, sizeof req);
+	req.method = "POST";
+	req.url = q->url;
+	req.body = q->body;
+	req.bodylen = strlen(q->body);
+	req.bearer = q->bearer;
+	req.ca_pem = q->ca;
+	req.connect_timeout_ms = q->connect_timeout_ms;
+	req.timeout_ms = q->timeout_ms;
+	req.max_response = q->max_response;
+	req.allow_http = q->allow_http;
+	req.allowed_hosts = q->allowed_hosts;
+	req.proxy = q->proxy;
+	req.cluster = 1;
 	rv = xcalloc(1, sizeof *rv);
-	snprintf(rv->instance_id, sizeof rv->instance_id, "%s", inst->id);
+	snprintf(rv->instance_id, sizeof rv->instance_id, "%s", q->instance_id);
 	rv->cb = cb;
 	rv->arg = arg;
 	rv->transfer =
-	    fetch_start(w->fetch, &kr.req, k8s_review_done_cb, rv, &cause);
-	freezero_str(body);
-	k8s_review_request_clear(&kr);
+	    fetch_start(w->fetch, &req, k8s_review_done_cb, rv, &cause);
 	if (rv->transfer == NULL) {
 		k8s_review_fail(o, REASON_cluster_unavailable, "%s", cause);
 		o->retry_after = xstrdup("1");
@@ -499,6 +565,24 @@ k8s_review_start(struct worker *w, const struct config *cfg,
 		return (NULL);
 	}
 	metrics_review_start();
+	return (rv);
+}
+
+/*
+ * Start a TokenReview of jwt against an instance, uncached.  Returns the
+ * review (cancel with k8s_review_cancel) or NULL with *o holding the error.
+ */
+struct k8s_review *
+k8s_review_start(struct worker *w, const struct config *cfg,
+    const struct instance *inst, const char *jwt, const char *audience,
+    k8s_review_cb cb, void *arg, struct k8s_review_outcome *o)
+{
+	struct k8s_review_req *q;
+	struct k8s_review *rv;
+
+	q = k8s_review_prepare(cfg, inst, jwt, audience);
+	rv = k8s_review_launch(w, q, cb, arg, o);
+	k8s_review_req_free(q);
 	return (rv);
 }
 

@@ -158,6 +158,12 @@ struct config {
 	long k8s_max_concurrent_reviews;
 	long k8s_jwks_refresh_interval;
 	long k8s_jwks_max_age;
+	long k8s_negative_cache_ttl;
+	long k8s_review_cache_size;
+	long k8s_max_reviews_per_instance;
+	long k8s_review_queue_size;
+	long k8s_breaker_failures;
+	long k8s_breaker_cooldown;
 	char *k8s_allowed_hosts;
 	char *k8s_proxy;
 	long k8s_object_cache_ttl;
@@ -177,6 +183,7 @@ struct config {
 	long keystone_cache_ttl;
 	long keystone_revocation_interval;
 	long keystone_timeout;
+	long keystone_max_concurrent_calls;
 	int keystone_verify_user_enabled;
 	/* [bootstrap] */
 	char *admin_token_file;
@@ -230,7 +237,7 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define STORE_INSTANCE_COLUMNS                                          \
 	"id, domain_id, name, host, ca_cert, "                          \
 	"reviewer_jwt_enc, disable_local_ca_jwt, enabled, created_at, " \
-	"updated_at, host_admin, service_account_annotations, jwt_signature, jwks, issuer"
+	"updated_at, host_admin, service_account_annotations, jwt_signature, jwks, issuer, review_cache_ttl"
 #define STORE_ROLE_COLUMNS                                               \
 	"id, auth_instance_id, domain_id, name, "                        \
 	"enabled, bound_sa_names, bound_sa_namespaces, bound_audience, " \
@@ -239,59 +246,60 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define STORE_RESTRICTION_COLUMNS              \
 	"id, domain_id, user_id, project_id, " \
 	"allow_renew, allow_rescope, created_at, updated_at"
-#define DB_STATEMENTS(X)                                                          \
-	X(DB_INSTANCE_INSERT,                                                     \
-	    "INSERT INTO instances (" STORE_INSTANCE_COLUMNS ") VALUES "          \
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)") \
-	X(DB_INSTANCE_GET,                                                        \
-	    "SELECT " STORE_INSTANCE_COLUMNS " FROM instances WHERE id = ?1")     \
-	X(DB_INSTANCE_UPDATE,                                                     \
-	    "UPDATE instances SET domain_id = ?2, "                               \
-	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, "         \
-	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10, "         \
-	    "host_admin = ?11, service_account_annotations = ?12, "               \
-	    "jwt_signature = ?13, jwks = ?14, issuer = ?15 "                      \
-	    "WHERE id = ?1")                                                      \
-	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")              \
-	X(DB_ROLE_INSERT,                                                         \
-	    "INSERT INTO roles (" STORE_ROLE_COLUMNS                              \
-	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "            \
-	    "?12, ?13, ?14)")                                                     \
-	X(DB_ROLE_GET,                                                            \
-	    "SELECT " STORE_ROLE_COLUMNS " FROM roles WHERE id = ?1")             \
-	X(DB_ROLE_GET_IN_INSTANCE,                                                \
-	    "SELECT " STORE_ROLE_COLUMNS                                          \
-	    " FROM roles WHERE auth_instance_id = ?1 AND "                        \
-	    "(id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1")               \
-	X(DB_ROLE_UPDATE,                                                         \
-	    "UPDATE roles SET auth_instance_id = ?2, "                            \
-	    "domain_id = ?3, name = ?4, enabled = ?5, "                           \
-	    "bound_sa_names = ?6, bound_sa_namespaces = ?7, "                     \
-	    "bound_audience = ?8, bound_pod_names = ?9, "                         \
-	    "token_ttl = ?10, token_restriction_id = ?11, "                       \
-	    "updated_at = ?13, bound_namespace_selector = ?14 WHERE id = ?1")     \
-	X(DB_ROLE_DELETE, "DELETE FROM roles WHERE id = ?1")                      \
-	X(DB_RESTRICTION_INSERT,                                                  \
-	    "INSERT INTO restrictions (" STORE_RESTRICTION_COLUMNS ") VALUES "    \
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                                   \
-	X(DB_RESTRICTION_GET,                                                     \
-	    "SELECT " STORE_RESTRICTION_COLUMNS                                   \
-	    " FROM restrictions WHERE id = ?1")                                   \
-	X(DB_RESTRICTION_UPDATE,                                                  \
-	    "UPDATE restrictions SET "                                            \
-	    "domain_id = ?2, user_id = ?3, project_id = ?4, "                     \
-	    "allow_renew = ?5, allow_rescope = ?6, updated_at = ?8 "              \
-	    "WHERE id = ?1")                                                      \
-	X(DB_RESTRICTION_DELETE, "DELETE FROM restrictions WHERE id = ?1")        \
-	X(DB_RROLE_INSERT,                                                        \
-	    "INSERT INTO restriction_roles "                                      \
-	    "(restriction_id, position, role_id, role_name) "                     \
-	    "VALUES (?1, ?2, ?3, ?4)")                                            \
-	X(DB_RROLE_LIST,                                                          \
-	    "SELECT role_id, role_name FROM "                                     \
-	    "restriction_roles WHERE restriction_id = ?1 ORDER BY position")      \
-	X(DB_RROLE_DELETE,                                                        \
-	    "DELETE FROM restriction_roles "                                      \
+#define DB_STATEMENTS(X)                                                               \
+	X(DB_INSTANCE_INSERT,                                                          \
+	    "INSERT INTO instances (" STORE_INSTANCE_COLUMNS ") VALUES "               \
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)") \
+	X(DB_INSTANCE_GET,                                                             \
+	    "SELECT " STORE_INSTANCE_COLUMNS " FROM instances WHERE id = ?1")          \
+	X(DB_INSTANCE_UPDATE,                                                          \
+	    "UPDATE instances SET domain_id = ?2, "                                    \
+	    "name = ?3, host = ?4, ca_cert = ?5, reviewer_jwt_enc = ?6, "              \
+	    "disable_local_ca_jwt = ?7, enabled = ?8, updated_at = ?10, "              \
+	    "host_admin = ?11, service_account_annotations = ?12, "                    \
+	    "jwt_signature = ?13, jwks = ?14, issuer = ?15, "                          \
+	    "review_cache_ttl = ?16 "                                                  \
+	    "WHERE id = ?1")                                                           \
+	X(DB_INSTANCE_DELETE, "DELETE FROM instances WHERE id = ?1")                   \
+	X(DB_ROLE_INSERT,                                                              \
+	    "INSERT INTO roles (" STORE_ROLE_COLUMNS                                   \
+	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "                 \
+	    "?12, ?13, ?14)")                                                          \
+	X(DB_ROLE_GET,                                                                 \
+	    "SELECT " STORE_ROLE_COLUMNS " FROM roles WHERE id = ?1")                  \
+	X(DB_ROLE_GET_IN_INSTANCE,                                                     \
+	    "SELECT " STORE_ROLE_COLUMNS                                               \
+	    " FROM roles WHERE auth_instance_id = ?1 AND "                             \
+	    "(id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1")                    \
+	X(DB_ROLE_UPDATE,                                                              \
+	    "UPDATE roles SET auth_instance_id = ?2, "                                 \
+	    "domain_id = ?3, name = ?4, enabled = ?5, "                                \
+	    "bound_sa_names = ?6, bound_sa_namespaces = ?7, "                          \
+	    "bound_audience = ?8, bound_pod_names = ?9, "                              \
+	    "token_ttl = ?10, token_restriction_id = ?11, "                            \
+	    "updated_at = ?13, bound_namespace_selector = ?14 WHERE id = ?1")          \
+	X(DB_ROLE_DELETE, "DELETE FROM roles WHERE id = ?1")                           \
+	X(DB_RESTRICTION_INSERT,                                                       \
+	    "INSERT INTO restrictions (" STORE_RESTRICTION_COLUMNS ") VALUES "         \
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                                        \
+	X(DB_RESTRICTION_GET,                                                          \
+	    "SELECT " STORE_RESTRICTION_COLUMNS                                        \
+	    " FROM restrictions WHERE id = ?1")                                        \
+	X(DB_RESTRICTION_UPDATE,                                                       \
+	    "UPDATE restrictions SET "                                                 \
+	    "domain_id = ?2, user_id = ?3, project_id = ?4, "                          \
+	    "allow_renew = ?5, allow_rescope = ?6, updated_at = ?8 "                   \
+	    "WHERE id = ?1")                                                           \
+	X(DB_RESTRICTION_DELETE, "DELETE FROM restrictions WHERE id = ?1")             \
+	X(DB_RROLE_INSERT,                                                             \
+	    "INSERT INTO restriction_roles "                                           \
+	    "(restriction_id, position, role_id, role_name) "                          \
+	    "VALUES (?1, ?2, ?3, ?4)")                                                 \
+	X(DB_RROLE_LIST,                                                               \
+	    "SELECT role_id, role_name FROM "                                          \
+	    "restriction_roles WHERE restriction_id = ?1 ORDER BY position")           \
+	X(DB_RROLE_DELETE,                                                             \
+	    "DELETE FROM restriction_roles "                                           \
 	    "WHERE restriction_id = ?1")
 #define DB_STMT_ENUM(id, sql) id,
 enum db_stmt_id { DB_STATEMENTS(DB_STMT_ENUM) DB_NSTMTS };
@@ -341,6 +349,7 @@ struct instance {
 	int jwt_signature_skip; /* jwt_signature "skip" (default "verify") */
 	char *jwks;             /* JWKS JSON text, NULL: discover */
 	char *issuer;           /* expected iss, NULL: discovery's or any */
+	long review_cache_ttl;  /* seconds; 0: no review cache */
 };
 struct role {
 	char id[ID_LEN + 1];
@@ -502,8 +511,9 @@ struct worker {
 	struct evhttp *https; /* TLS listeners */
 	struct evhttp *http;  /* plain listeners */
 	struct db *db;
-	struct fetch *fetch;   /* outbound HTTPS */
-	struct policy *policy; /* this thread's Lua state */
+	struct fetch *fetch;               /* outbound HTTPS */
+	struct policy *policy;             /* this thread's Lua state */
+	struct rc_mailbox *review_mailbox; /* review_cache.c's posts to it */
 	struct event *reload_ev;
 	void *thread;                     /* pthread_t * */
 	long inflight;                    /* requests not yet replied */
@@ -843,6 +853,7 @@ struct fetch_request {
 	/* [k8s_auth] allowed_hosts to enforce at connect time, or NULL */
 	const char *allowed_hosts;
 	const char *proxy; /* proxy URL, or NULL: never a proxy */
+	int cluster; /* a cluster's slots (TokenReview), else Keystone's */
 };
 struct fetch_result {
 	enum fetch_error error;
@@ -857,12 +868,13 @@ struct fetch_result {
 struct fetch;
 struct fetch_transfer;
 typedef void (*fetch_cb)(const struct fetch_result *, void *);
-struct fetch *fetch_create(struct event_base *, long);
+struct fetch *fetch_create(struct event_base *, long, long);
 void fetch_destroy(struct fetch *);
 struct fetch_transfer *fetch_start(struct fetch *, const struct fetch_request *,
     fetch_cb, void *, char **);
 void fetch_cancel(struct fetch_transfer *);
 long fetch_inflight(const struct fetch *);
+long fetch_inflight_cluster(const struct fetch *);
 
 /* k8s_review.c -- where the TokenReview is made */
 struct k8s_review_outcome {
@@ -882,7 +894,27 @@ struct k8s_review_outcome {
 	char *node_uid;
 };
 struct k8s_review;
+/* A TokenReview ready to start: every string copied; body and bearer wiped. */
+struct k8s_review_req {
+	char instance_id[ID_LEN + 1];
+	char *url;
+	char *body;   /* holds the JWT */
+	char *bearer; /* secret */
+	char *ca;     /* PEM or NULL */
+	long connect_timeout_ms;
+	long timeout_ms;
+	size_t max_response;
+	int allow_http;
+	char *allowed_hosts; /* NULL: unchecked */
+	char *proxy;
+};
 typedef void (*k8s_review_cb)(struct k8s_review_outcome *, void *);
+struct k8s_review_req *k8s_review_prepare(const struct config *,
+    const struct instance *, const char *, const char *);
+void k8s_review_req_free(struct k8s_review_req *);
+struct k8s_review *k8s_review_launch(struct worker *,
+    const struct k8s_review_req *, k8s_review_cb, void *,
+    struct k8s_review_outcome *);
 struct k8s_review *k8s_review_start(struct worker *, const struct config *,
     const struct instance *, const char *, const char *, k8s_review_cb, void *,
     struct k8s_review_outcome *);
@@ -901,6 +933,28 @@ void k8s_review_parse(long, const char *, size_t, struct k8s_review_outcome *);
 void k8s_review_outcome_clear(struct k8s_review_outcome *);
 void k8s_review_credentials(const struct config *, const struct instance *,
     const char *, char **, char **);
+void k8s_review_extras(struct k8s_review_outcome *);
+
+/* review_cache.c -- TokenReview cache, single flight, slots, breaker */
+#define REVIEW_CACHE_TTL_DEFAULT 10 /* an instance's review_cache_ttl */
+struct review_wait;
+struct evbuffer;
+struct review_wait *review_cache_start(struct worker *, const struct config *,
+    const struct instance *, const char *, const char *, double, k8s_review_cb,
+    void *, struct k8s_review_outcome *);
+int review_cache_lookup(const struct config *, const struct instance *,
+    const char *, const char *, struct k8s_review_outcome *);
+void review_cache_cancel(struct review_wait *);
+void review_cache_forget(const char *);
+void review_cache_worker_free(struct worker *);
+void review_cache_render(struct evbuffer *);
+void review_cache_key(const char *, const char *, const char *, uint8_t[32]);
+int review_cache_get(const uint8_t *, const char *, double,
+    struct k8s_review_outcome *);
+void review_cache_put(const uint8_t *, const char *,
+    const struct k8s_review_outcome *, double);
+size_t review_cache_count(void);
+void review_cache_reset(long);
 
 /* k8s_name.c -- Kubernetes names (DNS-1123 label and subdomain) */
 int k8s_name_label(const char *);

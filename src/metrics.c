@@ -3,7 +3,8 @@
  *
  * Logins by result and reason, TokenReview latency per instance (a
  * histogram), HTTP requests by route, method and status, reviews in
- * flight, policy errors, Keystone call errors by reason, the loaded Fernet
+ * flight (the review cache, slot and breaker families come from
+ * review_cache.c), policy errors, Keystone call errors by reason, the loaded Fernet
  * keys (the primary's age, reload errors, how long reloads have been
  * failing: token_key_status(), about the keys in use, never the files on
  * disk), the seconds left on the loaded TLS certificate, and the abuse
@@ -444,6 +445,7 @@ metrics_render(const struct config *cfg, time_t started)
 	    (long long)started);
 	metrics_render_logins(b);
 	metrics_render_reviews(b);
+	review_cache_render(b);
 	metrics_render_http(b);
 	evbuffer_add_printf(b,
 	    "# HELP k8sauth_policy_errors_total Policy calls that failed (error or budget).\n# TYPE k8sauth_policy_errors_total counter\nk8sauth_policy_errors_total %lu\n",

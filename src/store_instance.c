@@ -32,7 +32,8 @@ enum {
 	SI_SA_ANNOTATIONS,
 	SI_JWT_SIGNATURE,
 	SI_JWKS,
-	SI_ISSUER
+	SI_ISSUER,
+	SI_REVIEW_CACHE_TTL
 };
 
 static int store_instance_read(struct db *, struct sqlite3_stmt *, void **);
@@ -46,7 +47,7 @@ static const struct store_list_def store_instance_list_def = { "instance",
 	"instances", STORE_INSTANCE_COLUMNS, store_instance_filters,
 	store_instance_read, store_instance_free };
 
-/* Bind every column (?1..?14); enc is the sealed reviewer token. */
+/* Bind every column (?1..?16); enc is the sealed reviewer token. */
 static int
 store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
     const char *enc)
@@ -71,6 +72,8 @@ store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
 	    in->jwt_signature_skip ? "skip" : "verify");
 	bad |= store_bind_text(st, SI_JWKS + 1, in->jwks);
 	bad |= store_bind_text(st, SI_ISSUER + 1, in->issuer);
+	bad |= sqlite3_bind_int64(st, SI_REVIEW_CACHE_TTL + 1,
+	    in->review_cache_ttl);
 	return (bad == SQLITE_OK ? 0 : -1);
 }
 
@@ -104,6 +107,7 @@ store_instance_read(struct db *db, struct sqlite3_stmt *st, void **out)
 		"skip") == 0;
 	in->jwks = store_column_text(st, SI_JWKS);
 	in->issuer = store_column_text(st, SI_ISSUER);
+	in->review_cache_ttl = sqlite3_column_int(st, SI_REVIEW_CACHE_TTL);
 	*out = in;
 	return (STORE_OK);
 }

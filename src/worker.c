@@ -416,7 +416,8 @@ worker_new(struct server *srv, int id, char **cause)
 	free(path);
 	if (w->db == NULL)
 		goto fail;
-	w->fetch = fetch_create(w->base, w->cfg->k8s_max_concurrent_reviews);
+	w->fetch = fetch_create(w->base, w->cfg->k8s_max_concurrent_reviews,
+	    w->cfg->keystone_max_concurrent_calls);
 	if ((w->policy = policy_new(w->cfg, cause)) == NULL)
 		goto fail;
 	for (i = 0; i < srv->nlisteners; i++) {
@@ -599,6 +600,7 @@ worker_free(struct worker *w)
 	if (w == NULL)
 		return;
 	worker_close_http(w);
+	review_cache_worker_free(w); /* before the base */
 	if (w->stop_ev != NULL)
 		event_free(w->stop_ev);
 	if (w->drain_ev != NULL)

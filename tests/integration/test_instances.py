@@ -8,7 +8,8 @@ PEM2 = None
 BASE = "/v4/k8s_auth/instances"
 FIELDS = {"id", "domain_id", "name", "host", "ca_cert", "token_reviewer_jwt_set",
           "disable_local_ca_jwt", "enabled", "created_at", "updated_at",
-          "service_account_annotations", "jwt_signature", "jwks", "issuer"}
+          "service_account_annotations", "jwt_signature", "jwks", "issuer",
+          "review_cache_ttl"}
 
 
 def setup_module():

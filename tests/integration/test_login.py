@@ -216,7 +216,8 @@ def test_validate_expired_token_is_404():
 
 # -- reviewer and trust changes at run time ----------------------------------
 def test_local_token_rotation_by_symlink_swap():
-    L = Login(SRV, K8S, reviewer=False, inst={"ca_cert": None})
+    L = Login(SRV, K8S, reviewer=False,
+              inst={"ca_cert": None, "review_cache_ttl": 0})
     jwt = L.jwt()
     L.ok(jwt)
     K8S.sa("kube-system", "not-a-reviewer")
@@ -345,7 +346,7 @@ def test_legacy_token_refused_by_default():
 def test_legacy_token_accepted_when_allowed():
     with Server(extra={"k8s_auth": {"allow_legacy_tokens": True}},
                 name="legacy") as srv:
-        L = Login(srv, K8S)
+        L = Login(srv, K8S, inst={"review_cache_ttl": 0})
         jwt = L.jwt(legacy=True)
         r = L.ok(jwt)
         tok = r.json["token"]
@@ -452,7 +453,8 @@ def test_review_of_another_identity_is_invalid_review():
     # Bounds that admit any name and namespace: the cross-check of the
     # review against the JWT is the only thing that can refuse.
     L = Login(SRV, K8S, role={"bound_service_account_names": ["*"],
-                              "bound_service_account_namespaces": ["*"]})
+                              "bound_service_account_namespaces": ["*"]},
+              inst={"review_cache_ttl": 0})
     jwt = L.jwt()
     for mode in ("other_name", "other_namespace", "other_uid"):
         refuse_tampered(L, jwt, mode, 502, "invalid_review")
@@ -464,7 +466,7 @@ def test_review_of_another_identity_is_invalid_review():
 
 
 def test_review_without_the_audience_is_audience_mismatch():
-    L = Login(SRV, K8S, role={"bound_audience": "keystone"})
+    L = Login(SRV, K8S, role={"bound_audience": "keystone"}, inst={"review_cache_ttl": 0})
     jwt = L.jwt(audiences=["keystone"])
     refuse_tampered(L, jwt, "no_audiences", 401, "audience_mismatch")
     check("the cluster did not confirm the role's audience" in
@@ -473,7 +475,7 @@ def test_review_without_the_audience_is_audience_mismatch():
 
 
 def test_review_without_the_pod_is_pod_not_bound():
-    L = Login(SRV, K8S, role={"bound_pod_names": ["api-*"]})
+    L = Login(SRV, K8S, role={"bound_pod_names": ["api-*"]}, inst={"review_cache_ttl": 0})
     K8S.pod(L.ns, "api-0", "web")
     jwt = L.jwt(pod="api-0")
     # The JWT's pod claim passes the local check; only the review says
@@ -484,7 +486,8 @@ def test_review_without_the_pod_is_pod_not_bound():
 
 
 def test_token_invalid_after_pod_or_sa_deleted_and_bad_signature():
-    L = Login(SRV, K8S, role={"bound_service_account_names": ["*"]})
+    # Every login reviewed: the cache's own expiry is test_review_cache's.
+    L = Login(SRV, K8S, role={"bound_service_account_names": ["*"]}, inst={"review_cache_ttl": 0})
     K8S.pod(L.ns, "web-0", "web")
     jwt = L.jwt(pod="web-0")
     L.ok(jwt)
@@ -539,6 +542,11 @@ def test_cluster_unavailable_status_faults():
                 eq(int(h), ra, "Retry-After passed on from a %d" % status)
     finally:
         K8S.clear_faults()
+    # Five cluster errors in a row opened the instance's circuit breaker
+    # (test_review_cache covers it): it fails fast until an admin update
+    # of the instance resets it.
+    assert_error(L.login(jwt), 503, "cluster_unavailable")
+    L.patch_instance(enabled=True)
     L.ok(jwt)
 
 
@@ -783,7 +791,7 @@ def test_connect_time_destination_checks():
                                     "*.allowed.example",
                                     "connect_timeout": 2}},
                 name="connect-checks", env=in_cluster_env(K8S)) as srv:
-        L = Login(srv, K8S)
+        L = Login(srv, K8S, inst={"review_cache_ttl": 0})
         jwt = L.jwt()
         L.ok(jwt)  # the bootstrap admin set the host: exempt
         _sql(srv, "UPDATE instances SET host_admin = 0 WHERE id = ?", L.iid)

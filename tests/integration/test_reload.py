@@ -50,7 +50,8 @@ def test_sighup_replaces_everything_while_logins_complete():
         write_login_policy(srv, "one")
         with srv:
             repo = srv.config_sections()["fernet_tokens"]["key_repository"]
-            L = Login(srv, k8s)
+            # One JWT, five reviews held: uncached, so none is merged.
+            L = Login(srv, k8s, inst={"review_cache_ttl": 0})
             jwt = L.jwt()
             first = L.ok(jwt)
             check(primary_signs(repo, first.headers["x-subject-token"]),

@@ -432,7 +432,7 @@ env_setup(void **state)
 	if (e->sink == NULL)
 		return (-1);
 	e->sink_port = bound_port(evconnlistener_get_fd(e->sink));
-	e->f = fetch_create(e->base, 64);
+	e->f = fetch_create(e->base, 64, 64);
 	*state = e;
 	return (0);
 }
@@ -1070,7 +1070,7 @@ test_max_transfers(void **state)
 	int			 two = 2;
 
 	fetch_destroy(e->f);
-	e->f = fetch_create(e->base, 2);
+	e->f = fetch_create(e->base, 2, 2);
 	memset(g, 0, sizeof g);
 	g[0].env = g[1].env = g[2].env = e;
 	req_init(&r, u);
@@ -1093,6 +1093,42 @@ test_max_transfers(void **state)
 	e->f = NULL;
 	assert_int_equal(run_until(e, sink_closed, &two, 3000), 0);
 	assert_int_equal(g[0].called + g[1].called + g[2].called, 0);
+	free(u);
+}
+
+/*
+ * TokenReviews and Keystone calls have separate slots: reviews filling
+ * theirs leave Keystone's free, and the other way round.
+ */
+static void
+test_slot_pools(void **state)
+{
+	struct env		*e = *state;
+	struct fetch_request	 r;
+	struct got		 g[4];
+	char			*u = url(e, e->sink_port, "/x");
+	char			*cause = NULL;
+
+	fetch_destroy(e->f);
+	e->f = fetch_create(e->base, 1, 1);
+	memset(g, 0, sizeof g);
+	g[0].env = g[1].env = g[2].env = g[3].env = e;
+	req_init(&r, u);
+	r.cluster = 1;
+	assert_non_null(fetch_start(e->f, &r, got_cb, &g[0], &cause));
+	assert_null(fetch_start(e->f, &r, got_cb, &g[1], &cause));
+	assert_non_null(strstr(cause, "too many TokenReviews"));
+	free(cause);
+	cause = NULL;
+	r.cluster = 0;
+	assert_non_null(fetch_start(e->f, &r, got_cb, &g[2], &cause));
+	assert_null(fetch_start(e->f, &r, got_cb, &g[3], &cause));
+	assert_non_null(strstr(cause, "too many Keystone calls"));
+	free(cause);
+	assert_int_equal(fetch_inflight(e->f), 2);
+	assert_int_equal(fetch_inflight_cluster(e->f), 1);
+	fetch_destroy(e->f);
+	e->f = NULL;
 	free(u);
 }
 
@@ -1170,6 +1206,8 @@ main(void)
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_from_callback,
 		    env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_slot_pools, env_setup,
+		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_max_transfers, env_setup,
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_sequential_from_callback,
