@@ -335,6 +335,7 @@ jwks_get(struct jwks_fetch *f, const char *url, int origin, fetch_cb cb,
 	req.allowed_hosts =
 	    origin && f->origin.host_admin ? NULL : cfg->k8s_allowed_hosts;
 	req.proxy = cfg->k8s_proxy;
+	req.cluster = 1; /* the clusters' slots, not Keystone's */
 	f->t = fetch_start(f->w->fetch, &req, cb, f, cause);
 	return (f->t != NULL ? 0 : -1);
 }
