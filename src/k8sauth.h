@@ -499,8 +499,9 @@ struct worker {
 	struct fetch *fetch;   /* outbound HTTPS */
 	struct policy *policy; /* this thread's Lua state */
 	struct event *reload_ev;
-	void *thread;                     /* pthread_t * */
-	long inflight;                    /* requests not yet replied */
+	void *thread;  /* pthread_t * */
+	long inflight; /* requests not yet replied */
+	long unsent;   /* replies queued, not yet written out */
 	struct worker_accepted *accepted; /* bufferevents not yet attached */
 	size_t naccepted;
 	size_t accepted_cap;
