@@ -81,6 +81,9 @@ __dead void fatal(const char *, ...) printflike(1, 2);
 __dead void fatalx(const char *, ...) printflike(1, 2);
 char *log_escape(const char *, size_t);
 void log_secret_id(const char *, char[9]);
+int log_journal_match(const char *, int);
+const char *log_prefix(enum log_level);
+char *log_format(enum log_level, int, int, const char *, const char *);
 
 /* embed.c -- generated from lua/ and policy/ by src/build/embed.sh */
 struct embed_file {
