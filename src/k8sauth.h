@@ -85,6 +85,9 @@ int log_journal_match(const char *, int);
 const char *log_prefix(enum log_level);
 char *log_format(enum log_level, int, int, const char *, const char *);
 
+/* notify.c -- the sd_notify protocol (systemd Type=notify) */
+int notify_send(const char *);
+
 /* embed.c -- generated from lua/ and policy/ by src/build/embed.sh */
 struct embed_file {
 	const char *name;
