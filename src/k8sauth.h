@@ -81,6 +81,12 @@ __dead void fatal(const char *, ...) printflike(1, 2);
 __dead void fatalx(const char *, ...) printflike(1, 2);
 char *log_escape(const char *, size_t);
 void log_secret_id(const char *, char[9]);
+int log_journal_match(const char *, int);
+const char *log_prefix(enum log_level);
+char *log_format(enum log_level, int, int, const char *, const char *);
+
+/* notify.c -- the sd_notify protocol (systemd Type=notify) */
+int notify_send(const char *);
 
 /* embed.c -- generated from lua/ and policy/ by src/build/embed.sh */
 struct embed_file {
@@ -515,8 +521,9 @@ struct worker {
 	struct policy *policy;             /* this thread's Lua state */
 	struct rc_mailbox *review_mailbox; /* review_cache.c's posts to it */
 	struct event *reload_ev;
-	void *thread;                     /* pthread_t * */
-	long inflight;                    /* requests not yet replied */
+	void *thread;  /* pthread_t * */
+	long inflight; /* requests not yet replied */
+	long unsent;   /* replies queued, not yet written out */
 	struct worker_accepted *accepted; /* bufferevents not yet attached */
 	size_t naccepted;
 	size_t accepted_cap;

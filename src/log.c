@@ -2,12 +2,19 @@
  * log.c: the one logging module.
  *
  * Lines go to stderr (journald under systemd) as text or JSON, one write(2)
- * per line so lines from different threads never interleave.  Messages are
+ * per line so lines from different threads never interleave.  When stderr
+ * is the journal (JOURNAL_STREAM names the device and inode of fd 2, see
+ * systemd.exec(5)), each line starts with its sd-daemon priority ("<3>"
+ * error ... "<7>" debug), which journald strips and files the line under,
+ * so `journalctl -p err` shows the server's errors.  Messages are
  * formatted by the caller; anything that came from the network must pass
  * through log_escape() first.  Secrets are never logged: log_secret_id()
  * gives the first 8 hex digits of a secret's SHA-256 for correlation.
  * Safe from any thread; never blocks beyond the write to stderr.
  */
+#include <sys/types.h>
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,9 +27,60 @@
 
 static enum log_level log_level = LOGL_INFO;
 static int log_json;
+static int log_journal = -1; /* stderr is the journal; -1: not checked */
 
 static const char *const log_level_names[] = { "debug", "info", "warning",
 	"error" };
+
+/* sd-daemon.h's SD_DEBUG, SD_INFO, SD_WARNING, SD_ERR, by level. */
+static const char *const log_journal_prefixes[] = { "<7>", "<6>", "<4>",
+	"<3>" };
+
+/*
+ * Whether fd is the journal stream JOURNAL_STREAM ("DEV:INODE", decimal,
+ * set by systemd for a service whose stderr is the journal) names.  A
+ * stale JOURNAL_STREAM inherited by a process whose stderr was redirected
+ * does not match, so its file gets no prefixes.
+ */
+int
+log_journal_match(const char *env, int fd)
+{
+	unsigned long long dev, ino;
+	struct stat st;
+	char *end;
+
+	if (env == NULL || *env < '0' || *env > '9')
+		return (0);
+	errno = 0;
+	dev = strtoull(env, &end, 10);
+	if (errno != 0 || *end != ':' || end[1] < '0' || end[1] > '9')
+		return (0);
+	ino = strtoull(end + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || fstat(fd, &st) == -1)
+		return (0);
+	return ((unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino);
+}
+
+/* Whether stderr is the journal (checked once, before threads start). */
+static int
+log_to_journal(void)
+{
+	if (log_journal == -1)
+		log_journal =
+		    log_journal_match(getenv("JOURNAL_STREAM"), STDERR_FILENO);
+	return (log_journal);
+}
+
+/*
+ * The priority prefix for a line at a level written to stderr other than
+ * through log_msg() (a subcommand's error): "<3>" etc. or "".
+ */
+const char *
+log_prefix(enum log_level level)
+{
+	return (log_to_journal() ? log_journal_prefixes[level] : "");
+}
 
 /* Set the level and format; may be called again on reload. */
 void
@@ -30,6 +88,7 @@ log_open(enum log_level level, int json)
 {
 	log_level = level;
 	log_json = json;
+	log_to_journal();
 }
 
 /* Change the level. */
@@ -154,27 +213,41 @@ log_json_string(const char *msg)
 	return (out);
 }
 
+/*
+ * One log line, newline included (allocated): text or JSON, with the
+ * journal's priority prefix when journal is set.
+ */
+char *
+log_format(enum log_level level, int json, int journal, const char *ts,
+    const char *msg)
+{
+	const char *pri = journal ? log_journal_prefixes[level] : "";
+	char *line, *js;
+
+	if (json) {
+		js = log_json_string(msg);
+		xasprintf(&line,
+		    "%s{\"time\":\"%s\",\"level\":\"%s\",\"msg\":%s}\n", pri,
+		    ts, log_level_names[level], js);
+		free(js);
+	} else
+		xasprintf(&line, "%s%s %s: %s\n", pri, ts,
+		    log_level_names[level], msg);
+	return (line);
+}
+
 /* Format and write one line at a level. */
 void
 log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
-	char ts[TIMESTAMP_LEN + 1], *msg, *line, *js;
-	int n;
+	char ts[TIMESTAMP_LEN + 1], *msg, *line;
 
 	if (level < log_level)
 		return;
 	util_timestamp(ts);
 	xvasprintf(&msg, fmt, ap);
-	if (log_json) {
-		js = log_json_string(msg);
-		n = xasprintf(&line,
-		    "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":%s}\n", ts,
-		    log_level_names[level], js);
-		free(js);
-	} else
-		n = xasprintf(&line, "%s %s: %s\n", ts, log_level_names[level],
-		    msg);
-	log_write(line, (size_t)n);
+	line = log_format(level, log_json, log_to_journal(), ts, msg);
+	log_write(line, strlen(line));
 	free(line);
 	free(msg);
 }

@@ -214,13 +214,13 @@ main_load_config(const char **path, int explicit, int status)
 	if (!explicit && stat(*path, &st) == -1 && errno == ENOENT) {
 		*path = NULL; /* embedded defaults */
 		if (config_validate(cfg, &cause) != 0) {
-			fprintf(stderr, "%s\n", cause);
+			fprintf(stderr, "%s%s\n", log_prefix(LOGL_ERR), cause);
 			exit(status);
 		}
 		return (cfg);
 	}
 	if (config_load(cfg, *path, &cause) != 0) {
-		fprintf(stderr, "%s\n", cause);
+		fprintf(stderr, "%s%s\n", log_prefix(LOGL_ERR), cause);
 		exit(status);
 	}
 	return (cfg);
@@ -310,7 +310,8 @@ main(int argc, char **argv)
 		main_usage(1);
 	rc = cmd->fn(cfg, path, flags, &cause);
 	if (rc != 0 && cause != NULL)
-		fprintf(stderr, "%s: %s: %s\n", K8SAUTH_NAME, cmd->name, cause);
+		fprintf(stderr, "%s%s: %s: %s\n", log_prefix(LOGL_ERR),
+		    K8SAUTH_NAME, cmd->name, cause);
 	free(cause);
 	config_unref(cfg);
 	curl_global_cleanup();

@@ -11,7 +11,9 @@
  * smoke-tested here, then rebuilt by each worker) and the audit file (each failed
  * step keeps what was in use).  Requests hold a reference on the
  * configuration they started with, so a reload never changes an option
- * under a request in flight.
+ * under a request in flight.  Under systemd (Type=notify) it tells
+ * systemd READY=1 once serving, RELOADING=1 ... READY=1 around a reload and
+ * STOPPING=1 at a stop (notify.c).
  *
  * Owns the process-wide state in `server`: read-mostly after startup; the
  * TLS context pointer is swapped under a mutex; the connection count is
@@ -288,6 +290,37 @@ server_set_config(struct server *srv, struct config *cfg)
 }
 
 /*
+ * Serving (after the start, or a reload): READY=1 and a status line for
+ * `systemctl status`.
+ */
+static void
+server_notify_ready(struct server *srv)
+{
+	char *msg;
+
+	xasprintf(&msg, "READY=1\nSTATUS=serving with %d workers",
+	    srv->nworkers);
+	notify_send(msg);
+	free(msg);
+}
+
+/*
+ * A reload begins: RELOADING=1 with the monotonic time in microseconds
+ * (systemd.service(5), Type=notify-reload, asks for it; older systemd
+ * ignores it).  READY=1 ends it.
+ */
+static void
+server_notify_reloading(void)
+{
+	char *msg;
+
+	xasprintf(&msg, "RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)util_monotonic_us());
+	notify_send(msg);
+	free(msg);
+}
+
+/*
  * SIGHUP: the configuration file (reloadable options), the admin token,
  * the TLS certificate and key, the Fernet keys and the audit file.  Each
  * step that fails is logged and keeps what was in use.
@@ -301,6 +334,7 @@ server_reload(struct server *srv)
 	int rc;
 
 	log_info("SIGHUP: reloading");
+	server_notify_reloading();
 	if ((cfg = server_reload_config(srv, old)) == NULL)
 		cfg = config_ref(old);
 	log_set_level(cfg->log_level);
@@ -334,6 +368,7 @@ server_reload(struct server *srv)
 	if (rc == 0)
 		server_reload_workers(srv);
 	log_info("reload: done");
+	server_notify_ready(srv);
 }
 
 /* A reference to the current configuration (any thread). */
@@ -363,6 +398,8 @@ server_signal_cb(evutil_socket_t sig, short events, void *arg)
 		if (!server->stopping) {
 			log_info("signal %d: stopping; draining requests",
 			    (int)sig);
+			notify_send(
+			    "STOPPING=1\nSTATUS=stopping: draining requests");
 			server->stopping = 1;
 			event_base_loopbreak(base);
 		}
@@ -515,6 +552,7 @@ server_run(struct config *cfg, const char *path)
 	log_info("%s %s serving with %d workers (config %s)", K8SAUTH_NAME,
 	    K8SAUTH_VERSION, server->nworkers,
 	    path != NULL ? path : "embedded defaults");
+	server_notify_ready(server);
 	event_base_dispatch(base);
 	server_stop_workers(server);
 	for (i = 0; i < 3; i++)

@@ -62,6 +62,7 @@ struct worker_conn {
 	struct evhttp_connection *evcon;
 	evutil_socket_t fd;      /* its socket: w->byfd[fd] is this */
 	struct event *header_ev; /* pending while a request is awaited */
+	long unsent;             /* replies queued, not yet written out */
 };
 
 static void worker_accept_error_cb(struct evconnlistener *, void *);
@@ -256,6 +257,7 @@ worker_conn_close_cb(struct evhttp_connection *evcon, void *arg)
 
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
 	atomic_fetch_sub(&w->srv->connections, 1);
+	w->unsent -= c->unsent; /* lost with the connection: never sent */
 	if (c->fd >= 0 && (size_t)c->fd < w->nbyfd && w->byfd[c->fd] == c)
 		w->byfd[c->fd] = NULL;
 	if (c->header_ev != NULL)
@@ -374,10 +376,26 @@ worker_conn_headed(struct worker *w, struct evhttp_request *req)
 }
 
 /*
+ * evhttp wrote a reply out to the socket (called before it frees the
+ * request, with the connection still alive, so c is valid).
+ */
+static void
+worker_reply_sent_cb(struct evhttp_request *req, void *arg)
+{
+	struct worker_conn *c = arg;
+
+	c->unsent--;
+	c->w->unsent--;
+}
+
+/*
  * A request is being answered: a kept-alive connection's next request
  * must be complete within idle_timeout + header_timeout of now (an idle
  * connection is closed by idle_timeout before that; this closes one
- * that trickles its next request head to stay alive).
+ * that trickles its next request head to stay alive).  The reply counts
+ * as unsent until evhttp has written it out (worker_reply_sent_cb) or
+ * the connection closes, so that a drain does not free the connection
+ * with the reply still in its output buffer.
  */
 void
 worker_conn_replied(struct worker *w, struct evhttp_request *req)
@@ -385,10 +403,15 @@ worker_conn_replied(struct worker *w, struct evhttp_request *req)
 	struct worker_conn *c;
 
 	c = worker_conn_find(w, evhttp_request_get_connection(req));
-	if (c != NULL && c->header_ev != NULL)
+	if (c == NULL)
+		return;
+	if (c->header_ev != NULL)
 		worker_conn_arm(c,
 		    (uint64_t)(w->cfg->idle_timeout + w->cfg->header_timeout) *
 			1000000);
+	c->unsent++;
+	w->unsent++;
+	evhttp_request_set_on_complete_cb(req, worker_reply_sent_cb, c);
 }
 
 /* Create a worker: its base, evhttps, database connection, fetch. */
@@ -452,8 +475,11 @@ worker_close_http(struct worker *w)
 }
 
 /*
- * Poll until in-flight requests finish or the drain deadline passes.
- * Finished: free the HTTP side inside the loop and let the loop run dry,
+ * Poll until in-flight requests are answered and their replies written
+ * out (a reply is queued in the connection's output buffer first; freeing
+ * the connection then would drop an answer the server has logged and
+ * audited), or until the drain deadline passes.  Finished: free the HTTP
+ * side (which closes idle keep-alive connections) inside the loop and let the loop run dry,
  * so that libevent finalizes every connection's bufferevent (a loopbreak
  * here left a TLS bufferevent, its SSL and so the SSL_CTX unfreed when a
  * connection was closing at that moment).  Deadline passed: break out
@@ -465,13 +491,13 @@ worker_drain_cb(evutil_socket_t fd, short events, void *arg)
 	struct worker *w = arg;
 	struct timeval tv = { 0, WORKER_DRAIN_POLL_MS * 1000 };
 
-	if (w->inflight <= 0) {
+	if (w->inflight <= 0 && w->unsent <= 0) {
 		worker_close_http(w);
 		return;
 	}
 	if (util_monotonic_us() >= w->drain_deadline_us) {
-		log_warn("worker %d: stopping with %ld requests still in flight",
-		    w->id, w->inflight);
+		log_warn("worker %d: stopping with %ld requests still in flight and %ld replies not yet sent",
+		    w->id, w->inflight, w->unsent);
 		event_base_loopbreak(w->base);
 		return;
 	}
