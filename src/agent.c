@@ -526,13 +526,19 @@ fail_nofile:
 	return (-1);
 }
 
-/* Touch the health file: create it if needed, set its mtime to now. */
+/*
+ * Touch the health file: create it if needed, set its mtime to now.  A
+ * symbolic link there is refused (O_NOFOLLOW): whoever can write the
+ * directory (a shared volume) must not make the agent create or touch a
+ * file elsewhere.
+ */
 static int
 agent_touch(const char *path, char **cause)
 {
 	int fd;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW,
+	    0644);
 	if (fd == -1 || futimens(fd, NULL) == -1) {
 		xasprintf(cause, "%s: %s", path, strerror(errno));
 		if (fd != -1)

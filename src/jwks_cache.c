@@ -11,7 +11,9 @@
  * allowed_hosts.  A jwks_uri on another scheme, host or port than the
  * instance's host gets no credential, the system CA store, and is held to
  * allowed_hosts whoever set the host: the discovery document is the
- * cluster's word, not the operator's.
+ * cluster's word, not the operator's.  A jwks_uri with user info (or a
+ * byte no host name has) in its authority is refused outright: libcurl
+ * would connect to the host after the "@".
  *
  * The cache is process-wide: one entry per instance (a small list under
  * jwks_lock) holding a reference-counted, immutable key set (jwks.c), so a
@@ -296,6 +298,32 @@ jwks_keys_cb(const struct fetch_result *res, void *arg)
 	free(why);
 }
 
+/*
+ * Is the authority of url (between "://" and the path) plain host[:port]?
+ * User info ("https://host:port@elsewhere/") reads as host and port to
+ * outbound_url_host but makes libcurl connect to "elsewhere", and a
+ * backslash, space or control byte is read differently by other URL
+ * parsers: any of them would send an instance's credential to another
+ * host than the one compared.
+ */
+static int
+jwks_plain_authority(const char *url)
+{
+	const char *a = strstr(url, "://");
+	size_t n, i;
+
+	if (a == NULL)
+		return (0);
+	a += 3;
+	n = strcspn(a, "/?#");
+	for (i = 0; i < n; i++) {
+		if (a[i] == '@' || a[i] == '\\' ||
+		    (unsigned char)a[i] <= 0x20 || a[i] == 0x7f)
+			return (0);
+	}
+	return (1);
+}
+
 /* Does url have the same scheme, host and port as the instance's host? */
 static int
 jwks_same_origin(const char *url, const char *host)
@@ -303,7 +331,8 @@ jwks_same_origin(const char *url, const char *host)
 	char *a, *b;
 	int same;
 
-	if (strncasecmp(url, "https://", 8) != 0 ||
+	if (!jwks_plain_authority(url) ||
+	    strncasecmp(url, "https://", 8) != 0 ||
 	    strncasecmp(host, "https://", 8) != 0)
 		return (0);
 	a = outbound_url_host(url);
@@ -361,6 +390,9 @@ jwks_discovery_parse(struct jwks_fetch *f, const char *body, size_t len,
 	    !cJSON_IsString(ju) || strlen(ju->valuestring) > JWKS_MAX_URL)
 		*msg = xstrdup(
 		    "the discovery document has no issuer or jwks_uri string");
+	else if (!jwks_plain_authority(ju->valuestring))
+		*msg = xstrdup(
+		    "the discovery document's jwks_uri carries user info or a byte not allowed in a host name");
 	else if (strncasecmp(ju->valuestring, "https://", 8) != 0 &&
 	    !jwks_same_origin(ju->valuestring, f->origin.host))
 		*msg =

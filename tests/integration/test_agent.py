@@ -585,3 +585,19 @@ def test_pods_md_manifests_and_unit_parse():
     eq(len(units), 1, "unit blocks")
     check("ExecStart=/usr/bin/keystone-k8s-auth agent" in units[0],
           "the unit does not run the agent")
+
+
+def test_health_file_symlink_is_not_followed():
+    # Whoever can write the health file's directory (a volume shared with
+    # another container) plants a symbolic link there: the agent must not
+    # create or touch the file it points to.
+    L = Login(SRV, K8S)
+    a = Agent(L, name="healthlink")
+    victim = os.path.join(a.dir, "victim")
+    os.symlink(victim, a.health)
+    rc, text = a.run("--once")
+    check(not os.path.exists(victim),
+          "the agent created the health file's symlink target")
+    check(rc != 0, "the agent exited 0 with its health file a symlink")
+    check(a.health in text, "the error names the health file:\n" + text)
+    a.cleanup()

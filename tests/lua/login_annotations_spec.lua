@@ -2,19 +2,21 @@
 -- docs/policy.md (policy/examples/login_annotations.lua).
 local FILE = "policy/examples/login_annotations.lua"
 local D1 = "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1"
-local D2 = "d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2"
+local I1 = "i1i1i1i1i1i1i1i1i1i1i1i1i1i1i1i1" -- listed
+local I2 = "i2i2i2i2i2i2i2i2i2i2i2i2i2i2i2i2" -- same domain, not listed
 local RO = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 local DEP = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 local function fresh()
 	local m = dofile(FILE)
-	m.settings.restrictions = { [D1] = { readonly = RO, deployer = DEP } }
+	m.settings.restrictions = { [I1] = { readonly = RO, deployer = DEP } }
 	return m
 end
 
-local function ctx(domain, annotations)
+local function ctx(domain, annotations, instance)
 	return {
-		instance = { id = "i1", name = "prod", domain_id = domain },
+		instance = { id = instance or I1, name = "prod",
+		    domain_id = domain },
 		role = { id = "r1", name = "web", domain_id = domain },
 		restriction = { id = "x1", domain_id = domain },
 		service_account = { namespace = "payments", name = "web",
@@ -52,15 +54,19 @@ describe("login_annotations.lua", function()
 		assert.matches("names no allowed restriction", why)
 	end)
 
-	it("never maps across domains", function()
-		local ok = fresh().check(ctx(D2,
-		    { ["keystone.openstack.org/restriction"] = "readonly" }))
+	it("never maps through another instance of the same domain", function()
+		-- A domain manager may point an instance of the domain at a
+		-- cluster of their own, which annotates as it likes: the list
+		-- of an instance an admin protects must not apply there.
+		local ok, why = fresh().check(ctx(D1,
+		    { ["keystone.openstack.org/restriction"] = "deployer" }, I2))
 		assert.is_false(ok)
+		assert.matches("instance " .. I2, why)
 	end)
 
 	it("is a restriction id, never a value the pod chose", function()
 		local m = fresh()
-		m.settings.restrictions[D1]["0123"] = true -- not a string
+		m.settings.restrictions[I1]["0123"] = true -- not a string
 		local ok = m.check(ctx(D1,
 		    { ["keystone.openstack.org/restriction"] = "0123" }))
 		assert.is_false(ok)
