@@ -75,7 +75,7 @@ new_instance() {
 	case $ans in
 	*'"unknown_field"'*) return 0 ;;
 	esac
-	id=$(echo "$ans" | json "['instance']['id']") ||
+	id=$(printf "%s\n" "$ans" | json "['instance']['id']") ||
 		{ echo "bench: cannot create instance bench-$1: $ans" >&2; exit 2; }
 	ac -o /dev/null -X POST "$HTTPS_URL/v4/k8s_auth/instances/$id/roles" -d "{\"role\": {\"name\": \"web\", \"bound_service_account_names\": [\"web\"], \"bound_service_account_namespaces\": [\"demo\"], \"bound_audience\": \"keystone\", \"token_restriction_id\": \"$RID\"}}"
 	echo "$id"
