@@ -120,7 +120,7 @@ api_instance_signature(const cJSON *body, struct instance *in, char **cause)
 	if (in->jwks == NULL)
 		return (0);
 	if ((keys = jwks_parse(in->jwks, strlen(in->jwks), 1, &why)) == NULL) {
-		xasprintf(cause, "jwks: %s", why);
+		xasprintf(cause, "jwks is not a usable JWKS: %s", why);
 		free(why);
 		return (-1);
 	}

@@ -44,7 +44,8 @@ static struct config	*fuzz_cfg;
 
 static const char *const fuzz_instance_fields[] = { "domain_id", "name",
 	"host", "ca_cert", "token_reviewer_jwt", "disable_local_ca_jwt",
-	"enabled", NULL };
+	"enabled", "service_account_annotations", "jwt_signature", "jwks",
+	"issuer", "review_cache_ttl", NULL };
 static const char *const fuzz_instance_required[] = { "domain_id", "host",
 	NULL };
 static const char *const fuzz_role_fields[] = { "name", "enabled",
