@@ -133,7 +133,9 @@ def parked_logins_then_gone(srv):
     # into the void.
     k8s = FakeK8s("connacct").start()
     try:
-        L = Login(srv, k8s, inst={"jwt_signature": "skip"})
+        # One JWT, six reviews: no review cache, so no single flight.
+        L = Login(srv, k8s, inst={"jwt_signature": "skip",
+                                  "review_cache_ttl": 0})
         jwt = L.jwt()
         body = json.dumps({"k8s_role": L.role_name, "jwt": jwt}).encode()
         head = ("POST %s HTTP/1.1\r\nHost: x\r\n"
