@@ -454,79 +454,6 @@ agent_opts_check(struct agent_opts *o, char **cause)
 /* -- files ------------------------------------------------------------------ */
 
 /*
- * Write data to path atomically: a new 0600 file created with O_EXCL
- * (mkostemp) in the same directory, written, fsynced, renamed over path,
- * then the directory fsynced.  Returns 0, or -1 with *cause set.
- */
-static int
-agent_write_atomic(const char *path, const char *data, size_t len, char **cause)
-{
-	char *tmp, *dir, *slash;
-	ssize_t n;
-	int fd, dfd;
-
-	dir = xstrdup(path);
-	if ((slash = strrchr(dir, '/')) == NULL) {
-		free(dir);
-		dir = xstrdup(".");
-		xasprintf(&tmp, ".%s.XXXXXX", path);
-	} else {
-		xasprintf(&tmp, "%.*s/.%s.XXXXXX", (int)(slash - dir), dir,
-		    slash + 1);
-		if (slash == dir)
-			slash[1] = '\0';
-		else
-			*slash = '\0';
-	}
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
-		xasprintf(cause, "%s: %s", tmp, strerror(errno));
-		goto fail_nofile;
-	}
-	while (len > 0) {
-		n = write(fd, data, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			xasprintf(cause, "%s: %s", tmp, strerror(errno));
-			goto fail;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) == -1) {
-		xasprintf(cause, "%s: fsync: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	if (close(fd) == -1) {
-		fd = -1;
-		xasprintf(cause, "%s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) == -1) {
-		xasprintf(cause, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
-	    fsync(dfd) == -1)
-		log_warn("agent: fsync of the directory %s: %s", dir,
-		    strerror(errno));
-	if (dfd != -1)
-		close(dfd);
-	free(tmp);
-	free(dir);
-	return (0);
-fail:
-	if (fd != -1)
-		close(fd);
-	unlink(tmp);
-fail_nofile:
-	free(tmp);
-	free(dir);
-	return (-1);
-}
-
-/*
  * Touch the health file: create it if needed, set its mtime to now.  A
  * symbolic link there is refused (O_NOFOLLOW): whoever can write the
  * directory (a shared volume) must not make the agent create or touch a
@@ -610,12 +537,13 @@ agent_write_outputs(const struct agent_opts *o, const struct agent_login *l,
 	size_t len;
 	int rc;
 
-	if (agent_write_atomic(o->token_file, l->token, strlen(l->token),
-		cause) != 0)
+	if (util_write_file_atomic(o->token_file, l->token, strlen(l->token),
+		0600, cause) != 0)
 		return (-1);
 	if (o->clouds_yaml != NULL) {
 		yaml = agent_clouds_yaml(o, l, &len);
-		rc = agent_write_atomic(o->clouds_yaml, yaml, len, cause);
+		rc = util_write_file_atomic(o->clouds_yaml, yaml, len, 0600,
+		    cause);
 		explicit_bzero(yaml, len);
 		free(yaml);
 		if (rc != 0)
