@@ -48,6 +48,8 @@ struct db {
 	sqlite3_stmt *stmts[DB_NSTMTS];
 	struct db_dynamic dynamic[DB_MAX_DYNAMIC];
 	int ndynamic;
+	int depth;  /* store_begin nesting; 0: no transaction */
+	int failed; /* an inner level rolled back: the outer one must */
 };
 
 #define DB_STMT_SQL(id, sql) [id] = sql,
@@ -138,6 +140,13 @@ static const char *const db_migration_table[] = {
 	/* 5: seconds a TokenReview result is reused (API.md §8). */
 	"ALTER TABLE instances ADD COLUMN review_cache_ttl INTEGER NOT NULL "
 	"DEFAULT 10;",
+	/*
+	 * 6: the revision, bumped by every committed write, which replicas
+	 * poll to know their snapshot is stale (DESIGN.md "Storage").
+	 */
+	"CREATE TABLE revision (id INTEGER PRIMARY KEY NOT NULL,"
+	"  value INTEGER NOT NULL);"
+	"INSERT INTO revision (id, value) VALUES (1, 1);",
 };
 #define DB_NMIGRATIONS \
 	((int)(sizeof db_migration_table / sizeof db_migration_table[0]))
@@ -378,27 +387,66 @@ db_stmt_done(struct db *db, struct sqlite3_stmt *st)
 	return (0);
 }
 
-/* Start a write transaction; 0 or -1 (logged). */
+/*
+ * Start a write transaction; 0 or -1 (logged).  Transactions nest: only
+ * the outermost level talks to the database.
+ */
 int
 db_begin(struct db *db)
 {
-	return (db_exec(db, "BEGIN IMMEDIATE", NULL));
+	if (db->depth > 0) {
+		db->depth++;
+		return (0);
+	}
+	if (db_exec(db, "BEGIN IMMEDIATE", NULL) != 0)
+		return (-1);
+	db->depth = 1;
+	db->failed = 0;
+	return (0);
 }
 
-/* Commit; on failure the transaction is rolled back and -1 returned. */
+/* How many db_begin levels are open (0: none). */
+int
+db_depth(struct db *db)
+{
+	return (db->depth);
+}
+
+/*
+ * Commit; on failure the transaction is rolled back and -1 returned.  An
+ * inner level only closes itself; the outermost one commits, unless an
+ * inner level rolled back, in which case everything is.
+ */
 int
 db_commit(struct db *db)
 {
+	if (db->depth > 1) {
+		db->depth--;
+		return (0);
+	}
+	if (db->depth == 1 && db->failed) {
+		db_rollback(db);
+		return (-1);
+	}
+	db->depth = 0;
 	if (db_exec(db, "COMMIT", NULL) == 0)
 		return (0);
+	db->depth = 1;
 	db_rollback(db);
 	return (-1);
 }
 
-/* Roll back the open transaction, if any. */
+/* Roll back the open transaction, if any (an inner level marks it). */
 void
 db_rollback(struct db *db)
 {
+	if (db->depth > 1) {
+		db->depth--;
+		db->failed = 1;
+		return;
+	}
+	db->depth = 0;
+	db->failed = 0;
 	if (!sqlite3_get_autocommit(db->h))
 		db_exec(db, "ROLLBACK", NULL);
 }

@@ -232,6 +232,7 @@ void db_close(struct db *);
 int db_migrate(struct db *, char **);
 int db_schema_version(struct db *);
 int db_begin(struct db *);
+int db_depth(struct db *);
 int db_commit(struct db *);
 void db_rollback(struct db *);
 void *db_handle(struct db *); /* sqlite3 * */
@@ -332,7 +333,15 @@ enum store_result {
 	STORE_NOT_FOUND = -1,
 	STORE_CONFLICT = -2,
 	STORE_IN_USE = -3,
-	STORE_ERROR = -4
+	STORE_ERROR = -4,
+	/*
+	 * Transient: a deadlock (1213), a lock wait timeout (1205) or a
+	 * Galera certification conflict; the caller may run the whole
+	 * write again (store_run does, with jittered back-off).
+	 */
+	STORE_RETRY = -5,
+	/* The database cannot be reached: 503 database_unavailable. */
+	STORE_UNAVAILABLE = -6
 };
 struct strlist {
 	char **v;
@@ -446,6 +455,15 @@ int store_get_row(struct db *, struct sqlite3_stmt *, const char *);
 int store_delete(struct db *, enum db_stmt_id, const char *, int, const char *);
 int store_begin(struct db *);
 int store_finish(struct db *, int);
+/*
+ * Writes and the revision (control plane).  store_begin/store_finish nest:
+ * only the outermost pair opens and commits the transaction, and the
+ * outermost commit of a write also bumps the revision row, so every
+ * committed change is seen by the other replicas' refresh.  store_run runs
+ * fn inside one transaction, again on STORE_RETRY (bounded, jittered).
+ */
+int store_run(struct db *, int (*)(struct db *, void *), void *);
+int store_revision(struct db *, uint64_t *);
 void store_stamp(char *, char *);
 
 /* json.c -- cJSON helpers: strict, bounded, typed */

@@ -13,12 +13,14 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "k8sauth.h"
 
 #define STORE_LIST_SQL_MAX 1024
+#define STORE_RETRIES      5 /* store_run: runs after the first */
 
 /* Free the strings of a list and empty it. */
 void
@@ -266,22 +268,77 @@ store_get_row(struct db *db, struct sqlite3_stmt *st, const char *what)
 	return (store_error(db, rc, STORE_ERROR, what));
 }
 
-/* Start a write transaction: STORE_OK or STORE_ERROR. */
+/* Start a write transaction (or a nested level): STORE_OK or STORE_ERROR. */
 int
 store_begin(struct db *db)
 {
 	return (db_begin(db) == 0 ? STORE_OK : STORE_ERROR);
 }
 
-/* Commit when result is STORE_OK, else roll back; the final result. */
+/* Bump the revision row inside the open transaction. */
+static int
+store_bump_revision(struct db *db)
+{
+	struct sqlite3_stmt *st;
+
+	st = db_stmt_sql(db, "UPDATE revision SET value = value + 1 "
+			     "WHERE id = 1");
+	return (store_write(db, st, STORE_ERROR, "revision"));
+}
+
+/*
+ * Commit when result is STORE_OK, else roll back; the final result.  The
+ * outermost commit bumps the revision first, in the same transaction.
+ */
 int
 store_finish(struct db *db, int result)
 {
+	if (result == STORE_OK && db_depth(db) == 1)
+		result = store_bump_revision(db);
 	if (result != STORE_OK) {
 		db_rollback(db);
 		return (result);
 	}
 	return (db_commit(db) == 0 ? STORE_OK : STORE_ERROR);
+}
+
+/*
+ * Run fn(db, arg) inside one transaction and commit it; on STORE_RETRY
+ * (a deadlock or certification conflict) run it again after a jittered
+ * back-off, at most STORE_RETRIES times.  Blocks: the database thread's
+ * and the command line's only.
+ */
+int
+store_run(struct db *db, int (*fn)(struct db *, void *), void *arg)
+{
+	unsigned int jitter;
+	int attempt, result;
+
+	for (attempt = 0;; attempt++) {
+		if ((result = store_begin(db)) == STORE_OK)
+			result = store_finish(db, fn(db, arg));
+		if (result != STORE_RETRY || attempt == STORE_RETRIES)
+			return (result);
+		util_random_bytes(&jitter, sizeof jitter);
+		usleep((useconds_t)((10000U << attempt) +
+		    jitter % (10000U << attempt)));
+	}
+}
+
+/* The revision: bumped by every committed write (STORE_* result). */
+int
+store_revision(struct db *db, uint64_t *out)
+{
+	struct sqlite3_stmt *st;
+	int result;
+
+	*out = 0;
+	st = db_stmt_sql(db, "SELECT value FROM revision WHERE id = 1");
+	if ((result = store_get_row(db, st, "revision")) == STORE_OK)
+		*out = (uint64_t)sqlite3_column_int64(st, 0);
+	if (db_stmt_done(db, st) != 0 && result == STORE_OK)
+		result = STORE_ERROR;
+	return (result);
 }
 
 /*

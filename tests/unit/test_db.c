@@ -316,10 +316,31 @@ test_transactions(void **state)
 	assert_int_equal(db_commit(f->db), 0);
 	assert_int_equal(query_int(f->db, "SELECT count(*) FROM "
 	    "restrictions"), 1);
-	/* Nested BEGIN is refused rather than silently merged. */
+	/*
+	 * Levels nest: an inner commit only closes its level, an inner
+	 * rollback makes the outer commit roll everything back.
+	 */
 	assert_int_equal(db_begin(f->db), 0);
-	assert_int_equal(db_begin(f->db), -1);
+	assert_int_equal(db_begin(f->db), 0);
+	assert_int_equal(db_depth(f->db), 2);
+	assert_int_equal(sqlite3_exec(db_handle(f->db), "INSERT INTO "
+	    "restrictions (id, domain_id, created_at, updated_at) VALUES "
+	    "('r2', 'd', 'c', 'u')", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(db_commit(f->db), 0);
+	assert_int_equal(db_depth(f->db), 1);
+	assert_int_equal(db_commit(f->db), 0);
+	assert_int_equal(query_int(f->db, "SELECT count(*) FROM "
+	    "restrictions"), 2);
+	assert_int_equal(db_begin(f->db), 0);
+	assert_int_equal(sqlite3_exec(db_handle(f->db), "INSERT INTO "
+	    "restrictions (id, domain_id, created_at, updated_at) VALUES "
+	    "('r3', 'd', 'c', 'u')", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(db_begin(f->db), 0);
 	db_rollback(f->db);
+	assert_int_equal(db_commit(f->db), -1);
+	assert_int_equal(db_depth(f->db), 0);
+	assert_int_equal(query_int(f->db, "SELECT count(*) FROM "
+	    "restrictions"), 2);
 }
 
 int
