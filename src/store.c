@@ -281,8 +281,9 @@ store_bump_revision(struct db *db)
 {
 	struct sqlite3_stmt *st;
 
-	st = db_stmt_sql(db, "UPDATE revision SET value = value + 1 "
-			     "WHERE id = 1");
+	st = db_stmt_sql(db,
+	    "UPDATE revision SET value = value + 1 "
+	    "WHERE id = 1");
 	return (store_write(db, st, STORE_ERROR, "revision"));
 }
 
