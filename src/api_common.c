@@ -304,10 +304,3 @@ api_target(const char *k1, cJSON *v1, const char *k2, cJSON *v2,
 		cJSON_AddItemToObject(t, "update", cJSON_Duplicate(patch, 1));
 	return (t);
 }
-
-/* s, or NULL when s is empty (an id or timestamp not assigned yet). */
-const char *
-api_or_null(const char *s)
-{
-	return (s[0] != '\0' ? s : NULL);
-}

@@ -27,8 +27,6 @@
 
 #include "k8sauth.h"
 
-#define API_INSTANCE_MAX_JWKS (64 * 1024)
-
 static const char *const instance_writable[] = { "domain_id", "name", "host",
 	"ca_cert", "token_reviewer_jwt", "disable_local_ca_jwt", "enabled",
 	"service_account_annotations", "jwt_signature", "jwks", "issuer",
@@ -39,132 +37,6 @@ static const char *const instance_immutable[] = { "id", "domain_id", NULL };
 static const char *const instance_required[] = { "domain_id", "host", NULL };
 static const char *const instance_filters[] = { "domain_id", "name", "enabled",
 	NULL };
-
-/* The API representation of an instance (never the reviewer token). */
-cJSON *
-api_instance_json(const struct instance *in)
-{
-	cJSON *o;
-
-	o = cJSON_CreateObject();
-	json_add_string_or_null(o, "id", api_or_null(in->id));
-	json_add_string_or_null(o, "domain_id", in->domain_id);
-	json_add_string_or_null(o, "name", in->name);
-	json_add_string_or_null(o, "host", in->host);
-	json_add_string_or_null(o, "ca_cert", in->ca_cert);
-	cJSON_AddBoolToObject(o, "token_reviewer_jwt_set",
-	    in->reviewer_jwt_set);
-	cJSON_AddBoolToObject(o, "disable_local_ca_jwt",
-	    in->disable_local_ca_jwt);
-	cJSON_AddBoolToObject(o, "enabled", in->enabled);
-	cJSON_AddBoolToObject(o, "service_account_annotations",
-	    in->service_account_annotations);
-	cJSON_AddStringToObject(o, "jwt_signature",
-	    in->jwt_signature_skip ? "skip" : "verify");
-	json_add_string_or_null(o, "jwks", in->jwks);
-	json_add_string_or_null(o, "issuer", in->issuer);
-	cJSON_AddNumberToObject(o, "review_cache_ttl",
-	    (double)in->review_cache_ttl);
-	json_add_string_or_null(o, "created_at", api_or_null(in->created_at));
-	json_add_string_or_null(o, "updated_at", api_or_null(in->updated_at));
-	return (o);
-}
-
-/* The reviewer token field: replace in->reviewer_jwt, wiping the old. */
-static int
-api_instance_jwt(const cJSON *body, size_t max, struct instance *in,
-    char **cause)
-{
-	char *jwt = NULL;
-	int rc;
-
-	rc =
-	    json_get_string(body, "token_reviewer_jwt", 1, max, 1, &jwt, cause);
-	if (rc == JSON_SET || rc == JSON_NULL) {
-		freezero_str(in->reviewer_jwt);
-		in->reviewer_jwt = jwt;
-		in->reviewer_jwt_set = jwt != NULL;
-	}
-	return (rc == -1 ? -1 : 0);
-}
-
-/*
- * The signature fields: jwt_signature "verify" | "skip", jwks (parsed,
- * strict) and issuer.  0, or -1 with a cause naming the field.
- */
-static int
-api_instance_signature(const cJSON *body, struct instance *in, char **cause)
-{
-	struct jwks_set *keys;
-	char *mode = NULL, *why = NULL;
-	int rc;
-
-	rc = json_get_string(body, "jwt_signature", 1, 16, 0, &mode, cause);
-	if (rc == -1)
-		return (-1);
-	if (rc == JSON_SET && strcmp(mode, "verify") != 0 &&
-	    strcmp(mode, "skip") != 0) {
-		*cause =
-		    xstrdup("jwt_signature must be \"verify\" or \"skip\"");
-		free(mode);
-		return (-1);
-	}
-	if (rc == JSON_SET)
-		in->jwt_signature_skip = strcmp(mode, "skip") == 0;
-	free(mode);
-	if (json_get_string(body, "jwks", 2, API_INSTANCE_MAX_JWKS, 1,
-		&in->jwks, cause) == -1 ||
-	    json_get_string(body, "issuer", 1, 1024, 1, &in->issuer, cause) ==
-		-1)
-		return (-1);
-	if (in->jwks == NULL)
-		return (0);
-	if ((keys = jwks_parse(in->jwks, strlen(in->jwks), 1, &why)) == NULL) {
-		xasprintf(cause, "jwks is not a usable JWKS: %s", why);
-		free(why);
-		return (-1);
-	}
-	jwks_set_unref(keys);
-	return (0);
-}
-
-/*
- * Copy the fields present in body onto in (types and lengths checked),
- * then check host and ca_cert.  0, or -1 with a cause naming the field
- * (fuzzed by tests/fuzz/fuzz_admin_body.c).
- */
-int
-api_instance_apply(const struct config *cfg, const cJSON *body,
-    struct instance *in, char **cause)
-{
-	if (json_get_string(body, "domain_id", 1, 64, 0, &in->domain_id,
-		cause) == -1 ||
-	    json_get_string(body, "name", 1, 255, 1, &in->name, cause) == -1 ||
-	    json_get_string(body, "host", 1, 1024, 0, &in->host, cause) == -1 ||
-	    json_get_string(body, "ca_cert", 1, VALIDATE_MAX_PEM, 1,
-		&in->ca_cert, cause) == -1 ||
-	    api_instance_jwt(body, (size_t)cfg->k8s_max_jwt_size, in, cause) ==
-		-1 ||
-	    json_get_bool(body, "disable_local_ca_jwt",
-		&in->disable_local_ca_jwt, cause) == -1 ||
-	    json_get_bool(body, "enabled", &in->enabled, cause) == -1 ||
-	    json_get_bool(body, "service_account_annotations",
-		&in->service_account_annotations, cause) == -1 ||
-	    api_instance_signature(body, in, cause) == -1 ||
-	    json_get_long(body, "review_cache_ttl", 0, 300, 0,
-		&in->review_cache_ttl, cause) == -1)
-		return (-1);
-	if (in->host == NULL) {
-		*cause = xstrdup("host is required");
-		return (-1);
-	}
-	if (validate_host(in->host, cfg->k8s_allow_insecure_http, cause) != 0 ||
-	    outbound_check_host(in->host, cause) != 0)
-		return (-1);
-	if (in->ca_cert != NULL && validate_pem(in->ca_cert, cause) != 0)
-		return (-1);
-	return (0);
-}
 
 /*
  * The names of the fields an update changes (target.changed): every
@@ -177,7 +49,7 @@ api_instance_changes(const cJSON *body, const cJSON *stored,
 	cJSON *now, *it, *out;
 
 	out = cJSON_CreateArray();
-	now = api_instance_json(in);
+	now = instance_json(in);
 	cJSON_ArrayForEach(it, now)
 	{
 		if (!cJSON_Compare(it,
@@ -217,7 +89,7 @@ api_instance_facts(const struct instance *in, int protected)
 {
 	cJSON *o;
 
-	o = api_instance_json(in);
+	o = instance_json(in);
 	cJSON_AddBoolToObject(o, "protected", protected);
 	return (o);
 }
@@ -323,11 +195,11 @@ api_instance_save(struct request *r, struct instance *in, int create)
 	if (!create) {
 		/* Host, CA, reviewer or keys may have changed. */
 		review_cache_forget(in->id);
-		api_reply_object(r, "instance", api_instance_json(in));
+		api_reply_object(r, "instance", instance_json(in));
 		return;
 	}
 	xasprintf(&path, "/v4/k8s_auth/instances/%s", in->id);
-	api_reply_created(r, path, "instance", api_instance_json(in));
+	api_reply_created(r, path, "instance", instance_json(in));
 	free(path);
 }
 
@@ -348,7 +220,7 @@ api_instance_create(struct request *r)
 	in = xcalloc(1, sizeof *in);
 	in->enabled = 1;
 	in->review_cache_ttl = REVIEW_CACHE_TTL_DEFAULT;
-	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
+	if (instance_apply(r->cfg, body, in, &cause) != 0) {
 		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
@@ -389,10 +261,9 @@ api_instance_show(struct request *r)
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
-	target =
-	    api_target("instance", api_instance_json(in), NULL, NULL, NULL);
+	target = api_target("instance", instance_json(in), NULL, NULL, NULL);
 	api_show(r, "k8s_auth:instance:show", "instance", target,
-	    api_instance_json(in));
+	    instance_json(in));
 	cJSON_Delete(target);
 	instance_free(in);
 }
@@ -457,7 +328,7 @@ api_instance_update(struct request *r)
 		instance_writable) != 0)
 		goto out;
 	stored = api_instance_facts(in, 0);
-	if (api_instance_apply(r->cfg, body, in, &cause) != 0) {
+	if (instance_apply(r->cfg, body, in, &cause) != 0) {
 		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
@@ -487,8 +358,7 @@ api_instance_delete(struct request *r)
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
-	target =
-	    api_target("instance", api_instance_json(in), NULL, NULL, NULL);
+	target = api_target("instance", instance_json(in), NULL, NULL, NULL);
 	api_delete(r, "k8s_auth:instance:delete", "instance", in->id,
 	    store_instance_delete, target);
 	jwks_forget(in->id);
@@ -518,7 +388,7 @@ api_instance_list(struct request *r)
 	}
 	a = cJSON_CreateArray();
 	for (i = 0; i < n; i++)
-		cJSON_AddItemToArray(a, api_instance_json(v[i]));
+		cJSON_AddItemToArray(a, instance_json(v[i]));
 	api_reply_list(r, "instances", a, n > 0 ? v[n - 1]->id : NULL, more);
 out:
 	for (i = 0; i < n; i++)

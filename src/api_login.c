@@ -442,8 +442,8 @@ login_ctx(const struct login *l, const struct k8s_review_outcome *o,
 	cJSON_AddStringToObject(it, "id", l->inst->id);
 	json_add_string_or_null(it, "name", l->inst->name);
 	cJSON_AddStringToObject(it, "domain_id", l->inst->domain_id);
-	cJSON_AddItemToObject(ctx, "role", api_role_json(l->role));
-	cJSON_AddItemToObject(ctx, "restriction", api_restriction_json(rs));
+	cJSON_AddItemToObject(ctx, "role", role_json(l->role));
+	cJSON_AddItemToObject(ctx, "restriction", restriction_json(rs));
 	it = cJSON_AddObjectToObject(ctx, "service_account");
 	cJSON_AddStringToObject(it, "namespace", o->namespace);
 	cJSON_AddStringToObject(it, "name", o->name);

@@ -28,8 +28,6 @@
 
 #include "k8sauth.h"
 
-#define RESTRICTION_MAX_ROLES 100
-
 static const char *const restriction_writable[] = { "domain_id", "user_id",
 	"project_id", "roles", "allow_renew", "allow_rescope", NULL };
 static const char *const restriction_read_only[] = { "id", "created_at",
@@ -38,7 +36,6 @@ static const char *const restriction_immutable[] = { "id", "domain_id", NULL };
 static const char *const restriction_required[] = { "domain_id", NULL };
 static const char *const restriction_filters[] = { "domain_id", "user_id",
 	"project_id", NULL };
-static const char *const restriction_role_fields[] = { "id", "name", NULL };
 
 /* A create or update waiting for Keystone's verdict. */
 struct restriction_pending {
@@ -52,164 +49,6 @@ struct restriction_pending {
 
 static void api_restriction_start(struct request *, struct restriction *,
     cJSON *, int);
-
-/* The API representation of a restriction. */
-cJSON *
-api_restriction_json(const struct restriction *rs)
-{
-	cJSON *o, *roles, *ro;
-	size_t i;
-
-	o = cJSON_CreateObject();
-	json_add_string_or_null(o, "id", api_or_null(rs->id));
-	json_add_string_or_null(o, "domain_id", rs->domain_id);
-	json_add_string_or_null(o, "user_id", rs->user_id);
-	json_add_string_or_null(o, "project_id", rs->project_id);
-	roles = cJSON_AddArrayToObject(o, "roles");
-	for (i = 0; i < rs->nroles; i++) {
-		ro = cJSON_CreateObject();
-		cJSON_AddStringToObject(ro, "id", rs->roles[i].id);
-		if (rs->roles[i].name != NULL)
-			cJSON_AddStringToObject(ro, "name", rs->roles[i].name);
-		cJSON_AddItemToArray(roles, ro);
-	}
-	cJSON_AddBoolToObject(o, "allow_renew", rs->allow_renew);
-	cJSON_AddBoolToObject(o, "allow_rescope", rs->allow_rescope);
-	json_add_string_or_null(o, "created_at", api_or_null(rs->created_at));
-	json_add_string_or_null(o, "updated_at", api_or_null(rs->updated_at));
-	return (o);
-}
-
-/* Free n role references and the array. */
-static void
-api_restriction_roles_free(struct restriction_role *v, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		free(v[i].id);
-		free(v[i].name);
-	}
-	free(v);
-}
-
-/* Record a failure with reason; the message is cause (taken). */
-static int
-api_restriction_fail(struct restriction_err *e, enum reason reason, char *cause)
-{
-	e->reason = reason;
-	e->cause = cause;
-	return (-1);
-}
-
-/* Parse roles[i]: {"id": 1..64, "name": 1..255 or null}. */
-static int
-api_restriction_role(const cJSON *item, size_t i, struct restriction_role *rr,
-    struct restriction_err *e)
-{
-	char prefix[32], *cause = NULL, *msg;
-
-	snprintf(prefix, sizeof prefix, "roles[%zu].", i);
-	if (!cJSON_IsObject(item)) {
-		xasprintf(&msg, "roles[%zu] must be an object", i);
-		return (api_restriction_fail(e, REASON_invalid_value, msg));
-	}
-	if (json_check_fields_at(item, prefix, restriction_role_fields,
-		&cause) != 0)
-		return (api_restriction_fail(e, REASON_unknown_field, cause));
-	if (json_get_string(item, "id", 1, 64, 0, &rr->id, &cause) == -1 ||
-	    json_get_string(item, "name", 1, 255, 1, &rr->name, &cause) == -1) {
-		xasprintf(&msg, "%s%s", prefix, cause);
-		free(cause);
-		return (api_restriction_fail(e, REASON_invalid_value, msg));
-	}
-	if (rr->id == NULL) {
-		xasprintf(&msg, "%sid is required", prefix);
-		return (api_restriction_fail(e, REASON_missing_field, msg));
-	}
-	return (0);
-}
-
-/* No role id may appear twice. */
-static int
-api_restriction_unique(const struct restriction_role *v, size_t n,
-    struct restriction_err *e)
-{
-	char *msg;
-	size_t i, j;
-
-	for (i = 1; i < n; i++) {
-		for (j = 0; j < i; j++) {
-			if (strcmp(v[i].id, v[j].id) != 0)
-				continue;
-			xasprintf(&msg,
-			    "roles[%zu].id duplicates roles[%zu].id", i, j);
-			return (
-			    api_restriction_fail(e, REASON_invalid_value, msg));
-		}
-	}
-	return (0);
-}
-
-/* The roles field, when present, replaces the restriction's roles. */
-static int
-api_restriction_roles(const cJSON *body, struct restriction *rs,
-    struct restriction_err *e)
-{
-	struct restriction_role *v;
-	const cJSON *list, *item;
-	size_t n, i = 0;
-
-	if ((list = cJSON_GetObjectItemCaseSensitive(body, "roles")) == NULL)
-		return (0);
-	if (!cJSON_IsArray(list))
-		return (api_restriction_fail(e, REASON_invalid_value,
-		    xstrdup("roles must be a list of objects")));
-	n = (size_t)cJSON_GetArraySize(list);
-	if (n > RESTRICTION_MAX_ROLES)
-		return (api_restriction_fail(e, REASON_invalid_value,
-		    xstrdup("roles must have at most 100 items")));
-	v = xcalloc(n + 1, sizeof *v);
-	cJSON_ArrayForEach(item, list)
-	{
-		if (api_restriction_role(item, i, &v[i], e) != 0)
-			goto fail;
-		i++;
-	}
-	if (api_restriction_unique(v, n, e) != 0)
-		goto fail;
-	api_restriction_roles_free(rs->roles, rs->nroles);
-	rs->roles = v;
-	rs->nroles = n;
-	return (0);
-fail:
-	api_restriction_roles_free(v, n);
-	return (-1);
-}
-
-/*
- * Copy the fields present in body onto rs.  0, or -1 with e's reason and
- * cause filled (tests/fuzz/fuzz_admin_body.c).
- */
-int
-api_restriction_apply(const cJSON *body, struct restriction *rs,
-    struct restriction_err *e)
-{
-	char *cause = NULL;
-
-	if (json_get_string(body, "domain_id", 1, 64, 0, &rs->domain_id,
-		&cause) == -1 ||
-	    json_get_string(body, "user_id", 1, 64, 1, &rs->user_id, &cause) ==
-		-1 ||
-	    json_get_string(body, "project_id", 1, 64, 1, &rs->project_id,
-		&cause) == -1 ||
-	    json_get_bool(body, "allow_renew", &rs->allow_renew, &cause) ==
-		-1 ||
-	    json_get_bool(body, "allow_rescope", &rs->allow_rescope, &cause) ==
-		-1)
-		return (api_restriction_fail(e, REASON_invalid_value, cause));
-	return (api_restriction_roles(body, rs, e));
-}
 
 /* Write a new or changed restriction and reply (201 or 200). */
 static void
@@ -228,11 +67,11 @@ api_restriction_save(struct request *r, struct restriction *rs, int create)
 	    create ? "token_restriction:create" : "token_restriction:update",
 	    rs->id);
 	if (!create) {
-		api_reply_object(r, "restriction", api_restriction_json(rs));
+		api_reply_object(r, "restriction", restriction_json(rs));
 		return;
 	}
 	xasprintf(&path, "/v4/tokens/restrictions/%s", rs->id);
-	api_reply_created(r, path, "restriction", api_restriction_json(rs));
+	api_reply_created(r, path, "restriction", restriction_json(rs));
 	free(path);
 }
 
@@ -251,12 +90,12 @@ api_restriction_create(struct request *r)
 	    api_check_required(r, body, restriction_required) != 0)
 		goto out;
 	rs = xcalloc(1, sizeof *rs);
-	if (api_restriction_apply(body, rs, &e) != 0) {
+	if (restriction_apply(body, rs, &e) != 0) {
 		api_bad_request(r, e.reason, e.cause);
 		goto out;
 	}
-	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
-	    NULL);
+	target =
+	    api_target("restriction", restriction_json(rs), NULL, NULL, NULL);
 	api_restriction_start(r, rs, target, 1);
 	rs = NULL; /* handed over */
 	target = NULL;
@@ -291,10 +130,10 @@ api_restriction_show(struct request *r)
 
 	if ((rs = api_restriction_load(r)) == NULL)
 		return;
-	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
-	    NULL);
+	target =
+	    api_target("restriction", restriction_json(rs), NULL, NULL, NULL);
 	api_show(r, "token_restriction:show", "restriction", target,
-	    api_restriction_json(rs));
+	    restriction_json(rs));
 	cJSON_Delete(target);
 	restriction_free(rs);
 }
@@ -419,10 +258,10 @@ api_restriction_resolved(struct restriction_pending *p,
 {
 	cJSON *obj, *update, *resolved;
 
-	resolved = api_restriction_json(p->rs);
+	resolved = restriction_json(p->rs);
 	if (p->create)
 		cJSON_ReplaceItemInObjectCaseSensitive(p->target, "restriction",
-		    api_restriction_json(p->rs));
+		    restriction_json(p->rs));
 	else if ((update = cJSON_GetObjectItemCaseSensitive(p->target,
 		      "update")) != NULL &&
 	    cJSON_GetObjectItemCaseSensitive(update, "roles") != NULL)
@@ -617,9 +456,9 @@ api_restriction_update(struct request *r)
 	    api_check_body(r, body, restriction_immutable,
 		restriction_read_only, restriction_writable) != 0)
 		goto out;
-	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
-	    body);
-	if (api_restriction_apply(body, rs, &e) != 0) {
+	target =
+	    api_target("restriction", restriction_json(rs), NULL, NULL, body);
+	if (restriction_apply(body, rs, &e) != 0) {
 		api_bad_request(r, e.reason, e.cause);
 		goto out;
 	}
@@ -642,8 +481,8 @@ api_restriction_delete(struct request *r)
 
 	if ((rs = api_restriction_load(r)) == NULL)
 		return;
-	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
-	    NULL);
+	target =
+	    api_target("restriction", restriction_json(rs), NULL, NULL, NULL);
 	api_delete(r, "token_restriction:delete", "restriction", rs->id,
 	    store_restriction_delete, target);
 	cJSON_Delete(target);
@@ -671,7 +510,7 @@ api_restriction_list(struct request *r)
 	}
 	a = cJSON_CreateArray();
 	for (i = 0; i < n; i++)
-		cJSON_AddItemToArray(a, api_restriction_json(v[i]));
+		cJSON_AddItemToArray(a, restriction_json(v[i]));
 	api_reply_list(r, "restrictions", a, n > 0 ? v[n - 1]->id : NULL, more);
 out:
 	for (i = 0; i < n; i++)

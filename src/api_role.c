@@ -24,9 +24,6 @@
 
 #include "k8sauth.h"
 
-#define ROLE_MAX_ITEMS    100
-#define ROLE_MAX_ITEM_LEN 255
-
 static const char *const role_writable[] = { "name", "enabled",
 	"bound_service_account_names", "bound_service_account_namespaces",
 	"bound_audience", "bound_pod_names", "token_ttl",
@@ -40,172 +37,6 @@ static const char *const role_required[] = { "name",
 static const char *const role_filters[] = { "name", "enabled", NULL };
 static const char *const role_all_filters[] = { "auth_instance_id", "domain_id",
 	"name", NULL };
-
-/* The API representation of a role. */
-cJSON *
-api_role_json(const struct role *ro)
-{
-	cJSON *o;
-
-	o = cJSON_CreateObject();
-	json_add_string_or_null(o, "id", api_or_null(ro->id));
-	json_add_string_or_null(o, "auth_instance_id",
-	    api_or_null(ro->auth_instance_id));
-	json_add_string_or_null(o, "domain_id", ro->domain_id);
-	json_add_string_or_null(o, "name", ro->name);
-	cJSON_AddBoolToObject(o, "enabled", ro->enabled);
-	cJSON_AddItemToObject(o, "bound_service_account_names",
-	    json_strlist(&ro->bound_sa_names));
-	cJSON_AddItemToObject(o, "bound_service_account_namespaces",
-	    json_strlist(&ro->bound_sa_namespaces));
-	json_add_string_or_null(o, "bound_audience", ro->bound_audience);
-	if (ro->bound_pod_names == NULL)
-		cJSON_AddNullToObject(o, "bound_pod_names");
-	else
-		cJSON_AddItemToObject(o, "bound_pod_names",
-		    json_strlist(ro->bound_pod_names));
-	if (ro->bound_namespace_selector != NULL)
-		cJSON_AddItemToObject(o, "bound_namespace_selector",
-		    json_parse(ro->bound_namespace_selector,
-			strlen(ro->bound_namespace_selector), NULL));
-	else
-		cJSON_AddNullToObject(o, "bound_namespace_selector");
-	if (ro->token_ttl > 0)
-		cJSON_AddNumberToObject(o, "token_ttl", (double)ro->token_ttl);
-	else
-		cJSON_AddNullToObject(o, "token_ttl");
-	json_add_string_or_null(o, "token_restriction_id",
-	    ro->token_restriction_id);
-	json_add_string_or_null(o, "created_at", api_or_null(ro->created_at));
-	json_add_string_or_null(o, "updated_at", api_or_null(ro->updated_at));
-	return (o);
-}
-
-/* bound_pod_names: a list, or null to unset (ro->bound_pod_names NULL). */
-static int
-api_role_pods(const cJSON *body, struct role *ro, char **cause)
-{
-	struct strlist sl = { NULL, 0 };
-	int rc;
-
-	rc = json_get_strlist(body, "bound_pod_names", ROLE_MAX_ITEMS,
-	    ROLE_MAX_ITEM_LEN, 1, &sl, cause);
-	if (rc != JSON_SET && rc != JSON_NULL)
-		return (rc);
-	if (ro->bound_pod_names != NULL) {
-		json_strlist_clear(ro->bound_pod_names);
-		free(ro->bound_pod_names);
-		ro->bound_pod_names = NULL;
-	}
-	if (rc == JSON_SET) {
-		ro->bound_pod_names = xmalloc(sizeof *ro->bound_pod_names);
-		*ro->bound_pod_names = sl;
-	}
-	return (0);
-}
-
-/*
- * bound_service_account_namespaces: a list as json_get_strlist reads it,
- * or [] (allowed only with a selector: api_role_validate checks that).
- */
-static int
-api_role_namespaces(const cJSON *body, struct role *ro, char **cause)
-{
-	const cJSON *a;
-
-	a = cJSON_GetObjectItemCaseSensitive(body,
-	    "bound_service_account_namespaces");
-	if (cJSON_IsArray(a) && cJSON_GetArraySize(a) == 0) {
-		json_strlist_clear(&ro->bound_sa_namespaces);
-		return (0);
-	}
-	return (json_get_strlist(body, "bound_service_account_namespaces",
-	    ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_namespaces,
-	    cause));
-}
-
-/* bound_namespace_selector: a LabelSelector (stored as JSON) or null. */
-static int
-api_role_selector(const cJSON *body, struct role *ro, char **cause)
-{
-	const cJSON *sel;
-
-	sel =
-	    cJSON_GetObjectItemCaseSensitive(body, "bound_namespace_selector");
-	if (sel == NULL)
-		return (0);
-	free(ro->bound_namespace_selector);
-	ro->bound_namespace_selector = NULL;
-	if (cJSON_IsNull(sel))
-		return (0);
-	if (k8s_selector_check(sel, cause) != 0)
-		return (-1);
-	ro->bound_namespace_selector = json_print(sel);
-	return (0);
-}
-
-/* token_ttl: 60..[token] expiration, or null to unset (0). */
-static int
-api_role_ttl(const struct config *cfg, const cJSON *body, struct role *ro,
-    char **cause)
-{
-	long ttl = 0;
-	int rc;
-
-	rc = json_get_long(body, "token_ttl", 60, cfg->token_expiration, 1,
-	    &ttl, cause);
-	if (rc == JSON_SET || rc == JSON_NULL)
-		ro->token_ttl = rc == JSON_SET ? ttl : 0;
-	return (rc == -1 ? -1 : 0);
-}
-
-/* The rules that span fields, checked on the merged role. */
-static int
-api_role_validate(const struct role *ro, char **cause)
-{
-	if (validate_role_name(ro->name, cause) != 0 ||
-	    validate_globs("bound_service_account_names", &ro->bound_sa_names,
-		cause) != 0 ||
-	    validate_globs("bound_service_account_namespaces",
-		&ro->bound_sa_namespaces, cause) != 0)
-		return (-1);
-	if (ro->bound_sa_namespaces.n == 0 &&
-	    ro->bound_namespace_selector == NULL) {
-		xasprintf(cause,
-		    "bound_service_account_namespaces must have 1 to %d items unless bound_namespace_selector is set",
-		    ROLE_MAX_ITEMS);
-		return (-1);
-	}
-	if (ro->bound_pod_names != NULL &&
-	    validate_globs("bound_pod_names", ro->bound_pod_names, cause) != 0)
-		return (-1);
-	return (0);
-}
-
-/*
- * Copy the fields present in body onto ro, then check the whole role.  0,
- * or -1 with a cause naming the field (tests/fuzz/fuzz_admin_body.c).
- */
-int
-api_role_apply(const struct config *cfg, const cJSON *body, struct role *ro,
-    char **cause)
-{
-	if (json_get_string(body, "name", 1, 255, 0, &ro->name, cause) == -1 ||
-	    json_get_bool(body, "enabled", &ro->enabled, cause) == -1 ||
-	    json_get_strlist(body, "bound_service_account_names",
-		ROLE_MAX_ITEMS, ROLE_MAX_ITEM_LEN, 0, &ro->bound_sa_names,
-		cause) == -1 ||
-	    api_role_namespaces(body, ro, cause) == -1 ||
-	    api_role_selector(body, ro, cause) == -1 ||
-	    json_get_string(body, "bound_audience", 1, 255, 1,
-		&ro->bound_audience, cause) == -1 ||
-	    api_role_pods(body, ro, cause) == -1 ||
-	    api_role_ttl(cfg, body, ro, cause) == -1 ||
-	    json_get_string(body, "token_restriction_id", 1, 64, 0,
-		&ro->token_restriction_id, cause) == -1)
-		return (-1);
-	return (api_role_validate(ro, cause));
-}
 
 /* Why a restriction cannot back a role of domain_id, or NULL. */
 static const char *
@@ -291,12 +122,12 @@ api_role_save(struct request *r, struct role *ro, int create)
 	api_log_change(r,
 	    create ? "k8s_auth:role:create" : "k8s_auth:role:update", ro->id);
 	if (!create) {
-		api_reply_object(r, "role", api_role_json(ro));
+		api_reply_object(r, "role", role_json(ro));
 		return;
 	}
 	xasprintf(&path, "/v4/k8s_auth/instances/%s/roles/%s",
 	    ro->auth_instance_id, ro->id);
-	api_reply_created(r, path, "role", api_role_json(ro));
+	api_reply_created(r, path, "role", role_json(ro));
 	free(path);
 }
 
@@ -369,7 +200,7 @@ api_role_facts(struct request *r, const cJSON *inferences, cJSON *target,
 	if (store_restriction_get(r->worker->db, ro->token_restriction_id,
 		&rs) == STORE_OK &&
 	    strcmp(rs->domain_id, ro->domain_id) == 0) {
-		rj = api_restriction_json(rs);
+		rj = restriction_json(rs);
 		role_facts_annotate(r->cfg, inferences,
 		    cJSON_GetObjectItemCaseSensitive(rj, "roles"));
 		cJSON_AddItemToObject(target, "restriction", rj);
@@ -454,12 +285,12 @@ api_role_create(struct request *r)
 		goto out;
 	}
 	ro = api_role_new(in);
-	if (api_role_apply(r->cfg, body, ro, &cause) != 0) {
+	if (role_apply(r->cfg, body, ro, &cause) != 0) {
 		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
-	target = api_target("role", api_role_json(ro), "instance",
-	    api_instance_json(in), NULL);
+	target = api_target("role", role_json(ro), "instance",
+	    instance_json(in), NULL);
 	api_role_commit(r, "k8s_auth:role:create", target, ro, 1);
 	target = NULL; /* handed over */
 	ro = NULL;
@@ -500,9 +331,9 @@ api_role_show(struct request *r)
 
 	if (api_role_load(r, &in, &ro) != 0)
 		return;
-	target = api_target("role", api_role_json(ro), "instance",
-	    api_instance_json(in), NULL);
-	api_show(r, "k8s_auth:role:show", "role", target, api_role_json(ro));
+	target = api_target("role", role_json(ro), "instance",
+	    instance_json(in), NULL);
+	api_show(r, "k8s_auth:role:show", "role", target, role_json(ro));
 	cJSON_Delete(target);
 	role_free(ro);
 	instance_free(in);
@@ -523,9 +354,9 @@ api_role_update(struct request *r)
 	    api_check_body(r, body, role_immutable, role_read_only,
 		role_writable) != 0)
 		goto out;
-	target = api_target("role", api_role_json(ro), "instance",
-	    api_instance_json(in), body);
-	if (api_role_apply(r->cfg, body, ro, &cause) != 0) {
+	target = api_target("role", role_json(ro), "instance",
+	    instance_json(in), body);
+	if (role_apply(r->cfg, body, ro, &cause) != 0) {
 		api_bad_request(r, REASON_invalid_value, cause);
 		goto out;
 	}
@@ -564,8 +395,8 @@ api_role_delete(struct request *r)
 		return;
 	c = xcalloc(1, sizeof *c);
 	c->action = "k8s_auth:role:delete";
-	c->target = api_target("role", api_role_json(ro), "instance",
-	    api_instance_json(in), NULL);
+	c->target = api_target("role", role_json(ro), "instance",
+	    instance_json(in), NULL);
 	c->ro = ro;
 	instance_free(in);
 	role_facts_run(r, api_role_delete_cb, c, api_role_commit_free);
@@ -590,7 +421,7 @@ api_role_list_run(struct request *r, const struct store_query *q,
 	}
 	a = cJSON_CreateArray();
 	for (i = 0; i < n; i++)
-		cJSON_AddItemToArray(a, api_role_json(v[i]));
+		cJSON_AddItemToArray(a, role_json(v[i]));
 	api_reply_list(r, "roles", a, n > 0 ? v[n - 1]->id : NULL, more);
 	for (i = 0; i < n; i++)
 		role_free(v[i]);
@@ -611,8 +442,7 @@ api_role_list(struct request *r)
 		api_query_add(&q, "auth_instance_id", in->id);
 		cJSON_AddStringToObject(target, "auth_instance_id", in->id);
 		cJSON_AddStringToObject(target, "domain_id", in->domain_id);
-		cJSON_AddItemToObject(target, "instance",
-		    api_instance_json(in));
+		cJSON_AddItemToObject(target, "instance", instance_json(in));
 		api_role_list_run(r, &q, target);
 		cJSON_Delete(target);
 	}

@@ -427,3 +427,10 @@ json_strlist_clear(struct strlist *sl)
 	sl->v = NULL;
 	sl->n = 0;
 }
+
+/* s, or NULL when s is empty (an id or timestamp not assigned yet). */
+const char *
+json_or_null(const char *s)
+{
+	return (s[0] != '\0' ? s : NULL);
+}

@@ -11,7 +11,10 @@
  *   tls.c           SSL_CTX build/reload and the evhttp bufferevent callback
  *   http.c          routing table, limits, request context, replies
  *   auth.c          who is calling (X-Auth-Token) and the authorization gate
- *   api_*.c         handlers, one file per resource
+ *   api_*.c         handlers, one file per resource: HTTP handling only
+ *   instance.c      the stored entities, one file each: the struct's
+ *   role.c            lifetime, its JSON form and field rules (no I/O,
+ *   restriction.c     no database); handlers and the login path use them
  *   store_*.c       typed data access over db.c
  *   fernet.c        Keystone Fernet tokens (where a token is minted)
  *   k8s_review.c    the TokenReview call (login issue)
@@ -46,6 +49,7 @@
 #define ID_LEN        32 /* Keystone "simple" UUID: 32 lowercase hex */
 #define TIMESTAMP_LEN 27 /* 2026-11-28T13:00:00.000000Z */
 
+struct config;
 struct worker;
 struct server;
 struct request;
@@ -115,6 +119,93 @@ char *util_b64url_encode(const void *, size_t);
 int util_b64url_decode(const char *, size_t, unsigned char **, size_t *);
 void util_sha256_hex(const void *, size_t, char[65]);
 char *util_trim(char *);
+/* A list of strings (bound names, groups, audiences, globs). */
+struct strlist {
+	char **v;
+	size_t n;
+};
+void strlist_free(struct strlist *);
+void strlist_copy(struct strlist *, const struct strlist *);
+
+/*
+ * instance.c, role.c, restriction.c -- the stored entities: each file owns
+ * its struct's lifetime, its API form (_json) and its field rules (_apply);
+ * no I/O, no database.  The store reads and writes them, the handlers and
+ * the login path use them.
+ */
+
+/* instance.c -- an instance (one cluster): lifetime, JSON form, rules */
+struct instance {
+	char id[ID_LEN + 1];
+	char *domain_id;
+	char *name; /* NULL when unset */
+	char *host;
+	char *ca_cert;      /* NULL when unset */
+	char *reviewer_jwt; /* plaintext, only from _get */
+	int reviewer_jwt_set;
+	int disable_local_ca_jwt;
+	int enabled;
+	char created_at[TIMESTAMP_LEN + 1];
+	char updated_at[TIMESTAMP_LEN + 1];
+	int host_admin; /* host set by an admin: no allowed_hosts check */
+	int service_account_annotations; /* login policies may see them */
+	int jwt_signature_skip; /* jwt_signature "skip" (default "verify") */
+	char *jwks;             /* JWKS JSON text, NULL: discover */
+	char *issuer;           /* expected iss, NULL: discovery's or any */
+	long review_cache_ttl;  /* seconds; 0: no review cache */
+};
+void instance_free(struct instance *);
+cJSON *instance_json(const struct instance *);
+int instance_apply(const struct config *, const cJSON *, struct instance *,
+    char **);
+
+/* role.c -- a role (bounds mapped to a restriction): lifetime, JSON, rules */
+struct role {
+	char id[ID_LEN + 1];
+	char auth_instance_id[ID_LEN + 1];
+	char *domain_id;
+	char *name;
+	int enabled;
+	struct strlist bound_sa_names;
+	struct strlist bound_sa_namespaces;
+	char *bound_audience;            /* NULL when unset */
+	struct strlist *bound_pod_names; /* NULL when unset */
+	long token_ttl;                  /* 0 when unset */
+	char *bound_namespace_selector;  /* checked JSON, NULL when unset */
+	char *token_restriction_id;
+	char created_at[TIMESTAMP_LEN + 1];
+	char updated_at[TIMESTAMP_LEN + 1];
+};
+void role_free(struct role *);
+cJSON *role_json(const struct role *);
+int role_apply(const struct config *, const cJSON *, struct role *, char **);
+
+/* restriction.c -- a token restriction: lifetime, JSON form, rules */
+struct restriction_role {
+	char *id;
+	char *name; /* NULL when unknown */
+};
+struct restriction {
+	char id[ID_LEN + 1];
+	char *domain_id;
+	char *user_id;    /* NULL when unset */
+	char *project_id; /* NULL when unset */
+	struct restriction_role *roles;
+	size_t nroles;
+	int allow_renew;
+	int allow_rescope;
+	char created_at[TIMESTAMP_LEN + 1];
+	char updated_at[TIMESTAMP_LEN + 1];
+};
+/* A validation failure: the 400 reason and its message. */
+struct restriction_err {
+	enum reason reason;
+	char *cause;
+};
+void restriction_free(struct restriction *);
+cJSON *restriction_json(const struct restriction *);
+int restriction_apply(const cJSON *, struct restriction *,
+    struct restriction_err *);
 
 /* config.c */
 enum token_payload { TOKEN_PAYLOAD_RESTRICTED, TOKEN_PAYLOAD_PROJECT_SCOPED };
@@ -343,61 +434,6 @@ enum store_result {
 	/* The database cannot be reached: 503 database_unavailable. */
 	STORE_UNAVAILABLE = -6
 };
-struct strlist {
-	char **v;
-	size_t n;
-};
-struct instance {
-	char id[ID_LEN + 1];
-	char *domain_id;
-	char *name; /* NULL when unset */
-	char *host;
-	char *ca_cert;      /* NULL when unset */
-	char *reviewer_jwt; /* plaintext, only from _get */
-	int reviewer_jwt_set;
-	int disable_local_ca_jwt;
-	int enabled;
-	char created_at[TIMESTAMP_LEN + 1];
-	char updated_at[TIMESTAMP_LEN + 1];
-	int host_admin; /* host set by an admin: no allowed_hosts check */
-	int service_account_annotations; /* login policies may see them */
-	int jwt_signature_skip; /* jwt_signature "skip" (default "verify") */
-	char *jwks;             /* JWKS JSON text, NULL: discover */
-	char *issuer;           /* expected iss, NULL: discovery's or any */
-	long review_cache_ttl;  /* seconds; 0: no review cache */
-};
-struct role {
-	char id[ID_LEN + 1];
-	char auth_instance_id[ID_LEN + 1];
-	char *domain_id;
-	char *name;
-	int enabled;
-	struct strlist bound_sa_names;
-	struct strlist bound_sa_namespaces;
-	char *bound_audience;            /* NULL when unset */
-	struct strlist *bound_pod_names; /* NULL when unset */
-	long token_ttl;                  /* 0 when unset */
-	char *bound_namespace_selector;  /* checked JSON, NULL when unset */
-	char *token_restriction_id;
-	char created_at[TIMESTAMP_LEN + 1];
-	char updated_at[TIMESTAMP_LEN + 1];
-};
-struct restriction_role {
-	char *id;
-	char *name; /* NULL when unknown */
-};
-struct restriction {
-	char id[ID_LEN + 1];
-	char *domain_id;
-	char *user_id;    /* NULL when unset */
-	char *project_id; /* NULL when unset */
-	struct restriction_role *roles;
-	size_t nroles;
-	int allow_renew;
-	int allow_rescope;
-	char created_at[TIMESTAMP_LEN + 1];
-	char updated_at[TIMESTAMP_LEN + 1];
-};
 /* A list query: exact-match filters, keyset pagination by id. */
 struct store_query {
 	const char *filter_names[8];
@@ -406,11 +442,6 @@ struct store_query {
 	const char *marker; /* NULL: from the start */
 	long limit;         /* > 0 */
 };
-void strlist_free(struct strlist *);
-void strlist_copy(struct strlist *, const struct strlist *);
-void instance_free(struct instance *);
-void role_free(struct role *);
-void restriction_free(struct restriction *);
 int store_instance_create(struct db *, struct instance *);
 int store_instance_get(struct db *, const char *, struct instance **);
 int store_instance_list(struct db *, const struct store_query *,
@@ -488,6 +519,7 @@ int json_get_long(const cJSON *, const char *, long, long, int, long *,
 int json_get_strlist(const cJSON *, const char *, size_t, size_t, int,
     struct strlist *, char **);
 void json_strlist_clear(struct strlist *);
+const char *json_or_null(const char *);
 
 /* validate.c -- field rules shared by the admin API handlers */
 #define VALIDATE_MAX_PEM (64 * 1024)
@@ -693,7 +725,6 @@ int api_list_query(struct request *, const char *const *, struct store_query *,
     cJSON **);
 void api_query_add(struct store_query *, const char *, const char *);
 cJSON *api_target(const char *, cJSON *, const char *, cJSON *, const cJSON *);
-const char *api_or_null(const char *);
 
 /* role_facts.c -- what restriction roles grant: delegable, implied */
 typedef void (*role_facts_next)(struct request *, const cJSON *, void *);
@@ -712,10 +743,7 @@ void api_instance_list(struct request *);
 void api_instance_show(struct request *);
 void api_instance_update(struct request *);
 void api_instance_delete(struct request *);
-cJSON *api_instance_json(const struct instance *);
 struct instance *api_instance_load(struct request *, const char *);
-int api_instance_apply(const struct config *, const cJSON *, struct instance *,
-    char **);
 
 /* api_role.c */
 void api_role_create(struct request *);
@@ -724,9 +752,6 @@ void api_role_list_all(struct request *);
 void api_role_show(struct request *);
 void api_role_update(struct request *);
 void api_role_delete(struct request *);
-cJSON *api_role_json(const struct role *);
-int api_role_apply(const struct config *, const cJSON *, struct role *,
-    char **);
 
 /* api_restriction.c */
 void api_restriction_create(struct request *);
@@ -734,14 +759,6 @@ void api_restriction_list(struct request *);
 void api_restriction_show(struct request *);
 void api_restriction_update(struct request *);
 void api_restriction_delete(struct request *);
-cJSON *api_restriction_json(const struct restriction *);
-/* A validation failure: the 400 reason and its message. */
-struct restriction_err {
-	enum reason reason;
-	char *cause;
-};
-int api_restriction_apply(const cJSON *, struct restriction *,
-    struct restriction_err *);
 
 /* fernet.c -- Keystone Fernet tokens (login issue) */
 struct fernet_payload {

@@ -1,8 +1,7 @@
 /*
  * store.c: what the three store_*.c files share.
  *
- * Freeing the stored objects (instance, role, restriction, strlist), the
- * mapping from SQLite result codes to STORE_* results, write and
+ * The mapping from SQLite result codes to STORE_* results, write and
  * transaction helpers, optional-text and JSON-list columns, and the one
  * generic list query (exact-match filters from a per-entity whitelist,
  * keyset pagination by id).  Handlers use the typed functions in
@@ -21,91 +20,6 @@
 
 #define STORE_LIST_SQL_MAX 1024
 #define STORE_RETRIES      5 /* store_run: runs after the first */
-
-/* Free the strings of a list and empty it. */
-void
-strlist_free(struct strlist *l)
-{
-	size_t i;
-
-	if (l == NULL)
-		return;
-	for (i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
-/* Deep-copy src into dst (dst's old contents are not freed). */
-void
-strlist_copy(struct strlist *dst, const struct strlist *src)
-{
-	size_t i;
-
-	dst->n = src->n;
-	dst->v = NULL;
-	if (src->n == 0)
-		return;
-	dst->v = xcalloc(src->n, sizeof *dst->v);
-	for (i = 0; i < src->n; i++)
-		dst->v[i] = xstrdup(src->v[i]);
-}
-
-/* Free an instance; the reviewer token is wiped first. */
-void
-instance_free(struct instance *in)
-{
-	if (in == NULL)
-		return;
-	free(in->domain_id);
-	free(in->name);
-	free(in->host);
-	free(in->ca_cert);
-	freezero_str(in->reviewer_jwt);
-	free(in->jwks);
-	free(in->issuer);
-	free(in);
-}
-
-/* Free a role. */
-void
-role_free(struct role *r)
-{
-	if (r == NULL)
-		return;
-	free(r->domain_id);
-	free(r->name);
-	strlist_free(&r->bound_sa_names);
-	strlist_free(&r->bound_sa_namespaces);
-	free(r->bound_audience);
-	if (r->bound_pod_names != NULL) {
-		strlist_free(r->bound_pod_names);
-		free(r->bound_pod_names);
-	}
-	free(r->token_restriction_id);
-	free(r->bound_namespace_selector);
-	free(r);
-}
-
-/* Free a restriction and its roles. */
-void
-restriction_free(struct restriction *rs)
-{
-	size_t i;
-
-	if (rs == NULL)
-		return;
-	free(rs->domain_id);
-	free(rs->user_id);
-	free(rs->project_id);
-	for (i = 0; i < rs->nroles; i++) {
-		free(rs->roles[i].id);
-		free(rs->roles[i].name);
-	}
-	free(rs->roles);
-	free(rs);
-}
 
 /* Set updated (and created, when not NULL) to now. */
 void

@@ -443,3 +443,33 @@ util_trim(char *s)
 	*end = '\0';
 	return (s);
 }
+
+/* Free the strings of a list and empty it. */
+void
+strlist_free(struct strlist *l)
+{
+	size_t i;
+
+	if (l == NULL)
+		return;
+	for (i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/* Deep-copy src into dst (dst's old contents are not freed). */
+void
+strlist_copy(struct strlist *dst, const struct strlist *src)
+{
+	size_t i;
+
+	dst->n = src->n;
+	dst->v = NULL;
+	if (src->n == 0)
+		return;
+	dst->v = xcalloc(src->n, sizeof *dst->v);
+	for (i = 0; i < src->n; i++)
+		dst->v[i] = xstrdup(src->v[i]);
+}

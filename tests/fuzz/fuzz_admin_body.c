@@ -1,7 +1,7 @@
 /*
  * fuzz_admin_body.c: libFuzzer target for the admin API's body parsers:
- * api_instance_apply (with the write-only reviewer token),
- * api_role_apply and api_restriction_apply (with its roles list), fed
+ * instance_apply (with the write-only reviewer token),
+ * role_apply and restriction_apply (with its roles list), fed
  * the way a request feeds them: json_parse (json.c: raw control
  * characters and \u0000 refused, nesting bounded), a JSON object taken
  * out of its {"<entity>": {...}} wrapper when it has one (a bare object
@@ -159,7 +159,7 @@ fuzz_instance_new(int stored)
 	return (in);
 }
 
-/* What api_instance_apply promises of an accepted instance. */
+/* What instance_apply promises of an accepted instance. */
 static void
 fuzz_instance_check(const struct instance *in, int allow_http)
 {
@@ -190,11 +190,11 @@ fuzz_instance_again(const struct instance *in)
 	cJSON		*shown, *reshown;
 	char		*cause = NULL;
 
-	shown = api_instance_json(in);
+	shown = instance_json(in);
 	again = fuzz_instance_new(0);
-	if (api_instance_apply(fuzz_cfg, shown, again, &cause) != 0)
+	if (instance_apply(fuzz_cfg, shown, again, &cause) != 0)
 		abort();
-	reshown = api_instance_json(again);
+	reshown = instance_json(again);
 	/* The token is write-only: the representation has only its flag. */
 	cJSON_DeleteItemFromObjectCaseSensitive(shown,
 	    "token_reviewer_jwt_set");
@@ -219,7 +219,7 @@ fuzz_instance(const cJSON *body, int update, int allow_http)
 	in = fuzz_instance_new(update);
 	saved = fuzz_cfg->k8s_allow_insecure_http;
 	fuzz_cfg->k8s_allow_insecure_http = allow_http;
-	if (api_instance_apply(fuzz_cfg, body, in, &cause) != 0) {
+	if (instance_apply(fuzz_cfg, body, in, &cause) != 0) {
 		fuzz_check_cause(cause, fuzz_instance_fields);
 		free(cause);
 	} else {
@@ -276,7 +276,7 @@ fuzz_check_selector(const char *text)
 	cJSON_Delete(sel);
 }
 
-/* What api_role_apply promises of an accepted role. */
+/* What role_apply promises of an accepted role. */
 static void
 fuzz_role_check(const struct role *ro)
 {
@@ -310,11 +310,11 @@ fuzz_role_again(const struct role *ro)
 	cJSON		*shown, *reshown;
 	char		*cause = NULL;
 
-	shown = api_role_json(ro);
+	shown = role_json(ro);
 	again = fuzz_role_new(0);
-	if (api_role_apply(fuzz_cfg, shown, again, &cause) != 0)
+	if (role_apply(fuzz_cfg, shown, again, &cause) != 0)
 		abort();
-	reshown = api_role_json(again);
+	reshown = role_json(again);
 	if (!cJSON_Compare(shown, reshown, 1))
 		abort();
 	cJSON_Delete(reshown);
@@ -335,7 +335,7 @@ fuzz_role(const cJSON *body, int update)
 	    "bound_namespace_selector") == NULL)))
 		return;
 	ro = fuzz_role_new(update);
-	if (api_role_apply(fuzz_cfg, body, ro, &cause) != 0) {
+	if (role_apply(fuzz_cfg, body, ro, &cause) != 0) {
 		fuzz_check_cause(cause, fuzz_role_fields);
 		free(cause);
 	} else {
@@ -368,7 +368,7 @@ fuzz_restriction_new(int stored)
 	return (rs);
 }
 
-/* What api_restriction_apply promises of an accepted restriction. */
+/* What restriction_apply promises of an accepted restriction. */
 static void
 fuzz_restriction_check(const struct restriction *rs)
 {
@@ -399,11 +399,11 @@ fuzz_restriction_again(const struct restriction *rs)
 	struct restriction_err	 e = { REASON_NONE, NULL };
 	cJSON			*shown, *reshown;
 
-	shown = api_restriction_json(rs);
+	shown = restriction_json(rs);
 	again = fuzz_restriction_new(0);
-	if (api_restriction_apply(shown, again, &e) != 0)
+	if (restriction_apply(shown, again, &e) != 0)
 		abort();
-	reshown = api_restriction_json(again);
+	reshown = restriction_json(again);
 	if (!cJSON_Compare(shown, reshown, 1))
 		abort();
 	cJSON_Delete(reshown);
@@ -420,7 +420,7 @@ fuzz_restriction(const cJSON *body, int update)
 	if (!update && !fuzz_has_required(body, fuzz_restriction_required))
 		return;
 	rs = fuzz_restriction_new(update);
-	if (api_restriction_apply(body, rs, &e) != 0) {
+	if (restriction_apply(body, rs, &e) != 0) {
 		if (e.reason == REASON_NONE || reason_status(e.reason) != 400)
 			abort();
 		fuzz_check_cause(e.cause, fuzz_restriction_fields);
