@@ -270,7 +270,7 @@ static void
 test_statement_cache(void **state)
 {
 	struct fixture		*f = *state;
-	struct sqlite3_stmt	*a, *b;
+	struct db_stmt		*a, *b;
 	char			*cause = NULL;
 
 	assert_int_equal(db_migrate(f->db, &cause), 0);
@@ -283,14 +283,13 @@ test_statement_cache(void **state)
 	a = db_stmt_sql(f->db, "SELECT ?1");
 	assert_non_null(a);
 	assert_ptr_equal(db_stmt_sql(f->db, "SELECT ?1"), a);
-	assert_int_equal(sqlite3_bind_text(a, 1, "x", -1, SQLITE_STATIC),
-	    SQLITE_OK);
-	assert_int_equal(sqlite3_step(a), SQLITE_ROW);
-	assert_string_equal((const char *)sqlite3_column_text(a, 0), "x");
+	assert_int_equal(db_bind_text(a, 1, "x"), 0);
+	assert_int_equal(db_step(a), DB_ROW);
+	assert_string_equal(db_column_text(a, 0), "x");
 	assert_int_equal(db_stmt_done(f->db, a), 0);
-	assert_int_equal(sqlite3_stmt_busy(a), 0);
-	assert_int_equal(sqlite3_step(a), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_type(a, 0), SQLITE_NULL);
+	assert_int_equal(db_step(a), DB_ROW);
+	assert_true(db_column_is_null(a, 0));
+	assert_null(db_column_text(a, 0));
 	assert_int_equal(db_stmt_done(f->db, a), 0);
 	assert_null(db_stmt_sql(f->db, "SELECT FROM nonsense"));
 }
@@ -337,7 +336,7 @@ test_transactions(void **state)
 	    "('r3', 'd', 'c', 'u')", NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(db_begin(f->db), 0);
 	db_rollback(f->db);
-	assert_int_equal(db_commit(f->db), -1);
+	assert_int_equal(db_commit(f->db), STORE_ERROR);
 	assert_int_equal(db_depth(f->db), 0);
 	assert_int_equal(query_int(f->db, "SELECT count(*) FROM "
 	    "restrictions"), 2);
