@@ -395,6 +395,9 @@ void *db_engine_state(struct db *);
 void db_set_engine_state(struct db *, void *);
 void db_mark_dead(struct db *);
 
+/* db_copy.c -- the db-copy subcommand */
+int db_copy_main(int, char **);
+
 /* secret.c -- at-rest encryption of reviewer tokens */
 int secret_setup(const char *, char **);
 int secret_load(const char *, char **);
