@@ -36,6 +36,7 @@
  * Runs on the thread that owns the struct db; every call may block on the
  * network for at most the timeout.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,8 +305,10 @@ db_mysql_session(struct db *db, int timeout, char **cause)
 	};
 	int i;
 
+	/* half the read timeout: a lock wait ends as 1205 (retry), not as a
+	 * client read timeout (a lost connection) */
 	snprintf(sql, sizeof sql, "SET SESSION innodb_lock_wait_timeout = %d",
-	    timeout);
+	    timeout / 2 > 0 ? timeout / 2 : 1);
 	for (i = 0; fixed[i] != NULL; i++) {
 		if (db_mysql_exec(db, fixed[i], &why) != 0)
 			goto fail;
@@ -318,12 +321,23 @@ fail:
 	return (-1);
 }
 
+/* The library's global set-up, which is not thread-safe by itself. */
+static void
+db_mysql_library_init(void)
+{
+	if (mysql_library_init(0, NULL, NULL) != 0)
+		fatalx("db: mysql_library_init failed");
+}
+
 /* Connect; -1 with *cause (naming the URL masked, never the password). */
 static int
 db_mysql_open(struct db *db, const struct db_url *u, int timeout, char **cause)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct db_mysql *c = xcalloc(1, sizeof *c);
 
+	/* workers open their connections at the same time */
+	pthread_once(&once, db_mysql_library_init);
 	db_set_engine_state(db, c);
 	if ((c->h = mysql_init(NULL)) == NULL)
 		fatalx("db: mysql_init: out of memory");
