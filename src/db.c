@@ -240,7 +240,7 @@ db_close(struct db *db)
 	free(db);
 }
 
-/* The engine's connection (tests and diagnostics only). */
+/* The engine's connection: SQLite's sqlite3 * (tests only). */
 void *
 db_handle(struct db *db)
 {

@@ -267,7 +267,7 @@ int db_begin(struct db *);
 int db_depth(struct db *);
 int db_commit(struct db *);
 void db_rollback(struct db *);
-void *db_handle(struct db *); /* sqlite3 * or MYSQL * */
+void *db_handle(struct db *); /* SQLite: its sqlite3 * (tests only) */
 /*
  * The per-connection statement cache: (id, SQL) pairs, prepared lazily and
  * kept for the life of the connection.  Every use ends with db_stmt_done
