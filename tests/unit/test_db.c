@@ -606,6 +606,28 @@ test_mysql_refuse_newer(void **state)
 	db_close(db);
 }
 
+/*
+ * ssl_ca asks for TLS with a verified server: the private mariadbd has
+ * no TLS, so the connection is refused rather than made in clear text.
+ */
+static void
+test_mysql_ssl_ca_never_falls_back(void **state)
+{
+	struct db	*db;
+	char		*url, *cause = NULL;
+
+	(void)state;
+	xasprintf(&url, "%s?ssl_ca=/etc/ssl/certs/ca-certificates.crt",
+	    testlib_mysql_url());
+	db = db_open(url, &cause);
+	if (db != NULL)
+		fail_msg("connected without TLS despite ssl_ca");
+	assert_non_null(strstr(cause, "cannot connect"));
+	assert_non_null(strstr(cause, "SSL"));
+	free(cause);
+	free(url);
+}
+
 int
 main(void)
 {
@@ -636,6 +658,7 @@ main(void)
 		cmocka_unit_test(test_mysql_refused_masks_password),
 		cmocka_unit_test(test_mysql_concurrent_db_sync),
 		cmocka_unit_test(test_mysql_refuse_newer),
+		cmocka_unit_test(test_mysql_ssl_ca_never_falls_back),
 	};
 
 	log_open(LOGL_ERR, 0);
