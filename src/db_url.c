@@ -87,7 +87,7 @@ db_url_free(struct db_url *u)
 char *
 db_url_masked(const char *url)
 {
-	const char *auth, *at, *end, *colon;
+	const char *auth, *at, *colon;
 	char *out;
 
 	if (url == NULL)
@@ -95,13 +95,8 @@ db_url_masked(const char *url)
 	if ((auth = strstr(url, "://")) == NULL)
 		return (xstrdup(url));
 	auth += 3;
-	end = auth + strcspn(auth, "/?#");
-	at = NULL;
-	for (const char *p = auth; p < end; p++) {
-		if (*p == '@')
-			at = p; /* the last one: a password may hold '@' */
-	}
-	if (at == NULL)
+	/* the last '@': a password may hold '@', '/', '?' or ':' */
+	if ((at = strrchr(auth, '@')) == NULL)
 		return (xstrdup(url));
 	if ((colon = memchr(auth, ':', (size_t)(at - auth))) == NULL)
 		return (xstrdup(url));
@@ -259,20 +254,16 @@ db_url_mysql(const char *p, struct db_url *u, char **why)
 	size_t alen;
 
 	u->kind = DB_MYSQL;
-	if ((slash = strchr(p, '/')) == NULL) {
+	/* the last '@', as db_url_masked does: the password may hold any */
+	if ((at = strrchr(p, '@')) == NULL) {
+		xasprintf(why, "a user name is required (USER:PASS@HOST)");
+		return (-1);
+	}
+	if ((slash = strchr(at, '/')) == NULL) {
 		xasprintf(why, "a database name is required (HOST/DB)");
 		return (-1);
 	}
 	alen = (size_t)(slash - p);
-	at = NULL;
-	for (const char *c = p; c < slash; c++) {
-		if (*c == '@')
-			at = c;
-	}
-	if (at == NULL) {
-		xasprintf(why, "a user name is required (USER:PASS@HOST)");
-		return (-1);
-	}
 	if (db_url_userinfo(p, (size_t)(at - p), u, why) != 0 ||
 	    db_url_hostport(at + 1, alen - (size_t)(at + 1 - p), u, why) != 0)
 		return (-1);

@@ -74,6 +74,12 @@ test_mysql_other_forms(void **state)
 	assert_null(u.password);
 	assert_string_equal(u.charset, "utf8mb4");
 	db_url_free(&u);
+	assert_int_equal(db_url_parse("mysql://k:a/b?c:d@h/db", &u, &cause),
+	    0);
+	assert_string_equal(u.password, "a/b?c:d");
+	assert_string_equal(u.host, "h");
+	assert_string_equal(u.database, "db");
+	db_url_free(&u);
 	assert_int_equal(db_url_parse("mysql://k:p@/db?unix_socket=/run/m.sock",
 	    &u, &cause), 0);
 	assert_string_equal(u.host, "");
@@ -103,6 +109,7 @@ test_refused(void **state)
 		{ "mysql://k:p%00@h/db", "password" },
 		{ "mysql://k:p@/db", "host" },
 		{ "", "required" },
+		{ "mysql://k:pa/ss@h", "database name" },
 	};
 	struct db_url	 u;
 	char		*cause;
@@ -134,6 +141,8 @@ test_masked(void **state)
 		{ "mysql://k:p@ss@h:1/d?unix_socket=/s",
 		    "mysql://k:***@h:1/d?unix_socket=/s" },
 		{ "mysql://k@h/d", "mysql://k@h/d" },
+		{ "mysql://k:pa/ss?x@h/d", "mysql://k:***@h/d" },
+		{ "mysql://k:a:b@h", "mysql://k:***@h" },
 		{ "sqlite:///var/k.db", "sqlite:///var/k.db" },
 		{ "/var/k.db", "/var/k.db" },
 	};
