@@ -78,6 +78,12 @@ static const struct config_option config_options[] = {
 	    "sqlite://" LOCALSTATEDIR
 	    "/lib/keystone-k8s-auth/keystone-k8s-auth.db",
 	    0, 0, 0, "Database URL: sqlite:///ABSOLUTE/PATH." },
+	{ "database", "refresh_interval", CT_INT, O(db_refresh_interval),
+	    "1000", 50, 60000, 0,
+	    "Milliseconds between two checks of the database's revision: when another replica has written, the in-memory snapshot that logins and token validations read is reloaded; also the pace of reconnection attempts' first back-off." },
+	{ "database", "max_queue", CT_INT, O(db_max_queue), "256", 1, 100000,
+	    0,
+	    "Admin writes waiting for the database thread; a write beyond it is answered 503 database_unavailable at once." },
 	{ "fernet_tokens", "key_repository", CT_STRING,
 	    O(fernet_key_repository), "/etc/keystone/fernet-keys/", 0, 0, 1,
 	    "Keystone's Fernet key repository (shared with Keystone)." },
