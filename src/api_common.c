@@ -205,10 +205,20 @@ api_reply_object(struct request *r, const char *wrapper, cJSON *obj)
 struct api_write {
 	struct request *r;
 	int waiting; /* the request still waits for done */
+	dbthread_fn fn;
 	api_write_done done;
 	void *arg;
 	void (*arg_free)(void *);
 };
+
+/* On the database thread: the handler's write. */
+static int
+api_write_fn(struct db *db, void *arg)
+{
+	struct api_write *w = arg;
+
+	return (w->fn(db, w->arg));
+}
 
 /* The request stops waiting (answered elsewhere, or now). */
 static void
@@ -269,10 +279,11 @@ api_write(struct request *r, dbthread_fn fn, void *arg, api_write_done done,
 	w = xcalloc(1, sizeof *w);
 	w->r = r;
 	w->waiting = 1;
+	w->fn = fn;
 	w->done = done;
 	w->arg = arg;
 	w->arg_free = arg_free;
-	if (dbthread_submit(r->worker, fn, api_write_cb, w) != 0) {
+	if (dbthread_submit(r->worker, api_write_fn, api_write_cb, w) != 0) {
 		done(r, STORE_UNAVAILABLE, arg);
 		if (arg_free != NULL)
 			arg_free(arg);

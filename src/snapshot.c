@@ -208,7 +208,7 @@ snapshot_after(void *const *v, size_t n, const char *marker)
 		return (0);
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
-		if (strcmp(*(const char *const *)v[mid], marker) <= 0)
+		if (strcmp((const char *)v[mid], marker) <= 0)
 			lo = mid + 1;
 		else
 			hi = mid;
