@@ -192,7 +192,12 @@ dbthread_refresh(void)
 		log_err("database: cannot read the revision (result %d)", rc);
 		return;
 	}
-	if (rev != dbt.revision && dbthread_reload() == STORE_UNAVAILABLE)
+	if (rev == dbt.revision) {
+		struct snapshot *s = snapshot_get();
+
+		snapshot_confirm(s);
+		snapshot_unref(s);
+	} else if (dbthread_reload() == STORE_UNAVAILABLE)
 		dbthread_down("snapshot reload");
 }
 

@@ -477,6 +477,7 @@ struct snapshot *snapshot_ref(struct snapshot *);
 void snapshot_unref(struct snapshot *);
 void snapshot_clear(void);
 uint64_t snapshot_revision(const struct snapshot *);
+void snapshot_confirm(struct snapshot *);
 double snapshot_age(const struct snapshot *);
 double snapshot_load_seconds(const struct snapshot *);
 void snapshot_counts(const struct snapshot *, size_t *, size_t *, size_t *);

@@ -455,7 +455,7 @@ metrics_render_database(struct evbuffer *b)
 		    "The database revision the in-memory snapshot was loaded at.",
 		    (double)snapshot_revision(s));
 		metrics_gauge_seconds(b, "k8sauth_snapshot_age_seconds",
-		    "Seconds since the snapshot was loaded.", snapshot_age(s));
+		    "Seconds since the snapshot was last known current (grows during a database outage).", snapshot_age(s));
 		metrics_gauge_seconds(b, "k8sauth_snapshot_load_seconds",
 		    "How long the last snapshot load took.",
 		    snapshot_load_seconds(s));

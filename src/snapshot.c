@@ -37,6 +37,7 @@ struct snapshot {
 	_Atomic long references;
 	uint64_t revision;
 	double loaded_at;    /* util_now() */
+	_Atomic uint64_t confirmed_us; /* util_now() in us: still current */
 	double load_seconds; /* how long the load took */
 	struct instance **instances; /* by id */
 	size_t ninstances;
@@ -126,12 +127,27 @@ snapshot_revision(const struct snapshot *s)
 	return (s->revision);
 }
 
-/* Seconds since the snapshot was loaded. */
+/*
+ * The database thread found the revision unchanged: s is still current
+ * (the only field that changes after load; atomic).
+ */
+void
+snapshot_confirm(struct snapshot *s)
+{
+	if (s != NULL)
+		atomic_store(&s->confirmed_us, (uint64_t)(util_now() * 1e6));
+}
+
+/*
+ * Seconds since the snapshot was last known current (loaded, or its
+ * revision found unchanged): grows during a database outage.
+ */
 double
 snapshot_age(const struct snapshot *s)
 {
-	double age = util_now() - s->loaded_at;
+	double age;
 
+	age = util_now() - (double)atomic_load(&s->confirmed_us) / 1e6;
 	return (age > 0 ? age : 0);
 }
 
@@ -742,9 +758,9 @@ snapshot_load(struct db *db, struct snapshot **out)
 	*out = NULL;
 	s = xcalloc(1, sizeof *s);
 	atomic_init(&s->references, 1);
-	if (db_begin(db) != 0) {
+	if ((rc = store_begin(db)) != STORE_OK) {
 		snapshot_free(s);
-		return (STORE_ERROR);
+		return (rc);
 	}
 	rc = snapshot_read(db, s);
 	db_rollback(db);
@@ -754,6 +770,7 @@ snapshot_load(struct db *db, struct snapshot **out)
 	}
 	snapshot_index(s);
 	s->loaded_at = util_now();
+	snapshot_confirm(s);
 	s->load_seconds = (double)(util_monotonic_us() - t0) / 1e6;
 	*out = s;
 	return (STORE_OK);

@@ -206,10 +206,33 @@ fail:
 }
 
 /*
+ * Is a failed sqlite call's code one of "the database cannot be reached
+ * now" (STORE_UNAVAILABLE: the database thread drops the connection and
+ * reconnects with back-off) rather than a bug or bad data?  Another
+ * process holding the write lock past the busy timeout, an I/O error, a
+ * file that cannot be opened or has become read-only.
+ */
+static int
+store_unreachable(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+		return (1);
+	default:
+		return (0);
+	}
+}
+
+/*
  * Map a failed sqlite call to a STORE_* result: unique and primary key
  * violations are conflicts, foreign key violations are what the caller
- * says (fk_result), anything else is an error logged with sqlite's
- * message (which names columns, never values).
+ * says (fk_result), an unreachable database is STORE_UNAVAILABLE,
+ * anything else is an error logged with sqlite's message (which names
+ * columns, never values).
  */
 int
 store_error(struct db *db, int rc, int fk_result, const char *what)
@@ -226,8 +249,17 @@ store_error(struct db *db, int rc, int fk_result, const char *what)
 		return (fk_result);
 	default:
 		log_err("store: %s: %s", what, db_errmsg(db));
-		return (STORE_ERROR);
+		return (store_unreachable(rc) ? STORE_UNAVAILABLE : STORE_ERROR);
 	}
+}
+
+/* The result for a failed db_begin/db_commit: the handle's last code. */
+static int
+store_tx_error(struct db *db)
+{
+	int rc = sqlite3_extended_errcode(db_handle(db));
+
+	return (store_unreachable(rc) ? STORE_UNAVAILABLE : STORE_ERROR);
 }
 
 /* Run a bound write statement to completion and reset it. */
@@ -268,11 +300,11 @@ store_get_row(struct db *db, struct sqlite3_stmt *st, const char *what)
 	return (store_error(db, rc, STORE_ERROR, what));
 }
 
-/* Start a write transaction (or a nested level): STORE_OK or STORE_ERROR. */
+/* Start a write transaction (or a nested level): a STORE_* result. */
 int
 store_begin(struct db *db)
 {
-	return (db_begin(db) == 0 ? STORE_OK : STORE_ERROR);
+	return (db_begin(db) == 0 ? STORE_OK : store_tx_error(db));
 }
 
 /* Bump the revision row inside the open transaction. */
@@ -300,7 +332,7 @@ store_finish(struct db *db, int result)
 		db_rollback(db);
 		return (result);
 	}
-	return (db_commit(db) == 0 ? STORE_OK : STORE_ERROR);
+	return (db_commit(db) == 0 ? STORE_OK : store_tx_error(db));
 }
 
 /*
