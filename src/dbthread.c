@@ -230,7 +230,8 @@ dbthread_post(struct dbthread_job *job)
 {
 	if (worker_post(job->w, dbthread_complete_cb, job) != 0) {
 		/* the worker is gone: its request was abandoned with it */
-		log_warn("database: a write's completion had no worker to go to");
+		log_warn(
+		    "database: a write's completion had no worker to go to");
 		free(job);
 	}
 }
@@ -322,8 +323,7 @@ dbthread_main(void *arg)
  * stopping): then done will not run and arg stays the caller's.
  */
 int
-dbthread_submit(struct worker *w, dbthread_fn fn, dbthread_done done,
-    void *arg)
+dbthread_submit(struct worker *w, dbthread_fn fn, dbthread_done done, void *arg)
 {
 	struct dbthread_job *job;
 
@@ -385,7 +385,8 @@ dbthread_start(const struct config *cfg, char **cause)
 		return (-1);
 	}
 	atomic_store(&dbt.up, 1);
-	dbt.next_tick_us = util_monotonic_us() + (uint64_t)dbt.refresh_ms * 1000;
+	dbt.next_tick_us =
+	    util_monotonic_us() + (uint64_t)dbt.refresh_ms * 1000;
 	dbthread_cond_init();
 	dbt.started = 1;
 	if ((err = pthread_create(&dbt.thread, NULL, dbthread_main, NULL)) !=

@@ -482,8 +482,7 @@ double snapshot_age(const struct snapshot *);
 double snapshot_load_seconds(const struct snapshot *);
 void snapshot_counts(const struct snapshot *, size_t *, size_t *, size_t *);
 /* Borrowed: valid while the snapshot is referenced. */
-const struct instance *snapshot_instance(const struct snapshot *,
-    const char *);
+const struct instance *snapshot_instance(const struct snapshot *, const char *);
 const struct role *snapshot_role(const struct snapshot *, const char *,
     const char *);
 const struct restriction *snapshot_restriction(const struct snapshot *,
@@ -583,8 +582,8 @@ struct worker {
 	struct server *srv;
 	struct config *cfg; /* at start: static options */
 	struct event_base *base;
-	struct evhttp *https; /* TLS listeners */
-	struct evhttp *http;  /* plain listeners */
+	struct evhttp *https;              /* TLS listeners */
+	struct evhttp *http;               /* plain listeners */
 	struct worker_mailbox *mailbox;    /* worker_post's list */
 	struct fetch *fetch;               /* outbound HTTPS */
 	struct policy *policy;             /* this thread's Lua state */
@@ -647,7 +646,7 @@ struct caller {
 #define HTTP_MAX_PARAMS 4
 struct request {
 	struct worker *worker;
-	struct config *cfg; /* snapshot for this request */
+	struct config *cfg;    /* snapshot for this request */
 	struct snapshot *snap; /* stored data for this request (or NULL) */
 	struct evhttp_request *req;
 	enum http_method method;

@@ -434,8 +434,8 @@ static void
 metrics_gauge_seconds(struct evbuffer *b, const char *name, const char *help,
     double v)
 {
-	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.3f\n",
-	    name, help, name, name, v);
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.3f\n", name,
+	    help, name, name, v);
 }
 
 /* Write the database's and the snapshot's state (dbthread.c). */
@@ -455,7 +455,8 @@ metrics_render_database(struct evbuffer *b)
 		    "The database revision the in-memory snapshot was loaded at.",
 		    (double)snapshot_revision(s));
 		metrics_gauge_seconds(b, "k8sauth_snapshot_age_seconds",
-		    "Seconds since the snapshot was last known current (grows during a database outage).", snapshot_age(s));
+		    "Seconds since the snapshot was last known current (grows during a database outage).",
+		    snapshot_age(s));
 		metrics_gauge_seconds(b, "k8sauth_snapshot_load_seconds",
 		    "How long the last snapshot load took.",
 		    snapshot_load_seconds(s));

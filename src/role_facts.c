@@ -265,7 +265,8 @@ role_facts_protected(struct request *r, const cJSON *inferences,
 	int more, rc;
 
 	memset(&q, 0, sizeof q);
-	q.limit = INT_MAX - 1; /* the snapshot: one page, no allocation per row */
+	q.limit =
+	    INT_MAX - 1; /* the snapshot: one page, no allocation per row */
 	api_query_add(&q, "auth_instance_id", instance_id);
 	*protected = 0;
 	if ((rc = snapshot_role_list(r->snap, &q, &v, &n, &more)) != STORE_OK)

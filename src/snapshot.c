@@ -36,15 +36,15 @@
 struct snapshot {
 	_Atomic long references;
 	uint64_t revision;
-	double loaded_at;    /* util_now() */
+	double loaded_at;              /* util_now() */
 	_Atomic uint64_t confirmed_us; /* util_now() in us: still current */
-	double load_seconds; /* how long the load took */
-	struct instance **instances; /* by id */
+	double load_seconds;           /* how long the load took */
+	struct instance **instances;   /* by id */
 	size_t ninstances;
 	struct role **roles; /* by id */
 	size_t nroles;
-	struct role **roles_by_name; /* by (auth_instance_id, name) */
-	struct role **roles_by_rs;   /* by (token_restriction_id, id) */
+	struct role **roles_by_name;       /* by (auth_instance_id, name) */
+	struct role **roles_by_rs;         /* by (token_restriction_id, id) */
 	struct restriction **restrictions; /* by id */
 	size_t nrestrictions;
 };
@@ -247,8 +247,8 @@ snapshot_restriction(const struct snapshot *s, const char *id)
 {
 	if (s == NULL)
 		return (NULL);
-	return (snapshot_find((void *const *)s->restrictions,
-	    s->nrestrictions, id));
+	return (snapshot_find((void *const *)s->restrictions, s->nrestrictions,
+	    id));
 }
 
 /* The role of this instance named name, or NULL. */
@@ -410,7 +410,8 @@ snapshot_restriction_match(const void *p, const char **v)
 	const struct restriction *rs = p;
 
 	return (snapshot_eq(v[0], rs->domain_id) &&
-	    snapshot_eq(v[1], rs->user_id) && snapshot_eq(v[2], rs->project_id));
+	    snapshot_eq(v[1], rs->user_id) &&
+	    snapshot_eq(v[2], rs->project_id));
 }
 
 /*
@@ -456,8 +457,8 @@ snapshot_instance_list(const struct snapshot *s, const struct store_query *q,
 	if (s == NULL)
 		return (STORE_UNAVAILABLE);
 	return (snapshot_list("instance", snapshot_instance_filters,
-	    snapshot_instance_match, (void *const *)s->instances,
-	    s->ninstances, q, (const void ***)out, count, more));
+	    snapshot_instance_match, (void *const *)s->instances, s->ninstances,
+	    q, (const void ***)out, count, more));
 }
 
 /* One page of roles (store_role_list's semantics). */
@@ -477,9 +478,8 @@ snapshot_role_list(const struct snapshot *s, const struct store_query *q,
 
 /* One page of restrictions (store_restriction_list's semantics). */
 int
-snapshot_restriction_list(const struct snapshot *s,
-    const struct store_query *q, const struct restriction ***out,
-    size_t *count, int *more)
+snapshot_restriction_list(const struct snapshot *s, const struct store_query *q,
+    const struct restriction ***out, size_t *count, int *more)
 {
 	*out = NULL;
 	*count = 0;
@@ -687,8 +687,8 @@ snapshot_index(struct snapshot *s)
 
 /* snapshot_lister adapters (no function pointer casts). */
 static int
-snapshot_list_instances(struct db *db, const struct store_query *q,
-    void ***v, size_t *n, int *more)
+snapshot_list_instances(struct db *db, const struct store_query *q, void ***v,
+    size_t *n, int *more)
 {
 	struct instance **a;
 	int rc;

@@ -249,7 +249,8 @@ store_error(struct db *db, int rc, int fk_result, const char *what)
 		return (fk_result);
 	default:
 		log_err("store: %s: %s", what, db_errmsg(db));
-		return (store_unreachable(rc) ? STORE_UNAVAILABLE : STORE_ERROR);
+		return (
+		    store_unreachable(rc) ? STORE_UNAVAILABLE : STORE_ERROR);
 	}
 }
 
