@@ -832,8 +832,10 @@ login_lookup(struct login *l)
 {
 	struct request *r = l->r;
 
-	if (r->snap == NULL) {
-		http_reply_reason(r, REASON_internal_error, "database error");
+	if (r->snap == NULL) { /* a network database not loaded yet */
+		http_set_header(r, "Retry-After", "1");
+		http_reply_reason(r, REASON_database_unavailable,
+		    "the stored data is not loaded yet; retry later");
 		return (-1);
 	}
 	if ((l->inst = snapshot_instance(r->snap, r->params[0])) == NULL) {

@@ -20,8 +20,9 @@
  * bounded ([database] max_queue): a full queue refuses as well.
  *
  * Startup: dbthread_start opens the database and loads the first snapshot
- * on the calling thread, before READY=1; failing that the server does not
- * start (SQLite: the file is local, an error there is a misconfiguration).
+ * on the calling thread, before READY=1; failing that a SQLite server does
+ * not start (the file is local: an error there is a misconfiguration),
+ * while a network database's starts without data and reconnects.
  * Stop: dbthread_stop is called once every worker has drained (their
  * parked writes completed); the job running finishes, queued ones (none
  * in a clean stop) are refused, and their completions are posted.
@@ -364,29 +365,55 @@ dbthread_cond_init(void)
 }
 
 /*
+ * Open the database and publish the first snapshot.  SQLite (a local
+ * file): any failure stops the start.  A network database may be down
+ * while the server starts: the thread starts without a snapshot and
+ * reconnects (/readyz 503 not_ready, logins and writes 503
+ * database_unavailable until the first load).
+ */
+static int
+dbthread_first_load(const struct config *cfg, char **cause)
+{
+	int local = strncmp(cfg->db_connection, "sqlite:", 7) == 0, rc;
+
+	if ((dbt.db = db_open(dbt.path, cause)) != NULL &&
+	    (rc = dbthread_reload()) != STORE_OK) {
+		xasprintf(cause,
+		    "database: cannot load the first snapshot (result %d)", rc);
+		db_close(dbt.db);
+		dbt.db = NULL;
+	}
+	if (dbt.db != NULL) {
+		atomic_store(&dbt.up, 1);
+		dbt.next_tick_us =
+		    util_monotonic_us() + (uint64_t)dbt.refresh_ms * 1000;
+		return (0);
+	}
+	if (local)
+		return (-1);
+	log_warn("database: %s; starting without data, reconnecting", *cause);
+	free(*cause);
+	*cause = NULL;
+	dbthread_backoff();
+	return (0);
+}
+
+/*
  * Open the database, load and publish the first snapshot, start the
  * thread.  0, or -1 with *cause (the server does not start).
  */
 int
 dbthread_start(const struct config *cfg, char **cause)
 {
-	int rc, err;
+	int err;
 
 	if ((dbt.path = config_db_path(cfg, cause)) == NULL)
 		return (-1);
 	dbt.refresh_ms = cfg->db_refresh_interval;
 	dbt.max_queue = (size_t)cfg->db_max_queue;
 	dbt.tail = &dbt.head;
-	if ((dbt.db = db_open(dbt.path, cause)) == NULL)
+	if (dbthread_first_load(cfg, cause) != 0)
 		return (-1);
-	if ((rc = dbthread_reload()) != STORE_OK) {
-		xasprintf(cause,
-		    "database: cannot load the first snapshot (result %d)", rc);
-		return (-1);
-	}
-	atomic_store(&dbt.up, 1);
-	dbt.next_tick_us =
-	    util_monotonic_us() + (uint64_t)dbt.refresh_ms * 1000;
 	dbthread_cond_init();
 	dbt.started = 1;
 	if ((err = pthread_create(&dbt.thread, NULL, dbthread_main, NULL)) !=
