@@ -13,6 +13,8 @@
  *   auth.c          who is calling (X-Auth-Token) and the authorization gate
  *   api_*.c         handlers, one file per resource
  *   store_*.c       typed data access over db.c
+ *   snapshot.c      the immutable in-memory copy logins and admin reads use
+ *   dbthread.c      the one thread owning the database: writes, refresh
  *   fernet.c        Keystone Fernet tokens (where a token is minted)
  *   k8s_review.c    the TokenReview call (login issue)
  *   k8s_object.c    namespaces and service accounts read at login
