@@ -8,7 +8,8 @@
  * and certification conflicts), reloads and publishes the snapshot when
  * the write committed, and only then posts done(result, arg) back to the
  * submitting worker's loop (worker_post): a client that got its 201 reads
- * its write on every worker of this replica.
+ * its write on every worker of this replica.  Jobs queued together run
+ * one after the other and share one reload.
  *
  * Between jobs the thread wakes every [database] refresh_interval, reads
  * the revision row and reloads the snapshot when another replica wrote.
@@ -237,23 +238,36 @@ dbthread_post(struct dbthread_job *job)
 	}
 }
 
-/* Run one job; publish its write before answering. */
+/*
+ * Run a batch of jobs (what was queued), each in its own transaction;
+ * then reload and publish the snapshot once if any committed, and only
+ * then answer them all.  One reload per batch, not per write: under a
+ * burst of writes the reload cost is shared.
+ */
 static void
-dbthread_run(struct dbthread_job *job)
+dbthread_run(struct dbthread_job *batch)
 {
-	if (dbt.db == NULL)
-		job->result = STORE_UNAVAILABLE;
-	else
-		job->result = store_run(dbt.db, job->fn, job->arg);
-	if (job->result == STORE_UNAVAILABLE && dbt.db != NULL)
-		dbthread_down("write");
-	else if (job->result == STORE_OK &&
-	    dbthread_reload() == STORE_UNAVAILABLE)
+	struct dbthread_job *job, *next;
+	int wrote = 0;
+
+	for (job = batch; job != NULL; job = job->next) {
+		if (dbt.db == NULL)
+			job->result = STORE_UNAVAILABLE;
+		else if ((job->result = store_run(dbt.db, job->fn, job->arg)) ==
+		    STORE_UNAVAILABLE)
+			dbthread_down("write");
+		if (job->result == STORE_OK)
+			wrote = 1;
+	}
+	if (wrote && dbt.db != NULL && dbthread_reload() == STORE_UNAVAILABLE)
 		dbthread_down("snapshot reload after a write");
-	dbthread_post(job);
+	for (job = batch; job != NULL; job = next) {
+		next = job->next;
+		dbthread_post(job);
+	}
 }
 
-/* Wait for a job, the next tick or the stop; the job or NULL. */
+/* Wait for jobs, the next tick or the stop; every queued job or NULL. */
 static struct dbthread_job *
 dbthread_wait(int *stop)
 {
@@ -271,9 +285,9 @@ dbthread_wait(int *stop)
 	}
 	*stop = dbt.stopping;
 	if ((job = dbt.head) != NULL && !*stop) {
-		if ((dbt.head = job->next) == NULL)
-			dbt.tail = &dbt.head;
-		dbt.queued--;
+		dbt.head = NULL;
+		dbt.tail = &dbt.head;
+		dbt.queued = 0;
 	} else
 		job = NULL;
 	pthread_mutex_unlock(&dbt.lock);
