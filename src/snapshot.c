@@ -306,7 +306,7 @@ snapshot_roles_of_restriction(const struct snapshot *s, const char *rs_id,
 	size_t lo = 0, hi, mid, first;
 
 	*out = NULL;
-	if (s == NULL || rs_id == NULL)
+	if (s == NULL || rs_id == NULL || s->nroles == 0)
 		return (0);
 	hi = s->nroles;
 	while (lo < hi) {
@@ -669,13 +669,16 @@ snapshot_index(struct snapshot *s)
 {
 	size_t size = s->nroles * sizeof *s->roles;
 
-	qsort(s->instances, s->ninstances, sizeof *s->instances,
-	    snapshot_by_id_cmp);
-	qsort(s->restrictions, s->nrestrictions, sizeof *s->restrictions,
-	    snapshot_by_id_cmp);
-	qsort(s->roles, s->nroles, sizeof *s->roles, snapshot_by_id_cmp);
+	/* qsort's array may not be NULL, even with nothing to sort */
+	if (s->ninstances > 0)
+		qsort(s->instances, s->ninstances, sizeof *s->instances,
+		    snapshot_by_id_cmp);
+	if (s->nrestrictions > 0)
+		qsort(s->restrictions, s->nrestrictions,
+		    sizeof *s->restrictions, snapshot_by_id_cmp);
 	if (s->nroles == 0)
 		return;
+	qsort(s->roles, s->nroles, sizeof *s->roles, snapshot_by_id_cmp);
 	s->roles_by_name = xmalloc(size);
 	s->roles_by_rs = xmalloc(size);
 	memcpy(s->roles_by_name, s->roles, size);
