@@ -2,7 +2,8 @@
  * server.c: the process.
  *
  * server_run() performs the startup order (admin token, credential keys,
- * database migration, TLS context, listening sockets, workers) with every
+ * database migration, TLS context, listening sockets, the database thread
+ * and its first snapshot, workers) with every
  * failure fatal and explained, then runs the main thread's event loop,
  * which only handles signals: SIGTERM/SIGINT stop (workers stop accepting
  * and drain in-flight requests, then the process exits 0), SIGHUP reloads
@@ -411,9 +412,6 @@ server_signal_cb(evutil_socket_t sig, short events, void *arg)
 static int
 server_prepare(struct server *srv, char **cause)
 {
-	struct db *db;
-	char *path;
-
 	srv->cfg->admin_token =
 	    auth_load_admin_token(srv->cfg->admin_token_file, cause);
 	if (srv->cfg->admin_token == NULL)
@@ -432,15 +430,6 @@ server_prepare(struct server *srv, char **cause)
 		return (-1);
 	if (policy_validate(srv->cfg, cause) != 0)
 		return (-1);
-	if ((path = config_db_path(srv->cfg, cause)) == NULL)
-		return (-1);
-	db = db_open(path, cause);
-	free(path);
-	if (db == NULL || db_migrate(db, cause) != 0) {
-		db_close(db);
-		return (-1);
-	}
-	db_close(db);
 	srv->throttle = throttle_new((size_t)srv->cfg->login_throttle_entries);
 	if (server_open_listeners(srv, cause) != 0)
 		return (-1);
@@ -481,7 +470,7 @@ server_start_workers(struct server *srv, char **cause)
 	return (rc);
 }
 
-/* Stop, join and free every worker. */
+/* Stop and join every worker, stop the database thread, free them. */
 static void
 server_stop_workers(struct server *srv)
 {
@@ -492,11 +481,13 @@ server_stop_workers(struct server *srv)
 			worker_stop(srv->workers[i]);
 	}
 	for (i = 0; i < srv->nworkers; i++) {
-		if (srv->workers[i] == NULL)
-			continue;
-		worker_join(srv->workers[i]);
-		worker_free(srv->workers[i]);
+		if (srv->workers[i] != NULL)
+			worker_join(srv->workers[i]);
 	}
+	/* After the drain (parked writes answered), before the mailboxes go. */
+	dbthread_stop();
+	for (i = 0; i < srv->nworkers; i++)
+		worker_free(srv->workers[i]);
 	free(srv->workers);
 	srv->workers = NULL;
 }
@@ -545,6 +536,9 @@ server_run(struct config *cfg, const char *path)
 		if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) != 0)
 			fatalx("cannot install signal handlers");
 	}
+	/* The first snapshot is loaded before any request (and READY=1). */
+	if (dbthread_start(server->cfg, &cause) != 0)
+		fatalx("cannot start: %s", cause);
 	if (server_start_workers(server, &cause) != 0)
 		fatalx("cannot start: %s", cause);
 	for (i = 0; i < server->nlisteners; i++)
