@@ -133,6 +133,8 @@ api_store_fail(struct request *r, int rc, const char *kind, const char *id,
 		    "%s %.64s is still referenced by a role", kind, id);
 		break;
 	case STORE_UNAVAILABLE:
+	/* still conflicting after store_run's retries: a busy moment */
+	case STORE_RETRY:
 		api_reply_unavailable(r);
 		break;
 	default:
