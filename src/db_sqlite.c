@@ -7,8 +7,10 @@
  * write lock.  Transactions are BEGIN IMMEDIATE so they never fail half-way
  * with SQLITE_BUSY_SNAPSHOT.  Extended result codes map to STORE_* classes:
  * unique and primary key violations are conflicts, foreign key violations
- * (ON DELETE RESTRICT is a built-in trigger) DB_FOREIGN_KEY, busy and
- * locked STORE_RETRY.
+ * (ON DELETE RESTRICT is a built-in trigger) DB_FOREIGN_KEY; busy and
+ * locked past the busy timeout, I/O errors, a file that cannot be opened
+ * or has become read-only STORE_UNAVAILABLE (the caller reopens it with
+ * back-off).
  *
  * The schema is db.c's ordered array of migrations; PRAGMA user_version
  * says how many have been applied, each is applied in its own transaction
@@ -59,9 +61,13 @@ db_sqlite_class(int rc)
 		return (DB_FOREIGN_KEY);
 	}
 	switch (rc & 0xff) {
+	/*
+	 * The busy timeout already waited for another process's write
+	 * lock: a retry on top would only wait again, so the file counts
+	 * as unreachable now (the database thread backs off and reopens).
+	 */
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
-		return (STORE_RETRY);
 	/* the file cannot be reached now: reopen it with back-off */
 	case SQLITE_IOERR:
 	case SQLITE_CANTOPEN:
