@@ -772,13 +772,7 @@ def test_proxy_environment_ignored():
 
 
 def _sql(srv, statement, *args):
-    import sqlite3
-    db = sqlite3.connect(srv.db, timeout=10)
-    try:
-        with db:
-            db.execute(statement, args)
-    finally:
-        db.close()
+    srv.db_execute(statement, *args)
 
 
 def test_connect_time_destination_checks():

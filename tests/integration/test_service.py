@@ -6,7 +6,7 @@ import socket
 import sqlite3
 
 from harness import (Server, assert_error, check, eq, fail, run_cli,
-                     wait_for)
+                     sqlite_only, wait_for)
 
 SRV = None
 
@@ -52,6 +52,7 @@ def test_readyz_200_when_ready():
              timeout=5, what="GET /readyz 200")
 
 
+@sqlite_only("resets SQLite's PRAGMA user_version under the server")
 def test_readyz_503_while_the_database_has_no_schema_then_200():
     # The database the server has open loses its schema version (someone
     # reset or restored it under the running server): not ready -- 503,
