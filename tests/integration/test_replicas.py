@@ -244,7 +244,7 @@ def test_database_outage_logins_keep_working_writes_503():
     t_up = time.monotonic()
     for srv in (A, B):
         wait_for(lambda: srv.req("POST", RST, {"restriction": {
-            "domain_id": L.dom}}).status == 201, timeout=30,
+            "domain_id": L.dom}}).status == 201, timeout=60,
             interval=0.1, what="a write succeeding after MariaDB is back")
     recovered = time.monotonic() - t_up
     for srv in (A, B):
