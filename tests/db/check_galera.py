@@ -113,7 +113,7 @@ def main():
             raise Stop()
         for k, v in cluster.timings.items():
             print("  %s: %.1f s" % (k, v))
-        url_a = cluster.create_database("k8sauth")
+        url_a = cluster.create_database("k8sauth")   # replicated DDL
         url_b = cluster.url("k8sauth", node=2)
         k8s = FakeK8s("galera").start()
         a = replica(url_a, "galera-a")
@@ -149,6 +149,10 @@ def main():
         ok = True
     except Stop:
         pass
+    except Exception as e:  # noqa: BLE001
+        chk.failed += 1
+        print("FAIL galera: %s" % e)
+        traceback.print_exc()
     finally:
         for s in (a, b):
             if s is not None:

@@ -142,6 +142,10 @@ class Galera:
             node.start(timeout=timeout)
             self._wait_synced(node, timeout)
             self.timings["join node%d (SST)" % i] = time.monotonic() - t1
+        # A donor is Donor/Desynced for a while after its SST: every node
+        # Synced and ready before anyone uses the cluster.
+        for node in self.nodes:
+            self._wait_synced(node, timeout)
         rows = first.sql("SHOW STATUS LIKE 'wsrep_cluster_size'")
         if not rows or rows[0][1] != str(len(self.nodes)):
             self.failed = True
@@ -154,9 +158,11 @@ class Galera:
         deadline = time.monotonic() + timeout
         state = None
         while time.monotonic() < deadline:
-            rows = node.sql("SHOW STATUS LIKE 'wsrep_local_state_comment'")
-            state = rows[0][1] if rows else None
-            if state == "Synced":
+            rows = dict(node.sql("SHOW STATUS WHERE Variable_name IN "
+                                 "('wsrep_local_state_comment', "
+                                 "'wsrep_ready')"))
+            state = rows.get("wsrep_local_state_comment")
+            if state == "Synced" and rows.get("wsrep_ready") == "ON":
                 return
             time.sleep(0.2)
         self.failed = True
