@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/run.sh [LAYER]...: run the test layers and print one closing line
 # "suite: N passed, N failed, N skipped" for all of them.  Default layers:
-# checks unit lua k8s integration interop; also: fuzz, packaging.  Exit
+# checks unit lua k8s integration interop; also: galera, fuzz, packaging.  Exit
 # status 0 only when nothing failed and at least one test passed.
 #
 # Accounting.  Every layer ends with its own "LAYER: N passed, N failed,
@@ -55,6 +55,7 @@ limit() {
 	k8s) echo 600 ;;
 	integration) echo 2700 ;;
 	interop) echo 1200 ;;
+	galera) echo 600 ;;
 	fuzz) echo $((${FUZZ_SECONDS:-10} + 300)) ;;
 	packaging) echo 1800 ;;
 	*) echo 600 ;;
@@ -218,6 +219,13 @@ run_integration() {
 	done
 }
 
+# Not a default layer (make check-galera, CI): two replicas on a three-node
+# Galera cluster on loopback, about a minute.
+run_galera() {
+	run_counted galera "galera: two replicas on a three-node cluster" \
+	    galera "$PYTHON" tests/db/check_galera.py
+}
+
 run_interop() {
 	ls tests/interop/test_*.py >/dev/null 2>&1 || return 0
 	run_counted interop "interop: the real Keystone" interop \
@@ -271,7 +279,7 @@ run_fuzz() {
 
 for layer in $layers; do
 	case "$layer" in
-	checks | unit | lua | k8s | integration | interop | fuzz | packaging) ;;
+	checks | unit | lua | k8s | integration | interop | galera | fuzz | packaging) ;;
 	*) echo "run.sh: unknown layer $layer" >&2; exit 2 ;;
 	esac
 	l_ok=0 l_bad=0 l_skip=0

@@ -18,8 +18,8 @@ starting together would).  Then:
 
 Prints PASS/FAIL lines, the timings (cluster formation, SST, propagation)
 and `galera: N passed, N failed, N skipped`; exits non-zero on a failure.
-Not part of `make check` (about a minute and a half, most of it the two
-SSTs): see tests/integration/README.md.
+Not part of `make check` (about a minute, most of it the two SSTs); CI
+runs it after the suite: see tests/integration/README.md.
 """
 import os
 import sys
