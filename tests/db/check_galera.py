@@ -117,6 +117,7 @@ def main():
         url_b = cluster.url("k8sauth", node=2)
         k8s = FakeK8s("galera").start()
         a = replica(url_a, "galera-a")
+        a.secrets.add(cluster.nodes[0].password)
         holder = {}
 
         def start_replicas():

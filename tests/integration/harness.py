@@ -286,6 +286,9 @@ class Server:
         self.proc = None
         self.admin_token = None
         self.secrets = set()            # strings that must never be logged
+        if self.mysql is not None:
+            # The database password must never reach a log line either.
+            self.secrets.add(self.mysql.password)
         self.trusted = []               # PEMs of every cert we served
         self.logs = []                  # log files of earlier runs
         self.failed = False

@@ -112,6 +112,8 @@ def setup_module():
     K8S = FakeK8s("replicas").start()
     DB = mariadb.MariaDB("replicas").start()
     A, B = make_replicas(DB.create_database("replicas"), "replicas")
+    for s in (A, B):
+        s.secrets.add(DB.password)
 
 
 def teardown_module():
@@ -347,6 +349,7 @@ def test_db_copy_sqlite_to_mariadb_then_login():
     # The same server (keys, admin token) on the copy: the reviewer token
     # decrypts, the role logs the pod in.
     src.extra = replica_extra(target)
+    src.secrets.add(DB.password)
     src._write_config()
     src.start()
     try:
