@@ -77,7 +77,10 @@ static const struct config_option config_options[] = {
 	{ "database", "connection", CT_STRING, O(db_connection),
 	    "sqlite://" LOCALSTATEDIR
 	    "/lib/keystone-k8s-auth/keystone-k8s-auth.db",
-	    0, 0, 0, "Database URL: sqlite:///ABSOLUTE/PATH." },
+	    0, 0, 0,
+	    "Database URL: sqlite:///ABSOLUTE/PATH (one machine), or mysql+pymysql://USER:PASS@HOST[:PORT]/DB (also mysql://) for MySQL/MariaDB or Galera shared by several replicas, with optional ?unix_socket=PATH, ?ssl_ca=PATH (TLS, server certificate verified) and ?charset=utf8mb4; USER and PASS are percent-decoded, any other parameter is refused, and the password is only ever logged masked." },
+	{ "database", "timeout", CT_INT, O(db_timeout), "5", 1, 300, 0,
+	    "Seconds a MySQL/MariaDB connect, read or write may take before the call fails (the connection is then reopened); SQLite ignores it." },
 	{ "fernet_tokens", "key_repository", CT_STRING,
 	    O(fernet_key_repository), "/etc/keystone/fernet-keys/", 0, 0, 1,
 	    "Keystone's Fernet key repository (shared with Keystone)." },
@@ -597,6 +600,32 @@ config_check_trusted_proxies(struct config *cfg, char **errors)
 	free(why);
 }
 
+/*
+ * [database] connection must parse (db_url.c says why not, with the
+ * password masked) and be a URL, not a bare path; the timeout is applied
+ * to every connection this process opens.
+ */
+static void
+config_check_db(struct config *cfg, char **errors)
+{
+	struct db_url u;
+	char *why = NULL;
+
+	if (cfg->db_connection == NULL ||
+	    strstr(cfg->db_connection, "://") == NULL) {
+		config_add_error(errors,
+		    "[database] connection: must be sqlite:///ABSOLUTE/PATH or mysql+pymysql://USER:PASS@HOST[:PORT]/DB");
+		return;
+	}
+	if (db_url_parse(cfg->db_connection, &u, &why) != 0) {
+		config_add_error(errors, "%s", why);
+		free(why);
+		return;
+	}
+	db_url_free(&u);
+	db_set_timeout((int)cfg->db_timeout);
+}
+
 /* Cross-option checks that one table row cannot express. */
 int
 config_validate(struct config *cfg, char **cause)
@@ -632,10 +661,7 @@ config_validate(struct config *cfg, char **cause)
 	    (strcmp(cfg->log_format, "text") != 0 &&
 		strcmp(cfg->log_format, "json") != 0))
 		config_add_error(&errors, "[log] format: must be text or json");
-	if (cfg->db_connection == NULL ||
-	    strncmp(cfg->db_connection, "sqlite:///", 10) != 0)
-		config_add_error(&errors,
-		    "[database] connection: must be sqlite:///ABSOLUTE/PATH");
+	config_check_db(cfg, &errors);
 	if (cfg->public_url != NULL &&
 	    strncmp(cfg->public_url, "https://", 8) != 0 &&
 	    strncmp(cfg->public_url, "http://", 7) != 0)
@@ -690,6 +716,21 @@ config_load(struct config *cfg, const char *path, char **cause)
 	return (0);
 }
 
+/* One string option; the database password is shown masked. */
+static void
+config_dump_string(FILE *out, const struct config_option *o, const char *v)
+{
+	char *masked;
+
+	if (o->offset != offsetof(struct config, db_connection)) {
+		fprintf(out, "%s = %s\n", o->name, v);
+		return;
+	}
+	masked = db_url_masked(v);
+	fprintf(out, "%s = %s\n", o->name, masked);
+	free(masked);
+}
+
 /* Print the effective configuration (no secrets live in it). */
 void
 config_dump(const struct config *cfg, FILE *out)
@@ -709,8 +750,7 @@ config_dump(const struct config *cfg, FILE *out)
 		switch (o->type) {
 		case CT_STRING:
 			if (*(char *const *)p != NULL)
-				fprintf(out, "%s = %s\n", o->name,
-				    *(char *const *)p);
+				config_dump_string(out, o, *(char *const *)p);
 			else
 				fprintf(out, "# %s =\n", o->name);
 			break;
@@ -844,20 +884,17 @@ config_write_sample(FILE *out)
 	}
 }
 
-/* The SQLite file path from [database] connection (allocated). */
+/*
+ * The [database] connection string for db_open (allocated), once checked;
+ * kept so that callers need not know which engine it names.
+ */
 char *
 config_db_path(const struct config *cfg, char **cause)
 {
-	const char *p = cfg->db_connection;
+	struct db_url u;
 
-	if (p == NULL || strncmp(p, "sqlite:///", 10) != 0) {
-		xasprintf(cause,
-		    "[database] connection: must be sqlite:///ABSOLUTE/PATH");
+	if (db_url_parse(cfg->db_connection, &u, cause) != 0)
 		return (NULL);
-	}
-	/* sqlite:////abs (SQLAlchemy's spelling) means the same file. */
-	p += 9;
-	while (p[0] == '/' && p[1] == '/')
-		p++;
-	return (xstrdup(p));
+	db_url_free(&u);
+	return (xstrdup(cfg->db_connection));
 }

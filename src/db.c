@@ -1,56 +1,64 @@
 /*
- * db.c: one SQLite connection and everything that is about SQL rather
- * than about the objects stored.
+ * db.c: one database connection and everything that is about SQL rather
+ * than about the objects stored, whatever the engine.
  *
- * A struct db owns one sqlite3 connection opened NOMUTEX, its cache of
- * prepared statements (the fixed DB_STATEMENTS table plus the few list
- * queries built by store.c from whitelisted column names) and nothing else.
- * It belongs to the thread that opened it (one per worker, or the main
- * thread for db-sync) and must never be used from another thread.
+ * A struct db owns one connection of one engine (db_sqlite.c or
+ * db_mysql.c, chosen by the [database] connection URL, parsed by
+ * db_url.c), its cache of prepared statements (the fixed DB_STATEMENTS
+ * table plus the few list queries built by store.c from whitelisted column
+ * names) and the nesting of its transaction.  It belongs to the thread that
+ * opened it and must never be used from another thread.
  *
- * What may block: every call does file I/O, and a write waits at most the
- * busy timeout (DB_BUSY_TIMEOUT_MS) for another connection's write lock.
- * Transactions are BEGIN IMMEDIATE so they never fail half-way with
- * SQLITE_BUSY_SNAPSHOT, and no caller may keep one open across anything
- * asynchronous.
+ * The SQL text is shared by the engines: SQLite's numbered ?N parameters,
+ * which the MySQL engine rewrites at prepare time.  Errors come back from
+ * the engines as STORE_* classes (DB_FOREIGN_KEY for a foreign key); a
+ * STORE_UNAVAILABLE marks the struct db dead, after which every statement
+ * fails the same way without touching the network until the owner closes
+ * it and opens a new one (prepared statements do not survive a reconnect).
  *
- * The schema is an ordered array of migrations compiled in; PRAGMA
- * user_version says how many have been applied, each one is applied in its
- * own transaction together with the new user_version, and a database newer
- * than this binary is refused.
+ * What may block: every call does file or network I/O, bounded by the
+ * SQLite busy timeout or the MySQL connect/read/write timeout
+ * ([database] timeout).  No caller may keep a transaction open across
+ * anything asynchronous.
+ *
+ * The SQLite schema is the ordered array of migrations below (PRAGMA
+ * user_version counts those applied); the MySQL schema is db_mysql.c's,
+ * which reaches the same version numbers.
  */
-#include <sys/stat.h>
-#include <sys/types.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <sqlite3.h>
 
 #include "k8sauth.h"
 
-#define DB_BUSY_TIMEOUT_MS 200
-#define DB_APPLICATION_ID  0x6b386b61 /* "k8ka" */
-#define DB_MAX_DYNAMIC     64
+#define DB_MAX_DYNAMIC 64
+
+struct db_stmt {
+	struct db *db;
+	void *e;    /* the engine's statement; NULL: the dead statement */
+	int failed; /* the last step failed (already reported) */
+};
 
 struct db_dynamic {
 	char *sql;
-	sqlite3_stmt *stmt;
+	struct db_stmt *stmt;
 };
 
 struct db {
-	sqlite3 *h;
-	char *path;
-	sqlite3_stmt *stmts[DB_NSTMTS];
+	const struct db_engine *engine;
+	void *state; /* the engine's connection */
+	enum db_kind kind;
+	char *name; /* the URL with its password masked, for messages */
+	struct db_stmt *stmts[DB_NSTMTS];
 	struct db_dynamic dynamic[DB_MAX_DYNAMIC];
 	int ndynamic;
-	int depth;  /* store_begin nesting; 0: no transaction */
+	struct db_stmt dead_stmt; /* handed out once the connection died */
+	int dead;                 /* STORE_UNAVAILABLE seen: close me */
+	int depth;                /* store_begin nesting; 0: no transaction */
 	int failed; /* an inner level rolled back: the outer one must */
 };
+
+static int db_timeout = DB_TIMEOUT_DEFAULT;
 
 #define DB_STMT_SQL(id, sql) [id] = sql,
 static const char *const db_stmt_sql_table[DB_NSTMTS] = { DB_STATEMENTS(
@@ -151,135 +159,65 @@ static const char *const db_migration_table[] = {
 #define DB_NMIGRATIONS \
 	((int)(sizeof db_migration_table / sizeof db_migration_table[0]))
 
-/* Run SQL that returns no rows; 0 or -1 with *cause (when not NULL). */
-static int
-db_exec(struct db *db, const char *sql, char **cause)
+/* The compiled-in SQLite migrations and their number. */
+const char *const *
+db_migrations(int *n)
 {
-	char *msg = NULL;
-
-	if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) == SQLITE_OK)
-		return (0);
-	if (cause != NULL)
-		xasprintf(cause, "%s: %s", db->path,
-		    msg != NULL ? msg : sqlite3_errmsg(db->h));
-	else
-		log_err("db: %s: %s", db->path,
-		    msg != NULL ? msg : sqlite3_errmsg(db->h));
-	sqlite3_free(msg);
-	return (-1);
+	*n = DB_NMIGRATIONS;
+	return (db_migration_table);
 }
 
-/* Run a query returning one row of one column as an integer (or text). */
-static int
-db_query_one(struct db *db, const char *sql, int *ival, char *sval, size_t slen,
-    char **cause)
+/* The schema version this binary brings a database to. */
+int
+db_schema_latest(void)
 {
-	sqlite3_stmt *st = NULL;
-	const unsigned char *t;
-
-	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_ROW) {
-		xasprintf(cause, "%s: %s: %s", db->path, sql,
-		    sqlite3_errmsg(db->h));
-		sqlite3_finalize(st);
-		return (-1);
-	}
-	if (ival != NULL)
-		*ival = sqlite3_column_int(st, 0);
-	if (sval != NULL) {
-		t = sqlite3_column_text(st, 0);
-		snprintf(sval, slen, "%s", t != NULL ? (const char *)t : "");
-	}
-	sqlite3_finalize(st);
-	return (0);
+	return (DB_NMIGRATIONS);
 }
 
-/* Refuse a path whose directory is missing; create a new file 0600. */
-static int
-db_prepare_path(const char *path, char **cause)
+/* Seconds any MySQL connect, read or write may take ([database] timeout). */
+void
+db_set_timeout(int seconds)
 {
-	struct stat st;
-	char *dir, *slash;
-	int fd, rc = 0;
-
-	dir = xstrdup(path);
-	if ((slash = strrchr(dir, '/')) != NULL) {
-		*slash = '\0';
-		if (*dir != '\0' &&
-		    (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode))) {
-			xasprintf(cause,
-			    "database directory %s does not "
-			    "exist (for %s)",
-			    dir, path);
-			rc = -1;
-		}
-	}
-	free(dir);
-	if (rc != 0)
-		return (-1);
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd != -1)
-		close(fd);
-	else if (errno != EEXIST) {
-		xasprintf(cause, "%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	return (0);
+	if (seconds > 0)
+		db_timeout = seconds;
 }
 
-/* Apply the per-connection settings; WAL must really be on. */
-static int
-db_configure(struct db *db, char **cause)
-{
-	char mode[16];
-
-	sqlite3_extended_result_codes(db->h, 1);
-	sqlite3_busy_timeout(db->h, DB_BUSY_TIMEOUT_MS);
-	if (sqlite3_db_config(db->h, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) !=
-	    SQLITE_OK) {
-		xasprintf(cause, "%s: cannot enable defensive mode", db->path);
-		return (-1);
-	}
-	if (db_query_one(db, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode,
-		cause) != 0)
-		return (-1);
-	if (strcmp(mode, "wal") != 0) {
-		xasprintf(cause, "%s: journal_mode is %s, not wal", db->path,
-		    mode);
-		return (-1);
-	}
-	return (db_exec(db,
-	    "PRAGMA synchronous=NORMAL;"
-	    "PRAGMA foreign_keys=ON;"
-	    "PRAGMA trusted_schema=OFF;",
-	    cause));
-}
-
-/* Open (creating if needed) the database at path; NULL with *cause. */
+/*
+ * Open the database named by connection (a URL, or a bare absolute SQLite
+ * path); NULL with *cause, which never holds the password.
+ */
 struct db *
-db_open(const char *path, char **cause)
+db_open(const char *connection, char **cause)
 {
+	struct db_url u;
 	struct db *db;
-	int rc;
 
-	if (db_prepare_path(path, cause) != 0)
+	if (db_url_parse(connection, &u, cause) != 0)
 		return (NULL);
 	db = xcalloc(1, sizeof *db);
-	db->path = xstrdup(path);
-	rc = sqlite3_open_v2(path, &db->h,
-	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-	    NULL);
-	if (rc != SQLITE_OK) {
-		xasprintf(cause, "%s: %s", path,
-		    db->h != NULL ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
-		goto fail;
+	db->kind = u.kind;
+	db->engine = u.kind == DB_MYSQL ? &db_mysql_engine : &db_sqlite_engine;
+	db->name =
+	    u.kind == DB_MYSQL ? db_url_masked(connection) : xstrdup(u.path);
+	db->dead_stmt.db = db;
+	if (db->engine->open(db, &u, db_timeout, cause) != 0) {
+		db_url_free(&u);
+		db_close(db);
+		return (NULL);
 	}
-	if (db_configure(db, cause) != 0)
-		goto fail;
+	db_url_free(&u);
 	return (db);
-fail:
-	db_close(db);
-	return (NULL);
+}
+
+/* Free a cached statement. */
+static void
+db_stmt_free(struct db *db, struct db_stmt *st)
+{
+	if (st == NULL)
+		return;
+	if (st->e != NULL && db->state != NULL)
+		db->engine->finalize(st->e);
+	free(st);
 }
 
 /* Finalize every cached statement and close the connection. */
@@ -291,55 +229,145 @@ db_close(struct db *db)
 	if (db == NULL)
 		return;
 	for (i = 0; i < DB_NSTMTS; i++)
-		sqlite3_finalize(db->stmts[i]);
+		db_stmt_free(db, db->stmts[i]);
 	for (i = 0; i < db->ndynamic; i++) {
-		sqlite3_finalize(db->dynamic[i].stmt);
+		db_stmt_free(db, db->dynamic[i].stmt);
 		free(db->dynamic[i].sql);
 	}
-	if (db->h != NULL && sqlite3_close(db->h) != SQLITE_OK)
-		log_err("db: %s: close: %s", db->path, sqlite3_errmsg(db->h));
-	free(db->path);
+	if (db->state != NULL)
+		db->engine->close(db);
+	free(db->name);
 	free(db);
 }
 
-/* The raw sqlite3 handle (tests and diagnostics only). */
+/* The engine's connection: SQLite's sqlite3 * (tests only). */
 void *
 db_handle(struct db *db)
 {
-	return (db->h);
+	return (db->state);
 }
 
-/* sqlite's message for the last error on this connection. */
+/* db_sqlite.c and db_mysql.c keep their connection here. */
+void *
+db_engine_state(struct db *db)
+{
+	return (db->state);
+}
+
+/* Set by the engine's open. */
+void
+db_set_engine_state(struct db *db, void *state)
+{
+	db->state = state;
+}
+
+/* Which engine this connection is. */
+enum db_kind
+db_kind(struct db *db)
+{
+	return (db->kind);
+}
+
+/* The SQLite path or the masked URL, for messages. */
+const char *
+db_name(struct db *db)
+{
+	return (db->name);
+}
+
+/* Whether the connection died (STORE_UNAVAILABLE): close and reopen. */
+int
+db_dead(struct db *db)
+{
+	return (db->dead);
+}
+
+/* The server went away: every later call fails STORE_UNAVAILABLE. */
+void
+db_mark_dead(struct db *db)
+{
+	if (!db->dead)
+		log_warn("db: %s: connection lost; it must be reopened",
+		    db->name);
+	db->dead = 1;
+	db->depth = 0;
+	db->failed = 0;
+}
+
+/* The engine's message for the last error on this connection. */
 const char *
 db_errmsg(struct db *db)
 {
-	return (sqlite3_errmsg(db->h));
+	if (db->dead)
+		return ("the database connection was lost");
+	return (db->engine->errmsg(db));
 }
 
-/* Prepare a statement for keeping; NULL (logged) on error. */
-static sqlite3_stmt *
-db_prepare_persistent(struct db *db, const char *sql)
+/*
+ * Run SQL that returns no rows: 0, or a STORE_* class with *cause (logged
+ * when cause is NULL).
+ */
+int
+db_exec(struct db *db, const char *sql, char **cause)
 {
-	sqlite3_stmt *st = NULL;
+	char *why = NULL;
+	int rc;
 
-	if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
-		NULL) != SQLITE_OK) {
-		log_err("db: prepare failed: %s", sqlite3_errmsg(db->h));
-		sqlite3_finalize(st);
+	if (db->dead)
+		rc = STORE_UNAVAILABLE;
+	else if ((rc = db->engine->exec(db, sql, &why)) == STORE_UNAVAILABLE)
+		db_mark_dead(db);
+	if (rc == 0)
+		return (0);
+	if (why == NULL)
+		why = xstrdup(db_errmsg(db));
+	if (cause != NULL)
+		xasprintf(cause, "%s: %s", db->name, why);
+	else
+		log_err("db: %s: %s", db->name, why);
+	free(why);
+	return (rc);
+}
+
+/* Prepare a statement for keeping; the dead statement when it died. */
+static struct db_stmt *
+db_prepare(struct db *db, const char *sql)
+{
+	struct db_stmt *st;
+	void *e;
+	int rc = STORE_ERROR;
+
+	if (db->dead)
+		return (&db->dead_stmt);
+	if ((e = db->engine->prepare(db, sql, &rc)) == NULL) {
+		if (rc == STORE_UNAVAILABLE) {
+			db_mark_dead(db);
+			return (&db->dead_stmt);
+		}
+		log_err("db: %s: prepare failed: %s", db->name,
+		    db->engine->errmsg(db));
 		return (NULL);
 	}
+	st = xcalloc(1, sizeof *st);
+	st->db = db;
+	st->e = e;
 	return (st);
 }
 
 /* A cached statement from the fixed table, prepared on first use. */
-struct sqlite3_stmt *
+struct db_stmt *
 db_stmt(struct db *db, enum db_stmt_id id)
 {
 	if ((int)id < 0 || id >= DB_NSTMTS)
 		fatalx("db_stmt: bad statement %d", (int)id);
+	if (db->dead)
+		return (&db->dead_stmt);
 	if (db->stmts[id] == NULL)
-		db->stmts[id] =
-		    db_prepare_persistent(db, db_stmt_sql_table[id]);
+		db->stmts[id] = db_prepare(db, db_stmt_sql_table[id]);
+	if (db->stmts[id] == &db->dead_stmt) {
+		db->stmts[id] = NULL;
+		return (&db->dead_stmt);
+	}
 	return (db->stmts[id]);
 }
 
@@ -348,12 +376,14 @@ db_stmt(struct db *db, enum db_stmt_id id)
  * fragments only (never from request data); the set of such texts is small
  * and bounded, so they are kept by text.
  */
-struct sqlite3_stmt *
+struct db_stmt *
 db_stmt_sql(struct db *db, const char *sql)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int i;
 
+	if (db->dead)
+		return (&db->dead_stmt);
 	for (i = 0; i < db->ndynamic; i++) {
 		if (strcmp(db->dynamic[i].sql, sql) == 0)
 			return (db->dynamic[i].stmt);
@@ -362,44 +392,119 @@ db_stmt_sql(struct db *db, const char *sql)
 		log_err("db: statement cache full");
 		return (NULL);
 	}
-	if ((st = db_prepare_persistent(db, sql)) == NULL)
-		return (NULL);
+	if ((st = db_prepare(db, sql)) == NULL || st == &db->dead_stmt)
+		return (st);
 	db->dynamic[db->ndynamic].sql = xstrdup(sql);
 	db->dynamic[db->ndynamic].stmt = st;
 	db->ndynamic++;
 	return (st);
 }
 
-/* Reset a statement and clear its bindings; 0 or -1 (logged). */
+/* Bind text to parameter ?i, or SQL NULL when s is NULL; 0 or -1. */
 int
-db_stmt_done(struct db *db, struct sqlite3_stmt *st)
+db_bind_text(struct db_stmt *st, int i, const char *s)
 {
-	int rc;
-
-	if (st == NULL)
+	if (st->e == NULL)
 		return (0);
-	rc = sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_OK) {
-		log_err("db: %s: %s", db->path, sqlite3_errmsg(db->h));
-		return (-1);
-	}
-	return (0);
+	if (s == NULL)
+		return (st->db->engine->bind_null(st->e, i));
+	return (st->db->engine->bind_text(st->e, i, s));
+}
+
+/* Bind an integer to parameter ?i; 0 or -1. */
+int
+db_bind_int(struct db_stmt *st, int i, int64_t v)
+{
+	if (st->e == NULL)
+		return (0);
+	return (st->db->engine->bind_int(st->e, i, v));
 }
 
 /*
- * Start a write transaction; 0 or -1 (logged).  Transactions nest: only
- * the outermost level talks to the database.
+ * Run the statement or fetch its next row: DB_ROW, DB_DONE or a failure
+ * class (the engine's message is in db_errmsg until the next call).
+ */
+int
+db_step(struct db_stmt *st)
+{
+	int rc;
+
+	if (st->e == NULL || st->db->dead)
+		return (STORE_UNAVAILABLE);
+	rc = st->db->engine->step(st->db, st->e);
+	if (rc < 0) {
+		st->failed = 1;
+		if (rc == STORE_UNAVAILABLE)
+			db_mark_dead(st->db);
+	}
+	return (rc);
+}
+
+/* Column i of the current row as text; NULL for SQL NULL. */
+const char *
+db_column_text(struct db_stmt *st, int i)
+{
+	if (st->e == NULL)
+		return (NULL);
+	return (st->db->engine->column_text(st->e, i));
+}
+
+/* Column i of the current row as an integer (0 for SQL NULL). */
+int64_t
+db_column_int(struct db_stmt *st, int i)
+{
+	const char *t = db_column_text(st, i);
+
+	return (t != NULL ? strtoll(t, NULL, 10) : 0);
+}
+
+/* Whether column i of the current row is SQL NULL. */
+int
+db_column_is_null(struct db_stmt *st, int i)
+{
+	if (st->e == NULL)
+		return (1);
+	return (st->db->engine->column_is_null(st->e, i));
+}
+
+/*
+ * Reset a statement and clear its bindings, ready for the next use.
+ * Always 0: a failed step was reported by whoever saw it.
+ */
+int
+db_stmt_done(struct db *db, struct db_stmt *st)
+{
+	if (st == NULL || st->e == NULL || db->dead)
+		return (0);
+	db->engine->reset(st->e);
+	st->failed = 0;
+	return (0);
+}
+
+/* Rows changed (MySQL: matched) by the last write statement. */
+int64_t
+db_changes(struct db *db)
+{
+	if (db->dead)
+		return (0);
+	return (db->engine->changes(db));
+}
+
+/*
+ * Start a write transaction: 0 or a STORE_* class (logged).  Transactions
+ * nest: only the outermost level talks to the database.
  */
 int
 db_begin(struct db *db)
 {
+	int rc;
+
 	if (db->depth > 0) {
 		db->depth++;
 		return (0);
 	}
-	if (db_exec(db, "BEGIN IMMEDIATE", NULL) != 0)
-		return (-1);
+	if ((rc = db_exec(db, db->engine->begin_sql, NULL)) != 0)
+		return (rc);
 	db->depth = 1;
 	db->failed = 0;
 	return (0);
@@ -413,27 +518,30 @@ db_depth(struct db *db)
 }
 
 /*
- * Commit; on failure the transaction is rolled back and -1 returned.  An
- * inner level only closes itself; the outermost one commits, unless an
- * inner level rolled back, in which case everything is.
+ * Commit: 0, or a STORE_* class after which the transaction is rolled
+ * back (STORE_RETRY: Galera refused it at commit).  An inner level only
+ * closes itself; the outermost one commits, unless an inner level rolled
+ * back, in which case everything is.
  */
 int
 db_commit(struct db *db)
 {
+	int rc;
+
 	if (db->depth > 1) {
 		db->depth--;
 		return (0);
 	}
 	if (db->depth == 1 && db->failed) {
 		db_rollback(db);
-		return (-1);
+		return (STORE_ERROR);
 	}
 	db->depth = 0;
-	if (db_exec(db, "COMMIT", NULL) == 0)
+	if ((rc = db_exec(db, "COMMIT", NULL)) == 0)
 		return (0);
 	db->depth = 1;
 	db_rollback(db);
-	return (-1);
+	return (rc);
 }
 
 /* Roll back the open transaction, if any (an inner level marks it). */
@@ -447,113 +555,32 @@ db_rollback(struct db *db)
 	}
 	db->depth = 0;
 	db->failed = 0;
-	if (!sqlite3_get_autocommit(db->h))
+	if (!db->dead && db->engine->in_transaction(db))
 		db_exec(db, "ROLLBACK", NULL);
 }
 
-/* PRAGMA user_version, or -1 on error. */
+/* The schema version, or -1 on error (logged). */
 int
 db_schema_version(struct db *db)
 {
 	char *cause = NULL;
 	int v;
 
-	if (db_query_one(db, "PRAGMA user_version", &v, NULL, 0, &cause) != 0) {
-		log_err("db: %s", cause);
+	if ((v = db->engine->schema_version(db, &cause)) < 0) {
+		log_err("db: %s", cause != NULL ? cause : db->name);
 		free(cause);
-		return (-1);
 	}
 	return (v);
-}
-
-/* The compiled-in migrations and their number. */
-const char *const *
-db_migrations(int *n)
-{
-	*n = DB_NMIGRATIONS;
-	return (db_migration_table);
-}
-
-/* Check and, on a fresh file, set PRAGMA application_id. */
-static int
-db_check_application_id(struct db *db, char **cause)
-{
-	char sql[64];
-	int id;
-
-	if (db_query_one(db, "PRAGMA application_id", &id, NULL, 0, cause) != 0)
-		return (-1);
-	if (id == DB_APPLICATION_ID)
-		return (0);
-	if (id != 0) {
-		xasprintf(cause,
-		    "%s: not a %s database (application_id "
-		    "%d)",
-		    db->path, K8SAUTH_NAME, id);
-		return (-1);
-	}
-	snprintf(sql, sizeof sql, "PRAGMA application_id = %d",
-	    DB_APPLICATION_ID);
-	return (db_exec(db, sql, cause));
-}
-
-/* Apply migration number n (1-based) in its own transaction. */
-static int
-db_apply_migration(struct db *db, const char *sql, int n, char **cause)
-{
-	char pragma[64];
-
-	if (db_exec(db, "BEGIN IMMEDIATE", cause) != 0)
-		return (-1);
-	snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", n);
-	if (db_exec(db, sql, cause) != 0 || db_exec(db, pragma, cause) != 0 ||
-	    db_exec(db, "COMMIT", cause) != 0) {
-		db_rollback(db);
-		return (-1);
-	}
-	log_info("db: %s: applied migration %d", db->path, n);
-	return (0);
-}
-
-/*
- * Bring the schema up to date with the given migrations (a test seam;
- * db_migrate passes the compiled-in ones).  0 or -1 with *cause.
- */
-int
-db_migrate_list(struct db *db, const char *const *migrations, int n,
-    char **cause)
-{
-	char *why;
-	int v;
-
-	if ((v = db_schema_version(db)) < 0) {
-		xasprintf(cause, "%s: cannot read user_version: %s", db->path,
-		    sqlite3_errmsg(db->h));
-		return (-1);
-	}
-	if (v > n) {
-		xasprintf(cause,
-		    "%s: schema version %d is newer than this "
-		    "binary knows (%d); refusing to use it",
-		    db->path, v, n);
-		return (-1);
-	}
-	if (db_check_application_id(db, cause) != 0)
-		return (-1);
-	for (; v < n; v++) {
-		why = NULL;
-		if (db_apply_migration(db, migrations[v], v + 1, &why) != 0) {
-			xasprintf(cause, "migration %d failed: %s", v + 1, why);
-			free(why);
-			return (-1);
-		}
-	}
-	return (0);
 }
 
 /* Bring the schema up to date; 0 or -1 with *cause. */
 int
 db_migrate(struct db *db, char **cause)
 {
-	return (db_migrate_list(db, db_migration_table, DB_NMIGRATIONS, cause));
+	if (db->dead) {
+		xasprintf(cause, "%s: the database connection was lost",
+		    db->name);
+		return (-1);
+	}
+	return (db->engine->migrate(db, cause));
 }

@@ -138,6 +138,7 @@ struct config {
 	long login_throttle_entries;
 	/* [database] */
 	char *db_connection;
+	long db_timeout;
 	/* [fernet_tokens] */
 	char *fernet_key_repository;
 	long fernet_max_active_keys;
@@ -226,16 +227,47 @@ void config_dump(const struct config *, FILE *);
 char *config_db_path(const struct config *, char **);
 const char *config_default_path(void);
 
-/* db.c -- one SQLite connection, owned by one thread */
+/*
+ * db.c, db_sqlite.c, db_mysql.c -- one database connection, owned by one
+ * thread, behind an engine interface (DESIGN.md "Storage").  db_open takes
+ * the [database] connection string: sqlite:///ABSOLUTE/PATH (or a bare
+ * absolute path), mysql://USER:PASS@HOST[:PORT]/DB[?...] or
+ * mysql+pymysql://... (keystone.conf's spelling).
+ *
+ * Failures come back as STORE_* classes.  STORE_UNAVAILABLE means the
+ * server cannot be reached: the struct db is then dead (every later call
+ * fails the same way, prepared statements do not survive a reconnect), and
+ * the caller closes it and opens a new one with back-off.  STORE_RETRY (a
+ * deadlock, a lock wait timeout or a Galera certification conflict) means
+ * the transaction was rolled back and may be run again (store_run).
+ */
+#define DB_TIMEOUT_DEFAULT 5 /* seconds: connect, read and write */
+enum db_kind { DB_SQLITE, DB_MYSQL };
+struct db_url {
+	enum db_kind kind;
+	char *path; /* sqlite */
+	char *user, *password, *host, *database;
+	unsigned int port; /* 0: the default */
+	char *unix_socket, *ssl_ca, *charset;
+};
+int db_url_parse(const char *, struct db_url *, char **);
+void db_url_free(struct db_url *);
+char *db_url_masked(const char *);
+void db_set_timeout(int);
 struct db *db_open(const char *, char **);
 void db_close(struct db *);
+enum db_kind db_kind(struct db *);
+const char *db_name(struct db *);
+int db_dead(struct db *);
 int db_migrate(struct db *, char **);
 int db_schema_version(struct db *);
+int db_schema_latest(void);
+int db_exec(struct db *, const char *, char **);
 int db_begin(struct db *);
 int db_depth(struct db *);
 int db_commit(struct db *);
 void db_rollback(struct db *);
-void *db_handle(struct db *); /* sqlite3 * */
+void *db_handle(struct db *); /* SQLite: its sqlite3 * (tests only) */
 /*
  * The per-connection statement cache: (id, SQL) pairs, prepared lazily and
  * kept for the life of the connection.  Every use ends with db_stmt_done
@@ -311,13 +343,60 @@ void *db_handle(struct db *); /* sqlite3 * */
 #define DB_STMT_ENUM(id, sql) id,
 enum db_stmt_id { DB_STATEMENTS(DB_STMT_ENUM) DB_NSTMTS };
 #undef DB_STMT_ENUM
-struct sqlite3_stmt;
-struct sqlite3_stmt *db_stmt(struct db *, enum db_stmt_id);
-struct sqlite3_stmt *db_stmt_sql(struct db *, const char *);
-int db_stmt_done(struct db *, struct sqlite3_stmt *);
+/*
+ * Statements: SQL text with SQLite's numbered ?N parameters (a number may
+ * appear twice), bound by number; db_step gives DB_ROW, DB_DONE or a
+ * failure class (STORE_CONFLICT, DB_FOREIGN_KEY, STORE_RETRY,
+ * STORE_UNAVAILABLE, STORE_ERROR).  Column text is valid until the next
+ * step or db_stmt_done.
+ */
+#define DB_DONE        0
+#define DB_ROW         1
+#define DB_FOREIGN_KEY (-100)
+struct db_stmt;
+struct db_stmt *db_stmt(struct db *, enum db_stmt_id);
+struct db_stmt *db_stmt_sql(struct db *, const char *);
+int db_bind_text(struct db_stmt *, int, const char *);
+int db_bind_int(struct db_stmt *, int, int64_t);
+int db_step(struct db_stmt *);
+const char *db_column_text(struct db_stmt *, int);
+int64_t db_column_int(struct db_stmt *, int);
+int db_column_is_null(struct db_stmt *, int);
+int db_stmt_done(struct db *, struct db_stmt *);
+int64_t db_changes(struct db *);
 const char *db_errmsg(struct db *);
 const char *const *db_migrations(int *);
 int db_migrate_list(struct db *, const char *const *, int, char **);
+/* The engine interface (db*.c only). */
+struct db_engine {
+	const char *name;
+	const char *begin_sql;
+	int (*open)(struct db *, const struct db_url *, int, char **);
+	void (*close)(struct db *);
+	int (*exec)(struct db *, const char *, char **);
+	void *(*prepare)(struct db *, const char *, int *);
+	void (*finalize)(void *);
+	int (*bind_null)(void *, int);
+	int (*bind_text)(void *, int, const char *);
+	int (*bind_int)(void *, int, int64_t);
+	int (*step)(struct db *, void *);
+	void (*reset)(void *);
+	const char *(*column_text)(void *, int);
+	int (*column_is_null)(void *, int);
+	int64_t (*changes)(struct db *);
+	int (*in_transaction)(struct db *);
+	const char *(*errmsg)(struct db *);
+	int (*schema_version)(struct db *, char **);
+	int (*migrate)(struct db *, char **);
+};
+extern const struct db_engine db_sqlite_engine;
+extern const struct db_engine db_mysql_engine;
+void *db_engine_state(struct db *);
+void db_set_engine_state(struct db *, void *);
+void db_mark_dead(struct db *);
+
+/* db_copy.c -- the db-copy subcommand */
+int db_copy_main(int, char **);
 
 /* secret.c -- at-rest encryption of reviewer tokens */
 int secret_setup(const char *, char **);
@@ -439,19 +518,19 @@ struct store_list_def {
 	const char *table;
 	const char *columns;
 	const struct store_filter *filters; /* ends with a NULL name */
-	int (*read)(struct db *, struct sqlite3_stmt *, void **);
+	int (*read)(struct db *, struct db_stmt *, void **);
 	void (*free)(void *);
 };
 int store_list(struct db *, const struct store_list_def *,
     const struct store_query *, void ***, size_t *, int *);
-int store_bind_text(struct sqlite3_stmt *, int, const char *);
-int store_bind_strlist(struct sqlite3_stmt *, int, const struct strlist *);
-char *store_column_text(struct sqlite3_stmt *, int);
-void store_column_fixed(struct sqlite3_stmt *, int, char *, size_t);
-int store_column_strlist(struct sqlite3_stmt *, int, struct strlist *);
+int store_bind_text(struct db_stmt *, int, const char *);
+int store_bind_strlist(struct db_stmt *, int, const struct strlist *);
+char *store_column_text(struct db_stmt *, int);
+void store_column_fixed(struct db_stmt *, int, char *, size_t);
+int store_column_strlist(struct db_stmt *, int, struct strlist *);
 int store_error(struct db *, int, int, const char *);
-int store_write(struct db *, struct sqlite3_stmt *, int, const char *);
-int store_get_row(struct db *, struct sqlite3_stmt *, const char *);
+int store_write(struct db *, struct db_stmt *, int, const char *);
+int store_get_row(struct db *, struct db_stmt *, const char *);
 int store_delete(struct db *, enum db_stmt_id, const char *, int, const char *);
 int store_begin(struct db *);
 int store_finish(struct db *, int);

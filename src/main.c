@@ -41,6 +41,7 @@ static struct config *main_load_config(const char **, int, int);
 static const struct main_cmd main_cmds[] = {
 	{ "serve", main_serve, "serve [--config FILE]" },
 	{ "db-sync", main_db_sync, "db-sync [--config FILE]" },
+	{ "db-copy", NULL, "db-copy --from URL --to URL [--force]" },
 	{ "bootstrap", main_bootstrap, "bootstrap [--config FILE] [--force]" },
 	{ "credential-setup", main_credential_setup,
 	    "credential-setup [--config FILE]" },
@@ -98,7 +99,7 @@ main_db_sync(struct config *cfg, const char *path, int flags, char **cause)
 		return (-1);
 	rc = db_migrate(db, cause);
 	if (rc == 0)
-		printf("database at schema version %d\n",
+		printf("database %s at schema version %d\n", db_name(db),
 		    db_schema_version(db));
 	db_close(db);
 	return (rc);
@@ -252,6 +253,9 @@ main(int argc, char **argv)
 		argv[1] = (char *)"version";
 	if (strcmp(argv[1], "policy-check") == 0)
 		return (main_policy_check(argc - 1, argv + 1));
+	/* Options of its own: two URLs instead of a configuration. */
+	if (strcmp(argv[1], "db-copy") == 0)
+		return (db_copy_main(argc - 1, argv + 1));
 	/* The pod side: options of its own, no server configuration. */
 	if (strcmp(argv[1], "agent") == 0)
 		return (agent_main(argc - 1, argv + 1));

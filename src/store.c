@@ -15,8 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "k8sauth.h"
 
 #define STORE_LIST_SQL_MAX 1024
@@ -116,18 +114,16 @@ store_stamp(char *created, char *updated)
 		memcpy(created, updated, TIMESTAMP_LEN + 1);
 }
 
-/* Bind text or, for NULL, SQL NULL.  Returns the sqlite code. */
+/* Bind text or, for NULL, SQL NULL; 0 or -1. */
 int
-store_bind_text(struct sqlite3_stmt *st, int i, const char *s)
+store_bind_text(struct db_stmt *st, int i, const char *s)
 {
-	if (s == NULL)
-		return (sqlite3_bind_null(st, i));
-	return (sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT));
+	return (db_bind_text(st, i, s));
 }
 
-/* Bind a list as a JSON array of strings, NULL as SQL NULL. */
+/* Bind a list as a JSON array of strings, NULL as SQL NULL; 0 or -1. */
 int
-store_bind_strlist(struct sqlite3_stmt *st, int i, const struct strlist *l)
+store_bind_strlist(struct db_stmt *st, int i, const struct strlist *l)
 {
 	cJSON *a;
 	char *s;
@@ -135,7 +131,7 @@ store_bind_strlist(struct sqlite3_stmt *st, int i, const struct strlist *l)
 	int rc;
 
 	if (l == NULL)
-		return (sqlite3_bind_null(st, i));
+		return (db_bind_text(st, i, NULL));
 	a = cJSON_CreateArray();
 	for (j = 0; j < l->n; j++) {
 		if (a == NULL ||
@@ -145,31 +141,30 @@ store_bind_strlist(struct sqlite3_stmt *st, int i, const struct strlist *l)
 	if (a == NULL || (s = cJSON_PrintUnformatted(a)) == NULL)
 		fatalx("store: out of memory printing a JSON list");
 	cJSON_Delete(a);
-	rc = sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+	rc = db_bind_text(st, i, s);
 	cJSON_free(s);
 	return (rc);
 }
 
 /* A copy of a text column, or NULL when it is SQL NULL. */
 char *
-store_column_text(struct sqlite3_stmt *st, int i)
+store_column_text(struct db_stmt *st, int i)
 {
-	const unsigned char *t;
+	const char *t;
 
-	if (sqlite3_column_type(st, i) == SQLITE_NULL ||
-	    (t = sqlite3_column_text(st, i)) == NULL)
+	if (db_column_is_null(st, i) || (t = db_column_text(st, i)) == NULL)
 		return (NULL);
-	return (xstrdup((const char *)t));
+	return (xstrdup(t));
 }
 
 /* Copy a text column into a fixed buffer, truncating; NULL gives "". */
 void
-store_column_fixed(struct sqlite3_stmt *st, int i, char *buf, size_t size)
+store_column_fixed(struct db_stmt *st, int i, char *buf, size_t size)
 {
-	const unsigned char *t = sqlite3_column_text(st, i);
+	const char *t = db_column_text(st, i);
 	size_t n;
 
-	n = t != NULL ? strnlen((const char *)t, size - 1) : 0;
+	n = t != NULL ? strnlen(t, size - 1) : 0;
 	if (n > 0)
 		memcpy(buf, t, n);
 	buf[n] = '\0';
@@ -177,15 +172,15 @@ store_column_fixed(struct sqlite3_stmt *st, int i, char *buf, size_t size)
 
 /* Parse a JSON array of strings column into l; 0 or -1. */
 int
-store_column_strlist(struct sqlite3_stmt *st, int i, struct strlist *l)
+store_column_strlist(struct db_stmt *st, int i, struct strlist *l)
 {
-	const unsigned char *t = sqlite3_column_text(st, i);
+	const char *t = db_column_text(st, i);
 	const cJSON *e;
 	cJSON *a;
 	int n;
 
 	memset(l, 0, sizeof *l);
-	if (t == NULL || (a = cJSON_Parse((const char *)t)) == NULL)
+	if (t == NULL || (a = cJSON_Parse(t)) == NULL)
 		return (-1);
 	if (!cJSON_IsArray(a) || (n = cJSON_GetArraySize(a)) < 0)
 		goto fail;
@@ -206,24 +201,29 @@ fail:
 }
 
 /*
- * Map a failed sqlite call to a STORE_* result: unique and primary key
- * violations are conflicts, foreign key violations are what the caller
- * says (fk_result), anything else is an error logged with sqlite's
- * message (which names columns, never values).
+ * Map a failure class from db_step to a STORE_* result: conflicts stay
+ * conflicts, a foreign key violation is what the caller says (fk_result),
+ * retry and unavailable pass through, anything else is an error logged
+ * with the engine's message (which names columns or keys, never values).
  */
 int
-store_error(struct db *db, int rc, int fk_result, const char *what)
+store_error(struct db *db, int cls, int fk_result, const char *what)
 {
-	switch (rc) {
-	case SQLITE_CONSTRAINT_UNIQUE:
-	case SQLITE_CONSTRAINT_PRIMARYKEY:
+	switch (cls) {
+	case STORE_CONFLICT:
 		log_debug("store: %s: conflict: %s", what, db_errmsg(db));
 		return (STORE_CONFLICT);
-	case SQLITE_CONSTRAINT_FOREIGNKEY:
-	/* ON DELETE RESTRICT is a built-in trigger: RAISE(ABORT) */
-	case SQLITE_CONSTRAINT_TRIGGER:
+	case DB_FOREIGN_KEY:
 		log_debug("store: %s: foreign key: %s", what, db_errmsg(db));
 		return (fk_result);
+	case STORE_RETRY:
+		log_info("store: %s: transient, may be retried: %s", what,
+		    db_errmsg(db));
+		return (STORE_RETRY);
+	case STORE_UNAVAILABLE:
+		log_warn("store: %s: database unavailable: %s", what,
+		    db_errmsg(db));
+		return (STORE_UNAVAILABLE);
 	default:
 		log_err("store: %s: %s", what, db_errmsg(db));
 		return (STORE_ERROR);
@@ -232,54 +232,54 @@ store_error(struct db *db, int rc, int fk_result, const char *what)
 
 /* Run a bound write statement to completion and reset it. */
 int
-store_write(struct db *db, struct sqlite3_stmt *st, int fk_result,
-    const char *what)
+store_write(struct db *db, struct db_stmt *st, int fk_result, const char *what)
 {
-	int rc, result;
+	int rc, result = STORE_OK;
 
 	if (st == NULL)
 		return (STORE_ERROR);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return (db_stmt_done(db, st) == 0 ? STORE_OK : STORE_ERROR);
-	result = store_error(db, rc, fk_result, what);
-	/* reset repeats the step's error, already reported */
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	if ((rc = db_step(st)) < 0)
+		result = store_error(db, rc, fk_result, what);
+	db_stmt_done(db, st);
 	return (result);
 }
 
 /*
  * Step a bound query once: STORE_OK with a row to read, STORE_NOT_FOUND,
- * or STORE_ERROR.  The caller reads the row and then calls db_stmt_done.
+ * or a failure.  The caller reads the row and then calls db_stmt_done.
  */
 int
-store_get_row(struct db *db, struct sqlite3_stmt *st, const char *what)
+store_get_row(struct db *db, struct db_stmt *st, const char *what)
 {
 	int rc;
 
 	if (st == NULL)
 		return (STORE_ERROR);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	rc = db_step(st);
+	if (rc == DB_ROW)
 		return (STORE_OK);
-	if (rc == SQLITE_DONE)
+	if (rc == DB_DONE)
 		return (STORE_NOT_FOUND);
 	return (store_error(db, rc, STORE_ERROR, what));
 }
 
-/* Start a write transaction (or a nested level): STORE_OK or STORE_ERROR. */
+/* Start a write transaction (or a nested level): STORE_OK or a failure. */
 int
 store_begin(struct db *db)
 {
-	return (db_begin(db) == 0 ? STORE_OK : STORE_ERROR);
+	int rc;
+
+	if ((rc = db_begin(db)) == 0)
+		return (STORE_OK);
+	return (
+	    rc == STORE_RETRY || rc == STORE_UNAVAILABLE ? rc : STORE_ERROR);
 }
 
 /* Bump the revision row inside the open transaction. */
 static int
 store_bump_revision(struct db *db)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 
 	st = db_stmt_sql(db,
 	    "UPDATE revision SET value = value + 1 "
@@ -300,7 +300,11 @@ store_finish(struct db *db, int result)
 		db_rollback(db);
 		return (result);
 	}
-	return (db_commit(db) == 0 ? STORE_OK : STORE_ERROR);
+	result = db_commit(db);
+	if (result == STORE_RETRY || result == STORE_UNAVAILABLE ||
+	    result == STORE_OK)
+		return (result);
+	return (STORE_ERROR);
 }
 
 /*
@@ -330,13 +334,13 @@ store_run(struct db *db, int (*fn)(struct db *, void *), void *arg)
 int
 store_revision(struct db *db, uint64_t *out)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	int result;
 
 	*out = 0;
 	st = db_stmt_sql(db, "SELECT value FROM revision WHERE id = 1");
 	if ((result = store_get_row(db, st, "revision")) == STORE_OK)
-		*out = (uint64_t)sqlite3_column_int64(st, 0);
+		*out = (uint64_t)db_column_int(st, 0);
 	if (db_stmt_done(db, st) != 0 && result == STORE_OK)
 		result = STORE_ERROR;
 	return (result);
@@ -350,7 +354,7 @@ int
 store_delete(struct db *db, enum db_stmt_id sid, const char *id, int fk_result,
     const char *what)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	int result;
 
 	if ((result = store_begin(db)) != STORE_OK)
@@ -359,7 +363,7 @@ store_delete(struct db *db, enum db_stmt_id sid, const char *id, int fk_result,
 		return (store_finish(db, STORE_ERROR));
 	store_bind_text(st, 1, id);
 	result = store_write(db, st, fk_result, what);
-	if (result == STORE_OK && sqlite3_changes(db_handle(db)) == 0)
+	if (result == STORE_OK && db_changes(db) == 0)
 		result = STORE_NOT_FOUND;
 	return (store_finish(db, result));
 }
@@ -408,11 +412,11 @@ store_list_filters(const struct store_list_def *def,
 }
 
 /* Build and bind the list statement; NULL on error (logged). */
-static struct sqlite3_stmt *
+static struct db_stmt *
 store_list_prepare(struct db *db, const struct store_list_def *def,
     const struct store_query *q, const char **values)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	char sql[STORE_LIST_SQL_MAX];
 	size_t len;
 	int i, k = 2, bad = 0;
@@ -438,12 +442,12 @@ store_list_prepare(struct db *db, const struct store_list_def *def,
 		if (values[i] == NULL)
 			continue;
 		if (def->filters[i].boolean)
-			bad |= sqlite3_bind_int(st, k++, values[i][0] == '1');
+			bad |= db_bind_int(st, k++, values[i][0] == '1');
 		else
 			bad |= store_bind_text(st, k++, values[i]);
 	}
-	bad |= sqlite3_bind_int64(st, k, (sqlite3_int64)q->limit + 1);
-	if (bad != SQLITE_OK) {
+	bad |= db_bind_int(st, k, q->limit + 1);
+	if (bad != 0) {
 		log_err("store: %s list: bind: %s", def->what, db_errmsg(db));
 		db_stmt_done(db, st);
 		return (NULL);
@@ -454,16 +458,16 @@ store_list_prepare(struct db *db, const struct store_list_def *def,
 /* Step the list statement, reading at most limit rows. */
 static int
 store_list_rows(struct db *db, const struct store_list_def *def,
-    struct sqlite3_stmt *st, long limit, void ***out, size_t *count, int *more)
+    struct db_stmt *st, long limit, void ***out, size_t *count, int *more)
 {
 	void *obj;
 	int rc;
 
 	for (;;) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE)
+		rc = db_step(st);
+		if (rc == DB_DONE)
 			return (STORE_OK);
-		if (rc != SQLITE_ROW)
+		if (rc != DB_ROW)
 			return (store_error(db, rc, STORE_ERROR, def->what));
 		if ((long)*count == limit) {
 			*more = 1;
@@ -486,7 +490,7 @@ int
 store_list(struct db *db, const struct store_list_def *def,
     const struct store_query *q, void ***out, size_t *count, int *more)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	const char *values[8] = { NULL };
 	size_t i;
 	int result;
@@ -503,14 +507,7 @@ store_list(struct db *db, const struct store_list_def *def,
 	if ((st = store_list_prepare(db, def, q, values)) == NULL)
 		return (STORE_ERROR);
 	result = store_list_rows(db, def, st, q->limit, out, count, more);
-	if (result == STORE_OK) {
-		if (db_stmt_done(db, st) != 0)
-			result = STORE_ERROR;
-	} else {
-		/* the error is already reported; reset would repeat it */
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
-	}
+	db_stmt_done(db, st);
 	if (result != STORE_OK) {
 		for (i = 0; i < *count; i++)
 			def->free((*out)[i]);

@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "k8sauth.h"
 
 /* Columns, in STORE_INSTANCE_COLUMNS order. */
@@ -36,7 +34,7 @@ enum {
 	SI_REVIEW_CACHE_TTL
 };
 
-static int store_instance_read(struct db *, struct sqlite3_stmt *, void **);
+static int store_instance_read(struct db *, struct db_stmt *, void **);
 static void store_instance_free(void *);
 
 static const struct store_filter store_instance_filters[] = {
@@ -49,7 +47,7 @@ static const struct store_list_def store_instance_list_def = { "instance",
 
 /* Bind every column (?1..?16); enc is the sealed reviewer token. */
 static int
-store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
+store_instance_bind(struct db_stmt *st, const struct instance *in,
     const char *enc)
 {
 	int bad = 0;
@@ -60,26 +58,25 @@ store_instance_bind(struct sqlite3_stmt *st, const struct instance *in,
 	bad |= store_bind_text(st, SI_HOST + 1, in->host);
 	bad |= store_bind_text(st, SI_CA_CERT + 1, in->ca_cert);
 	bad |= store_bind_text(st, SI_REVIEWER_JWT_ENC + 1, enc);
-	bad |= sqlite3_bind_int(st, SI_DISABLE_LOCAL + 1,
+	bad |= db_bind_int(st, SI_DISABLE_LOCAL + 1,
 	    in->disable_local_ca_jwt != 0);
-	bad |= sqlite3_bind_int(st, SI_ENABLED + 1, in->enabled != 0);
+	bad |= db_bind_int(st, SI_ENABLED + 1, in->enabled != 0);
 	bad |= store_bind_text(st, SI_CREATED_AT + 1, in->created_at);
 	bad |= store_bind_text(st, SI_UPDATED_AT + 1, in->updated_at);
-	bad |= sqlite3_bind_int(st, SI_HOST_ADMIN + 1, in->host_admin != 0);
-	bad |= sqlite3_bind_int(st, SI_SA_ANNOTATIONS + 1,
+	bad |= db_bind_int(st, SI_HOST_ADMIN + 1, in->host_admin != 0);
+	bad |= db_bind_int(st, SI_SA_ANNOTATIONS + 1,
 	    in->service_account_annotations != 0);
 	bad |= store_bind_text(st, SI_JWT_SIGNATURE + 1,
 	    in->jwt_signature_skip ? "skip" : "verify");
 	bad |= store_bind_text(st, SI_JWKS + 1, in->jwks);
 	bad |= store_bind_text(st, SI_ISSUER + 1, in->issuer);
-	bad |= sqlite3_bind_int64(st, SI_REVIEW_CACHE_TTL + 1,
-	    in->review_cache_ttl);
-	return (bad == SQLITE_OK ? 0 : -1);
+	bad |= db_bind_int(st, SI_REVIEW_CACHE_TTL + 1, in->review_cache_ttl);
+	return (bad == 0 ? 0 : -1);
 }
 
 /* A new instance from the current row; the token is not decrypted. */
 static int
-store_instance_read(struct db *db, struct sqlite3_stmt *st, void **out)
+store_instance_read(struct db *db, struct db_stmt *st, void **out)
 {
 	struct instance *in;
 
@@ -89,25 +86,23 @@ store_instance_read(struct db *db, struct sqlite3_stmt *st, void **out)
 	in->name = store_column_text(st, SI_NAME);
 	in->host = store_column_text(st, SI_HOST);
 	in->ca_cert = store_column_text(st, SI_CA_CERT);
-	in->reviewer_jwt_set =
-	    sqlite3_column_type(st, SI_REVIEWER_JWT_ENC) != SQLITE_NULL;
-	in->disable_local_ca_jwt = sqlite3_column_int(st, SI_DISABLE_LOCAL);
-	in->enabled = sqlite3_column_int(st, SI_ENABLED);
+	in->reviewer_jwt_set = !db_column_is_null(st, SI_REVIEWER_JWT_ENC);
+	in->disable_local_ca_jwt = (int)db_column_int(st, SI_DISABLE_LOCAL);
+	in->enabled = (int)db_column_int(st, SI_ENABLED);
 	in->service_account_annotations =
-	    sqlite3_column_int(st, SI_SA_ANNOTATIONS);
+	    (int)db_column_int(st, SI_SA_ANNOTATIONS);
 	store_column_fixed(st, SI_CREATED_AT, in->created_at,
 	    sizeof in->created_at);
 	store_column_fixed(st, SI_UPDATED_AT, in->updated_at,
 	    sizeof in->updated_at);
-	in->host_admin = sqlite3_column_int(st, SI_HOST_ADMIN);
+	in->host_admin = (int)db_column_int(st, SI_HOST_ADMIN);
 	/* Anything but "skip" verifies: fail closed. */
-	in->jwt_signature_skip =
-	    sqlite3_column_type(st, SI_JWT_SIGNATURE) == SQLITE_TEXT &&
-	    strcmp((const char *)sqlite3_column_text(st, SI_JWT_SIGNATURE),
-		"skip") == 0;
+	in->jwt_signature_skip = !db_column_is_null(st, SI_JWT_SIGNATURE) &&
+	    db_column_text(st, SI_JWT_SIGNATURE) != NULL &&
+	    strcmp(db_column_text(st, SI_JWT_SIGNATURE), "skip") == 0;
 	in->jwks = store_column_text(st, SI_JWKS);
 	in->issuer = store_column_text(st, SI_ISSUER);
-	in->review_cache_ttl = sqlite3_column_int(st, SI_REVIEW_CACHE_TTL);
+	in->review_cache_ttl = (int)db_column_int(st, SI_REVIEW_CACHE_TTL);
 	*out = in;
 	return (STORE_OK);
 }
@@ -170,7 +165,7 @@ store_instance_unseal(struct instance *in, const char *enc)
 static int
 store_instance_put(struct db *db, enum db_stmt_id id, struct instance *in)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	char *enc;
 	int result;
 
@@ -185,7 +180,7 @@ store_instance_put(struct db *db, enum db_stmt_id id, struct instance *in)
 	} else
 		result = store_write(db, st, STORE_ERROR, "instance");
 	if (result == STORE_OK && id == DB_INSTANCE_UPDATE &&
-	    sqlite3_changes(db_handle(db)) == 0)
+	    db_changes(db) == 0)
 		result = STORE_NOT_FOUND;
 	result = store_finish(db, result);
 	if (result == STORE_OK)
@@ -217,7 +212,7 @@ store_instance_update(struct db *db, struct instance *in)
 int
 store_instance_get(struct db *db, const char *id, struct instance **out)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	struct instance *in = NULL;
 	char *enc = NULL;
 	void *p;

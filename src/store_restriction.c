@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "k8sauth.h"
 
 /* Columns, in STORE_RESTRICTION_COLUMNS order. */
@@ -28,7 +26,7 @@ enum {
 	SX_UPDATED_AT
 };
 
-static int store_restriction_read(struct db *, struct sqlite3_stmt *, void **);
+static int store_restriction_read(struct db *, struct db_stmt *, void **);
 static void store_restriction_free(void *);
 
 static const struct store_filter store_restriction_filters[] = {
@@ -41,7 +39,7 @@ static const struct store_list_def store_restriction_list_def = { "restriction",
 
 /* Bind every column (?1..?8). */
 static int
-store_restriction_bind(struct sqlite3_stmt *st, const struct restriction *rs)
+store_restriction_bind(struct db_stmt *st, const struct restriction *rs)
 {
 	int bad = 0;
 
@@ -49,26 +47,25 @@ store_restriction_bind(struct sqlite3_stmt *st, const struct restriction *rs)
 	bad |= store_bind_text(st, SX_DOMAIN_ID + 1, rs->domain_id);
 	bad |= store_bind_text(st, SX_USER_ID + 1, rs->user_id);
 	bad |= store_bind_text(st, SX_PROJECT_ID + 1, rs->project_id);
-	bad |= sqlite3_bind_int(st, SX_ALLOW_RENEW + 1, rs->allow_renew != 0);
-	bad |=
-	    sqlite3_bind_int(st, SX_ALLOW_RESCOPE + 1, rs->allow_rescope != 0);
+	bad |= db_bind_int(st, SX_ALLOW_RENEW + 1, rs->allow_renew != 0);
+	bad |= db_bind_int(st, SX_ALLOW_RESCOPE + 1, rs->allow_rescope != 0);
 	bad |= store_bind_text(st, SX_CREATED_AT + 1, rs->created_at);
 	bad |= store_bind_text(st, SX_UPDATED_AT + 1, rs->updated_at);
-	return (bad == SQLITE_OK ? 0 : -1);
+	return (bad == 0 ? 0 : -1);
 }
 
 /* Load the ordered roles of restriction rs; STORE_OK or STORE_ERROR. */
 static int
 store_restriction_read_roles(struct db *db, struct restriction *rs)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	struct restriction_role *rr;
 	int rc;
 
 	if ((st = db_stmt(db, DB_RROLE_LIST)) == NULL)
 		return (STORE_ERROR);
 	store_bind_text(st, 1, rs->id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = db_step(st)) == DB_ROW) {
 		rs->roles =
 		    xreallocarray(rs->roles, rs->nroles + 1, sizeof *rs->roles);
 		rr = &rs->roles[rs->nroles++];
@@ -77,18 +74,17 @@ store_restriction_read_roles(struct db *db, struct restriction *rs)
 		if (rr->id == NULL)
 			rr->id = xstrdup("");
 	}
-	if (rc != SQLITE_DONE) {
-		store_error(db, rc, STORE_ERROR, "restriction roles");
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
-		return (STORE_ERROR);
+	if (rc != DB_DONE) {
+		rc = store_error(db, rc, STORE_ERROR, "restriction roles");
+		db_stmt_done(db, st);
+		return (rc);
 	}
 	return (db_stmt_done(db, st) == 0 ? STORE_OK : STORE_ERROR);
 }
 
 /* A new restriction (with its roles) from the current row. */
 static int
-store_restriction_read(struct db *db, struct sqlite3_stmt *st, void **out)
+store_restriction_read(struct db *db, struct db_stmt *st, void **out)
 {
 	struct restriction *rs;
 
@@ -98,8 +94,8 @@ store_restriction_read(struct db *db, struct sqlite3_stmt *st, void **out)
 	rs->domain_id = store_column_text(st, SX_DOMAIN_ID);
 	rs->user_id = store_column_text(st, SX_USER_ID);
 	rs->project_id = store_column_text(st, SX_PROJECT_ID);
-	rs->allow_renew = sqlite3_column_int(st, SX_ALLOW_RENEW);
-	rs->allow_rescope = sqlite3_column_int(st, SX_ALLOW_RESCOPE);
+	rs->allow_renew = (int)db_column_int(st, SX_ALLOW_RENEW);
+	rs->allow_rescope = (int)db_column_int(st, SX_ALLOW_RESCOPE);
 	store_column_fixed(st, SX_CREATED_AT, rs->created_at,
 	    sizeof rs->created_at);
 	store_column_fixed(st, SX_UPDATED_AT, rs->updated_at,
@@ -123,7 +119,7 @@ store_restriction_free(void *p)
 static int
 store_restriction_write_roles(struct db *db, const struct restriction *rs)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	size_t i;
 	int result = STORE_OK, bad;
 
@@ -131,10 +127,10 @@ store_restriction_write_roles(struct db *db, const struct restriction *rs)
 		if ((st = db_stmt(db, DB_RROLE_INSERT)) == NULL)
 			return (STORE_ERROR);
 		bad = store_bind_text(st, 1, rs->id);
-		bad |= sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
+		bad |= db_bind_int(st, 2, i);
 		bad |= store_bind_text(st, 3, rs->roles[i].id);
 		bad |= store_bind_text(st, 4, rs->roles[i].name);
-		if (bad != SQLITE_OK) {
+		if (bad != 0) {
 			db_stmt_done(db, st);
 			return (STORE_ERROR);
 		}
@@ -147,7 +143,7 @@ store_restriction_write_roles(struct db *db, const struct restriction *rs)
 static int
 store_restriction_put(struct db *db, enum db_stmt_id id, struct restriction *rs)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	int result;
 
 	if ((result = store_begin(db)) != STORE_OK)
@@ -159,7 +155,7 @@ store_restriction_put(struct db *db, enum db_stmt_id id, struct restriction *rs)
 	}
 	result = store_write(db, st, STORE_ERROR, "restriction");
 	if (result == STORE_OK && id == DB_RESTRICTION_UPDATE) {
-		if (sqlite3_changes(db_handle(db)) == 0)
+		if (db_changes(db) == 0)
 			result = STORE_NOT_FOUND;
 		else if ((st = db_stmt(db, DB_RROLE_DELETE)) == NULL)
 			result = STORE_ERROR;
@@ -196,7 +192,7 @@ store_restriction_update(struct db *db, struct restriction *rs)
 int
 store_restriction_get(struct db *db, const char *id, struct restriction **out)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	void *p = NULL;
 	int result;
 

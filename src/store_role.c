@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "k8sauth.h"
 
 /* Columns, in STORE_ROLE_COLUMNS order. */
@@ -35,7 +33,7 @@ enum {
 	SR_NS_SELECTOR
 };
 
-static int store_role_read(struct db *, struct sqlite3_stmt *, void **);
+static int store_role_read(struct db *, struct db_stmt *, void **);
 static void store_role_free(void *);
 
 static const struct store_filter store_role_filters[] = { { "auth_instance_id",
@@ -48,7 +46,7 @@ static const struct store_list_def store_role_list_def = { "role", "roles",
 
 /* Bind every column (?1..?14). */
 static int
-store_role_bind(struct sqlite3_stmt *st, const struct role *r)
+store_role_bind(struct db_stmt *st, const struct role *r)
 {
 	int bad = 0;
 
@@ -57,34 +55,34 @@ store_role_bind(struct sqlite3_stmt *st, const struct role *r)
 	    store_bind_text(st, SR_AUTH_INSTANCE_ID + 1, r->auth_instance_id);
 	bad |= store_bind_text(st, SR_DOMAIN_ID + 1, r->domain_id);
 	bad |= store_bind_text(st, SR_NAME + 1, r->name);
-	bad |= sqlite3_bind_int(st, SR_ENABLED + 1, r->enabled != 0);
+	bad |= db_bind_int(st, SR_ENABLED + 1, r->enabled != 0);
 	bad |= store_bind_strlist(st, SR_SA_NAMES + 1, &r->bound_sa_names);
 	bad |= store_bind_strlist(st, SR_SA_NAMESPACES + 1,
 	    &r->bound_sa_namespaces);
 	bad |= store_bind_text(st, SR_AUDIENCE + 1, r->bound_audience);
 	bad |= store_bind_strlist(st, SR_POD_NAMES + 1, r->bound_pod_names);
 	if (r->token_ttl != 0)
-		bad |= sqlite3_bind_int64(st, SR_TOKEN_TTL + 1, r->token_ttl);
+		bad |= db_bind_int(st, SR_TOKEN_TTL + 1, r->token_ttl);
 	else
-		bad |= sqlite3_bind_null(st, SR_TOKEN_TTL + 1);
+		bad |= db_bind_text(st, SR_TOKEN_TTL + 1, NULL);
 	bad |=
 	    store_bind_text(st, SR_RESTRICTION_ID + 1, r->token_restriction_id);
 	bad |= store_bind_text(st, SR_CREATED_AT + 1, r->created_at);
 	bad |= store_bind_text(st, SR_UPDATED_AT + 1, r->updated_at);
 	bad |= store_bind_text(st, SR_NS_SELECTOR + 1,
 	    r->bound_namespace_selector);
-	return (bad == SQLITE_OK ? 0 : -1);
+	return (bad == 0 ? 0 : -1);
 }
 
 /* Read the JSON list columns of the current row into r; 0 or -1. */
 static int
-store_role_read_lists(struct sqlite3_stmt *st, struct role *r)
+store_role_read_lists(struct db_stmt *st, struct role *r)
 {
 	if (store_column_strlist(st, SR_SA_NAMES, &r->bound_sa_names) != 0 ||
 	    store_column_strlist(st, SR_SA_NAMESPACES,
 		&r->bound_sa_namespaces) != 0)
 		return (-1);
-	if (sqlite3_column_type(st, SR_POD_NAMES) == SQLITE_NULL)
+	if (db_column_is_null(st, SR_POD_NAMES))
 		return (0);
 	r->bound_pod_names = xcalloc(1, sizeof *r->bound_pod_names);
 	return (store_column_strlist(st, SR_POD_NAMES, r->bound_pod_names));
@@ -92,7 +90,7 @@ store_role_read_lists(struct sqlite3_stmt *st, struct role *r)
 
 /* A new role from the current row. */
 static int
-store_role_read(struct db *db, struct sqlite3_stmt *st, void **out)
+store_role_read(struct db *db, struct db_stmt *st, void **out)
 {
 	struct role *r;
 
@@ -103,9 +101,9 @@ store_role_read(struct db *db, struct sqlite3_stmt *st, void **out)
 	    sizeof r->auth_instance_id);
 	r->domain_id = store_column_text(st, SR_DOMAIN_ID);
 	r->name = store_column_text(st, SR_NAME);
-	r->enabled = sqlite3_column_int(st, SR_ENABLED);
+	r->enabled = (int)db_column_int(st, SR_ENABLED);
 	r->bound_audience = store_column_text(st, SR_AUDIENCE);
-	r->token_ttl = (long)sqlite3_column_int64(st, SR_TOKEN_TTL);
+	r->token_ttl = (long)db_column_int(st, SR_TOKEN_TTL);
 	r->token_restriction_id = store_column_text(st, SR_RESTRICTION_ID);
 	r->bound_namespace_selector = store_column_text(st, SR_NS_SELECTOR);
 	store_column_fixed(st, SR_CREATED_AT, r->created_at,
@@ -134,7 +132,7 @@ store_role_free(void *p)
 static int
 store_role_put(struct db *db, enum db_stmt_id id, struct role *r)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	int result;
 
 	if ((result = store_begin(db)) != STORE_OK)
@@ -144,8 +142,7 @@ store_role_put(struct db *db, enum db_stmt_id id, struct role *r)
 		result = STORE_ERROR;
 	} else
 		result = store_write(db, st, STORE_NOT_FOUND, "role");
-	if (result == STORE_OK && id == DB_ROLE_UPDATE &&
-	    sqlite3_changes(db_handle(db)) == 0)
+	if (result == STORE_OK && id == DB_ROLE_UPDATE && db_changes(db) == 0)
 		result = STORE_NOT_FOUND;
 	return (store_finish(db, result));
 }
@@ -176,7 +173,7 @@ int
 store_role_get(struct db *db, const char *instance_id, const char *key,
     struct role **out)
 {
-	struct sqlite3_stmt *st;
+	struct db_stmt *st;
 	void *p = NULL;
 	int result;
 

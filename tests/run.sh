@@ -113,8 +113,41 @@ run_checks() {
 	    sh tests/packaging/test_man.sh
 }
 
+# The unit layer's private MariaDB (tests/db/mariadb.py): started once,
+# a fresh database per test binary that names K8SAUTH_TEST_MYSQL_URL in
+# its source, stopped at the end.  Unset URL: that binary's MySQL tests
+# fail with what to install, never skip.
+unit_mdb=
+unit_mysql_start() {
+	unit_mdb=tests/tmp/mdb-unit-$$
+	echo "== unit: a private mariadbd in $unit_mdb"
+	if ! timeout -k 10 120 "$PYTHON" tests/db/mariadb.py start \
+	    "$unit_mdb" unit_probe > "$out" 2>&1; then
+		cat "$out"
+		bad "the unit layer's MariaDB did not start (see above)"
+		unit_mdb=
+	fi
+}
+
+unit_mysql_url() {
+	K8SAUTH_TEST_MYSQL_URL=
+	[ -n "$unit_mdb" ] || return 0
+	K8SAUTH_TEST_MYSQL_URL=$(timeout -k 10 60 "$PYTHON" \
+	    tests/db/mariadb.py start "$unit_mdb" "$1" 2>/dev/null | tail -n 1)
+}
+
+unit_mysql_stop() {
+	[ -n "$unit_mdb" ] || return 0
+	timeout -k 10 120 "$PYTHON" tests/db/mariadb.py stop "$unit_mdb" \
+	    >/dev/null 2>&1
+	case "${K8SAUTH_KEEP_TMP:-0}" in '' | 0) rm -rf "$unit_mdb" ;; esac
+}
+
 run_unit() {
 	found=0
+	if grep -l K8SAUTH_TEST_MYSQL_URL tests/unit/test_*.c >/dev/null 2>&1; then
+		unit_mysql_start
+	fi
 	for src in tests/unit/test_*.c; do
 		[ -f "$src" ] || continue
 		found=1
@@ -124,6 +157,11 @@ run_unit() {
 			bad "$t is not built (make tools)"
 			continue
 		fi
+		K8SAUTH_TEST_MYSQL_URL=
+		if grep -q K8SAUTH_TEST_MYSQL_URL "$src"; then
+			unit_mysql_url "unit_$(basename "$t")"
+		fi
+		export K8SAUTH_TEST_MYSQL_URL
 		timed unit "./$t" || continue
 		# Each test once, by name: a failure is listed twice.
 		ok=$(grep -E '^\[       OK \] [A-Za-z_]' "$out" | sort -u | wc -l)
@@ -143,6 +181,7 @@ run_unit() {
 		fi
 	done
 	[ "$found" -eq 1 ] || bad "no tests/unit/test_*.c"
+	unit_mysql_stop
 }
 
 run_lua() {

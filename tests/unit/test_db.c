@@ -1,11 +1,17 @@
 /*
- * test_db.c: opening, pragmas, the statement cache and migrations.
+ * test_db.c: opening, pragmas, the statement cache and migrations on
+ * SQLite; on MySQL (the database tests/run.sh unit gives this binary on
+ * its private mariadbd, K8SAUTH_TEST_MYSQL_URL) the ?N rewriting, found
+ * rows, error classes (deadlock, lost connection), concurrent db-sync,
+ * and what must never show the password.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "k8sauth.h"
+#include "testlib.h"
 
 struct fixture {
 	char		 dir[64];
@@ -270,7 +277,7 @@ static void
 test_statement_cache(void **state)
 {
 	struct fixture		*f = *state;
-	struct sqlite3_stmt	*a, *b;
+	struct db_stmt		*a, *b;
 	char			*cause = NULL;
 
 	assert_int_equal(db_migrate(f->db, &cause), 0);
@@ -283,14 +290,13 @@ test_statement_cache(void **state)
 	a = db_stmt_sql(f->db, "SELECT ?1");
 	assert_non_null(a);
 	assert_ptr_equal(db_stmt_sql(f->db, "SELECT ?1"), a);
-	assert_int_equal(sqlite3_bind_text(a, 1, "x", -1, SQLITE_STATIC),
-	    SQLITE_OK);
-	assert_int_equal(sqlite3_step(a), SQLITE_ROW);
-	assert_string_equal((const char *)sqlite3_column_text(a, 0), "x");
+	assert_int_equal(db_bind_text(a, 1, "x"), 0);
+	assert_int_equal(db_step(a), DB_ROW);
+	assert_string_equal(db_column_text(a, 0), "x");
 	assert_int_equal(db_stmt_done(f->db, a), 0);
-	assert_int_equal(sqlite3_stmt_busy(a), 0);
-	assert_int_equal(sqlite3_step(a), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_type(a, 0), SQLITE_NULL);
+	assert_int_equal(db_step(a), DB_ROW);
+	assert_true(db_column_is_null(a, 0));
+	assert_null(db_column_text(a, 0));
 	assert_int_equal(db_stmt_done(f->db, a), 0);
 	assert_null(db_stmt_sql(f->db, "SELECT FROM nonsense"));
 }
@@ -337,10 +343,289 @@ test_transactions(void **state)
 	    "('r3', 'd', 'c', 'u')", NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(db_begin(f->db), 0);
 	db_rollback(f->db);
-	assert_int_equal(db_commit(f->db), -1);
+	assert_int_equal(db_commit(f->db), STORE_ERROR);
 	assert_int_equal(db_depth(f->db), 0);
 	assert_int_equal(query_int(f->db, "SELECT count(*) FROM "
 	    "restrictions"), 2);
+}
+
+/* A MySQL connection to the test database, migrated. */
+static struct db *
+mysql_open(void)
+{
+	struct db	*db;
+	char		*cause = NULL;
+
+	if ((db = db_open(testlib_mysql_url(), &cause)) == NULL)
+		fail_msg("db_open: %s", cause);
+	if (db_migrate(db, &cause) != 0)
+		fail_msg("db_migrate: %s", cause);
+	return (db);
+}
+
+/* One integer through the engine-neutral statement API. */
+static int64_t
+stmt_int(struct db *db, const char *sql)
+{
+	struct db_stmt	*st;
+	int64_t		 v;
+
+	assert_non_null(st = db_stmt_sql(db, sql));
+	assert_int_equal(db_step(st), DB_ROW);
+	v = db_column_int(st, 0);
+	db_stmt_done(db, st);
+	return (v);
+}
+
+/* ?N numbers are bound by number, the same one at two places. */
+static void
+test_mysql_numbered_params(void **state)
+{
+	struct db	*db = mysql_open();
+	struct db_stmt	*st;
+
+	(void)state;
+	assert_non_null(st = db_stmt_sql(db, "SELECT ?2, ?1, ?2, 'a?3'"));
+	assert_int_equal(db_bind_text(st, 1, "one"), 0);
+	assert_int_equal(db_bind_int(st, 2, 7), 0);
+	assert_int_equal(db_step(st), DB_ROW);
+	assert_string_equal(db_column_text(st, 0), "7");
+	assert_string_equal(db_column_text(st, 1), "one");
+	assert_int_equal(db_column_int(st, 2), 7);
+	assert_string_equal(db_column_text(st, 3), "a?3");
+	assert_int_equal(db_step(st), DB_DONE);
+	db_stmt_done(db, st);
+	/* Reset clears the values: an unbound parameter is NULL. */
+	assert_int_equal(db_step(st), DB_ROW);
+	assert_true(db_column_is_null(st, 0));
+	db_stmt_done(db, st);
+	/* A long value grows its column buffer. */
+	assert_non_null(st = db_stmt_sql(db, "SELECT REPEAT('x', ?1)"));
+	assert_int_equal(db_bind_int(st, 1, 100000), 0);
+	assert_int_equal(db_step(st), DB_ROW);
+	assert_int_equal(strlen(db_column_text(st, 0)), 100000);
+	db_stmt_done(db, st);
+	db_close(db);
+}
+
+/* An update that changes nothing still counts the row it matched. */
+static void
+test_mysql_found_rows(void **state)
+{
+	struct db	*db = mysql_open();
+	struct db_stmt	*st;
+
+	(void)state;
+	assert_non_null(st = db_stmt_sql(db,
+	    "UPDATE revision SET value = value WHERE id = ?1"));
+	assert_int_equal(db_bind_int(st, 1, 1), 0);
+	assert_int_equal(db_step(st), DB_DONE);
+	assert_int_equal(db_changes(db), 1);
+	db_stmt_done(db, st);
+	db_close(db);
+}
+
+struct deadlock_arg {
+	struct db	*db;
+	const char	*sql;
+	int		 result;
+};
+
+/* Take the other row's lock in a second thread (it blocks). */
+static void *
+deadlock_thread(void *p)
+{
+	struct deadlock_arg	*a = p;
+
+	a->result = db_exec(a->db, a->sql, NULL);
+	if (a->result == 0)
+		a->result = db_commit(a->db);
+	return (NULL);
+}
+
+/*
+ * Two connections lock two rows in opposite orders: InnoDB kills one
+ * transaction with 1213, which must come back as STORE_RETRY (and the
+ * other commits).
+ */
+static void
+test_mysql_deadlock_is_retry(void **state)
+{
+	struct db		*a = mysql_open(), *b = mysql_open();
+	struct deadlock_arg	 arg;
+	pthread_t		 t;
+	int			 rb;
+
+	(void)state;
+	assert_int_equal(db_exec(a, "INSERT IGNORE INTO revision (id, value) "
+	    "VALUES (2, 0)", NULL), 0);
+	assert_int_equal(db_begin(a), 0);
+	assert_int_equal(db_begin(b), 0);
+	assert_int_equal(db_exec(a, "UPDATE revision SET value = value + 1 "
+	    "WHERE id = 1", NULL), 0);
+	assert_int_equal(db_exec(b, "UPDATE revision SET value = value + 1 "
+	    "WHERE id = 2", NULL), 0);
+	arg.db = a;
+	arg.sql = "UPDATE revision SET value = value + 1 WHERE id = 2";
+	arg.result = 99;
+	assert_int_equal(pthread_create(&t, NULL, deadlock_thread, &arg), 0);
+	usleep(300000); /* a waits for b's row lock */
+	rb = db_exec(b, "UPDATE revision SET value = value + 1 WHERE id = 1",
+	    NULL);
+	if (rb == 0)
+		rb = db_commit(b);
+	else
+		db_rollback(b);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	if (arg.result != 0)
+		db_rollback(a);
+	/* Exactly one lost, as STORE_RETRY. */
+	assert_true((rb == STORE_RETRY && arg.result == 0) ||
+	    (rb == 0 && arg.result == STORE_RETRY));
+	assert_int_equal(db_exec(a, "DELETE FROM revision WHERE id = 2", NULL),
+	    0);
+	db_close(a);
+	db_close(b);
+}
+
+/*
+ * The server drops the connection: STORE_UNAVAILABLE, the struct db is
+ * dead and says so at once from then on.
+ */
+static void
+test_mysql_lost_connection(void **state)
+{
+	struct db	*a = mysql_open(), *b = mysql_open();
+	uint64_t	 rev;
+	char		 sql[64];
+
+	(void)state;
+	assert_int_equal(store_revision(a, &rev), STORE_OK);
+	snprintf(sql, sizeof sql, "KILL CONNECTION %lld",
+	    (long long)stmt_int(a, "SELECT CONNECTION_ID()"));
+	assert_int_equal(db_exec(b, sql, NULL), 0);
+	assert_int_equal(store_revision(a, &rev), STORE_UNAVAILABLE);
+	assert_true(db_dead(a));
+	assert_int_equal(store_revision(a, &rev), STORE_UNAVAILABLE);
+	assert_int_equal(store_begin(a), STORE_UNAVAILABLE);
+	assert_int_equal(db_exec(a, "SELECT 1", NULL), STORE_UNAVAILABLE);
+	db_close(a);
+	db_close(b);
+}
+
+/*
+ * Nothing listens: db_open fails at once (no hang), and neither the
+ * cause nor anything else shows the password.
+ */
+static void
+test_mysql_refused_masks_password(void **state)
+{
+	char	*cause = NULL;
+
+	(void)state;
+	assert_null(db_open("mysql+pymysql://k8s:Sup3r%40Secret@127.0.0.1:1/x",
+	    &cause));
+	assert_non_null(cause);
+	assert_non_null(strstr(cause, "cannot connect"));
+	assert_non_null(strstr(cause, "k8s:***@127.0.0.1:1/x"));
+	assert_null(strstr(cause, "Sup3r"));
+	assert_null(strstr(cause, "Secret"));
+	free(cause);
+}
+
+/* Drop every table of the test database (the order of the FKs). */
+static void
+mysql_drop_all(struct db *db)
+{
+	assert_int_equal(db_exec(db, "DROP TABLE IF EXISTS roles, "
+	    "restriction_roles, restrictions, instances, revision, "
+	    "schema_version", NULL), 0);
+}
+
+/*
+ * db-sync on two replicas at once, from an empty database: both succeed
+ * (the named lock, idempotent steps) and the schema is complete.
+ */
+static void
+test_mysql_concurrent_db_sync(void **state)
+{
+	struct db	*db = mysql_open();
+	char		*cause = NULL;
+	pid_t		 pid[2];
+	int		 i, status;
+
+	(void)state;
+	mysql_drop_all(db);
+	db_close(db);
+	for (i = 0; i < 2; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0) {
+			db = db_open(testlib_mysql_url(), &cause);
+			_exit(db != NULL && db_migrate(db, &cause) == 0 ? 0 :
+			    1);
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	db = mysql_open();
+	assert_int_equal(db_schema_version(db), db_schema_latest());
+	assert_int_equal(stmt_int(db, "SELECT COUNT(*) FROM schema_version"),
+	    1);
+	assert_int_equal(stmt_int(db, "SELECT value FROM revision"), 1);
+	assert_int_equal(stmt_int(db, "SELECT COUNT(*) FROM "
+	    "information_schema.tables WHERE table_schema = DATABASE() AND "
+	    "(engine <> 'InnoDB' OR table_collation <> 'utf8mb4_bin')"), 0);
+	/* Every table has a primary key (Galera needs one). */
+	assert_int_equal(stmt_int(db, "SELECT COUNT(*) FROM "
+	    "information_schema.tables t WHERE t.table_schema = DATABASE() "
+	    "AND NOT EXISTS (SELECT 1 FROM information_schema.table_constraints"
+	    " c WHERE c.table_schema = t.table_schema AND c.table_name = "
+	    "t.table_name AND c.constraint_type = 'PRIMARY KEY')"), 0);
+	db_close(db);
+}
+
+/* A schema newer than the binary is refused, as on SQLite. */
+static void
+test_mysql_refuse_newer(void **state)
+{
+	struct db	*db = mysql_open();
+	char		*cause = NULL;
+
+	(void)state;
+	assert_int_equal(db_exec(db, "UPDATE schema_version SET version = "
+	    "version + 1", NULL), 0);
+	assert_int_equal(db_migrate(db, &cause), -1);
+	assert_non_null(strstr(cause, "newer than this binary"));
+	free(cause);
+	assert_int_equal(db_exec(db, "UPDATE schema_version SET version = "
+	    "version - 1", NULL), 0);
+	db_close(db);
+}
+
+/*
+ * ssl_ca asks for TLS with a verified server: the private mariadbd has
+ * no TLS, so the connection is refused rather than made in clear text.
+ */
+static void
+test_mysql_ssl_ca_never_falls_back(void **state)
+{
+	struct db	*db;
+	char		*url, *cause = NULL;
+
+	(void)state;
+	xasprintf(&url, "%s?ssl_ca=/etc/ssl/certs/ca-certificates.crt",
+	    testlib_mysql_url());
+	db = db_open(url, &cause);
+	if (db != NULL)
+		fail_msg("connected without TLS despite ssl_ca");
+	assert_non_null(strstr(cause, "cannot connect"));
+	assert_non_null(strstr(cause, "SSL"));
+	free(cause);
+	free(url);
 }
 
 int
@@ -366,6 +651,14 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup,
 		    teardown),
+		cmocka_unit_test(test_mysql_numbered_params),
+		cmocka_unit_test(test_mysql_found_rows),
+		cmocka_unit_test(test_mysql_deadlock_is_retry),
+		cmocka_unit_test(test_mysql_lost_connection),
+		cmocka_unit_test(test_mysql_refused_masks_password),
+		cmocka_unit_test(test_mysql_concurrent_db_sync),
+		cmocka_unit_test(test_mysql_refuse_newer),
+		cmocka_unit_test(test_mysql_ssl_ca_never_falls_back),
 	};
 
 	log_open(LOGL_ERR, 0);

@@ -1,5 +1,9 @@
 /*
- * test_store.c: typed data access for instances, roles and restrictions.
+ * test_store.c: typed data access for instances, roles and restrictions,
+ * every test on both engines: SQLite on a temporary file, and MySQL on the
+ * fresh database tests/run.sh unit gives this binary on its private
+ * mariadbd (K8SAUTH_TEST_MYSQL_URL; the tables are emptied before each
+ * test).  The MySQL runs carry a "mysql_" prefix.
  */
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -16,7 +20,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <sqlite3.h>
 
 #include "k8sauth.h"
 #include "testlib.h"
@@ -26,9 +29,29 @@
 struct fixture {
 	char		 dir[64];
 	char		*keys;
-	char		*path;
+	char		*path;	/* what db_open takes: a file or a URL */
 	struct db	*db;
+	enum db_kind	 kind;
 };
+
+static const enum db_kind	engine_sqlite = DB_SQLITE;
+static const enum db_kind	engine_mysql = DB_MYSQL;
+
+/* Empty every table of a MySQL test database (the order of the FKs). */
+static void
+mysql_empty(struct db *db)
+{
+	static const char *const sql[] = { "DELETE FROM roles",
+	    "DELETE FROM restriction_roles", "DELETE FROM restrictions",
+	    "DELETE FROM instances", "UPDATE revision SET value = 1", NULL };
+	char	*cause = NULL;
+	int	 i;
+
+	for (i = 0; sql[i] != NULL; i++) {
+		if (db_exec(db, sql[i], &cause) != 0)
+			fail_msg("%s", cause);
+	}
+}
 
 static int
 setup(void **state)
@@ -36,16 +59,24 @@ setup(void **state)
 	struct fixture	*f = xcalloc(1, sizeof *f);
 	char		*cause = NULL;
 
+	f->kind = *state != NULL ? *(const enum db_kind *)*state : DB_SQLITE;
 	snprintf(f->dir, sizeof f->dir, "/tmp/k8sauth-store-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
+	*state = f;
 	xasprintf(&f->keys, "%s/keys", f->dir);
-	xasprintf(&f->path, "%s/store.db", f->dir);
+	if (f->kind == DB_MYSQL)
+		f->path = xstrdup(testlib_mysql_url());
+	else
+		xasprintf(&f->path, "%s/store.db", f->dir);
 	assert_int_equal(secret_setup(f->keys, &cause), 0);
 	assert_int_equal(secret_load(f->keys, &cause), 0);
 	f->db = db_open(f->path, &cause);
-	assert_non_null(f->db);
-	assert_int_equal(db_migrate(f->db, &cause), 0);
-	*state = f;
+	if (f->db == NULL)
+		fail_msg("db_open: %s", cause);
+	if (db_migrate(f->db, &cause) != 0)
+		fail_msg("db_migrate: %s", cause);
+	if (f->kind == DB_MYSQL)
+		mysql_empty(f->db);
 	return (0);
 }
 
@@ -142,20 +173,19 @@ mk_role(const char *instance_id, const char *name, const char *rid)
 	return (r);
 }
 
-/* Text of one column of one row on the raw handle (NULL: SQL NULL). */
+/* Text of one column of one row, past the store (NULL: SQL NULL). */
 static char *
 raw_text(struct db *db, const char *sql, const char *arg)
 {
-	sqlite3_stmt	*st;
+	struct db_stmt	*st;
 	char		*out = NULL;
 
-	assert_int_equal(sqlite3_prepare_v2(db_handle(db), sql, -1, &st,
-	    NULL), SQLITE_OK);
-	sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	if (sqlite3_column_type(st, 0) != SQLITE_NULL)
-		out = xstrdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	assert_non_null(st = db_stmt_sql(db, sql));
+	assert_int_equal(db_bind_text(st, 1, arg), 0);
+	assert_int_equal(db_step(st), DB_ROW);
+	if (!db_column_is_null(st, 0))
+		out = xstrdup(db_column_text(st, 0));
+	db_stmt_done(db, st);
 	return (out);
 }
 
@@ -1013,11 +1043,175 @@ test_durable_after_sigkill(void **state)
 	db_close(db);
 }
 
+/*
+ * Names compare case-sensitively and lists are in bytewise id order on
+ * both engines (MySQL: utf8mb4_bin; a _ci collation would make "Admin"
+ * collide with "admin" and sort "a1" next to "A1").
+ */
+static void
+test_case_and_byte_order(void **state)
+{
+	static const char *const ids[] = { "b1", "a1", "B2", "A1", "_x" };
+	static const char *const want[] = { "A1", "B2", "_x", "a1", "b1" };
+	struct fixture		*f = *state;
+	struct store_query	 q = { .limit = 10 };
+	struct instance		*in, **arr;
+	struct role		*r1, *r2, *got;
+	char			 rid[ID_LEN + 1];
+	size_t			 n, i;
+	int			 more;
+
+	add_restriction(f->db, rid);
+	for (i = 0; i < 5; i++) {
+		in = mk_instance("d1", ids[i]);
+		snprintf(in->id, sizeof in->id, "%s", ids[i]);
+		assert_int_equal(store_instance_create(f->db, in), STORE_OK);
+		instance_free(in);
+	}
+	assert_int_equal(store_instance_list(f->db, &q, &arr, &n, &more),
+	    STORE_OK);
+	assert_int_equal(n, 5);
+	for (i = 0; i < n; i++) {
+		assert_string_equal(arr[i]->id, want[i]);
+		instance_free(arr[i]);
+	}
+	free(arr);
+	r1 = mk_role("a1", "Admin", rid);
+	r2 = mk_role("a1", "admin", rid);
+	assert_int_equal(store_role_create(f->db, r1), STORE_OK);
+	assert_int_equal(store_role_create(f->db, r2), STORE_OK);
+	assert_int_equal(store_role_get(f->db, "a1", "admin", &got), STORE_OK);
+	assert_string_equal(got->id, r2->id);
+	role_free(got);
+	assert_int_equal(store_role_get(f->db, "a1", "ADMIN", &got),
+	    STORE_NOT_FOUND);
+	/* A name may equal another role's id: the id match wins (?2 twice). */
+	free(r2->name);
+	r2->name = xstrdup(r1->id);
+	assert_int_equal(store_role_update(f->db, r2), STORE_OK);
+	assert_int_equal(store_role_get(f->db, "a1", r1->id, &got), STORE_OK);
+	assert_string_equal(got->id, r1->id);
+	role_free(got);
+	role_free(r1);
+	role_free(r2);
+}
+
+/* Every committed write bumps the revision once; a failed one does not. */
+static void
+test_revision_per_write(void **state)
+{
+	struct fixture	*f = *state;
+	struct instance	*in, *dup;
+	uint64_t	 r0, r1;
+
+	assert_int_equal(store_revision(f->db, &r0), STORE_OK);
+	in = mk_instance("d1", "rev");
+	assert_int_equal(store_instance_create(f->db, in), STORE_OK);
+	assert_int_equal(store_revision(f->db, &r1), STORE_OK);
+	assert_int_equal(r1, r0 + 1);
+	dup = mk_instance("d1", "rev");
+	assert_int_equal(store_instance_create(f->db, dup), STORE_CONFLICT);
+	assert_int_equal(store_revision(f->db, &r1), STORE_OK);
+	assert_int_equal(r1, r0 + 1);
+	assert_int_equal(store_instance_update(f->db, in), STORE_OK);
+	assert_int_equal(store_instance_delete(f->db, in->id), STORE_OK);
+	assert_int_equal(store_instance_delete(f->db, in->id),
+	    STORE_NOT_FOUND);
+	assert_int_equal(store_revision(f->db, &r1), STORE_OK);
+	assert_int_equal(r1, r0 + 3);
+	instance_free(in);
+	instance_free(dup);
+}
+
+/* Run db-copy with these arguments; its exit status. */
+static int
+run_db_copy(const char *from, const char *to, int force)
+{
+	char	*argv[] = { (char *)"db-copy", (char *)"--from", (char *)from,
+	    (char *)"--to", (char *)to, (char *)"--force", NULL };
+
+	return (db_copy_main(force ? 6 : 5, argv));
+}
+
+/*
+ * db-copy from a populated SQLite file to the MySQL test database: every
+ * row, the reviewer token still sealed with the same keys, a non-empty
+ * target refused without --force and replaced with it, the revision
+ * bumped, and a source at another schema version refused.
+ */
+static void
+test_db_copy_sqlite_to_mysql(void **state)
+{
+	static const char *const rids[] = { "r-a", "r-b" };
+	static const char *const rnames[] = { "member", NULL };
+	struct fixture		*f = *state;
+	struct instance		*in, *got;
+	struct restriction	*rs, *grs;
+	struct role		*r, *gr;
+	struct db		*my;
+	const char		*url = testlib_mysql_url();
+	char			*cause = NULL;
+	uint64_t		 rev0, rev1;
+
+	in = mk_instance("d1", "prod");
+	in->reviewer_jwt = xstrdup(JWT);
+	assert_int_equal(store_instance_create(f->db, in), STORE_OK);
+	rs = mk_restriction("d1", "u1", NULL, 2, rids, rnames);
+	assert_int_equal(store_restriction_create(f->db, rs), STORE_OK);
+	r = mk_role(in->id, "web", rs->id);
+	r->token_ttl = 300;
+	assert_int_equal(store_role_create(f->db, r), STORE_OK);
+
+	if ((my = db_open(url, &cause)) == NULL ||
+	    db_migrate(my, &cause) != 0)
+		fail_msg("%s", cause);
+	mysql_empty(my);
+	assert_int_equal(store_revision(my, &rev0), STORE_OK);
+	assert_int_equal(run_db_copy(f->path, url, 0), 0);
+	assert_int_equal(store_revision(my, &rev1), STORE_OK);
+	assert_int_equal(rev1, rev0 + 1);
+	assert_int_equal(store_instance_get(my, in->id, &got), STORE_OK);
+	assert_string_equal(got->reviewer_jwt, JWT);
+	assert_string_equal(got->name, "prod");
+	instance_free(got);
+	assert_int_equal(store_restriction_get(my, rs->id, &grs), STORE_OK);
+	assert_int_equal(grs->nroles, 2);
+	assert_string_equal(grs->roles[0].name, "member");
+	assert_null(grs->roles[1].name);
+	assert_null(grs->project_id);
+	restriction_free(grs);
+	assert_int_equal(store_role_get(my, in->id, "web", &gr), STORE_OK);
+	assert_int_equal(gr->token_ttl, 300);
+	assert_null(gr->bound_pod_names);
+	role_free(gr);
+
+	/* Not empty: refused (nothing changes), then replaced. */
+	assert_int_equal(run_db_copy(f->path, url, 0), 1);
+	assert_int_equal(store_revision(my, &rev0), STORE_OK);
+	assert_int_equal(rev0, rev1);
+	assert_int_equal(store_role_delete(f->db, r->id), STORE_OK);
+	assert_int_equal(run_db_copy(f->path, url, 1), 0);
+	assert_int_equal(store_role_get(my, in->id, "web", &gr),
+	    STORE_NOT_FOUND);
+
+	/* A source behind this binary's schema: run db-sync first. */
+	assert_int_equal(db_exec(f->db, "PRAGMA user_version = 5", NULL), 0);
+	assert_int_equal(run_db_copy(f->path, url, 1), 1);
+	assert_int_equal(store_instance_get(my, in->id, &got), STORE_OK);
+	instance_free(got);
+	db_close(my);
+	instance_free(in);
+	restriction_free(rs);
+	role_free(r);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name)                                                        \
+	{ #name, name, setup, teardown, (void *)&engine_sqlite },      \
+	{ "mysql_" #name, name, setup, teardown, (void *)&engine_mysql }
 		T(test_instance_minimal_round_trip),
 		T(test_instance_full_round_trip_and_encryption),
 		T(test_instance_update),
@@ -1032,7 +1226,11 @@ main(void)
 		T(test_filters),
 		T(test_pagination),
 		T(test_durable_after_sigkill),
+		T(test_case_and_byte_order),
+		T(test_revision_per_write),
 #undef T
+		cmocka_unit_test_setup_teardown(test_db_copy_sqlite_to_mysql,
+		    setup, teardown),
 	};
 
 	log_open(LOGL_ERR, 0);

@@ -68,4 +68,19 @@ testlib_read(const char *dir, const char *name)
 	return (text);
 }
 
+
+/*
+ * The MySQL URL of the unit layer's private MariaDB (tests/run.sh unit
+ * starts it and gives each binary a fresh database).  Unset: the test
+ * fails with what to do, never skips.
+ */
+static inline const char *
+testlib_mysql_url(void)
+{
+	const char *u = getenv("K8SAUTH_TEST_MYSQL_URL");
+
+	if (u == NULL || *u == '\0')
+		fail_msg("K8SAUTH_TEST_MYSQL_URL is unset: run the MySQL tests through sh tests/run.sh unit, which starts a private mariadbd (needs mariadb-server: ./configure --install-deps)");
+	return (u);
+}
 #endif /* TESTLIB_H */
