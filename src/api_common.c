@@ -5,10 +5,12 @@
  * of a create or update body (read-only, immutable, unknown and missing
  * fields, each with its own 400 reason), the mapping of store results to
  * HTTP errors, list queries (the `enabled` filter, the policy target),
- * list and 201 replies, and the one info line logged per admin change.
+ * list and 201 replies, the one info line logged per admin change, and
+ * api_write: a write run on the database thread (dbthread.c) with the
+ * request parked, answered from the completion on this worker.
  *
  * Runs on a worker thread inside a handler; each reply helper replies
- * exactly once.  Never blocks beyond what the caller's store call does.
+ * exactly once.  Never blocks: reads come from the request's snapshot.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -84,9 +86,22 @@ api_not_found_reason(const char *kind)
 	return (REASON_restriction_not_found);
 }
 
+/* 503 database_unavailable with Retry-After: the reconnect's next try. */
+static void
+api_reply_unavailable(struct request *r)
+{
+	char ra[24];
+
+	snprintf(ra, sizeof ra, "%ld", dbthread_retry_after());
+	http_set_header(r, "Retry-After", ra);
+	http_reply_reason(r, REASON_database_unavailable,
+	    "the database cannot be reached now, nothing was written; retry later");
+}
+
 /*
  * Reply for a failed store call: 404 <kind>_not_found, 409 conflict with
- * the caller's message, 409 restriction_in_use, else 500.
+ * the caller's message, 409 restriction_in_use, 503 database_unavailable,
+ * else 500.
  */
 void
 api_store_fail(struct request *r, int rc, const char *kind, const char *id,
@@ -116,6 +131,9 @@ api_store_fail(struct request *r, int rc, const char *kind, const char *id,
 	case STORE_IN_USE:
 		http_reply_reason(r, REASON_restriction_in_use,
 		    "%s %.64s is still referenced by a role", kind, id);
+		break;
+	case STORE_UNAVAILABLE:
+		api_reply_unavailable(r);
 		break;
 	default:
 		log_err("store error on %s %.64s", kind, id);
@@ -183,21 +201,165 @@ api_reply_object(struct request *r, const char *wrapper, cJSON *obj)
 	http_reply_json(r, 200, body);
 }
 
-/* Authorize a delete with target, then delete id and reply 204. */
+/* An admin write waiting for the database thread. */
+struct api_write {
+	struct request *r;
+	int waiting; /* the request still waits for done */
+	dbthread_fn fn;
+	api_write_done done;
+	void *arg;
+	void (*arg_free)(void *);
+};
+
+/* On the database thread: the handler's write. */
+static int
+api_write_fn(struct db *db, void *arg)
+{
+	struct api_write *w = arg;
+
+	return (w->fn(db, w->arg));
+}
+
+/* The request stops waiting (answered elsewhere, or now). */
+static void
+api_write_detach(struct api_write *w)
+{
+	w->waiting = 0;
+	w->r->data = NULL;
+	w->r->cancel = NULL;
+	w->r->gone = NULL;
+}
+
+/* The database thread's answer, on this worker. */
+static void
+api_write_cb(int result, void *arg)
+{
+	struct api_write *w = arg;
+	struct request *r = w->r;
+
+	if (w->waiting) {
+		api_write_detach(w);
+		if (!r->replied)
+			w->done(r, result, w->arg);
+	}
+	if (w->arg_free != NULL)
+		w->arg_free(w->arg);
+	free(w);
+	http_unref(r);
+}
+
+/* The deadline passed (http.c answers 503); the write may still land. */
+static void
+api_write_cancel(struct request *r)
+{
+	api_write_detach(r->data);
+}
+
+/* The client went away; the write may still land. */
+static void
+api_write_gone(struct request *r)
+{
+	api_write_detach(r->data);
+	http_reply_reason(r, REASON_client_gone, "the client disconnected");
+}
+
+/*
+ * Run fn(db, arg) on the database thread in one transaction, with the
+ * request parked; done(r, result, arg) replies on this worker once the
+ * write is committed and this replica's snapshot shows it; then
+ * arg_free(arg).  Database down or queue full: done runs at once with
+ * STORE_UNAVAILABLE.
+ */
+void
+api_write(struct request *r, dbthread_fn fn, void *arg, api_write_done done,
+    void (*arg_free)(void *))
+{
+	struct api_write *w;
+
+	w = xcalloc(1, sizeof *w);
+	w->r = r;
+	w->waiting = 1;
+	w->fn = fn;
+	w->done = done;
+	w->arg = arg;
+	w->arg_free = arg_free;
+	if (dbthread_submit(r->worker, api_write_fn, api_write_cb, w) != 0) {
+		done(r, STORE_UNAVAILABLE, arg);
+		if (arg_free != NULL)
+			arg_free(arg);
+		free(w);
+		return;
+	}
+	http_ref(r); /* dropped by api_write_cb */
+	r->data = w;
+	r->cancel = api_write_cancel;
+	r->gone = api_write_gone;
+	http_park(r);
+}
+
+/* A delete on the database thread. */
+struct api_delete_job {
+	int (*del)(struct db *, const char *);
+	char *action;
+	char *kind;
+	char *id;
+	void (*after)(const char *);
+};
+
+static int
+api_delete_fn(struct db *db, void *arg)
+{
+	struct api_delete_job *d = arg;
+
+	return (d->del(db, d->id));
+}
+
+static void
+api_delete_done(struct request *r, int rc, void *arg)
+{
+	struct api_delete_job *d = arg;
+
+	if (rc != STORE_OK) {
+		api_store_fail(r, rc, d->kind, d->id, NULL);
+		return;
+	}
+	if (d->after != NULL)
+		d->after(d->id);
+	api_log_change(r, d->action, d->id);
+	http_reply_empty(r, 204);
+}
+
+static void
+api_delete_free(void *arg)
+{
+	struct api_delete_job *d = arg;
+
+	free(d->action);
+	free(d->kind);
+	free(d->id);
+	free(d);
+}
+
+/*
+ * Authorize a delete with target, then delete id on the database thread
+ * and reply 204; after(id), when not NULL, runs once it is gone.
+ */
 void
 api_delete(struct request *r, const char *action, const char *kind,
-    const char *id, int (*del)(struct db *, const char *), const cJSON *target)
+    const char *id, int (*del)(struct db *, const char *), const cJSON *target,
+    void (*after)(const char *))
 {
-	int rc;
+	struct api_delete_job *d;
 
 	if (auth_require(r, action, target) != 0)
 		return;
-	if ((rc = del(r->worker->db, id)) != STORE_OK) {
-		api_store_fail(r, rc, kind, id, NULL);
-		return;
-	}
-	api_log_change(r, action, id);
-	http_reply_empty(r, 204);
+	d = xcalloc(1, sizeof *d);
+	d->del = del;
+	d->action = xstrdup(action);
+	d->kind = xstrdup(kind);
+	d->id = xstrdup(id);
+	d->after = after;
+	api_write(r, api_delete_fn, d, api_delete_done, api_delete_free);
 }
 
 /* Authorize a show with target, then reply 200 {wrapper: obj} (owned). */

@@ -301,15 +301,38 @@ api_instance_conflict(const struct instance *in)
 	return (msg);
 }
 
-/* Write a new or changed instance and reply (201 or 200). */
-static void
-api_instance_save(struct request *r, struct instance *in, int create)
-{
-	char *msg, *path;
-	int rc;
+/* An instance write on the database thread. */
+struct instance_save {
+	struct instance *in;
+	int create;
+};
 
-	rc = create ? store_instance_create(r->worker->db, in)
-		    : store_instance_update(r->worker->db, in);
+static int
+api_instance_save_fn(struct db *db, void *arg)
+{
+	struct instance_save *s = arg;
+
+	return (s->create ? store_instance_create(db, s->in)
+			  : store_instance_update(db, s->in));
+}
+
+static void
+api_instance_save_free(void *arg)
+{
+	struct instance_save *s = arg;
+
+	instance_free(s->in);
+	free(s);
+}
+
+/* The write is done: reply (201 or 200). */
+static void
+api_instance_saved(struct request *r, int rc, void *arg)
+{
+	struct instance_save *s = arg;
+	struct instance *in = s->in;
+	char *msg, *path;
+
 	if (rc != STORE_OK) {
 		msg = api_instance_conflict(in);
 		api_store_fail(r, rc, "instance", in->id, msg);
@@ -317,10 +340,10 @@ api_instance_save(struct request *r, struct instance *in, int create)
 		return;
 	}
 	api_log_change(r,
-	    create ? "k8s_auth:instance:create" : "k8s_auth:instance:update",
+	    s->create ? "k8s_auth:instance:create" : "k8s_auth:instance:update",
 	    in->id);
 	jwks_forget(in->id); /* keys follow host, CA, reviewer and jwks */
-	if (!create) {
+	if (!s->create) {
 		/* Host, CA, reviewer or keys may have changed. */
 		review_cache_forget(in->id);
 		api_reply_object(r, "instance", api_instance_json(in));
@@ -329,6 +352,19 @@ api_instance_save(struct request *r, struct instance *in, int create)
 	xasprintf(&path, "/v4/k8s_auth/instances/%s", in->id);
 	api_reply_created(r, path, "instance", api_instance_json(in));
 	free(path);
+}
+
+/* Write a new or changed instance (taken over) and reply (201 or 200). */
+static void
+api_instance_save(struct request *r, struct instance *in, int create)
+{
+	struct instance_save *s;
+
+	s = xcalloc(1, sizeof *s);
+	s->in = in;
+	s->create = create;
+	api_write(r, api_instance_save_fn, s, api_instance_saved,
+	    api_instance_save_free);
 }
 
 /* POST /v4/k8s_auth/instances (and the /v4/k8s_auth alias). */
@@ -358,6 +394,7 @@ api_instance_create(struct request *r)
 	    api_instance_host_allowed(r, in) != 0)
 		goto out;
 	api_instance_save(r, in, 1);
+	in = NULL;
 out:
 	cJSON_Delete(target);
 	cJSON_Delete(body);
@@ -372,7 +409,7 @@ api_instance_load(struct request *r, const char *id)
 	struct instance *in = NULL;
 	int rc;
 
-	rc = store_instance_get(r->worker->db, id, &in);
+	rc = snapshot_instance_get(r->snap, id, &in);
 	if (rc != STORE_OK) {
 		api_store_fail(r, rc, "instance", id, NULL);
 		return (NULL);
@@ -439,6 +476,7 @@ api_instance_update_cb(struct request *r, const cJSON *inferences, void *arg)
 	if (u->host_changed && api_instance_host_allowed(r, u->in) != 0)
 		return;
 	api_instance_save(r, u->in, 0);
+	u->in = NULL;
 }
 
 /* PATCH | PUT /v4/k8s_auth/instances/{id} */
@@ -478,6 +516,14 @@ out:
 		instance_free(in);
 }
 
+/* A deleted instance's cached keys and reviews go with it. */
+static void
+api_instance_forget(const char *id)
+{
+	jwks_forget(id);
+	review_cache_forget(id);
+}
+
 /* DELETE /v4/k8s_auth/instances/{id} (its roles go with it). */
 void
 api_instance_delete(struct request *r)
@@ -490,9 +536,7 @@ api_instance_delete(struct request *r)
 	target =
 	    api_target("instance", api_instance_json(in), NULL, NULL, NULL);
 	api_delete(r, "k8s_auth:instance:delete", "instance", in->id,
-	    store_instance_delete, target);
-	jwks_forget(in->id);
-	review_cache_forget(in->id); /* harmless when refused */
+	    store_instance_delete, target, api_instance_forget);
 	cJSON_Delete(target);
 	instance_free(in);
 }
@@ -502,7 +546,7 @@ void
 api_instance_list(struct request *r)
 {
 	struct store_query q;
-	struct instance **v = NULL;
+	const struct instance **v = NULL;
 	cJSON *target = NULL, *a;
 	size_t n = 0, i;
 	int more = 0, rc;
@@ -511,7 +555,7 @@ api_instance_list(struct request *r)
 		return;
 	if (auth_require(r, "k8s_auth:instance:list", target) != 0)
 		goto out;
-	rc = store_instance_list(r->worker->db, &q, &v, &n, &more);
+	rc = snapshot_instance_list(r->snap, &q, &v, &n, &more);
 	if (rc != STORE_OK) {
 		api_store_fail(r, rc, "instance", "list", NULL);
 		goto out;
@@ -521,8 +565,6 @@ api_instance_list(struct request *r)
 		cJSON_AddItemToArray(a, api_instance_json(v[i]));
 	api_reply_list(r, "instances", a, n > 0 ? v[n - 1]->id : NULL, more);
 out:
-	for (i = 0; i < n; i++)
-		instance_free(v[i]);
 	free(v);
 	cJSON_Delete(target);
 }

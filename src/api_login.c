@@ -36,8 +36,8 @@
 
 struct login {
 	struct request *r;
-	struct instance *inst;
-	struct role *role;
+	const struct instance *inst; /* in r->snap */
+	const struct role *role;     /* in r->snap */
 	struct jwt *jwt;
 	struct review_wait *review;        /* step 3 (review_cache.c) */
 	struct jwks_wait *keys_wait;       /* step 2b waiting for keys */
@@ -105,8 +105,6 @@ login_done(struct login *l)
 	r->data = NULL;
 	r->cancel = NULL;
 	r->gone = NULL;
-	instance_free(l->inst);
-	role_free(l->role);
 	jwt_free(l->jwt);
 	freezero_str(l->token);
 	free(l->role_name);
@@ -404,7 +402,7 @@ login_restriction(struct login *l, const char *id, const char *why)
 {
 	struct restriction *rs = NULL;
 
-	if (store_restriction_get(l->r->worker->db, id, &rs) != STORE_OK ||
+	if (snapshot_restriction_get(l->r->snap, id, &rs) != STORE_OK ||
 	    strcmp(rs->domain_id, l->role->domain_id) != 0 ||
 	    rs->user_id == NULL || rs->project_id == NULL || rs->nroles == 0) {
 		log_err("login: role %s (%s): %s token restriction %.64s is missing, in another domain or incomplete: no token issued",
@@ -833,15 +831,15 @@ static int
 login_lookup(struct login *l)
 {
 	struct request *r = l->r;
-	int rc;
 
-	rc = store_instance_get(r->worker->db, r->params[0], &l->inst);
-	if (rc == STORE_NOT_FOUND) {
-		login_refuse(l, REASON_instance_not_found, "no such instance");
+	if (r->snap == NULL) { /* a network database not loaded yet */
+		http_set_header(r, "Retry-After", "1");
+		http_reply_reason(r, REASON_database_unavailable,
+		    "the stored data is not loaded yet; retry later");
 		return (-1);
 	}
-	if (rc != STORE_OK) {
-		http_reply_reason(r, REASON_internal_error, "database error");
+	if ((l->inst = snapshot_instance(r->snap, r->params[0])) == NULL) {
+		login_refuse(l, REASON_instance_not_found, "no such instance");
 		return (-1);
 	}
 	if (!l->inst->enabled) {
@@ -849,14 +847,10 @@ login_lookup(struct login *l)
 		    "the instance is disabled");
 		return (-1);
 	}
-	rc = store_role_get(r->worker->db, l->inst->id, l->role_name, &l->role);
-	if (rc == STORE_NOT_FOUND) {
+	l->role = snapshot_role(r->snap, l->inst->id, l->role_name);
+	if (l->role == NULL) {
 		login_refuse(l, REASON_role_not_found,
 		    "no such role in this instance");
-		return (-1);
-	}
-	if (rc != STORE_OK) {
-		http_reply_reason(r, REASON_internal_error, "database error");
 		return (-1);
 	}
 	if (!l->role->enabled) {

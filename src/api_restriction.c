@@ -211,29 +211,66 @@ api_restriction_apply(const cJSON *body, struct restriction *rs,
 	return (api_restriction_roles(body, rs, e));
 }
 
-/* Write a new or changed restriction and reply (201 or 200). */
-static void
-api_restriction_save(struct request *r, struct restriction *rs, int create)
-{
-	char *path;
-	int rc;
+/* A restriction write on the database thread. */
+struct restriction_save {
+	struct restriction *rs;
+	int create;
+};
 
-	rc = create ? store_restriction_create(r->worker->db, rs)
-		    : store_restriction_update(r->worker->db, rs);
+static int
+api_restriction_save_fn(struct db *db, void *arg)
+{
+	struct restriction_save *s = arg;
+
+	return (s->create ? store_restriction_create(db, s->rs)
+			  : store_restriction_update(db, s->rs));
+}
+
+static void
+api_restriction_save_free(void *arg)
+{
+	struct restriction_save *s = arg;
+
+	restriction_free(s->rs);
+	free(s);
+}
+
+/* The write is done: reply (201 or 200). */
+static void
+api_restriction_saved(struct request *r, int rc, void *arg)
+{
+	struct restriction_save *s = arg;
+	struct restriction *rs = s->rs;
+	char *path;
+
 	if (rc != STORE_OK) {
 		api_store_fail(r, rc, "restriction", rs->id, NULL);
 		return;
 	}
 	api_log_change(r,
-	    create ? "token_restriction:create" : "token_restriction:update",
+	    s->create ? "token_restriction:create" : "token_restriction:update",
 	    rs->id);
-	if (!create) {
+	if (!s->create) {
 		api_reply_object(r, "restriction", api_restriction_json(rs));
 		return;
 	}
 	xasprintf(&path, "/v4/tokens/restrictions/%s", rs->id);
 	api_reply_created(r, path, "restriction", api_restriction_json(rs));
 	free(path);
+}
+
+/* Write (a copy of) a new or changed restriction and reply (201 or 200). */
+static void
+api_restriction_save(struct request *r, const struct restriction *rs,
+    int create)
+{
+	struct restriction_save *s;
+
+	s = xcalloc(1, sizeof *s);
+	s->rs = restriction_copy(rs);
+	s->create = create;
+	api_write(r, api_restriction_save_fn, s, api_restriction_saved,
+	    api_restriction_save_free);
 }
 
 /* POST /v4/tokens/restrictions */
@@ -274,7 +311,7 @@ api_restriction_load(struct request *r)
 	struct restriction *rs = NULL;
 	int rc;
 
-	rc = store_restriction_get(r->worker->db, r->params[0], &rs);
+	rc = snapshot_restriction_get(r->snap, r->params[0], &rs);
 	if (rc != STORE_OK) {
 		api_store_fail(r, rc, "restriction", r->params[0], NULL);
 		return (NULL);
@@ -299,55 +336,23 @@ api_restriction_show(struct request *r)
 	restriction_free(rs);
 }
 
-/* Scan one page of roles for a reference to id; 1 when found. */
-static int
-api_restriction_page_uses(struct role **v, size_t n, const char *id,
-    char marker[ID_LEN + 1])
-{
-	size_t i;
-	int used = 0;
-
-	for (i = 0; i < n; i++) {
-		if (v[i]->token_restriction_id != NULL &&
-		    strcmp(v[i]->token_restriction_id, id) == 0)
-			used = 1;
-	}
-	if (n > 0)
-		memcpy(marker, v[n - 1]->id, ID_LEN + 1);
-	for (i = 0; i < n; i++)
-		role_free(v[i]);
-	free(v);
-	return (used);
-}
-
 /*
  * Does any role use restriction rs?  Roles may only use restrictions of
- * their own domain, so the roles of rs's domain are scanned, page by
- * page.  A STORE_* code; *used set on STORE_OK.
+ * their own domain, so only the roles of rs's domain count.  A STORE_*
+ * code; *used set on STORE_OK.
  */
 static int
 api_restriction_used(struct request *r, const struct restriction *rs, int *used)
 {
-	struct store_query q;
-	struct role **v;
-	char marker[ID_LEN + 1];
-	size_t n;
-	int more, rc;
+	const struct role *const *v;
+	size_t n, i;
 
-	memset(&q, 0, sizeof q);
-	q.limit = 1000;
-	api_query_add(&q, "domain_id", rs->domain_id);
 	*used = 0;
-	do {
-		v = NULL;
-		n = 0;
-		more = 0;
-		rc = store_role_list(r->worker->db, &q, &v, &n, &more);
-		if (rc != STORE_OK)
-			return (rc);
-		*used = api_restriction_page_uses(v, n, rs->id, marker);
-		q.marker = marker;
-	} while (more && n > 0 && !*used);
+	if (r->snap == NULL)
+		return (STORE_UNAVAILABLE);
+	n = snapshot_roles_of_restriction(r->snap, rs->id, &v);
+	for (i = 0; i < n && !*used; i++)
+		*used = strcmp(v[i]->domain_id, rs->domain_id) == 0;
 	return (STORE_OK);
 }
 
@@ -474,9 +479,11 @@ api_restriction_pending_free(struct restriction_pending *p)
 {
 	struct request *r = p->r;
 
-	r->data = NULL;
-	r->cancel = NULL;
-	r->gone = NULL;
+	if (r->data == p) { /* else a write (api_write) parked it since */
+		r->data = NULL;
+		r->cancel = NULL;
+		r->gone = NULL;
+	}
 	restriction_free(p->rs);
 	cJSON_Delete(p->target);
 	cJSON_Delete(p->inferences);
@@ -645,7 +652,7 @@ api_restriction_delete(struct request *r)
 	target = api_target("restriction", api_restriction_json(rs), NULL, NULL,
 	    NULL);
 	api_delete(r, "token_restriction:delete", "restriction", rs->id,
-	    store_restriction_delete, target);
+	    store_restriction_delete, target, NULL);
 	cJSON_Delete(target);
 	restriction_free(rs);
 }
@@ -655,7 +662,7 @@ void
 api_restriction_list(struct request *r)
 {
 	struct store_query q;
-	struct restriction **v = NULL;
+	const struct restriction **v = NULL;
 	cJSON *target, *a;
 	size_t n = 0, i;
 	int more = 0, rc;
@@ -664,7 +671,7 @@ api_restriction_list(struct request *r)
 		return;
 	if (auth_require(r, "token_restriction:list", target) != 0)
 		goto out;
-	rc = store_restriction_list(r->worker->db, &q, &v, &n, &more);
+	rc = snapshot_restriction_list(r->snap, &q, &v, &n, &more);
 	if (rc != STORE_OK) {
 		api_store_fail(r, rc, "restriction", "list", NULL);
 		goto out;
@@ -674,8 +681,6 @@ api_restriction_list(struct request *r)
 		cJSON_AddItemToArray(a, api_restriction_json(v[i]));
 	api_reply_list(r, "restrictions", a, n > 0 ? v[n - 1]->id : NULL, more);
 out:
-	for (i = 0; i < n; i++)
-		restriction_free(v[i]);
 	free(v);
 	cJSON_Delete(target);
 }

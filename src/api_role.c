@@ -241,8 +241,7 @@ api_role_check_restriction(struct request *r, const struct role *ro)
 	const char *flaw;
 	int rc;
 
-	rc =
-	    store_restriction_get(r->worker->db, ro->token_restriction_id, &rs);
+	rc = snapshot_restriction_get(r->snap, ro->token_restriction_id, &rs);
 	/*
 	 * Only an admin learns that the id is another domain's restriction;
 	 * anyone else gets the answer for an id that does not exist, so
@@ -271,15 +270,38 @@ api_role_check_restriction(struct request *r, const struct role *ro)
 	return (flaw != NULL ? -1 : 0);
 }
 
-/* Write a new or changed role and reply (201 or 200). */
-static void
-api_role_save(struct request *r, struct role *ro, int create)
-{
-	char *msg, *path;
-	int rc;
+/* A role write on the database thread. */
+struct role_save {
+	struct role *ro;
+	int create;
+};
 
-	rc = create ? store_role_create(r->worker->db, ro)
-		    : store_role_update(r->worker->db, ro);
+static int
+api_role_save_fn(struct db *db, void *arg)
+{
+	struct role_save *s = arg;
+
+	return (s->create ? store_role_create(db, s->ro)
+			  : store_role_update(db, s->ro));
+}
+
+static void
+api_role_save_free(void *arg)
+{
+	struct role_save *s = arg;
+
+	role_free(s->ro);
+	free(s);
+}
+
+/* The write is done: reply (201 or 200). */
+static void
+api_role_saved(struct request *r, int rc, void *arg)
+{
+	struct role_save *s = arg;
+	struct role *ro = s->ro;
+	char *msg, *path;
+
 	if (rc != STORE_OK) {
 		xasprintf(&msg,
 		    "a role named '%s' already exists in instance '%s'",
@@ -289,8 +311,9 @@ api_role_save(struct request *r, struct role *ro, int create)
 		return;
 	}
 	api_log_change(r,
-	    create ? "k8s_auth:role:create" : "k8s_auth:role:update", ro->id);
-	if (!create) {
+	    s->create ? "k8s_auth:role:create" : "k8s_auth:role:update",
+	    ro->id);
+	if (!s->create) {
 		api_reply_object(r, "role", api_role_json(ro));
 		return;
 	}
@@ -298,6 +321,18 @@ api_role_save(struct request *r, struct role *ro, int create)
 	    ro->auth_instance_id, ro->id);
 	api_reply_created(r, path, "role", api_role_json(ro));
 	free(path);
+}
+
+/* Write a new or changed role (taken over) and reply (201 or 200). */
+static void
+api_role_save(struct request *r, struct role *ro, int create)
+{
+	struct role_save *s;
+
+	s = xcalloc(1, sizeof *s);
+	s->ro = ro;
+	s->create = create;
+	api_write(r, api_role_save_fn, s, api_role_saved, api_role_save_free);
 }
 
 /* A role create or update waiting for the role facts. */
@@ -359,22 +394,20 @@ static int
 api_role_facts(struct request *r, const cJSON *inferences, cJSON *target,
     const struct role *ro)
 {
-	struct restriction *rs = NULL;
+	const struct restriction *rs;
 	cJSON *rj, *inst;
 	int protected, rc;
 
 	if (api_role_mark_protected(r, inferences, target) != 0)
 		return (-1);
 
-	if (store_restriction_get(r->worker->db, ro->token_restriction_id,
-		&rs) == STORE_OK &&
-	    strcmp(rs->domain_id, ro->domain_id) == 0) {
+	rs = snapshot_restriction(r->snap, ro->token_restriction_id);
+	if (rs != NULL && strcmp(rs->domain_id, ro->domain_id) == 0) {
 		rj = api_restriction_json(rs);
 		role_facts_annotate(r->cfg, inferences,
 		    cJSON_GetObjectItemCaseSensitive(rj, "roles"));
 		cJSON_AddItemToObject(target, "restriction", rj);
 	}
-	restriction_free(rs);
 	rc = role_facts_protected(r, inferences, ro->auth_instance_id,
 	    &protected);
 	if (rc != STORE_OK) {
@@ -400,6 +433,7 @@ api_role_commit_cb(struct request *r, const cJSON *inferences, void *arg)
 	if (api_role_check_restriction(r, c->ro) != 0)
 		return;
 	api_role_save(r, c->ro, c->create);
+	c->ro = NULL;
 }
 
 /* Authorize, check the restriction, then write; takes target and ro. */
@@ -480,7 +514,7 @@ api_role_load(struct request *r, struct instance **in, struct role **ro)
 	*ro = NULL;
 	if ((*in = api_instance_load(r, r->params[0])) == NULL)
 		return (-1);
-	rc = store_role_get(r->worker->db, (*in)->id, r->params[1], ro);
+	rc = snapshot_role_get(r->snap, (*in)->id, r->params[1], ro);
 	if (rc != STORE_OK) {
 		api_store_fail(r, rc, "role", r->params[1], NULL);
 		instance_free(*in);
@@ -549,7 +583,7 @@ api_role_delete_cb(struct request *r, const cJSON *inferences, void *arg)
 	if (api_role_mark_protected(r, inferences, c->target) != 0)
 		return;
 	api_delete(r, c->action, "role", c->ro->id, store_role_delete,
-	    c->target);
+	    c->target, NULL);
 }
 
 /* DELETE /v4/k8s_auth/instances/{iid}/roles/{role} */
@@ -576,14 +610,14 @@ static void
 api_role_list_run(struct request *r, const struct store_query *q,
     const cJSON *target)
 {
-	struct role **v = NULL;
+	const struct role **v = NULL;
 	cJSON *a;
 	size_t n = 0, i;
 	int more = 0, rc;
 
 	if (auth_require(r, "k8s_auth:role:list", target) != 0)
 		return;
-	rc = store_role_list(r->worker->db, q, &v, &n, &more);
+	rc = snapshot_role_list(r->snap, q, &v, &n, &more);
 	if (rc != STORE_OK) {
 		api_store_fail(r, rc, "role", "list", NULL);
 		return;
@@ -592,8 +626,6 @@ api_role_list_run(struct request *r, const struct store_query *q,
 	for (i = 0; i < n; i++)
 		cJSON_AddItemToArray(a, api_role_json(v[i]));
 	api_reply_list(r, "roles", a, n > 0 ? v[n - 1]->id : NULL, more);
-	for (i = 0; i < n; i++)
-		role_free(v[i]);
 	free(v);
 }
 

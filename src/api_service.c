@@ -125,13 +125,32 @@ api_readyz_keys(struct request *r, cJSON *doc)
 	return (k);
 }
 
+/*
+ * The stored data logins read: the request's snapshot.  A database
+ * outage does not make the replica unready (a load balancer must not pull
+ * every replica because the database blinked): "database" says it.
+ */
+static void
+api_readyz_database(struct request *r, cJSON *doc)
+{
+	cJSON *d;
+
+	d = cJSON_AddObjectToObject(doc, "snapshot");
+	cJSON_AddNumberToObject(d, "revision",
+	    (double)snapshot_revision(r->snap));
+	cJSON_AddNumberToObject(d, "age_seconds",
+	    floor(snapshot_age(r->snap) * 1000) / 1000);
+	cJSON_AddStringToObject(doc, "database",
+	    dbthread_up() ? "ok" : "unavailable");
+}
+
 /* GET /readyz: 200 only when everything a login needs is loaded. */
 void
 api_readyz(struct request *r)
 {
 	cJSON *doc;
 
-	if (db_schema_version(r->worker->db) <= 0) {
+	if (r->snap == NULL) {
 		http_reply_reason(r, REASON_not_ready,
 		    "the database is not available");
 		return;
@@ -153,6 +172,7 @@ api_readyz(struct request *r)
 	}
 	doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "status", "ready");
+	api_readyz_database(r, doc);
 	api_readyz_keystone(r, doc);
 	api_readyz_keys(r, doc);
 	cJSON_AddItemToObject(doc, "jwks", jwks_status_json(r->cfg));

@@ -100,7 +100,7 @@ static void
 api_token_answer(struct request *r)
 {
 	struct fernet_payload p;
-	struct restriction *rs = NULL;
+	const struct restriction *rs = NULL;
 	const char *subject = http_header(r, "X-Subject-Token");
 	cJSON *target, *t;
 	char *cause = NULL;
@@ -113,8 +113,8 @@ api_token_answer(struct request *r)
 		log_debug("token validation: expired");
 	else if (p.version != 11)
 		ok = 1;
-	else if (store_restriction_get(r->worker->db, p.restriction_id, &rs) ==
-		STORE_OK &&
+	else if ((rs = snapshot_restriction(r->snap, p.restriction_id)) !=
+		NULL &&
 	    rs->user_id != NULL && strcmp(rs->user_id, p.user_id) == 0 &&
 	    rs->project_id != NULL && p.project_id != NULL &&
 	    strcmp(rs->project_id, p.project_id) == 0)
@@ -150,7 +150,6 @@ api_token_answer(struct request *r)
 	}
 out:
 	free(cause);
-	restriction_free(rs);
 	fernet_payload_clear(&p);
 }
 

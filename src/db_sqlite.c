@@ -62,6 +62,11 @@ db_sqlite_class(int rc)
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
 		return (STORE_RETRY);
+	/* The file cannot be used now (merge of snapshot's store_unreachable) */
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+		return (STORE_UNAVAILABLE);
 	default:
 		return (STORE_ERROR);
 	}

@@ -171,6 +171,7 @@ http_unref(struct request *r)
 		free(r->params[i]);
 	caller_clear(&r->caller);
 	config_unref(r->cfg);
+	snapshot_unref(r->snap);
 	free(r->path);
 	free(r->facts_message);
 	free(r->facts_retry_after);
@@ -920,6 +921,7 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	r = xcalloc(1, sizeof *r);
 	r->worker = w;
 	r->cfg = server_config_ref();
+	r->snap = snapshot_get();
 	r->req = req;
 	r->references = 1;
 	r->start_us = util_monotonic_us();

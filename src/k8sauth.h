@@ -7,12 +7,14 @@
  *
  *   main.c          argv, subcommands, startup order
  *   server.c        process-wide state, signals, reload, worker start/stop
- *   worker.c        one thread: event_base, evhttp, SQLite connection
+ *   worker.c        one thread: event_base, evhttp, its mailbox
  *   tls.c           SSL_CTX build/reload and the evhttp bufferevent callback
  *   http.c          routing table, limits, request context, replies
  *   auth.c          who is calling (X-Auth-Token) and the authorization gate
  *   api_*.c         handlers, one file per resource
  *   store_*.c       typed data access over db.c
+ *   snapshot.c      the immutable in-memory copy logins and admin reads use
+ *   dbthread.c      the one thread owning the database: writes, refresh
  *   fernet.c        Keystone Fernet tokens (where a token is minted)
  *   k8s_review.c    the TokenReview call (login issue)
  *   k8s_object.c    namespaces and service accounts read at login
@@ -139,6 +141,8 @@ struct config {
 	/* [database] */
 	char *db_connection;
 	long db_timeout;
+	long db_refresh_interval; /* milliseconds */
+	long db_max_queue;
 	/* [fernet_tokens] */
 	char *fernet_key_repository;
 	long fernet_max_active_keys;
@@ -545,6 +549,54 @@ int store_run(struct db *, int (*)(struct db *, void *), void *);
 int store_revision(struct db *, uint64_t *);
 void store_stamp(char *, char *);
 
+/* snapshot.c -- the data plane's immutable, shared copy of the store */
+struct snapshot;
+int snapshot_load(struct db *, struct snapshot **);
+void snapshot_publish(struct snapshot *);
+struct snapshot *snapshot_get(void); /* published one, referenced; or NULL */
+struct snapshot *snapshot_ref(struct snapshot *);
+void snapshot_unref(struct snapshot *);
+void snapshot_clear(void);
+uint64_t snapshot_revision(const struct snapshot *);
+void snapshot_confirm(struct snapshot *);
+double snapshot_age(const struct snapshot *);
+double snapshot_load_seconds(const struct snapshot *);
+void snapshot_counts(const struct snapshot *, size_t *, size_t *, size_t *);
+/* Borrowed: valid while the snapshot is referenced. */
+const struct instance *snapshot_instance(const struct snapshot *, const char *);
+const struct role *snapshot_role(const struct snapshot *, const char *,
+    const char *);
+const struct restriction *snapshot_restriction(const struct snapshot *,
+    const char *);
+size_t snapshot_roles_of_restriction(const struct snapshot *, const char *,
+    const struct role *const **);
+int snapshot_instance_list(const struct snapshot *, const struct store_query *,
+    const struct instance ***, size_t *, int *);
+int snapshot_role_list(const struct snapshot *, const struct store_query *,
+    const struct role ***, size_t *, int *);
+int snapshot_restriction_list(const struct snapshot *,
+    const struct store_query *, const struct restriction ***, size_t *, int *);
+/* Copies (the caller's to change and free); STORE_* results. */
+struct instance *instance_copy(const struct instance *);
+struct role *role_copy(const struct role *);
+struct restriction *restriction_copy(const struct restriction *);
+int snapshot_instance_get(const struct snapshot *, const char *,
+    struct instance **);
+int snapshot_role_get(const struct snapshot *, const char *, const char *,
+    struct role **);
+int snapshot_restriction_get(const struct snapshot *, const char *,
+    struct restriction **);
+
+/* dbthread.c -- the control plane: the process's one database connection */
+typedef int (*dbthread_fn)(struct db *, void *);
+typedef void (*dbthread_done)(int, void *); /* on the submitting worker */
+int dbthread_start(const struct config *, char **);
+void dbthread_stop(void);
+int dbthread_submit(struct worker *, dbthread_fn, dbthread_done, void *);
+int dbthread_up(void);
+long dbthread_retry_after(void); /* seconds until the next reconnect */
+uint64_t dbthread_reconnects(void);
+
 /* json.c -- cJSON helpers: strict, bounded, typed */
 cJSON *json_parse(const char *, size_t, char **);
 char *json_print(const cJSON *);
@@ -605,15 +657,15 @@ void *tls_ctx_new(const char *, const char *, char **);
 void tls_ctx_free(void *);
 double tls_ctx_not_after(void *);
 
-/* worker.c -- one thread: event_base, evhttp listeners, SQLite, fetch */
+/* worker.c -- one thread: event_base, evhttp listeners, mailbox, fetch */
 struct worker {
 	int id;
 	struct server *srv;
 	struct config *cfg; /* at start: static options */
 	struct event_base *base;
-	struct evhttp *https; /* TLS listeners */
-	struct evhttp *http;  /* plain listeners */
-	struct db *db;
+	struct evhttp *https;              /* TLS listeners */
+	struct evhttp *http;               /* plain listeners */
+	struct worker_mailbox *mailbox;    /* worker_post's list */
 	struct fetch *fetch;               /* outbound HTTPS */
 	struct policy *policy;             /* this thread's Lua state */
 	struct rc_mailbox *review_mailbox; /* review_cache.c's posts to it */
@@ -642,6 +694,9 @@ void worker_join(struct worker *);
 void worker_free(struct worker *);
 void worker_conn_headed(struct worker *, struct evhttp_request *);
 void worker_conn_replied(struct worker *, struct evhttp_request *);
+void worker_mailbox_open(struct worker *);
+void worker_mailbox_close(struct worker *);
+int worker_post(struct worker *, void (*)(void *), void *);
 
 /* http.c -- the request context and replies */
 enum http_method {
@@ -672,7 +727,8 @@ struct caller {
 #define HTTP_MAX_PARAMS 4
 struct request {
 	struct worker *worker;
-	struct config *cfg; /* snapshot for this request */
+	struct config *cfg;    /* snapshot for this request */
+	struct snapshot *snap; /* stored data for this request (or NULL) */
 	struct evhttp_request *req;
 	enum http_method method;
 	char *path;                    /* decoded path, no query */
@@ -764,7 +820,10 @@ void api_log_change(struct request *, const char *, const char *);
 void api_reply_created(struct request *, const char *, const char *, cJSON *);
 void api_reply_object(struct request *, const char *, cJSON *);
 void api_delete(struct request *, const char *, const char *, const char *,
-    int (*)(struct db *, const char *), const cJSON *);
+    int (*)(struct db *, const char *), const cJSON *, void (*)(const char *));
+typedef void (*api_write_done)(struct request *, int, void *);
+void api_write(struct request *, int (*)(struct db *, void *), void *,
+    api_write_done, void (*)(void *));
 void api_show(struct request *, const char *, const char *, const cJSON *,
     cJSON *);
 void api_reply_list(struct request *, const char *, cJSON *, const char *, int);

@@ -209,7 +209,7 @@ static int
 keystone_token_local(struct request *r, const char *token)
 {
 	struct fernet_payload p;
-	struct restriction *rs = NULL;
+	const struct restriction *rs;
 	char *cause = NULL;
 	int rc = -1;
 
@@ -220,8 +220,7 @@ keystone_token_local(struct request *r, const char *token)
 		return (1);
 	}
 	if (p.expires_at > util_now() && p.restriction_id != NULL &&
-	    store_restriction_get(r->worker->db, p.restriction_id, &rs) ==
-		STORE_OK) {
+	    (rs = snapshot_restriction(r->snap, p.restriction_id)) != NULL) {
 		r->caller.kind = CALLER_RESTRICTED;
 		r->caller.user_id = xstrdup(p.user_id);
 		r->caller.user_domain_id = xstrdup(rs->domain_id);
@@ -230,7 +229,6 @@ keystone_token_local(struct request *r, const char *token)
 			r->caller.project_domain_id = xstrdup(rs->domain_id);
 		}
 		keystone_token_restriction_roles(rs, &r->caller);
-		restriction_free(rs);
 		rc = 0;
 	}
 	fernet_payload_clear(&p);

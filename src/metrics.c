@@ -429,6 +429,41 @@ metrics_render_limits(struct evbuffer *b)
 	    atomic_load(&metrics_header_timeouts));
 }
 
+/* Gauges with decimals (seconds). */
+static void
+metrics_gauge_seconds(struct evbuffer *b, const char *name, const char *help,
+    double v)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.3f\n", name,
+	    help, name, name, v);
+}
+
+/* Write the database's and the snapshot's state (dbthread.c). */
+static void
+metrics_render_database(struct evbuffer *b)
+{
+	struct snapshot *s = snapshot_get();
+
+	metrics_gauge(b, "k8sauth_database_up",
+	    "1 when the database answered the last attempt, 0 during an outage (logins go on from the snapshot).",
+	    dbthread_up() ? 1 : 0);
+	metrics_counter(b, "k8sauth_database_reconnects_total",
+	    "Times the database came back after an outage.",
+	    (unsigned long)dbthread_reconnects());
+	if (s != NULL) {
+		metrics_gauge(b, "k8sauth_snapshot_revision",
+		    "The database revision the in-memory snapshot was loaded at.",
+		    (double)snapshot_revision(s));
+		metrics_gauge_seconds(b, "k8sauth_snapshot_age_seconds",
+		    "Seconds since the snapshot was last known current (grows during a database outage).",
+		    snapshot_age(s));
+		metrics_gauge_seconds(b, "k8sauth_snapshot_load_seconds",
+		    "How long the last snapshot load took.",
+		    snapshot_load_seconds(s));
+	}
+	snapshot_unref(s);
+}
+
 /* The Prometheus text of every metric (allocated). */
 char *
 metrics_render(const struct config *cfg, time_t started)
@@ -453,6 +488,7 @@ metrics_render(const struct config *cfg, time_t started)
 	metrics_render_keystone(b);
 	metrics_render_keys(b);
 	metrics_render_limits(b);
+	metrics_render_database(b);
 	jwks_metrics_render(b);
 	return (http_buffer_string(b));
 }

@@ -32,6 +32,7 @@
 	X(method_not_allowed, 405, REASON_M_NONE)                           \
 	X(request_timeout, 503, REASON_M_NONE)                              \
 	X(not_ready, 503, REASON_M_NONE)                                    \
+	X(database_unavailable, 503, REASON_M_NONE)                         \
 	X(internal_error, 500, REASON_M_LOGIN)                              \
 	X(client_gone, 400, REASON_M_LOGIN)                                 \
 	/* admin callers (auth.c, keystone_token.c) */                      \

@@ -26,6 +26,7 @@
  *
  * Runs on worker threads; the cache is keystone_cache.c's (locked).
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -236,61 +237,44 @@ int
 role_facts_restriction_protected(struct request *r, const cJSON *inferences,
     const char *id, int *protected)
 {
-	struct restriction *rs = NULL;
-	int rc;
+	const struct restriction *rs;
 
 	if (id == NULL)
 		return (STORE_OK);
-	rc = store_restriction_get(r->worker->db, id, &rs);
-	if (rc == STORE_NOT_FOUND)
+	if (r->snap == NULL)
+		return (STORE_UNAVAILABLE);
+	if ((rs = snapshot_restriction(r->snap, id)) == NULL)
 		return (STORE_OK);
-	if (rc != STORE_OK)
-		return (rc);
 	if (!role_facts_delegable(r->cfg, inferences, rs))
 		*protected = 1;
-	restriction_free(rs);
 	return (STORE_OK);
 }
 
 /*
  * Is the instance protected: does any of its roles bind a restriction
  * granting a non-delegable role?  A STORE_* code; *protected set on
- * STORE_OK.  Pages through the instance's roles.
+ * STORE_OK.  Reads the instance's roles from the request's snapshot.
  */
 int
 role_facts_protected(struct request *r, const cJSON *inferences,
     const char *instance_id, int *protected)
 {
 	struct store_query q;
-	struct role **v;
-	char marker[ID_LEN + 1];
+	const struct role **v;
 	size_t n, i;
-	int more, rc = STORE_OK;
+	int more, rc;
 
 	memset(&q, 0, sizeof q);
-	q.limit = 1000;
+	q.limit =
+	    INT_MAX - 1; /* the snapshot: one page, no allocation per row */
 	api_query_add(&q, "auth_instance_id", instance_id);
 	*protected = 0;
-	do {
-		v = NULL;
-		n = 0;
-		more = 0;
-		if ((rc = store_role_list(r->worker->db, &q, &v, &n, &more)) !=
-		    STORE_OK)
-			return (rc);
-		for (i = 0; i < n; i++) {
-			if (rc == STORE_OK && !*protected)
-				rc = role_facts_restriction_protected(r,
-				    inferences, v[i]->token_restriction_id,
-				    protected);
-		}
-		if (n > 0)
-			memcpy(marker, v[n - 1]->id, ID_LEN + 1);
-		for (i = 0; i < n; i++)
-			role_free(v[i]);
-		free(v);
-		q.marker = marker;
-	} while (rc == STORE_OK && more && n > 0 && !*protected);
+	if ((rc = snapshot_role_list(r->snap, &q, &v, &n, &more)) != STORE_OK)
+		return (rc);
+	for (i = 0; i < n && rc == STORE_OK && !*protected; i++)
+		rc = role_facts_restriction_protected(r, inferences,
+		    v[i]->token_restriction_id, protected);
+	free(v);
 	return (rc);
 }
 

@@ -2,7 +2,8 @@
  * server.c: the process.
  *
  * server_run() performs the startup order (admin token, credential keys,
- * database migration, TLS context, listening sockets, workers) with every
+ * database migration, TLS context, listening sockets, the database thread
+ * and its first snapshot, workers) with every
  * failure fatal and explained, then runs the main thread's event loop,
  * which only handles signals: SIGTERM/SIGINT stop (workers stop accepting
  * and drain in-flight requests, then the process exits 0), SIGHUP reloads
@@ -481,7 +482,7 @@ server_start_workers(struct server *srv, char **cause)
 	return (rc);
 }
 
-/* Stop, join and free every worker. */
+/* Stop and join every worker, stop the database thread, free them. */
 static void
 server_stop_workers(struct server *srv)
 {
@@ -492,11 +493,13 @@ server_stop_workers(struct server *srv)
 			worker_stop(srv->workers[i]);
 	}
 	for (i = 0; i < srv->nworkers; i++) {
-		if (srv->workers[i] == NULL)
-			continue;
-		worker_join(srv->workers[i]);
-		worker_free(srv->workers[i]);
+		if (srv->workers[i] != NULL)
+			worker_join(srv->workers[i]);
 	}
+	/* After the drain (parked writes answered), before the mailboxes go. */
+	dbthread_stop();
+	for (i = 0; i < srv->nworkers; i++)
+		worker_free(srv->workers[i]);
 	free(srv->workers);
 	srv->workers = NULL;
 }
@@ -545,6 +548,9 @@ server_run(struct config *cfg, const char *path)
 		if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) != 0)
 			fatalx("cannot install signal handlers");
 	}
+	/* The first snapshot is loaded before any request (and READY=1). */
+	if (dbthread_start(server->cfg, &cause) != 0)
+		fatalx("cannot start: %s", cause);
 	if (server_start_workers(server, &cause) != 0)
 		fatalx("cannot start: %s", cause);
 	for (i = 0; i < server->nlisteners; i++)

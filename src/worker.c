@@ -3,8 +3,11 @@
  *
  * Each worker owns its event_base, an evhttp for TLS listeners and one for
  * plain listeners (both accept on dup()s of the server's listening
- * sockets, so idle workers win the accept race), its SQLite connection,
- * its outbound fetch machinery and its Lua policy state.  Nothing mutable is shared with other
+ * sockets, so idle workers win the accept race), its outbound fetch
+ * machinery and its Lua policy state.  It has no database connection:
+ * stored data comes from the snapshot (snapshot.c), writes go to the
+ * database thread (dbthread.c), whose completions come back through the
+ * worker's mailbox (worker_post).  Nothing mutable is shared with other
  * workers except the process-wide connection count (atomic).  The main
  * thread talks to a worker only through worker_stop(), which activates an
  * event on the worker's base.
@@ -22,7 +25,7 @@
  * head of a later request either.  Connections are found by their socket
  * (w->byfd), in constant time.
  *
- * Runs on its own thread; blocks only in short SQLite calls.
+ * Runs on its own thread; never blocks on the database.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -54,6 +57,26 @@ struct worker_accepted {
 	struct bufferevent *bev; /* with a reference of ours */
 	uint64_t at_us;          /* accepted, monotonic */
 	int over;                /* accepted beyond max_connections */
+};
+
+/* One callback posted to a worker (worker_post). */
+struct worker_post {
+	void (*fn)(void *);
+	void *arg;
+	struct worker_post *next;
+};
+
+/*
+ * A worker's mailbox: posts from other threads, run in order on the
+ * worker's loop.  The lock is held across event_active() so that a post
+ * never races the mailbox's close.
+ */
+struct worker_mailbox {
+	pthread_mutex_t lock;
+	struct worker_post *head; /* lock */
+	struct worker_post **tail;
+	int closed; /* lock */
+	struct event *ev;
 };
 
 /* A counted connection, from accept to close. */
@@ -414,12 +437,101 @@ worker_conn_replied(struct worker *w, struct evhttp_request *req)
 	evhttp_request_set_on_complete_cb(req, worker_reply_sent_cb, c);
 }
 
-/* Create a worker: its base, evhttps, database connection, fetch. */
+/* libevent: run every post in the mailbox, in order. */
+static void
+worker_mailbox_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_mailbox *mb = arg;
+	struct worker_post *p, *next;
+
+	pthread_mutex_lock(&mb->lock);
+	p = mb->head;
+	mb->head = NULL;
+	mb->tail = &mb->head;
+	pthread_mutex_unlock(&mb->lock);
+	for (; p != NULL; p = next) {
+		next = p->next;
+		p->fn(p->arg);
+		free(p);
+	}
+}
+
+/* Give the worker its mailbox (on its base, before the thread starts). */
+void
+worker_mailbox_open(struct worker *w)
+{
+	struct worker_mailbox *mb;
+
+	mb = xcalloc(1, sizeof *mb);
+	pthread_mutex_init(&mb->lock, NULL);
+	mb->tail = &mb->head;
+	if ((mb->ev = event_new(w->base, -1, 0, worker_mailbox_cb, mb)) == NULL)
+		fatalx("event_new failed");
+	w->mailbox = mb;
+}
+
+/*
+ * Close and free the mailbox once the worker's loop has ended and nothing
+ * posts any more (the database thread is stopped before workers are
+ * freed).  Posts still queued are dropped unrun: their requests were
+ * abandoned with the loop.
+ */
+void
+worker_mailbox_close(struct worker *w)
+{
+	struct worker_mailbox *mb = w->mailbox;
+	struct worker_post *p, *next;
+
+	if (mb == NULL)
+		return;
+	pthread_mutex_lock(&mb->lock);
+	mb->closed = 1;
+	p = mb->head;
+	mb->head = NULL;
+	pthread_mutex_unlock(&mb->lock);
+	for (; p != NULL; p = next) {
+		next = p->next;
+		free(p);
+	}
+	event_free(mb->ev);
+	pthread_mutex_destroy(&mb->lock);
+	free(mb);
+	w->mailbox = NULL;
+}
+
+/*
+ * Run fn(arg) on worker w's loop, soon (any thread).  0, or -1 when the
+ * mailbox is closed (fn will not run: arg stays the caller's).
+ */
+int
+worker_post(struct worker *w, void (*fn)(void *), void *arg)
+{
+	struct worker_mailbox *mb = w->mailbox;
+	struct worker_post *p;
+
+	if (mb == NULL)
+		return (-1);
+	p = xcalloc(1, sizeof *p);
+	p->fn = fn;
+	p->arg = arg;
+	pthread_mutex_lock(&mb->lock);
+	if (mb->closed) {
+		pthread_mutex_unlock(&mb->lock);
+		free(p);
+		return (-1);
+	}
+	*mb->tail = p;
+	mb->tail = &p->next;
+	event_active(mb->ev, EV_READ, 0);
+	pthread_mutex_unlock(&mb->lock);
+	return (0);
+}
+
+/* Create a worker: its base, evhttps, mailbox, fetch. */
 struct worker *
 worker_new(struct server *srv, int id, char **cause)
 {
 	struct worker *w;
-	char *path;
 	size_t i;
 
 	w = xcalloc(1, sizeof *w);
@@ -433,12 +545,7 @@ worker_new(struct server *srv, int id, char **cause)
 		fatalx("event_new failed");
 	w->https = worker_evhttp_new(w, 1);
 	w->http = worker_evhttp_new(w, 0);
-	if ((path = config_db_path(w->cfg, cause)) == NULL)
-		goto fail;
-	w->db = db_open(path, cause);
-	free(path);
-	if (w->db == NULL)
-		goto fail;
+	worker_mailbox_open(w);
 	w->fetch = fetch_create(w->base, w->cfg->k8s_max_concurrent_reviews,
 	    w->cfg->keystone_max_concurrent_calls);
 	if ((w->policy = policy_new(w->cfg, cause)) == NULL)
@@ -636,7 +743,7 @@ worker_free(struct worker *w)
 	if (w->attach_ev != NULL)
 		event_free(w->attach_ev);
 	policy_free(w->policy);
-	db_close(w->db);
+	worker_mailbox_close(w); /* before the base */
 	if (w->base != NULL)
 		event_base_free(w->base);
 	config_unref(w->cfg);
