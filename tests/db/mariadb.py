@@ -176,12 +176,23 @@ def chown_tree(path, user):
 
 def _install_db(progs, datadir, log):
     """mariadb-install-db into datadir; MariaDBError with the log tail."""
+    tmpdir = os.path.join(os.path.dirname(datadir), "tmp")
+    os.makedirs(tmpdir, exist_ok=True)
+    # A private tmpdir: install-db's temporary tables in a shared /tmp
+    # were seen to vanish under a busy machine ("Could not remove
+    # temporary table", error 2).
     args = [progs["install"], "--no-defaults", "--datadir=" + datadir,
+            "--tmpdir=" + tmpdir,
             "--auth-root-authentication-method=normal", "--skip-test-db",
             "--skip-name-resolve"] + root_args() + INNODB_ARGS
-    with open(log, "wb") as f:
-        p = subprocess.run(args, stdout=f, stderr=f, stdin=subprocess.DEVNULL,
-                           timeout=300 * _scale())
+    for attempt in (1, 2):
+        shutil.rmtree(datadir, ignore_errors=True)
+        with open(log, "wb") as f:
+            p = subprocess.run(args, stdout=f, stderr=f,
+                               stdin=subprocess.DEVNULL,
+                               timeout=300 * _scale())
+        if p.returncode == 0:
+            return
     if p.returncode != 0:
         with open(log, errors="replace") as f:
             tail = f.read()[-2000:]
@@ -231,6 +242,8 @@ class MariaDB:
         self.dir = os.path.abspath(directory)
         os.makedirs(self.dir, exist_ok=True)
         self.datadir = os.path.join(self.dir, "data")
+        self.tmpdir = os.path.join(self.dir, "tmp")
+        os.makedirs(self.tmpdir, exist_ok=True)
         self.log = os.path.join(self.dir, "mariadbd.err")
         self.pid_file = os.path.join(self.dir, "mariadbd.pid")
         self.state_file = os.path.join(self.dir, "state.json")
@@ -268,6 +281,7 @@ class MariaDB:
     def command(self):
         return [self.progs["mariadbd"], "--no-defaults",
                 "--datadir=" + self.datadir, "--socket=" + self.socket,
+                "--tmpdir=" + self.tmpdir,
                 "--port=%d" % self.port, "--bind-address=127.0.0.1",
                 "--pid-file=" + self.pid_file, "--log-error=" + self.log,
                 ] + root_args(self.run_as) + SERVER_ARGS + (
