@@ -5,7 +5,7 @@ import re
 import socket
 
 from harness import (Server, assert_error, check, eq, fail, run_cli,
-                     sqlite_only, wait_for)
+                     wait_for)
 
 SRV = None
 
