@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/run.sh [LAYER]...: run the test layers and print one closing line
 # "suite: N passed, N failed, N skipped" for all of them.  Default layers:
-# checks unit lua k8s integration interop; also: fuzz, packaging.  Exit
+# checks unit lua k8s integration interop; also: galera, fuzz, packaging.  Exit
 # status 0 only when nothing failed and at least one test passed.
 #
 # Accounting.  Every layer ends with its own "LAYER: N passed, N failed,
@@ -15,6 +15,7 @@
 # a skip: an unbuilt unit binary or test cluster, a missing busted.
 #
 # K8SAUTH_TEST_NO_SKIP=1 (CI sets it) turns every skip into a failure.
+# The integration layer runs its suite twice, on SQLite and on MariaDB.
 # Every program runs under timeout(1): a hang fails its layer with a
 # message instead of stalling; K8SAUTH_TEST_TIMEOUT=SECONDS replaces every
 # limit (the defaults are generous: sanitizer builds are slow).
@@ -54,6 +55,7 @@ limit() {
 	k8s) echo 600 ;;
 	integration) echo 2700 ;;
 	interop) echo 1200 ;;
+	galera) echo 600 ;;
 	fuzz) echo $((${FUZZ_SECONDS:-10} + 300)) ;;
 	packaging) echo 1800 ;;
 	*) echo 600 ;;
@@ -236,10 +238,31 @@ run_k8s() {
 	    "" "$PYTHON" tests/k8s/selftest.py
 }
 
+# The integration suite runs once per database engine (issue 13): on
+# SQLite, then with every test server on a fresh database of one private
+# MariaDB (runner.py --db mysql, tests/db/mariadb.py).
+# K8SAUTH_TEST_ENGINES="sqlite" runs one pass (a quick local look only: CI
+# runs both).
 run_integration() {
 	ls tests/integration/test_*.py >/dev/null 2>&1 || return 0
-	run_counted integration "integration" integration \
-	    "$PYTHON" tests/integration/runner.py
+	for engine in ${K8SAUTH_TEST_ENGINES:-sqlite mysql}; do
+		case $engine in
+		sqlite | mysql) ;;
+		*)
+			bad "K8SAUTH_TEST_ENGINES: unknown engine '$engine' (sqlite, mysql)"
+			continue
+			;;
+		esac
+		run_counted integration "integration ($engine)" integration \
+		    "$PYTHON" tests/integration/runner.py --db "$engine"
+	done
+}
+
+# Not a default layer (make check-galera, CI): two replicas on a three-node
+# Galera cluster on loopback, about a minute.
+run_galera() {
+	run_counted galera "galera: two replicas on a three-node cluster" \
+	    galera "$PYTHON" tests/db/check_galera.py
 }
 
 run_interop() {
@@ -295,7 +318,7 @@ run_fuzz() {
 
 for layer in $layers; do
 	case "$layer" in
-	checks | unit | lua | k8s | integration | interop | fuzz | packaging) ;;
+	checks | unit | lua | k8s | integration | interop | galera | fuzz | packaging) ;;
 	*) echo "run.sh: unknown layer $layer" >&2; exit 2 ;;
 	esac
 	l_ok=0 l_bad=0 l_skip=0

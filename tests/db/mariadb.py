@@ -150,18 +150,49 @@ def free_port():
         s.close()
 
 
-def root_args():
-    return ["--user=root"] if os.geteuid() == 0 else []
+def root_args(run_as=None):
+    """mariadbd refuses to run as root unless told to; run_as: a system
+    user to run as instead (when we are root)."""
+    if os.geteuid() != 0:
+        return []
+    return ["--user=" + (run_as or "root")]
+
+
+def chown_tree(path, user):
+    """Give path (recursively) to user, and let user traverse to it."""
+    import pwd
+    pw = pwd.getpwnam(user)
+    for d, dirs, files in os.walk(path):
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+        for f in files:
+            os.lchown(os.path.join(d, f), pw.pw_uid, pw.pw_gid)
+    p = os.path.dirname(path)
+    while p and p != "/":
+        st = os.stat(p)
+        if st.st_mode & 0o001 == 0:
+            os.chmod(p, st.st_mode | 0o001)
+        p = os.path.dirname(p)
 
 
 def _install_db(progs, datadir, log):
     """mariadb-install-db into datadir; MariaDBError with the log tail."""
+    tmpdir = os.path.join(os.path.dirname(datadir), "tmp")
+    os.makedirs(tmpdir, exist_ok=True)
+    # A private tmpdir: install-db's temporary tables in a shared /tmp
+    # were seen to vanish under a busy machine ("Could not remove
+    # temporary table", error 2).
     args = [progs["install"], "--no-defaults", "--datadir=" + datadir,
+            "--tmpdir=" + tmpdir,
             "--auth-root-authentication-method=normal", "--skip-test-db",
             "--skip-name-resolve"] + root_args() + INNODB_ARGS
-    with open(log, "wb") as f:
-        p = subprocess.run(args, stdout=f, stderr=f, stdin=subprocess.DEVNULL,
-                           timeout=300 * _scale())
+    for attempt in (1, 2):
+        shutil.rmtree(datadir, ignore_errors=True)
+        with open(log, "wb") as f:
+            p = subprocess.run(args, stdout=f, stderr=f,
+                               stdin=subprocess.DEVNULL,
+                               timeout=300 * _scale())
+        if p.returncode == 0:
+            return
     if p.returncode != 0:
         with open(log, errors="replace") as f:
             tail = f.read()[-2000:]
@@ -203,7 +234,7 @@ class MariaDB:
     Galera joiner receives it by SST)."""
 
     def __init__(self, name="mdb", directory=None, extra_args=None,
-                 init=True, port=None):
+                 init=True, port=None, run_as=None):
         self.progs = programs()
         if directory is None:
             os.makedirs(TMP, exist_ok=True)
@@ -211,13 +242,19 @@ class MariaDB:
         self.dir = os.path.abspath(directory)
         os.makedirs(self.dir, exist_ok=True)
         self.datadir = os.path.join(self.dir, "data")
+        self.tmpdir = os.path.join(self.dir, "tmp")
+        os.makedirs(self.tmpdir, exist_ok=True)
         self.log = os.path.join(self.dir, "mariadbd.err")
         self.pid_file = os.path.join(self.dir, "mariadbd.pid")
         self.state_file = os.path.join(self.dir, "state.json")
         self.extra_args = list(extra_args or [])
         self.init = init
+        # A system user to run as when we are root (Galera: rsync's SST
+        # daemon started as root drops to nobody and cannot write).
+        self.run_as = run_as if os.geteuid() == 0 else None
         self.proc = None
         self.failed = False
+        self.detach = False     # the CLI's servers outlive it
         self.user_ready = False
         state = self._load_state()
         self.port = port or state.get("port") or free_port()
@@ -244,9 +281,10 @@ class MariaDB:
     def command(self):
         return [self.progs["mariadbd"], "--no-defaults",
                 "--datadir=" + self.datadir, "--socket=" + self.socket,
+                "--tmpdir=" + self.tmpdir,
                 "--port=%d" % self.port, "--bind-address=127.0.0.1",
                 "--pid-file=" + self.pid_file, "--log-error=" + self.log,
-                ] + root_args() + SERVER_ARGS + (
+                ] + root_args(self.run_as) + SERVER_ARGS + (
                     [] if any(a.startswith("--log-bin") for a in
                               self.extra_args) else ["--skip-log-bin"]
                 ) + self.extra_args
@@ -259,13 +297,18 @@ class MariaDB:
             return
         shutil.copytree(template(self.progs), self.datadir, symlinks=True)
 
-    def start(self, timeout=30, detach=False):
+    def start(self, timeout=30, detach=None):
         """Start mariadbd and wait until root can run a query on the socket
-        and TCP accepts; on the first start create USER."""
+        and TCP accepts; on the first start create USER.  detach: a server
+        that outlives this process (the CLI)."""
+        if detach is None:
+            detach = self.detach
         if self.running():
             return self
         self._prepare_datadir()
         self._save_state()
+        if self.run_as:
+            chown_tree(self.dir, self.run_as)
         logf = open(os.path.join(self.dir, "mariadbd.out"), "ab")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                      stdout=logf, stderr=logf,

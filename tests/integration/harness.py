@@ -7,6 +7,12 @@ the openssl CLI, a configuration file, the set-up subcommands
 Clients talk to it over HTTPS (trusting only that certificate) or over the
 plain http:// listener.
 
+The database engine is the pass's (DB_ENGINE, set by the runner from
+K8SAUTH_TEST_DB or --db): "sqlite" gives each server its own SQLite file,
+"mysql" a fresh database on one private MariaDB server for the whole run
+(tests/db/mariadb.py).  A test that only makes sense on one engine says so
+with @sqlite_only("why") (the MySQL pass does not run it).
+
 Python 3 standard library only.
 """
 import http.client
@@ -18,12 +24,14 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "db"))
 BINARY = os.environ.get("K8SAUTH_BIN", os.path.join(ROOT, "keystone-k8s-auth"))
 TMP = os.path.join(ROOT, "tests", "tmp")
 KEEP_TMP = os.environ.get("K8SAUTH_KEEP_TMP", "") not in ("", "0")
@@ -36,6 +44,10 @@ ADMIN = object()
 ALL_SERVERS = []
 
 LOG_FORBIDDEN = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+# The engine of this pass: "sqlite" or "mysql" (the runner sets it).
+ENGINES = ("sqlite", "mysql")
+DB_ENGINE = os.environ.get("K8SAUTH_TEST_DB", "") or "sqlite"
 
 _scale = None
 
@@ -111,6 +123,31 @@ def binary_help():
 def has_subcommand(name):
     return re.search(r"(^|\s)%s(\s|$)" % re.escape(name),
                      binary_help(), re.M) is not None
+
+
+def sqlite_only(why):
+    """Mark a test that only makes sense on SQLite; why: one line (the
+    runner lists it with -v in the MySQL pass, which does not run it)."""
+    def mark(fn):
+        fn.sqlite_only = why
+        return fn
+    return mark
+
+
+def fresh_database(name):
+    """(mariadb server, database name, URL) of a new empty database on the
+    run's shared MariaDB (started on first use)."""
+    import mariadb
+    prefix = "it_" + "".join(c if c.isalnum() else "_" for c in name)[:30]
+    return mariadb.fresh_database(prefix)
+
+
+def db_connection(sqlite_path, name="x"):
+    """The [database] connection for a configuration a test writes itself:
+    sqlite:///sqlite_path, or a fresh MariaDB database in the MySQL pass."""
+    if DB_ENGINE == "mysql":
+        return fresh_database(name)[2]
+    return "sqlite:///" + sqlite_path
 
 
 def free_ports(n):
@@ -241,11 +278,17 @@ class Server:
         self.log = os.path.join(self.dir, "server.log")
         self.db = os.path.join(self.dir, "db", "k8sauth.db")
         self.token_file = os.path.join(self.dir, "admin-token")
+        self.mysql = self.db_name = self.db_url = None
+        if DB_ENGINE == "mysql":
+            self.mysql, self.db_name, self.db_url = fresh_database(name)
         self.extra = extra or {}
         self.workers = workers
         self.proc = None
         self.admin_token = None
         self.secrets = set()            # strings that must never be logged
+        if self.mysql is not None:
+            # The database password must never reach a log line either.
+            self.secrets.add(self.mysql.password)
         self.trusted = []               # PEMs of every cert we served
         self.logs = []                  # log files of earlier runs
         self.failed = False
@@ -267,7 +310,7 @@ class Server:
                 "tls_key": self.key,
                 "workers": self.workers,
             },
-            "database": {"connection": "sqlite:///" + self.db},
+            "database": {"connection": self.db_url or "sqlite:///" + self.db},
             "credential": {"key_repository":
                            os.path.join(self.dir, "credential-keys")},
             "fernet_tokens": {"key_repository":
@@ -421,6 +464,45 @@ class Server:
         self.kill()
         if not KEEP_TMP and not self.failed:
             shutil.rmtree(self.dir, ignore_errors=True)
+            if self.mysql is not None and self.mysql.running():
+                self.mysql.drop_database(self.db_name)
+
+    # -- the stored data, behind the server's back -------------------------
+    def uses_mysql(self):
+        """Does this server's configuration point at the MariaDB database?"""
+        conn = self.config_sections()["database"]["connection"]
+        return self.db_url is not None and conn == self.db_url
+
+    def db_execute(self, statement, *args):
+        """Run one SQL statement with ? placeholders (strings or ints) on
+        the server's database, whichever the engine; returns the rows."""
+        if self.uses_mysql():
+            parts = statement.split("?")
+            check(len(parts) == len(args) + 1, "placeholders vs arguments")
+            text = parts[0]
+            for a, rest in zip(args, parts[1:]):
+                text += _sql_literal(a) + rest
+            return self.mysql.sql(text, self.db_name)
+        import sqlite3
+        db = sqlite3.connect(self.db, timeout=10)
+        try:
+            with db:
+                return [list(r) for r in db.execute(statement, args)]
+        finally:
+            db.close()
+
+    def db_dump(self):
+        """Everything stored, as bytes (to look for a plaintext secret): the
+        SQLite file, or every row of every table of the MariaDB database."""
+        if self.uses_mysql():
+            out = []
+            for (table,) in self.mysql.sql("SHOW TABLES", self.db_name):
+                rows = self.mysql.sql("SELECT * FROM `%s`" % table,
+                                      self.db_name)
+                out += ["\t".join(r) for r in rows]
+            return "\n".join(out).encode()
+        with open(self.db, "rb") as f:
+            return f.read()
 
     def __enter__(self):
         return self.start()
@@ -495,6 +577,12 @@ class Server:
         check(isinstance(r.json, dict) and kind in r.json,
               "create %s: body has no %r: %r" % (kind, kind, r.raw[:300]))
         return r.json[kind]
+
+
+def _sql_literal(v):
+    if isinstance(v, int):
+        return str(v)
+    return "'" + str(v).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 COLLECTIONS = {

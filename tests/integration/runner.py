@@ -2,6 +2,7 @@
 """Run the black-box integration tests against the real binary.
 
     python3 tests/integration/runner.py [-k SUBSTRING]... [-v] [-x]
+                                        [--db sqlite|mysql]
 
 Discovers tests/integration/test_*.py (sorted by name) and runs every
 function named test_* in file order.  A module may define setup_module()
@@ -16,6 +17,13 @@ A test (or setup_module) that cannot run here raises harness.Skip; with
 K8SAUTH_TEST_NO_SKIP=1 (CI) that counts as a failure instead.  A test that
 runs a sub-suite with its own PASS/FAIL lines returns harness.Counts and
 each of its cases is counted.
+
+--db mysql (or K8SAUTH_TEST_DB=mysql) is the MySQL pass: one private
+MariaDB server (tests/db/mariadb.py) for the run, a fresh database for
+every server a test starts.  Tests marked @harness.sqlite_only("why") and
+modules that set SQLITE_ONLY = "why" (or OWN_DATABASE = "why": they
+start a MariaDB of their own in any pass) are not run in it (-v lists them
+with their reason); they are not counted.
 """
 import argparse
 import glob
@@ -108,13 +116,45 @@ class Tally:
         return True
 
 
+def sqlite_only(mod, fn):
+    """Why fn runs in the SQLite pass only, or None: SQLite-specific, or a
+    module with its own MariaDB (OWN_DATABASE) that needs no second pass."""
+    return (getattr(fn, "sqlite_only", None) or
+            getattr(mod, "SQLITE_ONLY", None) or
+            getattr(mod, "OWN_DATABASE", None))
+
+
+def start_mysql():
+    """Start the pass's shared MariaDB (a clear failure when it cannot)."""
+    import mariadb
+    try:
+        m = mariadb.shared()
+    except AssertionError as e:
+        print("FAIL setup: the MySQL pass needs a private MariaDB: %s" % e)
+        return False
+    print("integration: MySQL pass on MariaDB %s at 127.0.0.1:%d (%s)" % (
+        m.scalar("SELECT VERSION()"), m.port, m.dir))
+    sys.stdout.flush()
+    return True
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", action="append", default=[],
                     help="run only tests whose name contains this")
     ap.add_argument("-v", action="store_true", help="tracebacks, timings")
     ap.add_argument("-x", action="store_true", help="stop at first failure")
+    ap.add_argument("--db", choices=harness.ENGINES,
+                    default=harness.DB_ENGINE,
+                    help="database engine of every test server "
+                    "(default K8SAUTH_TEST_DB, else sqlite)")
     args = ap.parse_args()
+    if harness.DB_ENGINE not in harness.ENGINES:
+        print("FAIL setup: K8SAUTH_TEST_DB=%s: expected one of %s"
+              % (harness.DB_ENGINE, ", ".join(harness.ENGINES)))
+        print("integration: 0 passed, 1 failed, 0 skipped")
+        return 1
+    harness.DB_ENGINE = args.db
 
     t = Tally()
     if not os.access(harness.BINARY, os.X_OK):
@@ -123,7 +163,11 @@ def main():
         print("integration: 0 passed, 1 failed, 0 skipped")
         return 1
 
+    if harness.DB_ENGINE == "mysql" and not start_mysql():
+        print("integration: 0 passed, 1 failed, 0 skipped")
+        return 1
     files = sorted(glob.glob(os.path.join(HERE, "test_*.py")))
+    not_run = []
     t_all = time.monotonic()
     stop = False
     for path in files:
@@ -134,6 +178,10 @@ def main():
                     if not args.k or any(k in "%s.%s" % (mod.__name__,
                                                          f.__name__)
                                          for k in args.k)]
+        if harness.DB_ENGINE != "sqlite":
+            not_run += [("%s.%s" % (mod.__name__, f.__name__), sqlite_only(
+                mod, f)) for f in selected if sqlite_only(mod, f)]
+            selected = [f for f in selected if not sqlite_only(mod, f)]
         if not selected:
             continue
         first = len(harness.ALL_SERVERS)
@@ -199,6 +247,12 @@ def main():
 
     for s in harness.ALL_SERVERS:
         s.kill()
+    if not_run:
+        print("(%s pass: %d tests of the SQLite pass only not run%s)" % (
+            harness.DB_ENGINE, len(not_run), "" if args.v else "; -v lists them"))
+        if args.v:
+            for name, why in not_run:
+                print("  not run %s: %s" % (name, why))
     if args.v:
         print("(%.1fs)" % (time.monotonic() - t_all))
     print("integration: %d passed, %d failed, %d skipped"

@@ -13,13 +13,15 @@ the server's back must be reported as a lost write.
 import os
 import sys
 
-from harness import check, eq, timeout_scale
+from harness import check, eq, sqlite_only, timeout_scale
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))), "bench"))
 from soak import CrashRun  # noqa: E402
 
 
+@sqlite_only("checks the SQLite file (integrity_check); MariaDB's case is "
+             "test_replicas' SIGKILL")
 def test_kill9_under_writes_loses_no_acknowledged_write():
     every = 10 * min(timeout_scale(), 2.0)
     run = CrashRun(minutes=3 * every / 60.0, every=every, threads=6,

@@ -29,6 +29,10 @@ CLI (python3-openstackclient) and jq (`./configure --install-deps`); without
 kubectl the CA-extraction block is replaced by its result (a SKIP line).
 """
 
+# docs/deploy.md is the single-host set-up, on SQLite (docs/operations.md
+# "Running several replicas" is the MariaDB one, tested by test_replicas).
+SQLITE_ONLY = "walks docs/deploy.md, whose single-host set-up is SQLite"
+
 import importlib.util
 import json
 import os

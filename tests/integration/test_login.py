@@ -775,16 +775,10 @@ def _sql(srv, statement, *args):
     """Write behind the server's back, as another replica would: the
     revision moves with the write, and the server's snapshot (what logins
     read) catches up within [database] refresh_interval."""
-    import sqlite3
-    db = sqlite3.connect(srv.db, timeout=10)
-    try:
-        with db:
-            db.execute(statement, args)
-            db.execute("UPDATE revision SET value = value + 1 WHERE id = 1")
-            rev = db.execute(
-                "SELECT value FROM revision WHERE id = 1").fetchone()[0]
-    finally:
-        db.close()
+    srv.db_execute(statement, *args)
+    srv.db_execute("UPDATE revision SET value = value + 1 WHERE id = 1")
+    rev = int(srv.db_execute(
+        "SELECT value FROM revision WHERE id = 1")[0][0])
     wait_for(lambda: (srv.req("GET", "/readyz", token=None).json or {}).get(
         "snapshot", {}).get("revision", 0) >= rev, timeout=5,
         what="the snapshot at revision %d" % rev)

@@ -11,7 +11,8 @@ import re
 import sqlite3
 import time
 
-from harness import Server, assert_error, check, eq, unique, wait_for
+from harness import (Server, assert_error, check, eq, sqlite_only, unique,
+                     wait_for)
 
 SRV = None
 
@@ -84,15 +85,9 @@ def test_external_write_is_picked_up_by_the_refresh():
     # replica) bumps the revision: the refresh reloads within about
     # [database] refresh_interval.
     inst = new_instance(SRV)
-    db = sqlite3.connect(SRV.db, timeout=10, isolation_level=None)
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("UPDATE instances SET name = 'from-elsewhere' "
-                   "WHERE id = ?", (inst["id"],))
-        db.execute("UPDATE revision SET value = value + 1 WHERE id = 1")
-        db.execute("COMMIT")
-    finally:
-        db.close()
+    SRV.db_execute("UPDATE instances SET name = 'from-elsewhere' "
+                   "WHERE id = ?", inst["id"])
+    SRV.db_execute("UPDATE revision SET value = value + 1 WHERE id = 1")
     path = "/v4/k8s_auth/instances/" + inst["id"]
     t0 = time.monotonic()
     wait_for(lambda: SRV.ok("GET", path).json["instance"].get("name") ==
@@ -101,6 +96,7 @@ def test_external_write_is_picked_up_by_the_refresh():
           (time.monotonic() - t0))
 
 
+@sqlite_only("holds SQLite's write lock; the MariaDB outage is test_replicas'")
 def test_database_outage_503_then_heals():
     with Server(name="outage", extra={
             "database": {"refresh_interval": 100}}) as srv:
