@@ -492,7 +492,9 @@ login_policy(struct login *l, const struct k8s_review_outcome *o,
 
 	*cap = 0;
 	memset(&res, 0, sizeof res);
-	ctx = login_ctx(l, o, rs);
+	/* A policy that decides nothing allows without a ctx or a Lua call. */
+	ctx = policy_login_decides(l->r->worker->policy) ? login_ctx(l, o, rs)
+							 : NULL;
 	rc = policy_login(l->r->worker->policy, ctx, &res, &reason);
 	cJSON_Delete(ctx);
 	if (rc != POLICY_ALLOW) {

@@ -1137,6 +1137,7 @@ int policy_login(struct policy *, const cJSON *, struct policy_login_result *,
     char **);
 void policy_login_result_clear(struct policy_login_result *);
 int policy_login_needs(const struct policy *);
+int policy_login_decides(const struct policy *);
 size_t policy_memory(const struct policy *);
 const char *policy_action(const struct policy *);
 long long policy_generation(const struct policy *);
