@@ -13,13 +13,30 @@ SUBJECT=$(curl -sS --cacert "$DEMO_CA" -D - -o /dev/null \
     -H 'Content-Type: application/json' --data-binary "@$R/login.json" \
     "$DEMO_URL/v4/k8s_auth/instances/$DEMO_INSTANCE/auth" |
     sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: *//p' | tr -d '\r')
+# AB_ROUTES: login (review every time), login-cached (an instance with
+# review_cache_ttl 60), validate, healthz; a ".https" suffix runs the
+# route over the binary's HTTPS listener instead of plain HTTP.
+ROUTES=${AB_ROUTES:-login validate}
+kc() { curl -sS --cacert "$DEMO_CA" -H 'Content-Type: application/json' "$@"; }
+ac() { kc -H "X-Auth-Token: $DEMO_ADMIN_TOKEN" "$@"; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+CACHED=
+case $ROUTES in
+*login-cached*)
+	REVIEWER=$(kc -X POST "$DEMO_K8S/_test/tokens" -d '{"namespace":"kube-system","service_account":"keystone-reviewer","expires_in":86400}' | json "['token']")
+	CA_JSON=$(python3 -c "import json,sys; print(json.dumps(open(sys.argv[1]).read()))" "$DEMO_CA")
+	CACHED=$(ac -X POST "$DEMO_URL/v4/k8s_auth/instances" -d "{\"instance\": {\"domain_id\": \"default\", \"name\": \"ab-cached\", \"host\": \"$DEMO_K8S\", \"ca_cert\": $CA_JSON, \"token_reviewer_jwt\": \"$REVIEWER\", \"review_cache_ttl\": 60}}" | json "['instance']['id']")
+	RID=$(ac -X POST "$DEMO_URL/v4/tokens/restrictions" -d '{"restriction": {"domain_id": "default", "user_id": "0d3a7e5d9c2b4f6e8a1b2c3d4e5f6a7b", "project_id": "9f8e7d6c5b4a39281706f5e4d3c2b1a0", "roles": [{"id": "8c6f2a4e1b3d5f7a9c0e2b4d6f8a1c3e", "name": "member"}]}}' | json "['restriction']['id']")
+	ac -o /dev/null -X POST "$DEMO_URL/v4/k8s_auth/instances/$CACHED/roles" -d "{\"role\": {\"name\": \"web\", \"bound_service_account_names\": [\"web\"], \"bound_service_account_namespaces\": [\"demo\"], \"bound_audience\": \"keystone\", \"token_restriction_id\": \"$RID\"}}"
+	;;
+esac
 pids=
 trap 'kill $pids 2>/dev/null || true' EXIT
 i=0
 for bin in $AB_BINS; do
 	i=$((i + 1))
 	port=$((DEMO_PORT + 10 + i))
-	sed "s|^listen = .*|listen = http://127.0.0.1:$port|" \
+	sed "s|^listen = .*|listen = http://127.0.0.1:$port,https://127.0.0.1:$((port + 20))|" \
 	    "$D/keystone-k8s-auth.conf" > "$R/$i.conf"
 	"$bin" serve --config "$R/$i.conf" 2> "$R/$i.log" &
 	pids="$pids $!"
@@ -34,20 +51,32 @@ done
 # cpu_ticks PID: the process's user + system time so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 one() { # one ROUTE PORT -> req/s requests
-	if [ "$1" = login ]; then
+	u=http://127.0.0.1:$2
+	case $1 in *.https) u=https://127.0.0.1:$(($2 + 20)) ;; esac
+	case $1 in
+	login | login.https)
 		BENCH_METHOD=POST BENCH_BODY_FILE="$R/login.json" BENCH_AUTH= \
 		    BENCH_SUBJECT= wrk -t1 -c"$CONNS" -d"${SECS}s" \
 		    -s bench/request.lua \
-		    "http://127.0.0.1:$2/v4/k8s_auth/instances/$DEMO_INSTANCE/auth"
-	else
+		    "$u/v4/k8s_auth/instances/$DEMO_INSTANCE/auth" ;;
+	login-cached | login-cached.https)
+		BENCH_METHOD=POST BENCH_BODY_FILE="$R/login.json" BENCH_AUTH= \
+		    BENCH_SUBJECT= wrk -t1 -c"$CONNS" -d"${SECS}s" \
+		    -s bench/request.lua \
+		    "$u/v4/k8s_auth/instances/$CACHED/auth" ;;
+	healthz | healthz.https)
+		BENCH_METHOD=GET BENCH_BODY_FILE= BENCH_AUTH= BENCH_SUBJECT= \
+		    wrk -t1 -c"$CONNS" -d"${SECS}s" -s bench/request.lua \
+		    "$u/healthz" ;;
+	*)
 		BENCH_METHOD=GET BENCH_BODY_FILE= BENCH_AUTH="$DEMO_ADMIN_TOKEN" \
 		    BENCH_SUBJECT="$SUBJECT" wrk -t1 -c"$CONNS" -d"${SECS}s" \
-		    -s bench/request.lua "http://127.0.0.1:$2/v3/auth/tokens"
-	fi | awk '/Non-2xx/ { bad = 1 } /^Requests\/sec/ { r = $2 }
+		    -s bench/request.lua "$u/v3/auth/tokens" ;;
+	esac | awk '/Non-2xx/ { bad = 1 } /^Requests\/sec/ { r = $2 }
 	    / requests in / { n = $1 }
 	    END { print (bad ? "ERR" : int(r)), n + 0 }'
 }
-for route in login validate; do
+for route in $ROUTES; do
 	: > "$R/$route.sum"
 	r=0
 	while [ $r -lt "$ROUNDS" ]; do
@@ -67,7 +96,7 @@ for route in login validate; do
 		i=$((i + 1))
 		awk -v i=$i -v bin="$bin" -v route=$route '
 		    $1 == i { s += $2; n++; all = all " " $2; req += $3; tk += $4 }
-		    END { printf "ab: %-8s %-28s %7d req/s (runs%s), %4.0f us CPU per request\n",
+		    END { printf "ab: %-18s %-28s %7d req/s (runs%s), %4.0f us CPU per request\n",
 		        route, bin, s / n, all, tk * 1e6 / hz / req }' hz="$(getconf CLK_TCK)" \
 		    "$R/$route.sum"
 	done
