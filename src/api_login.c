@@ -122,7 +122,10 @@ login_done(struct login *l)
 	http_unref(r);
 }
 
-/* Refuse a login: log why (with the JWT's fingerprint) and answer. */
+/*
+ * Refuse a login: log why (with the JWT's fingerprint, on the access line
+ * of the answer) and answer.
+ */
 static void login_refuse(struct login *l, enum reason reason, const char *fmt,
     ...) printflike(3, 4);
 static void
@@ -137,7 +140,8 @@ login_refuse(struct login *l, enum reason reason, const char *fmt, ...)
 	/* The instance id and role name are the client's: escape them. */
 	inst = log_escape(l->r->params[0], 100);
 	role = log_escape(l->role_name != NULL ? l->role_name : "-", 100);
-	log_info("login refused: %s (%s) instance=%s role=%s jwt=sha256:%s",
+	http_log_note(l->r,
+	    "login refused: %s (%s) instance=%s role=%s jwt=sha256:%s",
 	    reason_name(reason), msg, inst, role,
 	    l->jwt_id[0] != '\0' ? l->jwt_id : "-");
 	free(inst);
@@ -327,8 +331,9 @@ login_k8s_json(const struct login *l, const struct k8s_review_outcome *o)
 }
 
 /*
- * The success line of the text log.  The reviewed names are checked
- * (step 4a) and escaped all the same: they come from the cluster.
+ * The login's outcome on its access line (one line per login).  The
+ * reviewed names are checked (step 4a) and escaped all the same: they
+ * come from the cluster.
  */
 static void
 login_log_success(const struct login *l, const struct k8s_review_outcome *o,
@@ -339,7 +344,8 @@ login_log_success(const struct login *l, const struct k8s_review_outcome *o,
 	ns = log_escape(o->namespace, 100);
 	sa = log_escape(o->name, 260);
 	pod = log_escape(o->pod_name != NULL ? o->pod_name : "-", 260);
-	log_info("login: instance=%s role=%s sa=%s/%s pod=%s audit=%s expires_in=%ld jwt=sha256:%s",
+	http_log_note(l->r,
+	    "login: instance=%s role=%s sa=%s/%s pod=%s audit=%s expires_in=%ld jwt=sha256:%s",
 	    l->inst->id, l->role->name, ns, sa, pod, audit_id, life, l->jwt_id);
 	free(ns);
 	free(sa);

@@ -174,7 +174,25 @@ http_unref(struct request *r)
 	free(r->path);
 	free(r->facts_message);
 	free(r->facts_retry_after);
+	free(r->log_note);
 	free(r);
+}
+
+/*
+ * Say what the request did on its access line instead of a line of its
+ * own (a login's outcome: one write(2) per login, not two).  The text is
+ * formatted now; network-supplied parts must be escaped by the caller.
+ * A second note replaces the first.
+ */
+void
+http_log_note(struct request *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	free(r->log_note);
+	va_start(ap, fmt);
+	xvasprintf(&r->log_note, fmt, ap);
+	va_end(ap);
 }
 
 /* A query parameter's value, or NULL. */
@@ -274,9 +292,11 @@ http_finish(struct request *r, int status)
 	if (r->deadline != NULL)
 		event_del(r->deadline);
 	path = log_escape(r->path, 200);
-	log_info("access: %s %s %s %d %.1f ms", r->client_ip,
+	log_info("access: %s %s %s %d %.1f ms%s%s", r->client_ip,
 	    http_method_name(r->method), path, status,
-	    (double)(util_monotonic_us() - r->start_us) / 1000.0);
+	    (double)(util_monotonic_us() - r->start_us) / 1000.0,
+	    r->log_note != NULL ? " " : "",
+	    r->log_note != NULL ? r->log_note : "");
 	free(path);
 	metrics_http(r->route, http_method_name(r->method), status);
 	if (r->route_flags & HTTP_LOGIN)

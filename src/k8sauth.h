@@ -623,6 +623,7 @@ struct request {
 	enum reason facts_error;
 	char *facts_message;
 	char *facts_retry_after;
+	char *log_note; /* appended to the access line (http_log_note) */
 };
 typedef void (*http_handler)(struct request *);
 struct http_route {
@@ -641,6 +642,7 @@ void http_request_cb(struct evhttp_request *, void *);
 const char *http_query(struct request *, const char *);
 const char *http_header(struct request *, const char *);
 void http_set_header(struct request *, const char *, const char *);
+void http_log_note(struct request *, const char *, ...) printflike(2, 3);
 int http_body_json(struct request *, const char *, cJSON **);
 int http_body_object(struct request *, cJSON **);
 void http_reply_json(struct request *, int, cJSON *);
