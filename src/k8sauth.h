@@ -1108,6 +1108,7 @@ struct audit_login {
 };
 int audit_open(const char *, char **);
 void audit_login(const struct audit_login *);
+char *audit_login_text(const struct audit_login *, const char *);
 void audit_admin(const struct request *, const char *, const char *,
     const char *);
 
