@@ -191,6 +191,60 @@ test_audit_login_text(void **state)
 	cJSON_Delete(ann);
 }
 
+/* Check one line of f: a timestamp, " info: ", msg, a newline. */
+static void
+check_info_line(FILE *f, const char *msg)
+{
+	char	*line = NULL;
+	size_t	 cap = 0;
+	ssize_t	 n;
+
+	n = getline(&line, &cap, f);
+	assert_true(n == (ssize_t)(TIMESTAMP_LEN + strlen(" info: ") +
+	    strlen(msg) + 1));
+	assert_memory_equal(line + TIMESTAMP_LEN, " info: ", 7);
+	assert_memory_equal(line + TIMESTAMP_LEN + 7, msg, strlen(msg));
+	assert_int_equal(line[n - 1], '\n');
+	free(line);
+}
+
+/*
+ * log_msg writes short text lines from a stack buffer and long ones
+ * through log_format: the same line either way, whole, one per call.
+ */
+static void
+test_stack_and_heap_lines(void **state)
+{
+	char	 path[] = "/tmp/k8sauth-log-XXXXXX", big[3000];
+	int	 fd, saved;
+	FILE	*f;
+	size_t	 len;
+	static const size_t lens[] = { 0, 1, 900, 990, 991, 992, 993, 994,
+	    995, 1000, 1023, 1024, 2999 };
+	size_t	 i;
+
+	(void)state;
+	memset(big, 'x', sizeof big);
+	assert_true((fd = mkstemp(path)) != -1);
+	saved = dup(STDERR_FILENO);
+	assert_true(dup2(fd, STDERR_FILENO) != -1);
+	for (i = 0; i < sizeof lens / sizeof *lens; i++)
+		log_info("%.*s", (int)lens[i], big);
+	assert_true(dup2(saved, STDERR_FILENO) != -1);
+	close(saved);
+	assert_non_null(f = fdopen(fd, "r"));
+	rewind(f);
+	for (i = 0; i < sizeof lens / sizeof *lens; i++) {
+		len = lens[i];
+		big[len] = '\0';
+		check_info_line(f, big);
+		big[len] = 'x';
+	}
+	assert_int_equal(fgetc(f), EOF);
+	fclose(f);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -199,6 +253,7 @@ main(void)
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_journal_match),
 		cmocka_unit_test(test_audit_login_text),
+		cmocka_unit_test(test_stack_and_heap_lines),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
