@@ -111,26 +111,37 @@ SUBJECT=$(kc -D - -o /dev/null -X POST --data-binary "@$R/login.json" \
 # ---- BENCH_ROWS: the rows to run (shell patterns, e.g. "bare-* healthz.*
 # login-cached.*"; default all; the bare rows are always run, they are the
 # unit).  BENCH_PROFILE: a row pattern whose runs are profiled with
-# `perf record -g` on the server (R/ROW.perf.data; perf report -i ...).
+# `perf record -g` (BENCH_PROFILE_OPTS, e.g. "--call-graph dwarf") on the server
+# (R/ROW.perf.data; perf report -i ...).
 ROWS=${BENCH_ROWS:-*}
 PROFILE=${BENCH_PROFILE:-}
 PERF_PID=
-row_selected() {
-	case $1 in bare-*) return 0 ;; esac
-	for pat in $ROWS; do
+# row_matches ROW PATTERNS: ROW matches one of the patterns (the words of
+# PATTERNS, not expanded as file names).
+row_matches() {
+	set -f
+	# shellcheck disable=SC2086
+	set -- "$1" $2
+	set +f
+	row=$1
+	shift
+	for pat in "$@"; do
 		# shellcheck disable=SC2254
-		case $1 in $pat) return 0 ;; esac
+		case $row in $pat) return 0 ;; esac
 	done
 	return 1
 }
+row_selected() {
+	case $1 in bare-*) return 0 ;; esac
+	row_matches "$1" "$ROWS"
+}
 profile_start() {
-	for pat in $PROFILE; do
-		# shellcheck disable=SC2254
-		case $1 in $pat) profile_record "$1"; return 0 ;; esac
-	done
+	if row_matches "$1" "$PROFILE"; then
+		profile_record "$1"
+	fi
 }
 profile_record() {
-	perf record -q -g -p "$PID" -o "$R/$1.perf.data" 2> "$R/$1.perf.log" &
+	perf record -q ${BENCH_PROFILE_OPTS:--g} -p "$PID" -o "$R/$1.perf.data" 2> "$R/$1.perf.log" &
 	PERF_PID=$!
 	sleep 0.5
 }
