@@ -76,6 +76,38 @@ one() { # one ROUTE PORT -> req/s requests
 	    / requests in / { n = $1 }
 	    END { print (bad ? "ERR" : int(r)), n + 0 }'
 }
+# AB_ALLOCS=1: also count the server's malloc + calloc + realloc calls
+# during each run with perf uprobes on libc (needs root; the probes are
+# added here and removed at exit), printed per request.
+ALLOC_PID=
+LIBC=
+if [ -n "${AB_ALLOCS:-}" ]; then
+	LIBC=$(awk '$NF ~ /\/libc\.so\.6$/ { print $NF; exit }' \
+	    "/proc/$(cat "$R/1.pid")/maps")
+	for f in malloc calloc realloc; do
+		perf probe -q -x "$LIBC" -a "ab_$f=$f" 2>/dev/null || true
+	done
+	# A first count right after the probes appear can come out empty.
+	perf stat -e probe_libc:ab_malloc -p "$(cat "$R/1.pid")" sleep 1 \
+	    >/dev/null 2>&1 || true
+	trap 'kill $pids 2>/dev/null || true; perf probe -q -d "probe_libc:ab_*" 2>/dev/null || true' EXIT
+fi
+allocs_start() {
+	[ -n "$LIBC" ] || return 0
+	perf stat -x, -o "$R/allocs" -e probe_libc:ab_malloc \
+	    -e probe_libc:ab_calloc -e probe_libc:ab_realloc -p "$1" &
+	ALLOC_PID=$!
+	sleep 0.3
+}
+allocs_stop() { # -> ALLOCS
+	ALLOCS=0
+	[ -n "$ALLOC_PID" ] || return 0
+	kill -INT "$ALLOC_PID" 2>/dev/null || true
+	wait "$ALLOC_PID" 2>/dev/null || true
+	ALLOC_PID=
+	ALLOCS=$(awk -F, '$3 ~ /probe_libc/ { n += $1 } END { print n + 0 }' \
+	    "$R/allocs")
+}
 for route in $ROUTES; do
 	: > "$R/$route.sum"
 	r=0
@@ -85,19 +117,23 @@ for route in $ROUTES; do
 		for bin in $AB_BINS; do
 			i=$((i + 1))
 			pid=$(cat "$R/$i.pid")
+			allocs_start "$pid"
 			t0=$(cpu_ticks "$pid")
 			res=$(one $route $((DEMO_PORT + 10 + i)))
 			t1=$(cpu_ticks "$pid")
-			echo "$i $res $((t1 - t0))" >> "$R/$route.sum"
+			allocs_stop # not in $(...): it must wait for its perf
+			echo "$i $res $((t1 - t0)) $ALLOCS" >> "$R/$route.sum"
 		done
 	done
 	i=0
 	for bin in $AB_BINS; do
 		i=$((i + 1))
 		awk -v i=$i -v bin="$bin" -v route=$route '
-		    $1 == i { s += $2; n++; all = all " " $2; req += $3; tk += $4 }
-		    END { printf "ab: %-18s %-28s %7d req/s (runs%s), %4.0f us CPU per request\n",
-		        route, bin, s / n, all, tk * 1e6 / hz / req }' hz="$(getconf CLK_TCK)" \
+		    $1 == i { s += $2; n++; all = all " " $2; req += $3; tk += $4; al += $5 }
+		    END { printf "ab: %-18s %-28s %7d req/s (runs%s), %4.0f us CPU per request%s\n",
+		        route, bin, s / n, all, tk * 1e6 / hz / req,
+		        allocs ? sprintf(", %.1f allocations per request", al / req) : "" }' \
+		    hz="$(getconf CLK_TCK)" allocs="${AB_ALLOCS:-}" \
 		    "$R/$route.sum"
 	done
 done
