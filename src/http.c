@@ -40,6 +40,7 @@
 #define HTTP_LIST_DEFAULT 100
 #define HTTP_LIST_MAX     1000
 #define HTTP_COALESCE_MAX 16384 /* one TLS record's payload */
+#define HTTP_JSON_STACK   4096  /* a JSON reply printed without malloc */
 
 /* The route table: every URL the server answers. */
 static const struct http_route http_routes[] = {
@@ -366,14 +367,21 @@ void
 http_reply_json(struct request *r, int status, cJSON *body)
 {
 	struct evbuffer *buf;
-	char *text;
+	char stack[HTTP_JSON_STACK], *text = NULL;
 
-	text = json_print(body);
+	/*
+	 * Printed into a stack buffer when it fits (a login's or a
+	 * validation's answer, /healthz): cJSON's own print buffer grows by
+	 * doubling from 256 bytes, four or five reallocations per reply.
+	 */
+	if (!cJSON_PrintPreallocated(body, stack, (int)sizeof stack, 0))
+		text = json_print(body);
 	cJSON_Delete(body);
 	buf = evbuffer_new();
 	if (buf == NULL)
 		fatalx("evbuffer_new failed");
-	evbuffer_add(buf, text, strlen(text));
+	evbuffer_add(buf, text != NULL ? text : stack,
+	    strlen(text != NULL ? text : stack));
 	free(text);
 	http_set_header(r, "Content-Type", "application/json");
 	http_send(r, status, buf);
