@@ -437,6 +437,24 @@ login_ctx_ref(const char *name, const char *uid)
 	return (o);
 }
 
+/*
+ * An object of the login's (the JWT's claims, labels, annotations) in the
+ * ctx without a deep copy: a cJSON reference to its members, which the
+ * ctx's cJSON_Delete leaves alone (anything but an object is copied).  The
+ * ctx lives only for the policy call.
+ */
+static cJSON *
+login_ctx_view(const cJSON *obj)
+{
+	cJSON *ref;
+
+	if (!cJSON_IsObject(obj))
+		return (cJSON_Duplicate(obj, 1));
+	if ((ref = cJSON_CreateObjectReference(obj->child)) == NULL)
+		fatalx("cJSON_CreateObjectReference failed");
+	return (ref);
+}
+
 /* The ctx handed to login.lua's check() (see docs/policy.md). */
 static cJSON *
 login_ctx(const struct login *l, const struct k8s_review_outcome *o,
@@ -456,12 +474,12 @@ login_ctx(const struct login *l, const struct k8s_review_outcome *o,
 	json_add_string_or_null(it, "uid", o->uid);
 	if (l->sa_annotations != NULL)
 		cJSON_AddItemToObject(it, "annotations",
-		    cJSON_Duplicate(l->sa_annotations, 1));
+		    login_ctx_view(l->sa_annotations));
 	if (l->ns_labels != NULL) {
 		it = cJSON_AddObjectToObject(ctx, "namespace");
 		cJSON_AddStringToObject(it, "name", o->namespace);
 		cJSON_AddItemToObject(it, "labels",
-		    cJSON_Duplicate(l->ns_labels, 1));
+		    login_ctx_view(l->ns_labels));
 	}
 	if ((pod = login_ctx_ref(o->pod_name, o->pod_uid)) != NULL)
 		cJSON_AddItemToObject(ctx, "pod", pod);
@@ -475,8 +493,7 @@ login_ctx(const struct login *l, const struct k8s_review_outcome *o,
 	    o->extra != NULL ? cJSON_Duplicate(o->extra, 1)
 			     : cJSON_CreateObject());
 	cJSON_AddItemToObject(review, "audiences", json_strlist(&o->audiences));
-	cJSON_AddItemToObject(ctx, "claims",
-	    cJSON_Duplicate(l->jwt->claims, 1));
+	cJSON_AddItemToObject(ctx, "claims", login_ctx_view(l->jwt->claims));
 	cJSON_AddStringToObject(ctx, "client_ip", l->r->client_ip);
 	return (ctx);
 }
