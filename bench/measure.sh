@@ -108,11 +108,66 @@ SUBJECT=$(kc -D - -o /dev/null -X POST --data-binary "@$R/login.json" \
     sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: *//p' | tr -d '\r')
 [ -n "$SUBJECT" ] || { echo "bench: the first login failed" >&2; exit 2; }
 
+# ---- BENCH_ROWS: the rows to run (shell patterns, e.g. "bare-* healthz.*
+# login-cached.*"; default all; the bare rows are always run, they are the
+# unit).  BENCH_PROFILE: a row pattern whose runs are profiled with
+# `perf record -g` (BENCH_PROFILE_OPTS, e.g. "--call-graph dwarf") on the server
+# (R/ROW.perf.data; perf report -i ...).
+ROWS=${BENCH_ROWS:-*}
+PROFILE=${BENCH_PROFILE:-}
+PERF_PID=
+# row_matches ROW PATTERNS: ROW matches one of the patterns (the words of
+# PATTERNS, not expanded as file names).
+row_matches() {
+	set -f
+	# shellcheck disable=SC2086
+	set -- "$1" $2
+	set +f
+	row=$1
+	shift
+	for pat in "$@"; do
+		# shellcheck disable=SC2254
+		case $row in $pat) return 0 ;; esac
+	done
+	return 1
+}
+row_selected() {
+	case $1 in
+	bare-*) return 0 ;;
+	# the uncached login's unit: measured whenever one of those is
+	cluster)
+		row_matches login-uncached.http "$ROWS" ||
+		    row_matches login-uncached.https "$ROWS" ||
+		    row_matches cluster "$ROWS"
+		return
+		;;
+	esac
+	row_matches "$1" "$ROWS"
+}
+profile_start() {
+	if row_matches "$1" "$PROFILE"; then
+		profile_record "$1"
+	fi
+}
+profile_record() {
+	perf record -q ${BENCH_PROFILE_OPTS:--g} -p "$PID" -o "$R/$1.perf.data" 2> "$R/$1.perf.log" &
+	PERF_PID=$!
+	sleep 0.5
+}
+profile_stop() {
+	[ -n "$PERF_PID" ] || return 0
+	kill -INT "$PERF_PID" 2>/dev/null || true
+	wait "$PERF_PID" 2>/dev/null || true
+	PERF_PID=
+}
+
 # ---- one wrk run: wrk_run ROW URL [VAR=VALUE...] -> a line in results:
 # ROW RPS NON2XX REQUESTS P99
 wrk_run() {
 	row=$1 url=$2
 	shift 2
+	row_selected "$row" || return 0
+	profile_start "$row"
 	out=$(env BENCH_METHOD=GET BENCH_BODY_FILE= BENCH_AUTH= \
 	    BENCH_SUBJECT= BENCH_BEARER= "$@" wrk -t"$THREADS" -c"$CONNS" \
 	    -d"${SECS}s" --latency -s bench/request.lua "$url" 2>&1) || {
@@ -121,6 +176,7 @@ wrk_run() {
 		echo "$row 0 0 0 -" >> "$R/results"
 		return 0
 	}
+	profile_stop
 	rps=$(echo "$out" | awk '/^Requests\/sec/ { print int($2) }')
 	total=$(echo "$out" | awk '/ requests in / { print $1 }')
 	p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
@@ -139,6 +195,7 @@ reviews() { kc "$K/_test/stats" | json "['tokenreviews']"; }
 # login_counted ROW BASE_URL INSTANCE BODY_FILE MAX: a login row that may
 # cause at most MAX TokenReviews ("-": only reported).
 login_counted() {
+	row_selected "$1" || return 0
 	r0=$(reviews)
 	login "$1" "$2" "$3" "$4"
 	n=$(($(reviews) - r0))

@@ -120,7 +120,10 @@ login_done(struct login *l)
 	http_unref(r);
 }
 
-/* Refuse a login: log why (with the JWT's fingerprint) and answer. */
+/*
+ * Refuse a login: log why (with the JWT's fingerprint, on the access line
+ * of the answer) and answer.
+ */
 static void login_refuse(struct login *l, enum reason reason, const char *fmt,
     ...) printflike(3, 4);
 static void
@@ -135,7 +138,8 @@ login_refuse(struct login *l, enum reason reason, const char *fmt, ...)
 	/* The instance id and role name are the client's: escape them. */
 	inst = log_escape(l->r->params[0], 100);
 	role = log_escape(l->role_name != NULL ? l->role_name : "-", 100);
-	log_info("login refused: %s (%s) instance=%s role=%s jwt=sha256:%s",
+	http_log_note(l->r,
+	    "login refused: %s (%s) instance=%s role=%s jwt=sha256:%s",
 	    reason_name(reason), msg, inst, role,
 	    l->jwt_id[0] != '\0' ? l->jwt_id : "-");
 	free(inst);
@@ -325,8 +329,9 @@ login_k8s_json(const struct login *l, const struct k8s_review_outcome *o)
 }
 
 /*
- * The success line of the text log.  The reviewed names are checked
- * (step 4a) and escaped all the same: they come from the cluster.
+ * The login's outcome on its access line (one line per login).  The
+ * reviewed names are checked (step 4a) and escaped all the same: they
+ * come from the cluster.
  */
 static void
 login_log_success(const struct login *l, const struct k8s_review_outcome *o,
@@ -337,7 +342,8 @@ login_log_success(const struct login *l, const struct k8s_review_outcome *o,
 	ns = log_escape(o->namespace, 100);
 	sa = log_escape(o->name, 260);
 	pod = log_escape(o->pod_name != NULL ? o->pod_name : "-", 260);
-	log_info("login: instance=%s role=%s sa=%s/%s pod=%s audit=%s expires_in=%ld jwt=sha256:%s",
+	http_log_note(l->r,
+	    "login: instance=%s role=%s sa=%s/%s pod=%s audit=%s expires_in=%ld jwt=sha256:%s",
 	    l->inst->id, l->role->name, ns, sa, pod, audit_id, life, l->jwt_id);
 	free(ns);
 	free(sa);
@@ -429,6 +435,24 @@ login_ctx_ref(const char *name, const char *uid)
 	return (o);
 }
 
+/*
+ * An object of the login's (the JWT's claims, labels, annotations) in the
+ * ctx without a deep copy: a cJSON reference to its members, which the
+ * ctx's cJSON_Delete leaves alone (anything but an object is copied).  The
+ * ctx lives only for the policy call.
+ */
+static cJSON *
+login_ctx_view(const cJSON *obj)
+{
+	cJSON *ref;
+
+	if (!cJSON_IsObject(obj))
+		return (cJSON_Duplicate(obj, 1));
+	if ((ref = cJSON_CreateObjectReference(obj->child)) == NULL)
+		fatalx("cJSON_CreateObjectReference failed");
+	return (ref);
+}
+
 /* The ctx handed to login.lua's check() (see docs/policy.md). */
 static cJSON *
 login_ctx(const struct login *l, const struct k8s_review_outcome *o,
@@ -448,12 +472,12 @@ login_ctx(const struct login *l, const struct k8s_review_outcome *o,
 	json_add_string_or_null(it, "uid", o->uid);
 	if (l->sa_annotations != NULL)
 		cJSON_AddItemToObject(it, "annotations",
-		    cJSON_Duplicate(l->sa_annotations, 1));
+		    login_ctx_view(l->sa_annotations));
 	if (l->ns_labels != NULL) {
 		it = cJSON_AddObjectToObject(ctx, "namespace");
 		cJSON_AddStringToObject(it, "name", o->namespace);
 		cJSON_AddItemToObject(it, "labels",
-		    cJSON_Duplicate(l->ns_labels, 1));
+		    login_ctx_view(l->ns_labels));
 	}
 	if ((pod = login_ctx_ref(o->pod_name, o->pod_uid)) != NULL)
 		cJSON_AddItemToObject(ctx, "pod", pod);
@@ -467,8 +491,7 @@ login_ctx(const struct login *l, const struct k8s_review_outcome *o,
 	    o->extra != NULL ? cJSON_Duplicate(o->extra, 1)
 			     : cJSON_CreateObject());
 	cJSON_AddItemToObject(review, "audiences", json_strlist(&o->audiences));
-	cJSON_AddItemToObject(ctx, "claims",
-	    cJSON_Duplicate(l->jwt->claims, 1));
+	cJSON_AddItemToObject(ctx, "claims", login_ctx_view(l->jwt->claims));
 	cJSON_AddStringToObject(ctx, "client_ip", l->r->client_ip);
 	return (ctx);
 }
@@ -490,7 +513,9 @@ login_policy(struct login *l, const struct k8s_review_outcome *o,
 
 	*cap = 0;
 	memset(&res, 0, sizeof res);
-	ctx = login_ctx(l, o, rs);
+	/* A policy that decides nothing allows without a ctx or a Lua call. */
+	ctx = policy_login_decides(l->r->worker->policy) ? login_ctx(l, o, rs)
+							 : NULL;
 	rc = policy_login(l->r->worker->policy, ctx, &res, &reason);
 	cJSON_Delete(ctx);
 	if (rc != POLICY_ALLOW) {

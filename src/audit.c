@@ -22,8 +22,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -176,15 +180,12 @@ audit_new(const char *type)
 	return (o);
 }
 
-/* Serialise and queue one record (takes ownership of o). */
+/* Queue one record's text (taken over, freed). */
 static void
-audit_write(cJSON *o)
+audit_queue(char *text)
 {
-	char *text;
 	size_t len;
 
-	text = json_print(o);
-	cJSON_Delete(o);
 	len = strlen(text);
 	pthread_mutex_lock(&audit_lock);
 	if (audit_len + len + 1 > audit_cap) {
@@ -205,36 +206,188 @@ audit_write(cJSON *o)
 	free(text);
 }
 
+/*
+ * A login record is written straight into text, not built as a cJSON
+ * tree and printed: that was three allocations per field, some fifty per
+ * login, on the hot path.  The text is byte for byte what cJSON prints
+ * (tests/unit/test_log.c compares the two): same field order, same string
+ * escapes, same number format.
+ */
+struct audit_text {
+	char *p;
+	size_t len, cap;
+};
+
+/* Append n bytes. */
+static void
+audit_text_raw(struct audit_text *t, const char *s, size_t n)
+{
+	if (t->len + n + 1 > t->cap) {
+		while (t->len + n + 1 > t->cap)
+			t->cap *= 2;
+		t->p = xreallocarray(t->p, t->cap, 1);
+	}
+	memcpy(t->p + t->len, s, n);
+	t->len += n;
+	t->p[t->len] = '\0';
+}
+
+/* Append s as a JSON string, escaped as cJSON's print_string_ptr does. */
+static void
+audit_text_string(struct audit_text *t, const char *s)
+{
+	char esc[8];
+	const char *run;
+
+	audit_text_raw(t, "\"", 1);
+	for (run = s; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 32 && c != '"' && c != '\\')
+			continue;
+		audit_text_raw(t, run, (size_t)(s - run));
+		run = s + 1;
+		switch (c) {
+		case '"':
+			audit_text_raw(t, "\\\"", 2);
+			break;
+		case '\\':
+			audit_text_raw(t, "\\\\", 2);
+			break;
+		case '\b':
+			audit_text_raw(t, "\\b", 2);
+			break;
+		case '\f':
+			audit_text_raw(t, "\\f", 2);
+			break;
+		case '\n':
+			audit_text_raw(t, "\\n", 2);
+			break;
+		case '\r':
+			audit_text_raw(t, "\\r", 2);
+			break;
+		case '\t':
+			audit_text_raw(t, "\\t", 2);
+			break;
+		default:
+			snprintf(esc, sizeof esc, "\\u%04x", c);
+			audit_text_raw(t, esc, 6);
+		}
+	}
+	audit_text_raw(t, run, (size_t)(s - run));
+	audit_text_raw(t, "\"", 1);
+}
+
+/* Append ,"key": (no comma before the first field). */
+static void
+audit_text_key(struct audit_text *t, const char *key)
+{
+	if (t->len > 1)
+		audit_text_raw(t, ",", 1);
+	audit_text_string(t, key);
+	audit_text_raw(t, ":", 1);
+}
+
+/* Append ,"key":"value" when value is not NULL. */
+static void
+audit_text_field(struct audit_text *t, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	audit_text_key(t, key);
+	audit_text_string(t, value);
+}
+
+/* Append ,"key":number, formatted as cJSON's print_number does. */
+static void
+audit_text_number(struct audit_text *t, const char *key, double d)
+{
+	char num[32];
+	double back = 0;
+	int vi, n;
+
+	vi = d >= INT_MAX ? INT_MAX : d <= (double)INT_MIN ? INT_MIN : (int)d;
+	if (isnan(d) || isinf(d))
+		n = snprintf(num, sizeof num, "null");
+	else if (d == (double)vi)
+		n = snprintf(num, sizeof num, "%d", vi);
+	else {
+		n = snprintf(num, sizeof num, "%1.15g", d);
+		if (sscanf(num, "%lg", &back) != 1 ||
+		    !(fabs(back - d) <=
+			(fabs(back) > fabs(d) ? fabs(back) : fabs(d)) *
+			    DBL_EPSILON))
+			n = snprintf(num, sizeof num, "%1.17g", d);
+	}
+	audit_text_key(t, key);
+	audit_text_raw(t, num, (size_t)n);
+}
+
+/* Append ,"key":<the JSON of v>. */
+static void
+audit_text_json(struct audit_text *t, const char *key, const cJSON *v)
+{
+	char *s = json_print(v);
+
+	audit_text_key(t, key);
+	audit_text_raw(t, s, strlen(s));
+	free(s);
+}
+
+/* A login record's text (allocated), stamped ts. */
+char *
+audit_login_text(const struct audit_login *a, const char *ts)
+{
+	struct audit_text t = { xmalloc(1024), 0, 1024 };
+
+	audit_text_raw(&t, "{", 1);
+	audit_text_field(&t, "time", ts);
+	audit_text_field(&t, "type", "login");
+	audit_text_field(&t, "instance", a->instance_id);
+	audit_text_field(&t, "role", a->role);
+	audit_text_field(&t, "namespace", a->namespace);
+	audit_text_field(&t, "service_account", a->service_account);
+	audit_text_field(&t, "pod", a->pod);
+	audit_text_field(&t, "claimed_namespace", a->claimed_namespace);
+	audit_text_field(&t, "claimed_service_account",
+	    a->claimed_service_account);
+	audit_text_field(&t, "claimed_pod", a->claimed_pod);
+	audit_text_field(&t, "node", a->node);
+	audit_text_field(&t, "result",
+	    a->status == 200 ? "success" : "failure");
+	audit_text_number(&t, "status", a->status);
+	audit_text_field(&t, "reason", a->reason);
+	audit_text_field(&t, "token_audit_id", a->token_audit_id);
+	audit_text_field(&t, "jwt_sha256", a->jwt_id);
+	audit_text_field(&t, "client", a->client);
+	audit_text_number(&t, "latency_ms", a->latency_ms);
+	if (a->policy != NULL)
+		audit_text_json(&t, "policy", a->policy);
+	if (a->annotations != NULL)
+		audit_text_json(&t, "service_account_annotations",
+		    a->annotations);
+	audit_text_raw(&t, "}", 1);
+	return (t.p);
+}
+
+/* Serialise and queue one record (takes ownership of o). */
+static void
+audit_write(cJSON *o)
+{
+	char *text = json_print(o);
+
+	cJSON_Delete(o);
+	audit_queue(text);
+}
+
 /* One login, whatever its outcome. */
 void
 audit_login(const struct audit_login *a)
 {
-	cJSON *o = audit_new("login");
+	char ts[TIMESTAMP_LEN + 1];
 
-	audit_add(o, "instance", a->instance_id);
-	audit_add(o, "role", a->role);
-	audit_add(o, "namespace", a->namespace);
-	audit_add(o, "service_account", a->service_account);
-	audit_add(o, "pod", a->pod);
-	audit_add(o, "claimed_namespace", a->claimed_namespace);
-	audit_add(o, "claimed_service_account", a->claimed_service_account);
-	audit_add(o, "claimed_pod", a->claimed_pod);
-	audit_add(o, "node", a->node);
-	cJSON_AddStringToObject(o, "result",
-	    a->status == 200 ? "success" : "failure");
-	cJSON_AddNumberToObject(o, "status", a->status);
-	audit_add(o, "reason", a->reason);
-	audit_add(o, "token_audit_id", a->token_audit_id);
-	audit_add(o, "jwt_sha256", a->jwt_id);
-	audit_add(o, "client", a->client);
-	cJSON_AddNumberToObject(o, "latency_ms", a->latency_ms);
-	if (a->policy != NULL)
-		cJSON_AddItemToObject(o, "policy",
-		    cJSON_Duplicate(a->policy, 1));
-	if (a->annotations != NULL)
-		cJSON_AddItemToObject(o, "service_account_annotations",
-		    cJSON_Duplicate(a->annotations, 1));
-	audit_write(o);
+	util_timestamp(ts);
+	audit_queue(audit_login_text(a, ts));
 }
 
 /* One admin change, or one refused admin action. */

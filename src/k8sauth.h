@@ -790,6 +790,7 @@ struct request {
 	enum reason facts_error;
 	char *facts_message;
 	char *facts_retry_after;
+	char *log_note; /* appended to the access line (http_log_note) */
 };
 typedef void (*http_handler)(struct request *);
 struct http_route {
@@ -808,6 +809,7 @@ void http_request_cb(struct evhttp_request *, void *);
 const char *http_query(struct request *, const char *);
 const char *http_header(struct request *, const char *);
 void http_set_header(struct request *, const char *, const char *);
+void http_log_note(struct request *, const char *, ...) printflike(2, 3);
 int http_body_json(struct request *, const char *, cJSON **);
 int http_body_object(struct request *, cJSON **);
 void http_reply_json(struct request *, int, cJSON *);
@@ -1261,6 +1263,7 @@ struct audit_login {
 };
 int audit_open(const char *, char **);
 void audit_login(const struct audit_login *);
+char *audit_login_text(const struct audit_login *, const char *);
 void audit_admin(const struct request *, const char *, const char *,
     const char *);
 
@@ -1292,6 +1295,7 @@ int policy_login(struct policy *, const cJSON *, struct policy_login_result *,
     char **);
 void policy_login_result_clear(struct policy_login_result *);
 int policy_login_needs(const struct policy *);
+int policy_login_decides(const struct policy *);
 size_t policy_memory(const struct policy *);
 const char *policy_action(const struct policy *);
 long long policy_generation(const struct policy *);

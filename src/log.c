@@ -25,6 +25,8 @@
 
 #include "k8sauth.h"
 
+#define LOG_LINE_STACK 1024 /* a text line formatted without malloc */
+
 static enum log_level log_level = LOGL_INFO;
 static int log_json;
 static int log_journal = -1; /* stderr is the journal; -1: not checked */
@@ -236,17 +238,39 @@ log_format(enum log_level level, int json, int journal, const char *ts,
 	return (line);
 }
 
-/* Format and write one line at a level. */
+/*
+ * Format and write one line at a level.  A text line that fits
+ * LOG_LINE_STACK bytes (every access line) is formatted on the stack: no
+ * allocation per request; longer ones and JSON go through log_format.
+ */
 void
 log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
-	char ts[TIMESTAMP_LEN + 1], *msg, *line;
+	char ts[TIMESTAMP_LEN + 1], buf[LOG_LINE_STACK], *msg, *line;
+	int n, journal;
+	va_list aq;
 
 	if (level < log_level)
 		return;
 	util_timestamp(ts);
+	journal = log_to_journal();
+	if (!log_json) {
+		va_copy(aq, ap);
+		n = snprintf(buf, sizeof buf,
+		    "%s%s %s: ", journal ? log_journal_prefixes[level] : "", ts,
+		    log_level_names[level]);
+		if (n > 0 && (size_t)n < sizeof buf - 1)
+			n +=
+			    vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, aq);
+		va_end(aq);
+		if (n > 0 && (size_t)n < sizeof buf - 1) {
+			buf[n++] = '\n';
+			log_write(buf, (size_t)n);
+			return;
+		}
+	}
 	xvasprintf(&msg, fmt, ap);
-	line = log_format(level, log_json, log_to_journal(), ts, msg);
+	line = log_format(level, log_json, journal, ts, msg);
 	log_write(line, strlen(line));
 	free(line);
 	free(msg);

@@ -5,6 +5,9 @@
 # running in the foreground until Ctrl-C.
 #
 # Run from the repository root after a build: `make demo`.
+# DEMO_DATABASE: a [database] connection URL instead of the SQLite file in
+# the state directory (bench/run.sh's BENCH_DB=mysql passes a private
+# MariaDB's); its database must be empty.
 set -eu
 cd "$(dirname "$0")/../.."
 BIN=./keystone-k8s-auth
@@ -38,7 +41,7 @@ tls_cert = $D/server.pem
 tls_key = $D/server.key
 workers = 2
 [database]
-connection = sqlite:///$D/keystone-k8s-auth.db
+connection = ${DEMO_DATABASE:-sqlite:///$D/keystone-k8s-auth.db}
 [fernet_tokens]
 key_repository = $D/fernet-keys
 [credential]

@@ -63,6 +63,32 @@ def test_login_policy_denies_with_reason_only_in_log():
                  what="policy reason in the log")
 
 
+def test_login_policy_sees_the_claims():
+    # ctx.claims is the JWT's claims object as the policy sees it (the
+    # ctx refers to the parsed claims rather than copying them): nested
+    # objects, strings and numbers all there, twice in a row.
+    login = 'return { check = function(ctx)\n' \
+            '  local c = ctx.claims\n' \
+            '  local k = c["kubernetes.io"]\n' \
+            '  local want = "system:serviceaccount:" ..\n' \
+            '      ctx.service_account.namespace .. ":web"\n' \
+            '  if c.sub ~= want or k == nil or\n' \
+            '      k.namespace ~= ctx.service_account.namespace or\n' \
+            '      k.serviceaccount.name ~= "web" or\n' \
+            '      math.type(c.exp) ~= "integer" then\n' \
+            '    return false, "claims: sub=" .. tostring(c.sub)\n' \
+            '  end\n' \
+            '  return true, {audit = {sub = c.sub}}\nend }\n'
+    with policy_server({"login.lua": login}, "pol-claims") as srv:
+        L = Login(srv, K8S)
+        jwt = L.jwt()
+        L.ok(jwt)
+        L.ok(jwt)
+        wait_for(lambda: '"policy":{"sub":"system:serviceaccount:%s:web"}'
+                 % L.ns in srv.log_text(),
+                 what="the claims' sub in the audit line")
+
+
 def test_login_policy_shortens_never_lengthens():
     # [token] expiration 600 s and JWTs living 2 h: a policy asking for
     # more than 600 s would visibly get it (up to the JWT's 7200 s, or its

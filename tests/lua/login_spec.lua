@@ -38,6 +38,31 @@ describe("login.lua", function()
 		assert.is_nil(out)
 	end)
 
+	-- src/policy.c skips the call (and building its ctx) when login.lua
+	-- is this file byte for byte: that is only right while check()
+	-- answers a plain true, nothing else, for every ctx.
+	it("decides nothing with its empty settings: a plain true", function()
+		local m = fresh()
+		local odd = {
+			ctx(),
+			ctx({ pod = false, node = false }),
+			ctx({ service_account = { namespace = "kube-system", name = "x" } }),
+			ctx({ service_account = { namespace = "", name = "" } }),
+			ctx({ instance = { id = "i9", domain_id = "d9" } }),
+			ctx({ instance = { id = "test-cluster", name = "test-cluster" } }),
+			ctx({ claims = { sub = "system:serviceaccount:a:b", aud = { "x" } } }),
+		}
+		for _, c in ipairs(odd) do
+			if c.pod == false then
+				c.pod = nil
+				c.node = nil
+			end
+			local n = select("#", m.check(c))
+			assert.are.equal(1, n)
+			assert.are.equal(true, (m.check(c)))
+		end
+	end)
+
 	it("allows a token without a pod or node by default", function()
 		local c = ctx()
 		c.pod = nil

@@ -618,6 +618,71 @@ test_login_needs(void **state)
 	free(cause);
 }
 
+/* Load login.lua = text (NUL-terminated) from the fixture's dir. */
+static struct policy *
+load_login(struct fixture *f, const char *text)
+{
+	policy_free(f->p);
+	f->p = NULL;
+	testlib_write(f->dir, "login.lua", text, 0644);
+	return (load(f));
+}
+
+/*
+ * A login policy that decides nothing (no check(), or the built-in default
+ * byte for byte) is not run: no VM entry, no ctx needed, a plain allow.
+ * Any edit runs it again, and a policy that decides keeps deciding.
+ */
+static void
+test_login_skipped(void **state)
+{
+	struct fixture			*f = *state;
+	const struct embed_file		*e = embed_find("policy/login.lua");
+	struct policy			*p;
+	struct policy_login_result	 r;
+	char				*reason, *copy, *text, *at;
+	long long			 gen;
+
+	assert_non_null(e);
+	copy = xstrndup((const char *)e->data, e->len);
+	/* The built-in default (an empty dir), then a byte-identical copy. */
+	p = load(f);
+	assert_int_equal(policy_login_decides(p), 0);
+	gen = policy_generation(p);
+	memset(&r, 0xa5, sizeof r);
+	assert_int_equal(policy_login(p, NULL, &r, &reason), POLICY_ALLOW);
+	assert_null(reason);
+	assert_int_equal(r.expires_in, 0);
+	assert_null(r.restriction_id);
+	assert_null(r.audit);
+	assert_true(policy_generation(p) == gen);
+	p = load_login(f, copy);
+	assert_int_equal(policy_login_decides(p), 0);
+	p = load_login(f, "return {}\n");
+	assert_int_equal(policy_login_decides(p), 0);
+	/* One comment more: it runs, and allows as before. */
+	xasprintf(&text, "%s-- edited\n", copy);
+	p = load_login(f, text);
+	free(text);
+	assert_int_equal(policy_login_decides(p), 1);
+	gen = policy_generation(p);
+	assert_int_equal(login_ns(p, "team-a", &r, &reason), POLICY_ALLOW);
+	assert_null(r.restriction_id);
+	assert_true(policy_generation(p) == gen + 1);
+	/* Example 5 switched on: it decides. */
+	assert_non_null(at = strstr(copy, "\tdenied_namespaces = {},"));
+	xasprintf(&text, "%.*s\tdenied_namespaces = { \"kube-*\" },%s",
+	    (int)(at - copy), copy, at + strlen("\tdenied_namespaces = {},"));
+	p = load_login(f, text);
+	free(text);
+	assert_int_equal(policy_login_decides(p), 1);
+	assert_int_equal(login_ns(p, "kube-system", &r, &reason), POLICY_DENY);
+	assert_non_null(strstr(reason, "kube-system"));
+	free(reason);
+	assert_int_equal(login_ns(p, "team-a", &r, &reason), POLICY_ALLOW);
+	free(copy);
+}
+
 /* Build with one file's text and return the cause (caller frees). */
 static char *
 broken(struct fixture *f, const char *file, const char *text)
@@ -913,6 +978,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_independent_engines,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_login_needs, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_login_skipped, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_pairs_proxy, setup,
 		    teardown),
