@@ -160,3 +160,21 @@ instance_apply(const struct config *cfg, const cJSON *body, struct instance *in,
 		return (-1);
 	return (0);
 }
+
+/* A deep copy of an instance (reviewer token included): the caller's. */
+struct instance *
+instance_copy(const struct instance *src)
+{
+	struct instance *in;
+
+	in = xmalloc(sizeof *in);
+	*in = *src;
+	in->domain_id = xstrdup_or_null(src->domain_id);
+	in->name = xstrdup_or_null(src->name);
+	in->host = xstrdup_or_null(src->host);
+	in->ca_cert = xstrdup_or_null(src->ca_cert);
+	in->reviewer_jwt = xstrdup_or_null(src->reviewer_jwt);
+	in->jwks = xstrdup_or_null(src->jwks);
+	in->issuer = xstrdup_or_null(src->issuer);
+	return (in);
+}

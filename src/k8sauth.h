@@ -66,6 +66,7 @@ void *xmalloc(size_t);
 void *xcalloc(size_t, size_t);
 void *xreallocarray(void *, size_t, size_t);
 char *xstrdup(const char *);
+char *xstrdup_or_null(const char *);
 char *xstrndup(const char *, size_t);
 int xasprintf(char **, const char *, ...) printflike(2, 3);
 int xvasprintf(char **, const char *, va_list) printflike(2, 0);
@@ -157,6 +158,7 @@ struct instance {
 	long review_cache_ttl;  /* seconds; 0: no review cache */
 };
 void instance_free(struct instance *);
+struct instance *instance_copy(const struct instance *);
 cJSON *instance_json(const struct instance *);
 int instance_apply(const struct config *, const cJSON *, struct instance *,
     char **);
@@ -179,6 +181,7 @@ struct role {
 	char updated_at[TIMESTAMP_LEN + 1];
 };
 void role_free(struct role *);
+struct role *role_copy(const struct role *);
 cJSON *role_json(const struct role *);
 int role_apply(const struct config *, const cJSON *, struct role *, char **);
 
@@ -205,6 +208,7 @@ struct restriction_err {
 	char *cause;
 };
 void restriction_free(struct restriction *);
+struct restriction *restriction_copy(const struct restriction *);
 cJSON *restriction_json(const struct restriction *);
 int restriction_apply(const cJSON *, struct restriction *,
     struct restriction_err *);
@@ -608,9 +612,6 @@ int snapshot_role_list(const struct snapshot *, const struct store_query *,
 int snapshot_restriction_list(const struct snapshot *,
     const struct store_query *, const struct restriction ***, size_t *, int *);
 /* Copies (the caller's to change and free); STORE_* results. */
-struct instance *instance_copy(const struct instance *);
-struct role *role_copy(const struct role *);
-struct restriction *restriction_copy(const struct restriction *);
 int snapshot_instance_get(const struct snapshot *, const char *,
     struct instance **);
 int snapshot_role_get(const struct snapshot *, const char *, const char *,

@@ -199,3 +199,25 @@ restriction_apply(const cJSON *body, struct restriction *rs,
 		return (restriction_fail(e, REASON_invalid_value, cause));
 	return (restriction_roles_apply(body, rs, e));
 }
+
+/* A deep copy of a restriction and its roles: the caller's. */
+struct restriction *
+restriction_copy(const struct restriction *src)
+{
+	struct restriction *rs;
+	size_t i;
+
+	rs = xmalloc(sizeof *rs);
+	*rs = *src;
+	rs->domain_id = xstrdup_or_null(src->domain_id);
+	rs->user_id = xstrdup_or_null(src->user_id);
+	rs->project_id = xstrdup_or_null(src->project_id);
+	rs->roles = NULL;
+	if (src->nroles > 0)
+		rs->roles = xcalloc(src->nroles, sizeof *rs->roles);
+	for (i = 0; i < src->nroles; i++) {
+		rs->roles[i].id = xstrdup(src->roles[i].id);
+		rs->roles[i].name = xstrdup_or_null(src->roles[i].name);
+	}
+	return (rs);
+}

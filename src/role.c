@@ -207,3 +207,26 @@ role_apply(const struct config *cfg, const cJSON *body, struct role *ro,
 		return (-1);
 	return (role_validate(ro, cause));
 }
+
+/* A deep copy of a role: the caller's. */
+struct role *
+role_copy(const struct role *src)
+{
+	struct role *r;
+
+	r = xmalloc(sizeof *r);
+	*r = *src;
+	r->domain_id = xstrdup_or_null(src->domain_id);
+	r->name = xstrdup_or_null(src->name);
+	strlist_copy(&r->bound_sa_names, &src->bound_sa_names);
+	strlist_copy(&r->bound_sa_namespaces, &src->bound_sa_namespaces);
+	r->bound_audience = xstrdup_or_null(src->bound_audience);
+	if (src->bound_pod_names != NULL) {
+		r->bound_pod_names = xcalloc(1, sizeof *r->bound_pod_names);
+		strlist_copy(r->bound_pod_names, src->bound_pod_names);
+	}
+	r->bound_namespace_selector =
+	    xstrdup_or_null(src->bound_namespace_selector);
+	r->token_restriction_id = xstrdup_or_null(src->token_restriction_id);
+	return (r);
+}

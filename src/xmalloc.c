@@ -114,3 +114,10 @@ freezero_str(char *s)
 	explicit_bzero(s, strlen(s));
 	free(s);
 }
+
+/* A copy of s, or NULL for NULL. */
+char *
+xstrdup_or_null(const char *s)
+{
+	return (s != NULL ? xstrdup(s) : NULL);
+}
