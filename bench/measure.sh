@@ -123,11 +123,12 @@ row_matches() {
 	# shellcheck disable=SC2086
 	set -- "$1" $2
 	set +f
-	row=$1
+	# not "row": wrk_run's own variable (sh has no locals)
+	candidate=$1
 	shift
 	for pat in "$@"; do
 		# shellcheck disable=SC2254
-		case $row in $pat) return 0 ;; esac
+		case $candidate in $pat) return 0 ;; esac
 	done
 	return 1
 }
