@@ -15,7 +15,12 @@ back that does not bump the revision, with [database] refresh_interval
 at its maximum: the server's snapshot stays older than the database, as
 it is on any replica for up to refresh_interval after another's write.
 """
+import os
+import signal
 import sqlite3
+import sys
+import threading
+import time
 
 from harness import Server, assert_error, check, eq, unique
 
@@ -198,3 +203,61 @@ def test_restriction_update_refused_when_it_changed_since():
             "a restriction update on an old snapshot")
     eq(stored("SELECT allow_rescope FROM restrictions WHERE id = ?",
               c.rst["id"]), [(1,)], "the other write stays")
+
+
+def _mariadb():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "db"))
+    import mariadb
+    return mariadb
+
+
+def test_hung_database_bounds_writes_and_stop():
+    """A MariaDB that stops answering (SIGSTOP: a hung host, not a closed
+    port): a write is answered 503 within [database] timeout, never
+    hangs, later writes are refused at once, logins' snapshot stays, and
+    SIGTERM still stops the server within its drain time."""
+    mdb, _name, url = _mariadb().fresh_database("hung")
+    with Server(name="hung", extra={"database": {"connection": url,
+                                                 "timeout": 2}}) as srv:
+        rid = srv.create("restriction", {"domain_id": "d"})["id"]
+        pid = mdb.pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            r = srv.req("POST", RST, {"restriction": {"domain_id": "d"}})
+            took = time.monotonic() - t0
+            assert_error(r, 503, "database_unavailable")
+            check(took < 15, "a write on a hung database took %.1f s" % took)
+            t0 = time.monotonic()
+            r = srv.req("POST", RST, {"restriction": {"domain_id": "d"}})
+            assert_error(r, 503, "database_unavailable")
+            check(time.monotonic() - t0 < 2, "the next write waited")
+            eq(srv.req("GET", RST + "/" + rid).status, 200,
+               "a read from the snapshot")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    # SIGTERM while a write waits on the hung database.
+    with Server(name="hung-stop", extra={"database": {"connection": url,
+                                                 "timeout": 2}}) as srv:
+        srv.create("restriction", {"domain_id": "d"})
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            got = []
+            th = threading.Thread(target=lambda: got.append(srv.req(
+                "POST", RST, {"restriction": {"domain_id": "d"}})),
+                daemon=True)
+            th.start()
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            srv.signal(signal.SIGTERM)
+            rc = srv.wait_exit(20)
+            took = time.monotonic() - t0
+            eq(rc, 0, "exit code after SIGTERM")
+            check(took < 10, "SIGTERM with a hung write took %.1f s" % took)
+            th.join(5)
+            check(got and got[0].status == 503,
+                  "the hung write's answer: %r" %
+                  (((got[0].status, got[0].raw[:200]) if got else None),))
+        finally:
+            os.kill(pid, signal.SIGCONT)
