@@ -13,7 +13,8 @@
  * replaced), and the target's revision is bumped so that running replicas
  * reload.  Prints the rows copied per table.
  *
- * Runs on the main thread, blocking; the URLs are only shown masked.
+ * Runs on the main thread, blocking; the URLs are only shown masked, and
+ * their passwords are wiped from argv as soon as they are read.
  */
 #include <sys/stat.h>
 
@@ -236,6 +237,19 @@ out:
 	return (rc);
 }
 
+/*
+ * A URL from the command line: a copy for us, and the password wiped
+ * from argv at once (what ps and /proc/PID/cmdline show any local user).
+ */
+static char *
+db_copy_take_url(char *arg)
+{
+	char *url = xstrdup(arg);
+
+	db_url_wipe_password(arg);
+	return (url);
+}
+
 /* db-copy's argv (after the subcommand name); the exit status. */
 int
 db_copy_main(int argc, char **argv)
@@ -245,18 +259,19 @@ db_copy_main(int argc, char **argv)
 		{ "to", required_argument, NULL, 'T' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-	const char *from = NULL, *to = NULL;
-	char *cause = NULL;
+	char *from = NULL, *to = NULL, *cause = NULL;
 	int ch, force = 0, rc;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "fh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'F':
-			from = optarg;
+			freezero_str(from);
+			from = db_copy_take_url(optarg);
 			break;
 		case 'T':
-			to = optarg;
+			freezero_str(to);
+			to = db_copy_take_url(optarg);
 			break;
 		case 'f':
 			force = 1;
@@ -265,25 +280,33 @@ db_copy_main(int argc, char **argv)
 			fprintf(stderr,
 			    "usage: %s db-copy --from URL --to URL [--force]\n",
 			    K8SAUTH_NAME);
-			return (ch == 'h' ? 0 : 1);
+			rc = ch == 'h' ? 0 : 1;
+			goto out;
 		}
 	}
+	rc = 1;
 	if (from == NULL || to == NULL || optind != argc) {
 		fprintf(stderr,
 		    "usage: %s db-copy --from URL --to URL [--force]\n",
 		    K8SAUTH_NAME);
-		return (1);
+		goto out;
 	}
 	log_open(LOGL_WARN, 0);
 	if (strcmp(from, to) == 0) {
 		fprintf(stderr,
 		    "%s%s: db-copy: --from and --to are the same database\n",
 		    log_prefix(LOGL_ERR), K8SAUTH_NAME);
-		return (1);
+		goto out;
 	}
 	if ((rc = db_copy_do(from, to, force, &cause)) != 0 && cause != NULL)
 		fprintf(stderr, "%s%s: db-copy: %s\n", log_prefix(LOGL_ERR),
 		    K8SAUTH_NAME, cause);
 	free(cause);
-	return (rc == 0 ? 0 : 1);
+	rc = rc == 0 ? 0 : 1;
+out:
+	if (from != NULL)
+		freezero_str(from);
+	if (to != NULL)
+		freezero_str(to);
+	return (rc);
 }

@@ -105,6 +105,25 @@ db_url_masked(const char *url)
 	return (out);
 }
 
+/*
+ * Overwrite, in place, the password of a connection string with 'x's
+ * (same length; the bytes db_url_masked hides): for a URL given on a
+ * command line, whose argv any local user reads in /proc/PID/cmdline.
+ */
+void
+db_url_wipe_password(char *url)
+{
+	char *auth, *at, *colon;
+
+	if (url == NULL || (auth = strstr(url, "://")) == NULL)
+		return;
+	auth += 3;
+	if ((at = strrchr(auth, '@')) == NULL ||
+	    (colon = memchr(auth, ':', (size_t)(at - auth))) == NULL)
+		return;
+	memset(colon + 1, 'x', (size_t)(at - colon - 1));
+}
+
 /* The SQLite forms; 0 or -1 with *cause. */
 static int
 db_url_sqlite(const char *p, struct db_url *u, char **cause)

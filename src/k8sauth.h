@@ -348,6 +348,7 @@ struct db_url {
 int db_url_parse(const char *, struct db_url *, char **);
 void db_url_free(struct db_url *);
 char *db_url_masked(const char *);
+void db_url_wipe_password(char *);
 void db_set_timeout(int);
 struct db *db_open(const char *, char **);
 void db_close(struct db *);

@@ -14,8 +14,12 @@ Here the other replica is a write to the SQLite file behind the server's
 back that does not bump the revision, with [database] refresh_interval
 at its maximum: the server's snapshot stays older than the database, as
 it is on any replica for up to refresh_interval after another's write.
+
+Also from the same review of the storage code: a hung MariaDB (SIGSTOP)
+bounds writes and the stop, and db-copy's password leaves its argv.
 """
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -261,3 +265,45 @@ def test_hung_database_bounds_writes_and_stop():
                   (((got[0].status, got[0].raw[:200]) if got else None),))
         finally:
             os.kill(pid, signal.SIGCONT)
+
+
+def test_db_copy_wipes_the_password_from_its_command_line():
+    """db-copy takes its URLs on the command line, which any local user
+    reads (ps, /proc/PID/cmdline) for as long as the copy runs: the
+    password must be gone from there once the arguments are read.  The
+    source MariaDB is stopped so that db-copy waits in its connect."""
+    import subprocess
+    from harness import BINARY, TMP
+    mdb, _name, url = _mariadb().fresh_database("argv")
+    password = re.match(r"^mysql\+pymysql://[^:]+:([^@]+)@", url).group(1)
+    src = os.path.join(TMP, "argv-%s.db" % os.urandom(4).hex())
+    pid = mdb.pid()
+    os.kill(pid, signal.SIGSTOP)
+    p = None
+    try:
+        p = subprocess.Popen([BINARY, "db-copy", "--from=" + url,
+                              "--to", "sqlite://" + src],
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        cmdline = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and p.poll() is None:
+            with open("/proc/%d/cmdline" % p.pid, "rb") as f:
+                cmdline = f.read()
+            if b"--from=" in cmdline and b"db-copy" in cmdline:
+                time.sleep(0.3)  # past the argument parsing
+                with open("/proc/%d/cmdline" % p.pid, "rb") as f:
+                    cmdline = f.read()
+                break
+            time.sleep(0.05)
+        check(b"--from=" in cmdline, "db-copy's command line %r" % cmdline)
+        check(password.encode() not in cmdline,
+              "the password is in db-copy's command line")
+        check(b":" + b"x" * len(password) + b"@" in cmdline,
+              "the password wiped in place: %r" % cmdline)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if p is not None:
+            p.communicate(timeout=30)
+        if os.path.exists(src):
+            os.unlink(src)
