@@ -60,6 +60,7 @@ db_url_decode(const char *s, size_t len)
 	*o = '\0';
 	return (out);
 fail:
+	explicit_bzero(out, len + 1); /* a password's first bytes */
 	free(out);
 	return (NULL);
 }
