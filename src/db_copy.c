@@ -49,6 +49,7 @@ struct db_copy {
 	struct db *dst;
 	int force;
 	long counts[DB_COPY_NTABLES];
+	const char *late; /* a table written to while the copy began */
 };
 
 /* Rows in a table (-1 on error, logged). */
@@ -132,6 +133,29 @@ db_copy_table(struct db_copy *c, int k)
 	return (result);
 }
 
+/*
+ * Without --force, the target is empty inside the copy's transaction
+ * too: the check before it ran outside, and a replica already serving on
+ * the target may have written since; the copy would then mix the two
+ * deployments' rows.  STORE_OK, STORE_CONFLICT (c->late set) or a failure.
+ */
+static int
+db_copy_still_empty(struct db_copy *c, struct db *dst)
+{
+	long n;
+	int k;
+
+	for (k = 0; k < DB_COPY_NTABLES; k++) {
+		if ((n = db_copy_count(dst, db_copy_tables[k].name)) < 0)
+			return (STORE_ERROR);
+		if (n > 0) {
+			c->late = db_copy_tables[k].name;
+			return (STORE_CONFLICT);
+		}
+	}
+	return (STORE_OK);
+}
+
 /* store_run's body: empty the target when forced, copy every table. */
 static int
 db_copy_run(struct db *dst, void *arg)
@@ -140,6 +164,9 @@ db_copy_run(struct db *dst, void *arg)
 	char sql[64];
 	int k, result;
 
+	c->late = NULL;
+	if (!c->force && (result = db_copy_still_empty(c, dst)) != STORE_OK)
+		return (result);
 	for (k = DB_COPY_NTABLES - 1; c->force && k >= 0; k--) {
 		snprintf(sql, sizeof sql, "DELETE FROM %s",
 		    db_copy_tables[k].name);
@@ -222,7 +249,14 @@ db_copy_do(const char *from, const char *to, int force, char **cause)
 	if (db_migrate(c.dst, cause) != 0 ||
 	    db_copy_check_target(&c, cause) != 0)
 		goto out;
-	if ((result = store_run(c.dst, db_copy_run, &c)) != STORE_OK) {
+	if ((result = store_run(c.dst, db_copy_run, &c)) != STORE_OK &&
+	    c.late != NULL) {
+		xasprintf(cause,
+		    "--to %s: rows appeared in %s while the copy began (a replica serving on it?); nothing copied, --force replaces them",
+		    db_name(c.dst), c.late);
+		goto out;
+	}
+	if (result != STORE_OK) {
 		xasprintf(cause,
 		    "copy to %s failed (%s); the target's rows are unchanged",
 		    db_name(c.dst), db_errmsg(c.dst));

@@ -307,3 +307,4 @@ def test_db_copy_wipes_the_password_from_its_command_line():
             p.communicate(timeout=30)
         if os.path.exists(src):
             os.unlink(src)
+
