@@ -1123,14 +1123,22 @@ test_revision_per_write(void **state)
 	instance_free(dup);
 }
 
-/* Run db-copy with these arguments; its exit status. */
+/*
+ * Run db-copy with these arguments; its exit status.  On copies: db-copy
+ * wipes the passwords from its argv, as a real command line's must be.
+ */
 static int
 run_db_copy(const char *from, const char *to, int force)
 {
-	char	*argv[] = { (char *)"db-copy", (char *)"--from", (char *)from,
-	    (char *)"--to", (char *)to, (char *)"--force", NULL };
+	char	*f = xstrdup(from), *t = xstrdup(to);
+	char	*argv[] = { (char *)"db-copy", (char *)"--from", f,
+	    (char *)"--to", t, (char *)"--force", NULL };
+	int	 rc;
 
-	return (db_copy_main(force ? 6 : 5, argv));
+	rc = db_copy_main(force ? 6 : 5, argv);
+	free(f);
+	free(t);
+	return (rc);
 }
 
 /*
