@@ -12,6 +12,7 @@
  * Runs on a worker thread inside a handler; each reply helper replies
  * exactly once.  Never blocks: reads come from the request's snapshot.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,19 +212,32 @@ api_reply_object(struct request *r, const char *wrapper, cJSON *obj)
 /* An admin write waiting for the database thread. */
 struct api_write {
 	struct request *r;
-	int waiting; /* the request still waits for done */
+	int waiting;           /* the request still waits for done */
+	_Atomic int abandoned; /* answered without it: do not start it */
 	dbthread_fn fn;
 	api_write_done done;
 	void *arg;
 	void (*arg_free)(void *);
 };
 
-/* On the database thread: the handler's write. */
+/*
+ * On the database thread: the handler's write, unless its request was
+ * answered before the write started (503 request_timeout while queued
+ * behind a slow database, or the client left).  A 503 says "retry", so
+ * the write must not land afterwards: a retried create would then exist
+ * twice.  A write already running when the answer goes out may still
+ * land; the request_timeout message does not promise otherwise.
+ */
 static int
 api_write_fn(struct db *db, void *arg)
 {
 	struct api_write *w = arg;
 
+	if (atomic_load(&w->abandoned)) {
+		log_info(
+		    "database: a queued write was dropped unrun: its request had already been answered (request_timeout or the client left)");
+		return (STORE_CHANGED); /* rolled back; nobody to answer */
+	}
 	return (w->fn(db, w->arg));
 }
 
@@ -231,6 +245,7 @@ api_write_fn(struct db *db, void *arg)
 static void
 api_write_detach(struct api_write *w)
 {
+	atomic_store(&w->abandoned, 1);
 	w->waiting = 0;
 	w->r->data = NULL;
 	w->r->cancel = NULL;

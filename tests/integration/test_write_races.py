@@ -16,10 +16,12 @@ at its maximum: the server's snapshot stays older than the database, as
 it is on any replica for up to refresh_interval after another's write.
 
 Also from the same review of the storage code: a hung MariaDB (SIGSTOP)
-bounds writes and the stop, and db-copy's password leaves its argv.
+bounds writes and the stop, db-copy's password leaves its argv, and a
+write answered 503 while queued is never written afterwards.
 """
 import os
 import re
+import select
 import signal
 import sqlite3
 import sys
@@ -308,3 +310,61 @@ def test_db_copy_wipes_the_password_from_its_command_line():
         if os.path.exists(src):
             os.unlink(src)
 
+
+
+def test_write_answered_503_while_queued_never_lands():
+    """A write queued behind a slow database (here: another session
+    holds the revision row's lock, which every write takes) is answered
+    503 request_timeout, "retry".  It must then not be written when the
+    database frees up, or the client's retry creates it twice."""
+    import subprocess
+    mdb, name, url = _mariadb().fresh_database("queued")
+    m = re.match(r"^mysql\+pymysql://([^:]+):([^@]+)@([^:/]+):(\d+)/", url)
+    with Server(name="queued", extra={
+            "server": {"request_timeout": 1},
+            "database": {"connection": url, "timeout": 20}}) as srv:
+        srv.create("restriction", {"domain_id": "d"})
+        holder = subprocess.Popen(
+            ["mariadb", "--unbuffered", "--batch", "--skip-column-names",
+             "-h", m.group(3), "-P", m.group(4), "-u",
+             m.group(1), "-p" + m.group(2), name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            holder.stdin.write("BEGIN; UPDATE revision SET value = value "
+                               "WHERE id = 1; SELECT 'locked';\n")
+            holder.stdin.flush()
+            ready = select.select([holder.stdout], [], [], 10)[0]
+            check(ready and holder.stdout.readline().strip() == "locked",
+                  "the lock holder did not start")
+            doms = [unique("first"), unique("queued")]
+            got = []
+            threads = [threading.Thread(target=lambda d=d: got.append(
+                srv.req("POST", RST, {"restriction": {"domain_id": d}})))
+                for d in doms]
+            threads[0].start()
+            time.sleep(0.3)  # the first write runs (waits for the lock)
+            threads[1].start()
+            for t in threads:
+                t.join(10)
+            eq(sorted(r.status for r in got), [503, 503],
+               "both writes answered 503 request_timeout")
+        finally:
+            holder.stdin.write("ROLLBACK;\n")
+            holder.stdin.close()
+            holder.wait(10)
+        # The first write was running: it lands once the lock goes.
+        wait_for_list = time.monotonic() + 10
+        seen = []
+        while time.monotonic() < wait_for_list:
+            seen = [x["domain_id"] for x in srv.ok(
+                "GET", RST + "?limit=100").json["restrictions"]]
+            if doms[0] in seen:
+                break
+            time.sleep(0.2)
+        check(doms[0] in seen, "the running write did not land: %r" % seen)
+        time.sleep(1)
+        seen = [x["domain_id"] for x in srv.ok(
+            "GET", RST + "?limit=100").json["restrictions"]]
+        check(doms[1] not in seen,
+              "the write answered 503 while queued landed afterwards")
