@@ -12,6 +12,7 @@
  * Runs on a worker thread inside a handler; each reply helper replies
  * exactly once.  Never blocks: reads come from the request's snapshot.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,8 +101,8 @@ api_reply_unavailable(struct request *r)
 
 /*
  * Reply for a failed store call: 404 <kind>_not_found, 409 conflict with
- * the caller's message, 409 restriction_in_use, 503 database_unavailable,
- * else 500.
+ * the caller's message (STORE_CHANGED: a row the checks read moved), 409
+ * restriction_in_use, 503 database_unavailable, else 500.
  */
 void
 api_store_fail(struct request *r, int rc, const char *kind, const char *id,
@@ -122,6 +123,11 @@ api_store_fail(struct request *r, int rc, const char *kind, const char *id,
 		}
 		http_reply_reason(r, api_not_found_reason(kind),
 		    "could not find %s %.64s", kind, id);
+		break;
+	case STORE_CHANGED:
+		http_reply_reason(r, REASON_conflict,
+		    "%s %.64s, or an object it depends on, was changed by another request while this one was checked; nothing was written, read it again and retry",
+		    kind, id);
 		break;
 	case STORE_CONFLICT:
 		http_reply_reason(r, REASON_conflict, "%s",
@@ -206,19 +212,32 @@ api_reply_object(struct request *r, const char *wrapper, cJSON *obj)
 /* An admin write waiting for the database thread. */
 struct api_write {
 	struct request *r;
-	int waiting; /* the request still waits for done */
+	int waiting;           /* the request still waits for done */
+	_Atomic int abandoned; /* answered without it: do not start it */
 	dbthread_fn fn;
 	api_write_done done;
 	void *arg;
 	void (*arg_free)(void *);
 };
 
-/* On the database thread: the handler's write. */
+/*
+ * On the database thread: the handler's write, unless its request was
+ * answered before the write started (503 request_timeout while queued
+ * behind a slow database, or the client left).  A 503 says "retry", so
+ * the write must not land afterwards: a retried create would then exist
+ * twice.  A write already running when the answer goes out may still
+ * land; the request_timeout message does not promise otherwise.
+ */
 static int
 api_write_fn(struct db *db, void *arg)
 {
 	struct api_write *w = arg;
 
+	if (atomic_load(&w->abandoned)) {
+		log_info(
+		    "database: a queued write was dropped unrun: its request had already been answered (request_timeout or the client left)");
+		return (STORE_CHANGED); /* rolled back; nobody to answer */
+	}
 	return (w->fn(db, w->arg));
 }
 
@@ -226,6 +245,7 @@ api_write_fn(struct db *db, void *arg)
 static void
 api_write_detach(struct api_write *w)
 {
+	atomic_store(&w->abandoned, 1);
 	w->waiting = 0;
 	w->r->data = NULL;
 	w->r->cancel = NULL;
@@ -299,9 +319,116 @@ api_write(struct request *r, dbthread_fn fn, void *arg, api_write_done done,
 	http_park(r);
 }
 
+/*
+ * A write's guard: the versions of the rows its checks and its policy
+ * decision read from the request's snapshot, checked again on the
+ * database thread inside the write's transaction (api_guard_check), so
+ * that a write decided on an old snapshot is refused (409, read again
+ * and retry) instead of undoing or bypassing what another request or
+ * replica wrote in between: an admin protecting a restriction, binding
+ * a role of an instance to it, setting the instance's host.
+ */
+#define API_GUARD_ROWS 2
+struct api_guard {
+	char *instance_id; /* its row and its roles' print, or NULL */
+	char instance_at[TIMESTAMP_LEN + 1];
+	char *instance_print;
+	struct {
+		const char *table;
+		char *id;
+		char at[TIMESTAMP_LEN + 1];
+	} row[API_GUARD_ROWS];
+	int nrows;
+};
+
+struct api_guard *
+api_guard_new(void)
+{
+	return (xcalloc(1, sizeof(struct api_guard)));
+}
+
+/* Guard the row id of table (a constant) at version at. */
+void
+api_guard_row(struct api_guard *g, const char *table, const char *id,
+    const char *at)
+{
+	if (g->nrows == API_GUARD_ROWS)
+		fatalx("api_guard_row: more than %d rows", API_GUARD_ROWS);
+	g->row[g->nrows].table = table;
+	g->row[g->nrows].id = xstrdup(id);
+	snprintf(g->row[g->nrows].at, sizeof g->row[g->nrows].at, "%s",
+	    at != NULL ? at : "");
+	g->nrows++;
+}
+
+/*
+ * Guard an instance as r's snapshot has it: its row (domain, host,
+ * host_admin) and what makes it protected (its roles and the versions of
+ * the restrictions they bind).
+ */
+void
+api_guard_instance(struct api_guard *g, const struct request *r,
+    const char *instance_id)
+{
+	const struct instance *in;
+
+	in = snapshot_instance(r->snap, instance_id);
+	g->instance_id = xstrdup(instance_id);
+	if (in != NULL)
+		memcpy(g->instance_at, in->updated_at, sizeof g->instance_at);
+	g->instance_print = snapshot_instance_print(r->snap, instance_id);
+}
+
+/*
+ * On the database thread, inside the write's transaction: every guarded
+ * row still as it was.  The instance first: every write that depends on
+ * it locks its row first, which orders them.  STORE_OK, STORE_CHANGED or
+ * a failure.
+ */
+int
+api_guard_check(struct db *db, const struct api_guard *g)
+{
+	char *print = NULL;
+	int i, rc = STORE_OK;
+
+	if (g == NULL)
+		return (STORE_OK);
+	if (g->instance_id != NULL) {
+		rc = store_unchanged(db, "instances", g->instance_id,
+		    g->instance_at);
+		if (rc == STORE_OK)
+			rc = store_instance_print(db, g->instance_id, &print);
+		if (rc == STORE_OK && strcmp(print, g->instance_print) != 0) {
+			log_info("store: the roles of instance %s changed since they were checked; nothing written",
+			    g->instance_id);
+			rc = STORE_CHANGED;
+		}
+		free(print);
+	}
+	for (i = 0; i < g->nrows && rc == STORE_OK; i++)
+		rc = store_unchanged(db, g->row[i].table, g->row[i].id,
+		    g->row[i].at);
+	return (rc);
+}
+
+void
+api_guard_free(struct api_guard *g)
+{
+	int i;
+
+	if (g == NULL)
+		return;
+	free(g->instance_id);
+	free(g->instance_print);
+	for (i = 0; i < g->nrows; i++)
+		free(g->row[i].id);
+	free(g);
+}
+
 /* A delete on the database thread. */
 struct api_delete_job {
 	int (*del)(struct db *, const char *);
+	struct api_guard *guard;
 	char *action;
 	char *kind;
 	char *id;
@@ -312,7 +439,10 @@ static int
 api_delete_fn(struct db *db, void *arg)
 {
 	struct api_delete_job *d = arg;
+	int rc;
 
+	if ((rc = api_guard_check(db, d->guard)) != STORE_OK)
+		return (rc);
 	return (d->del(db, d->id));
 }
 
@@ -339,23 +469,28 @@ api_delete_free(void *arg)
 	free(d->action);
 	free(d->kind);
 	free(d->id);
+	api_guard_free(d->guard);
 	free(d);
 }
 
 /*
  * Authorize a delete with target, then delete id on the database thread
- * and reply 204; after(id), when not NULL, runs once it is gone.
+ * and reply 204, unless a row guard (taken over, may be NULL) protects
+ * moved since; after(id), when not NULL, runs once it is gone.
  */
 void
 api_delete(struct request *r, const char *action, const char *kind,
     const char *id, int (*del)(struct db *, const char *), const cJSON *target,
-    void (*after)(const char *))
+    void (*after)(const char *), struct api_guard *guard)
 {
 	struct api_delete_job *d;
 
-	if (auth_require(r, action, target) != 0)
+	if (auth_require(r, action, target) != 0) {
+		api_guard_free(guard);
 		return;
+	}
 	d = xcalloc(1, sizeof *d);
+	d->guard = guard;
 	d->del = del;
 	d->action = xstrdup(action);
 	d->kind = xstrdup(kind);

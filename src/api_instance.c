@@ -173,17 +173,24 @@ api_instance_conflict(const struct instance *in)
 	return (msg);
 }
 
-/* An instance write on the database thread. */
+/*
+ * An instance write on the database thread; an update carries the guard
+ * of the instance as the checks saw it (host_admin, protected).
+ */
 struct instance_save {
 	struct instance *in;
 	int create;
+	struct api_guard *guard;
 };
 
 static int
 api_instance_save_fn(struct db *db, void *arg)
 {
 	struct instance_save *s = arg;
+	int rc;
 
+	if ((rc = api_guard_check(db, s->guard)) != STORE_OK)
+		return (rc);
 	return (s->create ? store_instance_create(db, s->in)
 			  : store_instance_update(db, s->in));
 }
@@ -194,6 +201,7 @@ api_instance_save_free(void *arg)
 	struct instance_save *s = arg;
 
 	instance_free(s->in);
+	api_guard_free(s->guard);
 	free(s);
 }
 
@@ -235,6 +243,10 @@ api_instance_save(struct request *r, struct instance *in, int create)
 	s = xcalloc(1, sizeof *s);
 	s->in = in;
 	s->create = create;
+	if (!create) {
+		s->guard = api_guard_new();
+		api_guard_instance(s->guard, r, in->id);
+	}
 	api_write(r, api_instance_save_fn, s, api_instance_saved,
 	    api_instance_save_free);
 }
@@ -399,14 +411,17 @@ api_instance_forget(const char *id)
 void
 api_instance_delete(struct request *r)
 {
+	struct api_guard *g;
 	struct instance *in;
 	cJSON *target;
 
 	if ((in = api_instance_load(r, r->params[0])) == NULL)
 		return;
 	target = api_target("instance", instance_json(in), NULL, NULL, NULL);
+	g = api_guard_new();
+	api_guard_instance(g, r, in->id);
 	api_delete(r, "k8s_auth:instance:delete", "instance", in->id,
-	    store_instance_delete, target, api_instance_forget);
+	    store_instance_delete, target, api_instance_forget, g);
 	cJSON_Delete(target);
 	instance_free(in);
 }

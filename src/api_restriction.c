@@ -50,17 +50,56 @@ struct restriction_pending {
 static void api_restriction_start(struct request *, struct restriction *,
     cJSON *, int);
 
-/* A restriction write on the database thread. */
+/*
+ * A restriction write on the database thread; an update carries the
+ * guard of the restriction as the checks and the policy saw it.
+ */
 struct restriction_save {
 	struct restriction *rs;
 	int create;
+	struct api_guard *guard;
 };
+
+/*
+ * An update leaving the restriction without a user, a project or a role
+ * while a role of its domain uses it, as the database has it now (the
+ * worker looked at its snapshot; a role may have been bound since):
+ * STORE_IN_USE.  Roles bind the restriction with its row locked, which
+ * the guard also locks first.
+ */
+static int
+api_restriction_recheck_used(struct db *db, const struct restriction *rs)
+{
+	struct db_stmt *st;
+	int result;
+
+	if (rs->user_id != NULL && rs->project_id != NULL && rs->nroles > 0)
+		return (STORE_OK);
+	st = db_stmt_sql(db,
+	    "SELECT id FROM roles WHERE token_restriction_id = ?1 "
+	    "AND domain_id = ?2 LIMIT 1");
+	if (st == NULL)
+		return (STORE_ERROR);
+	store_bind_text(st, 1, rs->id);
+	store_bind_text(st, 2, rs->domain_id);
+	result = store_get_row(db, st, "restriction use");
+	if (db_stmt_done(db, st) != 0 && result == STORE_OK)
+		result = STORE_ERROR;
+	if (result == STORE_OK)
+		return (STORE_IN_USE);
+	return (result == STORE_NOT_FOUND ? STORE_OK : result);
+}
 
 static int
 api_restriction_save_fn(struct db *db, void *arg)
 {
 	struct restriction_save *s = arg;
+	int rc;
 
+	if (!s->create &&
+	    ((rc = api_guard_check(db, s->guard)) != STORE_OK ||
+		(rc = api_restriction_recheck_used(db, s->rs)) != STORE_OK))
+		return (rc);
 	return (s->create ? store_restriction_create(db, s->rs)
 			  : store_restriction_update(db, s->rs));
 }
@@ -71,6 +110,7 @@ api_restriction_save_free(void *arg)
 	struct restriction_save *s = arg;
 
 	restriction_free(s->rs);
+	api_guard_free(s->guard);
 	free(s);
 }
 
@@ -108,6 +148,10 @@ api_restriction_save(struct request *r, const struct restriction *rs,
 	s = xcalloc(1, sizeof *s);
 	s->rs = restriction_copy(rs);
 	s->create = create;
+	if (!create) {
+		s->guard = api_guard_new();
+		api_guard_row(s->guard, "restrictions", rs->id, rs->updated_at);
+	}
 	api_write(r, api_restriction_save_fn, s, api_restriction_saved,
 	    api_restriction_save_free);
 }
@@ -483,6 +527,7 @@ out:
 void
 api_restriction_delete(struct request *r)
 {
+	struct api_guard *g;
 	struct restriction *rs;
 	cJSON *target;
 
@@ -490,8 +535,10 @@ api_restriction_delete(struct request *r)
 		return;
 	target =
 	    api_target("restriction", restriction_json(rs), NULL, NULL, NULL);
+	g = api_guard_new();
+	api_guard_row(g, "restrictions", rs->id, rs->updated_at);
 	api_delete(r, "token_restriction:delete", "restriction", rs->id,
-	    store_restriction_delete, target, NULL);
+	    store_restriction_delete, target, NULL, g);
 	cJSON_Delete(target);
 	restriction_free(rs);
 }

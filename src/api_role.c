@@ -16,8 +16,10 @@
  * restriction that is not delegable: update and delete are an admin's)
  * and target.instance.protected (API.md §7).
  *
- * Runs on a worker thread; the only blocking calls are short SQLite
- * reads and writes through the store.
+ * Runs on a worker thread: reads come from the request's snapshot, and
+ * the write runs on the database thread (api_write), which first checks
+ * that the rows the decision read have not moved since (store_unchanged)
+ * and re-checks the restriction's domain and completeness there.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -101,17 +103,57 @@ api_role_check_restriction(struct request *r, const struct role *ro)
 	return (flaw != NULL ? -1 : 0);
 }
 
-/* A role write on the database thread. */
+/*
+ * A role write on the database thread, with the guard of the rows the
+ * worker's checks and the policy read from its snapshot.
+ */
 struct role_save {
 	struct role *ro;
 	int create;
+	struct api_guard *guard;
+	const char *flaw; /* the restriction as re-read cannot back it */
 };
 
+/*
+ * In the write's transaction: the restriction the role will point at,
+ * re-read (its row locked by the guard), still backs a role of the role's
+ * domain.  The worker checked it on its snapshot; this holds even when a
+ * write behind the server's back left updated_at alone.  The answer is
+ * s->flaw.  STORE_OK, STORE_CHANGED or a failure.
+ */
+static int
+api_role_recheck_restriction(struct db *db, struct role_save *s)
+{
+	struct restriction *rs = NULL;
+	int rc;
+
+	rc = store_restriction_get(db, s->ro->token_restriction_id, &rs);
+	if (rc == STORE_NOT_FOUND)
+		s->flaw = "does not exist";
+	else if (rc != STORE_OK)
+		return (rc);
+	else
+		s->flaw = api_role_restriction_flaw(rs, s->ro->domain_id);
+	restriction_free(rs);
+	return (s->flaw != NULL ? STORE_CHANGED : STORE_OK);
+}
+
+/*
+ * The write itself, only when none of the rows the decision was taken on
+ * moved since (api_guard_check): the instance (its domain, whether it is
+ * protected, which covers the stored role on update) and the restriction
+ * the role will point at (its domain, its roles' delegability).
+ */
 static int
 api_role_save_fn(struct db *db, void *arg)
 {
 	struct role_save *s = arg;
+	int rc;
 
+	s->flaw = NULL;
+	if ((rc = api_guard_check(db, s->guard)) != STORE_OK ||
+	    (rc = api_role_recheck_restriction(db, s)) != STORE_OK)
+		return (rc);
 	return (s->create ? store_role_create(db, s->ro)
 			  : store_role_update(db, s->ro));
 }
@@ -122,6 +164,7 @@ api_role_save_free(void *arg)
 	struct role_save *s = arg;
 
 	role_free(s->ro);
+	api_guard_free(s->guard);
 	free(s);
 }
 
@@ -133,6 +176,15 @@ api_role_saved(struct request *r, int rc, void *arg)
 	struct role *ro = s->ro;
 	char *msg, *path;
 
+	if (rc == STORE_CHANGED && s->flaw != NULL) {
+		/* as on the worker: another domain's id is only an admin's */
+		api_role_bad_restriction(r, ro->token_restriction_id,
+		    !r->caller.is_admin &&
+			    strcmp(s->flaw, "belongs to another domain") == 0
+			? "does not exist"
+			: s->flaw);
+		return;
+	}
 	if (rc != STORE_OK) {
 		xasprintf(&msg,
 		    "a role named '%s' already exists in instance '%s'",
@@ -159,10 +211,17 @@ static void
 api_role_save(struct request *r, struct role *ro, int create)
 {
 	struct role_save *s;
+	const struct restriction *rs;
 
 	s = xcalloc(1, sizeof *s);
 	s->ro = ro;
 	s->create = create;
+	s->guard = api_guard_new();
+	api_guard_instance(s->guard, r, ro->auth_instance_id);
+	/* found in r->snap by api_role_check_restriction */
+	rs = snapshot_restriction(r->snap, ro->token_restriction_id);
+	api_guard_row(s->guard, "restrictions", ro->token_restriction_id,
+	    rs != NULL ? rs->updated_at : NULL);
 	api_write(r, api_role_save_fn, s, api_role_saved, api_role_save_free);
 }
 
@@ -410,11 +469,15 @@ static void
 api_role_delete_cb(struct request *r, const cJSON *inferences, void *arg)
 {
 	struct role_commit *c = arg;
+	struct api_guard *g;
 
 	if (api_role_mark_protected(r, inferences, c->target) != 0)
 		return;
+	/* the instance's print covers the role and its restriction */
+	g = api_guard_new();
+	api_guard_instance(g, r, c->ro->auth_instance_id);
 	api_delete(r, c->action, "role", c->ro->id, store_role_delete,
-	    c->target, NULL);
+	    c->target, NULL, g);
 }
 
 /* DELETE /v4/k8s_auth/instances/{iid}/roles/{role} */

@@ -461,9 +461,10 @@ config_free(struct config *cfg)
 	freezero_str(cfg->admin_token);
 	freezero_str(cfg->metrics_token);
 	throttle_cidrs_free(cfg->trusted_proxy_list);
+	/* wiped: [database] connection holds the database password */
 	for (i = 0; i < CONFIG_NOPTIONS; i++) {
 		if (config_options[i].type == CT_STRING)
-			free(
+			freezero_str(
 			    *(char **)((char *)cfg + config_options[i].offset));
 	}
 	free(cfg);

@@ -13,7 +13,8 @@
  * replaced), and the target's revision is bumped so that running replicas
  * reload.  Prints the rows copied per table.
  *
- * Runs on the main thread, blocking; the URLs are only shown masked.
+ * Runs on the main thread, blocking; the URLs are only shown masked, and
+ * their passwords are wiped from argv as soon as they are read.
  */
 #include <sys/stat.h>
 
@@ -48,6 +49,7 @@ struct db_copy {
 	struct db *dst;
 	int force;
 	long counts[DB_COPY_NTABLES];
+	const char *late; /* a table written to while the copy began */
 };
 
 /* Rows in a table (-1 on error, logged). */
@@ -131,6 +133,29 @@ db_copy_table(struct db_copy *c, int k)
 	return (result);
 }
 
+/*
+ * Without --force, the target is empty inside the copy's transaction
+ * too: the check before it ran outside, and a replica already serving on
+ * the target may have written since; the copy would then mix the two
+ * deployments' rows.  STORE_OK, STORE_CONFLICT (c->late set) or a failure.
+ */
+static int
+db_copy_still_empty(struct db_copy *c, struct db *dst)
+{
+	long n;
+	int k;
+
+	for (k = 0; k < DB_COPY_NTABLES; k++) {
+		if ((n = db_copy_count(dst, db_copy_tables[k].name)) < 0)
+			return (STORE_ERROR);
+		if (n > 0) {
+			c->late = db_copy_tables[k].name;
+			return (STORE_CONFLICT);
+		}
+	}
+	return (STORE_OK);
+}
+
 /* store_run's body: empty the target when forced, copy every table. */
 static int
 db_copy_run(struct db *dst, void *arg)
@@ -139,6 +164,9 @@ db_copy_run(struct db *dst, void *arg)
 	char sql[64];
 	int k, result;
 
+	c->late = NULL;
+	if (!c->force && (result = db_copy_still_empty(c, dst)) != STORE_OK)
+		return (result);
 	for (k = DB_COPY_NTABLES - 1; c->force && k >= 0; k--) {
 		snprintf(sql, sizeof sql, "DELETE FROM %s",
 		    db_copy_tables[k].name);
@@ -221,7 +249,14 @@ db_copy_do(const char *from, const char *to, int force, char **cause)
 	if (db_migrate(c.dst, cause) != 0 ||
 	    db_copy_check_target(&c, cause) != 0)
 		goto out;
-	if ((result = store_run(c.dst, db_copy_run, &c)) != STORE_OK) {
+	if ((result = store_run(c.dst, db_copy_run, &c)) != STORE_OK &&
+	    c.late != NULL) {
+		xasprintf(cause,
+		    "--to %s: rows appeared in %s while the copy began (a replica serving on it?); nothing copied, --force replaces them",
+		    db_name(c.dst), c.late);
+		goto out;
+	}
+	if (result != STORE_OK) {
 		xasprintf(cause,
 		    "copy to %s failed (%s); the target's rows are unchanged",
 		    db_name(c.dst), db_errmsg(c.dst));
@@ -236,6 +271,19 @@ out:
 	return (rc);
 }
 
+/*
+ * A URL from the command line: a copy for us, and the password wiped
+ * from argv at once (what ps and /proc/PID/cmdline show any local user).
+ */
+static char *
+db_copy_take_url(char *arg)
+{
+	char *url = xstrdup(arg);
+
+	db_url_wipe_password(arg);
+	return (url);
+}
+
 /* db-copy's argv (after the subcommand name); the exit status. */
 int
 db_copy_main(int argc, char **argv)
@@ -245,18 +293,19 @@ db_copy_main(int argc, char **argv)
 		{ "to", required_argument, NULL, 'T' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-	const char *from = NULL, *to = NULL;
-	char *cause = NULL;
+	char *from = NULL, *to = NULL, *cause = NULL;
 	int ch, force = 0, rc;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "fh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'F':
-			from = optarg;
+			freezero_str(from);
+			from = db_copy_take_url(optarg);
 			break;
 		case 'T':
-			to = optarg;
+			freezero_str(to);
+			to = db_copy_take_url(optarg);
 			break;
 		case 'f':
 			force = 1;
@@ -265,25 +314,33 @@ db_copy_main(int argc, char **argv)
 			fprintf(stderr,
 			    "usage: %s db-copy --from URL --to URL [--force]\n",
 			    K8SAUTH_NAME);
-			return (ch == 'h' ? 0 : 1);
+			rc = ch == 'h' ? 0 : 1;
+			goto out;
 		}
 	}
+	rc = 1;
 	if (from == NULL || to == NULL || optind != argc) {
 		fprintf(stderr,
 		    "usage: %s db-copy --from URL --to URL [--force]\n",
 		    K8SAUTH_NAME);
-		return (1);
+		goto out;
 	}
 	log_open(LOGL_WARN, 0);
 	if (strcmp(from, to) == 0) {
 		fprintf(stderr,
 		    "%s%s: db-copy: --from and --to are the same database\n",
 		    log_prefix(LOGL_ERR), K8SAUTH_NAME);
-		return (1);
+		goto out;
 	}
 	if ((rc = db_copy_do(from, to, force, &cause)) != 0 && cause != NULL)
 		fprintf(stderr, "%s%s: db-copy: %s\n", log_prefix(LOGL_ERR),
 		    K8SAUTH_NAME, cause);
 	free(cause);
-	return (rc == 0 ? 0 : 1);
+	rc = rc == 0 ? 0 : 1;
+out:
+	if (from != NULL)
+		freezero_str(from);
+	if (to != NULL)
+		freezero_str(to);
+	return (rc);
 }

@@ -60,6 +60,7 @@ db_url_decode(const char *s, size_t len)
 	*o = '\0';
 	return (out);
 fail:
+	explicit_bzero(out, len + 1); /* a password's first bytes */
 	free(out);
 	return (NULL);
 }
@@ -103,6 +104,25 @@ db_url_masked(const char *url)
 	xasprintf(&out, "%.*s" DB_URL_MASK "%s", (int)(colon + 1 - url), url,
 	    at);
 	return (out);
+}
+
+/*
+ * Overwrite, in place, the password of a connection string with 'x's
+ * (same length; the bytes db_url_masked hides): for a URL given on a
+ * command line, whose argv any local user reads in /proc/PID/cmdline.
+ */
+void
+db_url_wipe_password(char *url)
+{
+	char *auth, *at, *colon;
+
+	if (url == NULL || (auth = strstr(url, "://")) == NULL)
+		return;
+	auth += 3;
+	if ((at = strrchr(auth, '@')) == NULL ||
+	    (colon = memchr(auth, ':', (size_t)(at - auth))) == NULL)
+		return;
+	memset(colon + 1, 'x', (size_t)(at - colon - 1));
 }
 
 /* The SQLite forms; 0 or -1 with *cause. */

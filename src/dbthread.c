@@ -484,7 +484,7 @@ dbthread_stop(void)
 	db_close(dbt.db);
 	dbt.db = NULL;
 	atomic_store(&dbt.up, 0);
-	free(dbt.path);
+	freezero_str(dbt.path); /* the connection string, password and all */
 	dbt.path = NULL;
 	snapshot_clear();
 }

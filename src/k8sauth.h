@@ -352,6 +352,7 @@ struct db_url {
 int db_url_parse(const char *, struct db_url *, char **);
 void db_url_free(struct db_url *);
 char *db_url_masked(const char *);
+void db_url_wipe_password(char *);
 void db_set_timeout(int);
 struct db *db_open(const char *, char **);
 void db_close(struct db *);
@@ -519,7 +520,13 @@ enum store_result {
 	 */
 	STORE_RETRY = -5,
 	/* The database cannot be reached: 503 database_unavailable. */
-	STORE_UNAVAILABLE = -6
+	STORE_UNAVAILABLE = -6,
+	/*
+	 * A row the request's checks read from its snapshot was written
+	 * since (another request, another replica): nothing was written,
+	 * 409 conflict, read again and retry (store_unchanged).
+	 */
+	STORE_CHANGED = -7
 };
 /* A list query: exact-match filters, keyset pagination by id. */
 struct store_query {
@@ -570,6 +577,10 @@ int store_column_strlist(struct db_stmt *, int, struct strlist *);
 int store_error(struct db *, int, int, const char *);
 int store_write(struct db *, struct db_stmt *, int, const char *);
 int store_get_row(struct db *, struct db_stmt *, const char *);
+int store_unchanged(struct db *, const char *, const char *, const char *);
+char *store_print_join(char **, size_t);
+char *store_print_line(const char *, const char *, const char *, const char *);
+int store_instance_print(struct db *, const char *, char **);
 int store_delete(struct db *, enum db_stmt_id, const char *, int, const char *);
 int store_begin(struct db *);
 int store_finish(struct db *, int);
@@ -599,6 +610,7 @@ double snapshot_load_seconds(const struct snapshot *);
 void snapshot_counts(const struct snapshot *, size_t *, size_t *, size_t *);
 /* Borrowed: valid while the snapshot is referenced. */
 const struct instance *snapshot_instance(const struct snapshot *, const char *);
+char *snapshot_instance_print(const struct snapshot *, const char *);
 const struct role *snapshot_role(const struct snapshot *, const char *,
     const char *);
 const struct restriction *snapshot_restriction(const struct snapshot *,
@@ -854,8 +866,17 @@ void api_store_fail(struct request *, int, const char *, const char *,
 void api_log_change(struct request *, const char *, const char *);
 void api_reply_created(struct request *, const char *, const char *, cJSON *);
 void api_reply_object(struct request *, const char *, cJSON *);
+struct api_guard;
+struct api_guard *api_guard_new(void);
+void api_guard_row(struct api_guard *, const char *, const char *,
+    const char *);
+void api_guard_instance(struct api_guard *, const struct request *,
+    const char *);
+int api_guard_check(struct db *, const struct api_guard *);
+void api_guard_free(struct api_guard *);
 void api_delete(struct request *, const char *, const char *, const char *,
-    int (*)(struct db *, const char *), const cJSON *, void (*)(const char *));
+    int (*)(struct db *, const char *), const cJSON *, void (*)(const char *),
+    struct api_guard *);
 typedef void (*api_write_done)(struct request *, int, void *);
 void api_write(struct request *, int (*)(struct db *, void *), void *,
     api_write_done, void (*)(void *));

@@ -94,7 +94,7 @@ main_db_sync(struct config *cfg, const char *path, int flags, char **cause)
 	if ((file = config_db_path(cfg, cause)) == NULL)
 		return (-1);
 	db = db_open(file, cause);
-	free(file);
+	freezero_str(file); /* the connection string holds the password */
 	if (db == NULL)
 		return (-1);
 	rc = db_migrate(db, cause);

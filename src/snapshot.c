@@ -296,6 +296,31 @@ snapshot_role(const struct snapshot *s, const char *instance_id,
 }
 
 /*
+ * store_instance_print's text for instance_id as this snapshot has it:
+ * its roles and their restrictions' versions (allocated).
+ */
+char *
+snapshot_instance_print(const struct snapshot *s, const char *instance_id)
+{
+	const struct restriction *rs;
+	const struct role *ro;
+	char **lines = NULL;
+	size_t n = 0, i;
+
+	for (i = 0; s != NULL && i < s->nroles; i++) {
+		ro = s->roles[i];
+		if (strcmp(ro->auth_instance_id, instance_id) != 0)
+			continue;
+		rs = snapshot_restriction(s, ro->token_restriction_id);
+		lines = xreallocarray(lines, n + 1, sizeof *lines);
+		lines[n++] = store_print_line(ro->id, ro->updated_at,
+		    ro->token_restriction_id,
+		    rs != NULL ? rs->updated_at : NULL);
+	}
+	return (store_print_join(lines, n));
+}
+
+/*
  * The roles whose token restriction is rs_id, in id order: *out points
  * into the snapshot (no allocation); their number is returned.
  */

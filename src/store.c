@@ -177,6 +177,94 @@ store_get_row(struct db *db, struct db_stmt *st, const char *what)
 	return (store_error(db, rc, STORE_ERROR, what));
 }
 
+/*
+ * Inside the open write transaction, is row id of table (a constant of
+ * the caller's, never request data) still the one a decision was taken
+ * on, the version stamped updated_at?  A handler checks a write against
+ * its snapshot on a worker and the write runs later here: another
+ * request or replica may have written in between (an admin protecting a
+ * restriction, setting an instance's host, repointing a role).  The row
+ * is read locked (FOR UPDATE on MySQL/MariaDB, so a concurrent writer of
+ * it waits for this commit; SQLite's BEGIN IMMEDIATE already serializes
+ * every writer).  Galera does not certify a locking read: a write of the
+ * row on another node in the same instant is not seen.  STORE_OK,
+ * STORE_CHANGED (also when the row is gone) or a failure.
+ */
+int
+store_unchanged(struct db *db, const char *table, const char *id,
+    const char *updated_at)
+{
+	struct db_stmt *st;
+	const char *have;
+	char sql[128];
+	int result;
+
+	snprintf(sql, sizeof sql, "SELECT updated_at FROM %s WHERE id = ?1%s",
+	    table, db_kind(db) == DB_MYSQL ? " FOR UPDATE" : "");
+	if ((st = db_stmt_sql(db, sql)) == NULL)
+		return (STORE_ERROR);
+	store_bind_text(st, 1, id);
+	result = store_get_row(db, st, table);
+	if (result == STORE_OK) {
+		have = db_column_text(st, 0);
+		if (have == NULL || strcmp(have, updated_at) != 0)
+			result = STORE_CHANGED;
+	} else if (result == STORE_NOT_FOUND)
+		result = STORE_CHANGED;
+	if (db_stmt_done(db, st) != 0 && result == STORE_OK)
+		result = STORE_ERROR;
+	if (result == STORE_CHANGED)
+		log_info("store: %s %.64s changed since it was checked; nothing written",
+		    table, id);
+	return (result);
+}
+
+/* qsort: lines. */
+static int
+store_print_cmp(const void *a, const void *b)
+{
+	return (strcmp(*(char *const *)a, *(char *const *)b));
+}
+
+/*
+ * The lines (taken over, freed) sorted and joined: the same text for the
+ * same rows whichever order a database or a snapshot gave them in.
+ */
+char *
+store_print_join(char **lines, size_t n)
+{
+	size_t len = 1, off = 0, i, l;
+	char *out;
+
+	if (n > 0)
+		qsort(lines, n, sizeof *lines, store_print_cmp);
+	for (i = 0; i < n; i++)
+		len += strlen(lines[i]);
+	out = xmalloc(len);
+	for (i = 0; i < n; i++) {
+		l = strlen(lines[i]);
+		memcpy(out + off, lines[i], l);
+		off += l;
+		free(lines[i]);
+	}
+	out[off] = '\0';
+	free(lines);
+	return (out);
+}
+
+/* One line of an instance's print: a role and its restriction's version. */
+char *
+store_print_line(const char *role_id, const char *role_at, const char *rs_id,
+    const char *rs_at)
+{
+	char *line;
+
+	xasprintf(&line, "%s %s %s %s\n", role_id != NULL ? role_id : "-",
+	    role_at != NULL ? role_at : "-", rs_id != NULL ? rs_id : "-",
+	    rs_at != NULL && *rs_at != '\0' ? rs_at : "-");
+	return (line);
+}
+
 /* Start a write transaction (or a nested level): STORE_OK or a failure. */
 int
 store_begin(struct db *db)

@@ -261,3 +261,45 @@ store_instance_delete(struct db *db, const char *id)
 	return (store_delete(db, DB_INSTANCE_DELETE, id, STORE_IN_USE,
 	    "instance delete"));
 }
+
+/*
+ * What makes an instance protected (role_facts_protected): each of its
+ * roles with its version and the version of the restriction it binds, as
+ * store_print_join's text (snapshot_instance_print gives the same text
+ * for a snapshot).  Run inside the write transaction after the
+ * instance's row was locked (store_unchanged), which every role write
+ * also locks first.  STORE_OK or a failure.
+ */
+int
+store_instance_print(struct db *db, const char *id, char **out)
+{
+	struct db_stmt *st;
+	char **lines = NULL;
+	size_t n = 0;
+	int rc, result = STORE_OK;
+
+	*out = NULL;
+	st = db_stmt_sql(db,
+	    "SELECT r.id, r.updated_at, r.token_restriction_id, s.updated_at "
+	    "FROM roles r LEFT JOIN restrictions s "
+	    "ON s.id = r.token_restriction_id WHERE r.auth_instance_id = ?1");
+	if (st == NULL)
+		return (STORE_ERROR);
+	store_bind_text(st, 1, id);
+	while ((rc = db_step(st)) == DB_ROW) {
+		lines = xreallocarray(lines, n + 1, sizeof *lines);
+		lines[n++] = store_print_line(db_column_text(st, 0),
+		    db_column_text(st, 1), db_column_text(st, 2),
+		    db_column_text(st, 3));
+	}
+	if (rc != DB_DONE)
+		result = store_error(db, rc, STORE_ERROR, "instance roles");
+	if (db_stmt_done(db, st) != 0 && result == STORE_OK)
+		result = STORE_ERROR;
+	*out = store_print_join(lines, n);
+	if (result != STORE_OK) {
+		free(*out);
+		*out = NULL;
+	}
+	return (result);
+}

@@ -157,6 +157,34 @@ test_masked(void **state)
 	}
 }
 
+/* db-copy's argv: the password overwritten in place, nothing else. */
+static void
+test_wipe_password(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "mysql+pymysql://keystone:s3cret@db/keystone_k8s_auth",
+		    "mysql+pymysql://keystone:xxxxxx@db/keystone_k8s_auth" },
+		{ "mysql://k:p@ss@h:1/d?unix_socket=/s",
+		    "mysql://k:xxxx@h:1/d?unix_socket=/s" },
+		{ "mysql://k:pa/ss?x@h/d", "mysql://k:xxxxxxx@h/d" },
+		{ "mysql://k:%40b@h/d", "mysql://k:xxxx@h/d" },
+		{ "mysql://k@h/d", "mysql://k@h/d" },
+		{ "sqlite:///var/k.db", "sqlite:///var/k.db" },
+		{ "/var/k.db", "/var/k.db" },
+	};
+	char	*u;
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		u = xstrdup(cases[i][0]);
+		db_url_wipe_password(u);
+		assert_string_equal(u, cases[i][1]);
+		free(u);
+	}
+	db_url_wipe_password(NULL);
+}
+
 int
 main(void)
 {
@@ -166,6 +194,7 @@ main(void)
 		cmocka_unit_test(test_mysql_other_forms),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_masked),
+		cmocka_unit_test(test_wipe_password),
 	};
 
 	log_open(LOGL_ERR, 0);

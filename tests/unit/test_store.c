@@ -1123,14 +1123,22 @@ test_revision_per_write(void **state)
 	instance_free(dup);
 }
 
-/* Run db-copy with these arguments; its exit status. */
+/*
+ * Run db-copy with these arguments; its exit status.  On copies: db-copy
+ * wipes the passwords from its argv, as a real command line's must be.
+ */
 static int
 run_db_copy(const char *from, const char *to, int force)
 {
-	char	*argv[] = { (char *)"db-copy", (char *)"--from", (char *)from,
-	    (char *)"--to", (char *)to, (char *)"--force", NULL };
+	char	*f = xstrdup(from), *t = xstrdup(to);
+	char	*argv[] = { (char *)"db-copy", (char *)"--from", f,
+	    (char *)"--to", t, (char *)"--force", NULL };
+	int	 rc;
 
-	return (db_copy_main(force ? 6 : 5, argv));
+	rc = db_copy_main(force ? 6 : 5, argv);
+	free(f);
+	free(t);
+	return (rc);
 }
 
 /*
@@ -1205,6 +1213,76 @@ test_db_copy_sqlite_to_mysql(void **state)
 	role_free(r);
 }
 
+/*
+ * The write guard's database side: store_unchanged compares a row's
+ * version inside the write transaction (FOR UPDATE on MySQL), and
+ * store_instance_print gives, for the rows as stored, the very text
+ * snapshot_instance_print gives for a snapshot of them; any role or
+ * restriction write that bears on the instance changes it.
+ */
+static void
+test_write_guard(void **state)
+{
+	struct fixture		*f = *state;
+	struct snapshot		*snap = NULL;
+	struct instance		*in;
+	struct restriction	*rs;
+	struct role		*r1, *r2;
+	char			 rid[ID_LEN + 1], *p1, *p2, *ps;
+
+	add_restriction(f->db, rid);
+	in = mk_instance("d1", "a");
+	assert_int_equal(store_instance_create(f->db, in), STORE_OK);
+	r1 = mk_role(in->id, "one", rid);
+	r2 = mk_role(in->id, "two", rid);
+	assert_int_equal(store_role_create(f->db, r1), STORE_OK);
+	assert_int_equal(store_role_create(f->db, r2), STORE_OK);
+
+	assert_int_equal(store_begin(f->db), STORE_OK);
+	assert_int_equal(store_unchanged(f->db, "instances", in->id,
+	    in->updated_at), STORE_OK);
+	assert_int_equal(store_unchanged(f->db, "roles", r1->id,
+	    r1->updated_at), STORE_OK);
+	assert_int_equal(store_unchanged(f->db, "roles", r1->id,
+	    "2000-01-01T00:00:00.000000Z"), STORE_CHANGED);
+	assert_int_equal(store_unchanged(f->db, "roles", "no-such-role",
+	    r1->updated_at), STORE_CHANGED);
+	assert_int_equal(store_instance_print(f->db, in->id, &p1), STORE_OK);
+	assert_int_equal(store_finish(f->db, STORE_OK), STORE_OK);
+
+	assert_int_equal(snapshot_load(f->db, &snap), STORE_OK);
+	ps = snapshot_instance_print(snap, in->id);
+	assert_string_equal(p1, ps);
+	assert_non_null(strstr(p1, r1->id));
+	assert_non_null(strstr(p1, r2->id));
+	assert_non_null(strstr(p1, rid));
+	free(ps);
+	snapshot_unref(snap);
+
+	/* A write to a restriction the instance's roles bind moves it. */
+	assert_int_equal(store_restriction_get(f->db, rid, &rs), STORE_OK);
+	rs->allow_renew = !rs->allow_renew;
+	usleep(2);
+	assert_int_equal(store_restriction_update(f->db, rs), STORE_OK);
+	restriction_free(rs);
+	assert_int_equal(store_instance_print(f->db, in->id, &p2), STORE_OK);
+	assert_string_not_equal(p1, p2);
+	free(p2);
+	/* So does deleting one of its roles; another instance's is empty. */
+	assert_int_equal(store_role_delete(f->db, r2->id), STORE_OK);
+	assert_int_equal(store_instance_print(f->db, in->id, &p2), STORE_OK);
+	assert_null(strstr(p2, r2->id));
+	free(p2);
+	assert_int_equal(store_instance_print(f->db, "no-such-instance", &p2),
+	    STORE_OK);
+	assert_string_equal(p2, "");
+	free(p2);
+	free(p1);
+	role_free(r1);
+	role_free(r2);
+	instance_free(in);
+}
+
 int
 main(void)
 {
@@ -1228,6 +1306,7 @@ main(void)
 		T(test_durable_after_sigkill),
 		T(test_case_and_byte_order),
 		T(test_revision_per_write),
+		T(test_write_guard),
 #undef T
 		cmocka_unit_test_setup_teardown(test_db_copy_sqlite_to_mysql,
 		    setup, teardown),
