@@ -30,6 +30,10 @@ import time
 
 from harness import Server, assert_error, check, eq, unique
 
+SQLITE_ONLY = ("stands in for the other replica by writing the SQLite file behind "
+               "the server's back; the guard runs on both engines in test_store's "
+               "test_write_guard")
+
 SRV = None
 INST = "/v4/k8s_auth/instances"
 RST = "/v4/tokens/restrictions"

@@ -163,7 +163,8 @@ mk_role(const char *instance_id, const char *name, const char *rid)
 	static const char *const ns[] = { "prod", "stage", NULL };
 	struct role	*r = xcalloc(1, sizeof *r);
 
-	memcpy(r->auth_instance_id, instance_id, ID_LEN + 1);
+	snprintf(r->auth_instance_id, sizeof r->auth_instance_id, "%s",
+	    instance_id);
 	r->domain_id = xstrdup("d1");
 	r->name = xstrdup(name);
 	r->enabled = 1;
