@@ -70,7 +70,8 @@ struct db_mysql_param {
 struct db_mysql_stmt {
 	struct db_mysql *c;
 	MYSQL_STMT *h;
-	int *pos; /* the ?N number of each ? position */
+	int rebind; /* grown result buffers to bind before the next fetch */
+	int *pos;   /* the ?N number of each ? position */
 	int npos;
 	int nparams;                   /* the largest N */
 	struct db_mysql_param *params; /* [1..nparams] */
@@ -627,9 +628,13 @@ db_mysql_refetch(struct db_mysql_stmt *st)
 			return (db_mysql_fail(st->c, mysql_stmt_errno(st->h),
 			    mysql_stmt_error(st->h)));
 	}
-	if (mysql_stmt_bind_result(st->h, st->out) != 0)
-		return (db_mysql_fail(st->c, mysql_stmt_errno(st->h),
-		    mysql_stmt_error(st->h)));
+	/*
+	 * The grown buffers are bound before the next fetch, not now:
+	 * some Connector/C versions (3.3 in MariaDB 10.11.18) reset the
+	 * current row's lengths in mysql_stmt_bind_result, which made a
+	 * long column read as "".
+	 */
+	st->rebind = 1;
 	return (0);
 }
 
@@ -646,6 +651,12 @@ db_mysql_step(struct db *db, void *p)
 		return (rc);
 	if (st->ncols == 0)
 		return (DB_DONE);
+	if (st->rebind) {
+		if (mysql_stmt_bind_result(st->h, st->out) != 0)
+			return (db_mysql_fail(st->c, mysql_stmt_errno(st->h),
+			    mysql_stmt_error(st->h)));
+		st->rebind = 0;
+	}
 	rc = mysql_stmt_fetch(st->h);
 	if (rc == MYSQL_NO_DATA)
 		return (DB_DONE);
@@ -670,6 +681,7 @@ db_mysql_reset(void *p)
 	db_mysql_free_out(st);
 	db_mysql_clear_params(st);
 	st->executed = 0;
+	st->rebind = 0;
 }
 
 static const char *

@@ -405,6 +405,19 @@ test_mysql_numbered_params(void **state)
 	assert_int_equal(db_step(st), DB_ROW);
 	assert_int_equal(strlen(db_column_text(st, 0)), 100000);
 	db_stmt_done(db, st);
+	/* Rows after a grown one: short, then longer than the grown size. */
+	assert_non_null(st = db_stmt_sql(db,
+	    "SELECT REPEAT('a', 1000) UNION ALL SELECT 'b' "
+	    "UNION ALL SELECT REPEAT('c', 3000)"));
+	assert_int_equal(db_step(st), DB_ROW);
+	assert_int_equal(strlen(db_column_text(st, 0)), 1000);
+	assert_int_equal(db_step(st), DB_ROW);
+	assert_string_equal(db_column_text(st, 0), "b");
+	assert_int_equal(db_step(st), DB_ROW);
+	assert_int_equal(strlen(db_column_text(st, 0)), 3000);
+	assert_int_equal(db_column_text(st, 0)[2999], 'c');
+	assert_int_equal(db_step(st), DB_DONE);
+	db_stmt_done(db, st);
 	db_close(db);
 }
 
