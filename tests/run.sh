@@ -241,8 +241,9 @@ run_k8s() {
 # The integration suite runs once per database engine (issue 13): on
 # SQLite, then with every test server on a fresh database of one private
 # MariaDB (runner.py --db mysql, tests/db/mariadb.py).
-# K8SAUTH_TEST_ENGINES="sqlite" runs one pass (a quick local look only: CI
-# runs both).
+# K8SAUTH_TEST_ENGINES="sqlite" runs one pass (a quick local look; CI's
+# main suite runs both, its sanitizer stage the SQLite pass, with the unit
+# layer's store and db tests still on both engines).
 run_integration() {
 	ls tests/integration/test_*.py >/dev/null 2>&1 || return 0
 	for engine in ${K8SAUTH_TEST_ENGINES:-sqlite mysql}; do
