@@ -22,6 +22,27 @@
 
 #include "k8sauth.h"
 
+/*
+ * GnuTLS is in the process only because Debian's libcurl links librtmp and
+ * libldap, which link it; the server never speaks RTMP or LDAP (fetch.c
+ * and agent.c allow HTTP(S) only) and its TLS is OpenSSL's.  GnuTLS's
+ * library constructor would still run gnutls_global_init() before main:
+ * its priority strings, cipher registration, p11-kit, about 0.6 MiB of idle
+ * RSS for nothing.  libgnutls calls this weak hook through its PLT, so the
+ * executable's definition wins and the implicit initialisation is skipped.
+ * Nothing then runs on an uninitialised library: each user of GnuTLS
+ * (libcurl's GnuTLS backend in curl_global_init, librtmp, libldap) calls
+ * gnutls_global_init() itself before its first use.  configure exports the
+ * symbol (BIN_LDFLAGS: -Wl,--export-dynamic-symbol); without the export
+ * the hook is not seen and GnuTLS initialises as before.
+ */
+int _gnutls_global_init_skip(void);
+int
+_gnutls_global_init_skip(void)
+{
+	return (1);
+}
+
 struct main_cmd {
 	const char *name;
 	int (*fn)(struct config *, const char *, int, char **);
