@@ -27,7 +27,7 @@
  * libldap, which link it; the server never speaks RTMP or LDAP (fetch.c
  * and agent.c allow HTTP(S) only) and its TLS is OpenSSL's.  GnuTLS's
  * library constructor would still run gnutls_global_init() before main:
- * its priority strings, cipher registration, p11-kit, about 0.6 MiB of idle
+ * its priority strings, cipher registration, p11-kit, about 1 MiB of idle
  * RSS for nothing.  libgnutls calls this weak hook through its PLT, so the
  * executable's definition wins and the implicit initialisation is skipped.
  * Nothing then runs on an uninitialised library: each user of GnuTLS

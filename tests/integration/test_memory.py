@@ -2,7 +2,7 @@
 
 Debian's libcurl pulls in GnuTLS (through librtmp and libldap) although the
 server's TLS is OpenSSL's; main.c's _gnutls_global_init_skip keeps GnuTLS's
-constructor from initialising it before main (about 0.6 MiB of idle RSS,
+constructor from initialising it before main (about 1 MiB of idle RSS,
 bench/README.md).  The dynamic linker's binding trace shows which
 definition GnuTLS found.
 """
