@@ -68,7 +68,8 @@ struct fetch_sock {
 	struct fetch *f;
 	curl_socket_t fd;
 	struct event ev;
-	int armed; /* ev added */
+	int armed;  /* ev added */
+	short kind; /* the events ev waits for, when armed */
 	LIST_ENTRY(fetch_sock) entry;
 };
 
@@ -133,6 +134,9 @@ fetch_sock_free(struct fetch_sock *s)
  * CURLMOPT_SOCKETFUNCTION: (re)arm or drop the event for one socket.  A
  * REMOVE may come with socketp NULL (a socket never announced): ignore it.
  * curl deletes its own entry after REMOVE, so no curl_multi_assign then.
+ * curl repeats the same wish for a socket (each transfer step announces
+ * it again): an event already waiting for exactly those events is left
+ * alone, since a del + add costs two epoll_ctl(2) calls.
  */
 static int
 fetch_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
@@ -157,14 +161,17 @@ fetch_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 		s->fd = fd;
 		LIST_INSERT_HEAD(&f->socks, s, entry);
 		curl_multi_assign(f->multi, fd, s);
-	} else if (s->armed) {
+	} else if (s->armed && s->kind == kind)
+		return (0);
+	else if (s->armed) {
 		event_del(&s->ev);
 		s->armed = 0;
 	}
 	event_assign(&s->ev, f->base, fd, kind, fetch_event_cb, f);
-	if (event_add(&s->ev, NULL) == 0)
+	if (event_add(&s->ev, NULL) == 0) {
 		s->armed = 1;
-	else
+		s->kind = kind;
+	} else
 		log_warn("fetch: event_add failed for fd %d", (int)fd);
 	return (0);
 }
