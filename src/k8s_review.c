@@ -366,43 +366,59 @@ k8s_review_bearer(const struct config *cfg, const struct instance *inst,
 	return (bearer != NULL ? bearer : xstrdup(jwt));
 }
 
+/* The bytes JSON escapes inside a string: quote, backslash, controls. */
+static const char k8s_json_special[] =
+    "\"\\\001\002\003\004\005\006\007\010\011\012\013\014\015\016\017\020"
+    "\021\022\023\024\025\026\027\030\031\032\033\034\035\036\037";
+
 /*
  * Append s to out as the inside of a JSON string (out has room for
  * k8s_review_json_len(s) bytes); returns the new end.  Escapes what JSON
  * requires (quote, backslash, control bytes) and passes every other byte
- * through, as cJSON's printer does.
+ * through, as cJSON's printer does; runs without any (a JWT is all
+ * base64url and dots) are copied whole.
  */
 static char *
 k8s_review_json_string(char *out, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char c;
+	size_t n;
 
-	for (; (c = (unsigned char)*s) != '\0'; s++) {
+	for (;;) {
+		n = strcspn(s, k8s_json_special);
+		memcpy(out, s, n);
+		out += n;
+		s += n;
+		if ((c = (unsigned char)*s++) == '\0')
+			return (out);
 		if (c == '"' || c == '\\') {
 			*out++ = '\\';
 			*out++ = (char)c;
-		} else if (c < 0x20) {
+		} else {
 			memcpy(out, "\\u00", 4);
 			out[4] = hex[c >> 4];
 			out[5] = hex[c & 0xf];
 			out += 6;
-		} else
-			*out++ = (char)c;
+		}
 	}
-	return (out);
 }
 
 /* The length of s escaped by k8s_review_json_string. */
 static size_t
 k8s_review_json_len(const char *s)
 {
-	size_t n = 0;
+	size_t len = 0, n;
 	unsigned char c;
 
-	for (; (c = (unsigned char)*s) != '\0'; s++)
-		n += c == '"' || c == '\\' ? 2 : c < 0x20 ? 6 : 1;
-	return (n);
+	for (;;) {
+		n = strcspn(s, k8s_json_special);
+		len += n;
+		s += n;
+		if ((c = (unsigned char)*s++) == '\0')
+			return (len);
+		len += c == '"' || c == '\\' ? 2 : 6;
+	}
 }
 
 /*
