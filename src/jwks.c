@@ -19,6 +19,11 @@
  * in the header must name a key of the set; without a kid every key of the
  * right type is tried.
  *
+ * Each thread remembers the last signatures that verified (jwks_memo:
+ * set serial, key index, SHA-256 of the signing input and of the
+ * signature), so a pod's repeated logins with one projected token pay
+ * the RSA or ECDSA operation once per worker; see jwks_verify_memo.
+ *
  * Owns: the sets it returns (jwks_set_unref frees the last reference; the
  * count is atomic, so a set may be shared between worker threads, which
  * only read it).  Error causes are fixed strings or name a key's index and
