@@ -13,13 +13,26 @@ SUBJECT=$(curl -sS --cacert "$DEMO_CA" -D - -o /dev/null \
     -H 'Content-Type: application/json' --data-binary "@$R/login.json" \
     "$DEMO_URL/v4/k8s_auth/instances/$DEMO_INSTANCE/auth" |
     sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: *//p' | tr -d '\r')
-# AB_ROUTES: login (review every time), login-cached (an instance with
-# review_cache_ttl 60), validate, healthz; a ".https" suffix runs the
-# route over the binary's HTTPS listener instead of plain HTTP.
+# AB_ROUTES: login (the demo instance: review_cache_ttl at its default,
+# so one review per 10 s, not per login), login-uncached (an instance with
+# review_cache_ttl 0: a TokenReview every login), login-cached (an
+# instance with review_cache_ttl 60), validate, healthz; a ".https"
+# suffix runs the route over the binary's HTTPS listener instead of plain
+# HTTP.
 ROUTES=${AB_ROUTES:-login validate}
 kc() { curl -sS --cacert "$DEMO_CA" -H 'Content-Type: application/json' "$@"; }
 ac() { kc -H "X-Auth-Token: $DEMO_ADMIN_TOKEN" "$@"; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+UNCACHED=
+case $ROUTES in
+*login-uncached*)
+	REVIEWER=$(kc -X POST "$DEMO_K8S/_test/tokens" -d '{"namespace":"kube-system","service_account":"keystone-reviewer","expires_in":86400}' | json "['token']")
+	CA_JSON=$(python3 -c "import json,sys; print(json.dumps(open(sys.argv[1]).read()))" "$DEMO_CA")
+	UNCACHED=$(ac -X POST "$DEMO_URL/v4/k8s_auth/instances" -d "{\"instance\": {\"domain_id\": \"default\", \"name\": \"ab-uncached\", \"host\": \"$DEMO_K8S\", \"ca_cert\": $CA_JSON, \"token_reviewer_jwt\": \"$REVIEWER\", \"review_cache_ttl\": 0}}" | json "['instance']['id']")
+	RID=$(ac -X POST "$DEMO_URL/v4/tokens/restrictions" -d '{"restriction": {"domain_id": "default", "user_id": "0d3a7e5d9c2b4f6e8a1b2c3d4e5f6a7b", "project_id": "9f8e7d6c5b4a39281706f5e4d3c2b1a0", "roles": [{"id": "8c6f2a4e1b3d5f7a9c0e2b4d6f8a1c3e", "name": "member"}]}}' | json "['restriction']['id']")
+	ac -o /dev/null -X POST "$DEMO_URL/v4/k8s_auth/instances/$UNCACHED/roles" -d "{\"role\": {\"name\": \"web\", \"bound_service_account_names\": [\"web\"], \"bound_service_account_namespaces\": [\"demo\"], \"bound_audience\": \"keystone\", \"token_restriction_id\": \"$RID\"}}"
+	;;
+esac
 CACHED=
 case $ROUTES in
 *login-cached*)
@@ -59,6 +72,11 @@ one() { # one ROUTE PORT -> req/s requests
 		    BENCH_SUBJECT= wrk -t1 -c"$CONNS" -d"${SECS}s" \
 		    -s bench/request.lua \
 		    "$u/v4/k8s_auth/instances/$DEMO_INSTANCE/auth" ;;
+	login-uncached | login-uncached.https)
+		BENCH_METHOD=POST BENCH_BODY_FILE="$R/login.json" BENCH_AUTH= \
+		    BENCH_SUBJECT= wrk -t1 -c"$CONNS" -d"${SECS}s" \
+		    -s bench/request.lua \
+		    "$u/v4/k8s_auth/instances/$UNCACHED/auth" ;;
 	login-cached | login-cached.https)
 		BENCH_METHOD=POST BENCH_BODY_FILE="$R/login.json" BENCH_AUTH= \
 		    BENCH_SUBJECT= wrk -t1 -c"$CONNS" -d"${SECS}s" \

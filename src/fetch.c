@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -63,12 +64,25 @@
 #define FETCH_MAX_RESPONSE     (1024L * 1024 * 1024) /* 1 GiB */
 #define FETCH_IDLE_EASY        16 /* easy handles kept for reuse, per fetch */
 
-/* A socket curl asked us to watch. */
+/*
+ * A socket curl asked us to watch.  When a transfer ends curl drops its
+ * socket (CURL_POLL_REMOVE) while the connection waits in its cache for
+ * the next one, which announces it again: the context is parked then,
+ * its event left in the epoll set, so the next transfer on the
+ * connection costs no epoll_ctl(2) at all (issue 12: one DEL and one ADD
+ * per TokenReview before).  A parked event that fires (the idle
+ * connection got data or was closed: curl's liveness check sees that on
+ * reuse) is deleted then; a socket curl closes goes through
+ * fetch_closesocket_cb, which forgets its context before the close, so
+ * a parked event never outlives its socket nor meets a reused fd.
+ */
 struct fetch_sock {
 	struct fetch *f;
 	curl_socket_t fd;
 	struct event ev;
-	int armed; /* ev added */
+	int armed;  /* ev added */
+	short kind; /* the events ev waits for, when armed */
+	int parked; /* curl dropped it; the connection is idle */
 	LIST_ENTRY(fetch_sock) entry;
 };
 
@@ -129,10 +143,52 @@ fetch_sock_free(struct fetch_sock *s)
 	free(s);
 }
 
+/* The context of fd, or NULL. */
+static struct fetch_sock *
+fetch_sock_find(struct fetch *f, curl_socket_t fd)
+{
+	struct fetch_sock *s;
+
+	LIST_FOREACH(s, &f->socks, entry)
+	{
+		if (s->fd == fd)
+			return (s);
+	}
+	return (NULL);
+}
+
 /*
- * CURLMOPT_SOCKETFUNCTION: (re)arm or drop the event for one socket.  A
- * REMOVE may come with socketp NULL (a socket never announced): ignore it.
- * curl deletes its own entry after REMOVE, so no curl_multi_assign then.
+ * CURLOPT_CLOSESOCKETFUNCTION (every socket curl opens is ours: see
+ * fetch_opensocket_cb): stop watching the socket while its fd is still
+ * open, then close it.  curl sends the socket's REMOVE before calling
+ * this, so its context is normally parked and is freed here; one curl
+ * might still hold (no REMOVE seen) is only disarmed, and freed or
+ * reused when curl lets go of it.
+ */
+static int
+fetch_closesocket_cb(void *arg, curl_socket_t fd)
+{
+	struct fetch *f = arg;
+	struct fetch_sock *s;
+
+	if ((s = fetch_sock_find(f, fd)) != NULL) {
+		if (s->armed)
+			event_del(&s->ev);
+		s->armed = 0;
+		if (s->parked)
+			fetch_sock_free(s);
+	}
+	return (close(fd));
+}
+
+/*
+ * CURLMOPT_SOCKETFUNCTION: (re)arm, or park, the event for one socket.
+ * A REMOVE may come with socketp NULL (a socket never announced): ignore
+ * it.  curl deletes its own entry after REMOVE, so no curl_multi_assign
+ * then; a socket announced anew may find its parked context.
+ * curl repeats the same wish for a socket (each transfer step announces
+ * it again): an event already waiting for exactly those events is left
+ * alone, since a del + add costs two epoll_ctl(2) calls.
  */
 static int
 fetch_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
@@ -144,7 +200,7 @@ fetch_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 
 	if (what == CURL_POLL_REMOVE) {
 		if (s != NULL)
-			fetch_sock_free(s);
+			s->parked = 1;
 		return (0);
 	}
 	if (what & CURL_POLL_IN)
@@ -152,19 +208,26 @@ fetch_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 	if (what & CURL_POLL_OUT)
 		kind |= EV_WRITE;
 	if (s == NULL) {
-		s = xcalloc(1, sizeof *s);
-		s->f = f;
-		s->fd = fd;
-		LIST_INSERT_HEAD(&f->socks, s, entry);
+		if ((s = fetch_sock_find(f, fd)) == NULL) {
+			s = xcalloc(1, sizeof *s);
+			s->f = f;
+			s->fd = fd;
+			LIST_INSERT_HEAD(&f->socks, s, entry);
+		}
+		s->parked = 0;
 		curl_multi_assign(f->multi, fd, s);
-	} else if (s->armed) {
+	}
+	if (s->armed && s->kind == kind)
+		return (0);
+	else if (s->armed) {
 		event_del(&s->ev);
 		s->armed = 0;
 	}
-	event_assign(&s->ev, f->base, fd, kind, fetch_event_cb, f);
-	if (event_add(&s->ev, NULL) == 0)
+	event_assign(&s->ev, f->base, fd, kind, fetch_event_cb, s);
+	if (event_add(&s->ev, NULL) == 0) {
 		s->armed = 1;
-	else
+		s->kind = kind;
+	} else
 		log_warn("fetch: event_add failed for fd %d", (int)fd);
 	return (0);
 }
@@ -438,13 +501,24 @@ fetch_after_action(struct fetch *f, CURLMcode mc)
 		fetch_drain(f);
 }
 
-/* libevent: activity on a socket curl watches. */
+/*
+ * libevent: activity on a socket curl watches, or on a parked one (an
+ * idle connection got data or was closed: stop watching it; curl checks
+ * it before reusing it).
+ */
 static void
 fetch_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct fetch *f = arg;
+	struct fetch_sock *s = arg;
+	struct fetch *f = s->f;
 	int mask = 0, running = 0;
 	CURLMcode mc;
+
+	if (s->parked) {
+		event_del(&s->ev);
+		s->armed = 0;
+		return;
+	}
 
 	if (what & EV_READ)
 		mask |= CURL_CSELECT_IN;
@@ -778,6 +852,11 @@ fetch_setup_destination(struct fetch_transfer *t,
 		fetch_opensocket_cb) != CURLE_OK)
 		t->setopt_failed = 1;
 	fetch_opt_ptr(t, CURLOPT_OPENSOCKETDATA, t);
+	if (curl_easy_setopt(t->easy, CURLOPT_CLOSESOCKETFUNCTION,
+		fetch_closesocket_cb) != CURLE_OK)
+		t->setopt_failed = 1;
+	/* The fetch, not t: a connection outlives its first transfer. */
+	fetch_opt_ptr(t, CURLOPT_CLOSESOCKETDATA, t->f);
 	fetch_opt_long(t, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
 	fetch_opt_ptr(t, CURLOPT_PROXY, req->proxy != NULL ? req->proxy : "");
 	t->proxied = req->proxy != NULL && *req->proxy != '\0';

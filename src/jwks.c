@@ -19,6 +19,11 @@
  * in the header must name a key of the set; without a kid every key of the
  * right type is tried.
  *
+ * Each thread remembers the last signatures that verified (jwks_memo:
+ * set serial, key index, SHA-256 of the signing input and of the
+ * signature), so a pod's repeated logins with one projected token pay
+ * the RSA or ECDSA operation once per worker; see jwks_verify_memo.
+ *
  * Owns: the sets it returns (jwks_set_unref frees the last reference; the
  * count is atomic, so a set may be shared between worker threads, which
  * only read it).  Error causes are fixed strings or name a key's index and
@@ -41,6 +46,7 @@
 #define JWKS_MAX_KEYS 64
 #define JWKS_EC_COORD 32   /* P-256 coordinate bytes */
 #define JWKS_RSA_MAX  2048 /* bytes of a modulus: 16384 bits */
+#define JWKS_MEMO     64   /* verified signatures remembered, per thread */
 
 struct jwks_key {
 	char *kid; /* NULL when the JWK has none */
@@ -50,9 +56,30 @@ struct jwks_key {
 
 struct jwks_set {
 	atomic_int refs;
+	uint64_t serial; /* unique per set, never reused: the memo's key */
 	size_t n;
 	struct jwks_key v[JWKS_MAX_KEYS];
 };
+
+/*
+ * A signature that verified: the set (by serial) and key that verified
+ * it, and SHA-256 of the signing input and of the signature.
+ */
+struct jwks_memo {
+	uint64_t serial; /* 0: empty */
+	size_t key;
+	unsigned char input_md[32];
+	unsigned char sig_md[32];
+};
+
+/* Serials of the sets; 0 marks an empty memo slot. */
+static atomic_uint_fast64_t jwks_serials = 1;
+
+/*
+ * Per thread (no lock), direct-mapped: the signatures this thread
+ * verified last (jwks_verify).
+ */
+static _Thread_local struct jwks_memo jwks_memo[JWKS_MEMO];
 
 /* Set *cause (when wanted) to a formatted message; returns -1. */
 static int jwks_fail(char **cause, const char *fmt, ...) printflike(2, 3);
@@ -299,6 +326,7 @@ jwks_parse(const char *text, size_t len, int strict, char **cause)
 	}
 	set = xcalloc(1, sizeof *set);
 	atomic_init(&set->refs, 1);
+	set->serial = atomic_fetch_add(&jwks_serials, 1);
 	if (jwks_add_keys(set, keys, strict, cause) != 0)
 		goto fail;
 	if (set->n == 0) {
@@ -423,6 +451,56 @@ jwks_verify_key(const struct jwks_key *k, const void *input, size_t inlen,
 	return (ok);
 }
 
+/* SHA-256 of the signing input and of the signature, for the memo. */
+static void
+jwks_memo_digest(const void *input, size_t inlen, const unsigned char *sig,
+    size_t siglen, struct jwks_memo *m)
+{
+	pthread_once(&jwks_md_once, jwks_md_init);
+	if (EVP_Digest(input, inlen, m->input_md, NULL, jwks_md_sha256, NULL) !=
+		1 ||
+	    EVP_Digest(sig, siglen, m->sig_md, NULL, jwks_md_sha256, NULL) != 1)
+		fatalx("jwks: SHA-256 failed");
+}
+
+/* The memo slot of a digest. */
+static struct jwks_memo *
+jwks_memo_slot(const struct jwks_memo *m)
+{
+	return (&jwks_memo[(m->input_md[0] ^ m->sig_md[0]) % JWKS_MEMO]);
+}
+
+/*
+ * Verify with key i of set, or find that this thread verified the same
+ * signature over the same input with the same key before: an RSA
+ * verification costs ~300,000 instructions, a quarter of an uncached
+ * login (issue 12), and a pod logs in with the same projected token
+ * until the kubelet rotates it.  Sound because a set is immutable and
+ * its serial is never reused (a rotated key is a new set), and the
+ * digests are SHA-256 of exactly what the verification read; only
+ * signatures that verified are remembered, so a forged one pays the
+ * full check every time.
+ */
+static int
+jwks_verify_memo(const struct jwks_set *set, size_t i, const void *input,
+    size_t inlen, const unsigned char *sig, size_t siglen)
+{
+	struct jwks_memo m, *slot;
+
+	m.serial = set->serial;
+	m.key = i;
+	jwks_memo_digest(input, inlen, sig, siglen, &m);
+	slot = jwks_memo_slot(&m);
+	if (slot->serial == m.serial && slot->key == m.key &&
+	    memcmp(slot->input_md, m.input_md, sizeof m.input_md) == 0 &&
+	    memcmp(slot->sig_md, m.sig_md, sizeof m.sig_md) == 0)
+		return (1);
+	if (!jwks_verify_key(&set->v[i], input, inlen, sig, siglen))
+		return (0);
+	*slot = m;
+	return (1);
+}
+
 /*
  * Verify a JWS signature: alg from its header, kid (or NULL), the signing
  * input (header.claims) and the decoded signature.  JWKS_OK, JWKS_BAD (bad
@@ -456,7 +534,7 @@ jwks_verify(const struct jwks_set *set, const char *alg, const char *kid,
 			continue;
 		}
 		tried = 1;
-		if (jwks_verify_key(k, input, inlen, sig, siglen))
+		if (jwks_verify_memo(set, i, input, inlen, sig, siglen))
 			return (JWKS_OK);
 		if (kid != NULL)
 			return (JWKS_BAD);

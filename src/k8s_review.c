@@ -199,9 +199,9 @@ k8s_review_username(const char *u, char **ns, char **name)
 
 /* Parse an authenticated status.user into the outcome. */
 static void
-k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
+k8s_review_user(cJSON *status, struct k8s_review_outcome *o)
 {
-	const cJSON *user, *username, *uid, *extra;
+	cJSON *user, *username, *uid, *extra;
 
 	user = cJSON_GetObjectItemCaseSensitive(status, "user");
 	username = cJSON_GetObjectItemCaseSensitive(user, "username");
@@ -228,7 +228,8 @@ k8s_review_user(const cJSON *status, struct k8s_review_outcome *o)
 		return;
 	}
 	if (extra != NULL) {
-		o->extra = cJSON_Duplicate(extra, 1);
+		/* Taken out of the answer's tree, not copied: it dies anyway. */
+		o->extra = cJSON_DetachItemViaPointer(user, extra);
 		k8s_review_extras(o);
 	}
 }
@@ -257,8 +258,8 @@ void
 k8s_review_parse(long http_status, const char *body, size_t len,
     struct k8s_review_outcome *o)
 {
-	cJSON *doc = NULL;
-	const cJSON *status, *auth, *err;
+	cJSON *doc = NULL, *status;
+	const cJSON *auth, *err;
 	char *cause = NULL, *esc;
 
 	memset(o, 0, sizeof *o);
@@ -365,24 +366,89 @@ k8s_review_bearer(const struct config *cfg, const struct instance *inst,
 	return (bearer != NULL ? bearer : xstrdup(jwt));
 }
 
-/* The TokenReview request body (allocated; holds the JWT). */
+/* The bytes JSON escapes inside a string: quote, backslash, controls. */
+static const char k8s_json_special[] =
+    "\"\\\001\002\003\004\005\006\007\010\011\012\013\014\015\016\017\020"
+    "\021\022\023\024\025\026\027\030\031\032\033\034\035\036\037";
+
+/*
+ * Append s to out as the inside of a JSON string (out has room for
+ * k8s_review_json_len(s) bytes); returns the new end.  Escapes what JSON
+ * requires (quote, backslash, control bytes) and passes every other byte
+ * through, as cJSON's printer does; runs without any (a JWT is all
+ * base64url and dots) are copied whole.
+ */
+static char *
+k8s_review_json_string(char *out, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char c;
+	size_t n;
+
+	for (;;) {
+		n = strcspn(s, k8s_json_special);
+		memcpy(out, s, n);
+		out += n;
+		s += n;
+		if ((c = (unsigned char)*s++) == '\0')
+			return (out);
+		if (c == '"' || c == '\\') {
+			*out++ = '\\';
+			*out++ = (char)c;
+		} else {
+			memcpy(out, "\\u00", 4);
+			out[4] = hex[c >> 4];
+			out[5] = hex[c & 0xf];
+			out += 6;
+		}
+	}
+}
+
+/* The length of s escaped by k8s_review_json_string. */
+static size_t
+k8s_review_json_len(const char *s)
+{
+	size_t len = 0, n;
+	unsigned char c;
+
+	for (;;) {
+		n = strcspn(s, k8s_json_special);
+		len += n;
+		s += n;
+		if ((c = (unsigned char)*s++) == '\0')
+			return (len);
+		len += c == '"' || c == '\\' ? 2 : 6;
+	}
+}
+
+/*
+ * The TokenReview request body (allocated; holds the JWT), written
+ * straight into one buffer: a cJSON tree of six nodes built, printed and
+ * freed per review cost more than the rest of the request set-up
+ * (issue 12, bench/README.md).
+ */
 static char *
 k8s_review_body(const char *jwt, const char *audience)
 {
-	cJSON *doc, *spec, *auds;
-	char *out;
+	static const char head[] =
+	    "{\"apiVersion\":\"authentication.k8s.io/v1\","
+	    "\"kind\":\"TokenReview\",\"spec\":{\"token\":\"";
+	static const char auds[] = "\",\"audiences\":[\"";
+	size_t cap;
+	char *out, *p;
 
-	doc = cJSON_CreateObject();
-	cJSON_AddStringToObject(doc, "apiVersion", "authentication.k8s.io/v1");
-	cJSON_AddStringToObject(doc, "kind", "TokenReview");
-	spec = cJSON_AddObjectToObject(doc, "spec");
-	cJSON_AddStringToObject(spec, "token", jwt);
+	cap = sizeof head + k8s_review_json_len(jwt) + sizeof auds +
+	    (audience != NULL ? k8s_review_json_len(audience) : 0) +
+	    sizeof "\"]}}";
+	p = out = xmalloc(cap);
+	memcpy(p, head, sizeof head - 1);
+	p = k8s_review_json_string(p + sizeof head - 1, jwt);
 	if (audience != NULL) {
-		auds = cJSON_AddArrayToObject(spec, "audiences");
-		cJSON_AddItemToArray(auds, cJSON_CreateString(audience));
-	}
-	out = json_print(doc);
-	cJSON_Delete(doc);
+		memcpy(p, auds, sizeof auds - 1);
+		p = k8s_review_json_string(p + sizeof auds - 1, audience);
+		memcpy(p, "\"]}}", sizeof "\"]}}");
+	} else
+		memcpy(p, "\"}}", sizeof "\"}}");
 	return (out);
 }
 

@@ -11,6 +11,7 @@
  *     never answers, counting the connections that go away.
  * fetch.c runs on the same loop, so every test is a single thread.
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -679,6 +680,53 @@ test_connection_reuse(void **state)
 	free(u);
 }
 
+/* CPU time (user + system) of the process so far, in ms. */
+static long
+cpu_ms(void)
+{
+	struct rusage	 ru;
+
+	assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+	return ((ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000);
+}
+
+/*
+ * The server drops an idle kept-alive connection, whose socket fetch.c
+ * keeps watching (parked) between transfers: no busy loop on the dead
+ * socket while idle, and the next transfer goes out on a new connection
+ * (whose fd may well be the old one's number) instead of hanging.
+ */
+static void
+test_idle_connection_dropped(void **state)
+{
+	struct env		*e = *state;
+	struct fetch_request	 r;
+	struct got		 g;
+	char			*u = url(e, e->https_port, "/echo");
+	long			 before;
+	int			 port1, i;
+
+	evhttp_set_timeout(e->https, 1);
+	req_init(&r, u);
+	for (i = 0; i < 3; i++) {
+		fetch_one(e, &r, &g);
+		assert_int_equal(g.error, FETCH_OK);
+		got_clear(&g);
+		port1 = e->seen_port;
+		before = cpu_ms();
+		run_until(e, NULL, NULL, 1600); /* the server's 1 s idle close */
+		assert_true(cpu_ms() - before < 600);
+		fetch_one(e, &r, &g);
+		if (g.error != FETCH_OK)
+			fail_msg("error %d: %s", g.error, g.errmsg);
+		assert_int_equal(g.status, 201);
+		assert_int_not_equal(e->seen_port, port1);
+		got_clear(&g);
+	}
+	free(u);
+}
+
 static void
 test_trust(void **state)
 {
@@ -1185,6 +1233,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_post_echo, env_setup,
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_connection_reuse,
+		    env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_idle_connection_dropped,
 		    env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_trust, env_setup,
 		    env_teardown),

@@ -146,6 +146,60 @@ test_wrong_key_truncated_tampered(void **state)
 	jwks_set_unref(other);
 }
 
+/*
+ * A signature that verified is remembered (jwks.c's memo); nothing
+ * else may pass on the strength of it: a changed signature or input, a
+ * shorter signature, another set with a key of the same kid, or a set
+ * loaded anew at the address of a freed one.
+ */
+static void
+test_verified_memo(void **state)
+{
+	struct jwks_set *set, *other;
+	struct jws rs, es;
+	int i;
+
+	(void)state;
+	set = keys_load("keys.json", 1, NULL);
+	jws_load("rs256.jwt", &rs);
+	jws_load("es256.jwt", &es);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(verify(set, "RS256", "rsa1", &rs, rs.siglen),
+		    JWKS_OK);
+		assert_int_equal(verify(set, "ES256", "ec1", &es, es.siglen),
+		    JWKS_OK);
+		assert_int_equal(verify(set, "RS256", NULL, &rs, rs.siglen),
+		    JWKS_OK);
+	}
+	rs.sig[10] ^= 1;
+	assert_int_equal(verify(set, "RS256", "rsa1", &rs, rs.siglen),
+	    JWKS_BAD);
+	rs.sig[10] ^= 1;
+	assert_int_equal(verify(set, "RS256", "rsa1", &rs, rs.siglen - 1),
+	    JWKS_BAD);
+	rs.text[rs.signing_len - 3] ^= 1;
+	assert_int_equal(verify(set, "RS256", "rsa1", &rs, rs.siglen),
+	    JWKS_BAD);
+	rs.text[rs.signing_len - 3] ^= 1;
+	es.sig[40] ^= 0x80;
+	assert_int_equal(verify(set, "ES256", "ec1", &es, es.siglen),
+	    JWKS_BAD);
+	es.sig[40] ^= 0x80;
+	assert_int_equal(verify(set, "RS256", "rsa1", &rs, rs.siglen), JWKS_OK);
+	other = keys_load("other.json", 1, NULL);
+	assert_int_equal(verify(other, "RS256", "rsa1", &rs, rs.siglen),
+	    JWKS_BAD);
+	jwks_set_unref(other);
+	jwks_set_unref(set);
+	/* Freed sets: the next one may sit where they were. */
+	other = keys_load("other.json", 1, NULL);
+	assert_int_equal(verify(other, "RS256", "rsa1", &rs, rs.siglen),
+	    JWKS_BAD);
+	jwks_set_unref(other);
+	jws_clear(&rs);
+	jws_clear(&es);
+}
+
 static void
 test_alg_confusion(void **state)
 {
@@ -300,6 +354,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rs256_and_es256),
 		cmocka_unit_test(test_wrong_key_truncated_tampered),
+		cmocka_unit_test(test_verified_memo),
 		cmocka_unit_test(test_alg_confusion),
 		cmocka_unit_test(test_refused_keys),
 		cmocka_unit_test(test_malformed_documents),

@@ -129,6 +129,52 @@ test_bad_answers(void **state)
 	}
 }
 
+/*
+ * The request body (written without cJSON): the official TokenReview
+ * shape, and the JWT and audience survive JSON's special characters.
+ */
+static void
+test_request_body(void **state)
+{
+	static const char *const auds[] = { "keystone", NULL,
+		"q\"uote \\ back\tslash\n\x01 caf\xc3\xa9", "" };
+	struct config		 cfg;
+	struct instance		 inst;
+	struct k8s_review_req	*q;
+	cJSON			*doc, *spec, *a;
+	size_t			 i;
+
+	memset(&cfg, 0, sizeof cfg);
+	memset(&inst, 0, sizeof inst);
+	inst.host = "https://cluster.example:6443/";
+	inst.reviewer_jwt = "reviewer";
+	for (i = 0; i < sizeof auds / sizeof *auds; i++) {
+		q = k8s_review_prepare(&cfg, &inst, "aa.b\"b.c\\c", auds[i]);
+		assert_string_equal(q->url, "https://cluster.example:6443"
+		    "/apis/authentication.k8s.io/v1/tokenreviews");
+		assert_non_null(doc = cJSON_Parse(q->body));
+		assert_string_equal(cJSON_GetObjectItem(doc, "apiVersion")
+		    ->valuestring, "authentication.k8s.io/v1");
+		assert_string_equal(cJSON_GetObjectItem(doc, "kind")
+		    ->valuestring, "TokenReview");
+		spec = cJSON_GetObjectItem(doc, "spec");
+		assert_string_equal(cJSON_GetObjectItem(spec, "token")
+		    ->valuestring, "aa.b\"b.c\\c");
+		a = cJSON_GetObjectItem(spec, "audiences");
+		if (auds[i] == NULL)
+			assert_null(a);
+		else {
+			assert_int_equal(cJSON_GetArraySize(a), 1);
+			assert_string_equal(cJSON_GetArrayItem(a, 0)
+			    ->valuestring, auds[i]);
+		}
+		assert_int_equal(cJSON_GetArraySize(doc), 3);
+		assert_int_equal(cJSON_GetArraySize(spec), auds[i] ? 2 : 1);
+		cJSON_Delete(doc);
+		k8s_review_req_free(q);
+	}
+}
+
 int
 main(void)
 {
@@ -137,6 +183,7 @@ main(void)
 		cmocka_unit_test(test_not_authenticated),
 		cmocka_unit_test(test_cluster_statuses),
 		cmocka_unit_test(test_bad_answers),
+		cmocka_unit_test(test_request_body),
 	};
 
 	log_open(LOGL_ERR, 0);
