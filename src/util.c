@@ -351,22 +351,77 @@ util_b64url_encode(const void *data, size_t len)
 	return (out);
 }
 
-/* Value of one base64url character, or -1. */
-static int
-util_b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return (c - 'A');
-	if (c >= 'a' && c <= 'z')
-		return (c - 'a' + 26);
-	if (c >= '0' && c <= '9')
-		return (c - '0' + 52);
-	if (c == '-')
-		return (62);
-	if (c == '_')
-		return (63);
-	return (-1);
-}
+/*
+ * Value + 1 of each base64url character, 0 for any other byte: one load per
+ * character instead of five range tests (util_b64url_decode ran ~3 % of a
+ * cached login's CPU: JWT parts and Fernet tokens).
+ */
+static const unsigned char util_b64_table[256] = {
+	['A'] = 1,
+	['B'] = 2,
+	['C'] = 3,
+	['D'] = 4,
+	['E'] = 5,
+	['F'] = 6,
+	['G'] = 7,
+	['H'] = 8,
+	['I'] = 9,
+	['J'] = 10,
+	['K'] = 11,
+	['L'] = 12,
+	['M'] = 13,
+	['N'] = 14,
+	['O'] = 15,
+	['P'] = 16,
+	['Q'] = 17,
+	['R'] = 18,
+	['S'] = 19,
+	['T'] = 20,
+	['U'] = 21,
+	['V'] = 22,
+	['W'] = 23,
+	['X'] = 24,
+	['Y'] = 25,
+	['Z'] = 26,
+	['a'] = 27,
+	['b'] = 28,
+	['c'] = 29,
+	['d'] = 30,
+	['e'] = 31,
+	['f'] = 32,
+	['g'] = 33,
+	['h'] = 34,
+	['i'] = 35,
+	['j'] = 36,
+	['k'] = 37,
+	['l'] = 38,
+	['m'] = 39,
+	['n'] = 40,
+	['o'] = 41,
+	['p'] = 42,
+	['q'] = 43,
+	['r'] = 44,
+	['s'] = 45,
+	['t'] = 46,
+	['u'] = 47,
+	['v'] = 48,
+	['w'] = 49,
+	['x'] = 50,
+	['y'] = 51,
+	['z'] = 52,
+	['0'] = 53,
+	['1'] = 54,
+	['2'] = 55,
+	['3'] = 56,
+	['4'] = 57,
+	['5'] = 58,
+	['6'] = 59,
+	['7'] = 60,
+	['8'] = 61,
+	['9'] = 62,
+	['-'] = 63,
+	['_'] = 64,
+};
 
 /*
  * Decode base64url, padded or not.  Strict: only the urlsafe alphabet, at
@@ -377,10 +432,11 @@ int
 util_b64url_decode(const char *s, size_t len, unsigned char **out,
     size_t *outlen)
 {
+	const unsigned char *u = (const unsigned char *)s;
+	const unsigned char *t = util_b64_table;
 	unsigned char *buf;
 	uint32_t acc = 0;
 	size_t i, n = 0, bits = 0, pad = 0;
-	int v;
 
 	while (len > 0 && s[len - 1] == '=') {
 		len--;
@@ -389,10 +445,24 @@ util_b64url_decode(const char *s, size_t len, unsigned char **out,
 	if (len % 4 == 1 || pad > 2 || (pad > 0 && (len + pad) % 4 != 0))
 		return (-1);
 	buf = xmalloc(len / 4 * 3 + 3);
-	for (i = 0; i < len; i++) {
-		if ((v = util_b64_value(s[i])) == -1)
+	/* Whole groups: four characters, three bytes. */
+	for (i = 0; i + 4 <= len; i += 4) {
+		if (t[u[i]] == 0 || t[u[i + 1]] == 0 || t[u[i + 2]] == 0 ||
+		    t[u[i + 3]] == 0)
 			goto fail;
-		acc = (acc << 6) | (uint32_t)v;
+		acc = (uint32_t)(t[u[i]] - 1) << 18 |
+		    (uint32_t)(t[u[i + 1]] - 1) << 12 |
+		    (uint32_t)(t[u[i + 2]] - 1) << 6 |
+		    (uint32_t)(t[u[i + 3]] - 1);
+		buf[n++] = (unsigned char)(acc >> 16);
+		buf[n++] = (unsigned char)(acc >> 8);
+		buf[n++] = (unsigned char)acc;
+	}
+	/* The last 2 or 3 characters, bit by bit. */
+	for (acc = 0; i < len; i++) {
+		if (t[u[i]] == 0)
+			goto fail;
+		acc = (acc << 6) | (uint32_t)(t[u[i]] - 1);
 		bits += 6;
 		if (bits >= 8) {
 			bits -= 8;

@@ -85,6 +85,83 @@ test_ct_equal_past_nul(void **state)
 	assert_false(util_ct_equal("secret", 6, a, sizeof a - 1));
 }
 
+/* The value of a base64url character by its place in the alphabet. */
+static int
+b64_ref(int c)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	const char *p;
+
+	if (c == 0 || (p = strchr(alphabet, c)) == NULL)
+		return (-1);
+	return ((int)(p - alphabet));
+}
+
+/* Every byte value, in every place of a group: only the alphabet decodes. */
+static void
+test_b64url_every_byte(void **state)
+{
+	unsigned char *out;
+	size_t outlen, pos;
+	char in[5];
+	int c, v;
+
+	for (c = 0; c < 256; c++) {
+		for (pos = 0; pos < 4; pos++) {
+			memcpy(in, "AAAA", 5);
+			in[pos] = (char)c;
+			out = NULL;
+			v = b64_ref(c);
+			if (c == '=' && pos == 3)
+				continue; /* padding: the round trip's */
+			if (v < 0) {
+				assert_int_equal(util_b64url_decode(in, 4,
+				    &out, &outlen), -1);
+				continue;
+			}
+			assert_int_equal(util_b64url_decode(in, 4, &out,
+			    &outlen), 0);
+			assert_int_equal(outlen, 3);
+			/* the 24 bits of the group, v at its 6 */
+			assert_int_equal((unsigned)out[0] << 16 |
+			    (unsigned)out[1] << 8 | out[2],
+			    (unsigned)v << (6 * (3 - pos)));
+			free(out);
+		}
+	}
+}
+
+/* Encode then decode; stray bits, bad lengths and padding are refused. */
+static void
+test_b64url_round_trip(void **state)
+{
+	unsigned char data[64], *out;
+	size_t len, outlen;
+	char *text;
+
+	for (len = 0; len < sizeof data; len++) {
+		util_random_bytes(data, len);
+		text = util_b64url_encode(data, len);
+		assert_int_equal(util_b64url_decode(text, strlen(text), &out,
+		    &outlen), 0);
+		assert_int_equal(outlen, len);
+		assert_memory_equal(out, data, len);
+		free(out);
+		free(text);
+	}
+	assert_int_equal(util_b64url_decode("AB", 2, &out, &outlen), -1);
+	assert_int_equal(util_b64url_decode("AQ", 2, &out, &outlen), 0);
+	free(out);
+	assert_int_equal(util_b64url_decode("AQ==", 4, &out, &outlen), 0);
+	free(out);
+	assert_int_equal(util_b64url_decode("AQ=", 3, &out, &outlen), -1);
+	assert_int_equal(util_b64url_decode("AQ===", 5, &out, &outlen), -1);
+	assert_int_equal(util_b64url_decode("AAAAA", 5, &out, &outlen), -1);
+	assert_int_equal(util_b64url_decode("AA+A", 4, &out, &outlen), -1);
+	assert_int_equal(util_b64url_decode("AA/A", 4, &out, &outlen), -1);
+}
+
 int
 main(void)
 {
@@ -94,6 +171,8 @@ main(void)
 		cmocka_unit_test(test_ct_equal_lengths),
 		cmocka_unit_test(test_ct_equal_empty),
 		cmocka_unit_test(test_ct_equal_past_nul),
+		cmocka_unit_test(test_b64url_every_byte),
+		cmocka_unit_test(test_b64url_round_trip),
 	};
 
 	log_open(LOGL_ERR, 0);
