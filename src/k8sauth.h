@@ -121,6 +121,8 @@ int util_mkdir_p(const char *, mode_t);
 char *util_b64url_encode(const void *, size_t);
 int util_b64url_decode(const char *, size_t, unsigned char **, size_t *);
 void util_sha256_hex(const void *, size_t, char[65]);
+struct evp_md_st; /* OpenSSL's EVP_MD */
+const struct evp_md_st *util_sha256_md(void);
 char *util_trim(char *);
 /* A list of strings (bound names, groups, audiences, globs). */
 struct strlist {

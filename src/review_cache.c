@@ -281,7 +281,7 @@ review_cache_key(const char *jwt, const char *instance_id, const char *audience,
 	unsigned int n = RC_KEY_LEN;
 
 	if ((ctx = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestInit_ex(ctx, util_sha256_md(), NULL) != 1 ||
 	    EVP_DigestUpdate(ctx, jwt, strlen(jwt) + 1) != 1 ||
 	    EVP_DigestUpdate(ctx, instance_id, strlen(instance_id) + 1) != 1 ||
 	    EVP_DigestUpdate(ctx, audience != NULL ? "1" : "0", 1) != 1 ||

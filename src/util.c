@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,30 @@ util_timestamp(char out[TIMESTAMP_LEN + 1])
 	util_format_tm(&tm, ts.tv_nsec / 1000, out);
 }
 
+static pthread_once_t util_sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *util_sha256_fetched;
+
+/* Fetch SHA-256 once for the process. */
+static void
+util_sha256_init(void)
+{
+	if ((util_sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		fatalx("SHA256 is not available");
+}
+
+/*
+ * SHA-256, fetched once: EVP_sha256() given to EVP_Digest* makes OpenSSL 3
+ * look the algorithm up in its provider store (a lock and a hash-table
+ * walk) on every call, which cost as much as hashing a JWT.  A fetched
+ * EVP_MD is shareable between threads.
+ */
+const EVP_MD *
+util_sha256_md(void)
+{
+	pthread_once(&util_sha256_once, util_sha256_init);
+	return (util_sha256_fetched);
+}
+
 /* Compare two byte strings in time independent of where they differ. */
 int
 util_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
@@ -132,8 +157,8 @@ util_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 	unsigned int len = 0;
 
 	/* Hash first so that the comparison length never depends on input. */
-	if (EVP_Digest(a, alen, da, &len, EVP_sha256(), NULL) != 1 ||
-	    EVP_Digest(b, blen, db, &len, EVP_sha256(), NULL) != 1)
+	if (EVP_Digest(a, alen, da, &len, util_sha256_md(), NULL) != 1 ||
+	    EVP_Digest(b, blen, db, &len, util_sha256_md(), NULL) != 1)
 		fatalx("EVP_Digest failed");
 	return (CRYPTO_memcmp(da, db, sizeof da) == 0 && alen == blen);
 }
@@ -488,7 +513,7 @@ util_sha256_hex(const void *data, size_t len, char out[65])
 	unsigned int mdlen = 0;
 	size_t i;
 
-	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+	if (EVP_Digest(data, len, md, &mdlen, util_sha256_md(), NULL) != 1)
 		fatalx("EVP_Digest failed");
 	for (i = 0; i < 32; i++) {
 		out[i * 2] = hex[md[i] >> 4];

@@ -162,6 +162,17 @@ test_b64url_round_trip(void **state)
 	assert_int_equal(util_b64url_decode("AA/A", 4, &out, &outlen), -1);
 }
 
+/* SHA-256 through the fetched digest: the FIPS 180-2 "abc" vector. */
+static void
+test_sha256_hex(void **state)
+{
+	char hex[65];
+
+	util_sha256_hex("abc", 3, hex);
+	assert_string_equal(hex,
+	    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
 int
 main(void)
 {
@@ -173,6 +184,7 @@ main(void)
 		cmocka_unit_test(test_ct_equal_past_nul),
 		cmocka_unit_test(test_b64url_every_byte),
 		cmocka_unit_test(test_b64url_round_trip),
+		cmocka_unit_test(test_sha256_hex),
 	};
 
 	log_open(LOGL_ERR, 0);
