@@ -80,6 +80,22 @@ json_prescan_control(const struct json_scan *s, const char *buf, const char *p,
 }
 
 /*
+ * The bytes the two steps above act on outside an escape: control bytes,
+ * quote, backslash and brackets.  Any other byte (most of a body: ids,
+ * JWTs, white space padding) is skipped with one table load instead of two
+ * calls and a strchr per byte.
+ */
+static const unsigned char json_scan_special[256] = {
+	[0x00 ... 0x1f] = 1,
+	['"'] = 1,
+	['\\'] = 1,
+	['{'] = 1,
+	['}'] = 1,
+	['['] = 1,
+	[']'] = 1,
+};
+
+/*
  * Reject inputs cJSON would accept but we do not want (depth, NUL, raw
  * control characters).
  */
@@ -90,6 +106,8 @@ json_prescan(const char *buf, size_t len, char **cause)
 	const char *p, *end = buf + len;
 
 	for (p = buf; p < end; p++) {
+		if (!json_scan_special[(unsigned char)*p] && !s.escape)
+			continue; /* neither step would do anything */
 		if (json_prescan_control(&s, buf, p, cause) != 0 ||
 		    json_prescan_byte(&s, p, end, cause) != 0)
 			return (-1);
@@ -129,7 +147,8 @@ json_parse(const char *buf, size_t len, char **cause)
 		return (NULL);
 	}
 	for (off = (size_t)(end - buf); off < len; off++) {
-		if (strchr(" \t\r\n", buf[off]) == NULL || buf[off] == '\0') {
+		if (buf[off] != ' ' && buf[off] != '\t' && buf[off] != '\r' &&
+		    buf[off] != '\n') {
 			cJSON_Delete(root);
 			if (cause != NULL)
 				xasprintf(cause, "trailing data at offset %zu",
