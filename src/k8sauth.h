@@ -666,6 +666,19 @@ int json_get_strlist(const cJSON *, const char *, size_t, size_t, int,
     struct strlist *, char **);
 void json_strlist_clear(struct strlist *);
 const char *json_or_null(const char *);
+/* A JSON text written directly into a (stack) buffer: replies on the hot path. */
+struct json_out {
+	char *buf; /* the caller's stack buffer, or the heap once outgrown */
+	size_t len;
+	size_t cap;
+	int heap;
+};
+void json_out_init(struct json_out *, char *, size_t);
+void json_out_free(struct json_out *);
+void json_out_raw(struct json_out *, const char *, size_t);
+void json_out_open(struct json_out *, const char *, char);
+void json_out_close(struct json_out *, char);
+void json_out_string(struct json_out *, const char *, const char *);
 
 /* validate.c -- field rules shared by the admin API handlers */
 #define VALIDATE_MAX_PEM (64 * 1024)
@@ -1222,8 +1235,10 @@ int fernet_keys_changed(const char *, const struct fernet_keys *);
 void api_login(struct request *);
 
 /* api_token.c -- the token document and GET/HEAD /v3/auth/tokens */
-cJSON *api_token_document(const struct config *, const struct fernet_payload *,
-    const struct restriction *);
+#define API_TOKEN_STACK 4096 /* a token document written without malloc */
+void api_token_document(struct json_out *, const struct config *,
+    const struct fernet_payload *, const struct restriction *);
+void api_token_reply(struct request *, struct json_out *);
 void api_token_validate(struct request *);
 
 /* throttle.c -- failed logins per client address; trusted proxies */
