@@ -47,6 +47,7 @@ struct login {
 	struct restriction *rs;            /* kept during step 6a */
 	long cap;                          /* kept during step 6a */
 	char jwt_id[9];
+	uint8_t jwt_sha[32]; /* SHA-256 of the JWT: the log id, the cache key */
 	char *role_name;
 	char *pod; /* from the review, once checked */
 	char *node;
@@ -954,7 +955,7 @@ login_continue(struct login *l)
 	int rc;
 
 	/* A JWT the cluster already judged needs no signature check. */
-	if (review_cache_lookup(r->cfg, l->inst, l->token,
+	if (review_cache_lookup(r->cfg, l->inst, l->jwt_sha,
 		l->role->bound_audience, &o)) {
 		rc = login_reviewed(l, &o);
 		k8s_review_outcome_clear(&o);
@@ -999,7 +1000,9 @@ api_login(struct request *r)
 		goto done;
 	if (login_parse_body(r, &l->role_name, &l->token) != 0)
 		goto done;
-	log_secret_id(l->token, l->jwt_id);
+	/* Hashed once: log_secret_id's 8 hex digits and the review cache key. */
+	util_sha256(l->token, strlen(l->token), l->jwt_sha);
+	util_hex(l->jwt_sha, 4, l->jwt_id);
 	if (login_lookup(l) != 0)
 		goto done;
 	if (jwt_parse(l->token, strlen(l->token), (size_t)cfg->k8s_max_jwt_size,

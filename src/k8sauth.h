@@ -120,6 +120,8 @@ int util_write_file_atomic(const char *, const void *, size_t, mode_t, char **);
 int util_mkdir_p(const char *, mode_t);
 char *util_b64url_encode(const void *, size_t);
 int util_b64url_decode(const char *, size_t, unsigned char **, size_t *);
+void util_sha256(const void *, size_t, unsigned char[32]);
+void util_hex(const unsigned char *, size_t, char *);
 void util_sha256_hex(const void *, size_t, char[65]);
 struct evp_md_st; /* OpenSSL's EVP_MD */
 const struct evp_md_st *util_sha256_md(void);
@@ -1162,12 +1164,14 @@ struct review_wait *review_cache_start(struct worker *, const struct config *,
     const struct instance *, const char *, const char *, double, k8s_review_cb,
     void *, struct k8s_review_outcome *);
 int review_cache_lookup(const struct config *, const struct instance *,
-    const char *, const char *, struct k8s_review_outcome *);
+    const uint8_t[32], const char *, struct k8s_review_outcome *);
 void review_cache_cancel(struct review_wait *);
 void review_cache_forget(const char *);
 void review_cache_worker_free(struct worker *);
 void review_cache_render(struct evbuffer *);
 void review_cache_key(const char *, const char *, const char *, uint8_t[32]);
+void review_cache_key_digest(const uint8_t[32], const char *, const char *,
+    uint8_t[32]);
 int review_cache_get(const uint8_t *, const char *, double,
     struct k8s_review_outcome *);
 void review_cache_put(const uint8_t *, const char *,

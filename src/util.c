@@ -504,22 +504,39 @@ fail:
 	return (-1);
 }
 
+/* SHA-256 of data into out, with the digest fetched once. */
+void
+util_sha256(const void *data, size_t len, unsigned char out[32])
+{
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(data, len, out, &mdlen, util_sha256_md(), NULL) != 1 ||
+	    mdlen != 32)
+		fatalx("EVP_Digest failed");
+}
+
+/* n bytes as 2n lowercase hex digits and a NUL. */
+void
+util_hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[i * 2] = hex[b[i] >> 4];
+		out[i * 2 + 1] = hex[b[i] & 0xf];
+	}
+	out[n * 2] = '\0';
+}
+
 /* SHA-256 as 64 lowercase hex digits. */
 void
 util_sha256_hex(const void *data, size_t len, char out[65])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[32];
-	unsigned int mdlen = 0;
-	size_t i;
 
-	if (EVP_Digest(data, len, md, &mdlen, util_sha256_md(), NULL) != 1)
-		fatalx("EVP_Digest failed");
-	for (i = 0; i < 32; i++) {
-		out[i * 2] = hex[md[i] >> 4];
-		out[i * 2 + 1] = hex[md[i] & 0xf];
-	}
-	out[64] = '\0';
+	util_sha256(data, len, md);
+	util_hex(md, sizeof md, out);
 }
 
 /* Strip leading and trailing white space in place. */

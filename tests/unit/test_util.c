@@ -166,11 +166,18 @@ test_b64url_round_trip(void **state)
 static void
 test_sha256_hex(void **state)
 {
-	char hex[65];
+	unsigned char md[32];
+	char hex[65], id[9], logid[9];
 
 	util_sha256_hex("abc", 3, hex);
 	assert_string_equal(hex,
 	    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	/* The login's JWT id: the first 4 bytes of the digest, as log.c's. */
+	util_sha256("abc", 3, md);
+	util_hex(md, 4, id);
+	log_secret_id("abc", logid);
+	assert_string_equal(id, "ba7816bf");
+	assert_string_equal(id, logid);
 }
 
 int
