@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -180,6 +181,44 @@ test_sha256_hex(void **state)
 	assert_string_equal(id, logid);
 }
 
+/* util_format_time against gmtime_r and snprintf over years 1970-9999. */
+static void
+test_format_time(void **state)
+{
+	char got[TIMESTAMP_LEN + 1], want[96];
+	struct tm tm;
+	time_t sec;
+	double t;
+	long usec;
+	int i;
+
+	for (i = 0; i < 20000; i++) {
+		if (i == 0)
+			t = 0;
+		else if (i == 1)
+			t = 253402300799.9999996; /* rounds to 999999 us */
+		else if (i == 2)
+			t = 1764334800.5;
+		else
+			t = (double)((uint64_t)random() * 7919 % 253402300800ULL) +
+			    (double)(random() % 1000000) / 1e6;
+		util_format_time(t, got);
+		sec = (time_t)t;
+		usec = (long)((t - (double)sec) * 1e6 + 0.5);
+		if (usec >= 1000000)
+			usec = 999999;
+		gmtime_r(&sec, &tm);
+		snprintf(want, sizeof want,
+		    "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+		    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		    usec);
+		want[TIMESTAMP_LEN] = '\0';
+		assert_string_equal(got, want);
+	}
+	util_format_time(1764334800.25, got);
+	assert_string_equal(got, "2025-11-28T13:00:00.250000Z");
+}
+
 int
 main(void)
 {
@@ -192,6 +231,7 @@ main(void)
 		cmocka_unit_test(test_b64url_every_byte),
 		cmocka_unit_test(test_b64url_round_trip),
 		cmocka_unit_test(test_sha256_hex),
+		cmocka_unit_test(test_format_time),
 	};
 
 	log_open(LOGL_ERR, 0);
