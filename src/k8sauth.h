@@ -120,6 +120,7 @@ int util_write_file_atomic(const char *, const void *, size_t, mode_t, char **);
 int util_mkdir_p(const char *, mode_t);
 char *util_b64url_encode(const void *, size_t);
 int util_b64url_decode(const char *, size_t, unsigned char **, size_t *);
+size_t util_b64url_span(const char *, size_t);
 void util_sha256(const void *, size_t, unsigned char[32]);
 void util_hex(const unsigned char *, size_t, char *);
 void util_sha256_hex(const void *, size_t, char[65]);

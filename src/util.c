@@ -476,6 +476,17 @@ static const unsigned char util_b64_table[256] = {
 	['_'] = 64,
 };
 
+/* How many of the first len bytes of s are base64url characters. */
+size_t
+util_b64url_span(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && util_b64_table[(unsigned char)s[i]] != 0; i++)
+		;
+	return (i);
+}
+
 /*
  * Decode base64url, padded or not.  Strict: only the urlsafe alphabet, at
  * most the padding the length needs, and no stray bits in the last
