@@ -47,6 +47,7 @@ struct login {
 	struct restriction *rs;            /* kept during step 6a */
 	long cap;                          /* kept during step 6a */
 	char jwt_id[9];
+	uint8_t jwt_sha[32]; /* SHA-256 of the JWT: the log id, the cache key */
 	char *role_name;
 	char *pod; /* from the review, once checked */
 	char *node;
@@ -309,23 +310,20 @@ login_lifetime(const struct login *l, double now)
 	return (life);
 }
 
-/* The k8s_auth member of the login answer. */
-static cJSON *
-login_k8s_json(const struct login *l, const struct k8s_review_outcome *o)
+/* The k8s_auth member of the login answer, added to the token object. */
+static void
+login_k8s_json(struct json_out *j, const struct login *l,
+    const struct k8s_review_outcome *o)
 {
-	cJSON *k = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(k, "instance_id", l->inst->id);
-	cJSON_AddStringToObject(k, "role", l->role->name);
-	cJSON_AddStringToObject(k, "namespace", o->namespace);
-	cJSON_AddStringToObject(k, "service_account", o->name);
-	if (o->uid != NULL)
-		cJSON_AddStringToObject(k, "service_account_uid", o->uid);
-	if (o->pod_name != NULL)
-		cJSON_AddStringToObject(k, "pod_name", o->pod_name);
-	if (o->node_name != NULL)
-		cJSON_AddStringToObject(k, "node_name", o->node_name);
-	return (k);
+	json_out_open(j, "k8s_auth", '{');
+	json_out_string(j, "instance_id", l->inst->id);
+	json_out_string(j, "role", l->role->name);
+	json_out_string(j, "namespace", o->namespace);
+	json_out_string(j, "service_account", o->name);
+	json_out_string(j, "service_account_uid", o->uid);
+	json_out_string(j, "pod_name", o->pod_name);
+	json_out_string(j, "node_name", o->node_name);
+	json_out_close(j, '}');
 }
 
 /*
@@ -358,8 +356,8 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 	struct request *r = l->r;
 	const struct config *cfg = r->cfg;
 	struct fernet_payload p;
-	cJSON *doc;
-	char *token = NULL, *cause = NULL;
+	struct json_out doc;
+	char stack[API_TOKEN_STACK], *token = NULL, *cause = NULL;
 	double now = floor(util_now());
 	long life;
 
@@ -387,13 +385,14 @@ login_issue(struct login *l, const struct k8s_review_outcome *o,
 		    "the token could not be issued");
 		goto out;
 	}
-	doc = api_token_document(cfg, &p, rs);
-	cJSON_AddItemToObject(cJSON_GetObjectItem(doc, "token"), "k8s_auth",
-	    login_k8s_json(l, o));
+	json_out_init(&doc, stack, sizeof stack);
+	api_token_document(&doc, cfg, &p, rs);
+	login_k8s_json(&doc, l, o);
 	login_log_success(l, o, p.audit_id, life);
 	memcpy(l->audit_id, p.audit_id, sizeof l->audit_id);
 	http_set_header(r, "X-Subject-Token", token);
-	http_reply_json(r, 200, doc);
+	api_token_reply(r, &doc);
+	json_out_free(&doc);
 out:
 	freezero_str(token);
 	free(cause);
@@ -956,7 +955,7 @@ login_continue(struct login *l)
 	int rc;
 
 	/* A JWT the cluster already judged needs no signature check. */
-	if (review_cache_lookup(r->cfg, l->inst, l->token,
+	if (review_cache_lookup(r->cfg, l->inst, l->jwt_sha,
 		l->role->bound_audience, &o)) {
 		rc = login_reviewed(l, &o);
 		k8s_review_outcome_clear(&o);
@@ -1001,7 +1000,9 @@ api_login(struct request *r)
 		goto done;
 	if (login_parse_body(r, &l->role_name, &l->token) != 0)
 		goto done;
-	log_secret_id(l->token, l->jwt_id);
+	/* Hashed once: log_secret_id's 8 hex digits and the review cache key. */
+	util_sha256(l->token, strlen(l->token), l->jwt_sha);
+	util_hex(l->jwt_sha, 4, l->jwt_id);
 	if (login_lookup(l) != 0)
 		goto done;
 	if (jwt_parse(l->token, strlen(l->token), (size_t)cfg->k8s_max_jwt_size,

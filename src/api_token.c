@@ -15,84 +15,126 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
 #include "k8sauth.h"
 
-/* The method names a bitmask stands for, in [auth] methods order. */
-static cJSON *
-api_token_methods(const struct config *cfg, uint64_t mask)
+/* One method name, len bytes at name, as an array element. */
+static void
+api_token_method(struct json_out *o, const char *name, size_t len)
 {
-	cJSON *a = cJSON_CreateArray();
-	char *copy, *p, *m;
-	int i = 0;
+	char stack[128], *copy = stack;
 
-	copy = xstrdup(cfg->auth_methods);
-	p = copy;
-	while ((m = strsep(&p, ",")) != NULL) {
-		m = util_trim(m);
-		if (*m == '\0')
-			continue;
-		if (i < 64 && (mask & ((uint64_t)1 << i)))
-			cJSON_AddItemToArray(a, cJSON_CreateString(m));
-		i++;
-	}
-	free(copy);
-	return (a);
-}
-
-/* {"id": id, "domain": {"id": domain}} */
-static cJSON *
-api_token_ref(const char *id, const char *domain)
-{
-	cJSON *o = cJSON_CreateObject(), *d;
-
-	cJSON_AddStringToObject(o, "id", id);
-	if (domain != NULL) {
-		d = cJSON_AddObjectToObject(o, "domain");
-		cJSON_AddStringToObject(d, "id", domain);
-	}
-	return (o);
+	if (len >= sizeof stack)
+		copy = xmalloc(len + 1);
+	memcpy(copy, name, len);
+	copy[len] = '\0';
+	json_out_string(o, NULL, copy);
+	if (copy != stack)
+		free(copy);
 }
 
 /*
- * The {"token": {...}} document of API.md §3 for a payload; rs (may be
- * NULL) supplies roles and the domain of user and project.
+ * "methods": the method names a bitmask stands for, in [auth] methods
+ * order (each name trimmed of white space as util_trim does).
  */
-cJSON *
-api_token_document(const struct config *cfg, const struct fernet_payload *p,
-    const struct restriction *rs)
+static void
+api_token_methods(struct json_out *o, const struct config *cfg, uint64_t mask)
 {
-	cJSON *doc, *t, *roles, *role, *audits;
+	const char *p = cfg->auth_methods, *end;
+	size_t len;
+	int i = 0;
+
+	json_out_open(o, "methods", '[');
+	for (;;) {
+		end = p + strcspn(p, ",");
+		while (p < end && strchr(" \t\n\r", *p) != NULL)
+			p++;
+		len = (size_t)(end - p);
+		while (len > 0 && strchr(" \t\n\r", p[len - 1]) != NULL)
+			len--;
+		if (len > 0) {
+			if (i < 64 && (mask & ((uint64_t)1 << i)))
+				api_token_method(o, p, len);
+			i++;
+		}
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	json_out_close(o, ']');
+}
+
+/* "key": {"id": id, "domain": {"id": domain}} */
+static void
+api_token_ref(struct json_out *o, const char *key, const char *id,
+    const char *domain)
+{
+	json_out_open(o, key, '{');
+	json_out_string(o, "id", id);
+	if (domain != NULL) {
+		json_out_open(o, "domain", '{');
+		json_out_string(o, "id", domain);
+		json_out_close(o, '}');
+	}
+	json_out_close(o, '}');
+}
+
+/*
+ * The {"token": {...}} document of API.md §3 for a payload, written into o
+ * with the token object left open for the caller to add to (the login adds
+ * "k8s_auth") and close with api_token_reply.  rs (may be NULL) supplies
+ * roles and the domain of user and project.  Written directly, not as a
+ * cJSON tree: the same text (member order, escapes) with no allocation.
+ */
+void
+api_token_document(struct json_out *o, const struct config *cfg,
+    const struct fernet_payload *p, const struct restriction *rs)
+{
 	char ts[TIMESTAMP_LEN + 1];
 	size_t i;
 
-	doc = cJSON_CreateObject();
-	t = cJSON_AddObjectToObject(doc, "token");
-	cJSON_AddItemToObject(t, "methods", api_token_methods(cfg, p->methods));
-	cJSON_AddItemToObject(t, "user",
-	    api_token_ref(p->user_id, rs != NULL ? rs->domain_id : NULL));
+	json_out_open(o, NULL, '{');
+	json_out_open(o, "token", '{');
+	api_token_methods(o, cfg, p->methods);
+	api_token_ref(o, "user", p->user_id, rs != NULL ? rs->domain_id : NULL);
 	if (p->project_id != NULL)
-		cJSON_AddItemToObject(t, "project",
-		    api_token_ref(p->project_id,
-			rs != NULL ? rs->domain_id : NULL));
+		api_token_ref(o, "project", p->project_id,
+		    rs != NULL ? rs->domain_id : NULL);
 	if (rs != NULL) {
-		roles = cJSON_AddArrayToObject(t, "roles");
+		json_out_open(o, "roles", '[');
 		for (i = 0; i < rs->nroles; i++) {
-			role = cJSON_CreateObject();
-			cJSON_AddStringToObject(role, "id", rs->roles[i].id);
-			if (rs->roles[i].name != NULL)
-				cJSON_AddStringToObject(role, "name",
-				    rs->roles[i].name);
-			cJSON_AddItemToArray(roles, role);
+			json_out_open(o, NULL, '{');
+			json_out_string(o, "id", rs->roles[i].id);
+			json_out_string(o, "name", rs->roles[i].name);
+			json_out_close(o, '}');
 		}
-		cJSON_AddStringToObject(t, "token_restriction_id", rs->id);
+		json_out_close(o, ']');
+		json_out_string(o, "token_restriction_id", rs->id);
 	}
 	util_format_time(p->issued_at, ts);
-	cJSON_AddStringToObject(t, "issued_at", ts);
+	json_out_string(o, "issued_at", ts);
 	util_format_time(p->expires_at, ts);
-	cJSON_AddStringToObject(t, "expires_at", ts);
-	audits = cJSON_AddArrayToObject(t, "audit_ids");
-	cJSON_AddItemToArray(audits, cJSON_CreateString(p->audit_id));
-	return (doc);
+	json_out_string(o, "expires_at", ts);
+	json_out_open(o, "audit_ids", '[');
+	json_out_string(o, NULL, p->audit_id);
+	json_out_close(o, ']');
+}
+
+/* Close the document api_token_document began and answer 200 with it. */
+void
+api_token_reply(struct request *r, struct json_out *o)
+{
+	struct evbuffer *buf;
+
+	json_out_close(o, '}');
+	json_out_close(o, '}');
+	if ((buf = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new failed");
+	evbuffer_add(buf, o->buf, o->len);
+	http_set_header(r, "Content-Type", "application/json");
+	http_reply_buffer(r, 200, buf);
+	evbuffer_free(buf);
 }
 
 /* Validate X-Subject-Token for an authorized caller. */
@@ -102,8 +144,9 @@ api_token_answer(struct request *r)
 	struct fernet_payload p;
 	const struct restriction *rs = NULL;
 	const char *subject = http_header(r, "X-Subject-Token");
+	struct json_out o;
 	cJSON *target, *t;
-	char *cause = NULL;
+	char stack[API_TOKEN_STACK], *cause = NULL;
 	int ok = 0, denied;
 
 	memset(&p, 0, sizeof p);
@@ -146,7 +189,10 @@ api_token_answer(struct request *r)
 		    "the token is not valid");
 	else {
 		http_set_header(r, "X-Subject-Token", subject);
-		http_reply_json(r, 200, api_token_document(r->cfg, &p, rs));
+		json_out_init(&o, stack, sizeof stack);
+		api_token_document(&o, r->cfg, &p, rs);
+		api_token_reply(r, &o);
+		json_out_free(&o);
 	}
 out:
 	free(cause);

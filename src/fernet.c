@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,9 @@
 
 #include <msgpack.h>
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include "k8sauth.h"
 
@@ -614,14 +616,85 @@ fernet_pack_payload(struct fernet_wbuf *w, const struct fernet_payload *p,
 	msgpack_pack_bin_body(&pk, audit, FERNET_AUDIT_LEN);
 }
 
+/*
+ * The algorithms and contexts of the per-token work.  HMAC(EVP_sha256(),
+ * ...) and EVP_CipherInit_ex(ctx, EVP_aes_128_cbc(), ...) fetch their
+ * algorithm from OpenSSL 3's provider store on every call (a lock and a
+ * hash-table walk) and allocate a context each time: per token, that was a
+ * good part of a cached login's and a validation's crypto.  The algorithms
+ * are fetched once per process (fetched objects are shareable between
+ * threads) and each thread keeps one MAC and one cipher context, re-keyed
+ * per call (contexts are not shareable); a thread's contexts are freed when
+ * it ends.  The contexts hold the state of the last key used between calls,
+ * as the key set itself does.
+ */
+struct fernet_thread {
+	EVP_MAC_CTX *mac;
+	EVP_CIPHER_CTX *cipher;
+	int cipher_set; /* the cipher was given once: later inits re-key only */
+};
+
+static pthread_once_t fernet_once = PTHREAD_ONCE_INIT;
+static pthread_key_t fernet_thread_key;
+static EVP_MAC *fernet_hmac;
+static EVP_CIPHER *fernet_aes;
+
+/* A thread ends: free its contexts. */
+static void
+fernet_thread_end(void *arg)
+{
+	struct fernet_thread *t = arg;
+
+	EVP_MAC_CTX_free(t->mac);
+	EVP_CIPHER_CTX_free(t->cipher);
+	free(t);
+}
+
+/* Fetch HMAC and AES-128-CBC once; make the per-thread key. */
+static void
+fernet_crypto_init(void)
+{
+	if ((fernet_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL ||
+	    (fernet_aes = EVP_CIPHER_fetch(NULL, "AES-128-CBC", NULL)) == NULL)
+		fatalx("fernet: HMAC or AES-128-CBC is not available");
+	if (pthread_key_create(&fernet_thread_key, fernet_thread_end) != 0)
+		fatalx("fernet: pthread_key_create failed");
+}
+
+/* This thread's contexts, made on first use. */
+static struct fernet_thread *
+fernet_thread(void)
+{
+	OSSL_PARAM params[2];
+	struct fernet_thread *t;
+
+	pthread_once(&fernet_once, fernet_crypto_init);
+	if ((t = pthread_getspecific(fernet_thread_key)) != NULL)
+		return (t);
+	t = xcalloc(1, sizeof *t);
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+	    (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if ((t->mac = EVP_MAC_CTX_new(fernet_hmac)) == NULL ||
+	    EVP_MAC_CTX_set_params(t->mac, params) != 1 ||
+	    (t->cipher = EVP_CIPHER_CTX_new()) == NULL)
+		fatalx("fernet: cannot create the HMAC or AES contexts");
+	if (pthread_setspecific(fernet_thread_key, t) != 0)
+		fatalx("fernet: pthread_setspecific failed");
+	return (t);
+}
+
 /* HMAC-SHA256 of data with a 16-byte signing key. */
 static void
 fernet_mac(const unsigned char key[16], const unsigned char *data, size_t len,
     unsigned char out[FERNET_MAC_LEN])
 {
-	unsigned int outlen = FERNET_MAC_LEN;
+	EVP_MAC_CTX *ctx = fernet_thread()->mac;
+	size_t outlen = 0;
 
-	if (HMAC(EVP_sha256(), key, 16, data, len, out, &outlen) == NULL ||
+	if (EVP_MAC_init(ctx, key, 16, NULL) != 1 ||
+	    EVP_MAC_update(ctx, data, len) != 1 ||
+	    EVP_MAC_final(ctx, out, &outlen, FERNET_MAC_LEN) != 1 ||
 	    outlen != FERNET_MAC_LEN)
 		fatalx("fernet: HMAC-SHA256 failed");
 }
@@ -629,25 +702,26 @@ fernet_mac(const unsigned char key[16], const unsigned char *data, size_t len,
 /*
  * AES-128-CBC with PKCS#7 padding, encrypting (enc 1) or decrypting (0)
  * in into out (room for inlen + 16).  Returns the output length or -1
- * (bad padding when decrypting).
+ * (bad padding when decrypting).  The thread's context is re-keyed with
+ * key and iv on every call, which also resets what a failed call left.
  */
 static int
 fernet_cipher(int enc, const unsigned char key[16], const unsigned char iv[16],
     const unsigned char *in, size_t inlen, unsigned char *out)
 {
-	EVP_CIPHER_CTX *ctx;
-	int n = 0, fin = 0, ok;
+	struct fernet_thread *t = fernet_thread();
+	int n = 0, fin = 0;
 
 	if (inlen > INT_MAX - FERNET_BLOCK)
 		return (-1);
-	if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
-		fatalx("fernet: EVP_CIPHER_CTX_new failed");
-	ok = EVP_CipherInit_ex(ctx, EVP_aes_128_cbc(), NULL, key, iv, enc) ==
-		1 &&
-	    EVP_CipherUpdate(ctx, out, &n, in, (int)inlen) == 1 &&
-	    EVP_CipherFinal_ex(ctx, out + n, &fin) == 1;
-	EVP_CIPHER_CTX_free(ctx);
-	return (ok ? n + fin : -1);
+	if (EVP_CipherInit_ex2(t->cipher, t->cipher_set ? NULL : fernet_aes,
+		key, iv, enc, NULL) != 1)
+		fatalx("fernet: AES-128-CBC set-up failed");
+	t->cipher_set = 1;
+	if (EVP_CipherUpdate(t->cipher, out, &n, in, (int)inlen) != 1 ||
+	    EVP_CipherFinal_ex(t->cipher, out + n, &fin) != 1)
+		return (-1);
+	return (n + fin);
 }
 
 /* Store v big-endian in 8 bytes. */

@@ -80,27 +80,20 @@ json_prescan_control(const struct json_scan *s, const char *buf, const char *p,
 }
 
 /*
- * The end of the run at p that cannot change the scan's state nor fail
- * it: inside a string (no escape pending) every byte but a quote, a
- * backslash and a control byte; outside one, white space.  Skipping such
- * runs in a tight loop makes the scan several times cheaper on the long
- * strings of a login (the JWT, echoed again in the TokenReview answer)
- * and the white space a body may carry (issue 12).
+ * The bytes the two steps above act on outside an escape: control bytes,
+ * quote, backslash and brackets.  Any other byte (most of a body: ids,
+ * JWTs, white space padding) is skipped with one table load instead of two
+ * calls and a strchr per byte.
  */
-static const char *
-json_prescan_skip(const struct json_scan *s, const char *p, const char *end)
-{
-	if (s->in_string && !s->escape) {
-		while (p < end && (unsigned char)*p >= 0x20 && *p != '"' &&
-		    *p != '\\')
-			p++;
-	} else if (!s->in_string) {
-		while (p < end &&
-		    (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
-			p++;
-	}
-	return (p);
-}
+static const unsigned char json_scan_special[256] = {
+	[0x00 ... 0x1f] = 1,
+	['"'] = 1,
+	['\\'] = 1,
+	['{'] = 1,
+	['}'] = 1,
+	['['] = 1,
+	[']'] = 1,
+};
 
 /*
  * Reject inputs cJSON would accept but we do not want (depth, NUL, raw
@@ -113,8 +106,8 @@ json_prescan(const char *buf, size_t len, char **cause)
 	const char *p, *end = buf + len;
 
 	for (p = buf; p < end; p++) {
-		if ((p = json_prescan_skip(&s, p, end)) == end)
-			break;
+		if (!json_scan_special[(unsigned char)*p] && !s.escape)
+			continue; /* neither step would do anything */
 		if (json_prescan_control(&s, buf, p, cause) != 0 ||
 		    json_prescan_byte(&s, p, end, cause) != 0)
 			return (-1);
@@ -154,7 +147,8 @@ json_parse(const char *buf, size_t len, char **cause)
 		return (NULL);
 	}
 	for (off = (size_t)(end - buf); off < len; off++) {
-		if (strchr(" \t\r\n", buf[off]) == NULL || buf[off] == '\0') {
+		if (buf[off] != ' ' && buf[off] != '\t' && buf[off] != '\r' &&
+		    buf[off] != '\n') {
 			cJSON_Delete(root);
 			if (cause != NULL)
 				xasprintf(cause, "trailing data at offset %zu",
@@ -458,4 +452,162 @@ const char *
 json_or_null(const char *s)
 {
 	return (s[0] != '\0' ? s : NULL);
+}
+
+/*
+ * json_out: a JSON text written straight into a buffer, for the replies of
+ * the hot path (a login's and a validation's token document), where
+ * building a cJSON tree of ~30 nodes, printing and freeing it cost more
+ * than the rest of the reply.  The buffer starts on the caller's stack and
+ * moves to the heap when it is outgrown.  Strings are escaped exactly as
+ * cJSON prints them (tests/unit/test_json.c compares the two), so a reply
+ * reads the same either way.  Commas are implied: a member or element that
+ * does not follow an opening bracket or a key gets one.
+ */
+void
+json_out_init(struct json_out *o, char *stack, size_t size)
+{
+	o->buf = stack;
+	o->len = 0;
+	o->cap = size;
+	o->heap = 0;
+}
+
+/* Free what the text outgrew its stack buffer into. */
+void
+json_out_free(struct json_out *o)
+{
+	if (o->heap)
+		free(o->buf);
+	o->buf = NULL;
+	o->len = o->cap = 0;
+	o->heap = 0;
+}
+
+/* Append len bytes as they are. */
+void
+json_out_raw(struct json_out *o, const char *s, size_t len)
+{
+	char *nbuf;
+	size_t ncap;
+
+	if (len > o->cap - o->len) {
+		ncap = o->cap * 2 > o->len + len ? o->cap * 2 : o->len + len;
+		if (o->heap)
+			nbuf = xreallocarray(o->buf, ncap, 1);
+		else {
+			nbuf = xmalloc(ncap);
+			memcpy(nbuf, o->buf, o->len);
+		}
+		o->buf = nbuf;
+		o->cap = ncap;
+		o->heap = 1;
+	}
+	memcpy(o->buf + o->len, s, len);
+	o->len += len;
+}
+
+/* A comma unless the text is empty or ends with an opening or a key. */
+static void
+json_out_sep(struct json_out *o)
+{
+	char c;
+
+	if (o->len == 0)
+		return;
+	c = o->buf[o->len - 1];
+	if (c != '{' && c != '[' && c != ':')
+		json_out_raw(o, ",", 1);
+}
+
+/* A quoted, escaped string: cJSON's print_string_ptr, byte for byte. */
+static void
+json_out_quoted(struct json_out *o, const char *s)
+{
+	char esc[8];
+	const char *run;
+
+	json_out_raw(o, "\"", 1);
+	for (run = s; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 32 && c != '"' && c != '\\')
+			continue;
+		json_out_raw(o, run, (size_t)(s - run));
+		run = s + 1;
+		switch (c) {
+		case '"':
+			json_out_raw(o, "\\\"", 2);
+			break;
+		case '\\':
+			json_out_raw(o, "\\\\", 2);
+			break;
+		case '\b':
+			json_out_raw(o, "\\b", 2);
+			break;
+		case '\f':
+			json_out_raw(o, "\\f", 2);
+			break;
+		case '\n':
+			json_out_raw(o, "\\n", 2);
+			break;
+		case '\r':
+			json_out_raw(o, "\\r", 2);
+			break;
+		case '\t':
+			json_out_raw(o, "\\t", 2);
+			break;
+		default:
+			snprintf(esc, sizeof esc, "\\u%04x", c);
+			json_out_raw(o, esc, 6);
+		}
+	}
+	json_out_raw(o, run, (size_t)(s - run));
+	json_out_raw(o, "\"", 1);
+}
+
+/* "key": (with the comma before it when one is due). */
+static void
+json_out_key(struct json_out *o, const char *key)
+{
+	json_out_sep(o);
+	json_out_quoted(o, key);
+	json_out_raw(o, ":", 1);
+}
+
+/*
+ * Open an object ('{') or array ('['): a member named key, or an element
+ * (or the top level) when key is NULL.
+ */
+void
+json_out_open(struct json_out *o, const char *key, char bracket)
+{
+	if (key != NULL)
+		json_out_key(o, key);
+	else
+		json_out_sep(o);
+	json_out_raw(o, &bracket, 1);
+}
+
+/* Close what json_out_open opened: '}' or ']'. */
+void
+json_out_close(struct json_out *o, char bracket)
+{
+	json_out_raw(o, &bracket, 1);
+}
+
+/*
+ * A string member named key, or an element when key is NULL.  A NULL
+ * value writes nothing, as cJSON_AddStringToObject adds nothing for one.
+ */
+void
+json_out_string(struct json_out *o, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	if (key != NULL)
+		json_out_key(o, key);
+	else
+		json_out_sep(o);
+	json_out_quoted(o, value);
 }

@@ -41,14 +41,6 @@ jwt_fail(char **cause, const char *msg)
 	return (-1);
 }
 
-/* Is c in the base64url alphabet (no padding)? */
-static int
-jwt_b64url_char(unsigned char c)
-{
-	return ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	    (c >= '0' && c <= '9') || c == '-' || c == '_');
-}
-
 /*
  * Check one part: base64url characters, optionally followed by up to two
  * '=' of padding, and at least one data character.
@@ -58,10 +50,7 @@ jwt_part_valid(const char *p, size_t len)
 {
 	size_t i, data;
 
-	for (data = 0; data < len; data++) {
-		if (!jwt_b64url_char((unsigned char)p[data]))
-			break;
-	}
+	data = util_b64url_span(p, len); /* a table lookup per character */
 	if (data == 0)
 		return (0);
 	for (i = data; i < len; i++) {
@@ -79,11 +68,13 @@ static int
 jwt_split(const char *token, size_t len, size_t off[3], size_t plen[3],
     char **cause)
 {
+	const char *dot;
 	size_t i, n = 0, start = 0;
 
 	for (i = 0; i <= len; i++) {
-		if (i < len && token[i] != '.')
-			continue;
+		/* the next '.' or the end: memchr, not a test per character */
+		dot = memchr(token + i, '.', len - i);
+		i = dot != NULL ? (size_t)(dot - token) : len;
 		if (n == 3)
 			return (
 			    jwt_fail(cause, "JWT has more than three parts"));

@@ -120,7 +120,12 @@ int util_write_file_atomic(const char *, const void *, size_t, mode_t, char **);
 int util_mkdir_p(const char *, mode_t);
 char *util_b64url_encode(const void *, size_t);
 int util_b64url_decode(const char *, size_t, unsigned char **, size_t *);
+size_t util_b64url_span(const char *, size_t);
+void util_sha256(const void *, size_t, unsigned char[32]);
+void util_hex(const unsigned char *, size_t, char *);
 void util_sha256_hex(const void *, size_t, char[65]);
+struct evp_md_st; /* OpenSSL's EVP_MD */
+const struct evp_md_st *util_sha256_md(void);
 char *util_trim(char *);
 /* A list of strings (bound names, groups, audiences, globs). */
 struct strlist {
@@ -664,6 +669,19 @@ int json_get_strlist(const cJSON *, const char *, size_t, size_t, int,
     struct strlist *, char **);
 void json_strlist_clear(struct strlist *);
 const char *json_or_null(const char *);
+/* A JSON text written directly into a (stack) buffer: replies on the hot path. */
+struct json_out {
+	char *buf; /* the caller's stack buffer, or the heap once outgrown */
+	size_t len;
+	size_t cap;
+	int heap;
+};
+void json_out_init(struct json_out *, char *, size_t);
+void json_out_free(struct json_out *);
+void json_out_raw(struct json_out *, const char *, size_t);
+void json_out_open(struct json_out *, const char *, char);
+void json_out_close(struct json_out *, char);
+void json_out_string(struct json_out *, const char *, const char *);
 
 /* validate.c -- field rules shared by the admin API handlers */
 #define VALIDATE_MAX_PEM (64 * 1024)
@@ -1147,12 +1165,14 @@ struct review_wait *review_cache_start(struct worker *, const struct config *,
     const struct instance *, const char *, const char *, double, k8s_review_cb,
     void *, struct k8s_review_outcome *);
 int review_cache_lookup(const struct config *, const struct instance *,
-    const char *, const char *, struct k8s_review_outcome *);
+    const uint8_t[32], const char *, struct k8s_review_outcome *);
 void review_cache_cancel(struct review_wait *);
 void review_cache_forget(const char *);
 void review_cache_worker_free(struct worker *);
 void review_cache_render(struct evbuffer *);
 void review_cache_key(const char *, const char *, const char *, uint8_t[32]);
+void review_cache_key_digest(const uint8_t[32], const char *, const char *,
+    uint8_t[32]);
 int review_cache_get(const uint8_t *, const char *, double,
     struct k8s_review_outcome *);
 void review_cache_put(const uint8_t *, const char *,
@@ -1220,8 +1240,10 @@ int fernet_keys_changed(const char *, const struct fernet_keys *);
 void api_login(struct request *);
 
 /* api_token.c -- the token document and GET/HEAD /v3/auth/tokens */
-cJSON *api_token_document(const struct config *, const struct fernet_payload *,
-    const struct restriction *);
+#define API_TOKEN_STACK 4096 /* a token document written without malloc */
+void api_token_document(struct json_out *, const struct config *,
+    const struct fernet_payload *, const struct restriction *);
+void api_token_reply(struct request *, struct json_out *);
 void api_token_validate(struct request *);
 
 /* throttle.c -- failed logins per client address; trusted proxies */

@@ -272,17 +272,24 @@ rc_unpack(const char *p, size_t len, struct k8s_review_outcome *o)
 	k8s_review_extras(o); /* the pod and node live in extra only */
 }
 
-/* The cache key of a review. */
+/*
+ * The cache key of a review from the JWT's SHA-256 (the login hashes its
+ * JWT once, for this and for its log id): SHA-256 over that digest, the
+ * instance id and its NUL, and the audience when there is one ("1" and
+ * the audience, else "0").  Every field has a fixed length or an end, so
+ * two different (JWT, instance, audience) never share a key short of a
+ * SHA-256 collision.
+ */
 void
-review_cache_key(const char *jwt, const char *instance_id, const char *audience,
-    uint8_t key[RC_KEY_LEN])
+review_cache_key_digest(const uint8_t jwt_sha[32], const char *instance_id,
+    const char *audience, uint8_t key[RC_KEY_LEN])
 {
 	EVP_MD_CTX *ctx;
 	unsigned int n = RC_KEY_LEN;
 
 	if ((ctx = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(ctx, jwt, strlen(jwt) + 1) != 1 ||
+	    EVP_DigestInit_ex(ctx, util_sha256_md(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, jwt_sha, 32) != 1 ||
 	    EVP_DigestUpdate(ctx, instance_id, strlen(instance_id) + 1) != 1 ||
 	    EVP_DigestUpdate(ctx, audience != NULL ? "1" : "0", 1) != 1 ||
 	    (audience != NULL &&
@@ -290,6 +297,17 @@ review_cache_key(const char *jwt, const char *instance_id, const char *audience,
 	    EVP_DigestFinal_ex(ctx, key, &n) != 1)
 		fatalx("review cache: SHA-256 failed");
 	EVP_MD_CTX_free(ctx);
+}
+
+/* The cache key of a review, from the JWT itself. */
+void
+review_cache_key(const char *jwt, const char *instance_id, const char *audience,
+    uint8_t key[RC_KEY_LEN])
+{
+	uint8_t sha[32];
+
+	util_sha256(jwt, strlen(jwt), sha);
+	review_cache_key_digest(sha, instance_id, audience, key);
 }
 
 /* Make the table on first use; rc_lock held. */
@@ -1104,7 +1122,8 @@ review_cache_get(const uint8_t *key, const char *instance_id, double now,
  */
 int
 review_cache_lookup(const struct config *cfg, const struct instance *inst,
-    const char *jwt, const char *audience, struct k8s_review_outcome *o)
+    const uint8_t jwt_sha[32], const char *audience,
+    struct k8s_review_outcome *o)
 {
 	struct rc_entry *flight;
 	uint8_t key[RC_KEY_LEN];
@@ -1113,7 +1132,7 @@ review_cache_lookup(const struct config *cfg, const struct instance *inst,
 	memset(o, 0, sizeof *o);
 	if (inst->review_cache_ttl <= 0)
 		return (0);
-	review_cache_key(jwt, inst->id, audience, key);
+	review_cache_key_digest(jwt_sha, inst->id, audience, key);
 	pthread_mutex_lock(&rc_lock);
 	rc_init(cfg->k8s_review_cache_size);
 	rc = rc_lookup(key, rc_inst_get(inst->id), util_now(), o, &flight);

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -497,6 +498,130 @@ round_trip(const struct fernet_keys *fk, struct fernet_payload *in)
 	assert_true(out.issued_at == in->issued_at);
 	fernet_payload_clear(&out);
 	free(token);
+}
+
+/*
+ * A token signed with the primary test key whose one block of plaintext
+ * ends in 0x00: a valid MAC over bad PKCS#7 padding.
+ */
+static char *
+bad_padding_token(void)
+{
+	unsigned char	 key1[32], raw[25 + 16 + 32], block[16];
+	unsigned int	 maclen = 32;
+	int		 n = 0;
+	EVP_CIPHER_CTX	*ctx;
+	char		*dir;
+
+	xasprintf(&dir, "%s/keys", td_dir());
+	key_raw(dir, 1, key1);
+	free(dir);
+	memset(block, 0x41, sizeof block);
+	block[15] = 0;
+	raw[0] = 0x80;
+	memset(raw + 1, 0, 8);
+	util_random_bytes(raw + 9, 16);
+	ctx = EVP_CIPHER_CTX_new();
+	assert_true(EVP_EncryptInit_ex(ctx, EVP_aes_128_cbc(), NULL, key1 + 16,
+	    raw + 9) == 1);
+	EVP_CIPHER_CTX_set_padding(ctx, 0);
+	assert_true(EVP_EncryptUpdate(ctx, raw + 25, &n, block, 16) == 1);
+	assert_int_equal(n, 16);
+	EVP_CIPHER_CTX_free(ctx);
+	HMAC(EVP_sha256(), key1, 16, raw, 41, raw + 41, &maclen);
+	return (util_b64url_encode(raw, sizeof raw));
+}
+
+/* A v2 payload to mint, with a numbered user. */
+static void
+numbered_payload(struct fernet_payload *p, char *user, size_t size, int i)
+{
+	memset(p, 0, sizeof *p);
+	snprintf(user, size, "user-%d", i);
+	p->version = 2;
+	p->user_id = user;
+	p->project_id = (char *)UUID_A;
+	p->methods = 16;
+	p->expires_at = 2000000000;
+}
+
+/*
+ * fernet.c keeps one HMAC and one AES context per thread and re-keys them
+ * per call: a failed decryption (bad padding under a valid MAC) must leave
+ * nothing behind for the next encode or decode.
+ */
+static void
+test_context_reuse(void **state)
+{
+	struct fernet_keys	*fk = td_keys();
+	struct fernet_payload	 p;
+	char			*bad = bad_padding_token(), *cause = NULL;
+	char			 user[32];
+	int			 i;
+
+	for (i = 0; i < 20; i++) {
+		assert_int_equal(fernet_decode(fk, bad, &p, &cause), -1);
+		assert_non_null(strstr(cause, "bad padding"));
+		free(cause);
+		cause = NULL;
+		numbered_payload(&p, user, sizeof user, i);
+		round_trip(fk, &p);
+	}
+	free(bad);
+	fernet_keys_free(fk);
+}
+
+struct fernet_worker_arg {
+	const struct fernet_keys	*fk;
+	int				 id;
+	int				 failures;
+};
+
+/* Mint and read back tokens on one thread; count what went wrong. */
+static void *
+fernet_worker(void *arg)
+{
+	struct fernet_worker_arg	*a = arg;
+	struct fernet_payload		 p, q;
+	char				 user[32], *t, *cause = NULL;
+	int				 i;
+
+	for (i = 0; i < 300; i++) {
+		numbered_payload(&p, user, sizeof user, a->id * 1000 + i);
+		if ((t = fernet_encode(a->fk, &p, &cause)) == NULL ||
+		    fernet_decode(a->fk, t, &q, &cause) != 0 ||
+		    strcmp(q.user_id, user) != 0)
+			a->failures++;
+		else
+			fernet_payload_clear(&q);
+		free(t);
+		free(cause);
+		cause = NULL;
+	}
+	return (NULL);
+}
+
+/* Threads minting and reading at once each use their own contexts. */
+static void
+test_threads(void **state)
+{
+	struct fernet_keys		*fk = td_keys();
+	struct fernet_worker_arg	 a[4];
+	pthread_t			 t[4];
+	int				 i;
+
+	for (i = 0; i < 4; i++) {
+		a[i].fk = fk;
+		a[i].id = i;
+		a[i].failures = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, fernet_worker,
+		    &a[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(a[i].failures, 0);
+	}
+	fernet_keys_free(fk);
 }
 
 /* Versions 2 and 11 round-trip with UUID and non-UUID ids. */
@@ -1252,6 +1377,8 @@ main(void)
 		cmocka_unit_test(test_keystone_issued),
 		cmocka_unit_test(test_vectors_reencode_bytes),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_context_reuse),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_encode_fields),
 		cmocka_unit_test(test_tampered),
 		cmocka_unit_test(test_padded_input),

@@ -373,6 +373,228 @@ test_get_strlist(void **state)
 	cJSON_Delete(j);
 }
 
+/* The text json_out wrote, as a new string; frees o. */
+static char *
+out_text(struct json_out *o)
+{
+	char *s = xstrndup(o->buf, o->len);
+
+	json_out_free(o);
+	return (s);
+}
+
+/*
+ * json_out escapes every byte as cJSON prints it: quotes, backslashes,
+ * each control character, DEL, UTF-8 and bytes that are not UTF-8.
+ */
+static void
+test_out_escapes(void **state)
+{
+	const char *fixed[] = { "", "plain", "a \"quoted\" name",
+		"back\\slash\\", "\"\\\"\\", "caf\303\251 \342\202\254 \360\237\230\200",
+		"\377\376 not UTF-8", "tab\there\nnew\rline\b\f", "\177" };
+	struct json_out o;
+	char stack[64], str[4], *want, *got;
+	cJSON *obj;
+	size_t i;
+	int c;
+
+	for (c = 1; c < 256 + (int)(sizeof fixed / sizeof *fixed); c++) {
+		if (c < 256) {
+			str[0] = 'a';
+			str[1] = (char)c;
+			str[2] = 'b';
+			str[3] = '\0';
+		}
+		i = c < 256 ? 0 : (size_t)(c - 256);
+		obj = cJSON_CreateObject();
+		cJSON_AddStringToObject(obj, c < 256 ? str : "k",
+		    c < 256 ? str : fixed[i]);
+		want = json_print(obj);
+		cJSON_Delete(obj);
+		json_out_init(&o, stack, sizeof stack);
+		json_out_open(&o, NULL, '{');
+		json_out_string(&o, c < 256 ? str : "k",
+		    c < 256 ? str : fixed[i]);
+		json_out_close(&o, '}');
+		got = out_text(&o);
+		assert_string_equal(got, want);
+		free(want);
+		free(got);
+	}
+}
+
+/* Nesting, implied commas, NULL values left out, growth past the stack. */
+static void
+test_out_document(void **state)
+{
+	struct json_out o;
+	char stack[16], name[32], *want, *got;
+	cJSON *doc, *t, *a, *e;
+	int i;
+
+	doc = cJSON_CreateObject();
+	t = cJSON_AddObjectToObject(doc, "token");
+	a = cJSON_AddArrayToObject(t, "methods");
+	cJSON_AddItemToArray(a, cJSON_CreateString("password"));
+	cJSON_AddItemToArray(a, cJSON_CreateString("token"));
+	cJSON_AddArrayToObject(t, "empty");
+	cJSON_AddObjectToObject(t, "none");
+	a = cJSON_AddArrayToObject(t, "roles");
+	for (i = 0; i < 300; i++) {
+		e = cJSON_CreateObject();
+		snprintf(name, sizeof name, "role \"%d\"", i);
+		cJSON_AddStringToObject(e, "id", name);
+		if (i % 2)
+			cJSON_AddStringToObject(e, "name", name);
+		cJSON_AddItemToArray(a, e);
+	}
+	cJSON_AddStringToObject(t, "last", "x");
+	want = json_print(doc);
+	cJSON_Delete(doc);
+
+	json_out_init(&o, stack, sizeof stack);
+	json_out_open(&o, NULL, '{');
+	json_out_open(&o, "token", '{');
+	json_out_open(&o, "methods", '[');
+	json_out_string(&o, NULL, "password");
+	json_out_string(&o, NULL, "token");
+	json_out_close(&o, ']');
+	json_out_open(&o, "empty", '[');
+	json_out_close(&o, ']');
+	json_out_open(&o, "none", '{');
+	json_out_string(&o, "absent", NULL);
+	json_out_close(&o, '}');
+	json_out_open(&o, "roles", '[');
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof name, "role \"%d\"", i);
+		json_out_open(&o, NULL, '{');
+		json_out_string(&o, "id", name);
+		json_out_string(&o, "name", i % 2 ? name : NULL);
+		json_out_close(&o, '}');
+	}
+	json_out_close(&o, ']');
+	json_out_string(&o, "last", "x");
+	json_out_close(&o, '}');
+	json_out_close(&o, '}');
+	assert_true(o.heap);
+	got = out_text(&o);
+	assert_true(strlen(want) > 4096);
+	assert_string_equal(got, want);
+	free(want);
+	free(got);
+}
+
+/*
+ * api_token_document writes what the cJSON tree it replaced printed
+ * (reference below): methods picked from [auth] methods, user and project
+ * with the restriction's domain, roles, restriction id, times, audit id.
+ */
+static char *
+token_document_reference(const struct config *cfg,
+    const struct fernet_payload *p, const struct restriction *rs)
+{
+	cJSON *doc, *t, *a, *o, *d, *role;
+	char ts[TIMESTAMP_LEN + 1], *copy, *q, *m, *text;
+	const char *ids[2] = { p->user_id, p->project_id };
+	const char *keys[2] = { "user", "project" };
+	size_t i;
+	int n = 0;
+
+	doc = cJSON_CreateObject();
+	t = cJSON_AddObjectToObject(doc, "token");
+	a = cJSON_AddArrayToObject(t, "methods");
+	copy = xstrdup(cfg->auth_methods);
+	q = copy;
+	while ((m = strsep(&q, ",")) != NULL) {
+		m = util_trim(m);
+		if (*m == '\0')
+			continue;
+		if (n < 64 && (p->methods & ((uint64_t)1 << n)))
+			cJSON_AddItemToArray(a, cJSON_CreateString(m));
+		n++;
+	}
+	free(copy);
+	for (i = 0; i < 2; i++) {
+		if (ids[i] == NULL)
+			continue;
+		o = cJSON_AddObjectToObject(t, keys[i]);
+		cJSON_AddStringToObject(o, "id", ids[i]);
+		if (rs != NULL) {
+			d = cJSON_AddObjectToObject(o, "domain");
+			cJSON_AddStringToObject(d, "id", rs->domain_id);
+		}
+	}
+	if (rs != NULL) {
+		a = cJSON_AddArrayToObject(t, "roles");
+		for (i = 0; i < rs->nroles; i++) {
+			role = cJSON_CreateObject();
+			cJSON_AddStringToObject(role, "id", rs->roles[i].id);
+			if (rs->roles[i].name != NULL)
+				cJSON_AddStringToObject(role, "name",
+				    rs->roles[i].name);
+			cJSON_AddItemToArray(a, role);
+		}
+		cJSON_AddStringToObject(t, "token_restriction_id", rs->id);
+	}
+	util_format_time(p->issued_at, ts);
+	cJSON_AddStringToObject(t, "issued_at", ts);
+	util_format_time(p->expires_at, ts);
+	cJSON_AddStringToObject(t, "expires_at", ts);
+	a = cJSON_AddArrayToObject(t, "audit_ids");
+	cJSON_AddItemToArray(a, cJSON_CreateString(p->audit_id));
+	text = json_print(doc);
+	cJSON_Delete(doc);
+	return (text);
+}
+
+static void
+test_token_document(void **state)
+{
+	struct config *cfg = config_new();
+	struct restriction rs;
+	struct restriction_role roles[3] = { { "r1", "member" },
+		{ "r\"2\\", NULL }, { "r3", "caf\303\251\n" } };
+	struct fernet_payload p;
+	struct json_out o;
+	const char *methods[] = { "password,token", " external , , password,\ttoken\t,mapped,application_credential ", "token", "\r\npassword\n,\ntoken\r" };
+	char stack[API_TOKEN_STACK], *want, *got;
+	size_t m;
+	int withrs;
+
+	memset(&rs, 0, sizeof rs);
+	snprintf(rs.id, sizeof rs.id, "%s", "4f0a0e2b5c6d47e8a9b0c1d2e3f40516");
+	rs.domain_id = (char *)"default";
+	rs.roles = roles;
+	rs.nroles = 3;
+	memset(&p, 0, sizeof p);
+	p.version = 11;
+	p.user_id = (char *)"0d3a7e5d9c2b4f6e8a1b2c3d4e5f6a7b";
+	p.project_id = (char *)"demo \"project\"";
+	p.methods = 1 | 2 | 8;
+	p.issued_at = 1765000000;
+	p.expires_at = 1765003600.5;
+	snprintf(p.audit_id, sizeof p.audit_id, "%s", "oD04P4pYXdV6nZVWJyOqyA");
+	for (m = 0; m < sizeof methods / sizeof *methods; m++) {
+		free(cfg->auth_methods);
+		cfg->auth_methods = xstrdup(methods[m]);
+		for (withrs = 0; withrs < 2; withrs++) {
+			p.project_id = withrs ? (char *)"demo \"project\"" : NULL;
+			want = token_document_reference(cfg, &p,
+			    withrs ? &rs : NULL);
+			json_out_init(&o, stack, sizeof stack);
+			api_token_document(&o, cfg, &p, withrs ? &rs : NULL);
+			json_out_close(&o, '}');
+			json_out_close(&o, '}');
+			got = out_text(&o);
+			assert_string_equal(got, want);
+			free(want);
+			free(got);
+		}
+	}
+	config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -389,6 +611,9 @@ main(void)
 		cmocka_unit_test(test_get_long),
 		cmocka_unit_test(test_get_long_limits),
 		cmocka_unit_test(test_get_strlist),
+		cmocka_unit_test(test_out_escapes),
+		cmocka_unit_test(test_out_document),
+		cmocka_unit_test(test_token_document),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -223,7 +223,7 @@ test_forget(void **state)
 static void
 test_key(void **state)
 {
-	uint8_t base[32], k[32];
+	uint8_t base[32], k[32], sha[32];
 
 	review_cache_key("jwt", INST_A, NULL, base);
 	review_cache_key("jwt", INST_A, NULL, k);
@@ -239,6 +239,13 @@ test_key(void **state)
 	/* No ambiguity between the JWT and the instance id. */
 	review_cache_key("jwt0", "123456789abcdef0123456789abcdef", NULL, k);
 	assert_memory_not_equal(base, k, 32);
+	/* The login's lookup keys by the digest it hashed once: the same key. */
+	util_sha256("jwt", 3, sha);
+	review_cache_key_digest(sha, INST_A, NULL, k);
+	assert_memory_equal(base, k, 32);
+	review_cache_key("jwt", INST_A, "keystone", base);
+	review_cache_key_digest(sha, INST_A, "keystone", k);
+	assert_memory_equal(base, k, 32);
 }
 
 /* A typical pod-bound result costs under 1 KiB of heap, all told. */
