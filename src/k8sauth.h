@@ -1309,7 +1309,6 @@ struct policy_source {
 #define POLICY_DENY                 (-1)
 #define POLICY_ERROR                (-2)
 struct policy *policy_new(const struct config *, char **);
-struct policy *policy_new_validated(const struct config *, char **);
 void policy_free(struct policy *);
 int policy_validate(const struct config *, char **);
 int policy_authorize(struct policy *, const char *, const struct caller *,

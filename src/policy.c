@@ -3,19 +3,12 @@
  *
  * A struct policy owns one lua_State with the two policy files loaded:
  * api.lua (action -> function(cred, target)) and login.lua (check(ctx)).
- * Each worker has its own and uses it only from its own thread.
- * policy_new() is the compile-and-smoke-test step: start-up and every
- * reload validate once in the main thread (policy_validate), which keeps
- * the sources it read (every file, modules included) and the facts
- * login.lua declared; each worker then takes a copy of those with
- * policy_new_validated() and frees its old engine.  A worker's Lua state
- * is built from that copy at its first policy call (policy_ready), not at
- * start: an idle server holds no Lua state (about 80 KiB each), and a
- * login under the built-in login.lua never needs one.  What a worker
- * runs is exactly the text the main thread validated: a broken policy is
- * refused at reload, never at a login.  The only state shared between
- * threads is that validated copy (policy_validated_lock); nothing blocks
- * except reading the policy files in policy_new().
+ * Each worker builds its own with policy_new() and uses it only from its
+ * own thread; policy_new() is also the compile-and-smoke-test step, so a
+ * reload validates once (policy_validate) and then has every worker build
+ * a fresh engine and free the old one.  Nothing here is shared between
+ * threads and nothing blocks except reading the policy files in
+ * policy_new().
  *
  * The sandbox (built once per state, before any script runs):
  *   - lua_newstate() with a byte-counting allocator capped at [policy]
@@ -39,9 +32,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
-#include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,7 +70,6 @@ struct policy {
 	uint64_t deadline_us; /* wall-clock safety net */
 	int tripped;          /* budget exhausted */
 	int building;         /* no recovery while set */
-	int broken;           /* the last build failed */
 	long long generation; /* calls entered */
 	const char *action;   /* what is running, for logs */
 	char where[128];      /* where the error was */
@@ -120,14 +110,6 @@ struct policy_login_call {
 	char *reason;
 	struct policy_login_result *out;
 };
-
-/*
- * The last policy policy_validate() built, without its state: the
- * sources and login.lua's facts every worker copies.  Set by the main
- * thread, read by the workers at start and at a reload.
- */
-static pthread_mutex_t policy_validated_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct policy *policy_validated;
 
 /* The byte-counting allocator: refuses growth beyond memory_limit. */
 static void *
@@ -495,33 +477,9 @@ policy_recover(struct policy *p)
 	lua_close(p->L);
 	p->L = NULL;
 	if (policy_state_build(p, &cause) != 0) {
-		p->broken = 1;
 		log_err("policy: rebuilding the Lua state failed: %s", cause);
 		free(cause);
 	}
-}
-
-/*
- * Build the state if there is none yet (the first call of a worker's
- * engine, or after a failed rebuild).  Returns 0, or -1 with *cause.
- */
-static int
-policy_ready(struct policy *p, char **cause)
-{
-	uint64_t t0;
-
-	if (p->L != NULL)
-		return (0);
-	t0 = util_monotonic_us();
-	if (policy_state_build(p, cause) != 0) {
-		p->broken = 1;
-		return (-1);
-	}
-	p->broken = 0;
-	log_debug("policy: Lua state built at its first call in %" PRIu64
-		  " us (%zu bytes)",
-	    util_monotonic_us() - t0, p->mem);
-	return (0);
 }
 
 /* The cached source called name, or NULL. */
@@ -679,12 +637,17 @@ policy_parse_roles(struct strlist *out, const char *s)
 	free(copy);
 }
 
-/* A new engine with cfg's [policy] settings, no sources, no state. */
-static struct policy *
-policy_alloc_settings(const struct config *cfg)
+/*
+ * Build an engine from the configuration: read both policy files (or the
+ * built-in defaults), build the sandboxed state, load and check them.
+ * NULL with *cause ("FILE:LINE: message") when anything is wrong.
+ */
+struct policy *
+policy_new(const struct config *cfg, char **cause)
 {
 	struct policy *p;
 
+	*cause = NULL;
 	p = xcalloc(1, sizeof *p);
 	p->api_ref = p->login_ref = LUA_NOREF;
 	if (cfg->policy_dir != NULL)
@@ -698,21 +661,6 @@ policy_alloc_settings(const struct config *cfg)
 	    ? (size_t)cfg->policy_memory_limit
 	    : 16 * 1024 * 1024;
 	policy_parse_roles(&p->protected_roles, cfg->policy_protected_roles);
-	return (p);
-}
-
-/*
- * Build an engine from the configuration: read both policy files (or the
- * built-in defaults), build the sandboxed state, load and check them.
- * NULL with *cause ("FILE:LINE: message") when anything is wrong.
- */
-struct policy *
-policy_new(const struct config *cfg, char **cause)
-{
-	struct policy *p;
-
-	*cause = NULL;
-	p = policy_alloc_settings(cfg);
 	if ((p->api_src = policy_source_policy(p, "api.lua", cause)) == NULL ||
 	    (p->login_src = policy_source_policy(p, "login.lua", cause)) ==
 		NULL ||
@@ -766,70 +714,16 @@ policy_free(struct policy *p)
 	free(p);
 }
 
-/*
- * Compile and smoke-test the configured policies (start-up, reload,
- * config-check).  On success keep the sources as the ones the workers'
- * engines copy (policy_new_validated); on failure keep the previous ones.
- */
+/* Compile and smoke-test the configured policies (reload, config-check). */
 int
 policy_validate(const struct config *cfg, char **cause)
 {
-	struct policy *p, *old;
+	struct policy *p;
 
 	if ((p = policy_new(cfg, cause)) == NULL)
 		return (-1);
-	lua_close(p->L);
-	p->L = NULL;
-	p->mem = 0;
-	pthread_mutex_lock(&policy_validated_lock);
-	old = policy_validated;
-	policy_validated = p;
-	pthread_mutex_unlock(&policy_validated_lock);
-	policy_free(old);
+	policy_free(p);
 	return (0);
-}
-
-/* A copy of v's sources and login.lua's facts into p (no state). */
-static void
-policy_copy_sources(struct policy *p, const struct policy *v)
-{
-	const struct policy_source *s, *c;
-	size_t i;
-
-	for (i = 0; i < v->nsrcs; i++) {
-		s = v->srcs[i];
-		c = policy_source_add(p, s->name, s->chunkname + 1,
-		    xstrndup(s->text, s->len), s->len);
-		if (s == v->api_src)
-			p->api_src = c;
-		if (s == v->login_src)
-			p->login_src = c;
-	}
-	p->login_needs = v->login_needs;
-	p->login_decides = v->login_decides;
-}
-
-/*
- * A worker's engine: the sources the last successful policy_validate()
- * read, with cfg's settings, its Lua state built at the first call
- * (policy_ready).  Without a validated policy (none validated yet in
- * this process), policy_new().
- */
-struct policy *
-policy_new_validated(const struct config *cfg, char **cause)
-{
-	struct policy *p;
-
-	*cause = NULL;
-	pthread_mutex_lock(&policy_validated_lock);
-	if (policy_validated == NULL) {
-		pthread_mutex_unlock(&policy_validated_lock);
-		return (policy_new(cfg, cause));
-	}
-	p = policy_alloc_settings(cfg);
-	policy_copy_sources(p, policy_validated);
-	pthread_mutex_unlock(&policy_validated_lock);
-	return (p);
 }
 
 /* Bytes the state holds now. */
@@ -1028,10 +922,9 @@ policy_authorize(struct policy *p, const char *action,
 	char *cause = NULL;
 
 	*reason = NULL;
-	if (policy_ready(p, &cause) != 0) {
-		xasprintf(reason, "%s: the policy state is unavailable: %s",
-		    action, cause);
-		free(cause);
+	if (p->L == NULL) {
+		xasprintf(reason, "%s: the policy state is unavailable",
+		    action);
 		log_err("policy: %s failed closed: %s", action, *reason);
 		return (POLICY_ERROR);
 	}
@@ -1251,18 +1144,13 @@ policy_login(struct policy *p, const cJSON *ctx,
 
 	*reason = NULL;
 	memset(out, 0, sizeof *out);
-	/* The built-in check() needs no state; a broken one fails closed. */
-	if (!p->login_decides && !p->broken)
-		return (POLICY_ALLOW); /* what check() would answer */
-	if (policy_ready(p, &cause) != 0) {
-		xasprintf(reason, "login: the policy state is unavailable: %s",
-		    cause);
-		free(cause);
+	if (p->L == NULL) {
+		xasprintf(reason, "login: the policy state is unavailable");
 		log_err("policy: failed closed: %s", *reason);
 		return (POLICY_ERROR);
 	}
 	if (!p->login_decides)
-		return (POLICY_ALLOW);
+		return (POLICY_ALLOW); /* what check() would answer */
 	memset(&c, 0, sizeof c);
 	c.ctx = ctx;
 	c.out = out;

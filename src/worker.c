@@ -548,7 +548,7 @@ worker_new(struct server *srv, int id, char **cause)
 	worker_mailbox_open(w);
 	w->fetch = fetch_create(w->base, w->cfg->k8s_max_concurrent_reviews,
 	    w->cfg->keystone_max_concurrent_calls);
-	if ((w->policy = policy_new_validated(w->cfg, cause)) == NULL)
+	if ((w->policy = policy_new(w->cfg, cause)) == NULL)
 		goto fail;
 	for (i = 0; i < srv->nlisteners; i++) {
 		if (worker_listen(w, &srv->listeners[i], cause) != 0)
@@ -631,9 +631,8 @@ worker_stop_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 /*
- * SIGHUP: take this worker's policy from the sources the main thread has
- * just compiled and smoke-tested (its Lua state is built at the next
- * policy call).  No policy
+ * SIGHUP: rebuild this worker's policy from the current configuration
+ * (the main thread has already compiled and smoke-tested it).  No policy
  * call is running: calls are synchronous inside one event callback.
  */
 static void
@@ -644,7 +643,7 @@ worker_reload_cb(evutil_socket_t fd, short events, void *arg)
 	struct policy *p;
 	char *cause = NULL;
 
-	if ((p = policy_new_validated(cfg, &cause)) == NULL) {
+	if ((p = policy_new(cfg, &cause)) == NULL) {
 		log_err("worker %d: policy not reloaded, the old one stays in force: %s",
 		    w->id, cause);
 		free(cause);

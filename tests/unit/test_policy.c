@@ -867,63 +867,6 @@ test_independent_engines(void **state)
 	assert_int_equal(policy_validate(f->cfg, &cause), 0);
 }
 
-/*
- * A worker's engine (policy_new_validated) runs exactly what the last
- * successful policy_validate read, builds its Lua state at its first
- * call, and keeps login.lua's facts without one; a failed validation
- * leaves the validated sources as they were.
- */
-static void
-test_validated_lazy(void **state)
-{
-	struct fixture	*f = *state;
-	struct policy	*p;
-	char		*cause = NULL, *reason = NULL;
-
-	testlib_write(f->dir, "api.lua", "return { act = "
-	    "function() return false, 'first' end }\n", 0644);
-	testlib_write(f->dir, "login.lua", "return { needs = "
-	    "{\"namespace\"}, check = function() return true end }\n",
-	    0644);
-	assert_int_equal(policy_validate(f->cfg, &cause), 0);
-	/* changed on disk after the validation: not what the worker runs */
-	testlib_write(f->dir, "api.lua", "return { act = "
-	    "function() return true end }\n", 0644);
-	p = policy_new_validated(f->cfg, &cause);
-	assert_non_null(p);
-	assert_int_equal(policy_memory(p), 0);
-	assert_int_equal(policy_login_needs(p), POLICY_NEED_NAMESPACE);
-	assert_int_equal(policy_login_decides(p), 1);
-	assert_int_equal(decide(p, "act", &reason), POLICY_DENY);
-	assert_string_equal(reason, "first");
-	free(reason);
-	assert_true(policy_memory(p) > 0);
-	policy_free(p);
-
-	/* a broken policy is refused by the validation, never at a call */
-	testlib_write(f->dir, "api.lua", "return { act = \n", 0644);
-	assert_int_equal(policy_validate(f->cfg, &cause), -1);
-	free(cause);
-	cause = NULL;
-	p = policy_new_validated(f->cfg, &cause);
-	assert_non_null(p);
-	assert_int_equal(decide(p, "act", &reason), POLICY_DENY);
-	assert_string_equal(reason, "first");
-	free(reason);
-	policy_free(p);
-
-	/* a reload: the next engine runs the new text */
-	testlib_write(f->dir, "api.lua", "return { act = "
-	    "function() return false, 'second' end }\n", 0644);
-	assert_int_equal(policy_validate(f->cfg, &cause), 0);
-	p = policy_new_validated(f->cfg, &cause);
-	assert_non_null(p);
-	assert_int_equal(decide(p, "act", &reason), POLICY_DENY);
-	assert_string_equal(reason, "second");
-	free(reason);
-	policy_free(p);
-}
-
 /* pairs() on a library proxy must not hand out the real, writable table. */
 static const char pairs_api[] =
     "return {\n"
@@ -1037,8 +980,6 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_login_needs, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_login_skipped, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_validated_lazy, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_pairs_proxy, setup,
 		    teardown),
