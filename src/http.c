@@ -295,7 +295,7 @@ http_finish(struct request *r, int status)
 	if (r->deadline != NULL)
 		event_del(r->deadline);
 	path = log_escape(r->path, 200);
-	log_info("access: %s %s %s %d %.1f ms%s%s", r->client_ip,
+	log_access("access: %s %s %s %d %.1f ms%s%s", r->client_ip,
 	    http_method_name(r->method), path, status,
 	    (double)(util_monotonic_us() - r->start_us) / 1000.0,
 	    r->log_note != NULL ? " " : "",
