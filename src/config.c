@@ -234,7 +234,7 @@ static const struct config_option config_options[] = {
 	{ "log", "audit_file", CT_STRING, O(log_audit_file), NULL, 0, 0, 1,
 	    "File for the JSON audit trail; default stderr." },
 	{ "log", "flush_interval", CT_INT, O(log_flush_interval), "50", 0,
-	    10000, 1,
+	    60000, 1,
 	    "Milliseconds an access line or audit record waits in memory at most before it is written out with the others of that interval; 0 writes each at once (a write(2) per request). Warnings and errors are always written at once, after the lines queued before them. A SIGKILL or a crash loses what was queued in the last interval." },
 	{ "log", "buffer_size", CT_INT, O(log_buffer_size), "32768", 1024,
 	    16777216, 1,

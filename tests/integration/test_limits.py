@@ -198,8 +198,9 @@ def test_throttle_trusted_proxies():
         # The proxy itself was never throttled.
         r = login_from(srv, L, "127.0.0.3", jwt)
         eq(r.status, 200, "the proxy's own login")
-        check("access: 192.0.2.11 POST" in srv.log_text(),
-              "the access log shows the forwarded client")
+        # (access lines are written in batches, within 50 ms)
+        wait_for(lambda: "access: 192.0.2.11 POST" in srv.log_text(),
+                 what="the access log showing the forwarded client")
 
 
 # -- connections -------------------------------------------------------------
