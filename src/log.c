@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "k8sauth.h"
@@ -200,6 +201,34 @@ log_secret_id(const char *secret, char out[9])
 }
 
 /*
+ * The current time as util_timestamp() formats it, with the date and the
+ * seconds formatted once a second per thread (a printf and a gmtime_r
+ * that were half of an access line's cost) and only the microseconds
+ * per line.
+ */
+static void
+log_timestamp(char out[TIMESTAMP_LEN + 1])
+{
+	static __thread time_t cached_sec = -1;
+	static __thread char cached[TIMESTAMP_LEN + 1];
+	struct timespec ts;
+	long usec;
+	int i;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != cached_sec) {
+		util_format_time((double)ts.tv_sec, cached);
+		cached_sec = ts.tv_sec;
+	}
+	memcpy(out, cached, TIMESTAMP_LEN + 1);
+	usec = ts.tv_nsec / 1000;
+	for (i = TIMESTAMP_LEN - 2; i >= TIMESTAMP_LEN - 7; i--) {
+		out[i] = (char)('0' + usec % 10);
+		usec /= 10;
+	}
+}
+
+/*
  * Write one whole line: queued when batched (an access line), else at
  * once after the lines queued before it.
  */
@@ -253,6 +282,31 @@ log_format(enum log_level level, int json, int journal, const char *ts,
 }
 
 /*
+ * A text line's "<6>TIMESTAMP info: " into buf (LOG_LINE_STACK bytes, far
+ * more than the prefix); returns its length.
+ */
+static int
+log_text_prefix(char *buf, int journal, enum log_level level, const char *ts)
+{
+	const char *name = log_level_names[level];
+	size_t n = 0, len;
+
+	if (journal) {
+		memcpy(buf, log_journal_prefixes[level], 3);
+		n = 3;
+	}
+	memcpy(buf + n, ts, TIMESTAMP_LEN);
+	n += TIMESTAMP_LEN;
+	buf[n++] = ' ';
+	len = strlen(name);
+	memcpy(buf + n, name, len);
+	n += len;
+	buf[n++] = ':';
+	buf[n++] = ' ';
+	return ((int)n);
+}
+
+/*
  * Format and write (or queue, when batched) one line at a level.  A text
  * line that fits LOG_LINE_STACK bytes (every access line) is formatted on
  * the stack: no allocation per request; longer ones and JSON go through
@@ -262,23 +316,20 @@ static void
 log_emit(enum log_level level, int batched, const char *fmt, va_list ap)
 {
 	char ts[TIMESTAMP_LEN + 1], buf[LOG_LINE_STACK], *msg, *line;
-	int n, journal;
+	int n, m, journal;
 	va_list aq;
 
 	if (level < log_level)
 		return;
-	util_timestamp(ts);
+	log_timestamp(ts);
 	journal = log_to_journal();
 	if (!log_json) {
 		va_copy(aq, ap);
-		n = snprintf(buf, sizeof buf,
-		    "%s%s %s: ", journal ? log_journal_prefixes[level] : "", ts,
-		    log_level_names[level]);
-		if (n > 0 && (size_t)n < sizeof buf - 1)
-			n +=
-			    vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, aq);
+		n = log_text_prefix(buf, journal, level, ts);
+		m = vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, aq);
 		va_end(aq);
-		if (n > 0 && (size_t)n < sizeof buf - 1) {
+		if (m >= 0 && (size_t)n + (size_t)m < sizeof buf - 1) {
+			n += m;
 			buf[n++] = '\n';
 			log_write(buf, (size_t)n, batched);
 			return;
