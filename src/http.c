@@ -703,27 +703,51 @@ http_split(char *path, char **seg, size_t max, size_t *n)
 	return (0);
 }
 
-/* Does a route's pattern match the path segments?  Fills params. */
+/*
+ * The next non-empty segment of a route pattern from *p: its start (NULL
+ * at the end) and length; *p moves past it.
+ */
+static const char *
+http_pattern_next(const char **p, size_t *len)
+{
+	const char *s = *p;
+
+	while (*s == '/')
+		s++;
+	*len = strcspn(s, "/");
+	*p = s + *len;
+	return (*len == 0 ? NULL : s);
+}
+
+/*
+ * Does a route's pattern match the path segments?  Fills params on a
+ * match.  The pattern is walked in place: no copy per route and request.
+ */
 static int
 http_route_match(const struct http_route *rt, char **seg, size_t n,
     char **params)
 {
-	char *pat, *pseg[16];
-	size_t pn, i, np = 0;
-	int ok = 1;
+	const char *p = rt->pattern, *ps;
+	size_t i, len, np = 0;
 
-	pat = xstrdup(rt->pattern);
-	if (http_split(pat, pseg, 16, &pn) != 0 || pn != n)
-		ok = 0;
-	for (i = 0; ok && i < n; i++) {
-		if (strcmp(pseg[i], "*") == 0) {
-			if (params != NULL && np < HTTP_MAX_PARAMS)
-				params[np++] = xstrdup(seg[i]);
-		} else if (strcmp(pseg[i], seg[i]) != 0)
-			ok = 0;
+	for (i = 0; (ps = http_pattern_next(&p, &len)) != NULL; i++) {
+		if (i == n)
+			return (0);
+		if (len == 1 && *ps == '*')
+			continue;
+		if (strncmp(ps, seg[i], len) != 0 || seg[i][len] != '\0')
+			return (0);
 	}
-	free(pat);
-	return (ok);
+	if (i != n)
+		return (0);
+	p = rt->pattern;
+	for (i = 0;
+	     params != NULL && (ps = http_pattern_next(&p, &len)) != NULL;
+	     i++) {
+		if (len == 1 && *ps == '*' && np < HTTP_MAX_PARAMS)
+			params[np++] = xstrdup(seg[i]);
+	}
+	return (1);
 }
 
 /* Allow: the methods of a path's routes (GET brings HEAD). */
@@ -905,10 +929,12 @@ static void
 http_client_address(struct request *r, struct evhttp_request *req,
     const char *peer)
 {
+	unsigned char peer_addr[sizeof r->client_addr];
 	char *xff;
 
 	if (throttle_addr_parse(peer, r->client_addr) != 0)
 		return;
+	memcpy(peer_addr, r->client_addr, sizeof peer_addr);
 	r->client_addr_ok = 1;
 	if (r->cfg->trusted_proxy_list != NULL &&
 	    throttle_cidrs_match(r->cfg->trusted_proxy_list, r->client_addr)) {
@@ -917,7 +943,14 @@ http_client_address(struct request *r, struct evhttp_request *req,
 		    r->client_addr);
 		free(xff);
 	}
-	/* One spelling: a v4-mapped peer is shown as its IPv4 address. */
+	/*
+	 * One spelling: a v4-mapped peer is shown as its IPv4 address.  An
+	 * IPv4 peer's own text (getnameinfo's dotted quad) is that spelling
+	 * already, unless X-Forwarded-For named another client.
+	 */
+	if (strchr(peer, ':') == NULL &&
+	    memcmp(r->client_addr, peer_addr, sizeof peer_addr) == 0)
+		return;
 	throttle_addr_format(r->client_addr, r->client_ip, sizeof r->client_ip);
 }
 
