@@ -11,127 +11,45 @@
  * without one.  Never a secret: no JWT, no token, only the token's audit
  * id.  Any thread; a write to a local file does not block in practice.
  *
- * Records are batched: a record goes into a process-wide buffer, which a
- * flusher thread writes out AUDIT_FLUSH_MS after its first record (at
- * once when it reaches AUDIT_BATCH_BYTES), so a busy server makes one
- * write(2) for many logins instead of one each (bench/README.md: the
- * profile).  Nothing is lost on a clean exit (an atexit handler flushes)
- * nor on SIGHUP (audit_open() flushes into the old file before switching).
- * The crash window: a SIGKILL, abort or power loss loses the records of
- * the last AUDIT_FLUSH_MS at most (never more than AUDIT_BATCH_BYTES).
+ * Records are batched (batch.c, as the access lines are): a record waits
+ * in memory up to [log] flush_interval and goes out with the others of
+ * that interval in one write(2) (at once when [log] buffer_size is
+ * reached), so a busy server makes one write for many logins instead of
+ * one each (bench/README.md: the profile).  Nothing is lost on a clean
+ * exit, fatal() or the end of a SIGTERM drain (batch.c flushes at exit)
+ * nor on SIGHUP (audit_open() flushes into the old file before
+ * switching).  The crash window: a SIGKILL, abort or power loss loses the
+ * records of the last flush interval at most (never more than
+ * buffer_size).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "k8sauth.h"
 
-#define AUDIT_FLUSH_MS    50         /* longest a record waits in memory */
-#define AUDIT_BATCH_BYTES (32 << 10) /* written at once from this size */
-
-/* audit_lock guards the fd and the pending batch. */
-static int audit_fd = STDERR_FILENO;
-static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t audit_cond = PTHREAD_COND_INITIALIZER;
-static char *audit_buf;
-static size_t audit_len, audit_cap;
-static int audit_flusher; /* started */
-
-/* Write the pending batch out (audit_lock held); the batch is emptied. */
+/* A write that failed: said on the log (its own batch, never this one). */
 static void
-audit_flush_locked(void)
+audit_lost_cb(const char *name, size_t lost, int err)
 {
-	size_t off = 0;
-	ssize_t n;
-
-	while (off < audit_len) {
-		n = write(audit_fd, audit_buf + off, audit_len - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_err("audit: write failed: %s; %zu bytes of records lost",
-			    n == 0 ? "no progress" : strerror(errno),
-			    audit_len - off);
-			break;
-		}
-		off += (size_t)n;
-	}
-	audit_len = 0;
+	log_err("%s: write failed: %s; %zu bytes of records lost", name,
+	    strerror(err), lost);
 }
 
-/*
- * atexit: nothing pending is left behind on a clean exit.  The lock is
- * waited for at most a second: an exit from a fatal error raised while it
- * is held (out of memory in audit_write) must not hang.
- */
-static void
-audit_flush_at_exit(void)
+static struct batch audit_batch = BATCH_INITIALIZER("audit", STDERR_FILENO,
+    BATCH_FLUSH_MS, BATCH_SIZE, audit_lost_cb);
+
+/* How long records may wait in memory (ms) and the size written at once. */
+void
+audit_set_batching(int flush_ms, size_t max_bytes)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 1;
-	if (pthread_mutex_timedlock(&audit_lock, &ts) != 0)
-		return;
-	audit_flush_locked();
-	pthread_mutex_unlock(&audit_lock);
-}
-
-/* The flusher: waits for a first record, lets a batch gather, writes it. */
-static void *
-audit_flusher_main(void *arg)
-{
-	struct timespec ts = { AUDIT_FLUSH_MS / 1000,
-		(AUDIT_FLUSH_MS % 1000) * 1000000L };
-
-	for (;;) {
-		pthread_mutex_lock(&audit_lock);
-		while (audit_len == 0)
-			pthread_cond_wait(&audit_cond, &audit_lock);
-		pthread_mutex_unlock(&audit_lock);
-		nanosleep(&ts, NULL);
-		pthread_mutex_lock(&audit_lock);
-		audit_flush_locked();
-		pthread_mutex_unlock(&audit_lock);
-	}
-	return (NULL);
-}
-
-/*
- * Start the flusher on the first record (audit_lock held); without one
- * (pthread_create failed) records are written at once.
- */
-static void
-audit_start_flusher(void)
-{
-	pthread_attr_t attr;
-	pthread_t t;
-	sigset_t all, old;
-
-	if (audit_flusher != 0)
-		return;
-	audit_flusher = -1;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with main */
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, audit_flusher_main, NULL) == 0)
-		audit_flusher = 1;
-	else
-		log_warn(
-		    "audit: no flusher thread; records written one by one");
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	atexit(audit_flush_at_exit);
+	batch_set_limits(&audit_batch, flush_ms, max_bytes);
 }
 
 /* Open (or reopen, on SIGHUP) the audit file; NULL means stderr. */
@@ -149,11 +67,7 @@ audit_open(const char *path, char **cause)
 			return (-1);
 		}
 	}
-	pthread_mutex_lock(&audit_lock);
-	audit_flush_locked(); /* what was logged before goes where it was */
-	old = audit_fd;
-	audit_fd = fd;
-	pthread_mutex_unlock(&audit_lock);
+	old = batch_set_fd(&audit_batch, fd); /* the old records: old file */
 	if (old != STDERR_FILENO && old != fd)
 		close(old);
 	return (0);
@@ -180,29 +94,15 @@ audit_new(const char *type)
 	return (o);
 }
 
-/* Queue one record's text (taken over, freed). */
+/* Queue one record's text (taken over, freed); its '\0' becomes '\n'. */
 static void
 audit_queue(char *text)
 {
 	size_t len;
 
 	len = strlen(text);
-	pthread_mutex_lock(&audit_lock);
-	if (audit_len + len + 1 > audit_cap) {
-		audit_cap = audit_len + len + 1 > AUDIT_BATCH_BYTES
-		    ? audit_len + len + 1
-		    : AUDIT_BATCH_BYTES;
-		audit_buf = xreallocarray(audit_buf, audit_cap, 1);
-	}
-	memcpy(audit_buf + audit_len, text, len);
-	audit_buf[audit_len + len] = '\n';
-	if (audit_len == 0)
-		pthread_cond_signal(&audit_cond);
-	audit_len += len + 1;
-	audit_start_flusher();
-	if (audit_flusher != 1 || audit_len >= AUDIT_BATCH_BYTES)
-		audit_flush_locked();
-	pthread_mutex_unlock(&audit_lock);
+	text[len] = '\n';
+	batch_add(&audit_batch, text, len + 1);
 	free(text);
 }
 

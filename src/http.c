@@ -4,9 +4,9 @@
  * http_request_cb() is the one general callback of every worker's evhttp:
  * it builds the request context (the client address: the peer, or behind
  * a [server] trusted_proxies peer the X-Forwarded-For client), stops the
- * connection's header timer (worker.c), sets the per-request deadline,
- * matches the route table below, authenticates admin routes (auth.c) and
- * calls the handler.  Handlers answer through
+ * connection's header timer (worker.c), matches the route table below,
+ * authenticates admin routes (auth.c), calls the handler and, when the
+ * handler has not answered yet, sets the per-request deadline.  Handlers answer through
  * http_reply_json/_empty/_error, which write the access log line and drop
  * the HTTP side's reference.  A request context is reference-counted: an
  * asynchronous operation (a TokenReview) takes its own reference, so the
@@ -287,6 +287,7 @@ http_public_url(struct request *r)
 static void
 http_finish(struct request *r, int status)
 {
+	uint64_t tenths; /* of a millisecond, rounded */
 	char *path;
 
 	r->status = status;
@@ -295,9 +296,11 @@ http_finish(struct request *r, int status)
 	if (r->deadline != NULL)
 		event_del(r->deadline);
 	path = log_escape(r->path, 200);
-	log_info("access: %s %s %s %d %.1f ms%s%s", r->client_ip,
+	/* Integers, not %.1f: a double's printf was a tenth of the line. */
+	tenths = (util_monotonic_us() - r->start_us + 50) / 100;
+	log_access("access: %s %s %s %d %llu.%u ms%s%s", r->client_ip,
 	    http_method_name(r->method), path, status,
-	    (double)(util_monotonic_us() - r->start_us) / 1000.0,
+	    (unsigned long long)(tenths / 10), (unsigned)(tenths % 10),
 	    r->log_note != NULL ? " " : "",
 	    r->log_note != NULL ? r->log_note : "");
 	free(path);
@@ -700,27 +703,51 @@ http_split(char *path, char **seg, size_t max, size_t *n)
 	return (0);
 }
 
-/* Does a route's pattern match the path segments?  Fills params. */
+/*
+ * The next non-empty segment of a route pattern from *p: its start (NULL
+ * at the end) and length; *p moves past it.
+ */
+static const char *
+http_pattern_next(const char **p, size_t *len)
+{
+	const char *s = *p;
+
+	while (*s == '/')
+		s++;
+	*len = strcspn(s, "/");
+	*p = s + *len;
+	return (*len == 0 ? NULL : s);
+}
+
+/*
+ * Does a route's pattern match the path segments?  Fills params on a
+ * match.  The pattern is walked in place: no copy per route and request.
+ */
 static int
 http_route_match(const struct http_route *rt, char **seg, size_t n,
     char **params)
 {
-	char *pat, *pseg[16];
-	size_t pn, i, np = 0;
-	int ok = 1;
+	const char *p = rt->pattern, *ps;
+	size_t i, len, np = 0;
 
-	pat = xstrdup(rt->pattern);
-	if (http_split(pat, pseg, 16, &pn) != 0 || pn != n)
-		ok = 0;
-	for (i = 0; ok && i < n; i++) {
-		if (strcmp(pseg[i], "*") == 0) {
-			if (params != NULL && np < HTTP_MAX_PARAMS)
-				params[np++] = xstrdup(seg[i]);
-		} else if (strcmp(pseg[i], seg[i]) != 0)
-			ok = 0;
+	for (i = 0; (ps = http_pattern_next(&p, &len)) != NULL; i++) {
+		if (i == n)
+			return (0);
+		if (len == 1 && *ps == '*')
+			continue;
+		if (strncmp(ps, seg[i], len) != 0 || seg[i][len] != '\0')
+			return (0);
 	}
-	free(pat);
-	return (ok);
+	if (i != n)
+		return (0);
+	p = rt->pattern;
+	for (i = 0;
+	     params != NULL && (ps = http_pattern_next(&p, &len)) != NULL;
+	     i++) {
+		if (len == 1 && *ps == '*' && np < HTTP_MAX_PARAMS)
+			params[np++] = xstrdup(seg[i]);
+	}
+	return (1);
 }
 
 /* Allow: the methods of a path's routes (GET brings HEAD). */
@@ -902,10 +929,12 @@ static void
 http_client_address(struct request *r, struct evhttp_request *req,
     const char *peer)
 {
+	unsigned char peer_addr[sizeof r->client_addr];
 	char *xff;
 
 	if (throttle_addr_parse(peer, r->client_addr) != 0)
 		return;
+	memcpy(peer_addr, r->client_addr, sizeof peer_addr);
 	r->client_addr_ok = 1;
 	if (r->cfg->trusted_proxy_list != NULL &&
 	    throttle_cidrs_match(r->cfg->trusted_proxy_list, r->client_addr)) {
@@ -914,7 +943,14 @@ http_client_address(struct request *r, struct evhttp_request *req,
 		    r->client_addr);
 		free(xff);
 	}
-	/* One spelling: a v4-mapped peer is shown as its IPv4 address. */
+	/*
+	 * One spelling: a v4-mapped peer is shown as its IPv4 address.  An
+	 * IPv4 peer's own text (getnameinfo's dotted quad) is that spelling
+	 * already, unless X-Forwarded-For named another client.
+	 */
+	if (strchr(peer, ':') == NULL &&
+	    memcmp(r->client_addr, peer_addr, sizeof peer_addr) == 0)
+		return;
 	throttle_addr_format(r->client_addr, r->client_ip, sizeof r->client_ip);
 }
 
@@ -975,13 +1011,37 @@ http_dispatch(struct request *r)
 		rt->handler(r);
 }
 
+/*
+ * Start the request's deadline: [server] request_timeout from its start.
+ * Only a request its handler left unanswered (waiting for a review, a
+ * Keystone call, the database) needs the timer; a handler that answers at
+ * once (/healthz, a cached login) never had a chance to miss it, as the
+ * timer could not fire while the handler ran, so those requests pay no
+ * timer (evtimer_new/add/del/free: about 1,000 instructions each).
+ */
+static void
+http_arm_deadline(struct request *r)
+{
+	struct timeval tv;
+	uint64_t limit, spent;
+
+	r->deadline = evtimer_new(r->worker->base, http_deadline_cb, r);
+	if (r->deadline == NULL)
+		fatalx("evtimer_new failed");
+	limit = (uint64_t)r->worker->cfg->request_timeout * 1000000;
+	spent = util_monotonic_us() - r->start_us;
+	spent = spent < limit ? limit - spent : 0;
+	tv.tv_sec = (time_t)(spent / 1000000);
+	tv.tv_usec = (suseconds_t)(spent % 1000000);
+	evtimer_add(r->deadline, &tv);
+}
+
 /* evhttp's general callback: every request enters here. */
 void
 http_request_cb(struct evhttp_request *req, void *arg)
 {
 	struct worker *w = arg;
 	struct request *r;
-	struct timeval tv;
 	int rc;
 
 	r = xcalloc(1, sizeof *r);
@@ -1005,14 +1065,10 @@ http_request_cb(struct evhttp_request *req, void *arg)
 			    "the request URL cannot be parsed");
 		return;
 	}
-	r->deadline = evtimer_new(w->base, http_deadline_cb, r);
-	if (r->deadline == NULL)
-		fatalx("evtimer_new failed");
-	tv.tv_sec = w->cfg->request_timeout;
-	tv.tv_usec = 0;
-	evtimer_add(r->deadline, &tv);
 	http_ref(r); /* keep r alive while the handler runs */
 	http_dispatch(r);
+	if (!r->replied)
+		http_arm_deadline(r);
 	http_unref(r);
 }
 

@@ -6,6 +6,7 @@
  * Read this header top to bottom to find where things live:
  *
  *   main.c          argv, subcommands, startup order
+ *   log.c, batch.c  log lines; access lines and audit records in batches
  *   server.c        process-wide state, signals, reload, worker start/stop
  *   worker.c        one thread: event_base, evhttp, its mailbox
  *   tls.c           SSL_CTX build/reload and the evhttp bufferevent callback
@@ -28,6 +29,7 @@
 
 #include <sys/types.h>
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,7 +74,38 @@ int xasprintf(char **, const char *, ...) printflike(2, 3);
 int xvasprintf(char **, const char *, va_list) printflike(2, 0);
 void freezero_str(char *);
 
+/* batch.c: lines written out in batches by a flusher thread */
+struct batch {
+	const char *name;
+	int fd;
+	int flush_ms;     /* longest a line waits; 0: written at once */
+	size_t max_bytes; /* written at once from this size */
+	void (*lost_cb)(const char *, size_t, int); /* name, bytes, errno */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char *buf;
+	size_t len, cap;
+	int flusher; /* 0: not started, 1: running, -1: none */
+	int registered;
+	struct batch *next; /* flushed at exit */
+};
+#define BATCH_INITIALIZER(name, fd, ms, bytes, cb)                            \
+	{                                                                     \
+		(name), (fd), (ms), (bytes), (cb), PTHREAD_MUTEX_INITIALIZER, \
+		    PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, 0, NULL          \
+	}
+#define BATCH_FLUSH_MS 50         /* [log] flush_interval's default */
+#define BATCH_SIZE     (32 << 10) /* [log] buffer_size's default */
+void batch_add(struct batch *, const char *, size_t);
+void batch_write(struct batch *, const char *, size_t);
+void batch_flush(struct batch *);
+int batch_set_fd(struct batch *, int);
+void batch_set_limits(struct batch *, int, size_t);
+size_t batch_pending(struct batch *);
+
 /* log.c */
+void log_access(const char *, ...) printflike(1, 2);
+void log_set_batching(int, size_t);
 enum log_level { LOGL_DEBUG, LOGL_INFO, LOGL_WARN, LOGL_ERR };
 void log_open(enum log_level, int json);
 void log_set_level(enum log_level);
@@ -303,6 +336,8 @@ struct config {
 	enum log_level log_level;
 	char *log_format;
 	char *log_audit_file;
+	long log_flush_interval; /* ms */
+	long log_buffer_size;
 	/* [metrics] */
 	int metrics_enabled;
 	char *metrics_token_file;
@@ -1306,6 +1341,7 @@ struct audit_login {
 	const cJSON *annotations; /* service account's, when read */
 };
 int audit_open(const char *, char **);
+void audit_set_batching(int, size_t);
 void audit_login(const struct audit_login *);
 char *audit_login_text(const struct audit_login *, const char *);
 void audit_admin(const struct request *, const char *, const char *,

@@ -1,8 +1,12 @@
 /*
  * log.c: the one logging module.
  *
- * Lines go to stderr (journald under systemd) as text or JSON, one write(2)
- * per line so lines from different threads never interleave.  When stderr
+ * Lines go to stderr (journald under systemd) as text or JSON, whole lines
+ * per write(2) so lines from different threads never interleave.  Access
+ * lines (one per request) are batched (batch.c): they wait in memory up to
+ * [log] flush_interval and go out many per write(2); every other line is
+ * written at once, after the access lines queued before it, so the order
+ * of the lines is the order they were logged in.  When stderr
  * is the journal (JOURNAL_STREAM names the device and inode of fd 2, see
  * systemd.exec(5)), each line starts with its sd-daemon priority ("<3>"
  * error ... "<7>" debug), which journald strips and files the line under,
@@ -10,7 +14,9 @@
  * formatted by the caller; anything that came from the network must pass
  * through log_escape() first.  Secrets are never logged: log_secret_id()
  * gives the first 8 hex digits of a secret's SHA-256 for correlation.
- * Safe from any thread; never blocks beyond the write to stderr.
+ * Safe from any thread; never blocks beyond the write to stderr.  Nothing
+ * queued is lost on exit() or fatal() (batch.c flushes at exit); a
+ * SIGKILL or a crash loses the access lines of the last flush interval.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -21,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "k8sauth.h"
@@ -30,6 +37,8 @@
 static enum log_level log_level = LOGL_INFO;
 static int log_json;
 static int log_journal = -1; /* stderr is the journal; -1: not checked */
+static struct batch log_batch =
+    BATCH_INITIALIZER("log", STDERR_FILENO, BATCH_FLUSH_MS, BATCH_SIZE, NULL);
 
 static const char *const log_level_names[] = { "debug", "info", "warning",
 	"error" };
@@ -91,6 +100,16 @@ log_open(enum log_level level, int json)
 	log_level = level;
 	log_json = json;
 	log_to_journal();
+}
+
+/*
+ * How long access lines may wait in memory (ms; 0: written at once) and
+ * the size at which they are written at once.
+ */
+void
+log_set_batching(int flush_ms, size_t max_bytes)
+{
+	batch_set_limits(&log_batch, flush_ms, max_bytes);
 }
 
 /* Change the level. */
@@ -181,21 +200,45 @@ log_secret_id(const char *secret, char out[9])
 	out[8] = '\0';
 }
 
-/* Write one whole line with a single write(2). */
+/*
+ * The current time as util_timestamp() formats it, with the date and the
+ * seconds formatted once a second per thread (a printf and a gmtime_r
+ * that were half of an access line's cost) and only the microseconds
+ * per line.
+ */
 static void
-log_write(const char *line, size_t len)
+log_timestamp(char out[TIMESTAMP_LEN + 1])
 {
-	ssize_t n;
+	static __thread time_t cached_sec = -1;
+	static __thread char cached[TIMESTAMP_LEN + 1];
+	struct timespec ts;
+	long usec;
+	int i;
 
-	while (len > 0) {
-		n = write(STDERR_FILENO, line, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		line += n;
-		len -= (size_t)n;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != cached_sec) {
+		util_format_time((double)ts.tv_sec, cached);
+		cached_sec = ts.tv_sec;
 	}
+	memcpy(out, cached, TIMESTAMP_LEN + 1);
+	usec = ts.tv_nsec / 1000;
+	for (i = TIMESTAMP_LEN - 2; i >= TIMESTAMP_LEN - 7; i--) {
+		out[i] = (char)('0' + usec % 10);
+		usec /= 10;
+	}
+}
+
+/*
+ * Write one whole line: queued when batched (an access line), else at
+ * once after the lines queued before it.
+ */
+static void
+log_write(const char *line, size_t len, int batched)
+{
+	if (batched)
+		batch_add(&log_batch, line, len);
+	else
+		batch_write(&log_batch, line, len);
 }
 
 /* JSON-escape msg (already free of control characters from callers). */
@@ -239,41 +282,82 @@ log_format(enum log_level level, int json, int journal, const char *ts,
 }
 
 /*
- * Format and write one line at a level.  A text line that fits
- * LOG_LINE_STACK bytes (every access line) is formatted on the stack: no
- * allocation per request; longer ones and JSON go through log_format.
+ * A text line's "<6>TIMESTAMP info: " into buf (LOG_LINE_STACK bytes, far
+ * more than the prefix); returns its length.
  */
-void
-log_vmsg(enum log_level level, const char *fmt, va_list ap)
+static int
+log_text_prefix(char *buf, int journal, enum log_level level, const char *ts)
+{
+	const char *name = log_level_names[level];
+	size_t n = 0, len;
+
+	if (journal) {
+		memcpy(buf, log_journal_prefixes[level], 3);
+		n = 3;
+	}
+	memcpy(buf + n, ts, TIMESTAMP_LEN);
+	n += TIMESTAMP_LEN;
+	buf[n++] = ' ';
+	len = strlen(name);
+	memcpy(buf + n, name, len);
+	n += len;
+	buf[n++] = ':';
+	buf[n++] = ' ';
+	return ((int)n);
+}
+
+/*
+ * Format and write (or queue, when batched) one line at a level.  A text
+ * line that fits LOG_LINE_STACK bytes (every access line) is formatted on
+ * the stack: no allocation per request; longer ones and JSON go through
+ * log_format.
+ */
+static void
+log_emit(enum log_level level, int batched, const char *fmt, va_list ap)
 {
 	char ts[TIMESTAMP_LEN + 1], buf[LOG_LINE_STACK], *msg, *line;
-	int n, journal;
+	int n, m, journal;
 	va_list aq;
 
 	if (level < log_level)
 		return;
-	util_timestamp(ts);
+	log_timestamp(ts);
 	journal = log_to_journal();
 	if (!log_json) {
 		va_copy(aq, ap);
-		n = snprintf(buf, sizeof buf,
-		    "%s%s %s: ", journal ? log_journal_prefixes[level] : "", ts,
-		    log_level_names[level]);
-		if (n > 0 && (size_t)n < sizeof buf - 1)
-			n +=
-			    vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, aq);
+		n = log_text_prefix(buf, journal, level, ts);
+		m = vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, aq);
 		va_end(aq);
-		if (n > 0 && (size_t)n < sizeof buf - 1) {
+		if (m >= 0 && (size_t)n + (size_t)m < sizeof buf - 1) {
+			n += m;
 			buf[n++] = '\n';
-			log_write(buf, (size_t)n);
+			log_write(buf, (size_t)n, batched);
 			return;
 		}
 	}
 	xvasprintf(&msg, fmt, ap);
 	line = log_format(level, log_json, journal, ts, msg);
-	log_write(line, strlen(line));
+	log_write(line, strlen(line), batched);
 	free(line);
 	free(msg);
+}
+
+/* Format and write one line at a level, at once. */
+void
+log_vmsg(enum log_level level, const char *fmt, va_list ap)
+{
+	log_emit(level, 0, fmt, ap);
+}
+
+/* One access line (info level), batched: see the comment at the top. */
+void
+log_access(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit(LOGL_INFO, 1, fmt, ap);
+	va_end(ap);
 }
 
 /* Log at a level. */

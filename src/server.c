@@ -321,6 +321,16 @@ server_notify_reloading(void)
 	free(msg);
 }
 
+/* How long access lines and audit records wait in memory ([log]). */
+static void
+server_set_batching(const struct config *cfg)
+{
+	log_set_batching((int)cfg->log_flush_interval,
+	    (size_t)cfg->log_buffer_size);
+	audit_set_batching((int)cfg->log_flush_interval,
+	    (size_t)cfg->log_buffer_size);
+}
+
 /*
  * SIGHUP: the configuration file (reloadable options), the admin token,
  * the TLS certificate and key, the Fernet keys and the audit file.  Each
@@ -339,6 +349,7 @@ server_reload(struct server *srv)
 	if ((cfg = server_reload_config(srv, old)) == NULL)
 		cfg = config_ref(old);
 	log_set_level(cfg->log_level);
+	server_set_batching(cfg);
 	if (audit_open(cfg->log_audit_file, &cause) != 0)
 		server_reload_failed("audit file", cause);
 	cause = NULL;
@@ -426,6 +437,7 @@ server_prepare(struct server *srv, char **cause)
 		return (-1);
 	if (keystone_init(srv->cfg, cause) != 0)
 		return (-1);
+	server_set_batching(srv->cfg);
 	if (audit_open(srv->cfg->log_audit_file, cause) != 0)
 		return (-1);
 	if (policy_validate(srv->cfg, cause) != 0)

@@ -224,6 +224,7 @@ def sigterm_round(srv, k8s, L, jwt, n):
     results = [None] * n
     go = threading.Event()
     mark = "%s 200 " % L.path
+    time.sleep(0.25)  # earlier access lines: out within flush_interval
     base = srv.log_text().count(mark)
 
     def one(i):

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -245,6 +246,48 @@ test_stack_and_heap_lines(void **state)
 	unlink(path);
 }
 
+/*
+ * A line's timestamp (its date and seconds formatted once a second, the
+ * microseconds per line) is the time it was logged, as util_timestamp()
+ * writes it: between a stamp taken before and one after, across a change
+ * of second.
+ */
+static void
+test_timestamp(void **state)
+{
+	char path[] = "/tmp/k8sauth-log-XXXXXX", before[TIMESTAMP_LEN + 1],
+	    after[TIMESTAMP_LEN + 1], *line = NULL;
+	struct timespec pause = { 0, 300 * 1000 * 1000 };
+	int fd, saved, i;
+	size_t cap = 0;
+	FILE *f;
+
+	assert_true((fd = mkstemp(path)) != -1);
+	assert_true((saved = dup(STDERR_FILENO)) != -1);
+	assert_true(dup2(fd, STDERR_FILENO) != -1);
+	for (i = 0; i < 5; i++) {
+		util_timestamp(before);
+		log_info("stamp");
+		util_timestamp(after);
+		assert_true(lseek(fd, 0, SEEK_SET) == 0);
+		assert_non_null(f = fdopen(dup(fd), "r"));
+		assert_true(getline(&line, &cap, f) > TIMESTAMP_LEN);
+		fclose(f);
+		line[TIMESTAMP_LEN] = '\0';
+		assert_true(strcmp(before, line) <= 0);
+		assert_true(strcmp(line, after) <= 0);
+		assert_int_equal(line[TIMESTAMP_LEN - 1], 'Z');
+		assert_true(ftruncate(fd, 0) == 0);
+		assert_true(lseek(fd, 0, SEEK_SET) == 0);
+		nanosleep(&pause, NULL);
+	}
+	assert_true(dup2(saved, STDERR_FILENO) != -1);
+	close(saved);
+	close(fd);
+	free(line);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -254,6 +297,7 @@ main(void)
 		cmocka_unit_test(test_journal_match),
 		cmocka_unit_test(test_audit_login_text),
 		cmocka_unit_test(test_stack_and_heap_lines),
+		cmocka_unit_test(test_timestamp),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
