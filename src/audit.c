@@ -107,100 +107,16 @@ audit_queue(char *text)
 }
 
 /*
- * A login record is written straight into text, not built as a cJSON
- * tree and printed: that was three allocations per field, some fifty per
- * login, on the hot path.  The text is byte for byte what cJSON prints
- * (tests/unit/test_log.c compares the two): same field order, same string
- * escapes, same number format.
+ * A login record is written straight into text (json_out), not built as
+ * a cJSON tree and printed: that was three allocations per field, some
+ * fifty per login, on the hot path.  The text is byte for byte what cJSON
+ * prints (tests/unit/test_log.c compares the two): same field order, same
+ * string escapes (json_out's), same number format.
  */
-struct audit_text {
-	char *p;
-	size_t len, cap;
-};
 
-/* Append n bytes. */
+/* ,"key":number, formatted as cJSON's print_number does. */
 static void
-audit_text_raw(struct audit_text *t, const char *s, size_t n)
-{
-	if (t->len + n + 1 > t->cap) {
-		while (t->len + n + 1 > t->cap)
-			t->cap *= 2;
-		t->p = xreallocarray(t->p, t->cap, 1);
-	}
-	memcpy(t->p + t->len, s, n);
-	t->len += n;
-	t->p[t->len] = '\0';
-}
-
-/* Append s as a JSON string, escaped as cJSON's print_string_ptr does. */
-static void
-audit_text_string(struct audit_text *t, const char *s)
-{
-	char esc[8];
-	const char *run;
-
-	audit_text_raw(t, "\"", 1);
-	for (run = s; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c >= 32 && c != '"' && c != '\\')
-			continue;
-		audit_text_raw(t, run, (size_t)(s - run));
-		run = s + 1;
-		switch (c) {
-		case '"':
-			audit_text_raw(t, "\\\"", 2);
-			break;
-		case '\\':
-			audit_text_raw(t, "\\\\", 2);
-			break;
-		case '\b':
-			audit_text_raw(t, "\\b", 2);
-			break;
-		case '\f':
-			audit_text_raw(t, "\\f", 2);
-			break;
-		case '\n':
-			audit_text_raw(t, "\\n", 2);
-			break;
-		case '\r':
-			audit_text_raw(t, "\\r", 2);
-			break;
-		case '\t':
-			audit_text_raw(t, "\\t", 2);
-			break;
-		default:
-			snprintf(esc, sizeof esc, "\\u%04x", c);
-			audit_text_raw(t, esc, 6);
-		}
-	}
-	audit_text_raw(t, run, (size_t)(s - run));
-	audit_text_raw(t, "\"", 1);
-}
-
-/* Append ,"key": (no comma before the first field). */
-static void
-audit_text_key(struct audit_text *t, const char *key)
-{
-	if (t->len > 1)
-		audit_text_raw(t, ",", 1);
-	audit_text_string(t, key);
-	audit_text_raw(t, ":", 1);
-}
-
-/* Append ,"key":"value" when value is not NULL. */
-static void
-audit_text_field(struct audit_text *t, const char *key, const char *value)
-{
-	if (value == NULL)
-		return;
-	audit_text_key(t, key);
-	audit_text_string(t, value);
-}
-
-/* Append ,"key":number, formatted as cJSON's print_number does. */
-static void
-audit_text_number(struct audit_text *t, const char *key, double d)
+audit_number(struct json_out *o, const char *key, double d)
 {
 	char num[32];
 	double back = 0;
@@ -219,55 +135,59 @@ audit_text_number(struct audit_text *t, const char *key, double d)
 			    DBL_EPSILON))
 			n = snprintf(num, sizeof num, "%1.17g", d);
 	}
-	audit_text_key(t, key);
-	audit_text_raw(t, num, (size_t)n);
+	json_out_key(o, key);
+	json_out_raw(o, num, (size_t)n);
 }
 
-/* Append ,"key":<the JSON of v>. */
+/* ,"key":<the JSON of v>. */
 static void
-audit_text_json(struct audit_text *t, const char *key, const cJSON *v)
+audit_json(struct json_out *o, const char *key, const cJSON *v)
 {
 	char *s = json_print(v);
 
-	audit_text_key(t, key);
-	audit_text_raw(t, s, strlen(s));
+	json_out_key(o, key);
+	json_out_raw(o, s, strlen(s));
 	free(s);
 }
 
-/* A login record's text (allocated), stamped ts. */
+/* A login record's text (allocated, NUL-terminated), stamped ts. */
 char *
 audit_login_text(const struct audit_login *a, const char *ts)
 {
-	struct audit_text t = { xmalloc(1024), 0, 1024 };
+	char stack[1024], *text;
+	struct json_out o;
 
-	audit_text_raw(&t, "{", 1);
-	audit_text_field(&t, "time", ts);
-	audit_text_field(&t, "type", "login");
-	audit_text_field(&t, "instance", a->instance_id);
-	audit_text_field(&t, "role", a->role);
-	audit_text_field(&t, "namespace", a->namespace);
-	audit_text_field(&t, "service_account", a->service_account);
-	audit_text_field(&t, "pod", a->pod);
-	audit_text_field(&t, "claimed_namespace", a->claimed_namespace);
-	audit_text_field(&t, "claimed_service_account",
+	json_out_init(&o, stack, sizeof stack);
+	json_out_open(&o, NULL, '{');
+	json_out_string(&o, "time", ts);
+	json_out_string(&o, "type", "login");
+	json_out_string(&o, "instance", a->instance_id);
+	json_out_string(&o, "role", a->role);
+	json_out_string(&o, "namespace", a->namespace);
+	json_out_string(&o, "service_account", a->service_account);
+	json_out_string(&o, "pod", a->pod);
+	json_out_string(&o, "claimed_namespace", a->claimed_namespace);
+	json_out_string(&o, "claimed_service_account",
 	    a->claimed_service_account);
-	audit_text_field(&t, "claimed_pod", a->claimed_pod);
-	audit_text_field(&t, "node", a->node);
-	audit_text_field(&t, "result",
-	    a->status == 200 ? "success" : "failure");
-	audit_text_number(&t, "status", a->status);
-	audit_text_field(&t, "reason", a->reason);
-	audit_text_field(&t, "token_audit_id", a->token_audit_id);
-	audit_text_field(&t, "jwt_sha256", a->jwt_id);
-	audit_text_field(&t, "client", a->client);
-	audit_text_number(&t, "latency_ms", a->latency_ms);
+	json_out_string(&o, "claimed_pod", a->claimed_pod);
+	json_out_string(&o, "node", a->node);
+	json_out_string(&o, "result", a->status == 200 ? "success" : "failure");
+	audit_number(&o, "status", a->status);
+	json_out_string(&o, "reason", a->reason);
+	json_out_string(&o, "token_audit_id", a->token_audit_id);
+	json_out_string(&o, "jwt_sha256", a->jwt_id);
+	json_out_string(&o, "client", a->client);
+	audit_number(&o, "latency_ms", a->latency_ms);
 	if (a->policy != NULL)
-		audit_text_json(&t, "policy", a->policy);
+		audit_json(&o, "policy", a->policy);
 	if (a->annotations != NULL)
-		audit_text_json(&t, "service_account_annotations",
-		    a->annotations);
-	audit_text_raw(&t, "}", 1);
-	return (t.p);
+		audit_json(&o, "service_account_annotations", a->annotations);
+	json_out_close(&o, '}');
+	text = xmalloc(o.len + 1);
+	memcpy(text, o.buf, o.len);
+	text[o.len] = '\0';
+	json_out_free(&o);
+	return (text);
 }
 
 /* Serialise and queue one record (takes ownership of o). */

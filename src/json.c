@@ -567,7 +567,7 @@ json_out_quoted(struct json_out *o, const char *s)
 }
 
 /* "key": (with the comma before it when one is due). */
-static void
+void
 json_out_key(struct json_out *o, const char *key)
 {
 	json_out_sep(o);

@@ -714,6 +714,7 @@ struct json_out {
 void json_out_init(struct json_out *, char *, size_t);
 void json_out_free(struct json_out *);
 void json_out_raw(struct json_out *, const char *, size_t);
+void json_out_key(struct json_out *, const char *);
 void json_out_open(struct json_out *, const char *, char);
 void json_out_close(struct json_out *, char);
 void json_out_string(struct json_out *, const char *, const char *);
