@@ -486,9 +486,7 @@ login_ctx(const struct login *l, const struct k8s_review_outcome *o,
 	cJSON_AddStringToObject(review, "username", o->username);
 	json_add_string_or_null(review, "uid", o->uid);
 	cJSON_AddItemToObject(review, "groups", json_strlist(&o->groups));
-	cJSON_AddItemToObject(review, "extra",
-	    o->extra != NULL ? cJSON_Duplicate(o->extra, 1)
-			     : cJSON_CreateObject());
+	cJSON_AddItemToObject(review, "extra", review_cache_extra_dup(o));
 	cJSON_AddItemToObject(review, "audiences", json_strlist(&o->audiences));
 	cJSON_AddItemToObject(ctx, "claims", login_ctx_view(l->jwt->claims));
 	cJSON_AddStringToObject(ctx, "client_ip", l->r->client_ip);

@@ -1209,6 +1209,7 @@ void review_cache_render(struct evbuffer *);
 void review_cache_key(const char *, const char *, const char *, uint8_t[32]);
 void review_cache_key_digest(const uint8_t[32], const char *, const char *,
     uint8_t[32]);
+cJSON *review_cache_extra_dup(const struct k8s_review_outcome *);
 int review_cache_get(const uint8_t *, const char *, double,
     struct k8s_review_outcome *);
 void review_cache_put(const uint8_t *, const char *,

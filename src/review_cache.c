@@ -208,6 +208,10 @@ rc_pack(const struct k8s_review_outcome *o, size_t *len)
 		rc_buf_add(&b, 'g', o->groups.v[i]);
 	for (i = 0; i < o->audiences.n; i++)
 		rc_buf_add(&b, 'a', o->audiences.v[i]);
+	rc_buf_add(&b, 'P', o->pod_name);
+	rc_buf_add(&b, 'Q', o->pod_uid);
+	rc_buf_add(&b, 'N', o->node_name);
+	rc_buf_add(&b, 'O', o->node_uid);
 	if (o->extra != NULL) {
 		extra = cJSON_PrintUnformatted(o->extra);
 		if (extra == NULL)
@@ -229,7 +233,12 @@ rc_strlist_add(struct strlist *l, const char *s)
 	l->v[l->n++] = xstrdup(s);
 }
 
-/* Unpack a packed outcome into o (cleared first). */
+/*
+ * Unpack a packed outcome into o (cleared first).  The pod and node come
+ * from their own fields; extra stays text, as a cJSON raw item, until the
+ * login policy needs it (api_login.c parses it then): re-parsing it on
+ * every hit was 5.6 % of a cached login, for a field only login.lua reads.
+ */
 static void
 rc_unpack(const char *p, size_t len, struct k8s_review_outcome *o)
 {
@@ -259,8 +268,21 @@ rc_unpack(const char *p, size_t len, struct k8s_review_outcome *o)
 		case 'a':
 			rc_strlist_add(&o->audiences, s);
 			break;
+		case 'P':
+			dst = &o->pod_name;
+			break;
+		case 'Q':
+			dst = &o->pod_uid;
+			break;
+		case 'N':
+			dst = &o->node_name;
+			break;
+		case 'O':
+			dst = &o->node_uid;
+			break;
 		case 'x':
-			o->extra = cJSON_Parse(s);
+			if ((o->extra = cJSON_CreateRaw(s)) == NULL)
+				fatalx("review cache: cannot keep extra");
 			break;
 		default:
 			break;
@@ -269,7 +291,28 @@ rc_unpack(const char *p, size_t len, struct k8s_review_outcome *o)
 			*dst = xstrdup(s);
 		p = s + strlen(s) + 1;
 	}
-	k8s_review_extras(o); /* the pod and node live in extra only */
+}
+
+/*
+ * A copy of o's extra as a cJSON object the caller owns (an empty object
+ * when there is none): parsed from the text an outcome off the cache
+ * keeps (a raw item), else duplicated.  Our own compact print parses
+ * back, so a failure here is memory, and fatal.
+ */
+cJSON *
+review_cache_extra_dup(const struct k8s_review_outcome *o)
+{
+	cJSON *x;
+
+	if (o->extra == NULL)
+		x = cJSON_CreateObject();
+	else if (cJSON_IsRaw(o->extra))
+		x = cJSON_Parse(o->extra->valuestring);
+	else
+		x = cJSON_Duplicate(o->extra, 1);
+	if (x == NULL)
+		fatalx("review cache: cannot copy extra");
+	return (x);
 }
 
 /*

@@ -177,18 +177,31 @@ util_sha256_md(void)
 	return (util_sha256_fetched);
 }
 
-/* Compare two byte strings in time independent of where they differ. */
+/*
+ * Compare the presented bytes a[0..alen) with the stored secret b[0..blen)
+ * in time that depends on alen only: neither where they differ nor the
+ * secret's length shows.  Every presented byte is compared with the
+ * secret's byte at the same place, or with b[0] past the secret's end (the
+ * lengths differ then, so the answer is no); the index is masked, not
+ * branched on.  It hashed both sides with SHA-256 before, four digests per
+ * validation (admin token and subject token) and ~12 % of its instructions.
+ */
 int
 util_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
-	unsigned char da[32], db[32];
-	unsigned int len = 0;
+	const unsigned char *pa = a, *pb = b;
+	unsigned char acc = 0;
+	size_t i, in;
 
-	/* Hash first so that the comparison length never depends on input. */
-	if (EVP_Digest(a, alen, da, &len, util_sha256_md(), NULL) != 1 ||
-	    EVP_Digest(b, blen, db, &len, util_sha256_md(), NULL) != 1)
-		fatalx("EVP_Digest failed");
-	return (CRYPTO_memcmp(da, db, sizeof da) == 0 && alen == blen);
+	if (blen == 0)
+		return (alen == 0);
+	for (i = 0; i < alen; i++) {
+		/* All ones while i < blen (the top bit of i - blen), else 0. */
+		in =
+		    (size_t)0 - ((i - blen) >> (sizeof(size_t) * CHAR_BIT - 1));
+		acc |= pa[i] ^ pb[i & in];
+	}
+	return ((acc | (unsigned char)(alen != blen)) == 0);
 }
 
 /* Parse a decimal integer within [min, max]; 0 or -1. */

@@ -89,6 +89,28 @@ def test_login_policy_sees_the_claims():
                  what="the claims' sub in the audit line")
 
 
+def test_login_policy_sees_review_extra_on_a_cached_review():
+    # A review cache hit keeps status.user.extra as text and parses it
+    # only for the policy: ctx.review.extra must be the same object on
+    # the hit as on the review, and the pod fields the same as well.
+    key = "authentication.kubernetes.io/pod-name"
+    login = 'return { check = function(ctx)\n' \
+            '  local x = ctx.review.extra["%s"]\n' \
+            '  if type(x) ~= "table" or x[1] ~= "api-0" or\n' \
+            '     ctx.pod == nil or ctx.pod.name ~= "api-0" then\n' \
+            '    return false, "extra or pod missing"\n' \
+            '  end\n  return true\nend }\n' % key
+    with policy_server({"login.lua": login}, "pol-extra") as srv:
+        L = Login(srv, K8S)
+        K8S.pod(L.ns, "api-0", "web")
+        jwt = L.jwt(pod="api-0")
+        before = K8S.reviews()
+        for _ in range(3):
+            r = L.ok(jwt)
+            eq(r.json["token"]["k8s_auth"]["pod_name"], "api-0", "pod_name")
+        eq(K8S.reviews() - before, 1, "reviews for three logins (cached)")
+
+
 def test_login_policy_shortens_never_lengthens():
     # [token] expiration 600 s and JWTs living 2 h: a policy asking for
     # more than 600 s would visibly get it (up to the JWT's 7200 s, or its

@@ -658,6 +658,53 @@ test_round_trip(void **state)
 	fernet_keys_free(fk);
 }
 
+/* The raw bytes of a token (the caller frees). */
+static unsigned char *
+token_bytes(const char *token, size_t *len)
+{
+	unsigned char	*raw;
+
+	assert_int_equal(util_b64url_decode(token, strlen(token), &raw, len),
+	    0);
+	assert_true(*len > 25);
+	return (raw);
+}
+
+/* memcmp of the IVs (bytes 9..25) of two tokens. */
+static int
+token_iv_cmp(const char *a, const char *b)
+{
+	unsigned char	*ra, *rb;
+	size_t		 la, lb;
+	int		 c;
+
+	ra = token_bytes(a, &la);
+	rb = token_bytes(b, &lb);
+	c = memcmp(ra + 9, rb + 9, 16);
+	free(ra);
+	free(rb);
+	return (c);
+}
+
+/*
+ * A token's IV and its freshly minted audit id come from one random draw:
+ * they must be different bytes, not the same 16 used twice.
+ */
+static void
+iv_and_audit_apart(const char *token, const char *audit_id)
+{
+	unsigned char	*raw, *audit;
+	size_t		 len, alen;
+
+	raw = token_bytes(token, &len);
+	assert_int_equal(util_b64url_decode(audit_id, strlen(audit_id),
+	    &audit, &alen), 0);
+	assert_int_equal(alen, 16);
+	assert_memory_not_equal(raw + 9, audit, 16);
+	free(audit);
+	free(raw);
+}
+
 /* Given issued_at and audit id are kept; fresh audit ids differ. */
 static void
 test_encode_fields(void **state)
@@ -679,6 +726,9 @@ test_encode_fields(void **state)
 	p.audit_id[0] = '\0';
 	assert_non_null(t2 = fernet_encode(fk, &p, &cause));
 	assert_string_not_equal(first, p.audit_id);
+	iv_and_audit_apart(t1, first);
+	iv_and_audit_apart(t2, p.audit_id);
+	assert_int_not_equal(token_iv_cmp(t1, t2), 0);
 	free(t2);
 	memcpy(p.audit_id, "xu9cwZ73Slq4Y7iS2h42oQ", 23);
 	assert_non_null(t2 = fernet_encode(fk, &p, &cause));

@@ -57,6 +57,10 @@ test_ct_equal_lengths(void **state)
 	assert_false(util_ct_equal(ADMIN, len - 1, ADMIN, len));
 	assert_false(util_ct_equal(ADMIN, len, ADMIN "0", len + 1));
 	assert_false(util_ct_equal("a", 1, "a", 0));
+	/* Past the secret's end the presented bytes meet b[0]: still no. */
+	assert_false(util_ct_equal("aaaa", 4, "a", 1));
+	assert_false(util_ct_equal("a", 1, "aaaa", 4));
+	assert_false(util_ct_equal(ADMIN "0", len + 1, ADMIN, len));
 	/* Only the given lengths count, not what follows. */
 	assert_true(util_ct_equal("ab", 1, "ax", 1));
 }
