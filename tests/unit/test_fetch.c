@@ -641,8 +641,9 @@ test_resolver_fd_reused(void **state)
 	int			 fds[8][2], fired = 0, i;
 
 	req_init(&r, "https://no-such-host.invalid:1/echo");
+	r.connect_timeout_ms = r.timeout_ms = 2000; /* no DNS server: a timeout */
 	fetch_one(e, &r, &g);
-	assert_int_equal(g.error, FETCH_CONNECT);
+	assert_true(g.error == FETCH_CONNECT || g.error == FETCH_TIMEOUT);
 	got_clear(&g);
 	/* The lowest free fd numbers: the resolver's among them. */
 	for (i = 0; i < 8; i++) {
