@@ -74,7 +74,13 @@
  * connection got data or was closed: curl's liveness check sees that on
  * reuse) is deleted then; a socket curl closes goes through
  * fetch_closesocket_cb, which forgets its context before the close, so
- * a parked event never outlives its socket nor meets a reused fd.
+ * a parked event never outlives its socket nor meets a reused fd.  Only
+ * sockets fetch_opensocket_cb opened (owned) are parked: curl closes
+ * others (its threaded resolver's socketpair) with close(2) right after
+ * their REMOVE, so their context is freed at the REMOVE as before; a
+ * parked event on such an fd would outlive it, and whatever the process
+ * opens next under that number would never be watched (libevent would
+ * think the fd already in the epoll set).
  */
 struct fetch_sock {
 	struct fetch *f;
@@ -83,6 +89,7 @@ struct fetch_sock {
 	int armed;  /* ev added */
 	short kind; /* the events ev waits for, when armed */
 	int parked; /* curl dropped it; the connection is idle */
+	int owned; /* opened by fetch_opensocket_cb, closed by ..._closesocket_cb */
 	LIST_ENTRY(fetch_sock) entry;
 };
 
@@ -158,6 +165,33 @@ fetch_sock_find(struct fetch *f, curl_socket_t fd)
 }
 
 /*
+ * Open a socket for curl and note it as ours (owned, parked until curl
+ * announces it), so that its context may outlive curl's REMOVE: it is
+ * closed through fetch_closesocket_cb.
+ */
+static curl_socket_t
+fetch_sock_open(struct fetch *f, const struct curl_sockaddr *addr)
+{
+	struct fetch_sock *s;
+	curl_socket_t fd;
+
+	if ((fd = socket(addr->family, addr->socktype, addr->protocol)) == -1)
+		return (CURL_SOCKET_BAD);
+	if ((s = fetch_sock_find(f, fd)) == NULL) {
+		s = xcalloc(1, sizeof *s);
+		s->f = f;
+		s->fd = fd;
+		LIST_INSERT_HEAD(&f->socks, s, entry);
+	} else if (s->armed) {
+		event_del(&s->ev); /* left from an earlier socket: stale */
+		s->armed = 0;
+	}
+	s->owned = 1;
+	s->parked = 1;
+	return (fd);
+}
+
+/*
  * CURLOPT_CLOSESOCKETFUNCTION (every socket curl opens is ours: see
  * fetch_opensocket_cb): stop watching the socket while its fd is still
  * open, then close it.  curl sends the socket's REMOVE before calling
@@ -175,6 +209,7 @@ fetch_closesocket_cb(void *arg, curl_socket_t fd)
 		if (s->armed)
 			event_del(&s->ev);
 		s->armed = 0;
+		s->owned = 0; /* the fd number may come back as anything */
 		if (s->parked)
 			fetch_sock_free(s);
 	}
@@ -199,8 +234,10 @@ fetch_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 	short kind = EV_PERSIST;
 
 	if (what == CURL_POLL_REMOVE) {
-		if (s != NULL)
+		if (s != NULL && s->owned)
 			s->parked = 1;
+		else if (s != NULL)
+			fetch_sock_free(s); /* curl closes it without us */
 		return (0);
 	}
 	if (what & CURL_POLL_IN)
@@ -840,7 +877,7 @@ fetch_opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
 		t->refused = why;
 		return (CURL_SOCKET_BAD);
 	}
-	return (socket(addr->family, addr->socktype, addr->protocol));
+	return (fetch_sock_open(t->f, addr));
 }
 
 /* Where the transfer may connect, TLS floor and proxy (API.md §7). */

@@ -97,6 +97,53 @@ fuzz_getters(const cJSON *obj)
 	json_strlist_clear(&sl);
 }
 
+/*
+ * json_out (the hot path's reply writer) must escape any byte string
+ * exactly as cJSON prints it: the input up to its first NUL as a member
+ * and as an element, in a buffer too small for it (the heap path), and the
+ * text must parse back to the same string.
+ */
+static void
+fuzz_json_out(const uint8_t *data, size_t size)
+{
+	struct json_out	 o;
+	cJSON		*want, *obj, *back;
+	char		 stack[16], *str, *printed, *cause = NULL;
+
+	str = xmalloc(size + 1);
+	memcpy(str, data, size);
+	str[size] = '\0';
+	want = cJSON_CreateArray();
+	cJSON_AddItemToArray(want, cJSON_CreateString(str));
+	cJSON_AddItemToArray(want, obj = cJSON_CreateObject());
+	cJSON_AddStringToObject(obj, "k", str);
+	cJSON_AddItemToArray(want, obj = cJSON_CreateObject());
+	cJSON_AddStringToObject(obj, str, "v");
+	printed = cJSON_PrintUnformatted(want);
+	json_out_init(&o, stack, sizeof stack);
+	json_out_open(&o, NULL, '[');
+	json_out_string(&o, NULL, str);
+	json_out_open(&o, NULL, '{');
+	json_out_string(&o, "k", str);
+	json_out_close(&o, '}');
+	json_out_open(&o, NULL, '{');
+	json_out_string(&o, str, "v");
+	json_out_close(&o, '}');
+	json_out_close(&o, ']');
+	if (o.len != strlen(printed) || memcmp(o.buf, printed, o.len) != 0)
+		abort();
+	/* It parses back, strictly, to the same string. */
+	if ((back = json_parse(o.buf, o.len, &cause)) == NULL)
+		abort();
+	if (strcmp(cJSON_GetArrayItem(back, 0)->valuestring, str) != 0)
+		abort();
+	cJSON_Delete(back);
+	json_out_free(&o);
+	free(printed);
+	cJSON_Delete(want);
+	free(str);
+}
+
 /* One input: one request body. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -107,6 +154,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char		*copy, *cause = NULL, *printed;
 
 	/* A copy of exactly size bytes catches reads past the body. */
+	fuzz_json_out(data, size);
 	copy = xmalloc(size ? size : 1);
 	memcpy(copy, data, size);
 	doc = json_parse(copy, size, &cause);

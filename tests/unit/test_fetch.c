@@ -608,6 +608,60 @@ fetch_one(struct env *e, struct fetch_request *r, struct got *g)
 	assert_int_equal(fetch_inflight(e->f), 0);
 }
 
+static void
+pipe_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char	c;
+
+	if (read(fd, &c, 1) == 1)
+		(*(int *)arg)++;
+}
+
+static int
+eight_reached(struct env *e, void *arg)
+{
+	return (*(int *)arg >= 8);
+}
+
+/*
+ * curl's threaded resolver announces its socketpair and closes it with
+ * close(2), not through CURLOPT_CLOSESOCKETFUNCTION: a lookup that fails
+ * (or a transfer cancelled during one) must leave no event behind for that
+ * fd number, or whatever the server opens next under the number (a
+ * client's connection, a pipe) is never put in the epoll set: libevent
+ * believes the fd is already watched for reading.
+ */
+static void
+test_resolver_fd_reused(void **state)
+{
+	struct env		*e = *state;
+	struct fetch_request	 r;
+	struct got		 g;
+	struct event		*ev[8];
+	int			 fds[8][2], fired = 0, i;
+
+	req_init(&r, "https://no-such-host.invalid:1/echo");
+	r.connect_timeout_ms = r.timeout_ms = 2000; /* no DNS server: a timeout */
+	fetch_one(e, &r, &g);
+	assert_true(g.error == FETCH_CONNECT || g.error == FETCH_TIMEOUT);
+	got_clear(&g);
+	/* The lowest free fd numbers: the resolver's among them. */
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(pipe(fds[i]), 0);
+		ev[i] = event_new(e->base, fds[i][0], EV_READ | EV_PERSIST,
+		    pipe_read_cb, &fired);
+		assert_int_equal(event_add(ev[i], NULL), 0);
+		assert_int_equal(write(fds[i][1], "x", 1), 1);
+	}
+	run_until(e, eight_reached, &fired, 2000);
+	for (i = 0; i < 8; i++) {
+		event_free(ev[i]);
+		close(fds[i][0]);
+		close(fds[i][1]);
+	}
+	assert_int_equal(fired, 8);
+}
+
 /* ---- tests ---- */
 
 static void
@@ -1263,6 +1317,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sequential_from_callback,
 		    env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_self_in_callback,
+		    env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_resolver_fd_reused,
 		    env_setup, env_teardown),
 	};
 
