@@ -20,13 +20,15 @@
  * nor on SIGHUP (audit_open() flushes into the old file before
  * switching).  The crash window: a SIGKILL, abort or power loss loses the
  * records of the last flush interval at most (never more than
- * buffer_size).
+ * buffer_size).  Without an audit_file the records share the log's batch
+ * (one batch per fd, so lines from two flushers never interleave).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,14 @@ audit_lost_cb(const char *name, size_t lost, int err)
 
 static struct batch audit_batch = BATCH_INITIALIZER("audit", STDERR_FILENO,
     BATCH_FLUSH_MS, BATCH_SIZE, audit_lost_cb);
+
+/*
+ * Without an audit_file the records go to stderr through the log's own
+ * batch (log_queue_raw), not this one: two batches writing one fd from two
+ * flusher threads could interleave a large write with another (a journal
+ * stream socket takes a 32 KiB write in pieces), splitting lines.
+ */
+static atomic_int audit_on_stderr = 1;
 
 /* How long records may wait in memory (ms) and the size written at once. */
 void
@@ -68,6 +78,7 @@ audit_open(const char *path, char **cause)
 		}
 	}
 	old = batch_set_fd(&audit_batch, fd); /* the old records: old file */
+	atomic_store(&audit_on_stderr, fd == STDERR_FILENO);
 	if (old != STDERR_FILENO && old != fd)
 		close(old);
 	return (0);
@@ -102,7 +113,10 @@ audit_queue(char *text)
 
 	len = strlen(text);
 	text[len] = '\n';
-	batch_add(&audit_batch, text, len + 1);
+	if (atomic_load(&audit_on_stderr))
+		log_queue_raw(text, len + 1);
+	else
+		batch_add(&audit_batch, text, len + 1);
 	free(text);
 }
 

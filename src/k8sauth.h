@@ -106,6 +106,7 @@ size_t batch_pending(struct batch *);
 /* log.c */
 void log_access(const char *, ...) printflike(1, 2);
 void log_set_batching(int, size_t);
+void log_queue_raw(const char *, size_t);
 enum log_level { LOGL_DEBUG, LOGL_INFO, LOGL_WARN, LOGL_ERR };
 void log_open(enum log_level, int json);
 void log_set_level(enum log_level);

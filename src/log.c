@@ -241,6 +241,17 @@ log_write(const char *line, size_t len, int batched)
 		batch_write(&log_batch, line, len);
 }
 
+/*
+ * Queue a whole line that is not a log line (an audit record when the
+ * audit trail goes to stderr): one batch per fd keeps large writes from
+ * two flusher threads from interleaving.
+ */
+void
+log_queue_raw(const char *line, size_t len)
+{
+	batch_add(&log_batch, line, len);
+}
+
 /* JSON-escape msg (already free of control characters from callers). */
 static char *
 log_json_string(const char *msg)
